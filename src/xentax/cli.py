@@ -1,0 +1,44 @@
+"""The ``xentax`` command line: a thin argparse layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import xentax
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+  from xentax.report import reproduce
+
+  path = reproduce(args.out, quick=args.quick, only=args.only)
+  print(f"wrote {path}")
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+    prog="xentax", description="Cross-entropy losses for JAX: verify, train, benchmark, report."
+  )
+  parser.add_argument("--version", action="version", version=f"xentax {xentax.__version__}")
+  commands = parser.add_subparsers(dest="command", required=True)
+
+  reproduce = commands.add_parser(
+    "reproduce", help="run every experiment and write results/REPORT.md with figures"
+  )
+  reproduce.add_argument("--out", default="results", help="output folder (default: results)")
+  reproduce.add_argument("--quick", action="store_true", help="smaller, faster runs")
+  reproduce.add_argument(
+    "--only", nargs="+", metavar="SECTION", help="run only these report sections"
+  )
+  reproduce.set_defaults(run=_reproduce)
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = build_parser().parse_args(argv)
+  return args.run(args)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,33 @@
+"""The cross-entropy loss family."""
+
+from xentax.losses._binary import binary_cross_entropy as binary_cross_entropy
+from xentax.losses._binary import (
+  binary_cross_entropy_with_logits as binary_cross_entropy_with_logits,
+)
+from xentax.losses._binary import binary_focal_loss_with_logits as binary_focal_loss_with_logits
+from xentax.losses._categorical import categorical_cross_entropy as categorical_cross_entropy
+from xentax.losses._categorical import (
+  categorical_cross_entropy_with_logits as categorical_cross_entropy_with_logits,
+)
+from xentax.losses._checked import checked as checked
+from xentax.losses._sparse import (
+  sparse_categorical_cross_entropy as sparse_categorical_cross_entropy,
+)
+from xentax.losses._sparse import (
+  sparse_categorical_cross_entropy_with_logits as sparse_categorical_cross_entropy_with_logits,
+)
+from xentax.losses._sparse import (
+  sparse_categorical_focal_loss_with_logits as sparse_categorical_focal_loss_with_logits,
+)
+
+__all__ = [
+  "binary_cross_entropy",
+  "binary_cross_entropy_with_logits",
+  "binary_focal_loss_with_logits",
+  "categorical_cross_entropy",
+  "categorical_cross_entropy_with_logits",
+  "checked",
+  "sparse_categorical_cross_entropy",
+  "sparse_categorical_cross_entropy_with_logits",
+  "sparse_categorical_focal_loss_with_logits",
+]

@@ -1,0 +1,224 @@
+"""Shared machinery for every xentax loss: dtypes, validation, masking and reduction.
+
+Design notes:
+  * Every loss computes in float32 at least (float64 stays float64). The compute dtype is
+    taken from the main input only, so a NumPy float64 ``class_weights`` does not promote a
+    float32 loss to float64 when x64 is enabled.
+  * Bad *values* (labels out of range, probabilities outside [0, 1]) are found in one place,
+    :func:`check_values`: on concrete inputs it raises ``ValueError`` naming the value and
+    its position; on traced inputs it adds a ``checkify.debug_check`` (a no-op unless the
+    loss runs under :func:`xentax.checked`), and the caller turns the offending examples
+    into NaN so a wrong value never looks plausible.
+  * Masking (``where``, ``ignore_index``) and reduction live in :func:`reduce_losses`, so
+    every loss has the same "mean over what is left, 0 if nothing is left" rule.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.experimental import checkify
+
+REDUCTIONS = ("none", "sum", "mean")
+
+
+def compute_dtype(x) -> jnp.dtype:
+  """float64 for float64 input, float32 for everything else (bf16, f16, f32, ints)."""
+  dtype = jnp.result_type(x)
+  if dtype == jnp.float64:
+    return jnp.dtype(jnp.float64)
+  return jnp.dtype(jnp.float32)
+
+
+def check_reduction(fn_name: str, reduction: str) -> None:
+  if reduction not in REDUCTIONS:
+    raise ValueError(
+      f"{fn_name}: reduction={reduction!r} is not supported; choose one of {REDUCTIONS}."
+    )
+
+
+def check_integer_labels(fn_name: str, labels) -> None:
+  dtype = jnp.result_type(labels)
+  if not jnp.issubdtype(dtype, jnp.integer):
+    raise TypeError(
+      f"{fn_name}: labels must be integer class indices, got dtype {dtype}. "
+      "Cast them with labels.astype(jnp.int32), or pass one-hot/soft targets to the "
+      "categorical (dense) loss instead."
+    )
+
+
+def check_float_input(fn_name: str, arg_name: str, x) -> None:
+  dtype = jnp.result_type(x)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise TypeError(
+      f"{fn_name}: {arg_name} must be a floating-point array, got dtype {dtype}. "
+      f"Cast it with {arg_name}.astype(jnp.float32)."
+    )
+
+
+def check_same_shape(fn_name: str, name_a: str, a, name_b: str, b) -> None:
+  if jnp.shape(a) != jnp.shape(b):
+    raise ValueError(
+      f"{fn_name}: {name_a} has shape {jnp.shape(a)} but {name_b} has shape "
+      f"{jnp.shape(b)}; they must be equal."
+    )
+
+
+def normalize_axis(fn_name: str, axis: int, ndim: int) -> int:
+  if ndim == 0:
+    raise ValueError(f"{fn_name}: logits/probs must have a class axis, got a scalar.")
+  if not -ndim <= axis < ndim:
+    raise ValueError(f"{fn_name}: axis={axis} is out of range for an array with {ndim} dims.")
+  return axis % ndim
+
+
+def check_example_shape(fn_name: str, scores_shape, axis: int, labels) -> tuple[int, ...]:
+  """Sparse losses: labels have the scores' shape with the class axis removed."""
+  expected = tuple(scores_shape[:axis]) + tuple(scores_shape[axis + 1 :])
+  if jnp.shape(labels) != expected:
+    raise ValueError(
+      f"{fn_name}: labels have shape {jnp.shape(labels)} but scores of shape "
+      f"{tuple(scores_shape)} with axis={axis} need labels of shape {expected} "
+      "(the scores' shape without the class axis)."
+    )
+  return expected
+
+
+def broadcast_mask(fn_name: str, where, shape) -> jax.Array:
+  """Return ``where`` as a boolean mask of ``shape`` (all True when ``where`` is None)."""
+  if where is None:
+    return jnp.ones(shape, dtype=bool)
+  where = jnp.asarray(where)
+  if where.dtype != jnp.bool_:
+    raise TypeError(f"{fn_name}: where must be a boolean mask, got dtype {where.dtype}.")
+  try:
+    return jnp.broadcast_to(where, shape)
+  except ValueError:
+    raise ValueError(
+      f"{fn_name}: where has shape {where.shape}, which does not broadcast to the "
+      f"per-example shape {tuple(shape)}."
+    ) from None
+
+
+def broadcast_param(fn_name: str, arg_name: str, value, shape, dtype) -> jax.Array:
+  value = jnp.asarray(value, dtype=dtype)
+  try:
+    return jnp.broadcast_to(value, shape)
+  except ValueError:
+    raise ValueError(
+      f"{fn_name}: {arg_name} has shape {value.shape}, which does not broadcast to {tuple(shape)}."
+    ) from None
+
+
+def class_weight_vector(fn_name: str, class_weights, num_classes: int, dtype) -> jax.Array:
+  class_weights = jnp.asarray(class_weights, dtype=dtype)
+  if class_weights.shape != (num_classes,):
+    raise ValueError(
+      f"{fn_name}: class_weights has shape {class_weights.shape}; it must be "
+      f"({num_classes},), one weight per class."
+    )
+  return class_weights
+
+
+def is_concrete(*xs) -> bool:
+  return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def check_values(fn_name: str, what: str, values, bad) -> None:
+  """Report entries of ``values`` flagged by ``bad``.
+
+  Raises ``ValueError`` when ``bad`` is concrete, else adds a checkify check that
+  :func:`xentax.checked` turns into an error (and that is free otherwise).
+  """
+  if is_concrete(values, bad):
+    bad_np = np.asarray(bad)
+    if bad_np.any():
+      position = tuple(int(i) for i in np.argwhere(bad_np)[0])
+      value = np.asarray(values)[position]
+      count = int(bad_np.sum())
+      raise ValueError(
+        f"{fn_name}: {what}; found {value} at position {position} "
+        f"({count} bad entr{'y' if count == 1 else 'ies'} in all)."
+      )
+    return
+  flat_bad = jnp.ravel(bad)
+  index = jnp.argmax(flat_bad)
+  checkify.debug_check(
+    jnp.logical_not(jnp.any(flat_bad)),
+    f"{fn_name}: {what}; found {{value}} at flat position {{index}}.",
+    value=jnp.ravel(values)[index],
+    index=index,
+  )
+
+
+def nan_where(bad, dtype) -> jax.Array:
+  """NaN where ``bad``, else 0: added to an input so bad examples give NaN loss and grad."""
+  return jnp.where(bad, jnp.array(jnp.nan, dtype), jnp.array(0, dtype))
+
+
+def safe_mul(coef, x) -> jax.Array:
+  """``coef * x`` with ``0 * inf = 0`` (the ``0 * log 0 = 0`` convention).
+
+  Only the infinite entries under a zero coefficient are replaced, so the gradient with
+  respect to ``coef`` stays exact wherever ``x`` is finite.
+  """
+  return coef * jnp.where((coef == 0) & jnp.isinf(x), jnp.zeros_like(x), x)
+
+
+def logsumexp(x, axis: int = -1) -> jax.Array:
+  """log(sum(exp(x))) along ``axis``; ``-inf`` (with zero gradient) for an all ``-inf`` row."""
+  # Subtract the max so exp cannot overflow; stop_gradient since the result does not
+  # depend on it and its gradient would only add cancelling terms.
+  m = lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+  m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+  s = jnp.sum(jnp.exp(x - m), axis=axis)
+  positive = s > 0
+  # Guard log(0): its gradient 1/0 would otherwise turn into NaN for all -inf rows.
+  out = jnp.log(jnp.where(positive, s, jnp.ones_like(s))) + jnp.squeeze(m, axis)
+  return jnp.where(positive, out, jnp.full_like(out, -jnp.inf))
+
+
+def clamped_log(p) -> jax.Array:
+  """``max(log(p), -100)`` as torch's binary_cross_entropy does, with a finite gradient."""
+  # `~(p <= 0)` rather than `p > 0` so a NaN input stays NaN instead of becoming -100.
+  positive = ~(p <= 0)
+  # Double where: log is never evaluated at 0, so its gradient cannot be inf * 0.
+  log_p = jnp.log(jnp.where(positive, p, jnp.ones_like(p)))
+  return jnp.where(positive, jnp.maximum(log_p, -100.0), jnp.full_like(p, -100.0))
+
+
+def clamped_log1m(p) -> jax.Array:
+  """``max(log(1 - p), -100)`` computed with log1p for accuracy at small p."""
+  below_one = ~(p >= 1)
+  log_1mp = jnp.log1p(-jnp.where(below_one, p, jnp.zeros_like(p)))
+  return jnp.where(below_one, jnp.maximum(log_1mp, -100.0), jnp.full_like(p, -100.0))
+
+
+def reduce_losses(losses, *, valid, denominator=None, reduction: str) -> jax.Array:
+  """Zero the invalid entries and reduce.
+
+  Args:
+    losses: per-example losses, already multiplied by any weights.
+    valid: boolean mask of the same shape; False entries leave numerator and denominator.
+    denominator: per-example contribution to the ``"mean"`` denominator (the target
+      class weight ``w[y_n]``); ``None`` counts valid examples.
+    reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+
+  Returns:
+    The reduced loss. ``"mean"`` with nothing left is 0 with zero gradient, never NaN.
+  """
+  zero = jnp.zeros_like(losses)
+  losses = jnp.where(valid, losses, zero)
+  if reduction == "none":
+    return losses
+  total = jnp.sum(losses)
+  if reduction == "sum":
+    return total
+  if denominator is None:
+    denom = jnp.sum(valid, dtype=losses.dtype)
+  else:
+    denom = jnp.sum(jnp.where(valid, denominator, zero))
+  nonzero = denom != 0
+  return jnp.where(nonzero, total / jnp.where(nonzero, denom, jnp.ones_like(denom)), 0.0)

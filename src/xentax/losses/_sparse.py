@@ -1,0 +1,374 @@
+"""Sparse (integer-label) categorical cross-entropy: from probabilities, from logits, focal.
+
+Design notes:
+  * Labels carry the scores' shape without the class axis; the class axis is moved last
+    once, in :func:`prepare_sparse`, which also builds the validity mask (``where`` and
+    ``ignore_index``), checks the label range and gathers the target class weights.
+  * The loss from logits is assembled from four per-example terms (log-normaliser, target
+    logit, weighted logit sum, target weight) in :func:`sparse_loss_from_terms`, so the
+    fused linear cross-entropy (which computes those terms block by block) shares the
+    exact semantics of :func:`sparse_categorical_cross_entropy_with_logits`.
+  * Rows that are ignored are replaced by zeros before any arithmetic, so ``-inf`` or NaN
+    there cannot leak into the loss or the gradient; rows with an out-of-range label get a
+    NaN added to their logits, so their loss and gradient are NaN under ``jit``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from xentax.losses import _common
+
+
+class SparseInputs(NamedTuple):
+  scores: jax.Array  # [..., C], class axis last, compute dtype
+  labels: jax.Array  # [...], in range (0 where invalid or bad)
+  valid: jax.Array  # [...], bool: not masked by `where`, not ignore_index
+  bad: jax.Array  # [...], bool: valid but label out of range
+  class_weights: jax.Array | None  # [C]
+  target_weight: jax.Array | None  # [...], w[y]
+
+
+def prepare_sparse(
+  fn_name, scores, labels, *, axis, class_weights, ignore_index, where
+) -> SparseInputs:
+  """Validate a sparse loss's inputs and bring them to a common layout."""
+  _common.check_float_input(fn_name, "logits/probs", scores)
+  _common.check_integer_labels(fn_name, labels)
+  scores = jnp.asarray(scores)
+  labels = jnp.asarray(labels)
+  axis = _common.normalize_axis(fn_name, axis, scores.ndim)
+  _common.check_example_shape(fn_name, scores.shape, axis, labels)
+  dtype = _common.compute_dtype(scores)
+  scores = jnp.moveaxis(scores, axis, -1).astype(dtype)
+  num_classes = scores.shape[-1]
+
+  valid = _common.broadcast_mask(fn_name, where, labels.shape)
+  if ignore_index is not None:
+    valid = valid & (labels != ignore_index)
+  in_range = (labels >= 0) & (labels < num_classes)
+  bad = valid & ~in_range
+  allowed = f"labels must lie in [0, {num_classes})"
+  if ignore_index is not None:
+    allowed += f" or equal ignore_index={ignore_index}"
+  _common.check_values(fn_name, allowed, labels, bad)
+  safe_labels = jnp.where(valid & in_range, labels, jnp.zeros_like(labels))
+
+  target_weight = None
+  if class_weights is not None:
+    class_weights = _common.class_weight_vector(fn_name, class_weights, num_classes, dtype)
+    target_weight = class_weights[safe_labels]
+  return SparseInputs(scores, safe_labels, valid, bad, class_weights, target_weight)
+
+
+def sparse_loss_from_terms(
+  lse,
+  target_logit,
+  *,
+  num_classes: int,
+  target_weight=None,
+  class_weight_sum=None,
+  weighted_logit_sum=None,
+  label_smoothing=0.0,
+  z_loss=0.0,
+) -> jax.Array:
+  """Per-example sparse cross-entropy from precomputed terms (torch's conventions).
+
+  .. math::
+    \\ell = (1 - \\epsilon)\\, w_y (\\mathrm{lse} - z_y)
+      + \\frac{\\epsilon}{C} \\sum_c w_c (\\mathrm{lse} - z_c) + \\lambda_z\\, \\mathrm{lse}^2
+
+  Args:
+    lse: ``[...]`` log-normaliser ``logsumexp(z)``.
+    target_logit: ``[...]`` the logit of the target class ``z_y``.
+    num_classes: ``C``.
+    target_weight: ``[...]`` ``w_y``, or None for unweighted.
+    class_weight_sum: scalar ``sum_c w_c`` (``C`` when unweighted); needed for smoothing.
+    weighted_logit_sum: ``[...]`` ``sum_c w_c z_c``; needed for smoothing.
+    label_smoothing: ``epsilon``; a Python 0.0 skips the smoothing term entirely.
+    z_loss: ``lambda_z``; a Python 0.0 skips the z-loss term.
+
+  Returns:
+    ``[...]`` per-example losses.
+  """
+  loss = lse - target_logit
+  if target_weight is not None:
+    loss = target_weight * loss
+  if not _is_static_zero(label_smoothing):
+    smooth = class_weight_sum * lse - weighted_logit_sum
+    eps = jnp.asarray(label_smoothing, loss.dtype)
+    # where, not a product: with eps == 0 a -inf logit must not turn 0 * inf into NaN.
+    smooth = jnp.where(eps != 0, eps / num_classes * smooth, jnp.zeros_like(smooth))
+    loss = (1 - eps) * loss + smooth
+  if not _is_static_zero(z_loss):
+    loss = loss + jnp.asarray(z_loss, loss.dtype) * jnp.square(lse)
+  return loss
+
+
+def _is_static_zero(x) -> bool:
+  return isinstance(x, int | float) and x == 0
+
+
+def sparse_categorical_cross_entropy_with_logits(
+  logits,
+  labels,
+  *,
+  axis: int = -1,
+  class_weights=None,
+  ignore_index: int | None = None,
+  label_smoothing=0.0,
+  z_loss=0.0,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  """Cross-entropy between integer labels and ``softmax(logits)``, computed from logits.
+
+  The deck's sparse categorical cross-entropy ``-log softmax(z)_y``, computed stably as
+  ``logsumexp(z) - z_y``, with torch's ``cross_entropy`` options.
+
+  .. math::
+    \\ell_n = (1 - \\epsilon)\\, w_{y_n} (\\mathrm{lse}(z_n) - z_{n,y_n})
+      + \\frac{\\epsilon}{C} \\sum_c w_c (\\mathrm{lse}(z_n) - z_{n,c})
+      + \\lambda_z \\mathrm{lse}(z_n)^2
+
+  Gradient: ``d l_n / d z_n = (1 - e) w_y (softmax(z_n) - onehot(y_n))
+  + (e / C) (sum(w) softmax(z_n) - w) + 2 lambda_z lse(z_n) softmax(z_n)``; without
+  options this is the deck's ``y_pred - y``.
+
+  Args:
+    logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``.
+    labels: integer class indices, ``logits.shape`` without ``axis``.
+    axis: the class axis of ``logits``.
+    class_weights: ``[C]`` per-class weights (torch's ``weight``).
+    ignore_index: label value whose examples are dropped (torch's ``ignore_index``).
+    label_smoothing: ``epsilon``; the target becomes ``(1 - e) onehot(y) + e / C``.
+    z_loss: ``lambda_z``; adds ``lambda_z * logsumexp(z)^2`` per example (PaLM). It is not
+      multiplied by the class weight.
+    where: boolean mask of the labels' shape; False examples are dropped.
+    reduction: ``"none"`` (per-example, dropped entries are 0), ``"sum"``, or ``"mean"``:
+      ``sum(l_n) / sum(w[y_n])`` over kept examples (their count when unweighted), as
+      torch does; 0 with zero gradient when nothing is kept.
+
+  Returns:
+    The loss, float32 (float64 for float64 logits); ``labels.shape`` for ``"none"``.
+
+  Raises:
+    TypeError: float labels. ValueError: shapes that do not match, an unknown reduction,
+    or (on concrete inputs) a label outside ``[0, C)`` that is not ``ignore_index``;
+    under ``jit`` such an example's loss and gradient are NaN instead.
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> float(xentax.sparse_categorical_cross_entropy_with_logits(
+    ...     jnp.log(jnp.array([[0.2, 0.8]])), jnp.array([1])))  # doctest: +ELLIPSIS
+    0.2231...
+
+  References:
+    Szegedy et al., "Rethinking the Inception Architecture", 2016 (label smoothing);
+    Chowdhery et al., "PaLM", 2022 (z-loss); ``torch.nn.functional.cross_entropy``.
+  """
+  fn_name = "sparse_categorical_cross_entropy_with_logits"
+  _common.check_reduction(fn_name, reduction)
+  inputs = prepare_sparse(
+    fn_name,
+    logits,
+    labels,
+    axis=axis,
+    class_weights=class_weights,
+    ignore_index=ignore_index,
+    where=where,
+  )
+  x = _sanitize_logits(inputs)
+  lse = _common.logsumexp(x)
+  target_logit = jnp.take_along_axis(x, inputs.labels[..., None], axis=-1)[..., 0]
+  num_classes = x.shape[-1]
+  class_weight_sum = weighted_logit_sum = None
+  if not _is_static_zero(label_smoothing):
+    if inputs.class_weights is None:
+      class_weight_sum = jnp.asarray(num_classes, x.dtype)
+      weighted_logit_sum = jnp.sum(x, axis=-1)
+    else:
+      class_weight_sum = jnp.sum(inputs.class_weights)
+      weighted_logit_sum = jnp.sum(_common.safe_mul(inputs.class_weights, x), axis=-1)
+  losses = sparse_loss_from_terms(
+    lse,
+    target_logit,
+    num_classes=num_classes,
+    target_weight=inputs.target_weight,
+    class_weight_sum=class_weight_sum,
+    weighted_logit_sum=weighted_logit_sum,
+    label_smoothing=label_smoothing,
+    z_loss=z_loss,
+  )
+  return _common.reduce_losses(
+    losses, valid=inputs.valid, denominator=inputs.target_weight, reduction=reduction
+  )
+
+
+def _sanitize_logits(inputs: SparseInputs) -> jax.Array:
+  """Zero the dropped rows (so -inf there is harmless) and NaN the rows with bad labels."""
+  x = inputs.scores
+  x = jnp.where(inputs.valid[..., None], x, jnp.zeros_like(x))
+  return x + _common.nan_where(inputs.bad, x.dtype)[..., None]
+
+
+def sparse_categorical_cross_entropy(
+  probs,
+  labels,
+  *,
+  axis: int = -1,
+  class_weights=None,
+  ignore_index: int | None = None,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  """Cross-entropy between integer labels and predicted probabilities.
+
+  The deck's sparse categorical pseudocode: ``-log(Y_pred[i, y_true[i]])``, averaged.
+
+  .. math::
+    \\ell_n = -w_{y_n} \\max(\\log p_{n, y_n}, -100)
+
+  The log is clamped at -100 as torch's ``binary_cross_entropy`` does, so a zero
+  probability on the true class gives a large finite loss. Probabilities are used as
+  given (Keras renormalises them to sum to one; xentax does not).
+
+  Gradient: ``d l_n / d p_{n,y} = -w_y / p_{n,y}`` (0 where the clamp is active).
+
+  Args:
+    probs: ``[..., C, ...]`` probabilities in ``[0, 1]``, class axis at ``axis``.
+    labels: integer class indices, ``probs.shape`` without ``axis``.
+    axis: the class axis of ``probs``.
+    class_weights: ``[C]`` per-class weights.
+    ignore_index: label value whose examples are dropped.
+    where: boolean mask of the labels' shape; False examples are dropped.
+    reduction: ``"none"``, ``"sum"`` or ``"mean"`` (``sum(l_n) / sum(w[y_n])``).
+
+  Returns:
+    The loss, float32 (float64 for float64 probs).
+
+  Raises:
+    TypeError / ValueError as :func:`sparse_categorical_cross_entropy_with_logits`; also
+    ``ValueError`` for a concrete probability outside ``[0, 1]`` (NaN under ``jit``).
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> float(xentax.sparse_categorical_cross_entropy(
+    ...     jnp.array([[0.2, 0.8]]), jnp.array([1])))  # doctest: +ELLIPSIS
+    0.2231...
+  """
+  fn_name = "sparse_categorical_cross_entropy"
+  _common.check_reduction(fn_name, reduction)
+  inputs = prepare_sparse(
+    fn_name,
+    probs,
+    labels,
+    axis=axis,
+    class_weights=class_weights,
+    ignore_index=ignore_index,
+    where=where,
+  )
+  p = inputs.scores
+  bad_probs = ((p < 0) | (p > 1)) & inputs.valid[..., None]
+  _common.check_values(
+    fn_name,
+    "probs must lie in [0, 1]",
+    jnp.moveaxis(p, -1, axis),
+    jnp.moveaxis(bad_probs, -1, axis),
+  )
+  p_y = jnp.take_along_axis(p, inputs.labels[..., None], axis=-1)[..., 0]
+  p_y = jnp.where(inputs.valid, p_y, jnp.ones_like(p_y))
+  p_y = p_y + _common.nan_where(inputs.bad | jnp.any(bad_probs, axis=-1), p_y.dtype)
+  losses = -_common.clamped_log(p_y)
+  if inputs.target_weight is not None:
+    losses = inputs.target_weight * losses
+  return _common.reduce_losses(
+    losses, valid=inputs.valid, denominator=inputs.target_weight, reduction=reduction
+  )
+
+
+def sparse_categorical_focal_loss_with_logits(
+  logits,
+  labels,
+  *,
+  gamma=2.0,
+  class_weights=None,
+  ignore_index: int | None = None,
+  axis: int = -1,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  """Multi-class focal loss from logits: cross-entropy scaled by ``(1 - p_y)^gamma``.
+
+  .. math::
+    \\ell_n = -w_{y_n} (1 - p_{n,y_n})^{\\gamma} \\log p_{n,y_n},
+    \\quad p = \\mathrm{softmax}(z)
+
+  Computed in log space: ``log p_y = z_y - lse(z)`` and, exactly even when ``p_y``
+  rounds to 1, ``log(1 - p_y) = lse(z_{c != y}) - lse(z)``, so a confident correct
+  prediction gives a finite loss and gradient. ``gamma = 0`` is the weighted
+  cross-entropy. ``"mean"`` divides by ``sum(w[y_n])`` as the weighted cross-entropy does.
+
+  Gradient: ``d l / d z_c = w_y (p_c - [c = y]) (1 - p_y)^(g - 1) ((1 - p_y) - g p_y log p_y)``,
+  which for ``g = 0`` is the cross-entropy's ``w_y (p_c - [c = y])``.
+
+  Args:
+    logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``.
+    labels: integer class indices, ``logits.shape`` without ``axis``.
+    gamma: focusing parameter (>= 0).
+    class_weights: ``[C]`` per-class weights (the "alpha" of Lin et al. for many classes).
+    ignore_index: label value whose examples are dropped.
+    axis: the class axis of ``logits``.
+    where: boolean mask of the labels' shape.
+    reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+
+  Returns:
+    The loss, float32 (float64 for float64 logits).
+
+  References:
+    Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+  """
+  fn_name = "sparse_categorical_focal_loss_with_logits"
+  _common.check_reduction(fn_name, reduction)
+  inputs = prepare_sparse(
+    fn_name,
+    logits,
+    labels,
+    axis=axis,
+    class_weights=class_weights,
+    ignore_index=ignore_index,
+    where=where,
+  )
+  x = _sanitize_logits(inputs)
+  lse = _common.logsumexp(x)
+  target_logit = jnp.take_along_axis(x, inputs.labels[..., None], axis=-1)[..., 0]
+  log_p = target_logit - lse
+  is_target = jnp.arange(x.shape[-1]) == inputs.labels[..., None]
+  log_1mp = _common.logsumexp(jnp.where(is_target, -jnp.inf, x)) - lse
+  losses = focal_scale(-log_p, log_1mp, gamma)
+  if inputs.target_weight is not None:
+    losses = inputs.target_weight * losses
+  return _common.reduce_losses(
+    losses, valid=inputs.valid, denominator=inputs.target_weight, reduction=reduction
+  )
+
+
+def focal_scale(ce, log_1mp, gamma) -> jax.Array:
+  """``(1 - p)^gamma * ce`` with ``(1 - p)^gamma = exp(gamma * log(1 - p))``.
+
+  Exactly ``ce`` for ``gamma = 0``. Where ``ce`` is infinite (a confidently wrong
+  prediction) the modulator's own gradient is 0 and would meet ``inf`` in the product rule;
+  that term is dropped there, which is its limit, so the gradient stays finite.
+  """
+  gamma = jnp.asarray(gamma, log_1mp.dtype)
+  is_zero = gamma == 0
+  # Double where: gamma * -inf would be NaN for gamma = 0 (and in its gradient).
+  exponent = gamma * jnp.where(is_zero, jnp.zeros_like(log_1mp), log_1mp)
+  modulator = jnp.where(is_zero, jnp.ones_like(log_1mp), jnp.exp(exponent))
+  frozen = jax.lax.stop_gradient(modulator)
+  finite_ce = jnp.where(jnp.isfinite(ce), ce, jnp.zeros_like(ce))
+  # Value: modulator * ce. Gradient: modulator * d ce + finite_ce * d modulator.
+  return frozen * ce + (modulator - frozen) * finite_ce

@@ -1,0 +1,42 @@
+"""xentax.checked: value checks that raise under jit."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental import checkify
+
+import xentax
+
+
+def test_checked_passes_good_input_through():
+  z, y = jnp.zeros((2, 3)), jnp.array([0, 2])
+  got = xentax.checked(xentax.sparse_categorical_cross_entropy_with_logits)(
+    z, y, class_weights=jnp.ones(3), reduction="sum"
+  )
+  assert got == pytest.approx(2 * np.log(3))
+
+
+def test_checked_raises_on_out_of_range_label_with_value_and_position():
+  loss = xentax.checked(xentax.sparse_categorical_cross_entropy_with_logits)
+  with pytest.raises(checkify.JaxRuntimeError, match=r"found 9 at flat position 1"):
+    loss(jnp.zeros((3, 3)), jnp.array([0, 9, 1]))
+  # ignore_index is not an error
+  value = loss(jnp.zeros((3, 3)), jnp.array([0, -100, 1]), ignore_index=-100)
+  assert value == pytest.approx(np.log(3))
+
+
+def test_checked_raises_on_probability_outside_unit_interval():
+  with pytest.raises(checkify.JaxRuntimeError, match=r"probs must lie in \[0, 1\]; found 1.5"):
+    xentax.checked(xentax.binary_cross_entropy)(jnp.array([0.5, 1.5]), jnp.array([1.0, 0.0]))
+  with pytest.raises(checkify.JaxRuntimeError, match="probs must lie"):
+    xentax.checked(xentax.categorical_cross_entropy)(
+      jnp.array([[0.5, -0.5]]), jnp.array([[1.0, 0.0]])
+    )
+
+
+def test_checked_works_on_a_function_calling_losses():
+  def total(z, y):
+    return xentax.sparse_categorical_cross_entropy_with_logits(z, y) + 1.0
+
+  with pytest.raises(checkify.JaxRuntimeError, match="labels must lie in"):
+    xentax.checked(total)(jnp.zeros((2, 3)), jnp.array([3, 0]))

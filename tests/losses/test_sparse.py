@@ -1,0 +1,302 @@
+"""Sparse categorical losses against the float64 reference, options and edge cases."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import xentax
+from tests import _reference as ref
+from tests._tolerances import tol
+
+REDUCTIONS = ["none", "sum", "mean"]
+rng = np.random.default_rng(0)
+
+
+def _logits(shape, scale=3.0, seed=0):
+  return np.random.default_rng(seed).normal(size=shape) * scale
+
+
+def _labels(shape, num_classes, seed=1):
+  return np.random.default_rng(seed).integers(0, num_classes, size=shape)
+
+
+OPTIONS = {
+  "plain": {},
+  "class_weights": {"class_weights": np.linspace(0.5, 2.0, 5)},
+  "ignore_index": {"ignore_index": 3},
+  "label_smoothing": {"label_smoothing": 0.1},
+  "z_loss": {"z_loss": 1e-3},
+  "where": {"where": np.arange(12) % 3 != 0},
+  "all": {
+    "class_weights": np.linspace(0.5, 2.0, 5),
+    "ignore_index": 3,
+    "label_smoothing": 0.2,
+    "z_loss": 1e-2,
+    "where": np.arange(12) % 4 != 0,
+  },
+}
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", list(OPTIONS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_logits_matches_reference(name, reduction, dtype):
+  z, y = _logits((12, 5)), _labels(12, 5)
+  options = OPTIONS[name]
+  got = xentax.sparse_categorical_cross_entropy_with_logits(
+    z.astype(dtype), y, reduction=reduction, **options
+  )
+  want = ref.sparse_categorical_cross_entropy_with_logits(z, y, reduction=reduction, **options)
+  assert got.dtype == dtype
+  np.testing.assert_allclose(got, want, **tol(dtype))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", ["plain", "class_weights", "ignore_index", "where"])
+def test_probs_matches_reference(name, reduction):
+  z, y = _logits((12, 5)), _labels(12, 5)
+  p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+  options = {k: v for k, v in OPTIONS[name].items()}
+  got = xentax.sparse_categorical_cross_entropy(p, y, reduction=reduction, **options)
+  want = ref.sparse_categorical_cross_entropy(p, y, reduction=reduction, **options)
+  np.testing.assert_allclose(got, want, **tol(np.float64))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_focal_matches_reference(gamma, reduction):
+  z, y = _logits((12, 5)), _labels(12, 5)
+  options = {"class_weights": np.linspace(0.5, 2.0, 5), "ignore_index": 1}
+  got = xentax.sparse_categorical_focal_loss_with_logits(
+    z, y, gamma=gamma, reduction=reduction, **options
+  )
+  want = ref.sparse_categorical_focal_loss_with_logits(
+    z, y, gamma=gamma, reduction=reduction, **options
+  )
+  np.testing.assert_allclose(got, want, **tol(np.float64))
+
+
+def test_focal_with_gamma_zero_is_cross_entropy():
+  z, y = _logits((12, 5)), _labels(12, 5)
+  w = np.linspace(0.5, 2.0, 5)
+  focal = xentax.sparse_categorical_focal_loss_with_logits(z, y, gamma=0.0, class_weights=w)
+  ce = xentax.sparse_categorical_cross_entropy_with_logits(z, y, class_weights=w)
+  np.testing.assert_allclose(focal, ce, rtol=1e-14)
+
+
+def test_deck_sparse_example():
+  # The deck's sparse pseudocode: -log(Y_pred[i, y_true[i]]) averaged over the batch.
+  probs = np.array([[0.2, 0.8], [0.7, 0.3]])
+  labels = np.array([1, 0])
+  want = (-np.log(0.8) - np.log(0.7)) / 2
+  assert xentax.sparse_categorical_cross_entropy(probs, labels) == pytest.approx(want, rel=1e-12)
+  assert xentax.sparse_categorical_cross_entropy_with_logits(
+    np.log(probs), labels
+  ) == pytest.approx(want, rel=1e-12)
+  assert xentax.sparse_categorical_cross_entropy(probs[:1], labels[:1]) == pytest.approx(
+    0.2231, abs=5e-5
+  )
+
+
+def test_class_axis_one_with_spatial_dims():
+  z = _logits((2, 5, 3, 4))
+  y = _labels((2, 3, 4), 5)
+  got = xentax.sparse_categorical_cross_entropy_with_logits(z, y, axis=1, reduction="none")
+  want = ref.sparse_categorical_cross_entropy_with_logits(z, y, axis=1, reduction="none")
+  assert got.shape == (2, 3, 4)
+  np.testing.assert_allclose(got, want, **tol(np.float64))
+  moved = xentax.sparse_categorical_cross_entropy_with_logits(
+    np.moveaxis(z, 1, -1), y, reduction="none"
+  )
+  np.testing.assert_allclose(got, moved, rtol=1e-14)
+
+
+def test_weighted_mean_is_torch_formula():
+  z, y = _logits((12, 5)), _labels(12, 5)
+  w = np.linspace(0.5, 2.0, 5)
+  none = xentax.sparse_categorical_cross_entropy_with_logits(z, y, reduction="none")
+  mean = xentax.sparse_categorical_cross_entropy_with_logits(z, y, class_weights=w)
+  np.testing.assert_allclose(mean, np.sum(w[y] * none) / np.sum(w[y]), rtol=1e-12)
+
+
+def test_smoothing_with_class_weights_and_ignore_index_matches_torch_interaction():
+  # torch: (1 - e) * nll(weighted, mean) + e / C * sum_c w_c (-log p_c) / sum w[y]
+  z, y = _logits((12, 5)), _labels(12, 5)
+  w, e, ignore = np.linspace(0.5, 2.0, 5), 0.3, 2
+  kept = y != ignore
+  log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
+  denom = w[y[kept]].sum()
+  nll = -(w[y] * log_p[np.arange(12), y])[kept].sum() / denom
+  smooth = -(log_p * w).sum(-1)[kept].sum() / denom
+  want = (1 - e) * nll + e / 5 * smooth
+  got = xentax.sparse_categorical_cross_entropy_with_logits(
+    z, y, class_weights=w, label_smoothing=e, ignore_index=ignore
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_z_loss_adds_squared_log_normaliser():
+  z, y = _logits((12, 5)), _labels(12, 5)
+  lse = np.log(np.exp(z).sum(-1))
+  base = xentax.sparse_categorical_cross_entropy_with_logits(z, y, reduction="none")
+  with_z = xentax.sparse_categorical_cross_entropy_with_logits(z, y, z_loss=0.5, reduction="none")
+  np.testing.assert_allclose(with_z - base, 0.5 * lse**2, rtol=1e-12)
+
+
+def test_everything_ignored_gives_zero_mean_and_zero_grad():
+  z, y = _logits((4, 5)), np.full(4, -100)
+  fn = lambda z: xentax.sparse_categorical_cross_entropy_with_logits(z, y, ignore_index=-100)  # noqa: E731
+  value, grad = jax.value_and_grad(fn)(z)
+  assert value == 0.0
+  assert np.all(np.asarray(grad) == 0.0)
+  w = np.ones(5)
+  masked = xentax.sparse_categorical_cross_entropy_with_logits(
+    z, np.zeros(4, int), class_weights=w, where=np.zeros(4, bool)
+  )
+  assert masked == 0.0
+
+
+def test_ignored_rows_with_inf_and_nan_are_harmless():
+  z = _logits((3, 4))
+  z[1] = -np.inf
+  z[2, 0] = np.nan
+  y = np.array([0, -1, -1])
+  fn = lambda z: xentax.sparse_categorical_cross_entropy_with_logits(z, y, ignore_index=-1)  # noqa: E731
+  value, grad = jax.value_and_grad(fn)(z)
+  np.testing.assert_allclose(value, ref.sparse_categorical_cross_entropy_with_logits(z[:1], y[:1]))
+  assert np.all(np.isfinite(grad))
+  assert np.all(np.asarray(grad)[1:] == 0)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_minus_inf_logits_on_zero_mass_classes_are_finite(smoothing):
+  z = np.array([[0.0, -np.inf, 2.0], [-np.inf, 1.0, -np.inf]])
+  y = np.array([2, 1])
+  w = np.array([1.0, 0.0, 2.0])
+  # With smoothing every class has mass, so a -inf logit with positive weight is an infinite
+  # loss; give those classes zero weight so the true value is finite.
+  options = {"label_smoothing": smoothing, "class_weights": w if smoothing else None}
+  if smoothing:
+    z = np.array([[0.0, -np.inf, 2.0], [0.5, -np.inf, 3.0]])
+    y = np.array([2, 0])
+  fn = lambda z: xentax.sparse_categorical_cross_entropy_with_logits(z, y, **options)  # noqa: E731
+  value, grad = jax.value_and_grad(fn)(z)
+  assert np.isfinite(value)
+  assert np.all(np.isfinite(grad))
+  np.testing.assert_allclose(
+    value, ref.sparse_categorical_cross_entropy_with_logits(z, y, **options), rtol=1e-12
+  )
+
+
+def test_minus_inf_logit_with_smoothing_mass_is_infinite_not_nan():
+  z = np.array([[0.0, -np.inf, 2.0]])
+  value = xentax.sparse_categorical_cross_entropy_with_logits(z, np.array([2]), label_smoothing=0.1)
+  assert value == np.inf
+
+
+def test_focal_confident_prediction_has_finite_gradient():
+  # p_y rounds to 1 in float32 here; log(1 - p_y) must still be exact.
+  z = np.array([[40.0, 0.0, -3.0]], np.float32)
+  grad = jax.grad(
+    lambda z: xentax.sparse_categorical_focal_loss_with_logits(z, np.array([0]), gamma=2.0)
+  )(z)
+  assert np.all(np.isfinite(grad))
+  value = xentax.sparse_categorical_focal_loss_with_logits(z.astype(np.float64), np.array([0]))
+  assert value == pytest.approx(ref.sparse_categorical_focal_loss_with_logits(z, [0]), rel=1e-10)
+
+
+def test_out_of_range_label_raises_eagerly_with_position():
+  with pytest.raises(ValueError, match=r"found 7 at position \(1,\)"):
+    xentax.sparse_categorical_cross_entropy_with_logits(_logits((3, 5)), np.array([0, 7, 1]))
+  with pytest.raises(ValueError, match=r"found -2"):
+    xentax.sparse_categorical_cross_entropy(np.full((3, 5), 0.2), np.array([0, -2, 1]))
+  with pytest.raises(ValueError, match="ignore_index=-100"):
+    xentax.sparse_categorical_cross_entropy_with_logits(
+      _logits((3, 5)), np.array([0, 5, -100]), ignore_index=-100
+    )
+
+
+def test_out_of_range_label_is_nan_under_jit():
+  z, y = jnp.asarray(_logits((3, 5))), jnp.array([0, 7, 1])
+  fn = jax.jit(
+    lambda z, y: xentax.sparse_categorical_cross_entropy_with_logits(z, y, reduction="none")
+  )
+  losses = fn(z, y)
+  losses, grad_rows = np.asarray(losses), np.array([0, 2])
+  assert np.isnan(losses[1]) and np.all(np.isfinite(losses[grad_rows]))
+  grad = jax.jit(jax.grad(lambda z, y: fn(z, y).sum()))(z, y)
+  grad = np.asarray(grad)
+  assert np.all(np.isnan(grad[1])) and np.all(np.isfinite(grad[grad_rows]))
+
+
+def test_ignore_index_label_outside_range_is_not_an_error():
+  z = _logits((3, 5))
+  value = xentax.sparse_categorical_cross_entropy_with_logits(
+    z, np.array([0, -100, 1]), ignore_index=-100
+  )
+  assert np.isfinite(value)
+
+
+def test_bad_inputs_raise_clear_errors():
+  z = _logits((3, 5))
+  with pytest.raises(TypeError, match="integer class indices"):
+    xentax.sparse_categorical_cross_entropy_with_logits(z, np.array([0.0, 1.0, 2.0]))
+  with pytest.raises(ValueError, match=r"\(4,\).*\(3, 5\)"):
+    xentax.sparse_categorical_cross_entropy_with_logits(z, np.array([0, 1, 2, 3]))
+  with pytest.raises(ValueError, match="choose one of"):
+    xentax.sparse_categorical_cross_entropy_with_logits(z, np.array([0, 1, 2]), reduction="avg")
+  with pytest.raises(ValueError, match=r"class_weights has shape \(4,\)"):
+    xentax.sparse_categorical_cross_entropy_with_logits(
+      z, np.array([0, 1, 2]), class_weights=np.ones(4)
+    )
+  with pytest.raises(ValueError, match="axis=2"):
+    xentax.sparse_categorical_cross_entropy_with_logits(z, np.array([0, 1, 2]), axis=2)
+  with pytest.raises(TypeError, match="floating-point"):
+    xentax.sparse_categorical_cross_entropy_with_logits(
+      np.zeros((3, 5), np.int32), np.array([0, 1, 2])
+    )
+
+
+def test_bad_probability_raises_eagerly_and_is_nan_under_jit():
+  p = np.full((2, 3), 1 / 3)
+  p[1, 2] = 1.5
+  with pytest.raises(
+    ValueError, match=r"probs must lie in \[0, 1\]; found 1.5 at position \(1, 2\)"
+  ):
+    xentax.sparse_categorical_cross_entropy(p, np.array([0, 1]))
+  losses = jax.jit(
+    lambda p: xentax.sparse_categorical_cross_entropy(p, np.array([0, 1]), reduction="none")
+  )(p)
+  assert np.isfinite(losses[0]) and np.isnan(losses[1])
+
+
+def test_zero_probability_is_clamped_to_100():
+  p = np.array([[1.0, 0.0]])
+  assert xentax.sparse_categorical_cross_entropy(p, np.array([1])) == pytest.approx(100.0)
+  grad = jax.grad(lambda p: xentax.sparse_categorical_cross_entropy(p, np.array([1])))(p)
+  assert np.all(np.isfinite(grad))
+
+
+def test_gradient_is_deck_softmax_minus_onehot():
+  z, y = _logits((12, 5)), _labels(12, 5)
+  grad = jax.grad(xentax.sparse_categorical_cross_entropy_with_logits)(z, y)
+  softmax = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+  np.testing.assert_allclose(grad, (softmax - np.eye(5)[y]) / 12, **tol(np.float64, "grad"))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
+def test_low_precision_inputs_compute_in_float32(dtype):
+  z, y = _logits((12, 5)), _labels(12, 5)
+  got = xentax.sparse_categorical_cross_entropy_with_logits(jnp.asarray(z, dtype), y)
+  assert got.dtype == jnp.float32
+  want = ref.sparse_categorical_cross_entropy_with_logits(np.asarray(jnp.asarray(z, dtype)), y)
+  np.testing.assert_allclose(got, want, **tol(np.float32))
+
+
+def test_float64_class_weights_do_not_promote_float32_loss():
+  z, y = _logits((12, 5)).astype(np.float32), _labels(12, 5)
+  got = xentax.sparse_categorical_cross_entropy_with_logits(
+    z, y, class_weights=np.ones(5), label_smoothing=0.1, z_loss=0.1
+  )
+  assert got.dtype == jnp.float32
