@@ -8,6 +8,7 @@ from xentax.losses import (
   categorical_cross_entropy_with_logits as categorical_cross_entropy_with_logits,
 )
 from xentax.losses import checked as checked
+from xentax.losses import fused_linear_cross_entropy as fused_linear_cross_entropy
 from xentax.losses import sparse_categorical_cross_entropy as sparse_categorical_cross_entropy
 from xentax.losses import (
   sparse_categorical_cross_entropy_with_logits as sparse_categorical_cross_entropy_with_logits,
@@ -25,6 +26,7 @@ __all__ = [
   "categorical_cross_entropy",
   "categorical_cross_entropy_with_logits",
   "checked",
+  "fused_linear_cross_entropy",
   "sparse_categorical_cross_entropy",
   "sparse_categorical_cross_entropy_with_logits",
   "sparse_categorical_focal_loss_with_logits",

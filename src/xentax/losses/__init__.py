@@ -10,6 +10,7 @@ from xentax.losses._categorical import (
   categorical_cross_entropy_with_logits as categorical_cross_entropy_with_logits,
 )
 from xentax.losses._checked import checked as checked
+from xentax.losses._fused import fused_linear_cross_entropy as fused_linear_cross_entropy
 from xentax.losses._sparse import (
   sparse_categorical_cross_entropy as sparse_categorical_cross_entropy,
 )
@@ -27,6 +28,7 @@ __all__ = [
   "categorical_cross_entropy",
   "categorical_cross_entropy_with_logits",
   "checked",
+  "fused_linear_cross_entropy",
   "sparse_categorical_cross_entropy",
   "sparse_categorical_cross_entropy_with_logits",
   "sparse_categorical_focal_loss_with_logits",

@@ -44,8 +44,30 @@ def prepare_sparse(
   _common.check_example_shape(fn_name, scores.shape, axis, labels)
   dtype = _common.compute_dtype(scores)
   scores = jnp.moveaxis(scores, axis, -1).astype(dtype)
-  num_classes = scores.shape[-1]
+  labels = prepare_labels(
+    fn_name,
+    labels,
+    num_classes=scores.shape[-1],
+    class_weights=class_weights,
+    ignore_index=ignore_index,
+    where=where,
+    dtype=dtype,
+  )
+  return SparseInputs(scores, *labels)
 
+
+class Labels(NamedTuple):
+  labels: jax.Array  # [...], in range (0 where invalid or bad)
+  valid: jax.Array  # [...], bool: not masked by `where`, not ignore_index
+  bad: jax.Array  # [...], bool: valid but label out of range
+  class_weights: jax.Array | None  # [C]
+  target_weight: jax.Array | None  # [...], w[y]
+
+
+def prepare_labels(
+  fn_name, labels, *, num_classes, class_weights, ignore_index, where, dtype
+) -> Labels:
+  """Validity mask, range check, safe labels and target weights for integer labels."""
   valid = _common.broadcast_mask(fn_name, where, labels.shape)
   if ignore_index is not None:
     valid = valid & (labels != ignore_index)
@@ -61,7 +83,7 @@ def prepare_sparse(
   if class_weights is not None:
     class_weights = _common.class_weight_vector(fn_name, class_weights, num_classes, dtype)
     target_weight = class_weights[safe_labels]
-  return SparseInputs(scores, safe_labels, valid, bad, class_weights, target_weight)
+  return Labels(safe_labels, valid, bad, class_weights, target_weight)
 
 
 def sparse_loss_from_terms(

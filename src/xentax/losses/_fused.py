@@ -1,0 +1,346 @@
+"""Fused linear + cross-entropy: the loss of ``hidden @ weight + bias`` without the logits.
+
+Design notes:
+  * The vocabulary is processed in blocks of ``block_size`` columns. The forward pass keeps
+    an online log-sum-exp (running max and rescaled sum), the target logit and, for label
+    smoothing, the weighted logit sum: four ``[N]`` vectors. Only one ``[N, block_size]``
+    slice of logits exists at a time.
+  * The backward pass saves only the per-token log-normaliser, recomputes each block's
+    logits, forms that block's ``d logits``, adds its share of
+    ``d hidden`` and writes its block of ``d weight`` (and ``d bias``) once. This costs one
+    more matmul than the full-logits loss (four instead of three) and saves the
+    ``[N, V]`` logits and their gradient; this is Cut Cross-Entropy's scheme (Wijmans et
+    al., 2024) in plain JAX.
+  * When ``V`` is not a multiple of the block size, the last block starts at ``V - block``
+    and its columns already covered by the previous block are masked ("fresh" columns);
+    the backward pass visits blocks last-to-first so the overlap is written correctly.
+  * The per-example loss is assembled by :func:`sparse_loss_from_terms`, the same function
+    the dense loss uses, so the options mean exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from xentax.losses import _common
+from xentax.losses._sparse import prepare_labels, sparse_loss_from_terms
+
+# About 64 MB of float32 logits per block when the block size is chosen automatically.
+_AUTO_BLOCK_ELEMENTS = 1 << 24
+
+
+class _Config(NamedTuple):
+  """Static settings of one fused call (hashable: a ``custom_vjp`` nondiff argument)."""
+
+  block_size: int
+  num_blocks: int
+  vocab_size: int
+  softcap: float | None
+  smoothing: bool
+  z_loss: bool
+
+
+def auto_block_size(num_tokens: int, vocab_size: int) -> int:
+  """A block of about 2^24 logits, a multiple of 128 columns, at most ``vocab_size``."""
+  block = max(128, (_AUTO_BLOCK_ELEMENTS // max(num_tokens, 1)) // 128 * 128)
+  return min(block, vocab_size)
+
+
+def fused_linear_cross_entropy(
+  hidden,
+  weight,
+  labels,
+  *,
+  bias=None,
+  block_size: int | None = None,
+  ignore_index: int | None = None,
+  class_weights=None,
+  label_smoothing=0.0,
+  z_loss=0.0,
+  softcap: float | None = None,
+  where=None,
+  reduction: str = "mean",
+  return_lse: bool = False,
+):
+  """Sparse cross-entropy of ``hidden @ weight + bias`` without materialising the logits.
+
+  Equals ``sparse_categorical_cross_entropy_with_logits(hidden @ weight + bias, labels,
+  ...)`` with the same options, in value and in gradients with respect to ``hidden``,
+  ``weight`` and ``bias``, while holding at most one ``[tokens, block_size]`` slice of
+  logits (and its gradient) at a time.
+
+  .. math::
+    z = \\mathrm{softcap}(h W + b), \\quad
+    \\ell_n = (1 - \\epsilon) w_{y_n} (\\mathrm{lse}(z_n) - z_{n,y_n})
+      + \\frac{\\epsilon}{V} \\sum_c w_c (\\mathrm{lse}(z_n) - z_{n,c})
+      + \\lambda_z \\mathrm{lse}(z_n)^2
+
+  Gradient: with ``G = d l / d z`` (see the sparse loss), ``d h = G W^T``,
+  ``d W = h^T G``, ``d b = sum_n G_n``, each accumulated block by block; softcap
+  multiplies ``G`` by ``1 - (z / c)^2``.
+
+  Memory: saved for the backward pass are the inputs and the ``[N]`` log-normaliser;
+  the peak is O(N * block_size + N * D) instead of the O(N * V) of the full logits.
+
+  Args:
+    hidden: ``[..., D]`` activations (float32, bfloat16, ...).
+    weight: ``[D, V]`` output projection (flax ``Dense`` kernel layout; pass
+      ``embedding.T`` for a tied head).
+    labels: ``[...]`` integer targets in ``[0, V)``.
+    bias: optional ``[V]``.
+    block_size: vocabulary columns per block; None picks about 2^24 logits per block.
+    ignore_index, class_weights, label_smoothing, z_loss, where, reduction: as in
+      :func:`xentax.sparse_categorical_cross_entropy_with_logits`.
+    softcap: if set, logits become ``c * tanh(logits / c)`` before the loss (Gemma 2).
+    return_lse: also return the ``[...]`` per-token log-normaliser ``logsumexp(z)`` (0 for
+      dropped tokens), so a z-loss can be logged without a second pass.
+
+  Returns:
+    The loss (float32 for bfloat16/float16/float32 inputs, accumulated in float32), or
+    ``(loss, lse)`` with ``return_lse=True``.
+
+  Raises:
+    TypeError: float labels, or forward-mode differentiation (``jax.jvp``/``jacfwd``),
+      which a ``custom_vjp`` does not support.
+    ValueError: shapes that do not fit, a bad ``block_size``, an unknown reduction, or
+      (on concrete inputs) a label out of range.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, xentax
+    >>> h = jax.random.normal(jax.random.key(0), (8, 16))
+    >>> w = jax.random.normal(jax.random.key(1), (16, 1000)) / 4
+    >>> y = jnp.arange(8)
+    >>> fused = xentax.fused_linear_cross_entropy(h, w, y, block_size=256)
+    >>> dense = xentax.sparse_categorical_cross_entropy_with_logits(h @ w, y)
+    >>> bool(jnp.allclose(fused, dense, rtol=1e-5))
+    True
+
+  References:
+    Wijmans et al., "Cut Your Losses in Large-Vocabulary Language Models", 2024;
+    Liger-Kernel's ``FusedLinearCrossEntropy``.
+  """
+  fn_name = "fused_linear_cross_entropy"
+  _common.check_reduction(fn_name, reduction)
+  _common.check_float_input(fn_name, "hidden", hidden)
+  _common.check_float_input(fn_name, "weight", weight)
+  _common.check_integer_labels(fn_name, labels)
+  hidden, weight, labels = jnp.asarray(hidden), jnp.asarray(weight), jnp.asarray(labels)
+  if weight.ndim != 2 or hidden.ndim < 1 or hidden.shape[-1] != weight.shape[0]:
+    raise ValueError(
+      f"{fn_name}: hidden has shape {hidden.shape} and weight {weight.shape}; they must be "
+      "[..., D] and [D, V] (flax Dense kernel layout; pass embedding.T for a tied head)."
+    )
+  batch_shape = hidden.shape[:-1]
+  if labels.shape != batch_shape:
+    raise ValueError(
+      f"{fn_name}: labels have shape {labels.shape} but hidden {hidden.shape} needs labels "
+      f"of shape {batch_shape}."
+    )
+  vocab_size = weight.shape[1]
+  if bias is not None:
+    bias = jnp.asarray(bias)
+    if bias.shape != (vocab_size,):
+      raise ValueError(f"{fn_name}: bias has shape {bias.shape}; it must be ({vocab_size},).")
+  num_tokens = int(jnp.size(labels))
+  if block_size is None:
+    block_size = auto_block_size(num_tokens, vocab_size)
+  if not isinstance(block_size, int) or not 1 <= block_size <= vocab_size:
+    raise ValueError(f"{fn_name}: block_size={block_size!r} must be an int in [1, V={vocab_size}].")
+  if softcap is not None and not softcap > 0:
+    raise ValueError(f"{fn_name}: softcap={softcap!r} must be positive (or None).")
+
+  dtype = _common.compute_dtype(jnp.result_type(hidden, weight))
+  prepared = prepare_labels(
+    fn_name,
+    labels,
+    num_classes=vocab_size,
+    class_weights=class_weights,
+    ignore_index=ignore_index,
+    where=where,
+    dtype=dtype,
+  )
+  valid = prepared.valid.reshape(-1)
+  h = hidden.reshape(-1, hidden.shape[-1])
+  # Dropped rows become zeros (so inf/NaN there cannot leak); bad labels make their row NaN.
+  h = jnp.where(valid[:, None], h, jnp.zeros((), h.dtype))
+  h = h + _common.nan_where(prepared.bad.reshape(-1), h.dtype)[:, None]
+
+  config = _Config(
+    block_size=block_size,
+    num_blocks=-(-vocab_size // block_size),
+    vocab_size=vocab_size,
+    softcap=None if softcap is None else float(softcap),
+    smoothing=not _is_static_zero(label_smoothing),
+    z_loss=not _is_static_zero(z_loss),
+  )
+  losses, lse = _fused(
+    config,
+    h,
+    weight,
+    bias,
+    prepared.labels.reshape(-1),
+    prepared.class_weights,
+    jnp.asarray(label_smoothing, dtype),
+    jnp.asarray(z_loss, dtype),
+  )
+  target_weight = prepared.target_weight
+  loss = _common.reduce_losses(
+    losses.reshape(batch_shape),
+    valid=prepared.valid,
+    denominator=target_weight,
+    reduction=reduction,
+  )
+  if return_lse:
+    lse = jnp.where(prepared.valid, lse.reshape(batch_shape), jnp.zeros((), lse.dtype))
+    return loss, lse
+  return loss
+
+
+def _is_static_zero(x) -> bool:
+  return isinstance(x, int | float) and x == 0
+
+
+def _block(config: _Config, h, weight, bias, i):
+  """Logits of vocabulary block ``i``: ``(start, w_block, logits, columns, fresh)``."""
+  dtype = _common.compute_dtype(jnp.result_type(h, weight))
+  start = jnp.minimum(i * config.block_size, config.vocab_size - config.block_size)
+  w_block = lax.dynamic_slice_in_dim(weight, start, config.block_size, axis=1)
+  logits = jnp.dot(h, w_block, preferred_element_type=dtype)
+  if bias is not None:
+    logits = logits + lax.dynamic_slice_in_dim(bias, start, config.block_size).astype(dtype)
+  if config.softcap is not None:
+    logits = config.softcap * jnp.tanh(logits / config.softcap)
+  columns = start + jnp.arange(config.block_size)
+  fresh = columns >= i * config.block_size  # not already covered by the previous block
+  return start, w_block, logits, columns, fresh
+
+
+def _block_weights(config: _Config, class_weights, start, dtype):
+  if class_weights is None:
+    return jnp.ones((config.block_size,), dtype)
+  return lax.dynamic_slice_in_dim(class_weights, start, config.block_size)
+
+
+def _forward_terms(config: _Config, h, weight, bias, labels, class_weights):
+  """One pass over the blocks: log-normaliser, target logit, weighted logit sum."""
+  dtype = _common.compute_dtype(jnp.result_type(h, weight))
+  num_tokens = h.shape[0]
+
+  def body(i, carry):
+    running_max, running_sum, target, weighted_sum = carry
+    start, _, logits, columns, fresh = _block(config, h, weight, bias, i)
+    masked = jnp.where(fresh, logits, -jnp.inf)
+    new_max = jnp.maximum(running_max, jnp.max(masked, axis=1))
+    # Online log-sum-exp: rescale the old sum to the new max before adding this block.
+    running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.sum(
+      jnp.exp(masked - new_max[:, None]), axis=1
+    )
+    hit = (columns == labels[:, None]) & fresh
+    target = target + jnp.sum(jnp.where(hit, logits, 0.0), axis=1)
+    if config.smoothing:
+      w_block = _block_weights(config, class_weights, start, dtype)
+      terms = jnp.where(fresh, _common.safe_mul(w_block, logits), 0.0)
+      weighted_sum = weighted_sum + jnp.sum(terms, axis=1)
+    return new_max, running_sum, target, weighted_sum
+
+  zeros = jnp.zeros((num_tokens,), dtype)
+  init = (jnp.full((num_tokens,), -jnp.inf, dtype), zeros, zeros, zeros)
+  running_max, running_sum, target, weighted_sum = lax.fori_loop(0, config.num_blocks, body, init)
+  lse = running_max + jnp.log(running_sum)
+  return lse, target, weighted_sum
+
+
+def _class_weight_sum(config: _Config, class_weights, dtype):
+  if class_weights is None:
+    return jnp.asarray(config.vocab_size, dtype)
+  return jnp.sum(class_weights)
+
+
+def _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z):
+  target_weight = None if class_weights is None else class_weights[labels]
+  return sparse_loss_from_terms(
+    lse,
+    target,
+    num_classes=config.vocab_size,
+    target_weight=target_weight,
+    class_weight_sum=_class_weight_sum(config, class_weights, lse.dtype),
+    weighted_logit_sum=weighted_sum,
+    label_smoothing=eps if config.smoothing else 0.0,
+    z_loss=z if config.z_loss else 0.0,
+  )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _fused(config, h, weight, bias, labels, class_weights, eps, z):
+  """Per-token losses and log-normalisers; ``custom_vjp`` so no logits are saved.
+
+  Saved for the backward pass: the inputs and ``lse [N]``. Peak memory
+  O(N * block_size) for the logits of one block, plus the ``[N, D]`` gradient of ``h``.
+  """
+  lse, target, weighted_sum = _forward_terms(config, h, weight, bias, labels, class_weights)
+  return _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z), lse
+
+
+def _fused_fwd(config, h, weight, bias, labels, class_weights, eps, z):
+  lse, target, weighted_sum = _forward_terms(config, h, weight, bias, labels, class_weights)
+  losses = _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z)
+  return (losses, lse), (h, weight, bias, labels, class_weights, eps, z, lse)
+
+
+def _fused_bwd(config, residuals, cotangents):
+  h, weight, bias, labels, class_weights, eps, z, lse = residuals
+  g_loss, g_lse = cotangents
+  dtype = lse.dtype
+  # d l_n / d z_nc = a_n p_nc - b_n [c = y_n] - c_n w_c   (see sparse_loss_from_terms)
+  target_weight = jnp.ones_like(lse) if class_weights is None else class_weights[labels]
+  eps = eps if config.smoothing else jnp.zeros((), dtype)
+  coef_p = (1 - eps) * target_weight + eps / config.vocab_size * _class_weight_sum(
+    config, class_weights, dtype
+  )
+  if config.z_loss:
+    coef_p = coef_p + 2 * z * lse
+  coef_p = g_loss * coef_p + g_lse
+  coef_target = g_loss * (1 - eps) * target_weight
+  coef_weight = g_loss * eps / config.vocab_size
+
+  def body(j, carry):
+    d_h, d_weight, d_bias = carry
+    i = config.num_blocks - 1 - j  # last block first: see the module notes
+    start, w_block, logits, columns, fresh = _block(config, h, weight, bias, i)
+    probs = jnp.exp(logits - lse[:, None])
+    d_logits = coef_p[:, None] * probs - jnp.where(
+      columns == labels[:, None], coef_target[:, None], 0.0
+    )
+    if config.smoothing:
+      d_logits = d_logits - coef_weight[:, None] * _block_weights(
+        config, class_weights, start, dtype
+      )
+    if config.softcap is not None:
+      d_logits = d_logits * (1 - jnp.square(logits / config.softcap))
+    d_logits = jnp.where(fresh, d_logits, 0.0)
+    d_h = d_h + jnp.dot(d_logits.astype(w_block.dtype), w_block.T, preferred_element_type=dtype)
+    d_w_block = jnp.dot(h.T, d_logits.astype(h.dtype), preferred_element_type=dtype)
+    d_weight = lax.dynamic_update_slice_in_dim(
+      d_weight, d_w_block.astype(weight.dtype), start, axis=1
+    )
+    if d_bias is not None:
+      d_bias = lax.dynamic_update_slice_in_dim(
+        d_bias, jnp.sum(d_logits, axis=0).astype(bias.dtype), start, axis=0
+      )
+    return d_h, d_weight, d_bias
+
+  init = (
+    jnp.zeros(h.shape, dtype),
+    jnp.zeros_like(weight),
+    None if bias is None else jnp.zeros_like(bias),
+  )
+  d_h, d_weight, d_bias = lax.fori_loop(0, config.num_blocks, body, init)
+  return d_h.astype(h.dtype), d_weight, d_bias, None, None, None, None
+
+
+_fused.defvjp(_fused_fwd, _fused_bwd)

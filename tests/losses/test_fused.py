@@ -1,0 +1,193 @@
+"""Fused linear + cross-entropy: equal to the dense loss on hidden @ weight + bias."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import xentax
+from tests import _reference as ref
+
+rng = np.random.default_rng(0)
+N, D, V = 13, 8, 50
+H = rng.normal(size=(N, D))
+W = rng.normal(size=(D, V)) / 2
+B = rng.normal(size=V)
+Y = rng.integers(0, V, N)
+Y[[3, 7]] = -100
+Y_FULL = np.where(Y < 0, 1, Y)  # the same labels with none ignored
+
+OPTIONS = {
+  "plain": {},
+  "ignore_index": {"ignore_index": -100},
+  "class_weights": {"ignore_index": -100, "class_weights": rng.uniform(0.5, 2.0, V)},
+  "label_smoothing": {"ignore_index": -100, "label_smoothing": 0.1},
+  "z_loss": {"ignore_index": -100, "z_loss": 1e-2},
+  "where": {"ignore_index": -100, "where": np.arange(N) % 3 != 0},
+  "all": {
+    "ignore_index": -100,
+    "class_weights": rng.uniform(0.5, 2.0, V),
+    "label_smoothing": 0.2,
+    "z_loss": 1e-2,
+    "where": np.arange(N) % 4 != 0,
+  },
+}
+
+
+def _dense(h, w, b, y, *, softcap=None, **options):
+  logits = h @ w + (0 if b is None else b)
+  if softcap is not None:
+    logits = softcap * jnp.tanh(logits / softcap)
+  return xentax.sparse_categorical_cross_entropy_with_logits(logits, y, **options)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_value_matches_float64_reference(name, reduction):
+  options = dict(OPTIONS[name])
+  y = Y if "ignore_index" in options else Y_FULL
+  got = xentax.fused_linear_cross_entropy(
+    H, W, y, bias=B, block_size=16, reduction=reduction, **options
+  )
+  want = ref.sparse_categorical_cross_entropy_with_logits(
+    H @ W + B, y, reduction=reduction, **options
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 16, 50])
+@pytest.mark.parametrize("softcap", [None, 3.0])
+@pytest.mark.parametrize("name", ["plain", "all"])
+def test_gradients_match_dense(name, softcap, block_size):
+  options = dict(OPTIONS[name])
+  y = Y if "ignore_index" in options else Y_FULL
+  fused = functools.partial(
+    xentax.fused_linear_cross_entropy, block_size=block_size, softcap=softcap, **options
+  )
+  dense = functools.partial(_dense, softcap=softcap, **options)
+  got = jax.value_and_grad(lambda h, w, b: fused(h, w, y, bias=b), argnums=(0, 1, 2))(H, W, B)
+  want = jax.value_and_grad(lambda h, w, b: dense(h, w, b, y), argnums=(0, 1, 2))(H, W, B)
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-13)
+
+
+def test_per_example_cotangents_reach_each_token():
+  # reduction="none" with arbitrary per-token cotangents, through vjp.
+  cot = rng.normal(size=N)
+  _, fused_vjp = jax.vjp(
+    lambda h, w: xentax.fused_linear_cross_entropy(h, w, Y_FULL, reduction="none", block_size=9),
+    H,
+    W,
+  )
+  _, dense_vjp = jax.vjp(lambda h, w: _dense(h, w, None, Y_FULL, reduction="none"), H, W)
+  for g, w in zip(fused_vjp(cot), dense_vjp(cot), strict=True):
+    np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-13)
+
+
+def test_return_lse_gives_log_normaliser_and_its_gradient():
+  y = Y_FULL
+  loss, lse = xentax.fused_linear_cross_entropy(H, W, y, bias=B, block_size=16, return_lse=True)
+  logits = H @ W + B
+  np.testing.assert_allclose(lse, np.log(np.exp(logits).sum(-1)), rtol=1e-12)
+  grad = jax.grad(
+    lambda h: xentax.fused_linear_cross_entropy(h, W, y, block_size=16, return_lse=True)[1].sum()
+  )(H)
+  softmax = np.exp(H @ W) / np.exp(H @ W).sum(-1, keepdims=True)
+  np.testing.assert_allclose(grad, softmax @ W.T, rtol=1e-11)
+  _, lse = xentax.fused_linear_cross_entropy(H, W, Y, ignore_index=-100, return_lse=True)
+  assert np.all(np.asarray(lse)[[3, 7]] == 0)
+
+
+def test_batch_dims_and_vmap():
+  h = rng.normal(size=(3, 5, D))
+  y = rng.integers(0, V, (3, 5))
+  got = xentax.fused_linear_cross_entropy(h, W, y, block_size=16, reduction="none")
+  assert got.shape == (3, 5)
+  np.testing.assert_allclose(got, _dense(h, W, None, y, reduction="none"), rtol=1e-12)
+  per_sequence = jax.vmap(
+    lambda h, y: xentax.fused_linear_cross_entropy(h, W, y, block_size=16, reduction="sum")
+  )(h, y)
+  np.testing.assert_allclose(per_sequence, np.asarray(got).sum(-1), rtol=1e-12)
+  grad = jax.jit(jax.grad(lambda w: xentax.fused_linear_cross_entropy(h, w, y, block_size=16)))(W)
+  np.testing.assert_allclose(grad, jax.grad(lambda w: _dense(h, w, None, y))(W), rtol=1e-11)
+
+
+def test_bfloat16_inputs_accumulate_in_float32():
+  h, w = jnp.asarray(H, jnp.bfloat16), jnp.asarray(W, jnp.bfloat16)
+  y = Y_FULL
+  got = xentax.fused_linear_cross_entropy(h, w, y, block_size=16)
+  assert got.dtype == jnp.float32
+  want = _dense(np.asarray(h, np.float64), np.asarray(w, np.float64), None, y)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  grads = jax.grad(
+    lambda h, w: xentax.fused_linear_cross_entropy(h, w, y, block_size=16), argnums=(0, 1)
+  )(h, w)
+  assert grads[0].dtype == jnp.bfloat16 and grads[1].dtype == jnp.bfloat16
+
+
+def test_float32_stays_float32_with_x64():
+  got = xentax.fused_linear_cross_entropy(
+    H.astype(np.float32), W.astype(np.float32), Y_FULL, label_smoothing=0.1, z_loss=0.1
+  )
+  assert got.dtype == jnp.float32
+
+
+def test_forward_mode_is_a_clear_error():
+  f = lambda h: xentax.fused_linear_cross_entropy(h, W, Y_FULL)  # noqa: E731
+  with pytest.raises(TypeError, match="forward-mode"):
+    jax.jvp(f, (H,), (H,))
+
+
+def test_out_of_range_labels():
+  with pytest.raises(ValueError, match=r"labels must lie in \[0, 50\); found 50"):
+    xentax.fused_linear_cross_entropy(H, W, np.full(N, V))
+  losses = jax.jit(
+    lambda y: xentax.fused_linear_cross_entropy(H, W, y, reduction="none", block_size=16)
+  )(np.where(np.arange(N) == 2, V + 3, Y_FULL))
+  losses = np.asarray(losses)
+  assert np.isnan(losses[2]) and np.isfinite(np.delete(losses, 2)).all()
+
+
+def test_dropped_rows_with_inf_are_harmless():
+  h = H.copy()
+  h[3] = np.inf
+  value, grad = jax.value_and_grad(
+    lambda h: xentax.fused_linear_cross_entropy(h, W, Y, ignore_index=-100, block_size=16)
+  )(h)
+  assert np.isfinite(value) and np.isfinite(grad).all()
+
+
+def test_bad_arguments_raise_clear_errors():
+  with pytest.raises(ValueError, match=r"\[\.\.\., D\] and \[D, V\]"):
+    xentax.fused_linear_cross_entropy(H, W.T, Y_FULL)
+  with pytest.raises(ValueError, match="labels have shape"):
+    xentax.fused_linear_cross_entropy(H, W, Y_FULL[:5])
+  with pytest.raises(ValueError, match="block_size=0"):
+    xentax.fused_linear_cross_entropy(H, W, Y_FULL, block_size=0)
+  with pytest.raises(ValueError, match="bias has shape"):
+    xentax.fused_linear_cross_entropy(H, W, Y_FULL, bias=np.ones(3))
+  with pytest.raises(TypeError, match="integer class indices"):
+    xentax.fused_linear_cross_entropy(H, W, Y_FULL.astype(float))
+
+
+def _temp_bytes(fn, n, d, v):
+  args = (
+    jax.ShapeDtypeStruct((n, d), jnp.float32),
+    jax.ShapeDtypeStruct((d, v), jnp.float32),
+    jax.ShapeDtypeStruct((n,), jnp.int32),
+  )
+  compiled = jax.jit(jax.value_and_grad(fn, argnums=(0, 1))).lower(*args).compile()
+  return compiled.memory_analysis().temp_size_in_bytes
+
+
+def test_temporaries_stay_flat_as_vocabulary_grows():
+  fused = functools.partial(xentax.fused_linear_cross_entropy, block_size=1024)
+  dense = lambda h, w, y: _dense(h, w, None, y)  # noqa: E731
+  n, d = 512, 64
+  small, large = _temp_bytes(fused, n, d, 8192), _temp_bytes(fused, n, d, 65536)
+  assert large <= 1.1 * small
+  # The dense loss holds the [n, V] logits (and their gradient): 128 MiB at V = 65536.
+  assert _temp_bytes(dense, n, d, 65536) >= n * 65536 * 4
+  assert large < n * 65536 * 4 / 8
