@@ -196,7 +196,7 @@ def clamped_log1m(p) -> jax.Array:
   return jnp.where(below_one, jnp.maximum(log_1mp, -100.0), jnp.full_like(p, -100.0))
 
 
-def reduce_losses(losses, *, valid, denominator=None, reduction: str) -> jax.Array:
+def reduce_losses(losses, *, valid, denominator=None, reduction: str, axis_name=None) -> jax.Array:
   """Zero the invalid entries and reduce.
 
   Args:
@@ -205,6 +205,8 @@ def reduce_losses(losses, *, valid, denominator=None, reduction: str) -> jax.Arr
     denominator: per-example contribution to the ``"mean"`` denominator (the target
       class weight ``w[y_n]``); ``None`` counts valid examples.
     reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+    axis_name: inside ``shard_map``, the mesh axis (or axes) the examples are sharded
+      over; sums and the mean's denominator are then global (one all-reduce).
 
   Returns:
     The reduced loss. ``"mean"`` with nothing left is 0 with zero gradient, never NaN.
@@ -215,10 +217,12 @@ def reduce_losses(losses, *, valid, denominator=None, reduction: str) -> jax.Arr
     return losses
   total = jnp.sum(losses)
   if reduction == "sum":
-    return total
+    return total if axis_name is None else lax.psum(total, axis_name)
   if denominator is None:
     denom = jnp.sum(valid, dtype=losses.dtype)
   else:
     denom = jnp.sum(jnp.where(valid, denominator, zero))
+  if axis_name is not None:
+    total, denom = lax.psum(jnp.stack([total, denom]), axis_name)
   nonzero = denom != 0
   return jnp.where(nonzero, total / jnp.where(nonzero, denom, jnp.ones_like(denom)), 0.0)

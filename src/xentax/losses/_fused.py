@@ -28,7 +28,11 @@ import jax.numpy as jnp
 from jax import lax
 
 from xentax.losses import _common
-from xentax.losses._sparse import prepare_labels, sparse_loss_from_terms
+from xentax.losses._sparse import (
+  prepare_labels,
+  sparse_loss_from_terms,
+  sparse_loss_grad_coefficients,
+)
 
 # About 64 MB of float32 logits per block when the block size is chosen automatically.
 _AUTO_BLOCK_ELEMENTS = 1 << 24
@@ -39,10 +43,13 @@ class _Config(NamedTuple):
 
   block_size: int
   num_blocks: int
-  vocab_size: int
+  vocab_size: int  # columns of `weight` here (a shard's when the vocabulary is sharded)
+  num_classes: int  # the whole vocabulary
   softcap: float | None
   smoothing: bool
   z_loss: bool
+  axis_name: str | tuple | None = None  # mesh axis the vocabulary is sharded over
+  batch_axis_name: str | tuple | None = None  # mesh axis the tokens are sharded over
 
 
 def auto_block_size(num_tokens: int, vocab_size: int) -> int:
@@ -124,7 +131,45 @@ def fused_linear_cross_entropy(
     Wijmans et al., "Cut Your Losses in Large-Vocabulary Language Models", 2024;
     Liger-Kernel's ``FusedLinearCrossEntropy``.
   """
-  fn_name = "fused_linear_cross_entropy"
+  return fused_linear_cross_entropy_impl(
+    "fused_linear_cross_entropy",
+    hidden,
+    weight,
+    labels,
+    bias=bias,
+    block_size=block_size,
+    ignore_index=ignore_index,
+    class_weights=class_weights,
+    label_smoothing=label_smoothing,
+    z_loss=z_loss,
+    softcap=softcap,
+    where=where,
+    reduction=reduction,
+    return_lse=return_lse,
+  )
+
+
+def fused_linear_cross_entropy_impl(
+  fn_name,
+  hidden,
+  weight,
+  labels,
+  *,
+  bias,
+  block_size,
+  ignore_index,
+  class_weights,
+  label_smoothing,
+  z_loss,
+  softcap,
+  where,
+  reduction,
+  return_lse,
+  axis_name=None,
+  batch_axis_name=None,
+):
+  """:func:`fused_linear_cross_entropy`, optionally inside ``shard_map`` with ``weight``
+  sharded along the vocabulary over ``axis_name`` and tokens over ``batch_axis_name``."""
   _common.check_reduction(fn_name, reduction)
   _common.check_float_input(fn_name, "hidden", hidden)
   _common.check_float_input(fn_name, "weight", weight)
@@ -142,6 +187,9 @@ def fused_linear_cross_entropy(
       f"of shape {batch_shape}."
     )
   vocab_size = weight.shape[1]
+  num_classes = vocab_size
+  if axis_name is not None:
+    num_classes = vocab_size * lax.axis_size(axis_name)
   if bias is not None:
     bias = jnp.asarray(bias)
     if bias.shape != (vocab_size,):
@@ -158,7 +206,7 @@ def fused_linear_cross_entropy(
   prepared = prepare_labels(
     fn_name,
     labels,
-    num_classes=vocab_size,
+    num_classes=num_classes,
     class_weights=class_weights,
     ignore_index=ignore_index,
     where=where,
@@ -174,9 +222,12 @@ def fused_linear_cross_entropy(
     block_size=block_size,
     num_blocks=-(-vocab_size // block_size),
     vocab_size=vocab_size,
+    num_classes=num_classes,
     softcap=None if softcap is None else float(softcap),
     smoothing=not _is_static_zero(label_smoothing),
     z_loss=not _is_static_zero(z_loss),
+    axis_name=axis_name,
+    batch_axis_name=batch_axis_name,
   )
   losses, lse = _fused(
     config,
@@ -194,6 +245,7 @@ def fused_linear_cross_entropy(
     valid=prepared.valid,
     denominator=target_weight,
     reduction=reduction,
+    axis_name=batch_axis_name,
   )
   if return_lse:
     lse = jnp.where(prepared.valid, lse.reshape(batch_shape), jnp.zeros((), lse.dtype))
@@ -215,14 +267,42 @@ def _block(config: _Config, h, weight, bias, i):
     logits = logits + lax.dynamic_slice_in_dim(bias, start, config.block_size).astype(dtype)
   if config.softcap is not None:
     logits = config.softcap * jnp.tanh(logits / config.softcap)
-  columns = start + jnp.arange(config.block_size)
-  fresh = columns >= i * config.block_size  # not already covered by the previous block
-  return start, w_block, logits, columns, fresh
+  local_columns = start + jnp.arange(config.block_size)
+  fresh = local_columns >= i * config.block_size  # not already covered by the previous block
+  return start, w_block, logits, _column_offset(config) + local_columns, fresh
+
+
+def _column_offset(config: _Config):
+  """Index of this shard's first vocabulary column (0 unless the vocabulary is sharded)."""
+  if config.axis_name is None:
+    return 0
+  return lax.axis_index(config.axis_name) * config.vocab_size
+
+
+def _varying_like(carry, *refs):
+  """Give a loop's initial carry the mesh axes its updates vary over (inside shard_map).
+
+  Outside ``shard_map`` (or for inputs that vary over no axis) this returns ``carry``.
+  """
+  axes = frozenset().union(*(_varying_axes(ref) for ref in jax.tree.leaves(refs)))
+
+  def cast(x):
+    missing = tuple(sorted(axes - _varying_axes(x)))
+    return lax.pcast(x, missing, to="varying") if missing else x
+
+  return jax.tree.map(cast, carry)
+
+
+def _varying_axes(x) -> frozenset:
+  """The shard_map axes ``x`` varies over (its type's ``{V:...}``), empty outside."""
+  manual_axis_type = getattr(jax.typeof(x), "mat", None)
+  return frozenset(getattr(manual_axis_type, "varying", None) or ())
 
 
 def _block_weights(config: _Config, class_weights, start, dtype):
   if class_weights is None:
     return jnp.ones((config.block_size,), dtype)
+  start = _column_offset(config) + start
   return lax.dynamic_slice_in_dim(class_weights, start, config.block_size)
 
 
@@ -250,14 +330,23 @@ def _forward_terms(config: _Config, h, weight, bias, labels, class_weights):
 
   zeros = jnp.zeros((num_tokens,), dtype)
   init = (jnp.full((num_tokens,), -jnp.inf, dtype), zeros, zeros, zeros)
+  init = _varying_like(init, h, weight, bias, labels, class_weights)
   running_max, running_sum, target, weighted_sum = lax.fori_loop(0, config.num_blocks, body, init)
+  if config.axis_name is not None:
+    # Two all-reduces combine the shards: the max, then the rescaled sums together.
+    global_max = lax.pmax(running_max, config.axis_name)
+    partial_sums = jnp.stack(
+      [running_sum * jnp.exp(running_max - global_max), target, weighted_sum]
+    )
+    running_sum, target, weighted_sum = lax.psum(partial_sums, config.axis_name)
+    running_max = global_max
   lse = running_max + jnp.log(running_sum)
   return lse, target, weighted_sum
 
 
 def _class_weight_sum(config: _Config, class_weights, dtype):
   if class_weights is None:
-    return jnp.asarray(config.vocab_size, dtype)
+    return jnp.asarray(config.num_classes, dtype)
   return jnp.sum(class_weights)
 
 
@@ -266,7 +355,7 @@ def _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z):
   return sparse_loss_from_terms(
     lse,
     target,
-    num_classes=config.vocab_size,
+    num_classes=config.num_classes,
     target_weight=target_weight,
     class_weight_sum=_class_weight_sum(config, class_weights, lse.dtype),
     weighted_logit_sum=weighted_sum,
@@ -296,17 +385,16 @@ def _fused_bwd(config, residuals, cotangents):
   h, weight, bias, labels, class_weights, eps, z, lse = residuals
   g_loss, g_lse = cotangents
   dtype = lse.dtype
-  # d l_n / d z_nc = a_n p_nc - b_n [c = y_n] - c_n w_c   (see sparse_loss_from_terms)
-  target_weight = jnp.ones_like(lse) if class_weights is None else class_weights[labels]
-  eps = eps if config.smoothing else jnp.zeros((), dtype)
-  coef_p = (1 - eps) * target_weight + eps / config.vocab_size * _class_weight_sum(
-    config, class_weights, dtype
+  coef_p, coef_target, coef_weight = sparse_loss_grad_coefficients(
+    g_loss,
+    lse,
+    num_classes=config.num_classes,
+    target_weight=None if class_weights is None else class_weights[labels],
+    class_weight_sum=_class_weight_sum(config, class_weights, dtype),
+    label_smoothing=eps if config.smoothing else 0.0,
+    z_loss=z if config.z_loss else 0.0,
+    lse_cotangent=g_lse,
   )
-  if config.z_loss:
-    coef_p = coef_p + 2 * z * lse
-  coef_p = g_loss * coef_p + g_lse
-  coef_target = g_loss * (1 - eps) * target_weight
-  coef_weight = g_loss * eps / config.vocab_size
 
   def body(j, carry):
     d_h, d_weight, d_bias = carry
@@ -339,7 +427,13 @@ def _fused_bwd(config, residuals, cotangents):
     jnp.zeros_like(weight),
     None if bias is None else jnp.zeros_like(bias),
   )
+  init = _varying_like(init, h, weight, bias, labels, class_weights, coef_p, coef_target)
   d_h, d_weight, d_bias = lax.fori_loop(0, config.num_blocks, body, init)
+  if config.axis_name is not None:  # each vocabulary shard holds part of d hidden
+    d_h = lax.psum(d_h, config.axis_name)
+  if config.batch_axis_name is not None:  # each token shard holds part of d weight
+    d_weight = lax.psum(d_weight, config.batch_axis_name)
+    d_bias = None if d_bias is None else lax.psum(d_bias, config.batch_axis_name)
   return d_h.astype(h.dtype), d_weight, d_bias, None, None, None, None
 
 

@@ -130,6 +130,40 @@ def sparse_loss_from_terms(
   return loss
 
 
+def sparse_loss_grad_coefficients(
+  cotangent,
+  lse,
+  *,
+  num_classes: int,
+  target_weight=None,
+  class_weight_sum=None,
+  label_smoothing=0.0,
+  z_loss=0.0,
+  lse_cotangent=None,
+):
+  """Coefficients of ``d l_n / d z_nc = a_n p_nc - b_n [c = y_n] - c_n w_c``.
+
+  The gradient of :func:`sparse_loss_from_terms` with respect to the logits, scaled by the
+  per-example ``cotangent``: ``a = g ((1 - e) w_y + (e / C) sum(w) + 2 lambda_z lse)``
+  (plus the cotangent of ``lse`` itself, if it is an output), ``b = g (1 - e) w_y`` and
+  ``c = g e / C``. Used by the blockwise backward passes, which never hold the full logits.
+
+  Returns:
+    ``(a, b, c)``, each ``[...]``.
+  """
+  target_weight = jnp.ones_like(lse) if target_weight is None else target_weight
+  eps = jnp.zeros((), lse.dtype) if _is_static_zero(label_smoothing) else label_smoothing
+  coef_p = (1 - eps) * target_weight
+  if not _is_static_zero(label_smoothing):
+    coef_p = coef_p + eps / num_classes * class_weight_sum
+  if not _is_static_zero(z_loss):
+    coef_p = coef_p + 2 * z_loss * lse
+  coef_p = cotangent * coef_p
+  if lse_cotangent is not None:
+    coef_p = coef_p + lse_cotangent
+  return coef_p, cotangent * (1 - eps) * target_weight, cotangent * eps / num_classes
+
+
 def _is_static_zero(x) -> bool:
   return isinstance(x, int | float) and x == 0
 

@@ -1,0 +1,275 @@
+"""Cross-entropy with the vocabulary (class) axis sharded over a mesh axis.
+
+Design notes:
+  * For use inside ``jax.shard_map``: each device holds ``[..., V / P]`` logits (or a
+    ``[D, V / P]`` slice of the output projection) and all the labels. The forward pass
+    needs two all-reduces over the vocabulary axis, a max and one stacked sum (sum of
+    exponentials, target logit, weighted logit sum); no logits are gathered.
+  * The backward pass is a ``custom_vjp`` that needs no communication for the logits:
+    every device knows the global log-normaliser, so ``softmax - target`` of its own
+    columns is local (Megatron-LM's vocab-parallel cross-entropy, Shoeybi et al., 2019).
+  * The per-example loss comes from :func:`sparse_loss_from_terms` with the global number
+    of classes, so label smoothing, class weights and z-loss are exactly the dense loss's.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from xentax.losses import _common
+from xentax.losses._fused import fused_linear_cross_entropy_impl
+from xentax.losses._sparse import (
+  prepare_labels,
+  sparse_loss_from_terms,
+  sparse_loss_grad_coefficients,
+)
+
+
+class _Config(NamedTuple):
+  axis_name: str | tuple
+  num_classes: int
+  smoothing: bool
+  z_loss: bool
+
+
+def vocab_parallel_cross_entropy(
+  logits_shard,
+  labels,
+  *,
+  axis_name,
+  batch_axis_name=None,
+  class_weights=None,
+  ignore_index: int | None = None,
+  label_smoothing=0.0,
+  z_loss=0.0,
+  where=None,
+  reduction: str = "mean",
+):
+  """Sparse cross-entropy from logits whose class axis is sharded over ``axis_name``.
+
+  Call inside ``jax.shard_map`` with ``logits_shard`` of shape ``[..., V / P]`` (the class
+  axis last, sharded over ``axis_name``, shard ``k`` holding classes
+  ``[k V / P, (k + 1) V / P)``) and the full ``labels [...]``. The result equals
+  :func:`xentax.sparse_categorical_cross_entropy_with_logits` on the gathered logits,
+  with the same options, in value and gradient.
+
+  Communication: two all-reduces over ``axis_name`` in the forward pass and none in the
+  backward pass (plus one over ``batch_axis_name`` for the reduction when given).
+
+  Args:
+    logits_shard: ``[..., V / P]`` this device's slice of the logits.
+    labels: ``[...]`` global class indices in ``[0, V)``.
+    axis_name: the mesh axis the classes are sharded over.
+    batch_axis_name: the mesh axis the examples are sharded over, if any: ``"sum"`` and
+      ``"mean"`` are then over the global batch.
+    class_weights: ``[V]`` all the class weights (replicated).
+    ignore_index, label_smoothing, z_loss, where, reduction: as in
+      :func:`xentax.sparse_categorical_cross_entropy_with_logits` (``label_smoothing``
+      spreads ``e / V`` over the global vocabulary).
+
+  Returns:
+    The loss, replicated over ``axis_name``.
+
+  Example:
+    >>> import functools, jax, jax.numpy as jnp, xentax
+    >>> from jax.sharding import PartitionSpec as P
+    >>> mesh = jax.make_mesh((1,), ("vocab",))
+    >>> loss = jax.shard_map(
+    ...     functools.partial(xentax.parallel.vocab_parallel_cross_entropy, axis_name="vocab"),
+    ...     mesh=mesh, in_specs=(P(None, "vocab"), P()), out_specs=P())
+    >>> float(loss(jnp.zeros((2, 4)), jnp.array([0, 3])))  # doctest: +ELLIPSIS
+    1.386...
+  """
+  fn_name = "vocab_parallel_cross_entropy"
+  _common.check_reduction(fn_name, reduction)
+  _common.check_float_input(fn_name, "logits_shard", logits_shard)
+  _common.check_integer_labels(fn_name, labels)
+  logits_shard, labels = jnp.asarray(logits_shard), jnp.asarray(labels)
+  if logits_shard.shape[:-1] != labels.shape:
+    raise ValueError(
+      f"{fn_name}: labels have shape {labels.shape} but logits_shard {logits_shard.shape} "
+      f"needs labels of shape {logits_shard.shape[:-1]} (the class axis is the last one)."
+    )
+  dtype = _common.compute_dtype(logits_shard)
+  num_classes = logits_shard.shape[-1] * lax.axis_size(axis_name)
+  prepared = prepare_labels(
+    fn_name,
+    labels,
+    num_classes=num_classes,
+    class_weights=class_weights,
+    ignore_index=ignore_index,
+    where=where,
+    dtype=dtype,
+  )
+  x = logits_shard.astype(dtype)
+  x = jnp.where(prepared.valid[..., None], x, jnp.zeros((), dtype))
+  x = x + _common.nan_where(prepared.bad, dtype)[..., None]
+  config = _Config(
+    axis_name=axis_name,
+    num_classes=num_classes,
+    smoothing=not _is_static_zero(label_smoothing),
+    z_loss=not _is_static_zero(z_loss),
+  )
+  losses = _vocab_parallel(
+    config,
+    x,
+    prepared.labels,
+    prepared.class_weights,
+    jnp.asarray(label_smoothing, dtype),
+    jnp.asarray(z_loss, dtype),
+  )
+  return _common.reduce_losses(
+    losses,
+    valid=prepared.valid,
+    denominator=prepared.target_weight,
+    reduction=reduction,
+    axis_name=batch_axis_name,
+  )
+
+
+def _is_static_zero(x) -> bool:
+  return isinstance(x, int | float) and x == 0
+
+
+def _local_columns(config: _Config, x):
+  return lax.axis_index(config.axis_name) * x.shape[-1] + jnp.arange(x.shape[-1])
+
+
+def _local_weights(config: _Config, class_weights, x):
+  if class_weights is None:
+    return jnp.ones((x.shape[-1],), x.dtype)
+  start = lax.axis_index(config.axis_name) * x.shape[-1]
+  return lax.dynamic_slice_in_dim(class_weights, start, x.shape[-1])
+
+
+def _terms(config: _Config, x, labels, class_weights):
+  columns = _local_columns(config, x)
+  local_max = lax.stop_gradient(jnp.max(x, axis=-1))
+  global_max = lax.pmax(local_max, config.axis_name)  # all-reduce 1
+  global_max = jnp.where(jnp.isfinite(global_max), global_max, 0.0)
+  parts = [
+    jnp.sum(jnp.exp(x - global_max[..., None]), axis=-1),
+    jnp.sum(jnp.where(columns == labels[..., None], x, 0.0), axis=-1),
+  ]
+  if config.smoothing:
+    weights = _local_weights(config, class_weights, x)
+    parts.append(jnp.sum(_common.safe_mul(weights, x), axis=-1))
+  sums = lax.psum(jnp.stack(parts), config.axis_name)  # all-reduce 2
+  lse = global_max + jnp.log(sums[0])
+  weighted_sum = sums[2] if config.smoothing else None
+  return lse, sums[1], weighted_sum
+
+
+def _class_weight_sum(config: _Config, class_weights, dtype):
+  if class_weights is None:
+    return jnp.asarray(config.num_classes, dtype)
+  return jnp.sum(class_weights)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _vocab_parallel(config, x, labels, class_weights, eps, z):
+  """Per-example losses; saved for the backward pass: the local logits and ``lse``."""
+  return _forward(config, x, labels, class_weights, eps, z)[0]
+
+
+def _forward(config, x, labels, class_weights, eps, z):
+  lse, target, weighted_sum = _terms(config, x, labels, class_weights)
+  losses = sparse_loss_from_terms(
+    lse,
+    target,
+    num_classes=config.num_classes,
+    target_weight=None if class_weights is None else class_weights[labels],
+    class_weight_sum=_class_weight_sum(config, class_weights, x.dtype),
+    weighted_logit_sum=weighted_sum,
+    label_smoothing=eps if config.smoothing else 0.0,
+    z_loss=z if config.z_loss else 0.0,
+  )
+  return losses, (x, labels, class_weights, eps, z, lse)
+
+
+def _backward(config, residuals, g_loss):
+  x, labels, class_weights, eps, z, lse = residuals
+  coef_p, coef_target, coef_weight = sparse_loss_grad_coefficients(
+    g_loss,
+    lse,
+    num_classes=config.num_classes,
+    target_weight=None if class_weights is None else class_weights[labels],
+    class_weight_sum=_class_weight_sum(config, class_weights, x.dtype),
+    label_smoothing=eps if config.smoothing else 0.0,
+    z_loss=z if config.z_loss else 0.0,
+  )
+  probs = jnp.exp(x - lse[..., None])
+  is_target = _local_columns(config, x) == labels[..., None]
+  d_x = coef_p[..., None] * probs - jnp.where(is_target, coef_target[..., None], 0.0)
+  if config.smoothing:
+    d_x = d_x - coef_weight[..., None] * _local_weights(config, class_weights, x)
+  return d_x, None, None, None, None
+
+
+_vocab_parallel.defvjp(_forward, _backward)
+
+
+def vocab_parallel_fused_linear_cross_entropy(
+  hidden,
+  weight_shard,
+  labels,
+  *,
+  axis_name,
+  batch_axis_name=None,
+  bias_shard=None,
+  block_size: int | None = None,
+  ignore_index: int | None = None,
+  class_weights=None,
+  label_smoothing=0.0,
+  z_loss=0.0,
+  softcap: float | None = None,
+  where=None,
+  reduction: str = "mean",
+  return_lse: bool = False,
+):
+  """:func:`xentax.fused_linear_cross_entropy` with ``weight`` sharded along the vocabulary.
+
+  Call inside ``jax.shard_map``: ``weight_shard [D, V / P]`` (and ``bias_shard [V / P]``)
+  is this device's slice over ``axis_name``; ``hidden [..., D]`` and ``labels [...]`` are
+  replicated over ``axis_name`` and may be sharded over ``batch_axis_name`` (data
+  parallelism). Each device runs the blockwise loss over its own columns; the shards are
+  combined with two all-reduces in the forward pass; the backward pass all-reduces
+  ``d hidden`` over ``axis_name`` (and ``d weight`` over ``batch_axis_name``).
+
+  Args:
+    hidden: ``[..., D]``.
+    weight_shard: ``[D, V / P]``.
+    labels: ``[...]`` global indices in ``[0, V)``.
+    axis_name: the mesh axis the vocabulary is sharded over.
+    batch_axis_name: the mesh axis the tokens are sharded over, if any.
+    bias_shard: optional ``[V / P]``.
+    block_size, ignore_index, class_weights (``[V]``, replicated), label_smoothing,
+      z_loss, softcap, where, reduction, return_lse: as in
+      :func:`xentax.fused_linear_cross_entropy`.
+
+  Returns:
+    The loss (replicated), or ``(loss, lse)``.
+  """
+  return fused_linear_cross_entropy_impl(
+    "vocab_parallel_fused_linear_cross_entropy",
+    hidden,
+    weight_shard,
+    labels,
+    bias=bias_shard,
+    block_size=block_size,
+    ignore_index=ignore_index,
+    class_weights=class_weights,
+    label_smoothing=label_smoothing,
+    z_loss=z_loss,
+    softcap=softcap,
+    where=where,
+    reduction=reduction,
+    return_lse=return_lse,
+    axis_name=axis_name,
+    batch_axis_name=batch_axis_name,
+  )
