@@ -47,6 +47,13 @@ sharded = jax.shard_map(loss, mesh=mesh, in_specs=(P(None, "vocab"), P()), out_s
 value, grad = jax.jit(jax.value_and_grad(sharded))(logits_global, labels_global)
 grad = multihost_utils.process_allgather(grad, tiled=True)
 with open(out_path, "w") as f:
-  json.dump({"process_count": jax.process_count(), "devices": jax.device_count(),
-             "loss": float(value), "grad": np.asarray(grad).tolist()}, f)
+  json.dump(
+    {
+      "process_count": jax.process_count(),
+      "devices": jax.device_count(),
+      "loss": float(value),
+      "grad": np.asarray(grad).tolist(),
+    },
+    f,
+  )
 jax.distributed.shutdown()

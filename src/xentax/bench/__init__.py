@@ -1,0 +1,17 @@
+"""Benchmarks: measure losses side by side on the machine at hand."""
+
+from xentax.bench._measure import Timing as Timing
+from xentax.bench._measure import compile_ahead as compile_ahead
+from xentax.bench._measure import device_info as device_info
+from xentax.bench._measure import memory_bytes as memory_bytes
+from xentax.bench._measure import peak_device_bytes as peak_device_bytes
+from xentax.bench._measure import time_side_by_side as time_side_by_side
+
+__all__ = [
+  "Timing",
+  "compile_ahead",
+  "device_info",
+  "memory_bytes",
+  "peak_device_bytes",
+  "time_side_by_side",
+]

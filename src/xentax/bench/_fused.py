@@ -1,0 +1,110 @@
+"""Fused linear cross-entropy against the full-logits loss: memory and time.
+
+The full-logits baseline is optax's ``softmax_cross_entropy_with_integer_labels`` on
+``hidden @ weight``, the way most JAX training code computes a language-model loss.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import xentax
+from xentax.bench import _measure
+
+
+def full_logits_loss(hidden, weight, labels):
+  logits = jnp.dot(hidden, weight, preferred_element_type=jnp.float32)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def fused_loss(hidden, weight, labels, *, block_size=None):
+  return xentax.fused_linear_cross_entropy(hidden, weight, labels, block_size=block_size)
+
+
+def _value_and_grad(fn):
+  return jax.value_and_grad(fn, argnums=(0, 1))
+
+
+def _shapes(num_tokens, dim, vocab_size, dtype):
+  return (
+    jax.ShapeDtypeStruct((num_tokens, dim), dtype),
+    jax.ShapeDtypeStruct((dim, vocab_size), dtype),
+    jax.ShapeDtypeStruct((num_tokens,), jnp.int32),
+  )
+
+
+def implementations(block_sizes) -> dict:
+  impls = {"full logits (optax)": full_logits_loss, "fused (auto block)": fused_loss}
+  for block in block_sizes:
+    impls[f"fused (block {block})"] = functools.partial(fused_loss, block_size=block)
+  return impls
+
+
+def memory_sweep(num_tokens, dim, vocab_sizes, block_sizes=(), dtype=jnp.float32) -> list[dict]:
+  """Value-and-grad temporaries of each implementation against V, compiled, not run."""
+  records = []
+  for vocab_size in vocab_sizes:
+    shapes = _shapes(num_tokens, dim, vocab_size, dtype)
+    for name, fn in implementations([b for b in block_sizes if b <= vocab_size]).items():
+      compiled, seconds = _measure.compile_ahead(_value_and_grad(fn), *shapes)
+      records.append(
+        {
+          "implementation": name,
+          "num_tokens": num_tokens,
+          "dim": dim,
+          "vocab_size": vocab_size,
+          "dtype": jnp.dtype(dtype).name,
+          "compile_s": seconds,
+          **_measure.memory_bytes(compiled),
+        }
+      )
+  return records
+
+
+def random_inputs(num_tokens, dim, vocab_size, dtype=jnp.float32, copies=2, seed=0):
+  """A few independent copies of (hidden, weight, labels), for input rotation."""
+  arg_sets = []
+  for key in jax.random.split(jax.random.key(seed), copies):
+    k_h, k_w, k_y = jax.random.split(key, 3)
+    hidden = jax.random.normal(k_h, (num_tokens, dim), dtype)
+    weight = (jax.random.normal(k_w, (dim, vocab_size)) / jnp.sqrt(dim)).astype(dtype)
+    labels = jax.random.randint(k_y, (num_tokens,), 0, vocab_size)
+    arg_sets.append((hidden, weight, labels))
+  return arg_sets
+
+
+def time_comparison(
+  num_tokens, dim, vocab_size, block_sizes=(), *, dtype=jnp.float32, repeats=5
+) -> list[dict]:
+  """Value-and-grad time of each implementation, side by side, with ratios to full logits."""
+  arg_sets = random_inputs(num_tokens, dim, vocab_size, dtype)
+  compiled, compile_s, memory = {}, {}, {}
+  for name, fn in implementations([b for b in block_sizes if b <= vocab_size]).items():
+    compiled[name], compile_s[name] = _measure.compile_ahead(_value_and_grad(fn), *arg_sets[0])
+    memory[name] = _measure.memory_bytes(compiled[name])
+  timings = _measure.time_side_by_side(
+    compiled, arg_sets, repeats=repeats, compile_seconds=compile_s
+  )
+  baseline = timings["full logits (optax)"].median_s
+  flops = 3 * 2 * num_tokens * dim * vocab_size  # logits, d hidden, d weight
+  return [
+    {
+      "implementation": name,
+      "num_tokens": num_tokens,
+      "dim": dim,
+      "vocab_size": vocab_size,
+      "dtype": jnp.dtype(dtype).name,
+      "compile_s": timing.compile_s,
+      "median_s": timing.median_s,
+      "spread": timing.spread,
+      "repeats": timing.repeats,
+      "ratio_to_full": timing.median_s / baseline,
+      "useful_gflops": flops / timing.median_s / 1e9,
+      **memory[name],
+    }
+    for name, timing in timings.items()
+  ]

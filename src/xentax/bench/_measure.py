@@ -1,0 +1,123 @@
+"""Measuring compiled JAX functions: compile time, steady-state time, memory, device.
+
+Design notes:
+  * Functions are compiled ahead of time (``jit(f).lower(*args).compile()``), so compile
+    time is reported separately and never pollutes the steady-state numbers.
+  * Implementations of one configuration are timed side by side, interleaved repeat by
+    repeat, so drift on a shared machine affects all of them alike; reports use ratios
+    to a baseline from the same run.
+  * Inputs are rotated between a few copies so that no cache can serve a repeat.
+  * Memory comes from ``compiled.memory_analysis()`` (exact temporaries, also on CPU, also
+    without running) and, where the backend has it, ``device.memory_stats()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jaxlib
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  """Steady-state times of one compiled function, in seconds."""
+
+  compile_s: float
+  median_s: float
+  min_s: float
+  max_s: float
+  repeats: int
+
+  @property
+  def spread(self) -> float:
+    """(max - min) / median: the relative spread of the repeats."""
+    return (self.max_s - self.min_s) / self.median_s if self.median_s else 0.0
+
+
+def device_info() -> dict:
+  device = jax.devices()[0]
+  return {
+    "platform": device.platform,
+    "device_kind": device.device_kind,
+    "device_count": jax.device_count(),
+    "jax": jax.__version__,
+    "jaxlib": jaxlib.__version__,
+    "python": platform.python_version(),
+    "machine": platform.machine(),
+  }
+
+
+def compile_ahead(fn: Callable, *args):
+  """``(compiled, seconds)`` for ``jax.jit(fn)`` at the shapes of ``args``."""
+  start = time.perf_counter()
+  compiled = jax.jit(fn).lower(*args).compile()
+  return compiled, time.perf_counter() - start
+
+
+def memory_bytes(compiled) -> dict:
+  """Temporary, argument and output bytes of a compiled function (None if unknown)."""
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    return {"temp_bytes": None, "argument_bytes": None, "output_bytes": None}
+  return {
+    "temp_bytes": int(analysis.temp_size_in_bytes),
+    "argument_bytes": int(analysis.argument_size_in_bytes),
+    "output_bytes": int(analysis.output_size_in_bytes),
+  }
+
+
+def peak_device_bytes() -> int | None:
+  """Peak bytes in use on the first device since start-up, where the backend reports it."""
+  stats = jax.devices()[0].memory_stats()
+  if not stats:
+    return None
+  return stats.get("peak_bytes_in_use")
+
+
+def time_side_by_side(
+  compiled: dict[str, Callable],
+  arg_sets: Sequence[tuple],
+  *,
+  repeats: int = 5,
+  warmup: int = 1,
+  compile_seconds: dict[str, float] | None = None,
+) -> dict[str, Timing]:
+  """Time several compiled functions on the same inputs, interleaved repeat by repeat.
+
+  Args:
+    compiled: name -> compiled function.
+    arg_sets: a few copies of the arguments; repeat ``r`` uses ``arg_sets[r % len]``.
+    repeats: timed calls per function.
+    warmup: untimed calls per function first.
+    compile_seconds: name -> compile time, copied into the timings.
+
+  Returns:
+    name -> :class:`Timing`.
+  """
+  for fn in compiled.values():
+    for i in range(warmup):
+      jax.block_until_ready(fn(*arg_sets[i % len(arg_sets)]))
+  samples = {name: [] for name in compiled}
+  for r in range(repeats):
+    args = arg_sets[r % len(arg_sets)]
+    names = list(compiled) if r % 2 == 0 else list(reversed(compiled))
+    for name in names:
+      start = time.perf_counter()
+      jax.block_until_ready(compiled[name](*args))
+      samples[name].append(time.perf_counter() - start)
+  compile_seconds = compile_seconds or {}
+  return {
+    name: Timing(
+      compile_s=compile_seconds.get(name, float("nan")),
+      median_s=statistics.median(times),
+      min_s=min(times),
+      max_s=max(times),
+      repeats=len(times),
+    )
+    for name, times in samples.items()
+  }
