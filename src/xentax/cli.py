@@ -16,6 +16,23 @@ def _reproduce(args: argparse.Namespace) -> int:
   return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+  import jax
+
+  # Virtual CPU devices for the parallel suite; only affects the CPU backend, and only
+  # before it starts.
+  jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+  from xentax import bench
+
+  suites = list(bench.SUITES) if args.suite == "all" else [args.suite]
+  records = bench.run(suites, quick=args.quick)
+  print(bench.markdown(records))
+  if args.out:
+    bench.write_json(records, args.out)
+    print(f"wrote {args.out}")
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
     prog="xentax", description="Cross-entropy losses for JAX: verify, train, benchmark, report."
@@ -32,6 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     "--only", nargs="+", metavar="SECTION", help="run only these report sections"
   )
   reproduce.set_defaults(run=_reproduce)
+
+  bench = commands.add_parser("bench", help="benchmark the losses on this machine's device")
+  bench.add_argument(
+    "--suite", default="all", choices=["losses", "fused", "training", "parallel", "all"]
+  )
+  bench.add_argument("--quick", action="store_true", help="CPU-sized run (minutes)")
+  bench.add_argument("--out", help="write the JSON records here")
+  bench.add_argument(
+    "--cpu-devices", type=int, default=8, help="virtual CPU devices for the parallel suite"
+  )
+  bench.set_defaults(run=_bench)
   return parser
 
 

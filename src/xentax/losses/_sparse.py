@@ -15,6 +15,7 @@ Design notes:
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -237,31 +238,129 @@ def sparse_categorical_cross_entropy_with_logits(
     ignore_index=ignore_index,
     where=where,
   )
-  x = _sanitize_logits(inputs)
-  lse = _common.logsumexp(x)
-  target_logit = jnp.take_along_axis(x, inputs.labels[..., None], axis=-1)[..., 0]
-  num_classes = x.shape[-1]
-  class_weight_sum = weighted_logit_sum = None
-  if not _is_static_zero(label_smoothing):
-    if inputs.class_weights is None:
-      class_weight_sum = jnp.asarray(num_classes, x.dtype)
-      weighted_logit_sum = jnp.sum(x, axis=-1)
-    else:
-      class_weight_sum = jnp.sum(inputs.class_weights)
-      weighted_logit_sum = jnp.sum(_common.safe_mul(inputs.class_weights, x), axis=-1)
-  losses = sparse_loss_from_terms(
-    lse,
-    target_logit,
-    num_classes=num_classes,
-    target_weight=inputs.target_weight,
-    class_weight_sum=class_weight_sum,
-    weighted_logit_sum=weighted_logit_sum,
-    label_smoothing=label_smoothing,
-    z_loss=z_loss,
+  config = _LogitsConfig(
+    smoothing=not _is_static_zero(label_smoothing), z_loss=not _is_static_zero(z_loss)
+  )
+  dtype = inputs.scores.dtype
+  losses = _logits_losses(
+    config,
+    inputs.scores,
+    inputs.labels,
+    inputs.valid,
+    inputs.bad,
+    inputs.class_weights,
+    jnp.asarray(label_smoothing, dtype),
+    jnp.asarray(z_loss, dtype),
   )
   return _common.reduce_losses(
     losses, valid=inputs.valid, denominator=inputs.target_weight, reduction=reduction
   )
+
+
+class _LogitsConfig(NamedTuple):
+  smoothing: bool  # label_smoothing is not a static 0
+  z_loss: bool  # z_loss is not a static 0
+
+
+def _class_weight_sum(class_weights, num_classes, dtype):
+  if class_weights is None:
+    return jnp.asarray(num_classes, dtype)
+  return jnp.sum(class_weights)
+
+
+def _weighted_logit_sum(class_weights, x):
+  if class_weights is None:
+    return jnp.sum(x, axis=-1)
+  return jnp.sum(_common.safe_mul(class_weights, x), axis=-1)
+
+
+def _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z):
+  losses = sparse_loss_from_terms(
+    lse,
+    target,
+    num_classes=x.shape[-1],
+    target_weight=None if class_weights is None else class_weights[labels],
+    class_weight_sum=_class_weight_sum(class_weights, x.shape[-1], x.dtype),
+    weighted_logit_sum=_weighted_logit_sum(class_weights, x) if config.smoothing else None,
+    label_smoothing=eps if config.smoothing else 0.0,
+    z_loss=z if config.z_loss else 0.0,
+  )
+  # Dropped rows may hold -inf or NaN: select, so they cannot leak; bad labels give NaN.
+  losses = jnp.where(valid, losses, jnp.zeros_like(losses))
+  return losses + _common.nan_where(bad, losses.dtype)
+
+
+def _stats(x, labels):
+  lse = _common.logsumexp(x)
+  target = jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
+  return lse, target
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _logits_losses(config, x, labels, valid, bad, class_weights, eps, z):
+  """Per-example sparse cross-entropy from logits ``x [..., C]`` (class axis last).
+
+  A ``custom_jvp`` whose tangent is ``sum_c G_c t_c`` with the closed-form logit gradient
+  ``G = a p - b onehot(y) - c w`` (:func:`sparse_loss_grad_coefficients`) inside
+  ``jax.checkpoint``: reverse mode then saves only ``lse [...]`` besides the inputs and
+  computes ``d logits`` in one elementwise pass, while forward mode and higher derivatives
+  keep working. Dropped rows get a zero gradient whatever they hold.
+  """
+  lse, target = _stats(x, labels)
+  return _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z)
+
+
+@functools.partial(_logits_losses.defjvp, symbolic_zeros=True)
+def _logits_losses_jvp(config, primals, tangents):
+  x, labels, valid, bad, class_weights, eps, z = primals
+  t_x, _, _, _, t_class_weights, t_eps, t_z = tangents
+  lse, target = _stats(x, labels)
+  losses = _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z)
+  t_losses = jnp.zeros_like(losses)
+  if not _is_symbolic_zero(t_x):
+    grad_dot = jax.checkpoint(functools.partial(_logit_grad_dot, config))
+    t_losses = t_losses + grad_dot(x, t_x, lse, labels, valid, bad, class_weights, eps, z)
+  options = (class_weights, eps, z)
+  t_options = (t_class_weights, t_eps, t_z)
+  if not all(_is_symbolic_zero(t) for t in t_options):
+    # Tangents of the options (rarely needed: meta-learning class weights, say), with
+    # the logits' statistics held fixed.
+    def from_options(class_weights, eps, z):
+      return _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z)
+
+    t_options = tuple(
+      jnp.zeros_like(p) if _is_symbolic_zero(t) else t
+      for p, t in zip(options, t_options, strict=True)
+    )
+    t_losses = t_losses + jax.jvp(from_options, options, t_options)[1]
+  return losses, t_losses
+
+
+def _is_symbolic_zero(t) -> bool:
+  return t is None or isinstance(t, jax.custom_derivatives.SymbolicZero)
+
+
+def _logit_grad_dot(config, x, t_x, lse, labels, valid, bad, class_weights, eps, z):
+  """``sum_c (d loss / d x_c) t_c`` per example, from the closed-form gradient."""
+  num_classes = x.shape[-1]
+  coef_p, coef_target, coef_weight = sparse_loss_grad_coefficients(
+    jnp.ones_like(lse),
+    lse,
+    num_classes=num_classes,
+    target_weight=None if class_weights is None else class_weights[labels],
+    class_weight_sum=_class_weight_sum(class_weights, num_classes, x.dtype),
+    label_smoothing=eps if config.smoothing else 0.0,
+    z_loss=z if config.z_loss else 0.0,
+  )
+  probs = jnp.exp(x - lse[..., None])
+  is_target = jnp.arange(num_classes) == labels[..., None]
+  grad = coef_p[..., None] * probs - jnp.where(is_target, coef_target[..., None], 0.0)
+  if config.smoothing:
+    weights = jnp.ones((num_classes,), x.dtype) if class_weights is None else class_weights
+    grad = grad - coef_weight[..., None] * weights
+  grad = jnp.where(valid[..., None], grad, 0.0)
+  grad = grad + _common.nan_where(bad, x.dtype)[..., None]
+  return jnp.sum(grad * t_x, axis=-1)
 
 
 def _sanitize_logits(inputs: SparseInputs) -> jax.Array:

@@ -1,0 +1,180 @@
+"""The ``losses`` suite: every xentax loss against optax's closest function and a naive one.
+
+Design notes:
+  * "naive" is the textbook formula written with ``jax.nn`` (``-sum(y * log(softmax(x)))``
+    and friends) and differentiated by autodiff: what a user would write by hand.
+  * Each configuration (loss x shape x dtype x forward / value-and-grad) is one side-by-side
+    group; ratios are to optax's function where optax has one, else to the naive one.
+  * GB/s is the bytes of the logits (or probabilities) divided by the median time: the
+    floor every implementation has to read at least once.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import xentax
+from xentax.bench import _measure
+
+# name -> (kind of inputs, {implementation: fn(scores, targets)}); the first is the baseline.
+LOSSES = {
+  "sparse_categorical_cross_entropy_with_logits": (
+    "sparse",
+    {
+      "optax": lambda x, y: optax.softmax_cross_entropy_with_integer_labels(x, y).mean(),
+      "naive": lambda x, y: (
+        -jnp.mean(jnp.sum(jax.nn.one_hot(y, x.shape[-1]) * jax.nn.log_softmax(x), -1))
+      ),
+      "xentax": lambda x, y: xentax.sparse_categorical_cross_entropy_with_logits(x, y),
+      "xentax (ignore_index, class_weights, smoothing)": lambda x, y: (
+        xentax.sparse_categorical_cross_entropy_with_logits(
+          x,
+          y,
+          ignore_index=-100,
+          class_weights=jnp.linspace(0.5, 2.0, x.shape[-1], dtype=jnp.float32),
+          label_smoothing=0.1,
+        )
+      ),
+    },
+  ),
+  "categorical_cross_entropy_with_logits": (
+    "dense",
+    {
+      "optax": lambda x, t: optax.softmax_cross_entropy(x, t).mean(),
+      "naive": lambda x, t: -jnp.mean(jnp.sum(t * jax.nn.log_softmax(x), -1)),
+      "xentax": lambda x, t: xentax.categorical_cross_entropy_with_logits(x, t),
+    },
+  ),
+  "sparse_categorical_focal_loss_with_logits": (
+    "sparse",
+    {
+      "naive": lambda x, y: (
+        -jnp.mean(
+          jnp.sum(
+            jax.nn.one_hot(y, x.shape[-1]) * (1 - jax.nn.softmax(x)) ** 2 * jax.nn.log_softmax(x),
+            -1,
+          )
+        )
+      ),
+      "xentax": lambda x, y: xentax.sparse_categorical_focal_loss_with_logits(x, y),
+    },
+  ),
+  "binary_cross_entropy_with_logits": (
+    "binary",
+    {
+      "optax": lambda x, y: optax.sigmoid_binary_cross_entropy(x, y).mean(),
+      "naive": lambda x, y: (
+        -jnp.mean(y * jnp.log(jax.nn.sigmoid(x)) + (1 - y) * jnp.log(1 - jax.nn.sigmoid(x)))
+      ),
+      "xentax": lambda x, y: xentax.binary_cross_entropy_with_logits(x, y),
+    },
+  ),
+  "binary_focal_loss_with_logits": (
+    "binary",
+    {
+      "optax": lambda x, y: optax.sigmoid_focal_loss(x, y, alpha=0.25).mean(),
+      "xentax": lambda x, y: xentax.binary_focal_loss_with_logits(x, y, alpha=0.25),
+    },
+  ),
+  "binary_cross_entropy": (
+    "binary_probs",
+    {
+      "naive": lambda p, y: -jnp.mean(y * jnp.log(p) + (1 - y) * jnp.log(1 - p)),
+      "xentax": lambda p, y: xentax.binary_cross_entropy(p, y),
+    },
+  ),
+  "categorical_cross_entropy": (
+    "dense_probs",
+    {
+      "naive": lambda p, t: -jnp.mean(jnp.sum(t * jnp.log(p), -1)),
+      "xentax": lambda p, t: xentax.categorical_cross_entropy(p, t),
+    },
+  ),
+  "sparse_categorical_cross_entropy": (
+    "sparse_probs",
+    {
+      "naive": lambda p, y: -jnp.mean(jnp.log(jnp.take_along_axis(p, y[:, None], -1))),
+      "xentax": lambda p, y: xentax.sparse_categorical_cross_entropy(p, y),
+    },
+  ),
+}
+
+
+def make_inputs(kind, batch, classes, dtype, copies=2, seed=0):
+  """A few copies of (scores, targets) for a loss of ``kind``."""
+  arg_sets = []
+  for key in jax.random.split(jax.random.key(seed), copies):
+    k_x, k_y = jax.random.split(key)
+    x = jax.random.normal(k_x, (batch, classes), jnp.float32) * 2
+    y = jax.random.randint(k_y, (batch,), 0, classes)
+    if kind == "sparse":
+      args = (x.astype(dtype), y)
+    elif kind == "sparse_probs":
+      args = (jax.nn.softmax(x).astype(dtype), y)
+    elif kind == "dense":
+      args = (x.astype(dtype), jax.nn.one_hot(y, classes, dtype=dtype))
+    elif kind == "dense_probs":
+      args = (jax.nn.softmax(x).astype(dtype), jax.nn.one_hot(y, classes, dtype=dtype))
+    elif kind == "binary":
+      args = (x.astype(dtype), (x > 0).astype(dtype))
+    else:  # binary_probs
+      args = (jax.nn.sigmoid(x).astype(dtype), (x > 0).astype(dtype))
+    arg_sets.append(args)
+  return arg_sets
+
+
+def run(grid, dtypes, *, losses=None, repeats=5) -> list[dict]:
+  """Time every loss of ``losses`` (all by default) over ``grid`` x ``dtypes``.
+
+  Args:
+    grid: ``(batch, classes)`` pairs.
+    dtypes: input dtypes (float32, bfloat16).
+    losses: names from :data:`LOSSES`; all by default.
+    repeats: timed calls per implementation.
+
+  Returns:
+    One record per (loss, shape, dtype, mode, implementation).
+  """
+  records = []
+  device = _measure.device_info()
+  for name in losses or list(LOSSES):
+    kind, impls = LOSSES[name]
+    for batch, classes in grid:
+      for dtype in dtypes:
+        arg_sets = make_inputs(kind, batch, classes, dtype)
+        nbytes = arg_sets[0][0].nbytes
+        for mode in ("forward", "value_and_grad"):
+          compiled, compile_s, memory = {}, {}, {}
+          for impl, fn in impls.items():
+            target = fn if mode == "forward" else jax.value_and_grad(fn)
+            compiled[impl], compile_s[impl] = _measure.compile_ahead(target, *arg_sets[0])
+            memory[impl] = _measure.memory_bytes(compiled[impl])
+          timings = _measure.time_side_by_side(
+            compiled, arg_sets, repeats=repeats, compile_seconds=compile_s
+          )
+          baseline = next(iter(impls))
+          for impl, timing in timings.items():
+            records.append(
+              {
+                "suite": "losses",
+                "loss": name,
+                "mode": mode,
+                "implementation": impl,
+                "baseline": baseline,
+                "batch": batch,
+                "classes": classes,
+                "dtype": jnp.dtype(dtype).name,
+                "compile_s": timing.compile_s,
+                "median_s": timing.median_s,
+                "spread": timing.spread,
+                "repeats": timing.repeats,
+                "ratio": timing.median_s / timings[baseline].median_s,
+                "gbps": nbytes / timing.median_s / 1e9,
+                **memory[impl],
+                "peak_device_bytes": _measure.peak_device_bytes(),
+                **device,
+              }
+            )
+  return records

@@ -1,0 +1,77 @@
+"""The ``parallel`` suite: vocabulary-parallel cross-entropy on N devices vs dense on one."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import xentax
+from xentax.bench import _measure
+
+
+def run(batch: int, classes: int, *, repeats: int = 5) -> list[dict]:
+  """Value-and-grad of the sparse loss: dense on one device, vocab-parallel on all."""
+  devices = jax.devices()
+  mesh = jax.make_mesh((len(devices),), ("vocab",), axis_types=(AxisType.Explicit,))
+  key_x, key_y = jax.random.split(jax.random.key(0))
+  logits = jax.random.normal(key_x, (batch, classes), jnp.float32)
+  labels = jax.random.randint(key_y, (batch,), 0, classes)
+
+  def dense(x, y):
+    return xentax.sparse_categorical_cross_entropy_with_logits(x, y)
+
+  sharded = jax.shard_map(
+    functools.partial(xentax.parallel.vocab_parallel_cross_entropy, axis_name="vocab"),
+    mesh=mesh,
+    in_specs=(P(None, "vocab"), P()),
+    out_specs=P(),
+  )
+  placed = {
+    "dense, 1 device": [
+      (jax.device_put(x, devices[0]), jax.device_put(y, devices[0]))
+      for x, y in [(logits, labels), (logits + 1, labels)]
+    ],
+    f"vocab-parallel, {len(devices)} devices": [
+      (
+        jax.device_put(x, NamedSharding(mesh, P(None, "vocab"))),
+        jax.device_put(y, NamedSharding(mesh, P())),
+      )
+      for x, y in [(logits, labels), (logits + 1, labels)]
+    ],
+  }
+  fns = {"dense, 1 device": dense, f"vocab-parallel, {len(devices)} devices": sharded}
+  records = []
+  device = _measure.device_info()
+  timings = {}
+  memory = {}
+  for name, fn in fns.items():
+    compiled, seconds = _measure.compile_ahead(jax.value_and_grad(fn), *placed[name][0])
+    memory[name] = _measure.memory_bytes(compiled)
+    timings[name] = _measure.time_side_by_side(
+      {name: compiled}, placed[name], repeats=repeats, compile_seconds={name: seconds}
+    )[name]
+  baseline = timings["dense, 1 device"].median_s
+  for name, timing in timings.items():
+    records.append(
+      {
+        "suite": "parallel",
+        "implementation": name,
+        "batch": batch,
+        "classes": classes,
+        "dtype": "float32",
+        "devices": len(devices) if "parallel" in name else 1,
+        "compile_s": timing.compile_s,
+        "median_s": timing.median_s,
+        "spread": timing.spread,
+        "repeats": timing.repeats,
+        "ratio": timing.median_s / baseline,
+        "gbps": logits.nbytes / timing.median_s / 1e9,
+        **memory[name],
+        **device,
+      }
+    )
+  return records
