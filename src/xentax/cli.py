@@ -6,6 +6,7 @@ import argparse
 import sys
 
 import xentax
+from xentax.bench._run import SUITES
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -20,8 +21,11 @@ def _bench(args: argparse.Namespace) -> int:
   import jax
 
   # Virtual CPU devices for the parallel suite; only affects the CPU backend, and only
-  # before it starts.
-  jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+  # before it starts (in a process that already ran JAX, its devices are used as they are).
+  try:
+    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+  except RuntimeError:
+    pass
   from xentax import bench
 
   suites = list(bench.SUITES) if args.suite == "all" else [args.suite]
@@ -51,9 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
   reproduce.set_defaults(run=_reproduce)
 
   bench = commands.add_parser("bench", help="benchmark the losses on this machine's device")
-  bench.add_argument(
-    "--suite", default="all", choices=["losses", "fused", "training", "parallel", "all"]
-  )
+  bench.add_argument("--suite", default="all", choices=[*SUITES, "all"])
   bench.add_argument("--quick", action="store_true", help="CPU-sized run (minutes)")
   bench.add_argument("--out", help="write the JSON records here")
   bench.add_argument(

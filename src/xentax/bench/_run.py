@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from xentax.bench import _fused, _losses, _measure, _parallel
 
-SUITES = ("losses", "fused", "training", "parallel")
+SUITES = ("losses", "fused", "parallel")
 
 CONFIG = {
   True: {  # --quick
