@@ -17,13 +17,14 @@ from pathlib import Path
 import jax
 
 import xentax
-from xentax.report import _large_vocab_section, _worked_examples
+from xentax.report import _bench_section, _large_vocab_section, _worked_examples
 
 Section = Callable[[Path, bool], str]
 
 SECTIONS: dict[str, Section] = {
   "worked_examples": _worked_examples.section,
   "large_vocabularies": _large_vocab_section.section,
+  "benchmarks": _bench_section.section,
 }
 
 
