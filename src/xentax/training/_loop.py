@@ -356,3 +356,23 @@ def _last_finite(history, losses) -> str:
   if finite.size:
     return f"{finite[-1]:.4g}"
   return f"{history[-1]['train_loss']:.4g} (mean of the previous epoch)" if history else "none"
+
+
+def add_train_arguments(parser) -> None:
+  """The options of ``xentax train`` (kept here so the command line stays thin)."""
+  from xentax.data import DATASETS
+  from xentax.training._models import MODELS
+  from xentax.training._objectives import LOSSES
+
+  parser.add_argument("--model", required=True, choices=MODELS)
+  parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+  parser.add_argument("--loss", default="cross_entropy", choices=LOSSES)
+  parser.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+  parser.add_argument("--epochs", type=int, default=20)
+  parser.add_argument("--batch-size", type=int, default=32)
+  parser.add_argument("--lr", type=float, default=None, help="default: per model (DEFAULT_LR)")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--out", default=None, help="default: runs/<model>_<dataset>")
+  parser.add_argument(
+    "--device", choices=("cpu", "gpu"), default=None, help="default: whatever JAX finds"
+  )

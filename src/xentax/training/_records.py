@@ -1,4 +1,4 @@
-"""A run's files (``config.json``, ``metrics.jsonl``, ``summary.json``, curves) and its progress bar."""
+"""A run's files (config, metrics, summary, curves) and its progress bar."""
 
 from __future__ import annotations
 
