@@ -1,7 +1,8 @@
 """Experiment: logistic regression: breast cancer; cat / not cat.
 
-Run alone with `python experiments/binary.py [--out DIR] [--quick]`; `xentax reproduce` runs it
-in its "Training" section. The config and runner live in `xentax.training.experiments`.
+Run alone with `python experiments/binary.py [--out DIR] [--quick]`;
+`xentax reproduce` runs it in its "Training" section. The config and runner live in
+`xentax.training.experiments`.
 """
 
 import sys

@@ -1,7 +1,8 @@
 """Experiment: flax.nnx MLP on digits.
 
-Run alone with `python experiments/mlp_digits.py [--out DIR] [--quick]`; `xentax reproduce` runs it
-in its "Training" section. The config and runner live in `xentax.training.experiments`.
+Run alone with `python experiments/mlp_digits.py [--out DIR] [--quick]`;
+`xentax reproduce` runs it in its "Training" section. The config and runner live in
+`xentax.training.experiments`.
 """
 
 import sys

@@ -1,7 +1,8 @@
 """Experiment: softmax regression: digits, iris, wine.
 
-Run alone with `python experiments/multiclass.py [--out DIR] [--quick]`; `xentax reproduce` runs it
-in its "Training" section. The config and runner live in `xentax.training.experiments`.
+Run alone with `python experiments/multiclass.py [--out DIR] [--quick]`;
+`xentax reproduce` runs it in its "Training" section. The config and runner live in
+`xentax.training.experiments`.
 """
 
 import sys

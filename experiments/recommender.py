@@ -1,7 +1,8 @@
 """Experiment: matrix factorisation on implicit feedback.
 
-Run alone with `python experiments/recommender.py [--out DIR] [--quick]`; `xentax reproduce` runs it
-in its "Training" section. The config and runner live in `xentax.training.experiments`.
+Run alone with `python experiments/recommender.py [--out DIR] [--quick]`;
+`xentax reproduce` runs it in its "Training" section. The config and runner live in
+`xentax.training.experiments`.
 """
 
 import sys

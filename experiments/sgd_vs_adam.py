@@ -1,7 +1,8 @@
 """Experiment: SGD vs momentum vs Adam on digits.
 
-Run alone with `python experiments/sgd_vs_adam.py [--out DIR] [--quick]`; `xentax reproduce` runs it
-in its "Training" section. The config and runner live in `xentax.training.experiments`.
+Run alone with `python experiments/sgd_vs_adam.py [--out DIR] [--quick]`;
+`xentax reproduce` runs it in its "Training" section. The config and runner live in
+`xentax.training.experiments`.
 """
 
 import sys

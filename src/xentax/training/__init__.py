@@ -5,9 +5,9 @@ from xentax.training._deck import with_bias_column as with_bias_column
 from xentax.training._loop import DEFAULT_LR as DEFAULT_LR
 from xentax.training._loop import OPTIMIZERS as OPTIMIZERS
 from xentax.training._loop import TrainConfig as TrainConfig
-from xentax.training._loop import add_train_arguments as add_train_arguments
 from xentax.training._loop import TrainingDiverged as TrainingDiverged
 from xentax.training._loop import TrainResult as TrainResult
+from xentax.training._loop import add_train_arguments as add_train_arguments
 from xentax.training._loop import epoch_order as epoch_order
 from xentax.training._loop import make_multi_step as make_multi_step
 from xentax.training._loop import make_optimizer as make_optimizer

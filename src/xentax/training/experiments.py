@@ -217,6 +217,7 @@ def deck_vs_compiled(root: Path, scale: str) -> dict:
       abs(deck_eval["loss"] - compiled_eval["loss"]) <= 1e-4 * max(1.0, deck_eval["loss"])
     ),
     "curves": f"{root.name}/compiled/curves.png",
+    "seconds": deck_seconds * iterations + result.summary["seconds_total"],
   }
   return _finish(root, "deck_vs_compiled", [row])
 
