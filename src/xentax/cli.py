@@ -7,6 +7,7 @@ import sys
 
 import xentax
 from xentax.bench._run import SUITES
+from xentax.training import add_train_arguments
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -37,6 +38,23 @@ def _bench(args: argparse.Namespace) -> int:
   return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+  from xentax.training import TrainConfig, TrainingDiverged, train
+
+  fields = ("model", "dataset", "loss", "optimizer", "epochs", "batch_size", "lr", "seed", "device")
+  config = TrainConfig(**{name: getattr(args, name) for name in fields})
+  out = args.out or f"runs/{args.model}_{args.dataset}"
+  try:
+    result = train(config, out_dir=out)
+  except TrainingDiverged as err:
+    print(err, file=sys.stderr)
+    return 1
+  s = result.summary
+  print(f"test accuracy {s['final_test_accuracy']:.4f}, test loss {s['final_test_loss']:.4f}")
+  print(f"wrote {out}")
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
     prog="xentax", description="Cross-entropy losses for JAX: verify, train, benchmark, report."
@@ -62,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     "--cpu-devices", type=int, default=8, help="virtual CPU devices for the parallel suite"
   )
   bench.set_defaults(run=_bench)
+
+  train = commands.add_parser("train", help="train a model on a dataset; writes metrics and plots")
+  add_train_arguments(train)
+  train.set_defaults(run=_train)
   return parser
 
 

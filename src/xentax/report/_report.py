@@ -17,12 +17,18 @@ from pathlib import Path
 import jax
 
 import xentax
-from xentax.report import _bench_section, _large_vocab_section, _worked_examples
+from xentax.report import (
+  _bench_section,
+  _large_vocab_section,
+  _training_section,
+  _worked_examples,
+)
 
 Section = Callable[[Path, bool], str]
 
 SECTIONS: dict[str, Section] = {
   "worked_examples": _worked_examples.section,
+  "training": _training_section.section,
   "large_vocabularies": _large_vocab_section.section,
   "benchmarks": _bench_section.section,
 }

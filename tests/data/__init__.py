@@ -1,0 +1,1 @@
+"""Tests for xentax.data: offline datasets, splits and dtypes."""

@@ -1,0 +1,1 @@
+"""Tests for xentax.training: models, the compiled loop, the deck's loop, experiments."""
