@@ -20,6 +20,7 @@ from xentax.gradcheck._finite_diff import (
 from xentax.gradcheck._finite_diff import finite_difference_jacobian as finite_difference_jacobian
 from xentax.gradcheck._logits_grad import LOSS_GRADS as LOSS_GRADS
 from xentax.gradcheck._logits_grad import logits_grad as logits_grad
+from xentax.gradcheck._matrix import format_summary as format_summary
 from xentax.gradcheck._matrix import format_table as format_table
 from xentax.gradcheck._matrix import run_matrix as run_matrix
 from xentax.gradcheck._regression import logistic_regression_grad as logistic_regression_grad
@@ -49,6 +50,7 @@ from xentax.gradcheck._softmax_grads import (
 )
 from xentax.gradcheck._tolerances import FD_STEP as FD_STEP
 from xentax.gradcheck._tolerances import TOLERANCES as TOLERANCES
+from xentax.gradcheck._tolerances import finite_difference_noise as finite_difference_noise
 from xentax.gradcheck._tolerances import tolerance as tolerance
 
 __all__ = [
@@ -66,6 +68,8 @@ __all__ = [
   "compare",
   "finite_difference_directional",
   "finite_difference_jacobian",
+  "finite_difference_noise",
+  "format_summary",
   "format_table",
   "logistic_regression_grad",
   "logits_grad",

@@ -17,12 +17,13 @@ from pathlib import Path
 import jax
 
 import xentax
-from xentax.report import _worked_examples
+from xentax.report import _gradcheck_section, _worked_examples
 
 Section = Callable[[Path, bool], str]
 
 SECTIONS: dict[str, Section] = {
   "worked_examples": _worked_examples.section,
+  "gradient_verification": _gradcheck_section.section,
 }
 
 
