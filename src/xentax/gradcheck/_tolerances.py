@@ -65,8 +65,8 @@ def finite_difference_noise(scale: float, eps: float = FD_STEP) -> float:
 
 def dtype_name(dtype) -> str:
   """``"float64"``, ``"float32"`` or ``"bfloat16"`` for a dtype, dtype name or array."""
-  if hasattr(dtype, "dtype"):
-    dtype = dtype.dtype
+  if not isinstance(dtype, str | type | np.dtype) and hasattr(dtype, "dtype"):
+    dtype = dtype.dtype  # an array
   import jax.numpy as jnp  # deferred: keep ``import xentax`` cheap
 
   return np.dtype(jnp.dtype(dtype)).name
