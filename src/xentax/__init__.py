@@ -1,5 +1,6 @@
 """xentax: a JAX toolkit for cross-entropy losses."""
 
+from xentax import gradcheck as gradcheck
 from xentax import parallel as parallel
 from xentax.losses import binary_cross_entropy as binary_cross_entropy
 from xentax.losses import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
@@ -29,6 +30,7 @@ __all__ = [
   "checked",
   "fused_linear_cross_entropy",
   "parallel",
+  "gradcheck",
   "sparse_categorical_cross_entropy",
   "sparse_categorical_cross_entropy_with_logits",
   "sparse_categorical_focal_loss_with_logits",

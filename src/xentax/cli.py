@@ -55,6 +55,23 @@ def _train(args: argparse.Namespace) -> int:
   return 0
 
 
+def _gradcheck(args: argparse.Namespace) -> int:
+  import json
+
+  from xentax import gradcheck
+
+  dtypes = ("float64", "float32", "bfloat16") if args.dtype == "all" else (args.dtype,)
+  records = gradcheck.run_matrix(dtypes, losses=args.loss)
+  print(gradcheck.format_table(records))
+  print()
+  print(gradcheck.format_summary(records))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(records, f, indent=1)
+    print(f"wrote {args.json}")
+  return 0 if all(r["passed"] for r in records) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
     prog="xentax", description="Cross-entropy losses for JAX: verify, train, benchmark, report."
@@ -84,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
   train = commands.add_parser("train", help="train a model on a dataset; writes metrics and plots")
   add_train_arguments(train)
   train.set_defaults(run=_train)
+  gradcheck = commands.add_parser(
+    "gradcheck", help="check every loss's gradient against closed forms and finite differences"
+  )
+  gradcheck.add_argument(
+    "--dtype", choices=["float64", "float32", "bfloat16", "all"], default="all"
+  )
+  gradcheck.add_argument("--json", metavar="PATH", help="also write one record per check")
+  gradcheck.add_argument("--loss", nargs="+", metavar="LOSS", help="check only these losses")
+  gradcheck.set_defaults(run=_gradcheck)
   return parser
 
 

@@ -19,6 +19,7 @@ import jax
 import xentax
 from xentax.report import (
   _bench_section,
+  _gradcheck_section,
   _large_vocab_section,
   _training_section,
   _worked_examples,
@@ -28,6 +29,7 @@ Section = Callable[[Path, bool], str]
 
 SECTIONS: dict[str, Section] = {
   "worked_examples": _worked_examples.section,
+  "gradient_verification": _gradcheck_section.section,
   "training": _training_section.section,
   "large_vocabularies": _large_vocab_section.section,
   "benchmarks": _bench_section.section,

@@ -1,0 +1,328 @@
+"""Finite differences in float64, over any pytree, and ``check_grads`` that returns numbers.
+
+Design notes:
+  * Central differences ``(f(x + h e_i) - f(x - h e_i)) / 2h`` need float64: in float32 the
+    round-off term ``u |f| / h`` is 1e-3 at the best step (see the step-size figure in the
+    report). Every function here therefore evaluates ``f`` inside ``jax.enable_x64(True)``
+    on the parameters cast to float64, whatever the caller's x64 setting, and raises
+    ``ValueError`` if ``f`` still returns something other than float64 (e.g. it casts to
+    float32 inside), since the differences would then be meaningless.
+  * The gradient *under test* is computed before that, in the caller's dtype and setting.
+  * Small inputs get the full Jacobian (``2n`` evaluations, batched with ``jax.vmap``);
+    large ones get ``num_directions`` random unit directions ``v``, comparing ``<grad, v>``
+    with the central difference along ``v`` (``2k`` evaluations).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import test_util as jax_test_util
+from jax.flatten_util import ravel_pytree
+
+from xentax.gradcheck._report import GradReport, compare
+from xentax.gradcheck._tolerances import FD_STEP, dtype_name, finite_difference_noise, tolerance
+
+
+def _to_float64(tree):
+  return jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x, np.float64)), tree)
+
+
+def _evaluate(fn_name: str, f, points, batched: bool) -> np.ndarray:
+  """``f`` at each row of ``points`` (already unravelled by ``f``), as float64 NumPy."""
+  if batched:
+    values = jax.vmap(f)(points)
+  else:
+    values = jnp.stack([f(row) for row in points])
+  if values.dtype != jnp.float64:
+    raise ValueError(
+      f"{fn_name}: f returned dtype {values.dtype} on float64 parameters; finite differences "
+      "need f to compute in float64 (do not cast to float32 inside f)."
+    )
+  return np.asarray(values)
+
+
+def finite_difference_jacobian(f: Callable, params, *, eps: float = FD_STEP, batched: bool = True):
+  """Central-difference Jacobian of ``f`` at ``params``, in float64.
+
+  .. math::
+    \\frac{\\partial f}{\\partial x_i} \\approx \\frac{f(x + h e_i) - f(x - h e_i)}{2h},
+    \\quad \\text{error} \\approx \\frac{h^2}{6} |f'''| + \\frac{u |f|}{h}
+
+  Args:
+    f: function of one pytree of float arrays, returning an array (a scalar loss gives the
+      gradient).
+    params: the pytree at which to differentiate; cast to float64.
+    eps: the step ``h`` (default 1e-6, near the float64 optimum ``u^(1/3)``).
+    batched: evaluate the ``2n`` points with one ``jax.vmap(f)`` call; ``False`` loops in
+      Python (for ``f`` that cannot be vmapped).
+
+  Returns:
+    A pytree like ``params`` whose leaves are float64 NumPy arrays of shape
+    ``f(params).shape + leaf.shape``.
+
+  Raises:
+    ValueError: ``f`` does not return float64 on float64 parameters.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from xentax import gradcheck
+    >>> g = gradcheck.finite_difference_jacobian(lambda p: jnp.sum(p["w"] ** 2),
+    ...                                          {"w": jnp.array([1.0, -2.0])})
+    >>> [round(float(v), 6) for v in g["w"]]
+    [2.0, -4.0]
+  """
+  jac, _ = central_differences(f, params, eps=eps, batched=batched)
+  return jac
+
+
+def central_differences(f: Callable, params, *, eps: float = FD_STEP, batched: bool = True):
+  """:func:`finite_difference_jacobian` and ``max |f|`` over the evaluated points.
+
+  The second value sets the round-off error of the differences (see
+  :func:`xentax.gradcheck.finite_difference_noise`).
+  """
+  with jax.enable_x64(True):
+    params = _to_float64(params)
+    flat, unravel = ravel_pytree(params)
+    n = flat.size
+    steps = eps * jnp.eye(n, dtype=jnp.float64)
+    points = jnp.concatenate([flat[None] + steps, flat[None] - steps])
+    values = _evaluate("finite_difference_jacobian", lambda v: f(unravel(v)), points, batched)
+  jac = np.moveaxis((values[:n] - values[n:]) / (2 * eps), 0, -1)  # [*out, n]
+  leaves, tree = jax.tree_util.tree_flatten(params)
+  out, start = [], 0
+  for leaf in leaves:
+    size = int(np.size(leaf))
+    out.append(jac[..., start : start + size].reshape(jac.shape[:-1] + tuple(np.shape(leaf))))
+    start += size
+  return jax.tree_util.tree_unflatten(tree, out), float(np.max(np.abs(values), initial=0.0))
+
+
+def finite_difference_directional(
+  f: Callable, params, directions, *, eps: float = FD_STEP, batched: bool = True
+) -> np.ndarray:
+  """Central differences of ``f`` along each direction: ``(f(x + h v) - f(x - h v)) / 2h``.
+
+  Args:
+    f: function of one pytree of float arrays.
+    params: the point; cast to float64.
+    directions: ``[k, n]`` directions in the flattened (``ravel_pytree``) parameter space.
+    eps: the step ``h``.
+    batched: as :func:`finite_difference_jacobian`.
+
+  Returns:
+    ``[k, *f(params).shape]`` float64 directional derivatives.
+  """
+  with jax.enable_x64(True):
+    flat, unravel = ravel_pytree(_to_float64(params))
+    v = jnp.asarray(np.asarray(directions, np.float64))
+    points = jnp.concatenate([flat[None] + eps * v, flat[None] - eps * v])
+    values = _evaluate("finite_difference_directional", lambda p: f(unravel(p)), points, batched)
+  k = v.shape[0]
+  return (values[:k] - values[k:]) / (2 * eps)
+
+
+def _directional_scale(f, params, directions, eps, batched):
+  """Directional differences and ``|f(params)|``, which sets their round-off."""
+  with jax.enable_x64(True):
+    flat, unravel = ravel_pytree(_to_float64(params))
+    scale = float(jnp.max(jnp.abs(f(unravel(flat)))))
+  return finite_difference_directional(f, params, directions, eps=eps, batched=batched), scale
+
+
+def check_finite_differences(
+  f: Callable,
+  params,
+  grad=None,
+  *,
+  eps: float = FD_STEP,
+  max_full: int = 256,
+  num_directions: int = 16,
+  seed: int = 0,
+  atol: float | None = None,
+  rtol: float | None = None,
+  batched: bool = True,
+  name: str = "",
+) -> GradReport:
+  """Compare a gradient of a scalar ``f`` with float64 central differences.
+
+  Args:
+    f: scalar function of one pytree of float arrays (e.g. a loss of the parameters).
+    params: the point; any float dtype. The gradient under test is taken at ``params`` as
+      given; the finite differences at ``params`` cast to float64.
+    grad: the gradient under test: a pytree like ``params``, a function ``params ->
+      gradient`` (e.g. a hand-derived formula), or ``None`` for ``jax.grad(f)``.
+    eps: finite-difference step.
+    max_full: up to this many parameters, compare every entry of the gradient; above it,
+      compare ``num_directions`` directional derivatives ``<grad, v>`` along random unit
+      directions ``v``.
+    num_directions: number of random directions for large inputs.
+    seed: seed of the random directions.
+    atol: absolute tolerance (default: by the gradient's dtype, see
+      :func:`xentax.gradcheck.tolerance`); the round-off of the differences,
+      :func:`xentax.gradcheck.finite_difference_noise` of ``max |f|``, is added to it.
+    rtol: relative tolerance (same default).
+    batched: evaluate ``f`` with ``jax.vmap`` (``False``: a Python loop).
+    name: label for the report.
+
+  Returns:
+    A :class:`GradReport` (reference ``"finite_difference"``); for large inputs its
+    ``worst`` is the index of a direction.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from xentax import gradcheck
+    >>> f = lambda w: jnp.sum(jnp.log1p(jnp.exp(w)))
+    >>> gradcheck.check_finite_differences(f, jnp.array([0.5, -1.0])).passed
+    True
+    >>> gradcheck.check_finite_differences(f, jnp.array([0.5, -1.0]), grad=lambda w: -w).passed
+    False
+  """
+  if grad is None:
+    grad = jax.grad(f)(params)
+  elif callable(grad):
+    grad = grad(params)
+  leaves = jax.tree_util.tree_leaves(grad)
+  dtype = dtype_name(leaves[0]) if leaves else "float64"
+  tol = tolerance(dtype, "finite_difference")
+  atol = tol["atol"] if atol is None else atol
+  rtol = tol["rtol"] if rtol is None else rtol
+  size = sum(int(np.size(leaf)) for leaf in leaves)
+  if size <= max_full:
+    expected, scale = central_differences(f, params, eps=eps, batched=batched)
+    return compare(
+      grad,
+      expected,
+      dtype=dtype,
+      reference="finite_difference",
+      atol=atol + finite_difference_noise(scale, eps),
+      rtol=rtol,
+      name=name,
+    )
+  rng = np.random.default_rng(seed)
+  directions = rng.standard_normal((num_directions, size))
+  directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+  flat_grad = np.concatenate([np.asarray(leaf, np.float64).ravel() for leaf in leaves])
+  expected, scale = _directional_scale(f, params, directions, eps, batched)
+  return compare(
+    directions @ flat_grad,
+    expected,
+    dtype=dtype,
+    reference="finite_difference",
+    atol=atol + finite_difference_noise(scale, eps),
+    rtol=rtol,
+    name=name,
+    detail=f"{num_directions} random directions (n = {size} > max_full = {max_full})",
+  )
+
+
+def check_grads_report(
+  f: Callable,
+  args,
+  *,
+  order: int = 2,
+  modes=("fwd", "rev"),
+  eps: float = FD_STEP,
+  atol: float | None = None,
+  rtol: float | None = None,
+  seed: int = 0,
+  name: str = "",
+) -> GradReport:
+  """``jax.test_util.check_grads`` in float64, returning a report with numbers.
+
+  Runs ``jax.test_util.check_grads(f, args, order, modes)`` (its verdict: the report fails
+  if it raises, and keeps its message in ``detail``) and, on the same recursion (JVP and
+  JVP of JVP for ``"fwd"``; VJP and VJP of VJP for ``"rev"``, up to ``order``), measures
+  the difference between autodiff and central differences along random directions, so the
+  report says by how much, not only whether.
+
+  Args:
+    f: function of positional float array arguments.
+    args: tuple of arguments; cast to float64.
+    order: highest derivative order checked (``check_grads``'s ``order``).
+    modes: ``("fwd", "rev")`` or one of them.
+    eps: finite-difference step.
+    atol: absolute tolerance (default: float64 ``"finite_difference"``).
+    rtol: relative tolerance (same default).
+    seed: seed of the random tangents and cotangents.
+    name: label for the report.
+
+  Returns:
+    A :class:`GradReport` with reference ``"check_grads"``; ``worst`` names the check
+    (e.g. ``['VJP of VJP']``).
+
+  Raises:
+    ValueError: ``f`` does not return float64 on float64 arguments.
+  """
+  tol = tolerance("float64", "finite_difference")
+  atol = tol["atol"] if atol is None else atol
+  rtol = tol["rtol"] if rtol is None else rtol
+  rng = np.random.default_rng(seed)
+  actual, expected = {}, {}
+
+  def rand_like(tree):
+    return jax.tree_util.tree_map(
+      lambda x: jnp.asarray(rng.standard_normal(np.shape(x)), jnp.float64), tree
+    )
+
+  def inner(xs, ys):
+    pairs = zip(jax.tree_util.tree_leaves(xs), jax.tree_util.tree_leaves(ys), strict=True)
+    return sum(jnp.vdot(x, y) for x, y in pairs)
+
+  def numerical_jvp(g, xs, ts):
+    plus = g(*jax.tree_util.tree_map(lambda x, t: x + eps * t, xs, ts))
+    minus = g(*jax.tree_util.tree_map(lambda x, t: x - eps * t, xs, ts))
+    out = jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * eps), plus, minus)
+    for leaf in jax.tree_util.tree_leaves(out):
+      if leaf.dtype != jnp.float64:
+        raise ValueError(
+          f"check_grads_report: f returned dtype {leaf.dtype} on float64 arguments; "
+          "finite differences need f to compute in float64."
+        )
+    return out
+
+  def record(label, a, e):
+    actual[label] = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(a)])
+    expected[label] = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(e)])
+
+  def check(g, xs, depth, label):
+    if "fwd" in modes:
+      fwd = f"JVP of {label}" if label else "JVP"
+      ts = rand_like(xs)
+      record(fwd, jax.jvp(g, xs, ts)[1], numerical_jvp(g, xs, ts))
+      if depth > 1:
+        check(functools.partial(jax.jvp, g), (xs, xs), depth - 1, fwd)
+    if "rev" in modes:
+      rev = f"VJP of {label}" if label else "VJP"
+      out, vjp_fn = jax.vjp(g, *xs)
+      cts, ts = rand_like(out), rand_like(xs)
+      record(rev, inner(vjp_fn(cts), ts), inner(numerical_jvp(g, xs, ts), cts))
+      if depth > 1:
+
+        def g_vjp(*ys, g=g):
+          out_primal, vjp_ys = jax.vjp(g, *ys)
+          return vjp_ys(out_primal)
+
+        check(g_vjp, xs, depth - 1, rev)
+
+  detail = ""
+  with jax.enable_x64(True):
+    args = tuple(_to_float64(tuple(args)))
+    check(f, args, order, "")
+    try:
+      jax_test_util.check_grads(f, args, order, modes=modes, atol=atol, rtol=rtol, eps=eps)
+      jax_passed = True
+    except AssertionError as error:
+      jax_passed = False
+      detail = "jax.test_util.check_grads failed: " + " ".join(str(error).split())[:500]
+  report = compare(
+    actual, expected, dtype="float64", reference="check_grads", atol=atol, rtol=rtol, name=name
+  )
+  if jax_passed:
+    return report
+  return GradReport(**{**report.to_dict(), "passed": False, "detail": detail})

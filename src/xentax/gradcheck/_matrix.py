@@ -1,0 +1,428 @@
+"""The gradient-check matrix: every loss x its options x each reference x each dtype.
+
+Design notes:
+  * Each case draws its inputs in float64 from a fixed seed, then rounds every float input
+    (scores, targets, weights) to the dtype under test. The gradient under test is
+    ``jax.grad`` of the xentax loss at those rounded inputs, in that dtype; both references
+    (the closed form of :func:`xentax.gradcheck.logits_grad` and float64 central
+    differences of the loss) are computed in float64 at the *same* rounded inputs, so the
+    error measured is the error of the gradient, not of the rounding of the inputs.
+  * Option sets per loss: none, each option alone, and all of them together under each
+    reduction. ``where`` drops two examples, ``ignore_index`` two others.
+  * Besides the losses, the matrix checks the deck's models (softmax and logistic
+    regression, ``X^T (y_pred - y) / n``) against their closed forms. Those rows
+    compute ``X @ W`` in the tested dtype; in bfloat16 the rounding of the logits
+    themselves would dominate and says nothing about the loss, so they run in float64 and
+    float32 only.
+  * Everything runs eagerly (no ``jit``): each check evaluates a handful of small ops,
+    and compiling a few hundred distinct functions would cost more than running them.
+    Nearly all of the run time (about 35 s of CPU for the whole matrix) is XLA compiling
+    each small op the first time it meets a new shape and dtype, so every case uses the
+    same ``[6, 5]`` shape, binary losses included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xentax import losses
+from xentax.gradcheck._finite_diff import central_differences
+from xentax.gradcheck._logits_grad import logits_grad
+from xentax.gradcheck._regression import (
+  logistic_regression_grad,
+  softmax_cross_entropy_hessian,
+  softmax_regression_grad,
+  softmax_regression_per_example_grad,
+)
+from xentax.gradcheck._report import GradReport, compare
+from xentax.gradcheck._tolerances import DTYPES, finite_difference_noise, tolerance
+
+NUM_EXAMPLES, NUM_CLASSES = 6, 5
+# The binary losses use the same shape, so eager mode reuses the compiled ops across losses.
+BINARY_SHAPE = (NUM_EXAMPLES, NUM_CLASSES)
+IGNORE_INDEX = -100
+
+# The options each loss takes (besides reduction); all but "axis" are also combined.
+LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
+  "sparse_categorical_cross_entropy_with_logits": (
+    "class_weights",
+    "label_smoothing",
+    "z_loss",
+    "ignore_index",
+    "where",
+    "axis",
+  ),
+  "sparse_categorical_cross_entropy": ("class_weights", "ignore_index", "where", "axis"),
+  "sparse_categorical_focal_loss_with_logits": (
+    "gamma",
+    "class_weights",
+    "ignore_index",
+    "where",
+    "axis",
+  ),
+  "categorical_cross_entropy_with_logits": ("class_weights", "label_smoothing", "where", "axis"),
+  "categorical_cross_entropy": ("class_weights", "label_smoothing", "where", "axis"),
+  "binary_cross_entropy_with_logits": ("pos_weight", "weights", "label_smoothing", "where"),
+  "binary_cross_entropy": ("weights", "where"),
+  "binary_focal_loss_with_logits": ("gamma", "alpha", "where"),
+}
+SCALAR_OPTIONS = {"label_smoothing": 0.1, "z_loss": 0.01, "gamma": 0.5, "alpha": 0.25}
+# The deck's models in the matrix; the per-example gradients and the Hessian are checked
+# by the tests (they compile many more shapes, which would double the matrix's run time).
+MODELS = ("softmax_regression", "logistic_regression")
+
+
+def cases() -> list[tuple[str, tuple[str, ...], str]]:
+  """Every ``(loss, options, reduction)`` of the matrix, in a fixed order."""
+  out = []
+  for loss, names in LOSS_OPTIONS.items():
+    out.append((loss, (), "mean"))
+    out += [(loss, (name,), "mean") for name in names]
+    combined = tuple(name for name in names if name != "axis")
+    out += [(loss, combined, reduction) for reduction in ("mean", "sum", "none")]
+  return out
+
+
+def _kind(loss: str) -> str:
+  if loss.startswith("binary"):
+    return "binary"
+  return "sparse" if loss.startswith("sparse") else "dense"
+
+
+def _softmax(x):
+  e = np.exp(x - x.max(axis=-1, keepdims=True))
+  return e / e.sum(axis=-1, keepdims=True)
+
+
+def make_inputs(loss: str, names: Iterable[str], seed: int = 0) -> tuple:
+  """``(scores, labels, options)`` for one case, float64 (labels int for sparse losses)."""
+  rng = np.random.default_rng(seed)
+  kind, names = _kind(loss), tuple(names)
+  logits_input = loss.endswith("_with_logits")
+  if kind == "binary":
+    logits = rng.normal(0.0, 1.5, BINARY_SHAPE)
+    scores = logits if logits_input else rng.uniform(0.05, 0.95, BINARY_SHAPE)
+    labels = rng.uniform(0.0, 1.0, BINARY_SHAPE)
+    example_shape = BINARY_SHAPE
+  else:
+    logits = rng.normal(0.0, 1.5, (NUM_EXAMPLES, NUM_CLASSES))
+    scores = logits if logits_input else _softmax(logits)
+    if kind == "sparse":
+      labels = rng.integers(0, NUM_CLASSES, NUM_EXAMPLES)
+    else:
+      labels = _softmax(rng.normal(0.0, 1.0, (NUM_EXAMPLES, NUM_CLASSES)))
+    example_shape = (NUM_EXAMPLES,)
+  options = {}
+  for name in names:
+    if name in SCALAR_OPTIONS:
+      options[name] = SCALAR_OPTIONS[name]
+    elif name == "class_weights":
+      options[name] = rng.uniform(0.5, 2.0, NUM_CLASSES)
+    elif name == "weights":
+      options[name] = rng.uniform(0.5, 2.0, BINARY_SHAPE)
+    elif name == "pos_weight":
+      options[name] = rng.uniform(0.5, 3.0, BINARY_SHAPE[-1:])
+    elif name == "ignore_index":
+      labels = labels.copy()
+      labels[[1, 4]] = IGNORE_INDEX
+      options[name] = IGNORE_INDEX
+    elif name == "where":
+      where = np.ones(example_shape, bool)
+      where[0] = False
+      where[(3,) if kind != "binary" else (2, 1)] = False
+      options[name] = where
+    elif name == "axis":
+      scores = scores.T
+      if kind == "dense":
+        labels = labels.T
+      options[name] = 0
+  return scores, labels, options
+
+
+def describe(names: Iterable[str], reduction: str) -> dict:
+  """JSON-friendly description of a case's options."""
+  out = {}
+  for name in names:
+    if name in SCALAR_OPTIONS:
+      out[name] = SCALAR_OPTIONS[name]
+    elif name == "ignore_index":
+      out[name] = IGNORE_INDEX
+    elif name == "axis":
+      out[name] = 0
+    else:
+      out[name] = "array"
+  out["reduction"] = reduction
+  return out
+
+
+def options_text(options: dict) -> str:
+  parts = [k if v == "array" else f"{k}={v}" for k, v in options.items() if k != "reduction"]
+  return ", ".join(parts + [f"reduction={options.get('reduction', 'mean')}"])
+
+
+def _round(x, dtype):
+  """Float arrays to ``dtype``; integers, booleans and Python scalars unchanged."""
+  if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating):
+    return jnp.asarray(x, jnp.float64).astype(dtype)
+  if isinstance(x, np.ndarray):
+    return jnp.asarray(x)
+  return x
+
+
+def _upcast(x):
+  if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating):
+    return x.astype(jnp.float64)
+  return x
+
+
+def _record(loss, options, report: GradReport) -> dict:
+  return {
+    "loss": loss,
+    "options": options,
+    "dtype": report.dtype,
+    "reference": report.reference,
+    "max_abs_error": report.max_abs_error,
+    "max_rel_error": report.max_rel_error,
+    "passed": report.passed,
+    "atol": report.atol,
+    "rtol": report.rtol,
+    "worst": report.worst,
+    "size": report.size,
+  }
+
+
+def check_loss_case(loss: str, names, reduction: str, dtype) -> list[GradReport]:
+  """``jax.grad`` of one loss case in ``dtype`` against the closed form and central differences."""
+  scores, labels, options = make_inputs(loss, names)
+  loss_fn = getattr(losses, loss)
+  name = f"{loss}({options_text(describe(names, reduction))})"
+
+  def make_f(labels_, options_):
+    def f(s):
+      out = loss_fn(s, labels_, **options_, reduction=reduction)
+      return out.sum() if reduction == "none" else out
+
+    return f
+
+  s_d = _round(scores, dtype)
+  labels_d = _round(labels, dtype)
+  options_d = {k: _round(v, dtype) for k, v in options.items()}
+  actual = jax.grad(make_f(labels_d, options_d))(s_d)
+  labels_64 = _upcast(labels_d)
+  options_64 = {k: _upcast(v) for k, v in options_d.items()}
+  s_64 = _upcast(s_d)
+  analytic = logits_grad(loss, s_64, labels_64, **options_64, reduction=reduction)
+  numeric = central_differences(make_f(labels_64, options_64), s_64)
+  return _reports(actual, analytic, numeric, name)
+
+
+def _reports(actual, analytic, numeric, name) -> list[GradReport]:
+  expected, scale = numeric
+  atol = tolerance(actual_dtype(actual), "finite_difference")["atol"]
+  return [
+    compare(actual, analytic, reference="analytic", name=name),
+    compare(
+      actual,
+      expected,
+      reference="finite_difference",
+      atol=atol + finite_difference_noise(scale),
+      name=name,
+    ),
+  ]
+
+
+def actual_dtype(tree):
+  return jax.tree_util.tree_leaves(tree)[0].dtype
+
+
+def _model_inputs(seed: int = 1):
+  rng = np.random.default_rng(seed)
+  n, d = NUM_EXAMPLES, 4
+  X = rng.normal(0.0, 1.0, (n, d))
+  W = rng.normal(0.0, 0.5, (d, NUM_CLASSES))
+  b = rng.normal(0.0, 0.5, NUM_CLASSES)
+  y = rng.integers(0, NUM_CLASSES, n)
+  soft = _softmax(rng.normal(0.0, 1.0, (n, NUM_CLASSES)))
+  w = rng.normal(0.0, 0.5, d)
+  yb = rng.uniform(0.0, 1.0, n)
+  return X, W, b, y, soft, w, yb
+
+
+def check_model(model: str, targets: str, dtype) -> list[GradReport]:
+  """The deck's models and the softmax Hessian, against their closed forms and differences."""
+  X, W, b, y, soft, w, yb = (_round(v, dtype) for v in _model_inputs())
+  up = jax.tree_util.tree_map(_upcast, (X, W, b, soft, w, yb))
+  X64, W64, b64, soft64, w64, yb64 = up
+  Y, Y64 = (y, y) if targets == "integer" else (soft, soft64)
+  name = f"{model}(targets={targets})"
+
+  def ce(z, labels, reduction="mean"):
+    if jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+      return losses.sparse_categorical_cross_entropy_with_logits(z, labels, reduction=reduction)
+    return losses.categorical_cross_entropy_with_logits(z, labels, reduction=reduction)
+
+  if model == "softmax_regression":
+
+    def f(params, X=X, Y=Y):
+      return ce(X @ params[0] + params[1], Y)
+
+    actual = jax.grad(f)((W, b))
+    analytic = softmax_regression_grad(X64, W64, b64, Y64)
+    numeric = central_differences(lambda p: f(p, X64, Y64), (W64, b64))
+  elif model == "softmax_regression_per_example":
+
+    def f_one(params, x_j, y_j):
+      return ce((x_j @ params[0] + params[1])[None], y_j[None])
+
+    actual = jax.vmap(jax.grad(f_one), in_axes=(None, 0, 0))((W, b), X, Y)
+    analytic = softmax_regression_per_example_grad(X64, W64, b64, Y64)
+    numeric = central_differences(
+      lambda p: ce(X64 @ p[0] + p[1], Y64, reduction="none"), (W64, b64)
+    )
+  elif model == "logistic_regression":
+
+    def f(params, X=X, y=yb):
+      return losses.binary_cross_entropy_with_logits(X @ params[0] + params[1], y)
+
+    b0 = b[0]
+    actual = jax.grad(f)((w, b0))
+    analytic = logistic_regression_grad(X64, w64, b64[0], yb64)
+    numeric = central_differences(lambda p: f(p, X64, yb64), (w64, b64[0]))
+  elif model == "softmax_cross_entropy_hessian":
+    z = X[0] @ W + b
+    z64 = _upcast(z)
+    label = Y[0]
+
+    def f(z_, label_=label):
+      return ce(z_[None], label_[None])
+
+    actual = jax.hessian(f)(z)
+    analytic = softmax_cross_entropy_hessian(z64)
+    numeric = central_differences(jax.grad(lambda z_: f(z_, _upcast(Y64[0]))), z64)
+  else:
+    raise ValueError(f"check_model: unknown model {model!r}; choose one of {MODELS}.")
+  return _reports(actual, analytic, numeric, name)
+
+
+def run_matrix(
+  dtypes: Iterable[str] = DTYPES, *, losses: Iterable[str] | None = None
+) -> list[dict]:
+  """Run every check of the matrix and return one record per check.
+
+  Args:
+    dtypes: any of ``"float64"``, ``"float32"``, ``"bfloat16"``.
+    losses: restrict to these losses (names of xentax losses, or the models
+      ``"softmax_regression"`` and ``"logistic_regression"``); default all.
+
+  Returns:
+    A list of dicts with ``loss``, ``options`` (a dict; ``"array"`` marks a random array),
+    ``dtype``, ``reference`` (``"analytic"`` or ``"finite_difference"``),
+    ``max_abs_error``, ``max_rel_error``, ``passed``, ``atol``, ``rtol``, ``worst`` and
+    ``size``.
+
+  Raises:
+    ValueError: an unknown dtype or loss.
+  """
+  dtypes = tuple(dtypes)
+  unknown = [d for d in dtypes if d not in DTYPES]
+  if unknown:
+    raise ValueError(f"run_matrix: unknown dtype(s) {unknown}; choose from {DTYPES}.")
+  known = (*LOSS_OPTIONS, *MODELS)
+  selected = list(known if losses is None else losses)
+  unknown = [name for name in selected if name not in known]
+  if unknown:
+    raise ValueError(f"run_matrix: unknown loss(es) {unknown}; choose from {list(known)}.")
+  return _run(dtypes, selected)
+
+
+def _run(dtypes: tuple[str, ...], selected: list[str]) -> list[dict]:
+  records = []
+  # The references are float64 whatever the caller's x64 setting.
+  with jax.enable_x64(True):
+    for loss, names, reduction in cases():
+      if loss not in selected:
+        continue
+      options = describe(names, reduction)
+      for dtype in dtypes:
+        for report in check_loss_case(loss, names, reduction, jnp.dtype(dtype)):
+          records.append(_record(loss, options, report))
+    for model in MODELS:
+      if model not in selected:
+        continue
+      for targets in ("integer", "soft") if model == "softmax_regression" else ("integer",):
+        for dtype in dtypes:
+          if dtype == "bfloat16":
+            continue
+          for report in check_model(model, targets, jnp.dtype(dtype)):
+            records.append(_record(model, {"targets": targets}, report))
+  return records
+
+
+def format_table(records: list[dict]) -> str:
+  """One line per (loss, options): the max relative error per dtype and reference."""
+  columns = sorted(
+    {(r["dtype"], r["reference"]) for r in records},
+    key=lambda c: (DTYPES.index(c[0]), c[1]),
+  )
+  rows: dict[tuple[str, str], dict] = {}
+  for r in records:
+    rows.setdefault((r["loss"], options_text(r["options"])), {})[(r["dtype"], r["reference"])] = r
+  head = ["loss", "options"] + [
+    f"{d} {'analytic' if ref == 'analytic' else 'fd'}" for d, ref in columns
+  ]
+  lines = [head]
+  for (loss, text), cells in rows.items():
+    line = [loss, text]
+    for column in columns:
+      r = cells.get(column)
+      line.append(
+        "-" if r is None else f"{r['max_rel_error']:.1e} {'ok' if r['passed'] else 'FAIL'}"
+      )
+    lines.append(line)
+  widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+  out = [
+    "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in lines
+  ]
+  out.insert(1, "  ".join("-" * width for width in widths))
+  return "\n".join(out)
+
+
+def summarize(records: list[dict]) -> list[dict]:
+  """Per dtype and reference: number of checks, number passed, worst errors and where."""
+  out = []
+  for dtype in DTYPES:
+    for reference in ("analytic", "finite_difference"):
+      group = [r for r in records if r["dtype"] == dtype and r["reference"] == reference]
+      if not group:
+        continue
+      worst = max(group, key=lambda r: r["max_rel_error"])
+      out.append(
+        {
+          "dtype": dtype,
+          "reference": reference,
+          "checks": len(group),
+          "passed": sum(r["passed"] for r in group),
+          "max_abs_error": max(r["max_abs_error"] for r in group),
+          "max_rel_error": worst["max_rel_error"],
+          "worst_case": f"{worst['loss']}({options_text(worst['options'])})",
+        }
+      )
+  return out
+
+
+def format_summary(records: list[dict]) -> str:
+  """A few lines: checks passed and worst errors per dtype and reference."""
+  lines = []
+  for row in summarize(records):
+    lines.append(
+      f"{row['dtype']:>8} {row['reference']:<17} {row['passed']:>3}/{row['checks']:<3} passed"
+      f"  max abs error {row['max_abs_error']:.1e}  max rel error {row['max_rel_error']:.1e}"
+      f"  ({row['worst_case']})"
+    )
+  failed = sum(not r["passed"] for r in records)
+  lines.append(f"{len(records)} checks, {len(records) - failed} passed, {failed} failed")
+  return "\n".join(lines)

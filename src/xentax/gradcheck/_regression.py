@@ -1,0 +1,144 @@
+"""Closed-form gradients of the deck's models: softmax and logistic regression, per example.
+
+Design notes:
+  These are the hand-derived gradients of the deck's pseudocode (``gradient = X_j^T
+  (y_pred - y_j)``), written as plain array formulas so they can be compared with
+  ``jax.grad``. They share no code with :mod:`xentax.losses`; the losses they differentiate
+  are the mean sparse/soft cross-entropy and the mean binary cross-entropy of a linear model.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def _targets(fn_name: str, Y, num_classes: int, dtype) -> jax.Array:
+  """Integer labels become one-hot rows; one-hot or soft rows are used as given."""
+  Y = jnp.asarray(Y)
+  if jnp.issubdtype(Y.dtype, jnp.integer):
+    return jax.nn.one_hot(Y, num_classes, dtype=dtype)
+  if Y.shape[-1:] != (num_classes,):
+    raise ValueError(
+      f"{fn_name}: Y has shape {Y.shape}; pass integer labels of shape [n] or one-hot/soft "
+      f"targets of shape [n, {num_classes}]."
+    )
+  return Y.astype(dtype)
+
+
+def softmax_regression_grad(X, W, b, Y) -> tuple[jax.Array, jax.Array]:
+  """Gradient of the mean cross-entropy of softmax regression ``softmax(X W + b)``.
+
+  .. math::
+    J(W, b) = -\\frac{1}{n} \\sum_j \\sum_c Y_{jc} \\log \\mathrm{softmax}(X_j W + b)_c
+
+  Derivation: with ``z_j = X_j W + b`` and ``p_j = softmax(z_j)``, and targets summing to
+  one, ``-sum_c Y_c log p_c = lse(z) - sum_c Y_c z_c``; since ``d lse / d z = p``, the
+  gradient of example ``j`` with respect to its logits is ``p_j - Y_j`` (the deck's
+  ``y_pred - y``). The chain rule through ``z_j = X_j W + b`` gives
+  ``d/dW = X_j^T (p_j - Y_j)`` (an outer product) and ``d/db = p_j - Y_j``; averaging over
+  the ``n`` examples:
+
+  .. math::
+    \\frac{\\partial J}{\\partial W} = \\frac{1}{n} X^T (\\mathrm{softmax}(XW + b) - Y),
+    \\qquad
+    \\frac{\\partial J}{\\partial b} = \\frac{1}{n} \\sum_j (\\mathrm{softmax}(X_j W + b) - Y_j)
+
+  Args:
+    X: ``[n, d]`` inputs.
+    W: ``[d, C]`` weights.
+    b: ``[C]`` bias.
+    Y: ``[n]`` integer labels, or ``[n, C]`` one-hot or soft targets (rows summing to 1).
+
+  Returns:
+    ``(dW, db)`` of shapes ``[d, C]`` and ``[C]``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, xentax
+    >>> X, W, b, y = jnp.ones((4, 3)), jnp.zeros((3, 2)), jnp.zeros(2), jnp.array([0, 1, 1, 1])
+    >>> dW, db = xentax.gradcheck.softmax_regression_grad(X, W, b, y)
+    >>> [round(float(v), 3) for v in db]  # mean of [0.5, 0.5] - onehot(y)
+    [0.25, -0.25]
+  """
+  X, W, b = jnp.asarray(X), jnp.asarray(W), jnp.asarray(b)
+  Y = _targets("softmax_regression_grad", Y, W.shape[-1], W.dtype)
+  residual = jax.nn.softmax(X @ W + b, axis=-1) - Y
+  n = X.shape[0]
+  return X.T @ residual / n, jnp.sum(residual, axis=0) / n
+
+
+def softmax_regression_per_example_grad(X, W, b, Y) -> tuple[jax.Array, jax.Array]:
+  """The deck's inner loop: the gradient of each example's loss, ``X_j^T (p_j - Y_j)``.
+
+  Example ``j`` alone has loss ``-sum_c Y_jc log softmax(X_j W + b)_c``, whose gradient is
+  the outer product ``X_j^T (softmax(X_j W + b) - Y_j)`` with respect to ``W`` and
+  ``softmax(X_j W + b) - Y_j`` with respect to ``b`` (see :func:`softmax_regression_grad`).
+  Their mean over ``j`` is the full-batch gradient; each one equals
+  ``jax.vmap(jax.grad(loss_j), in_axes=(None, None, 0, 0))``.
+
+  Args:
+    X: ``[n, d]`` inputs.
+    W: ``[d, C]`` weights.
+    b: ``[C]`` bias.
+    Y: ``[n]`` integer labels, or ``[n, C]`` one-hot or soft targets.
+
+  Returns:
+    ``(dW, db)`` of shapes ``[n, d, C]`` and ``[n, C]``: one gradient per example.
+  """
+  X, W, b = jnp.asarray(X), jnp.asarray(W), jnp.asarray(b)
+  Y = _targets("softmax_regression_per_example_grad", Y, W.shape[-1], W.dtype)
+  residual = jax.nn.softmax(X @ W + b, axis=-1) - Y
+  return X[:, :, None] * residual[:, None, :], residual
+
+
+def logistic_regression_grad(X, w, b, y) -> tuple[jax.Array, jax.Array]:
+  """Gradient of the mean binary cross-entropy of logistic regression ``sigmoid(X w + b)``.
+
+  .. math::
+    J(w, b) = -\\frac{1}{n} \\sum_j \\left[ y_j \\log \\sigma(z_j)
+      + (1 - y_j) \\log(1 - \\sigma(z_j)) \\right], \\quad z = X w + b
+
+  Derivation: ``d log sigma(z) / dz = 1 - sigma(z)`` and ``d log(1 - sigma(z)) / dz =
+  -sigma(z)``, so ``dJ_j / dz_j = -y_j (1 - sigma) + (1 - y_j) sigma = sigma(z_j) - y_j``,
+  the deck's ``y_pred - y`` once more. Through ``z = X w + b``:
+
+  .. math::
+    \\frac{\\partial J}{\\partial w} = \\frac{1}{n} X^T (\\sigma(Xw + b) - y), \\qquad
+    \\frac{\\partial J}{\\partial b} = \\frac{1}{n} \\sum_j (\\sigma(X_j w + b) - y_j)
+
+  Args:
+    X: ``[n, d]`` inputs.
+    w: ``[d]`` weights.
+    b: scalar bias.
+    y: ``[n]`` labels in ``[0, 1]`` (hard or soft).
+
+  Returns:
+    ``(dw, db)`` of shapes ``[d]`` and ``[]``.
+  """
+  X, w = jnp.asarray(X), jnp.asarray(w)
+  residual = jax.nn.sigmoid(X @ w + b) - jnp.asarray(y, w.dtype)
+  n = X.shape[0]
+  return X.T @ residual / n, jnp.sum(residual) / n
+
+
+def softmax_cross_entropy_hessian(logits) -> jax.Array:
+  """Hessian of ``-sum_c y_c log softmax(z)_c`` with respect to the logits ``z``.
+
+  .. math::
+    \\frac{\\partial^2 \\ell}{\\partial z \\partial z^T} = \\mathrm{diag}(p) - p p^T,
+    \\quad p = \\mathrm{softmax}(z)
+
+  Derivation: the gradient is ``p - y`` (see :func:`softmax_regression_grad`) and ``y``
+  does not depend on ``z``, so the Hessian is the Jacobian of the softmax,
+  ``d p_a / d z_b = p_a ([a = b] - p_b)``. It does not depend on the target, is symmetric
+  and positive semi-definite (``v^T H v`` is the variance of ``v`` under ``p``), and has the
+  all-ones vector in its null space (shifting every logit changes nothing).
+
+  Args:
+    logits: ``[..., C]``; leading axes are batch axes.
+
+  Returns:
+    ``[..., C, C]`` one Hessian per row.
+  """
+  p = jax.nn.softmax(jnp.asarray(logits), axis=-1)
+  return jnp.eye(p.shape[-1], dtype=p.dtype) * p[..., None, :] - p[..., :, None] * p[..., None, :]

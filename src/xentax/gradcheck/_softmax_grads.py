@@ -1,0 +1,229 @@
+"""Closed-form gradients of the softmax (categorical) losses with respect to their inputs.
+
+Design notes:
+  Each function takes exactly the arguments of the loss it differentiates and returns an
+  array of the scores' shape: ``d loss / d scores`` (for ``reduction="none"``, the gradient of
+  the sum of the per-example losses; see :mod:`xentax.gradcheck._grad_common`). The
+  formulas are derived in the docstrings from the loss's definition and share no code with
+  :mod:`xentax.losses`. They hold where the loss is differentiable: finite logits, and
+  probabilities whose logarithm is above the -100 clamp.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from xentax.gradcheck._grad_common import check_reduction, float_dtype, kept_mask, reduce_grad
+
+_CLAMP = -100.0  # the losses clamp log(p) at -100, as torch does; the gradient is 0 below
+
+
+def _sparse_setup(scores, labels, axis, class_weights, ignore_index, where):
+  dtype = float_dtype(scores)
+  s = jnp.moveaxis(jnp.asarray(scores), axis, -1).astype(dtype)
+  labels = jnp.asarray(labels)
+  num_classes = s.shape[-1]
+  kept = kept_mask(where, labels.shape)
+  if ignore_index is not None:
+    kept = kept & (labels != ignore_index)
+  safe = jnp.where(kept, labels, 0)
+  w = jnp.ones(num_classes, dtype) if class_weights is None else jnp.asarray(class_weights, dtype)
+  return s, kept, jax.nn.one_hot(safe, num_classes, dtype=dtype), w, w[safe]
+
+
+def sparse_categorical_cross_entropy_with_logits_grad(
+  logits,
+  labels,
+  *,
+  axis: int = -1,
+  class_weights=None,
+  ignore_index: int | None = None,
+  label_smoothing=0.0,
+  z_loss=0.0,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  """Gradient of :func:`xentax.sparse_categorical_cross_entropy_with_logits` w.r.t. logits.
+
+  Per example, with ``p = softmax(z)``, ``lse = logsumexp(z)``, ``W = sum_c w_c``:
+
+  .. math::
+    \\ell = (1 - \\epsilon) w_y (\\mathrm{lse} - z_y)
+      + \\frac{\\epsilon}{C} \\sum_c w_c (\\mathrm{lse} - z_c) + \\lambda\\, \\mathrm{lse}^2
+
+  Since ``d lse / dz = p`` and ``d z_y / dz = onehot(y)``:
+
+  .. math::
+    \\frac{\\partial \\ell}{\\partial z} = (1 - \\epsilon) w_y (p - \\mathrm{onehot}(y))
+      + \\frac{\\epsilon}{C} (W p - w) + 2 \\lambda\\, \\mathrm{lse}\\, p
+
+  With no options this is the deck's ``y_pred - y``. ``"mean"`` divides by ``sum w_{y_n}``
+  over kept examples (their count when unweighted); ignored and masked examples get 0.
+
+  Args:
+    logits, labels, axis, class_weights, ignore_index, label_smoothing, z_loss, where,
+    reduction: as for the loss.
+
+  Returns:
+    ``logits.shape``, float64 for float64 logits, float32 otherwise.
+  """
+  check_reduction("sparse_categorical_cross_entropy_with_logits_grad", reduction)
+  z, kept, onehot, w, w_y = _sparse_setup(logits, labels, axis, class_weights, ignore_index, where)
+  # Dropped rows may hold -inf or NaN; their gradient is 0 whatever they hold.
+  z = jnp.where(kept[..., None], z, jnp.zeros_like(z))
+  num_classes = z.shape[-1]
+  eps = jnp.asarray(label_smoothing, z.dtype)
+  lam = jnp.asarray(z_loss, z.dtype)
+  p = jax.nn.softmax(z, axis=-1)
+  lse = logsumexp(z, axis=-1)
+  g = (1 - eps) * w_y[..., None] * (p - onehot)
+  g = g + eps / num_classes * (jnp.sum(w) * p - w)
+  g = g + 2 * lam * lse[..., None] * p
+  g = reduce_grad(g, kept, reduction, None if class_weights is None else w_y)
+  return jnp.moveaxis(g, -1, axis)
+
+
+def sparse_categorical_cross_entropy_grad(
+  probs,
+  labels,
+  *,
+  axis: int = -1,
+  class_weights=None,
+  ignore_index: int | None = None,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  """Gradient of :func:`xentax.sparse_categorical_cross_entropy` w.r.t. the probabilities.
+
+  ``l = -w_y max(log p_y, -100)`` depends on the target probability only:
+
+  .. math::
+    \\frac{\\partial \\ell}{\\partial p_c} = -\\frac{w_y}{p_y} [c = y]
+      \\quad (0 \\text{ where } \\log p_y < -100)
+
+  Returns:
+    ``probs.shape``, float64 for float64 probabilities, float32 otherwise.
+  """
+  check_reduction("sparse_categorical_cross_entropy_grad", reduction)
+  p, kept, onehot, _, w_y = _sparse_setup(probs, labels, axis, class_weights, ignore_index, where)
+  p_y = jnp.sum(onehot * p, axis=-1)
+  active = kept & (p_y > jnp.exp(jnp.asarray(_CLAMP, p.dtype)))
+  g_y = jnp.where(active, -w_y / jnp.where(active, p_y, 1), 0)
+  g = reduce_grad(onehot * g_y[..., None], kept, reduction, None if class_weights is None else w_y)
+  return jnp.moveaxis(g, -1, axis)
+
+
+def sparse_categorical_focal_loss_with_logits_grad(
+  logits,
+  labels,
+  *,
+  gamma=2.0,
+  class_weights=None,
+  ignore_index: int | None = None,
+  axis: int = -1,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  """Gradient of :func:`xentax.sparse_categorical_focal_loss_with_logits` w.r.t. logits.
+
+  ``l = -w_y (1 - p_y)^g log p_y``. With ``d p_y / d z_c = p_y ([c = y] - p_c)`` and
+  ``d l / d p_y = w_y [g (1 - p_y)^(g-1) log p_y - (1 - p_y)^g / p_y]``:
+
+  .. math::
+    \\frac{\\partial \\ell}{\\partial z_c} = w_y (p_c - [c = y])
+      \\left[ (1 - p_y)^{\\gamma} - \\gamma\\, p_y \\log p_y\\, (1 - p_y)^{\\gamma - 1} \\right]
+
+  ``gamma = 0`` gives the weighted cross-entropy's ``w_y (p - onehot(y))``. ``1 - p_y`` is
+  computed as the sum of the other probabilities, so it keeps its digits when ``p_y`` is
+  close to 1.
+
+  Returns:
+    ``logits.shape``, float64 for float64 logits, float32 otherwise.
+  """
+  check_reduction("sparse_categorical_focal_loss_with_logits_grad", reduction)
+  z, kept, onehot, _, w_y = _sparse_setup(logits, labels, axis, class_weights, ignore_index, where)
+  z = jnp.where(kept[..., None], z, jnp.zeros_like(z))
+  p = jax.nn.softmax(z, axis=-1)
+  log_p_y = jnp.sum(onehot * z, axis=-1) - logsumexp(z, axis=-1)
+  p_y = jnp.exp(log_p_y)
+  one_minus = jnp.sum((1 - onehot) * p, axis=-1)
+  gamma = jnp.asarray(gamma, z.dtype)
+  second = jnp.where(gamma == 0, 0, gamma * p_y * log_p_y * one_minus ** (gamma - 1))
+  scale = w_y * (one_minus**gamma - second)
+  g = (p - onehot) * scale[..., None]
+  g = reduce_grad(g, kept, reduction, None if class_weights is None else w_y)
+  return jnp.moveaxis(g, -1, axis)
+
+
+def _dense_coefficients(scores, targets, axis, class_weights, label_smoothing, where):
+  dtype = float_dtype(scores)
+  s = jnp.moveaxis(jnp.asarray(scores), axis, -1).astype(dtype)
+  t = jnp.moveaxis(jnp.asarray(targets), axis, -1).astype(dtype)
+  num_classes = s.shape[-1]
+  eps = jnp.asarray(label_smoothing, dtype)
+  q = (1 - eps) * t + eps / num_classes
+  if class_weights is not None:
+    q = q * jnp.asarray(class_weights, dtype)
+  return s, q, kept_mask(where, s.shape[:-1])
+
+
+def categorical_cross_entropy_with_logits_grad(
+  logits,
+  targets,
+  *,
+  axis: int = -1,
+  class_weights=None,
+  label_smoothing=0.0,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  """Gradient of :func:`xentax.categorical_cross_entropy_with_logits` w.r.t. logits.
+
+  With ``a_c = w_c q_c`` (``q = (1 - e) y + e / C``),
+  ``l = -sum_c a_c log softmax(z)_c = (sum_c a_c) lse(z) - sum_c a_c z_c``, so
+
+  .. math::
+    \\frac{\\partial \\ell}{\\partial z} = p \\sum_c a_c - a
+
+  which for one-hot targets, no weights and no smoothing is the deck's ``y_pred - y``.
+  ``"mean"`` divides by the number of kept examples.
+
+  Returns:
+    ``logits.shape``, float64 for float64 logits, float32 otherwise.
+  """
+  check_reduction("categorical_cross_entropy_with_logits_grad", reduction)
+  z, a, kept = _dense_coefficients(logits, targets, axis, class_weights, label_smoothing, where)
+  z = jnp.where(kept[..., None], z, jnp.zeros_like(z))
+  p = jax.nn.softmax(z, axis=-1)
+  g = reduce_grad(p * jnp.sum(a, axis=-1, keepdims=True) - a, kept, reduction)
+  return jnp.moveaxis(g, -1, axis)
+
+
+def categorical_cross_entropy_grad(
+  probs,
+  targets,
+  *,
+  axis: int = -1,
+  class_weights=None,
+  label_smoothing=0.0,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  """Gradient of :func:`xentax.categorical_cross_entropy` w.r.t. the probabilities.
+
+  ``l = -sum_c a_c max(log p_c, -100)`` with ``a_c = w_c q_c``, so
+
+  .. math::
+    \\frac{\\partial \\ell}{\\partial p_c} = -\\frac{a_c}{p_c}
+      \\quad (0 \\text{ where } \\log p_c < -100)
+
+  Returns:
+    ``probs.shape``, float64 for float64 probabilities, float32 otherwise.
+  """
+  check_reduction("categorical_cross_entropy_grad", reduction)
+  p, a, kept = _dense_coefficients(probs, targets, axis, class_weights, label_smoothing, where)
+  active = p > jnp.exp(jnp.asarray(_CLAMP, p.dtype))
+  g = jnp.where(active, -a / jnp.where(active, p, 1), 0)
+  return jnp.moveaxis(reduce_grad(g, kept, reduction), -1, axis)

@@ -1,0 +1,1 @@
+"""Tests of ``xentax.gradcheck``: closed forms, finite differences, reports, the matrix."""

@@ -1,0 +1,82 @@
+"""The check matrix and the ``xentax gradcheck`` command."""
+
+import json
+
+import numpy as np
+import pytest
+
+from xentax import cli, gradcheck
+from xentax.gradcheck import _matrix
+
+KEYS = {"loss", "options", "dtype", "reference", "max_abs_error", "max_rel_error", "passed"}
+
+
+def test_cases_cover_every_option_and_reduction():
+  cases = _matrix.cases()
+  for loss, names in _matrix.LOSS_OPTIONS.items():
+    seen = {name for case_loss, case_names, _ in cases if case_loss == loss for name in case_names}
+    assert seen == set(names)
+    reductions = {r for case_loss, _, r in cases if case_loss == loss}
+    assert reductions == {"none", "sum", "mean"}
+
+
+def test_where_and_ignore_index_drop_examples():
+  scores, labels, options = _matrix.make_inputs(
+    "sparse_categorical_cross_entropy_with_logits", ("ignore_index", "where")
+  )
+  assert (labels == -100).sum() == 2 and (~options["where"]).sum() == 2
+
+
+def test_cli_writes_records_and_exits_zero(tmp_path, capsys):
+  path = tmp_path / "records.json"
+  args = ["gradcheck", "--dtype", "float32", "--loss", "binary_cross_entropy_with_logits"]
+  assert cli.main([*args, "--json", str(path)]) == 0
+  records = json.loads(path.read_text())
+  assert len(records) == 2 * len(
+    [c for c in _matrix.cases() if c[0] == "binary_cross_entropy_with_logits"]
+  )
+  assert all(KEYS <= set(r) for r in records)
+  assert {r["reference"] for r in records} == {"analytic", "finite_difference"}
+  assert all(r["passed"] and r["dtype"] == "float32" for r in records)
+  assert all(0 < r["max_rel_error"] < 1e-3 for r in records)
+  out = capsys.readouterr().out
+  assert "float32 analytic" in out and f"{len(records)} checks, {len(records)} passed" in out
+
+
+def test_cli_exits_nonzero_when_a_gradient_is_wrong(monkeypatch, tmp_path, capsys):
+  loss = "binary_cross_entropy_with_logits"
+  right = gradcheck.LOSS_GRADS[loss]
+  monkeypatch.setitem(gradcheck.LOSS_GRADS, loss, lambda *a, **k: -right(*a, **k))
+  path = tmp_path / "records.json"
+  code = cli.main(["gradcheck", "--dtype", "float64", "--loss", loss, "--json", str(path)])
+  assert code == 1
+  records = json.loads(path.read_text())
+  analytic = [r for r in records if r["reference"] == "analytic"]
+  assert analytic and not any(r["passed"] for r in analytic)
+  # The finite differences do not use the closed form, so they still pass.
+  assert all(r["passed"] for r in records if r["reference"] == "finite_difference")
+  assert "FAIL" in capsys.readouterr().out
+
+
+def test_models_and_unknown_names():
+  records = gradcheck.run_matrix(("float64",), losses=["logistic_regression"])
+  assert len(records) == 2 and all(r["passed"] for r in records)
+  assert all(r["max_rel_error"] < 1e-6 for r in records)
+  with pytest.raises(ValueError, match="unknown loss"):
+    gradcheck.run_matrix(losses=["hinge"])
+  with pytest.raises(ValueError, match="unknown dtype"):
+    gradcheck.run_matrix(("float16",))
+
+
+def test_format_table_marks_failures():
+  record = {
+    "loss": "x",
+    "options": {"reduction": "mean"},
+    "dtype": "float64",
+    "reference": "analytic",
+    "max_abs_error": 1.0,
+    "max_rel_error": np.float64(0.5),
+    "passed": False,
+  }
+  assert "5.0e-01 FAIL" in gradcheck.format_table([record])
+  assert "1 checks, 0 passed, 1 failed" in gradcheck.format_summary([record])
