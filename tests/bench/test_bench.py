@@ -18,6 +18,7 @@ TINY = {
   "fused_memory": (16, 8, (64, 128)),
   "parallel": (8, 64),
   "training_epochs": 1,
+  "training_examples": 20,
   "repeats": 1,
   "reference": (8, 64),
 }
@@ -56,16 +57,15 @@ def test_bench_command_writes_json_and_tables(tmp_path, monkeypatch, capsys):
   out = tmp_path / "bench.json"
   assert cli.main(["bench", "--suite", "all", "--quick", "--out", str(out)]) == 0
   records = json.loads(out.read_text())
-  assert {r["suite"] for r in records} == {
-    "reference",
-    "losses",
-    "fused",
-    "fused_memory",
-    "parallel",
-  }
+  suites = {"reference", "losses", "fused", "fused_memory", "training", "parallel"}
+  assert {r["suite"] for r in records} == suites
+  training = [r for r in records if r["suite"] == "training"]
+  assert [r["batch_size"] for r in training] == [1, 1, 64]
+  assert all(r["steps_per_s"] > 0 for r in training)
   assert all(r["jax"] == jax.__version__ for r in records if "jax" in r)
   printed = capsys.readouterr().out
-  assert "### losses" in printed and "### fused" in printed and "### parallel" in printed
+  for suite in ("losses", "fused", "training", "parallel"):
+    assert f"### {suite}" in printed
 
 
 def test_unknown_suite_is_a_clear_error():

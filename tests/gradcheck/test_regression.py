@@ -89,3 +89,25 @@ def test_wrong_targets_shape_is_a_clear_error():
   X, W, b, _, _ = _data()
   with pytest.raises(ValueError, match=r"Y has shape \(7, 3\)"):
     gradcheck.softmax_regression_grad(X, W, b, np.ones((7, 3)))
+
+
+def test_fused_linear_closed_form_matches_autodiff_of_the_dense_loss():
+  rng = np.random.default_rng(3)
+  h, w, b = rng.normal(size=(7, 4)), rng.normal(size=(4, 9)), rng.normal(size=9)
+  y = rng.integers(0, 9, 7)
+  y[2] = -1
+  options = {
+    "ignore_index": -1,
+    "label_smoothing": 0.2,
+    "z_loss": 0.05,
+    "class_weights": rng.uniform(0.5, 2, 9),
+  }
+
+  def dense(h, w, b):
+    z = 2.5 * jnp.tanh((h @ w + b) / 2.5)
+    return xentax.sparse_categorical_cross_entropy_with_logits(z, y, **options)
+
+  want = jax.grad(dense, argnums=(0, 1, 2))(h, w, b)
+  got = gradcheck.fused_linear_cross_entropy_grad(h, w, y, bias=b, softcap=2.5, **options)
+  for g, e in zip(got, want, strict=True):
+    np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)

@@ -16,9 +16,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from xentax.bench import _fused, _losses, _measure, _parallel
+from xentax.bench import _fused, _losses, _measure, _parallel, _training
 
-SUITES = ("losses", "fused", "parallel")
+SUITES = ("losses", "fused", "training", "parallel")
 
 CONFIG = {
   True: {  # --quick
@@ -30,6 +30,7 @@ CONFIG = {
     "fused_memory": (8192, 4096, (32768, 131072)),
     "parallel": (512, 8192),
     "training_epochs": 1,
+    "training_examples": 200,
     "repeats": 3,
     "reference": (4096, 32768),
   },
@@ -41,7 +42,8 @@ CONFIG = {
     "fused_blocks": (2048, 8192, 32768),
     "fused_memory": (8192, 4096, (32768, 131072, 262144)),
     "parallel": (8192, 131072),
-    "training_epochs": 3,
+    "training_epochs": 2,
+    "training_examples": 1000,
     "repeats": 10,
     "reference": (8192, 131072),
   },
@@ -111,9 +113,9 @@ def run(suites, *, quick: bool) -> list[dict]:
     for record in _fused.memory_sweep(tokens, dim, vocabs, config["fused_blocks"]):
       records.append({"suite": "fused_memory", **record})
   if "training" in suites:
-    from xentax.bench import _training
-
-    records += _training.run(epochs=config["training_epochs"], repeats=repeats)
+    records += _training.run(
+      epochs=config["training_epochs"], examples=config["training_examples"], repeats=repeats
+    )
   if "parallel" in suites:
     records += _parallel.run(*config["parallel"], repeats=repeats)
   return records

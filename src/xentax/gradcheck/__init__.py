@@ -23,6 +23,9 @@ from xentax.gradcheck._logits_grad import logits_grad as logits_grad
 from xentax.gradcheck._matrix import format_summary as format_summary
 from xentax.gradcheck._matrix import format_table as format_table
 from xentax.gradcheck._matrix import run_matrix as run_matrix
+from xentax.gradcheck._regression import (
+  fused_linear_cross_entropy_grad as fused_linear_cross_entropy_grad,
+)
 from xentax.gradcheck._regression import logistic_regression_grad as logistic_regression_grad
 from xentax.gradcheck._regression import (
   softmax_cross_entropy_hessian as softmax_cross_entropy_hessian,
@@ -76,6 +79,7 @@ __all__ = [
   "run_matrix",
   "softmax_cross_entropy_hessian",
   "softmax_regression_grad",
+  "fused_linear_cross_entropy_grad",
   "softmax_regression_per_example_grad",
   "sparse_categorical_cross_entropy_grad",
   "sparse_categorical_cross_entropy_with_logits_grad",

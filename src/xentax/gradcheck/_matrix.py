@@ -33,6 +33,7 @@ from xentax import losses
 from xentax.gradcheck._finite_diff import central_differences
 from xentax.gradcheck._logits_grad import logits_grad
 from xentax.gradcheck._regression import (
+  fused_linear_cross_entropy_grad,
   logistic_regression_grad,
   softmax_cross_entropy_hessian,
   softmax_regression_grad,
@@ -73,7 +74,7 @@ LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
 SCALAR_OPTIONS = {"label_smoothing": 0.1, "z_loss": 0.01, "gamma": 0.5, "alpha": 0.25}
 # The deck's models in the matrix; the per-example gradients and the Hessian are checked
 # by the tests (they compile many more shapes, which would double the matrix's run time).
-MODELS = ("softmax_regression", "logistic_regression")
+MODELS = ("softmax_regression", "logistic_regression", "fused_linear_cross_entropy")
 
 
 def cases() -> list[tuple[str, tuple[str, ...], str]]:
@@ -292,6 +293,26 @@ def check_model(model: str, targets: str, dtype) -> list[GradReport]:
     actual = jax.grad(f)((w, b0))
     analytic = logistic_regression_grad(X64, w64, b64[0], yb64)
     numeric = central_differences(lambda p: f(p, X64, yb64), (w64, b64[0]))
+  elif model == "fused_linear_cross_entropy":
+    # Three vocabulary blocks of 2 (the last one overlapping), every option at once.
+    labels = np.where(np.arange(len(y)) % 4 == 3, -100, y)
+    options = {
+      "ignore_index": -100,
+      "class_weights": np.linspace(0.5, 2.0, NUM_CLASSES),
+      "label_smoothing": 0.1,
+      "z_loss": 0.01,
+      "softcap": 3.0,
+    }
+
+    def f(params, X=X):
+      h, weight, bias = params
+      return losses.fused_linear_cross_entropy(
+        h, weight, labels, bias=bias, block_size=2, **options
+      )
+
+    actual = jax.grad(f)((X, W, b))
+    analytic = fused_linear_cross_entropy_grad(X64, W64, labels, bias=b64, **options)
+    numeric = central_differences(lambda p: f(p), (X64, W64, b64))
   elif model == "softmax_cross_entropy_hessian":
     z = X[0] @ W + b
     z64 = _upcast(z)

@@ -142,3 +142,45 @@ def softmax_cross_entropy_hessian(logits) -> jax.Array:
   """
   p = jax.nn.softmax(jnp.asarray(logits), axis=-1)
   return jnp.eye(p.shape[-1], dtype=p.dtype) * p[..., None, :] - p[..., :, None] * p[..., None, :]
+
+
+def fused_linear_cross_entropy_grad(
+  hidden, weight, labels, *, bias=None, softcap=None, **options
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+  """Gradient of :func:`xentax.fused_linear_cross_entropy` w.r.t. hidden, weight and bias.
+
+  Derivation: with ``u = hidden @ weight + bias`` and ``z = c tanh(u / c)`` (``z = u``
+  without softcap), let ``G = d loss / d z`` be the closed-form sparse cross-entropy
+  gradient (:func:`~xentax.gradcheck.logits_grad`, every option included). Then
+  ``d z / d u = 1 - tanh(u / c)^2 = 1 - (z / c)^2`` elementwise, so with
+  ``G_u = G (1 - (z / c)^2)``:
+
+  .. math::
+    \\frac{\\partial L}{\\partial h} = G_u W^T, \\quad
+    \\frac{\\partial L}{\\partial W} = h^T G_u, \\quad
+    \\frac{\\partial L}{\\partial b} = \\sum_n G_{u,n}
+
+  (the deck's ``X^T (y_pred - y)`` with ``X = hidden`` when there are no options).
+
+  Args:
+    hidden: ``[..., D]``; weight: ``[D, V]``; labels: ``[...]``; bias: optional ``[V]``.
+    softcap: the loss's ``softcap``.
+    **options: the sparse loss's options (``class_weights``, ``ignore_index``,
+      ``label_smoothing``, ``z_loss``, ``where``, ``reduction``).
+
+  Returns:
+    ``(d_hidden, d_weight, d_bias)``; ``d_bias`` is None without a bias.
+  """
+  from xentax.gradcheck._softmax_grads import sparse_categorical_cross_entropy_with_logits_grad
+
+  hidden, weight = jnp.asarray(hidden), jnp.asarray(weight)
+  u = hidden @ weight + (0 if bias is None else jnp.asarray(bias))
+  z = u if softcap is None else softcap * jnp.tanh(u / softcap)
+  g = sparse_categorical_cross_entropy_with_logits_grad(z, labels, **options)
+  if softcap is not None:
+    g = g * (1 - jnp.square(z / softcap))
+  g_2d = g.reshape(-1, g.shape[-1])
+  d_hidden = (g @ weight.T).reshape(hidden.shape)
+  d_weight = hidden.reshape(-1, hidden.shape[-1]).T @ g_2d
+  d_bias = None if bias is None else jnp.sum(g_2d, axis=0)
+  return d_hidden, d_weight, d_bias
