@@ -151,7 +151,7 @@ def binary_cross_entropy_with_logits(
   _common.check_reduction(fn_name, reduction)
   inputs = _prepare_binary(fn_name, logits, labels, where=where, fill=0.0)
   x, y = inputs.scores, inputs.labels
-  if not (isinstance(label_smoothing, int | float) and label_smoothing == 0):
+  if not _common.is_static_zero(label_smoothing):
     eps = jnp.asarray(label_smoothing, x.dtype)
     y = y * (1 - eps) + eps / 2
   if pos_weight is not None:

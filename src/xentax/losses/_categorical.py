@@ -48,7 +48,7 @@ def _prepare_dense(
 
   scores = jnp.where(valid[..., None], scores, jnp.full_like(scores, fill))
   targets = jnp.where(valid[..., None], targets, jnp.zeros_like(targets))
-  if not (isinstance(label_smoothing, int | float) and label_smoothing == 0):
+  if not _common.is_static_zero(label_smoothing):
     eps = jnp.asarray(label_smoothing, dtype)
     targets = (1 - eps) * targets + eps / num_classes
   if class_weights is not None:

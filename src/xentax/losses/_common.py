@@ -158,6 +158,21 @@ def nan_where(bad, dtype) -> jax.Array:
   return jnp.where(bad, jnp.array(jnp.nan, dtype), jnp.array(0, dtype))
 
 
+def is_static_zero(x) -> bool:
+  """True for a Python 0 (an option left at its default): its term is skipped entirely.
+
+  A traced or array zero is not static, so changing it does not recompile.
+  """
+  return isinstance(x, int | float) and x == 0
+
+
+def class_weight_sum(class_weights, num_classes: int, dtype) -> jax.Array:
+  """``sum_c w_c``: ``C`` when unweighted."""
+  if class_weights is None:
+    return jnp.asarray(num_classes, dtype)
+  return jnp.sum(class_weights)
+
+
 def safe_mul(coef, x) -> jax.Array:
   """``coef * x`` with ``0 * inf = 0`` (the ``0 * log 0 = 0`` convention).
 

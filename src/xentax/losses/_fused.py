@@ -224,8 +224,8 @@ def fused_linear_cross_entropy_impl(
     vocab_size=vocab_size,
     num_classes=num_classes,
     softcap=None if softcap is None else float(softcap),
-    smoothing=not _is_static_zero(label_smoothing),
-    z_loss=not _is_static_zero(z_loss),
+    smoothing=not _common.is_static_zero(label_smoothing),
+    z_loss=not _common.is_static_zero(z_loss),
     axis_name=axis_name,
     batch_axis_name=batch_axis_name,
   )
@@ -251,10 +251,6 @@ def fused_linear_cross_entropy_impl(
     lse = jnp.where(prepared.valid, lse.reshape(batch_shape), jnp.zeros((), lse.dtype))
     return loss, lse
   return loss
-
-
-def _is_static_zero(x) -> bool:
-  return isinstance(x, int | float) and x == 0
 
 
 def _block(config: _Config, h, weight, bias, i):
@@ -344,12 +340,6 @@ def _forward_terms(config: _Config, h, weight, bias, labels, class_weights):
   return lse, target, weighted_sum
 
 
-def _class_weight_sum(config: _Config, class_weights, dtype):
-  if class_weights is None:
-    return jnp.asarray(config.num_classes, dtype)
-  return jnp.sum(class_weights)
-
-
 def _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z):
   target_weight = None if class_weights is None else class_weights[labels]
   return sparse_loss_from_terms(
@@ -357,7 +347,7 @@ def _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z):
     target,
     num_classes=config.num_classes,
     target_weight=target_weight,
-    class_weight_sum=_class_weight_sum(config, class_weights, lse.dtype),
+    class_weight_sum=_common.class_weight_sum(class_weights, config.num_classes, lse.dtype),
     weighted_logit_sum=weighted_sum,
     label_smoothing=eps if config.smoothing else 0.0,
     z_loss=z if config.z_loss else 0.0,
@@ -390,7 +380,7 @@ def _fused_bwd(config, residuals, cotangents):
     lse,
     num_classes=config.num_classes,
     target_weight=None if class_weights is None else class_weights[labels],
-    class_weight_sum=_class_weight_sum(config, class_weights, dtype),
+    class_weight_sum=_common.class_weight_sum(class_weights, config.num_classes, dtype),
     label_smoothing=eps if config.smoothing else 0.0,
     z_loss=z if config.z_loss else 0.0,
     lse_cotangent=g_lse,

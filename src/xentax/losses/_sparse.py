@@ -121,13 +121,13 @@ def sparse_loss_from_terms(
   loss = lse - target_logit
   if target_weight is not None:
     loss = target_weight * loss
-  if not _is_static_zero(label_smoothing):
+  if not _common.is_static_zero(label_smoothing):
     smooth = class_weight_sum * lse - weighted_logit_sum
     eps = jnp.asarray(label_smoothing, loss.dtype)
     # where, not a product: with eps == 0 a -inf logit must not turn 0 * inf into NaN.
     smooth = jnp.where(eps != 0, eps / num_classes * smooth, jnp.zeros_like(smooth))
     loss = (1 - eps) * loss + smooth
-  if not _is_static_zero(z_loss):
+  if not _common.is_static_zero(z_loss):
     loss = loss + jnp.asarray(z_loss, loss.dtype) * jnp.square(lse)
   return loss
 
@@ -154,20 +154,16 @@ def sparse_loss_grad_coefficients(
     ``(a, b, c)``, each ``[...]``.
   """
   target_weight = jnp.ones_like(lse) if target_weight is None else target_weight
-  eps = jnp.zeros((), lse.dtype) if _is_static_zero(label_smoothing) else label_smoothing
+  eps = jnp.zeros((), lse.dtype) if _common.is_static_zero(label_smoothing) else label_smoothing
   coef_p = (1 - eps) * target_weight
-  if not _is_static_zero(label_smoothing):
+  if not _common.is_static_zero(label_smoothing):
     coef_p = coef_p + eps / num_classes * class_weight_sum
-  if not _is_static_zero(z_loss):
+  if not _common.is_static_zero(z_loss):
     coef_p = coef_p + 2 * z_loss * lse
   coef_p = cotangent * coef_p
   if lse_cotangent is not None:
     coef_p = coef_p + lse_cotangent
   return coef_p, cotangent * (1 - eps) * target_weight, cotangent * eps / num_classes
-
-
-def _is_static_zero(x) -> bool:
-  return isinstance(x, int | float) and x == 0
 
 
 def sparse_categorical_cross_entropy_with_logits(
@@ -240,7 +236,7 @@ def sparse_categorical_cross_entropy_with_logits(
     where=where,
   )
   config = _LogitsConfig(
-    smoothing=not _is_static_zero(label_smoothing), z_loss=not _is_static_zero(z_loss)
+    smoothing=not _common.is_static_zero(label_smoothing), z_loss=not _common.is_static_zero(z_loss)
   )
   dtype = inputs.scores.dtype
   losses = _logits_losses(
@@ -263,12 +259,6 @@ class _LogitsConfig(NamedTuple):
   z_loss: bool  # z_loss is not a static 0
 
 
-def _class_weight_sum(class_weights, num_classes, dtype):
-  if class_weights is None:
-    return jnp.asarray(num_classes, dtype)
-  return jnp.sum(class_weights)
-
-
 def _weighted_logit_sum(class_weights, x):
   """``sum_c w_c x_c`` per example, with ``0 * -inf = 0``."""
   if class_weights is None:
@@ -289,7 +279,7 @@ def _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights
     target,
     num_classes=x.shape[-1],
     target_weight=None if class_weights is None else class_weights[labels],
-    class_weight_sum=_class_weight_sum(class_weights, x.shape[-1], x.dtype),
+    class_weight_sum=_common.class_weight_sum(class_weights, x.shape[-1], x.dtype),
     weighted_logit_sum=_weighted_logit_sum(class_weights, x) if config.smoothing else None,
     label_smoothing=eps if config.smoothing else 0.0,
     z_loss=z if config.z_loss else 0.0,
@@ -357,7 +347,7 @@ def _logit_grad_dot(config, x, t_x, lse, labels, valid, bad, class_weights, eps,
     lse,
     num_classes=num_classes,
     target_weight=None if class_weights is None else class_weights[labels],
-    class_weight_sum=_class_weight_sum(class_weights, num_classes, x.dtype),
+    class_weight_sum=_common.class_weight_sum(class_weights, num_classes, x.dtype),
     label_smoothing=eps if config.smoothing else 0.0,
     z_loss=z if config.z_loss else 0.0,
   )

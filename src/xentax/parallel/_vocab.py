@@ -112,8 +112,8 @@ def vocab_parallel_cross_entropy(
   config = _Config(
     axis_name=axis_name,
     num_classes=num_classes,
-    smoothing=not _is_static_zero(label_smoothing),
-    z_loss=not _is_static_zero(z_loss),
+    smoothing=not _common.is_static_zero(label_smoothing),
+    z_loss=not _common.is_static_zero(z_loss),
   )
   losses = _vocab_parallel(
     config,
@@ -130,10 +130,6 @@ def vocab_parallel_cross_entropy(
     reduction=reduction,
     axis_name=batch_axis_name,
   )
-
-
-def _is_static_zero(x) -> bool:
-  return isinstance(x, int | float) and x == 0
 
 
 def _local_columns(config: _Config, x):
@@ -165,12 +161,6 @@ def _terms(config: _Config, x, labels, class_weights):
   return lse, sums[1], weighted_sum
 
 
-def _class_weight_sum(config: _Config, class_weights, dtype):
-  if class_weights is None:
-    return jnp.asarray(config.num_classes, dtype)
-  return jnp.sum(class_weights)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _vocab_parallel(config, x, labels, class_weights, eps, z):
   """Per-example losses; saved for the backward pass: the local logits and ``lse``."""
@@ -184,7 +174,7 @@ def _forward(config, x, labels, class_weights, eps, z):
     target,
     num_classes=config.num_classes,
     target_weight=None if class_weights is None else class_weights[labels],
-    class_weight_sum=_class_weight_sum(config, class_weights, x.dtype),
+    class_weight_sum=_common.class_weight_sum(class_weights, config.num_classes, x.dtype),
     weighted_logit_sum=weighted_sum,
     label_smoothing=eps if config.smoothing else 0.0,
     z_loss=z if config.z_loss else 0.0,
@@ -199,7 +189,7 @@ def _backward(config, residuals, g_loss):
     lse,
     num_classes=config.num_classes,
     target_weight=None if class_weights is None else class_weights[labels],
-    class_weight_sum=_class_weight_sum(config, class_weights, x.dtype),
+    class_weight_sum=_common.class_weight_sum(class_weights, config.num_classes, x.dtype),
     label_smoothing=eps if config.smoothing else 0.0,
     z_loss=z if config.z_loss else 0.0,
   )
