@@ -69,6 +69,20 @@ def test_batch_sharding_splits_the_leading_axis():
   np.testing.assert_array_equal(np.asarray(x.addressable_shards[1].data), [[4.0, 5.0], [6.0, 7.0]])
 
 
+def test_the_partitioned_step_all_reduces_the_gradients(small_digits):
+  # GSPMD splits the step by example; the batch sums then need an all-reduce, which a
+  # step run whole on every device (no partitioning) would not contain.
+  mesh = _data_parallel.data_mesh(4)
+  model = training.build_model("softmax_regression", small_digits)
+  opt = training.make_optimizer("sgd", 0.1)
+  params = jax.device_put(model.init(jax.random.key(0)), _data_parallel.replicated(mesh))
+  step = training.make_train_step(model.apply, training.make_loss("cross_entropy"), opt)
+  batch = {"x": small_digits.x_train[:64], "y": small_digits.y_train[:64]}
+  sharded = training.place_batch(batch, _data_parallel.batch_sharding(mesh))
+  assert "all-reduce" in step.lower(params, opt.init(params), sharded).compile().as_text()
+  assert "all-reduce" not in step.lower(params, opt.init(params), batch).compile().as_text()
+
+
 def test_more_devices_than_exist_is_a_clear_error(small_digits):
   config = TrainConfig(**{**CONFIG.__dict__, "devices": 16})
   with pytest.raises(ValueError, match=r"devices=16 needs 16 cpu devices.*has 8.*jax_num_cpu"):
