@@ -39,9 +39,29 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+  if args.devices is not None and args.devices > 1:
+    import jax
+
+    # N virtual CPU devices for --devices N on a CPU-only machine; this only affects the
+    # CPU backend, and only before it starts (a process that already ran JAX keeps its own).
+    try:
+      jax.config.update("jax_num_cpu_devices", args.devices)
+    except RuntimeError:
+      pass
   from xentax.training import TrainConfig, TrainingDiverged, train
 
-  fields = ("model", "dataset", "loss", "optimizer", "epochs", "batch_size", "lr", "seed", "device")
+  fields = (
+    "model",
+    "dataset",
+    "loss",
+    "optimizer",
+    "epochs",
+    "batch_size",
+    "lr",
+    "seed",
+    "device",
+    "devices",
+  )
   config = TrainConfig(**{name: getattr(args, name) for name in fields})
   out = args.out or f"runs/{args.model}_{args.dataset}"
   try:

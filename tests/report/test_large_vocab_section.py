@@ -3,6 +3,7 @@
 import jax.numpy as jnp
 
 from xentax.bench import _fused
+from xentax.report import _large_vocab_section
 
 
 def test_memory_sweep_shows_fused_flat_and_full_growing():
@@ -20,3 +21,38 @@ def test_time_comparison_records_have_ratios_to_the_baseline():
   assert records[0]["ratio_to_full"] == 1.0
   assert all(r["median_s"] > 0 and r["temp_bytes"] is not None for r in records)
   assert all(r["dtype"] == jnp.dtype(jnp.float32).name for r in records)
+
+
+def test_experiment_lines_tabulate_both_runs_and_the_ratios():
+  def run(name, temp, loss_temp, seconds):
+    return {
+      "run": name,
+      "final_train_loss": 4.5,
+      "test_loss": 4.7,
+      "temp_bytes": temp,
+      "loss_temp_bytes": loss_temp,
+      "median_step_s": seconds,
+      "step_spread": 0.1,
+      "curves": "large_vocab/loss_curves.png",
+    }
+
+  summary = {
+    "rows": [run("fused", 250_000, 16_900_000, 0.15), run("full", 134_200_000, 134_200_000, 0.3)],
+    "vocab_size": 32768,
+    "batch_size": 512,
+    "steps": 40,
+    "block_size": 4096,
+    "data": "synthetic tokens",
+    "logits_bytes": 512 * 32768 * 4,
+    "test_tokens": 2048,
+    "unigram_test_loss": 5.5,
+    "max_abs_loss_diff": 9.5e-7,
+  }
+  text = "\n".join(_large_vocab_section.experiment_lines(summary))
+  assert "| train-step temporaries (MB) | 0.2 | 134.2 |" in text
+  assert "| loss value-and-grad temporaries (MB) | 16.9 | 134.2 |" in text
+  assert "| median step time (s) | 0.150 | 0.300 |" in text
+  assert "max |fused - full| over the 40 steps = 9.5e-07" in text
+  assert "Step time fused / full = 0.50" in text
+  assert "= 67 MB" in text and "V = 32768" in text
+  assert "![fused vs full-logits loss curves](training/large_vocab/loss_curves.png)" in text

@@ -15,7 +15,11 @@ def section(out_dir: Path, quick: bool = False) -> str:
   """Run the experiments (``quick``: fewer epochs, smaller sets) and describe them."""
   scale = "quick" if quick else "full"
   root = Path(out_dir) / "training"
-  summaries = {name: experiments.run(name, root, scale=scale) for name in experiments.EXPERIMENTS}
+  summaries = {
+    name: experiments.run(name, root, scale=scale)
+    for name, experiment in experiments.EXPERIMENTS.items()
+    if experiment.report_section == "training"
+  }
   lines = [
     "## Training",
     "",

@@ -22,6 +22,7 @@ from xentax.training._models import cnn as cnn
 from xentax.training._models import logistic_regression as logistic_regression
 from xentax.training._models import matrix_factorisation as matrix_factorisation
 from xentax.training._models import mlp as mlp
+from xentax.training._models import next_word_hidden as next_word_hidden
 from xentax.training._models import next_word_mlp as next_word_mlp
 from xentax.training._models import num_parameters as num_parameters
 from xentax.training._models import softmax_regression as softmax_regression
@@ -57,6 +58,7 @@ __all__ = [
   "make_train_step",
   "matrix_factorisation",
   "mlp",
+  "next_word_hidden",
   "next_word_mlp",
   "num_parameters",
   "place_batch",

@@ -8,9 +8,11 @@ Design notes:
   are dispatched and reads no device value. Per-step losses come back stacked; the first
   non-finite one stops the run with :class:`TrainingDiverged`, naming the step.
 
-  Every batch goes to the device through :func:`place_batch`; data-parallel training over
-  a mesh replaces its ``device`` with ``NamedSharding(mesh, P(None, "data"))`` (axis 0 is
-  the step, axis 1 the example) and replicates the parameters, without touching the rest.
+  Every batch goes to the device through :func:`place_batch`. With ``devices=N > 1`` it
+  gets ``NamedSharding(mesh, P(None, "data"))`` instead of a device (axis 0 is the step,
+  axis 1 the example), the parameters and optimizer state are replicated over the mesh,
+  and ``jit`` lets XLA partition the same step (see :mod:`xentax.training._data_parallel`);
+  nothing else in the loop changes.
 
   Determinism: parameters come from ``jax.random.key(seed)`` and the shuffles from
   ``numpy.random.default_rng(seed)``; the same seed on the same machine gives bitwise
@@ -30,7 +32,7 @@ import numpy as np
 import optax
 
 from xentax import data as xdata
-from xentax.training import _objectives, _records
+from xentax.training import _data_parallel, _objectives, _records
 from xentax.training._models import Model, build_model, num_parameters
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
@@ -71,6 +73,9 @@ class TrainConfig:
     seed: drives initialisation, shuffling and the dataset split.
     shuffle: reshuffle the training set every epoch.
     device: ``"cpu"``, ``"gpu"`` or None (JAX's default device).
+    devices: data parallelism over the first ``devices`` devices of that platform: each
+      batch is split along its examples, parameters are replicated and XLA all-reduces
+      the gradients. None or 1: one device. ``batch_size`` must be divisible by it.
     steps_per_call: steps per compiled call (None: a whole epoch).
     model_options, dataset_options, loss_options: keyword options for the builders.
   """
@@ -85,6 +90,7 @@ class TrainConfig:
   seed: int = 0
   shuffle: bool = True
   device: str | None = None
+  devices: int | None = None
   steps_per_call: int | None = None
   model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
   dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -155,7 +161,8 @@ def place_batch(batch: Any, device: jax.Device | jax.sharding.Sharding) -> Any:
   """Put a (stacked) batch pytree on ``device``: the one place data meets the device.
 
   ``device`` may be any ``jax.sharding.Sharding``: data-parallel training passes
-  ``NamedSharding(mesh, P(None, "data"))`` for ``[steps, batch, ...]`` arrays.
+  ``NamedSharding(mesh, P(None, "data"))`` for ``[steps, batch, ...]`` arrays, so each
+  device receives ``batch / N`` examples of every step.
   """
   return jax.device_put(batch, device)
 
@@ -240,15 +247,34 @@ def train(
   Raises:
     TrainingDiverged: the training loss became NaN or infinite (the message names the
       step); ``summary.json`` records it too.
-    ValueError: bad configuration (unknown names, non-positive sizes, missing device).
+    ValueError: bad configuration (unknown names, non-positive sizes, missing device, more
+      ``devices`` than exist, a batch size not divisible by ``devices``).
   """
   if config.epochs < 1 or config.batch_size < 1:
     raise ValueError(
       f"epochs and batch_size must be >= 1; got {config.epochs} and {config.batch_size}"
     )
   device = resolve_device(config.device)
+  num_devices = 1 if config.devices is None else config.devices
+  if num_devices > 1:
+    mesh = _data_parallel.data_mesh(num_devices, device.platform)
+    state_placement = _data_parallel.replicated(mesh)
+    batch_placement = _data_parallel.batch_sharding(mesh, stacked=True)
+  elif num_devices == 1:
+    state_placement = batch_placement = device
+  else:
+    raise ValueError(f"devices must be >= 1 (or None); got {config.devices}")
   if dataset is None:
     dataset = xdata.load(config.dataset, seed=config.seed, **config.dataset_options)
+  n = len(dataset.y_train)
+  batch_size = min(config.batch_size, n)
+  if batch_size % num_devices:
+    clipped = "" if batch_size == config.batch_size else f" (the {n} training examples)"
+    raise ValueError(
+      f"batch_size {batch_size}{clipped} is not divisible by devices={num_devices}: each"
+      f" device takes batch_size / devices examples of every step. Use a batch size that is"
+      f" a multiple of {num_devices}."
+    )
   model = build_model(config.model, dataset, **config.model_options)
   if loss_fn is None:
     loss_fn = _objectives.make_loss(
@@ -262,14 +288,12 @@ def train(
   optimizer = make_optimizer(config.optimizer, config.lr)
   if params is None:
     params = model.init(jax.random.key(config.seed))
-  params = jax.device_put(params, device)
-  opt_state = optimizer.init(params)
+  params = jax.device_put(params, state_placement)
+  opt_state = jax.device_put(optimizer.init(params), state_placement)
   run_chunk = make_multi_step(make_train_step(model.apply, loss_fn, optimizer))
 
   writer = _records.RunWriter(out_dir, config.to_json()) if out_dir is not None else None
   rng = np.random.default_rng(config.seed) if config.shuffle else None
-  n = len(dataset.y_train)
-  batch_size = min(config.batch_size, n)
   steps_per_epoch = -(-n // batch_size)
   chunk = config.steps_per_call or steps_per_epoch
   total_steps = config.epochs * steps_per_epoch
@@ -288,7 +312,9 @@ def train(
       step_losses, step_accuracies = [], []
       for first in range(0, len(order), chunk):
         idx = order[first : first + chunk]
-        batches = place_batch({"x": dataset.x_train[idx], "y": dataset.y_train[idx]}, device)
+        batches = place_batch(
+          {"x": dataset.x_train[idx], "y": dataset.y_train[idx]}, batch_placement
+        )
         params, opt_state, metrics = run_chunk(params, opt_state, batches)
         step_losses.append(metrics["loss"])
         step_accuracies.append(metrics["accuracy"])
@@ -345,6 +371,7 @@ def train(
     "seconds_first_epoch_with_compile": compile_seconds,
     "seconds_per_epoch_median": float(np.median(timed)),
     "device": f"{device.platform} {device.device_kind}",
+    "devices": num_devices,
   }
   if writer is not None:
     writer.finish(summary, history=history, title=f"{model.name} on {dataset.name}")
@@ -375,4 +402,11 @@ def add_train_arguments(parser) -> None:
   parser.add_argument("--out", default=None, help="default: runs/<model>_<dataset>")
   parser.add_argument(
     "--device", choices=("cpu", "gpu"), default=None, help="default: whatever JAX finds"
+  )
+  parser.add_argument(
+    "--devices",
+    type=int,
+    default=None,
+    metavar="N",
+    help="data-parallel over N devices (batch split N ways; on CPU: N virtual devices)",
   )

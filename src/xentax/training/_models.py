@@ -195,13 +195,20 @@ def next_word_mlp(
     }
 
   def apply(params, ids_NxK):
-    e_NxKxE = params["embed"][ids_NxK]
-    h_NxH = jnp.tanh(
-      e_NxKxE.reshape(ids_NxK.shape[0], -1) @ params["w_hidden"] + params["b_hidden"]
-    )
-    return h_NxH @ params["w_out"] + params["b_out"]
+    return next_word_hidden(params, ids_NxK) @ params["w_out"] + params["b_out"]
 
   return Model("next_word_mlp", init, apply)
+
+
+def next_word_hidden(params: Params, ids_NxK: jax.Array) -> jax.Array:
+  """The hidden state of :func:`next_word_mlp`, ``[N, hidden]``: everything but the output layer.
+
+  The logits are ``next_word_hidden(params, ids) @ params["w_out"] + params["b_out"]``; a
+  fused loss (:func:`xentax.fused_linear_cross_entropy`) takes this hidden state and the
+  output layer's weights instead of the logits.
+  """
+  e_NxKxE = params["embed"][ids_NxK]
+  return jnp.tanh(e_NxKxE.reshape(ids_NxK.shape[0], -1) @ params["w_hidden"] + params["b_hidden"])
 
 
 def matrix_factorisation(num_users: int, num_items: int, *, dim: int = 16) -> Model:

@@ -8,7 +8,8 @@ Design notes:
   issue (``bar``, ``bar_met``) so the report shows measured results. ``scale`` is
   ``"full"`` (the default settings the bars refer to), ``"quick"`` (fewer epochs, smaller
   sets) or ``"smoke"`` (a few steps, for tests). The scripts in ``experiments/`` and the
-  report's "Training" section both call :func:`run`.
+  report both call :func:`run`; ``Experiment.report_section`` says which section of the
+  report shows an experiment (``large_vocab`` belongs to "Large vocabularies").
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import jax
 import numpy as np
 
 from xentax import data as xdata
-from xentax.training import _records
+from xentax.training import _large_vocab, _records
 from xentax.training._deck import deck_sgd, with_bias_column
 from xentax.training._loop import TrainConfig, train
 from xentax.training._objectives import evaluate
@@ -34,11 +35,12 @@ SCALES = ("full", "quick", "smoke")
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-  """A named experiment: ``run(out_dir, scale) -> summary dict``."""
+  """A named experiment: ``run(out_dir, scale) -> summary dict``, shown in ``report_section``."""
 
   name: str
   description: str
   runner: Callable[[Path, str], dict]
+  report_section: str = "training"
 
 
 def _scaled(config: TrainConfig, scale: str) -> tuple[TrainConfig, int | None]:
@@ -289,6 +291,95 @@ def recommender(root: Path, scale: str) -> dict:
   return _finish(root, "recommender", [row])
 
 
+# The stdlib corpus has 9,248 distinct words (CPython 3.11), too few for V >= 32768: the
+# large-vocabulary runs use synthetic Markov tokens. Full: 512 x 32768 float32 logits (67 MB).
+LARGE_VOCAB_SCALES = {
+  "full": _large_vocab.HeadComparisonConfig(),
+  "quick": _large_vocab.HeadComparisonConfig(num_tokens=20_000, steps=10, repeats=3),
+  "smoke": _large_vocab.HeadComparisonConfig(
+    vocab_size=4096,
+    num_tokens=3000,
+    embed_dim=8,
+    hidden=16,
+    batch_size=128,
+    steps=3,
+    block_size=512,
+    repeats=1,
+    test_tokens=256,
+  ),
+}
+
+
+def large_vocab(root: Path, scale: str) -> dict:
+  """The next-word model at V = 32768: fused vs full-logits loss, same data, same start.
+
+  Writes ``config.json``, ``metrics.jsonl`` (both losses at every step), ``summary.json``
+  (a row per loss: test metrics, the temporaries of the compiled train step and of the
+  loss's value-and-grad alone, the median step time) and ``loss_curves.png`` into ``root``.
+  """
+  config = LARGE_VOCAB_SCALES[scale]
+  writer = _records.RunWriter(root, {"scale": scale, **dataclasses.asdict(config)})
+  result = _large_vocab.compare_heads(config)
+  ds = result["dataset"]
+  losses = result["losses"]
+  for step, (fused, full) in enumerate(zip(losses["fused"], losses["full"], strict=True), 1):
+    writer.log(
+      {"step": step, "fused_loss": fused, "full_loss": full, "abs_diff": abs(fused - full)}
+    )
+  _large_vocab.plot_loss_curves(
+    losses,
+    root / "loss_curves.png",
+    title=f"next-word MLP, V = {ds.num_classes}, batch {config.batch_size}: fused vs full logits",
+  )
+  rows = []
+  for kind, loss in [
+    ("fused", f"fused_linear_cross_entropy (block {config.block_size})"),
+    ("full", "full logits + sparse cross-entropy"),
+  ]:
+    timing = result["timing"][kind]
+    rows.append(
+      {
+        "run": kind,
+        "model": "next_word_mlp",
+        "dataset": ds.name,
+        "loss": loss,
+        "optimizer": f"adam, lr={config.lr}",
+        "steps": len(losses[kind]),
+        "final_train_loss": losses[kind][-1],
+        "test_accuracy": result["test"][kind]["accuracy"],
+        "test_loss": result["test"][kind]["loss"],
+        **result["memory"][kind],
+        "loss_temp_bytes": result["loss_memory"][kind]["temp_bytes"],
+        "median_step_s": timing.median_s,
+        "step_spread": timing.spread,
+        "compile_s": timing.compile_s,
+        "curves": f"{root.name}/loss_curves.png",
+      }
+    )
+  fused, full = rows
+  return _finish(
+    root,
+    "large_vocab",
+    rows,
+    data=(
+      "synthetic Markov tokens (xentax.data.synthetic_next_word): the standard-library"
+      " corpus has about 9.2k distinct words, fewer than V"
+    ),
+    vocab_size=ds.num_classes,
+    batch_size=config.batch_size,
+    hidden=config.hidden,
+    block_size=config.block_size,
+    steps=config.steps,
+    test_tokens=min(config.test_tokens, len(ds.y_test)),
+    logits_bytes=config.batch_size * ds.num_classes * 4,
+    train_examples=len(ds.y_train),
+    unigram_test_loss=unigram_cross_entropy(ds),
+    max_abs_loss_diff=result["max_abs_loss_diff"],
+    temp_bytes_saved=full["temp_bytes"] - fused["temp_bytes"],
+    step_time_ratio=fused["median_step_s"] / full["median_step_s"],
+  )
+
+
 EXPERIMENTS: dict[str, Experiment] = {
   e.name: e
   for e in [
@@ -305,6 +396,12 @@ EXPERIMENTS: dict[str, Experiment] = {
     ),
     Experiment("next_word", "next-word prediction vs the unigram baseline", next_word),
     Experiment("recommender", "matrix factorisation on implicit feedback", recommender),
+    Experiment(
+      "large_vocab",
+      "next-word model at V = 32768: fused vs full-logits loss",
+      large_vocab,
+      report_section="large_vocabularies",
+    ),
   ]
 }
 
@@ -339,6 +436,13 @@ def main(name: str, argv: list[str] | None = None) -> int:
     bar = "" if "bar" not in row else f"  [{row['bar']}: {'met' if row['bar_met'] else 'NOT met'}]"
     print(
       f"{row['run']}: test accuracy {row['test_accuracy']:.4f}, loss {row['test_loss']:.4f}{bar}"
+    )
+  if "max_abs_loss_diff" in summary:
+    fused, full = summary["rows"]
+    print(
+      f"max |fused - full| loss {summary['max_abs_loss_diff']:.2e}; temporaries"
+      f" {fused['temp_bytes'] / 1e6:.1f} vs {full['temp_bytes'] / 1e6:.1f} MB; step time"
+      f" {fused['median_step_s']:.3f} vs {full['median_step_s']:.3f} s"
     )
   print(f"wrote {Path(args.out) / name} in {summary['seconds']:.1f}s")
   return 0
