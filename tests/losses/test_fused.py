@@ -191,3 +191,12 @@ def test_temporaries_stay_flat_as_vocabulary_grows():
   # The dense loss holds the [n, V] logits (and their gradient): 128 MiB at V = 65536.
   assert _temp_bytes(dense, n, d, 65536) >= n * 65536 * 4
   assert large < n * 65536 * 4 / 8
+
+
+def test_auto_block_size_never_holds_the_full_logits_of_a_large_vocabulary():
+  from xentax.losses._fused import auto_block_size
+
+  assert auto_block_size(8192, 131072) == 2048
+  assert auto_block_size(512, 32768) == 8192  # not the whole vocabulary
+  assert auto_block_size(4, 1000) == 1000
+  assert auto_block_size(10**6, 50257) == 128

@@ -34,8 +34,10 @@ from xentax.losses._sparse import (
   sparse_loss_grad_coefficients,
 )
 
-# About 64 MB of float32 logits per block when the block size is chosen automatically.
+# About 64 MB of float32 logits per block when the block size is chosen automatically, and
+# never more than 8192 columns, so a small batch does not turn one block into the full logits.
 _AUTO_BLOCK_ELEMENTS = 1 << 24
+_AUTO_BLOCK_MAX_COLUMNS = 8192
 
 
 class _Config(NamedTuple):
@@ -53,9 +55,9 @@ class _Config(NamedTuple):
 
 
 def auto_block_size(num_tokens: int, vocab_size: int) -> int:
-  """A block of about 2^24 logits, a multiple of 128 columns, at most ``vocab_size``."""
+  """At most 2^24 logits and 8192 columns, a multiple of 128, at most ``vocab_size``."""
   block = max(128, (_AUTO_BLOCK_ELEMENTS // max(num_tokens, 1)) // 128 * 128)
-  return min(block, vocab_size)
+  return min(block, _AUTO_BLOCK_MAX_COLUMNS, vocab_size)
 
 
 def fused_linear_cross_entropy(
@@ -100,7 +102,8 @@ def fused_linear_cross_entropy(
       ``embedding.T`` for a tied head).
     labels: ``[...]`` integer targets in ``[0, V)``.
     bias: optional ``[V]``.
-    block_size: vocabulary columns per block; None picks about 2^24 logits per block.
+    block_size: vocabulary columns per block; None picks at most 2^24 logits and 8192
+      columns per block.
     ignore_index, class_weights, label_smoothing, z_loss, where, reduction: as in
       :func:`xentax.sparse_categorical_cross_entropy_with_logits`.
     softcap: if set, logits become ``c * tanh(logits / c)`` before the loss (Gemma 2).
