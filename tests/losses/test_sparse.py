@@ -300,3 +300,18 @@ def test_float64_class_weights_do_not_promote_float32_loss():
     z, y, class_weights=np.ones(5), label_smoothing=0.1, z_loss=0.1
   )
   assert got.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logit_gaps_beyond_exp_overflow_fall_back_to_the_max_shift(dtype):
+  # The one-pass log-sum-exp shifts by the target logit; exp(1000) overflows, so the batch
+  # must take the two-pass (max-shifted) route and still be exact.
+  z = np.array([[0.0, 1000.0, 1.0], [2.0, 0.5, -1.0]], dtype)
+  y = np.array([0, 0])
+  got = jax.jit(
+    lambda z: xentax.sparse_categorical_cross_entropy_with_logits(z, y, reduction="none")
+  )(z)
+  want = ref.sparse_categorical_cross_entropy_with_logits(z.astype(np.float64), y, reduction="none")
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  grad = jax.grad(lambda z: xentax.sparse_categorical_cross_entropy_with_logits(z, y))(z)
+  assert np.all(np.isfinite(grad))

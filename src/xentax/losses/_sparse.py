@@ -290,8 +290,20 @@ def _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights
 
 
 def _stats(x, labels):
-  lse = _common.logsumexp(x)
+  """``(logsumexp(x), x[label])`` per example, reading ``x`` once in the common case.
+
+  The usual log-sum-exp reads the logits twice (max, then sum of exponentials). Shifting by
+  the target logit instead needs no max: its own term is ``exp(0) = 1``, so the sum cannot
+  underflow, and if any term overflowed (a logit more than ~88 above the target's in
+  float32) the sum is not finite and the two-pass form is used for the batch.
+  """
   target = jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
+  shifted_sum = jnp.sum(jnp.exp(x - target[..., None]), axis=-1)
+  lse = lax.cond(
+    jnp.all(jnp.isfinite(shifted_sum)),
+    lambda: target + jnp.log(shifted_sum),
+    lambda: _common.logsumexp(x),
+  )
   return lse, target
 
 
