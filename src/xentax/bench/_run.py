@@ -179,7 +179,10 @@ def markdown(records: list[dict]) -> str:
     else:
       lines += ["| implementation | median ms | spread | ratio | detail |", "|---|---|---|---|---|"]
       for r in rows:
-        detail = {k: v for k, v in r.items() if k in ("batch", "classes", "devices", "steps_per_s")}
+        keys = ("batch", "classes", "devices", "examples", "batch_size", "steps_per_s")
+        detail = ", ".join(
+          f"{k}={v:.0f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items() if k in keys
+        )
         lines.append(
           f"| {r['implementation']} | {r['median_s'] * 1e3:.2f} | {r['spread']:.0%} |"
           f" {r['ratio']:.2f} | {detail} |"

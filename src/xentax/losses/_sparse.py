@@ -264,13 +264,16 @@ def _weighted_logit_sum(class_weights, x):
   if class_weights is None:
     return jnp.sum(x, axis=-1)
   # A matrix-vector product reads x once at full speed; it is NaN only where a zero weight
-  # meets an infinite logit, and only then is the slower elementwise form computed.
+  # meets an infinite logit, and only then is the slower elementwise form computed, a few
+  # rows at a time so that the rare branch reserves no [..., C] buffer.
   fast = jnp.dot(x, class_weights, precision=lax.Precision.HIGHEST)
-  return lax.cond(
-    jnp.any(jnp.isnan(fast)),
-    lambda: jnp.sum(_common.safe_mul(class_weights, x), axis=-1),
-    lambda: fast,
-  )
+
+  def elementwise():
+    rows = x.reshape(-1, x.shape[-1])
+    sums = lax.map(lambda row: jnp.sum(_common.safe_mul(class_weights, row)), rows, batch_size=64)
+    return sums.reshape(x.shape[:-1])
+
+  return lax.cond(jnp.any(jnp.isnan(fast)), elementwise, lambda: fast)
 
 
 def _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z):
