@@ -6,7 +6,9 @@ Design notes:
   * Implementations of one configuration are timed side by side, interleaved repeat by
     repeat, so drift on a shared machine affects all of them alike; reports use ratios
     to a baseline from the same run.
-  * Inputs are rotated between a few copies so that no cache can serve a repeat.
+  * Inputs are rotated between a few copies so that no cache can serve a repeat, and each
+    timed call follows an untimed call of the same function, so one implementation's
+    allocations do not slow down the next one's timed call.
   * Memory comes from ``compiled.memory_analysis()`` (exact temporaries, also on CPU, also
     without running) and, where the backend has it, ``device.memory_stats()``.
 """
@@ -107,6 +109,9 @@ def time_side_by_side(
     args = arg_sets[r % len(arg_sets)]
     names = list(compiled) if r % 2 == 0 else list(reversed(compiled))
     for name in names:
+      # One untimed call first, so the allocator state left by the previous implementation
+      # (a neighbour that freed a large buffer, say) does not land in this one's time.
+      jax.block_until_ready(compiled[name](*args))
       start = time.perf_counter()
       jax.block_until_ready(compiled[name](*args))
       samples[name].append(time.perf_counter() - start)

@@ -366,14 +366,14 @@ def _logit_grad_dot(config, x, t_x, lse, labels, valid, bad, class_weights, eps,
     label_smoothing=eps if config.smoothing else 0.0,
     z_loss=z if config.z_loss else 0.0,
   )
+  coef_p = coef_p + _common.nan_where(bad, x.dtype)  # bad labels: NaN gradient for the row
   probs = jnp.exp(x - lse[..., None])
-  is_target = jnp.arange(num_classes) == labels[..., None]
+  is_target = jnp.arange(num_classes, dtype=labels.dtype) == labels[..., None]
   grad = coef_p[..., None] * probs - jnp.where(is_target, coef_target[..., None], 0.0)
   if config.smoothing:
     weights = jnp.ones((num_classes,), x.dtype) if class_weights is None else class_weights
     grad = grad - coef_weight[..., None] * weights
   grad = jnp.where(valid[..., None], grad, 0.0)
-  grad = grad + _common.nan_where(bad, x.dtype)[..., None]
   return jnp.sum(grad * t_x, axis=-1)
 
 
