@@ -35,7 +35,7 @@ def run(batch: int, classes: int, *, repeats: int = 5) -> list[dict]:
       (jax.device_put(x, devices[0]), jax.device_put(y, devices[0]))
       for x, y in [(logits, labels), (logits + 1, labels)]
     ],
-    f"vocab-parallel, {len(devices)} devices": [
+    f"vocab-parallel, {len(devices)} device(s)": [
       (
         jax.device_put(x, NamedSharding(mesh, P(None, "vocab"))),
         jax.device_put(y, NamedSharding(mesh, P())),
@@ -43,7 +43,7 @@ def run(batch: int, classes: int, *, repeats: int = 5) -> list[dict]:
       for x, y in [(logits, labels), (logits + 1, labels)]
     ],
   }
-  fns = {"dense, 1 device": dense, f"vocab-parallel, {len(devices)} devices": sharded}
+  fns = {"dense, 1 device": dense, f"vocab-parallel, {len(devices)} device(s)": sharded}
   records = []
   device = _measure.device_info()
   timings = {}
