@@ -83,7 +83,7 @@ def peak_device_bytes() -> int | None:
 
 def time_side_by_side(
   compiled: dict[str, Callable],
-  arg_sets: Sequence[tuple],
+  arg_sets: Sequence[tuple] | dict[str, Sequence[tuple]],
   *,
   repeats: int = 5,
   warmup: int = 1,
@@ -93,7 +93,8 @@ def time_side_by_side(
 
   Args:
     compiled: name -> compiled function.
-    arg_sets: a few copies of the arguments; repeat ``r`` uses ``arg_sets[r % len]``.
+    arg_sets: a few copies of the arguments; repeat ``r`` uses ``arg_sets[r % len]``. A
+      dict gives each function its own copies (the same data placed differently, say).
     repeats: timed calls per function.
     warmup: untimed calls per function first.
     compile_seconds: name -> compile time, copied into the timings.
@@ -101,14 +102,16 @@ def time_side_by_side(
   Returns:
     name -> :class:`Timing`.
   """
-  for fn in compiled.values():
+  if not isinstance(arg_sets, dict):
+    arg_sets = {name: arg_sets for name in compiled}
+  for name, fn in compiled.items():
     for i in range(warmup):
-      jax.block_until_ready(fn(*arg_sets[i % len(arg_sets)]))
+      jax.block_until_ready(fn(*arg_sets[name][i % len(arg_sets[name])]))
   samples = {name: [] for name in compiled}
   for r in range(repeats):
-    args = arg_sets[r % len(arg_sets)]
     names = list(compiled) if r % 2 == 0 else list(reversed(compiled))
     for name in names:
+      args = arg_sets[name][r % len(arg_sets[name])]
       # One untimed call first, so the allocator state left by the previous implementation
       # (a neighbour that freed a large buffer, say) does not land in this one's time.
       jax.block_until_ready(compiled[name](*args))

@@ -30,31 +30,28 @@ def run(batch: int, classes: int, *, repeats: int = 5) -> list[dict]:
     in_specs=(P(None, "vocab"), P()),
     out_specs=P(),
   )
-  placed = {
-    "dense, 1 device": [
-      (jax.device_put(x, devices[0]), jax.device_put(y, devices[0]))
-      for x, y in [(logits, labels), (logits + 1, labels)]
-    ],
-    f"vocab-parallel, {len(devices)} device(s)": [
-      (
-        jax.device_put(x, NamedSharding(mesh, P(None, "vocab"))),
-        jax.device_put(y, NamedSharding(mesh, P())),
-      )
-      for x, y in [(logits, labels), (logits + 1, labels)]
-    ],
+  dense_name, parallel_name = "dense, 1 device", f"vocab-parallel, {len(devices)} device(s)"
+  fns = {dense_name: dense, parallel_name: sharded}
+  placements = {
+    dense_name: (devices[0], devices[0]),
+    parallel_name: (NamedSharding(mesh, P(None, "vocab")), NamedSharding(mesh, P())),
   }
-  fns = {"dense, 1 device": dense, f"vocab-parallel, {len(devices)} device(s)": sharded}
+  placed = {
+    name: [
+      (jax.device_put(x, x_place), jax.device_put(labels, y_place)) for x in (logits, logits + 1)
+    ]
+    for name, (x_place, y_place) in placements.items()
+  }
   records = []
   device = _measure.device_info()
-  timings = {}
-  memory = {}
+  compiled, compile_s, memory = {}, {}, {}
   for name, fn in fns.items():
-    compiled, seconds = _measure.compile_ahead(jax.value_and_grad(fn), *placed[name][0])
-    memory[name] = _measure.memory_bytes(compiled)
-    timings[name] = _measure.time_side_by_side(
-      {name: compiled}, placed[name], repeats=repeats, compile_seconds={name: seconds}
-    )[name]
-  baseline = timings["dense, 1 device"].median_s
+    compiled[name], compile_s[name] = _measure.compile_ahead(
+      jax.value_and_grad(fn), *placed[name][0]
+    )
+    memory[name] = _measure.memory_bytes(compiled[name])
+  timings = _measure.time_side_by_side(compiled, placed, repeats=repeats, compile_seconds=compile_s)
+  baseline = timings[dense_name].median_s
   for name, timing in timings.items():
     records.append(
       {
