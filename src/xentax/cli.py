@@ -6,7 +6,7 @@ import argparse
 import sys
 
 import xentax
-from xentax.bench._run import SUITES
+from xentax.bench._run import STANDALONE_SUITES, SUITES
 from xentax.training import add_train_arguments
 
 
@@ -25,12 +25,17 @@ def _bench(args: argparse.Namespace) -> int:
   # before it starts (in a process that already ran JAX, its devices are used as they are).
   try:
     jax.config.update("jax_num_cpu_devices", args.cpu_devices)
-  except RuntimeError:
+  except (RuntimeError, AttributeError):
     pass
+  if args.device == "cpu":
+    jax.config.update("jax_platforms", "cpu")
+  elif args.device == "gpu" and jax.default_backend() not in ("gpu", "cuda", "rocm"):
+    print(f"--device gpu: JAX's default backend is {jax.default_backend()!r}", file=sys.stderr)
+    return 1
   from xentax import bench
 
   suites = list(bench.SUITES) if args.suite == "all" else [args.suite]
-  records = bench.run(suites, quick=args.quick)
+  records = bench.run(suites, quick=args.quick, out=args.out)
   print(bench.markdown(records))
   if args.out:
     bench.write_json(records, args.out)
@@ -110,8 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
   reproduce.set_defaults(run=_reproduce)
 
   bench = commands.add_parser("bench", help="benchmark the losses on this machine's device")
-  bench.add_argument("--suite", default="all", choices=[*SUITES, "all"])
+  bench.add_argument(
+    "--suite",
+    default="all",
+    choices=[*SUITES, *STANDALONE_SUITES, "all"],
+    help="'all' runs every suite but gpu (every accelerator figure, run alone)",
+  )
   bench.add_argument("--quick", action="store_true", help="CPU-sized run (minutes)")
+  bench.add_argument(
+    "--device", choices=["cpu", "gpu"], help="run on this backend (default: JAX's default)"
+  )
   bench.add_argument("--out", help="write the JSON records here")
   bench.add_argument(
     "--cpu-devices", type=int, default=8, help="virtual CPU devices for the parallel suite"

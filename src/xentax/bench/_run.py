@@ -16,9 +16,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from xentax.bench import _fused, _losses, _measure, _parallel, _training
+from xentax.bench import _fused, _gpu, _losses, _measure, _parallel, _training
 
 SUITES = ("losses", "fused", "training", "parallel")
+# Suites that run alone (not part of "all"), with their own reference rates and records.
+STANDALONE_SUITES = ("gpu",)
 
 CONFIG = {
   True: {  # --quick
@@ -86,11 +88,20 @@ def reference(batch: int, classes: int, *, repeats: int) -> list[dict]:
   ]
 
 
-def run(suites, *, quick: bool) -> list[dict]:
-  """Run the named suites; returns their records (the reference measurements first)."""
-  unknown = [s for s in suites if s not in SUITES]
+def run(suites, *, quick: bool, out=None) -> list[dict]:
+  """Run the named suites; returns their records (the reference measurements first).
+
+  ``out``: where the ``gpu`` suite rewrites its JSON after each case (others ignore it).
+  """
+  unknown = [s for s in suites if s not in SUITES + STANDALONE_SUITES]
   if unknown:
-    raise ValueError(f"unknown suite(s) {unknown}; choose from {list(SUITES)} or 'all'")
+    raise ValueError(
+      f"unknown suite(s) {unknown}; choose from {list(SUITES + STANDALONE_SUITES)} or 'all'"
+    )
+  if "gpu" in suites:
+    if len(suites) > 1:
+      raise ValueError(f"the gpu suite runs alone; got suites {list(suites)}")
+    return _gpu.run(quick=quick, out=out)
   config = CONFIG[quick]
   repeats = config["repeats"]
   records = reference(*config["reference"], repeats=repeats)
@@ -129,6 +140,8 @@ def markdown(records: list[dict]) -> str:
   """One Markdown table per suite."""
   if not records:
     return ""
+  if records[0]["suite"] == "gpu":
+    return _gpu.markdown(records)
   device = records[0]
   lines = [
     f"Device: {device['platform']} {device['device_kind']} x {device['device_count']}, "
