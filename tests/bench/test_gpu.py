@@ -196,3 +196,20 @@ def test_sparse_case_matches_optax_value():
 def test_gpu_suite_runs_alone():
   with pytest.raises(ValueError, match="gpu suite runs alone"):
     _run.run(["gpu", "losses"], quick=True)
+
+
+def test_a_failing_sparse_mode_leaves_the_other_measured(monkeypatch):
+  original = _gpu._sparse_mode
+
+  def broken_grad(mode, *args, **kwargs):
+    if mode == "value_and_grad":
+      raise RuntimeError("simulated")
+    return original(mode, *args, **kwargs)
+
+  monkeypatch.setattr(_gpu, "_sparse_mode", broken_grad)
+  records = _gpu.sparse_case(8, 64, "float32", repeats=1)
+  assert [(r["mode"], r.get("status", "ok")) for r in records] == [
+    ("forward", "ok"),
+    ("forward", "ok"),
+    ("value_and_grad", "error"),
+  ]
