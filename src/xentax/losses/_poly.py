@@ -24,7 +24,7 @@ def poly1_cross_entropy_with_logits(
   .. math::
     \ell_n = -\log p_{n, y_n} + \epsilon\, (1 - p_{n, y_n}), \quad p = \mathrm{softmax}(z)
 
-  Equal to ``optax.poly_loss_cross_entropy(logits, one_hot(labels), epsilon)`` (whose
+  Equal to ``optax.losses.poly_loss_cross_entropy(logits, one_hot(labels), epsilon)`` (whose
   default ``epsilon`` is also 2.0). ``epsilon = 0`` is the cross-entropy. Gradient:
   ``d l / d z = (1 + epsilon p_y) (p - onehot(y))``.
 
@@ -52,7 +52,7 @@ def poly1_cross_entropy_with_logits(
 
   References:
     Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification Loss
-    Functions", ICLR 2022; ``optax.poly_loss_cross_entropy``.
+    Functions", ICLR 2022; ``optax.losses.poly_loss_cross_entropy``.
   """
   fn_name = "poly1_cross_entropy_with_logits"
   _common.check_reduction(fn_name, reduction)
