@@ -134,3 +134,15 @@ def test_bad_inputs():
     f(HS, WS.astype(int), HT, WT, Y, ignore_index=-100)
   with pytest.raises(TypeError):  # a custom_vjp has no forward mode
     jax.jvp(lambda h: f(h, WS, HT, WT, Y, ignore_index=-100), (HS,), (HS,))
+
+
+def test_bfloat16_inputs_accumulate_in_float32():
+  y = np.where(Y < 0, 0, Y)
+  bf = [jnp.asarray(x, jnp.bfloat16) for x in (HS, WS, HT, WT)]
+  f = functools.partial(xentax.fused_linear_distillation, chunk_size=4, temperature=2.0)
+  got, grads = jax.value_and_grad(lambda *a: f(*a, y), argnums=(0, 1, 2, 3))(*bf)
+  assert got.dtype == jnp.float32
+  assert all(g.dtype == jnp.bfloat16 for g in grads)
+  up = [np.asarray(x, np.float64) for x in bf]  # the reference at the rounded inputs
+  want = ref.distillation_loss(up[0] @ up[1], up[2] @ up[3], y, temperature=2.0)
+  np.testing.assert_allclose(got, want, **tol("bfloat16"))
