@@ -190,3 +190,187 @@ def sparse_categorical_focal_loss_with_logits(
 
   losses = target_w * _per_example(z, axis, one)
   return _reduce(losses, kept, target_w, reduction)
+
+
+# --- Divergences, distillation and the smaller losses of issue 12 ---------------------------
+
+
+def _kept(shape, where):
+  return np.ones(shape, bool) if where is None else np.broadcast_to(where, shape)
+
+
+def _kl_rows(s_row, t_row):
+  """KL(softmax(t) || softmax(s)) for one pair of rows, 0 log 0 = 0."""
+  log_q, log_p = _log_softmax(s_row), _log_softmax(t_row)
+  p = np.exp(log_p)
+  return sum(p[c] * (log_p[c] - log_q[c]) for c in range(p.size) if p[c] > 0)
+
+
+def kl_divergence_with_logits(s, t, *, temperature=1.0, axis=-1, where=None, reduction="mean"):
+  t_moved = np.moveaxis(np.asarray(t, np.float64), axis, -1) / temperature
+
+  def one(row, index):
+    return _kl_rows(row / temperature, t_moved[index])
+
+  losses = _per_example(s, axis, one)
+  kept = _kept(losses.shape, where)
+  return _reduce(losses, kept, np.ones(losses.shape), reduction)
+
+
+def jensen_shannon_divergence_with_logits(
+  s, t, *, beta=0.5, temperature=1.0, axis=-1, where=None, reduction="mean"
+):
+  """Liger's generalised JSD: beta KL(P || M) + (1 - beta) KL(Q || M), P teacher, Q student."""
+  t_moved = np.moveaxis(np.asarray(t, np.float64), axis, -1) / temperature
+
+  def one(row, index):
+    q = np.exp(_log_softmax(row / temperature))
+    p = np.exp(_log_softmax(t_moved[index]))
+    if beta == 0:
+      return sum(p[c] * np.log(p[c] / q[c]) for c in range(p.size) if p[c] > 0)
+    if beta == 1:
+      return sum(q[c] * np.log(q[c] / p[c]) for c in range(q.size) if q[c] > 0)
+    m = beta * p + (1 - beta) * q
+    kl_pm = sum(p[c] * np.log(p[c] / m[c]) for c in range(p.size) if p[c] > 0)
+    kl_qm = sum(q[c] * np.log(q[c] / m[c]) for c in range(q.size) if q[c] > 0)
+    return beta * kl_pm + (1 - beta) * kl_qm
+
+  losses = _per_example(s, axis, one)
+  kept = _kept(losses.shape, where)
+  return _reduce(losses, kept, np.ones(losses.shape), reduction)
+
+
+def distillation_loss(
+  s, t, labels, *, temperature=1.0, alpha=0.5, axis=-1, ignore_index=None, where=None,
+  reduction="mean",
+):  # fmt: skip
+  labels = np.asarray(labels)
+  kept, _ = _sparse_kept_and_weight(labels, None, ignore_index, where)
+  t_moved = np.moveaxis(np.asarray(t, np.float64), axis, -1)
+
+  def one(row, index):
+    if not kept[index]:
+      return 0.0
+    soft = _kl_rows(row / temperature, t_moved[index] / temperature)
+    hard = -_log_softmax(row)[labels[index]]
+    return alpha * temperature**2 * soft + (1 - alpha) * hard
+
+  losses = _per_example(s, axis, one)
+  return _reduce(losses, kept, np.ones(losses.shape), reduction)
+
+
+def nll_loss(x, labels, *, axis=-1, class_weights=None, ignore_index=None, where=None,
+             reduction="mean"):  # fmt: skip
+  labels = np.asarray(labels)
+  kept, target_w = _sparse_kept_and_weight(labels, class_weights, ignore_index, where)
+
+  def one(row, index):
+    return -row[labels[index]] if kept[index] else 0.0
+
+  losses = target_w * _per_example(x, axis, one)
+  return _reduce(losses, kept, target_w, reduction)
+
+
+def poly1_cross_entropy_with_logits(
+  z, labels, *, epsilon=2.0, axis=-1, ignore_index=None, where=None, reduction="mean"
+):
+  labels = np.asarray(labels)
+  kept, _ = _sparse_kept_and_weight(labels, None, ignore_index, where)
+
+  def one(row, index):
+    if not kept[index]:
+      return 0.0
+    p = np.exp(_log_softmax(row))
+    p_y = p[labels[index]]
+    return -np.log(p_y) + epsilon * (1 - p_y)
+
+  losses = _per_example(z, axis, one)
+  return _reduce(losses, kept, np.ones(losses.shape), reduction)
+
+
+def causal_lm_cross_entropy_with_logits(
+  z, labels, *, shift=1, normalization="token", ignore_index=None, where=None, reduction="mean"
+):
+  """Loops over sequences and positions; z [B, L, V], labels [B, L]."""
+  z = np.asarray(z, np.float64)
+  labels = np.asarray(labels)
+  where = _kept(labels.shape, where)
+  batch, length = labels.shape
+  losses = np.zeros((batch, length - shift))
+  kept = np.zeros((batch, length - shift), bool)
+  for b in range(batch):
+    for t in range(length - shift):
+      y = labels[b, t + shift]
+      if where[b, t + shift] and y != ignore_index:
+        kept[b, t] = True
+        losses[b, t] = -_log_softmax(z[b, t])[y]
+  if reduction != "mean" or normalization == "token":
+    return _reduce(losses, kept, np.ones(losses.shape), reduction)
+  means = [losses[b][kept[b]].mean() for b in range(batch) if kept[b].any()]
+  return float(np.mean(means)) if means else 0.0
+
+
+# --- Metrics -----------------------------------------------------------------------------
+
+
+def _softmax_rows(z, axis):
+  moved = np.moveaxis(np.asarray(z, np.float64), axis, -1)
+  return np.exp(np.apply_along_axis(_log_softmax, -1, moved))
+
+
+def top_k_accuracy(z, labels, *, k=1, axis=-1, ignore_index=None, where=None):
+  moved = np.moveaxis(np.asarray(z, np.float64), axis, -1).reshape(-1, np.shape(z)[axis])
+  labels = np.asarray(labels).reshape(-1)
+  kept = _kept(np.shape(labels), None if where is None else np.reshape(where, -1))
+  hits = []
+  for row, y, keep in zip(moved, labels, kept, strict=True):
+    if keep and y != ignore_index:
+      hits.append(float(np.sum(row > row[y]) < k))
+  return float(np.mean(hits)) if hits else 0.0
+
+
+def brier_score(z, labels, *, axis=-1):
+  p = _softmax_rows(z, axis).reshape(-1, np.shape(z)[axis])
+  onehot = np.eye(p.shape[1])[np.asarray(labels).reshape(-1)]
+  return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+
+
+def predictive_entropy(z, *, axis=-1):
+  p = _softmax_rows(z, axis)
+  return float(np.mean(-np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), -1)))
+
+
+def calibration_errors(z, labels, *, num_bins=15, binning="width"):
+  """(ECE, MCE) of the top-label confidence, by explicit bin membership."""
+  p = _softmax_rows(z, -1)
+  conf = p.max(-1)
+  correct = (p.argmax(-1) == np.asarray(labels)).astype(float)
+  n = conf.size
+  if binning == "width":
+    members = [(conf > b / num_bins) & (conf <= (b + 1) / num_bins) for b in range(num_bins)]
+  else:
+    order = np.argsort(conf, kind="stable")
+    members = []
+    for b in range(num_bins):
+      m = np.zeros(n, bool)
+      m[order[[r for r in range(n) if r * num_bins // n == b]]] = True
+      members.append(m)
+  ece, mce = 0.0, 0.0
+  for m in members:
+    if m.any():
+      gap = abs(correct[m].mean() - conf[m].mean())
+      ece += m.sum() / n * gap
+      mce = max(mce, gap)
+  return ece, mce
+
+
+def effective_number_class_weights(labels, num_classes, beta):
+  counts = np.bincount(np.asarray(labels).reshape(-1), minlength=num_classes).astype(float)
+  w = np.array([(1 - beta) / (1 - beta**n) if n > 0 else 0.0 for n in counts])
+  return w * (counts > 0).sum() / w.sum()
+
+
+def inverse_frequency_class_weights(labels, num_classes):
+  counts = np.bincount(np.asarray(labels).reshape(-1), minlength=num_classes).astype(float)
+  w = np.array([1 / n if n > 0 else 0.0 for n in counts])
+  return w * (counts > 0).sum() / w.sum()

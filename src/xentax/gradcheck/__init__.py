@@ -12,6 +12,16 @@ from xentax.gradcheck._binary_grads import (
 from xentax.gradcheck._binary_grads import (
   binary_focal_loss_with_logits_grad as binary_focal_loss_with_logits_grad,
 )
+from xentax.gradcheck._divergence_grads import distillation_loss_grad as distillation_loss_grad
+from xentax.gradcheck._divergence_grads import (
+  jensen_shannon_divergence_with_logits_grad as jensen_shannon_divergence_with_logits_grad,
+)
+from xentax.gradcheck._divergence_grads import (
+  kl_divergence_with_logits_grad as kl_divergence_with_logits_grad,
+)
+from xentax.gradcheck._divergence_grads import (
+  kl_divergence_with_logits_teacher_grad as kl_divergence_with_logits_teacher_grad,
+)
 from xentax.gradcheck._finite_diff import check_finite_differences as check_finite_differences
 from xentax.gradcheck._finite_diff import check_grads_report as check_grads_report
 from xentax.gradcheck._finite_diff import (
@@ -23,6 +33,13 @@ from xentax.gradcheck._logits_grad import logits_grad as logits_grad
 from xentax.gradcheck._matrix import format_summary as format_summary
 from xentax.gradcheck._matrix import format_table as format_table
 from xentax.gradcheck._matrix import run_matrix as run_matrix
+from xentax.gradcheck._nll_grads import (
+  causal_lm_cross_entropy_with_logits_grad as causal_lm_cross_entropy_with_logits_grad,
+)
+from xentax.gradcheck._nll_grads import nll_loss_grad as nll_loss_grad
+from xentax.gradcheck._nll_grads import (
+  poly1_cross_entropy_with_logits_grad as poly1_cross_entropy_with_logits_grad,
+)
 from xentax.gradcheck._regression import (
   fused_linear_cross_entropy_grad as fused_linear_cross_entropy_grad,
 )
@@ -85,4 +102,11 @@ __all__ = [
   "sparse_categorical_cross_entropy_with_logits_grad",
   "sparse_categorical_focal_loss_with_logits_grad",
   "tolerance",
+  "distillation_loss_grad",
+  "jensen_shannon_divergence_with_logits_grad",
+  "kl_divergence_with_logits_grad",
+  "kl_divergence_with_logits_teacher_grad",
+  "causal_lm_cross_entropy_with_logits_grad",
+  "nll_loss_grad",
+  "poly1_cross_entropy_with_logits_grad",
 ]

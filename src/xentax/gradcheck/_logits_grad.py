@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import jax
 
-from xentax.gradcheck import _binary_grads, _softmax_grads
+from xentax.gradcheck import _binary_grads, _divergence_grads, _nll_grads, _softmax_grads
 
 LOSS_GRADS: dict[str, Callable[..., jax.Array]] = {
   "binary_cross_entropy": _binary_grads.binary_cross_entropy_grad,
@@ -29,6 +29,13 @@ LOSS_GRADS: dict[str, Callable[..., jax.Array]] = {
   "sparse_categorical_focal_loss_with_logits": (
     _softmax_grads.sparse_categorical_focal_loss_with_logits_grad
   ),
+  "kl_divergence_with_logits": _divergence_grads.kl_divergence_with_logits_grad,
+  "jensen_shannon_divergence_with_logits": (
+    _divergence_grads.jensen_shannon_divergence_with_logits_grad
+  ),
+  "nll_loss": _nll_grads.nll_loss_grad,
+  "poly1_cross_entropy_with_logits": _nll_grads.poly1_cross_entropy_with_logits_grad,
+  "causal_lm_cross_entropy_with_logits": _nll_grads.causal_lm_cross_entropy_with_logits_grad,
 }
 
 

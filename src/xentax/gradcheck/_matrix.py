@@ -70,8 +70,23 @@ LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
   "binary_cross_entropy_with_logits": ("pos_weight", "weights", "label_smoothing", "where"),
   "binary_cross_entropy": ("weights", "where"),
   "binary_focal_loss_with_logits": ("gamma", "alpha", "where"),
+  # Divergences: the second argument is the teacher's logits (drawn like dense targets).
+  "kl_divergence_with_logits": ("temperature", "where", "axis"),
+  "jensen_shannon_divergence_with_logits": ("beta", "temperature", "where", "axis"),
+  "nll_loss": ("class_weights", "ignore_index", "where", "axis"),
+  "poly1_cross_entropy_with_logits": ("epsilon", "ignore_index", "where", "axis"),
 }
-SCALAR_OPTIONS = {"label_smoothing": 0.1, "z_loss": 0.01, "gamma": 0.5, "alpha": 0.25}
+SCALAR_OPTIONS = {
+  "label_smoothing": 0.1,
+  "z_loss": 0.01,
+  "gamma": 0.5,
+  "alpha": 0.25,
+  "temperature": 2.0,
+  "beta": 0.3,
+  "epsilon": 1.0,
+}
+# Losses with integer labels whose names do not start with "sparse".
+_SPARSE_LABEL_LOSSES = ("nll_loss", "poly1_cross_entropy_with_logits")
 # The deck's models in the matrix; the per-example gradients and the Hessian are checked
 # by the tests (they compile many more shapes, which would double the matrix's run time).
 MODELS = ("softmax_regression", "logistic_regression", "fused_linear_cross_entropy")
@@ -91,7 +106,7 @@ def cases() -> list[tuple[str, tuple[str, ...], str]]:
 def _kind(loss: str) -> str:
   if loss.startswith("binary"):
     return "binary"
-  return "sparse" if loss.startswith("sparse") else "dense"
+  return "sparse" if loss.startswith("sparse") or loss in _SPARSE_LABEL_LOSSES else "dense"
 
 
 def _softmax(x):

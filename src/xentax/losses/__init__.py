@@ -9,8 +9,25 @@ from xentax.losses._categorical import categorical_cross_entropy as categorical_
 from xentax.losses._categorical import (
   categorical_cross_entropy_with_logits as categorical_cross_entropy_with_logits,
 )
+from xentax.losses._causal_lm import (
+  causal_lm_cross_entropy_with_logits as causal_lm_cross_entropy_with_logits,
+)
 from xentax.losses._checked import checked as checked
+from xentax.losses._class_weights import (
+  effective_number_class_weights as effective_number_class_weights,
+)
+from xentax.losses._class_weights import (
+  inverse_frequency_class_weights as inverse_frequency_class_weights,
+)
+from xentax.losses._divergence import distillation_loss as distillation_loss
+from xentax.losses._divergence import (
+  jensen_shannon_divergence_with_logits as jensen_shannon_divergence_with_logits,
+)
+from xentax.losses._divergence import kl_divergence_with_logits as kl_divergence_with_logits
 from xentax.losses._fused import fused_linear_cross_entropy as fused_linear_cross_entropy
+from xentax.losses._fused_distill import fused_linear_distillation as fused_linear_distillation
+from xentax.losses._nll import nll_loss as nll_loss
+from xentax.losses._poly import poly1_cross_entropy_with_logits as poly1_cross_entropy_with_logits
 from xentax.losses._sparse import (
   sparse_categorical_cross_entropy as sparse_categorical_cross_entropy,
 )
@@ -27,8 +44,17 @@ __all__ = [
   "binary_focal_loss_with_logits",
   "categorical_cross_entropy",
   "categorical_cross_entropy_with_logits",
+  "causal_lm_cross_entropy_with_logits",
   "checked",
+  "distillation_loss",
+  "effective_number_class_weights",
   "fused_linear_cross_entropy",
+  "fused_linear_distillation",
+  "inverse_frequency_class_weights",
+  "jensen_shannon_divergence_with_logits",
+  "kl_divergence_with_logits",
+  "nll_loss",
+  "poly1_cross_entropy_with_logits",
   "sparse_categorical_cross_entropy",
   "sparse_categorical_cross_entropy_with_logits",
   "sparse_categorical_focal_loss_with_logits",

@@ -1,0 +1,120 @@
+r"""Closed-form gradients of the NLL, poly-1 and causal-LM losses.
+
+Design notes:
+  Written from each loss's definition, independently of :mod:`xentax.losses`; the causal-LM
+  gradient is the sparse cross-entropy's ``p - onehot(y)`` placed at the shifted positions
+  (zero for the last ``shift`` positions, whose logits predict nothing).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from xentax.gradcheck._grad_common import check_reduction, float_dtype, kept_mask, reduce_grad
+
+
+def _setup(scores, labels, axis, ignore_index, where):
+  dtype = float_dtype(scores)
+  x = jnp.moveaxis(jnp.asarray(scores), axis, -1).astype(dtype)
+  labels = jnp.asarray(labels)
+  kept = kept_mask(where, labels.shape)
+  if ignore_index is not None:
+    kept = kept & (labels != ignore_index)
+  onehot = jax.nn.one_hot(jnp.where(kept, labels, 0), x.shape[-1], dtype=dtype)
+  return x, kept, onehot
+
+
+def nll_loss_grad(
+  log_probs,
+  labels,
+  *,
+  axis: int = -1,
+  class_weights=None,
+  ignore_index: int | None = None,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  r"""Gradient of :func:`xentax.nll_loss`: ``l = -w_y x_y``, so ``d l / d x = -w_y onehot(y)``.
+
+  ``"mean"`` divides by ``sum w_{y_n}`` over kept examples.
+
+  Returns:
+    ``log_probs.shape``, float64 for float64 input, float32 otherwise.
+  """
+  check_reduction("nll_loss_grad", reduction)
+  x, kept, onehot = _setup(log_probs, labels, axis, ignore_index, where)
+  w = jnp.ones(x.shape[-1], x.dtype) if class_weights is None else jnp.asarray(class_weights)
+  w_y = jnp.sum(onehot * w.astype(x.dtype), axis=-1)
+  g = -w_y[..., None] * onehot
+  g = reduce_grad(g, kept, reduction, None if class_weights is None else w_y)
+  return jnp.moveaxis(g, -1, axis)
+
+
+def poly1_cross_entropy_with_logits_grad(
+  logits,
+  labels,
+  *,
+  epsilon=2.0,
+  axis: int = -1,
+  ignore_index: int | None = None,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  r"""Gradient of :func:`xentax.poly1_cross_entropy_with_logits`.
+
+  ``l = -log p_y + eps (1 - p_y)``; ``d(-log p_y)/dz = p - onehot(y)`` and
+  ``d p_y / dz = p_y (onehot(y) - p)``, so
+
+  .. math::
+    \frac{\partial \ell}{\partial z} = (1 + \epsilon\, p_y)(p - \mathrm{onehot}(y))
+
+  Returns:
+    ``logits.shape``, float64 for float64 logits, float32 otherwise.
+  """
+  check_reduction("poly1_cross_entropy_with_logits_grad", reduction)
+  z, kept, onehot = _setup(logits, labels, axis, ignore_index, where)
+  z = jnp.where(kept[..., None], z, 0.0)
+  p = jax.nn.softmax(z, axis=-1)
+  p_y = jnp.sum(p * onehot, axis=-1)
+  g = (1 + jnp.asarray(epsilon, z.dtype) * p_y)[..., None] * (p - onehot)
+  g = reduce_grad(g, kept, reduction)
+  return jnp.moveaxis(g, -1, axis)
+
+
+def causal_lm_cross_entropy_with_logits_grad(
+  logits,
+  labels,
+  *,
+  shift: int = 1,
+  normalization: str = "token",
+  ignore_index: int | None = None,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  r"""Gradient of :func:`xentax.causal_lm_cross_entropy_with_logits` w.r.t. all logits.
+
+  Position ``t < L - shift`` gets ``(softmax(z_t) - onehot(y_{t+shift})) / D`` with ``D``
+  the number of kept tokens (``"token"``) or ``B' N_b`` (``"sequence"``: ``B'`` sequences
+  with a kept token, ``N_b`` kept tokens in sequence ``b``); the last ``shift`` positions
+  get 0.
+
+  Returns:
+    ``logits.shape``, float64 for float64 logits, float32 otherwise.
+  """
+  check_reduction("causal_lm_cross_entropy_with_logits_grad", reduction)
+  logits = jnp.asarray(logits)
+  labels = jnp.asarray(labels)
+  mask = kept_mask(where, labels.shape)[..., shift:]
+  z, kept, onehot = _setup(logits[..., :-shift, :], labels[..., shift:], -1, ignore_index, mask)
+  z = jnp.where(kept[..., None], z, 0.0)
+  g = jax.nn.softmax(z, axis=-1) - onehot
+  if reduction == "mean" and normalization == "sequence":
+    per_seq = jnp.sum(kept, axis=-1, keepdims=True).astype(z.dtype)
+    sequences = jnp.sum(per_seq > 0).astype(z.dtype)
+    g = jnp.where(kept[..., None], g / jnp.maximum(per_seq, 1)[..., None], 0.0)
+    g = jnp.where(sequences > 0, g / jnp.maximum(sequences, 1), 0.0)
+  else:
+    g = reduce_grad(g, kept, reduction)
+  pad = [(0, 0)] * (g.ndim - 2) + [(0, shift), (0, 0)]
+  return jnp.pad(g, pad)

@@ -1,0 +1,105 @@
+r"""Next-token cross-entropy for causal language models: shift, mask, normalise.
+
+Design notes:
+  The logits at position ``t`` predict the label at ``t + shift``: the helper drops the last
+  ``shift`` logits and the first ``shift`` labels, then calls the sparse cross-entropy, so
+  the two can never be misaligned by hand. Two normalisations are common and give
+  different gradients when sequences have different numbers of kept tokens: per token (the
+  mean over every kept token of the batch, what ``F.cross_entropy`` on flattened tokens
+  gives) and per sequence (each sequence's own mean, then the mean over sequences that keep
+  at least one token).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from xentax.losses import _common
+from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
+
+NORMALIZATIONS = ("token", "sequence")
+
+
+def causal_lm_cross_entropy_with_logits(
+  logits,
+  labels,
+  *,
+  shift: int = 1,
+  normalization: str = "token",
+  ignore_index: int | None = None,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  r"""Next-token cross-entropy: ``logits[..., t, :]`` against ``labels[..., t + shift]``.
+
+  .. math::
+    \ell_{b,t} = \mathrm{lse}(z_{b,t}) - z_{b,t,y_{b,t+s}}, \quad t = 0 \ldots L - s - 1
+
+  ``normalization="token"``: ``sum_{b,t} l_{b,t} / N_kept``; ``"sequence"``:
+  ``mean_b (sum_t l_{b,t} / N_b)`` over the sequences with ``N_b > 0`` kept tokens.
+
+  Args:
+    logits: ``[..., L, V]`` logits for every position (sequence axis -2, vocabulary last).
+    labels: ``[..., L]`` token ids for the *same* positions (the inputs, typically); the
+      helper shifts them.
+    shift: how many positions ahead each logit predicts (1 for next-token prediction).
+    normalization: ``"token"`` or ``"sequence"`` (used by ``reduction="mean"`` only).
+    ignore_index: label value (padding) whose tokens are dropped.
+    where: boolean mask of the labels' shape ``[..., L]``, aligned with the labels (the
+      label at ``t + shift`` is kept where ``where[..., t + shift]``).
+    reduction: ``"none"`` (``[..., L - shift]`` per-token losses, 0 where dropped),
+      ``"sum"``, or ``"mean"`` (by ``normalization``).
+
+  Returns:
+    The loss, float32 (float64 for float64 logits).
+
+  Raises:
+    ValueError: ``shift`` not in ``[1, L)``, an unknown normalization or reduction, or
+    shapes that do not match. TypeError: float labels.
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> z = jnp.zeros((1, 3, 4))  # uniform predictions over 4 tokens
+    >>> round(float(xentax.causal_lm_cross_entropy_with_logits(z, jnp.array([[0, 1, 2]]))), 4)
+    1.3863
+
+  References:
+    Cut Cross-Entropy's ``shift`` option (Wijmans et al., 2024); Hugging Face's
+    ``ForCausalLMLoss``.
+  """
+  fn_name = "causal_lm_cross_entropy_with_logits"
+  _common.check_reduction(fn_name, reduction)
+  if normalization not in NORMALIZATIONS:
+    raise ValueError(
+      f"{fn_name}: normalization={normalization!r} is not supported; choose one of "
+      f"{NORMALIZATIONS}."
+    )
+  _common.check_float_input(fn_name, "logits", logits)
+  _common.check_integer_labels(fn_name, labels)
+  logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+  if logits.ndim < 2 or labels.shape != logits.shape[:-1]:
+    raise ValueError(
+      f"{fn_name}: logits have shape {logits.shape} and labels {labels.shape}; they must be "
+      "[..., L, V] and [..., L] (labels for the same positions; the helper shifts them)."
+    )
+  length = labels.shape[-1]
+  if not isinstance(shift, int) or not 1 <= shift < length:
+    raise ValueError(f"{fn_name}: shift={shift!r} must be an int in [1, L={length}).")
+  mask = _common.broadcast_mask(fn_name, where, labels.shape)[..., shift:]
+  losses = sparse_categorical_cross_entropy_with_logits(
+    logits[..., :-shift, :],
+    labels[..., shift:],
+    ignore_index=ignore_index,
+    where=mask,
+    reduction="none",
+  )
+  valid = mask if ignore_index is None else mask & (labels[..., shift:] != ignore_index)
+  if reduction != "mean" or normalization == "token":
+    return _common.reduce_losses(losses, valid=valid, reduction=reduction)
+  per_sequence = _common.reduce_losses(
+    jnp.sum(losses, axis=-1) / jnp.maximum(jnp.sum(valid, axis=-1), 1).astype(losses.dtype),
+    valid=jnp.any(valid, axis=-1),
+    reduction="mean",
+  )
+  return per_sequence

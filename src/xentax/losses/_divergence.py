@@ -1,0 +1,289 @@
+r"""Divergences between two sets of logits: KL, generalised Jensen-Shannon, distillation.
+
+Design notes:
+  * Direction and scale are fixed: :func:`kl_divergence_with_logits` is
+    ``KL(teacher || student) = sum_c p_t (log p_t - log p_s)`` with
+    ``p = softmax(logits / T)`` on both sides and no ``T^2`` factor; the ``T^2`` of Hinton et
+    al. belongs to :func:`distillation_loss`. ``reduction="mean"`` is the mean over examples,
+    torch's ``F.kl_div(log_softmax(s / T), log_softmax(t / T), log_target=True,
+    reduction="batchmean")`` for ``[N, C]`` inputs.
+  * ``0 log 0 = 0``: a class the teacher gives zero mass (a ``-inf`` teacher logit)
+    contributes 0 whatever the student says there, in value and in both gradients. The
+    log-ratio is selected *before* it is multiplied (a double ``where``), so neither the
+    forward value nor a reverse- or forward-mode derivative meets ``0 * inf``. A class the
+    teacher gives mass and the student gives none makes the divergence ``+inf``, as it is.
+  * Rows dropped by ``where`` are replaced by zeros before any arithmetic, so ``-inf`` or
+    NaN there cannot leak into the loss or either gradient.
+  * Gradients flow to both logits (``d/dz_s = (p_s - p_t) / T``,
+    ``d/dz_t = p_t (log p_t - log p_s - KL) / T``); wrap the teacher in
+    ``jax.lax.stop_gradient`` for the usual frozen-teacher distillation.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from xentax.losses import _common
+from xentax.losses._sparse import prepare_labels, sparse_categorical_cross_entropy_with_logits
+
+
+def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature):
+  """Validate two logit arrays; class axis last, compute dtype, dropped rows zeroed."""
+  _common.check_float_input(fn_name, "student_logits", student_logits)
+  _common.check_float_input(fn_name, "teacher_logits", teacher_logits)
+  s = jnp.asarray(student_logits)
+  t = jnp.asarray(teacher_logits)
+  _common.check_same_shape(fn_name, "student_logits", s, "teacher_logits", t)
+  axis = _common.normalize_axis(fn_name, axis, s.ndim)
+  dtype = _common.compute_dtype(jnp.result_type(s, t))
+  s = jnp.moveaxis(s, axis, -1).astype(dtype)
+  t = jnp.moveaxis(t, axis, -1).astype(dtype)
+  valid = _common.broadcast_mask(fn_name, where, s.shape[:-1])
+  zero = jnp.zeros((), dtype)
+  s = jnp.where(valid[..., None], s, zero)
+  t = jnp.where(valid[..., None], t, zero)
+  temperature = jnp.asarray(temperature, dtype)
+  return s / temperature, t / temperature, valid
+
+
+def _log_softmax(x) -> jax.Array:
+  return x - _common.logsumexp(x)[..., None]
+
+
+def _weighted_log_ratio(p, log_p, log_q) -> jax.Array:
+  """``sum_c p_c (log p_c - log q_c)`` with ``0 log 0 = 0``, finite gradients where p = 0."""
+  has_mass = p > 0
+  # Select the log-ratio before multiplying: where p = 0 both logs may be -inf, and the
+  # unselected branch of a single where would still send inf * 0 = NaN into the gradient.
+  ratio = jnp.where(has_mass, log_p - jnp.where(has_mass, log_q, 0.0), 0.0)
+  return jnp.sum(jnp.where(has_mass, p * ratio, 0.0), axis=-1)
+
+
+def kl_per_example(student_scaled, teacher_scaled) -> jax.Array:
+  """``KL(softmax(t) || softmax(s))`` per row of already temperature-scaled logits."""
+  log_ps = _log_softmax(student_scaled)
+  log_pt = _log_softmax(teacher_scaled)
+  return _weighted_log_ratio(jnp.exp(log_pt), log_pt, log_ps)
+
+
+def kl_divergence_with_logits(
+  student_logits,
+  teacher_logits,
+  *,
+  temperature=1.0,
+  axis: int = -1,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  r"""KL divergence ``KL(teacher || student)`` between the softmaxes of two sets of logits.
+
+  .. math::
+    \ell_n = \sum_c p^t_{n,c} \left(\log p^t_{n,c} - \log p^s_{n,c}\right),
+    \quad p^s = \mathrm{softmax}(z^s / T),\; p^t = \mathrm{softmax}(z^t / T)
+
+  No ``T^2`` factor (see :func:`distillation_loss`). Gradients:
+  ``d l / d z^s = (p^s - p^t) / T`` and ``d l / d z^t = p^t (log p^t - log p^s - l) / T``.
+
+  Args:
+    student_logits: ``[..., C, ...]`` the distribution being fitted, class axis at ``axis``.
+    teacher_logits: the target distribution's logits, same shape.
+    temperature: ``T > 0`` dividing both sets of logits (may be a traced scalar).
+    axis: the class axis.
+    where: boolean mask of the per-example shape (the logits' shape without ``axis``);
+      False examples are dropped.
+    reduction: ``"none"``, ``"sum"`` or ``"mean"`` (mean over kept examples: torch's
+      ``reduction="batchmean"`` for ``[N, C]`` logits; 0 when nothing is kept).
+
+  Returns:
+    The divergence (>= 0), float32 (float64 for float64 logits).
+
+  Raises:
+    TypeError: non-float logits or a non-boolean ``where``. ValueError: shapes that differ,
+    a bad ``axis`` or an unknown reduction.
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> s, t = jnp.array([[0.0, 1.0]]), jnp.array([[1.0, 0.0]])
+    >>> round(float(xentax.kl_divergence_with_logits(s, t)), 4)
+    0.4621
+
+  References:
+    Kullback and Leibler, 1951; ``torch.nn.functional.kl_div`` with ``log_target=True``.
+  """
+  fn_name = "kl_divergence_with_logits"
+  _common.check_reduction(fn_name, reduction)
+  s, t, valid = _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature)
+  return _common.reduce_losses(kl_per_example(s, t), valid=valid, reduction=reduction)
+
+
+def _jsd_per_example(s, t, beta) -> jax.Array:
+  """``beta KL(P || M) + (1 - beta) KL(Q || M)``, ``M = beta P + (1 - beta) Q``."""
+  log_q = _log_softmax(s)  # student
+  log_p = _log_softmax(t)  # teacher
+  beta = jnp.asarray(beta, s.dtype)
+  log_beta = jnp.log(jnp.where(beta > 0, beta, 1.0))
+  log_1mb = jnp.log(jnp.where(beta < 1, 1 - beta, 1.0))
+  # log M = logaddexp(log beta + log P, log(1 - beta) + log Q), both terms possibly -inf.
+  a, b = log_beta + log_p, log_1mb + log_q
+  hi = jax.lax.stop_gradient(jnp.maximum(a, b))  # shift only; the result does not depend on it
+  hi = jnp.where(jnp.isfinite(hi), hi, 0.0)
+  total = jnp.exp(a - hi) + jnp.exp(b - hi)
+  # Double where: a class neither side gives mass has log M = -inf, and log's gradient
+  # there (1 / 0) would meet a zero cotangent as NaN.
+  has_mass = total > 0
+  log_m = jnp.where(has_mass, hi + jnp.log(jnp.where(has_mass, total, 1.0)), -jnp.inf)
+  p, q = jnp.exp(log_p), jnp.exp(log_q)
+  return beta * _weighted_log_ratio(p, log_p, log_m) + (1 - beta) * _weighted_log_ratio(
+    q, log_q, log_m
+  )
+
+
+def jensen_shannon_divergence_with_logits(
+  student_logits,
+  teacher_logits,
+  *,
+  beta=0.5,
+  temperature=1.0,
+  axis: int = -1,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  r"""Generalised Jensen-Shannon divergence between student and teacher softmaxes.
+
+  Liger-Kernel's convention (``LigerJSD``), with ``P`` the teacher and ``Q`` the student:
+
+  .. math::
+    \mathrm{JSD}_\beta(P \| Q) = \beta\, \mathrm{KL}(P \| M) + (1 - \beta)\, \mathrm{KL}(Q \| M),
+    \quad M = \beta P + (1 - \beta) Q,
+
+  with ``P = softmax(z^t / T)``, ``Q = softmax(z^s / T)``. ``beta = 0.5`` is the symmetric
+  Jensen-Shannon divergence (at most ``log 2``). As in Liger, a *Python* ``beta`` of exactly
+  0 or 1 selects the forward ``KL(P || Q)`` or the reverse ``KL(Q || P)`` instead (the
+  formula itself is 0 there; Liger special-cases both ends the same way). A traced ``beta``
+  always uses the formula.
+
+  Gradient: ``d l / d z^s = (1 - beta) Q (log Q - log M - sum_c Q_c (log Q_c - log M_c)) / T``
+  (and symmetrically for the teacher, which also receives a gradient).
+
+  Args:
+    student_logits: ``[..., C, ...]`` student logits (Liger's ``input``), class axis at
+      ``axis``.
+    teacher_logits: teacher logits (Liger's ``target``), same shape.
+    beta: the mixing weight in ``[0, 1]`` (a traced scalar is allowed).
+    temperature: ``T > 0`` dividing both sets of logits.
+    axis, where, reduction: as in :func:`kl_divergence_with_logits`.
+
+  Returns:
+    The divergence, float32 (float64 for float64 logits).
+
+  Raises:
+    TypeError / ValueError as :func:`kl_divergence_with_logits`, and ``ValueError`` for a
+    Python ``beta`` outside ``[0, 1]``.
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> s, t = jnp.array([[0.0, -jnp.inf]]), jnp.array([[-jnp.inf, 0.0]])
+    >>> round(float(xentax.jensen_shannon_divergence_with_logits(s, t)), 6)  # log 2
+    0.693147
+
+  References:
+    Lin, "Divergence measures based on the Shannon entropy", 1991; Agarwal et al.,
+    "On-Policy Distillation of Language Models" (GKD), 2024; Liger-Kernel's ``LigerJSD``.
+  """
+  fn_name = "jensen_shannon_divergence_with_logits"
+  _common.check_reduction(fn_name, reduction)
+  if isinstance(beta, int | float) and not 0 <= beta <= 1:
+    raise ValueError(f"{fn_name}: beta={beta!r} must lie in [0, 1].")
+  s, t, valid = _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature)
+  if isinstance(beta, int | float) and beta == 0:
+    losses = kl_per_example(s, t)  # forward KL(P || Q), Liger's beta = 0
+  elif isinstance(beta, int | float) and beta == 1:
+    losses = kl_per_example(t, s)  # reverse KL(Q || P), Liger's beta = 1
+  else:
+    losses = _jsd_per_example(s, t, beta)
+  return _common.reduce_losses(losses, valid=valid, reduction=reduction)
+
+
+def distillation_loss(
+  student_logits,
+  teacher_logits,
+  labels,
+  *,
+  temperature=1.0,
+  alpha=0.5,
+  axis: int = -1,
+  ignore_index: int | None = None,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  r"""Knowledge distillation (Hinton et al.): softened KL to the teacher plus hard-label CE.
+
+  .. math::
+    \ell_n = \alpha\, T^2\, \mathrm{KL}\!\left(\mathrm{softmax}(z^t_n / T) \,\|\,
+      \mathrm{softmax}(z^s_n / T)\right)
+      + (1 - \alpha) \left(\mathrm{lse}(z^s_n) - z^s_{n, y_n}\right)
+
+  The ``T^2`` keeps the soft term's gradient on the scale of the hard term's as ``T`` grows
+  (the soft gradient is ``(p^s - p^t) / T``). The hard term is the sparse cross-entropy at
+  temperature 1. An example dropped by ``where`` or ``ignore_index`` leaves both terms, so
+  ``"mean"`` is ``alpha T^2 mean(KL) + (1 - alpha) mean(CE)`` over the kept examples.
+
+  Gradient: ``d l / d z^s = alpha T (p^s_T - p^t_T) + (1 - alpha) (softmax(z^s) - onehot(y))``;
+  the teacher receives ``alpha T p^t_T (log p^t_T - log p^s_T - KL)`` unless stopped.
+
+  Args:
+    student_logits: ``[..., C, ...]`` student logits, class axis at ``axis``.
+    teacher_logits: teacher logits, same shape (wrap in ``jax.lax.stop_gradient`` to freeze).
+    labels: integer class indices, the logits' shape without ``axis``.
+    temperature: ``T > 0`` for the soft term.
+    alpha: weight of the soft term in ``[0, 1]``; ``1 - alpha`` weights the hard term.
+    axis: the class axis.
+    ignore_index: label value whose examples are dropped from both terms.
+    where: boolean mask of the labels' shape.
+    reduction: ``"none"``, ``"sum"`` or ``"mean"`` (over kept examples).
+
+  Returns:
+    The loss, float32 (float64 for float64 logits).
+
+  Raises:
+    TypeError / ValueError as the KL and sparse cross-entropy; a concrete label out of
+    range raises (NaN under ``jit``).
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> s, t = jnp.array([[0.0, 1.0]]), jnp.array([[1.0, 0.0]])
+    >>> round(float(xentax.distillation_loss(s, t, jnp.array([1]), alpha=1.0)), 4)
+    0.4621
+
+  References:
+    Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural Network", 2015.
+  """
+  fn_name = "distillation_loss"
+  _common.check_reduction(fn_name, reduction)
+  _common.check_integer_labels(fn_name, labels)
+  _common.check_float_input(fn_name, "student_logits", student_logits)
+  labels = jnp.asarray(labels)
+  num_classes = jnp.shape(student_logits)[
+    _common.normalize_axis(fn_name, axis, jnp.ndim(student_logits))
+  ]
+  # Validated here first so a bad label is reported under this function's name.
+  valid = prepare_labels(
+    fn_name,
+    labels,
+    num_classes=num_classes,
+    class_weights=None,
+    ignore_index=ignore_index,
+    where=where,
+    dtype=_common.compute_dtype(student_logits),
+  ).valid
+  hard = sparse_categorical_cross_entropy_with_logits(
+    student_logits, labels, axis=axis, ignore_index=ignore_index, where=where, reduction="none"
+  )
+  s, t, _ = _prepare_pair(fn_name, student_logits, teacher_logits, axis, valid, temperature)
+  dtype = s.dtype
+  temperature = jnp.asarray(temperature, dtype)
+  alpha = jnp.asarray(alpha, dtype)
+  soft = kl_per_example(s, t)
+  losses = alpha * jnp.square(temperature) * soft + (1 - alpha) * hard
+  return _common.reduce_losses(losses, valid=valid, reduction=reduction)

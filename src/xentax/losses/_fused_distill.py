@@ -1,0 +1,314 @@
+r"""Fused linear distillation: Hinton's loss on two linear heads without either ``[N, V]`` logits.
+
+Design notes:
+  * Tokens are processed in chunks of ``chunk_size`` rows by a ``lax.scan``. Each step
+    computes the chunk's student and teacher logits (``[chunk, V]`` each), the per-token
+    KL + CE terms *and their gradients*, then the chunk's share of ``d hidden`` (written
+    out) and ``d weight`` (accumulated in the carry). Only one chunk of logits exists at a
+    time; this is Liger-Kernel's chunked fused linear distillation in plain JAX.
+  * The gradients are computed in the forward rule of a ``custom_vjp`` whose output is the
+    already reduced scalar loss, so the backward rule only scales them by the incoming
+    cotangent: no logits are recomputed and none are saved. That is why
+    ``reduction="none"`` is not offered here (a per-token cotangent would need a second
+    pass); use :func:`xentax.distillation_loss` on explicit logits for per-token values.
+  * The teacher's gradients cost two more matmuls per chunk; they are computed only when
+    the teacher's inputs are being differentiated (``symbolic_zeros`` tells the forward
+    rule which inputs are perturbed), so a ``stop_gradient`` teacher costs nothing extra.
+  * Padding rows (to a multiple of ``chunk_size``), ignored and masked tokens get weight 0;
+    their hidden states are zeroed first so ``-inf`` or NaN there cannot leak.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from xentax.losses import _common
+from xentax.losses._sparse import prepare_labels
+
+_AUTO_CHUNK_ELEMENTS = 1 << 22  # about 16 MB of float32 logits per chunk and side
+
+
+class _Config(NamedTuple):
+  chunk_size: int
+  num_chunks: int
+  teacher_grad: bool  # filled in by the forward rule
+
+
+def fused_linear_distillation(
+  student_hidden,
+  student_weight,
+  teacher_hidden,
+  teacher_weight,
+  labels,
+  *,
+  temperature=1.0,
+  alpha=0.5,
+  chunk_size: int | None = None,
+  ignore_index: int | None = None,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  r""":func:`xentax.distillation_loss` of two linear heads, never holding ``[N, V]`` logits.
+
+  Equals ``distillation_loss(student_hidden @ student_weight, teacher_hidden @
+  teacher_weight, labels, ...)`` in value and in gradients with respect to all four float
+  inputs, holding at most one ``[chunk_size, V]`` slice of each side's logits at a time.
+
+  .. math::
+    \ell_n = \alpha T^2\, \mathrm{KL}\!\left(\mathrm{softmax}(z^t_n / T) \,\|\,
+      \mathrm{softmax}(z^s_n / T)\right) + (1 - \alpha)(\mathrm{lse}(z^s_n) - z^s_{n,y_n}),
+    \quad z^s = h^s W^s,\; z^t = h^t W^t
+
+  Gradient: with ``G^s = alpha T (p^s_T - p^t_T) + (1 - alpha)(softmax(z^s) - onehot(y))``
+  and ``G^t = alpha T p^t_T (log p^t_T - log p^s_T - KL)`` per token (times the reduction's
+  ``1 / N_kept``), ``d h^s = G^s W^{sT}``, ``d W^s = h^{sT} G^s`` and likewise for the
+  teacher. No gradient flows to ``temperature`` or ``alpha``.
+
+  Memory: the forward rule saves only the gradients themselves (``[N, D]`` and ``[D, V]``
+  per side); the peak is O(chunk_size * V + N * D + D * V) instead of O(N * V).
+
+  Args:
+    student_hidden: ``[..., Ds]`` student activations.
+    student_weight: ``[Ds, V]`` student output projection (flax ``Dense`` kernel layout).
+    teacher_hidden: ``[..., Dt]`` teacher activations (same leading shape).
+    teacher_weight: ``[Dt, V]`` teacher output projection.
+    labels: ``[...]`` integer targets in ``[0, V)`` for the hard term.
+    temperature: ``T > 0`` of the soft term.
+    alpha: weight of the soft term; ``1 - alpha`` weights the hard cross-entropy.
+    chunk_size: tokens per chunk; None picks at most 2^22 logits per chunk and side.
+    ignore_index: label value whose tokens are dropped from both terms.
+    where: boolean mask of the labels' shape.
+    reduction: ``"sum"`` or ``"mean"`` (over kept tokens; 0 when none is kept).
+
+  Returns:
+    The scalar loss, float32 (float64 for float64 inputs).
+
+  Raises:
+    TypeError: non-float inputs, float labels, or forward-mode differentiation (a
+      ``custom_vjp`` has no JVP). ValueError: shapes that do not fit, a bad
+      ``chunk_size``, ``reduction="none"`` or an unknown reduction, or (concrete inputs) a
+      label out of range.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, xentax
+    >>> k = jax.random.split(jax.random.key(0), 4)
+    >>> hs, ht = jax.random.normal(k[0], (8, 4)), jax.random.normal(k[1], (8, 6))
+    >>> ws, wt = jax.random.normal(k[2], (4, 50)), jax.random.normal(k[3], (6, 50))
+    >>> y = jnp.arange(8)
+    >>> fused = xentax.fused_linear_distillation(hs, ws, ht, wt, y, temperature=2.0,
+    ...                                          chunk_size=3)
+    >>> dense = xentax.distillation_loss(hs @ ws, ht @ wt, y, temperature=2.0)
+    >>> bool(jnp.allclose(fused, dense, rtol=1e-5))
+    True
+
+  References:
+    Hinton et al., 2015; Liger-Kernel's ``LigerFusedLinearDistillationBase`` and
+    ``LigerFusedLinearJSD``; Wijmans et al., "Cut Your Losses", 2024.
+  """
+  fn_name = "fused_linear_distillation"
+  _common.check_reduction(fn_name, reduction)
+  if reduction == "none":
+    raise ValueError(
+      f"{fn_name}: reduction='none' is not supported (the gradients are formed in the "
+      "forward pass for a scalar loss); use 'mean' or 'sum', or xentax.distillation_loss "
+      "on explicit logits for per-token values."
+    )
+  for name, x in (
+    ("student_hidden", student_hidden),
+    ("student_weight", student_weight),
+    ("teacher_hidden", teacher_hidden),
+    ("teacher_weight", teacher_weight),
+  ):
+    _common.check_float_input(fn_name, name, x)
+  _common.check_integer_labels(fn_name, labels)
+  hs, ws = jnp.asarray(student_hidden), jnp.asarray(student_weight)
+  ht, wt = jnp.asarray(teacher_hidden), jnp.asarray(teacher_weight)
+  labels = jnp.asarray(labels)
+  _check_head(fn_name, "student", hs, ws)
+  _check_head(fn_name, "teacher", ht, wt)
+  if ws.shape[1] != wt.shape[1]:
+    raise ValueError(
+      f"{fn_name}: student_weight has {ws.shape[1]} classes but teacher_weight "
+      f"{wt.shape[1]}; both heads must cover the same vocabulary."
+    )
+  batch_shape = hs.shape[:-1]
+  if ht.shape[:-1] != batch_shape or labels.shape != batch_shape:
+    raise ValueError(
+      f"{fn_name}: student_hidden {hs.shape}, teacher_hidden {ht.shape} and labels "
+      f"{labels.shape} must share the leading shape {batch_shape}."
+    )
+  vocab_size = ws.shape[1]
+  num_tokens = int(labels.size)
+  if chunk_size is None:
+    chunk_size = max(1, min(num_tokens, _AUTO_CHUNK_ELEMENTS // max(vocab_size, 1)))
+  if not isinstance(chunk_size, int) or chunk_size < 1:
+    raise ValueError(f"{fn_name}: chunk_size={chunk_size!r} must be a positive int.")
+
+  dtype = _common.compute_dtype(jnp.result_type(hs, ws, ht, wt))
+  prepared = prepare_labels(
+    fn_name,
+    labels,
+    num_classes=vocab_size,
+    class_weights=None,
+    ignore_index=ignore_index,
+    where=where,
+    dtype=dtype,
+  )
+  valid = prepared.valid.reshape(-1)
+  # Per-token weight of the reduction: 1 (sum) or 1 / N_kept (mean); 0 for dropped tokens.
+  coef = valid.astype(dtype)
+  if reduction == "mean":
+    count = jnp.sum(coef)
+    coef = jnp.where(count > 0, coef / jnp.where(count > 0, count, 1.0), 0.0)
+  # Bad labels make their row NaN, as the other losses do.
+  coef = coef + _common.nan_where(prepared.bad.reshape(-1), dtype)
+
+  chunk_size = min(chunk_size, max(num_tokens, 1))
+  num_chunks = max(1, -(-num_tokens // chunk_size))
+  config = _Config(chunk_size=chunk_size, num_chunks=num_chunks, teacher_grad=True)
+  return _fused_distill(
+    config,
+    _rows(hs, valid, num_chunks * chunk_size),
+    ws,
+    _rows(ht, valid, num_chunks * chunk_size),
+    wt,
+    _pad(prepared.labels.reshape(-1), num_chunks * chunk_size),
+    _pad(coef, num_chunks * chunk_size),
+    jnp.asarray(temperature, dtype),
+    jnp.asarray(alpha, dtype),
+  )
+
+
+def _check_head(fn_name, side, h, w):
+  if w.ndim != 2 or h.ndim < 1 or h.shape[-1] != w.shape[0]:
+    raise ValueError(
+      f"{fn_name}: {side}_hidden has shape {h.shape} and {side}_weight {w.shape}; they must "
+      "be [..., D] and [D, V] (flax Dense kernel layout; pass embedding.T for a tied head)."
+    )
+
+
+def _pad(x, length):
+  return jnp.pad(x, [(0, length - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
+
+
+def _rows(h, valid, length):
+  """``[N, D]`` rows, dropped tokens zeroed (so inf/NaN there cannot leak), padded."""
+  h = h.reshape(-1, h.shape[-1])
+  return _pad(jnp.where(valid[:, None], h, jnp.zeros((), h.dtype)), length)
+
+
+def _chunk_terms(hs, ws, ht, wt, labels, coef, temperature, alpha, teacher_grad):
+  """Weighted loss and logit gradients of one chunk of tokens (``[chunk, V]`` each side)."""
+  dtype = coef.dtype
+  zs = jnp.dot(hs, ws, preferred_element_type=dtype).astype(dtype)
+  zt = jnp.dot(ht, wt, preferred_element_type=dtype).astype(dtype)
+  log_ps = zs / temperature - _common.logsumexp(zs / temperature)[:, None]
+  log_pt = zt / temperature - _common.logsumexp(zt / temperature)[:, None]
+  pt = jnp.exp(log_pt)
+  has_mass = pt > 0
+  # 0 log 0 = 0: select the log-ratio first so -inf logits never meet a zero weight.
+  ratio = jnp.where(has_mass, log_pt - jnp.where(has_mass, log_ps, 0.0), 0.0)
+  kl = jnp.sum(jnp.where(has_mass, pt * ratio, 0.0), axis=1)
+  lse = _common.logsumexp(zs)
+  target = jnp.take_along_axis(zs, labels[:, None], axis=1)[:, 0]
+  ce = lse - target
+  losses = alpha * jnp.square(temperature) * kl + (1 - alpha) * ce
+  live = coef != 0  # padding and dropped rows: exactly 0, whatever their logits
+  total = jnp.sum(jnp.where(live, coef * losses, 0.0))
+
+  onehot = jnp.arange(zs.shape[1]) == labels[:, None]
+  g_s = alpha * temperature * (jnp.exp(log_ps) - pt) + (1 - alpha) * (
+    jnp.exp(zs - lse[:, None]) - onehot
+  )
+  g_s = jnp.where(live[:, None], coef[:, None] * g_s, 0.0)
+  g_t = None
+  if teacher_grad:
+    g_t = alpha * temperature * jnp.where(has_mass, pt * (ratio - kl[:, None]), 0.0)
+    g_t = jnp.where(live[:, None], coef[:, None] * g_t, 0.0)
+  return total, g_s, g_t
+
+
+def _forward(config: _Config, hs, ws, ht, wt, labels, coef, temperature, alpha):
+  """One scan over token chunks: the loss and (if asked) all four gradients."""
+  dtype = coef.dtype
+  n, chunk = config.num_chunks, config.chunk_size
+  xs = (
+    hs.reshape(n, chunk, hs.shape[-1]),
+    ht.reshape(n, chunk, ht.shape[-1]),
+    labels.reshape(n, chunk),
+    coef.reshape(n, chunk),
+  )
+
+  def body(carry, x):
+    total, d_ws, d_wt = carry
+    hs_c, ht_c, labels_c, coef_c = x
+    loss, g_s, g_t = _chunk_terms(
+      hs_c, ws, ht_c, wt, labels_c, coef_c, temperature, alpha, config.teacher_grad
+    )
+    d_hs = jnp.dot(g_s.astype(ws.dtype), ws.T, preferred_element_type=dtype)
+    d_ws = d_ws + jnp.dot(hs_c.T, g_s.astype(hs_c.dtype), preferred_element_type=dtype)
+    d_ht = None
+    if config.teacher_grad:
+      d_ht = jnp.dot(g_t.astype(wt.dtype), wt.T, preferred_element_type=dtype)
+      d_wt = d_wt + jnp.dot(ht_c.T, g_t.astype(ht_c.dtype), preferred_element_type=dtype)
+    return (total + loss, d_ws, d_wt), (d_hs, d_ht)
+
+  init = (
+    jnp.zeros((), dtype),
+    jnp.zeros(ws.shape, dtype),
+    jnp.zeros(wt.shape, dtype) if config.teacher_grad else None,
+  )
+  (total, d_ws, d_wt), (d_hs, d_ht) = lax.scan(body, init, xs)
+  d_hs = d_hs.reshape(hs.shape)
+  d_ht = None if d_ht is None else d_ht.reshape(ht.shape)
+  return total, (d_hs, d_ws, d_ht, d_wt)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _fused_distill(config, hs, ws, ht, wt, labels, coef, temperature, alpha):
+  """The reduced loss; ``custom_vjp`` whose forward rule also forms every gradient.
+
+  Saved for the backward pass: ``d hs [N, Ds]``, ``d ws [Ds, V]`` and, when the teacher is
+  differentiated, ``d ht`` and ``d wt``. Peak memory O(chunk * V) for one chunk's logits.
+  """
+  no_teacher_grad = config._replace(teacher_grad=False)
+  total, _ = _forward(no_teacher_grad, hs, ws, ht, wt, labels, coef, temperature, alpha)
+  return total
+
+
+def _fused_distill_fwd(config, hs, ws, ht, wt, labels, coef, temperature, alpha):
+  teacher_grad = ht.perturbed or wt.perturbed
+  values = [x.value for x in (hs, ws, ht, wt, labels, coef, temperature, alpha)]
+  total, grads = _forward(config._replace(teacher_grad=teacher_grad), *values)
+  return total, (grads, values)
+
+
+def _fused_distill_bwd(config, residuals, g):
+  (d_hs, d_ws, d_ht, d_wt), values = residuals
+  hs, ws, ht, wt, labels, coef, temperature, alpha = values
+  if isinstance(g, jax.custom_derivatives.SymbolicZero):
+    g = jnp.zeros((), coef.dtype)
+
+  def scaled(grad, like):
+    if grad is None:
+      return jnp.zeros_like(like)
+    return (g * grad).astype(like.dtype)
+
+  return (
+    scaled(d_hs, hs),
+    scaled(d_ws, ws),
+    scaled(d_ht, ht),
+    scaled(d_wt, wt),
+    None,
+    None,
+    jnp.zeros_like(temperature),
+    jnp.zeros_like(alpha),
+  )
+
+
+_fused_distill.defvjp(_fused_distill_fwd, _fused_distill_bwd, symbolic_zeros=True)

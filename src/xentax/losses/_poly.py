@@ -1,0 +1,68 @@
+r"""Poly-1 loss: cross-entropy plus ``epsilon (1 - p_y)`` (Leng et al., 2022)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from xentax.losses import _common
+from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
+
+
+def poly1_cross_entropy_with_logits(
+  logits,
+  labels,
+  *,
+  epsilon=2.0,
+  axis: int = -1,
+  ignore_index: int | None = None,
+  where=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  r"""Poly-1 cross-entropy with integer labels: the first polynomial term re-weighted.
+
+  .. math::
+    \ell_n = -\log p_{n, y_n} + \epsilon\, (1 - p_{n, y_n}), \quad p = \mathrm{softmax}(z)
+
+  Equal to ``optax.losses.poly_loss_cross_entropy(logits, one_hot(labels), epsilon)`` (whose
+  default ``epsilon`` is also 2.0). ``epsilon = 0`` is the cross-entropy. Gradient:
+  ``d l / d z = (1 + epsilon p_y) (p - onehot(y))``.
+
+  Args:
+    logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``.
+    labels: integer class indices, ``logits.shape`` without ``axis``.
+    epsilon: weight of the ``1 - p_y`` term (may be a traced scalar; negative values down-
+      weight it, down to -1).
+    axis: the class axis.
+    ignore_index: label value whose examples are dropped.
+    where: boolean mask of the labels' shape.
+    reduction: ``"none"``, ``"sum"`` or ``"mean"`` (over kept examples).
+
+  Returns:
+    The loss, float32 (float64 for float64 logits).
+
+  Raises:
+    As :func:`xentax.sparse_categorical_cross_entropy_with_logits`.
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> z, y = jnp.log(jnp.array([[0.2, 0.8]])), jnp.array([1])
+    >>> round(float(xentax.poly1_cross_entropy_with_logits(z, y, epsilon=1.0)), 4)
+    0.4231
+
+  References:
+    Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification Loss
+    Functions", ICLR 2022; ``optax.losses.poly_loss_cross_entropy``.
+  """
+  fn_name = "poly1_cross_entropy_with_logits"
+  _common.check_reduction(fn_name, reduction)
+  ce = sparse_categorical_cross_entropy_with_logits(
+    logits, labels, axis=axis, ignore_index=ignore_index, where=where, reduction="none"
+  )
+  labels = jnp.asarray(labels)
+  valid = _common.broadcast_mask(fn_name, where, labels.shape)
+  if ignore_index is not None:
+    valid = valid & (labels != ignore_index)
+  # p_y = exp(-CE): no second softmax; dropped examples have CE = 0, masked below.
+  losses = ce + jnp.asarray(epsilon, ce.dtype) * (1 - jnp.exp(-ce))
+  return _common.reduce_losses(losses, valid=valid, reduction=reduction)

@@ -1,0 +1,258 @@
+"""KL, generalised JSD and distillation on logits: references, -inf, transforms, errors."""
+
+import chex
+import hypothesis.extra.numpy as hnp
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.test_util import check_grads
+
+import xentax
+from tests import _reference as ref
+from tests._tolerances import tol
+from xentax import gradcheck
+
+rng = np.random.default_rng(0)
+S = rng.normal(size=(6, 5)) * 2
+T = rng.normal(size=(6, 5)) * 2
+Y = rng.integers(0, 5, 6)
+WHERE = np.array([True, False, True, True, False, True])
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_kl_matches_reference(reduction, temperature):
+  got = xentax.kl_divergence_with_logits(
+    S, T, temperature=temperature, where=WHERE, reduction=reduction
+  )
+  want = ref.kl_divergence_with_logits(
+    S, T, temperature=temperature, where=WHERE, reduction=reduction
+  )
+  np.testing.assert_allclose(got, want, **tol("float64"))
+
+
+def test_kl_axis_and_batch_dims():
+  s, t = rng.normal(size=(2, 5, 3)), rng.normal(size=(2, 5, 3))
+  got = xentax.kl_divergence_with_logits(s, t, axis=1, reduction="none")
+  assert got.shape == (2, 3)
+  np.testing.assert_allclose(
+    got, ref.kl_divergence_with_logits(s, t, axis=1, reduction="none"), **tol("float64")
+  )
+
+
+def test_kl_hand_computed():
+  # p_t = (e/(1+e), 1/(1+e)), p_s reversed: KL = (p - q) * (log p - log q) summed = 0.4621...
+  a = np.e / (1 + np.e)
+  want = a * np.log(a / (1 - a)) + (1 - a) * np.log((1 - a) / a)
+  got = xentax.kl_divergence_with_logits(np.array([[0.0, 1.0]]), np.array([[1.0, 0.0]]))
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_jsd_matches_reference(beta, reduction):
+  got = xentax.jensen_shannon_divergence_with_logits(
+    S, T, beta=beta, temperature=1.5, where=WHERE, reduction=reduction
+  )
+  want = ref.jensen_shannon_divergence_with_logits(
+    S, T, beta=beta, temperature=1.5, where=WHERE, reduction=reduction
+  )
+  np.testing.assert_allclose(got, want, **tol("float64"))
+
+
+def test_jsd_traced_beta_is_the_formula():
+  f = jax.jit(lambda b: xentax.jensen_shannon_divergence_with_logits(S, T, beta=b))
+  np.testing.assert_allclose(
+    f(0.3), ref.jensen_shannon_divergence_with_logits(S, T, beta=0.3), **tol("float64")
+  )
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("alpha", [0.0, 0.4, 1.0])
+def test_distillation_matches_reference(reduction, alpha):
+  y = Y.copy()
+  y[2] = -100
+  kw = dict(temperature=3.0, alpha=alpha, ignore_index=-100, where=WHERE, reduction=reduction)
+  got = xentax.distillation_loss(S, T, y, **kw)
+  np.testing.assert_allclose(got, ref.distillation_loss(S, T, y, **kw), **tol("float64"))
+
+
+def test_distillation_is_the_mix_of_its_two_terms():
+  kl = xentax.kl_divergence_with_logits(S, T, temperature=2.0)
+  ce = xentax.sparse_categorical_cross_entropy_with_logits(S, Y)
+  got = xentax.distillation_loss(S, T, Y, temperature=2.0, alpha=0.3)
+  np.testing.assert_allclose(got, 0.3 * 4.0 * kl + 0.7 * ce, **tol("float64"))
+
+
+def test_float32_and_bfloat16():
+  want = ref.kl_divergence_with_logits(S, T)
+  got32 = xentax.kl_divergence_with_logits(S.astype(np.float32), T.astype(np.float32))
+  assert got32.dtype == jnp.float32
+  np.testing.assert_allclose(got32, want, **tol("float32"))
+  got16 = xentax.kl_divergence_with_logits(
+    jnp.asarray(S, jnp.bfloat16), jnp.asarray(T, jnp.bfloat16)
+  )
+  assert got16.dtype == jnp.float32
+  np.testing.assert_allclose(got16, want, **tol("bfloat16"))
+
+
+# -inf on both sides: a class the teacher gives no mass contributes 0; no NaN anywhere.
+S_INF = np.array([[0.0, -np.inf, 1.0, -np.inf], [2.0, 0.5, -1.0, 0.0]])
+T_INF = np.array([[1.0, -np.inf, -np.inf, 0.0], [-np.inf, 0.5, 1.0, -np.inf]])
+
+
+@pytest.mark.parametrize(
+  "fn",
+  [
+    xentax.kl_divergence_with_logits,
+    xentax.jensen_shannon_divergence_with_logits,
+    lambda s, t: xentax.distillation_loss(s, t, np.array([0, 1]), temperature=2.0),
+  ],
+)
+def test_inf_logits_forward_reverse_and_forward_mode_are_nan_free(fn):
+  s = S_INF.copy()
+  s[0, 3] = 0.5  # the teacher has mass on class 3: the student must too, or KL = inf
+  value = fn(s, T_INF)
+  grads = jax.grad(fn, argnums=(0, 1))(s, T_INF)
+  tangent = jax.jvp(fn, (s, T_INF), (np.ones_like(s), np.ones_like(T_INF)))[1]
+  assert np.isfinite(value) and np.isfinite(tangent)
+  assert all(np.all(np.isfinite(g)) for g in grads)
+
+
+def test_inf_logits_match_reference_and_gradients():
+  s = S_INF.copy()
+  s[0, 3] = 0.5
+  np.testing.assert_allclose(
+    xentax.kl_divergence_with_logits(s, T_INF), ref.kl_divergence_with_logits(s, T_INF)
+  )
+  g_s, g_t = jax.grad(xentax.kl_divergence_with_logits, argnums=(0, 1))(s, T_INF)
+  np.testing.assert_allclose(g_s, gradcheck.kl_divergence_with_logits_grad(s, T_INF), atol=1e-15)
+  np.testing.assert_allclose(
+    g_t, gradcheck.kl_divergence_with_logits_teacher_grad(s, T_INF), atol=1e-15
+  )
+  # Classes both sides rule out get exactly zero gradient.
+  assert g_s[0, 1] == 0 and g_t[0, 1] == 0
+
+
+def test_teacher_mass_where_student_has_none_is_infinite():
+  s = np.array([[0.0, -np.inf]])
+  assert xentax.kl_divergence_with_logits(s, np.array([[0.0, 0.0]])) == np.inf
+
+
+def test_dropped_rows_may_hold_nan():
+  s, t = S.copy(), T.copy()
+  s[1], t[4] = np.nan, -np.inf
+  got = xentax.kl_divergence_with_logits(s, t, where=WHERE)
+  np.testing.assert_allclose(got, ref.kl_divergence_with_logits(S, T, where=WHERE))
+  g = jax.grad(xentax.kl_divergence_with_logits, argnums=(0, 1))(s, t, where=WHERE)
+  assert all(np.all(np.isfinite(x)) for x in g)
+  assert np.all(g[0][1] == 0) and np.all(g[1][4] == 0)
+
+
+def test_gradients_both_sides_match_closed_forms():
+  for reduction in ("none", "sum", "mean"):
+    kw = dict(temperature=1.7, where=WHERE, reduction=reduction)
+
+    def f(s, t, kw=kw):
+      return jnp.sum(xentax.kl_divergence_with_logits(s, t, **kw))
+
+    g_s, g_t = jax.grad(f, argnums=(0, 1))(S, T)
+    np.testing.assert_allclose(
+      g_s, gradcheck.kl_divergence_with_logits_grad(S, T, **kw), **tol("float64", "grad")
+    )
+    np.testing.assert_allclose(
+      g_t, gradcheck.kl_divergence_with_logits_teacher_grad(S, T, **kw), **tol("float64", "grad")
+    )
+  y = Y.copy()
+  y[0] = -100
+  kw = dict(temperature=2.0, alpha=0.7, ignore_index=-100, where=WHERE)
+  np.testing.assert_allclose(
+    jax.grad(xentax.distillation_loss)(S, T, y, **kw),
+    gradcheck.distillation_loss_grad(S, T, y, **kw),
+    **tol("float64", "grad"),
+  )
+
+
+@pytest.mark.parametrize(
+  "fn",
+  [
+    xentax.kl_divergence_with_logits,
+    lambda s, t: xentax.jensen_shannon_divergence_with_logits(s, t, beta=0.3, temperature=2.0),
+    lambda s, t: xentax.distillation_loss(s, t, Y, temperature=2.0, alpha=0.6),
+  ],
+)
+def test_check_grads_float64_both_modes(fn):
+  check_grads(fn, (S, T), order=2, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
+
+
+def test_stop_gradient_freezes_the_teacher():
+  g_t = jax.grad(
+    lambda t: xentax.distillation_loss(S, jax.lax.stop_gradient(t), Y, temperature=2.0)
+  )(T)
+  assert np.all(g_t == 0)
+
+
+def test_jit_vmap_and_retrace_guard():
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def f(s, t, temperature):
+    return xentax.kl_divergence_with_logits(s, t, temperature=temperature, reduction="none")
+
+  chex.clear_trace_counter()
+  a = f(S, T, 1.0)
+  b = f(S, T, 2.0)  # a traced temperature does not recompile
+  np.testing.assert_allclose(a, ref.kl_divergence_with_logits(S, T, reduction="none"))
+  np.testing.assert_allclose(
+    b, ref.kl_divergence_with_logits(S, T, temperature=2.0, reduction="none")
+  )
+  per_row = jax.vmap(lambda s, t: xentax.kl_divergence_with_logits(s, t))(S, T)
+  np.testing.assert_allclose(per_row, a, **tol("float64"))
+
+
+def test_matches_optax_kl_divergence_with_log_targets():
+  optax = pytest.importorskip("optax")
+  log_q = jax.nn.log_softmax(S)
+  log_p = jax.nn.log_softmax(T)
+  want = jnp.mean(optax.losses.kl_divergence_with_log_targets(log_q, log_p))
+  np.testing.assert_allclose(xentax.kl_divergence_with_logits(S, T), want, **tol("float64"))
+
+
+def test_bad_inputs():
+  with pytest.raises(ValueError, match="student_logits has shape"):
+    xentax.kl_divergence_with_logits(S, T[:3])
+  with pytest.raises(TypeError, match="teacher_logits must be a floating-point"):
+    xentax.kl_divergence_with_logits(S, Y[:, None] * np.ones((1, 5), int))
+  with pytest.raises(ValueError, match="reduction='avg'"):
+    xentax.kl_divergence_with_logits(S, T, reduction="avg")
+  with pytest.raises(ValueError, match="beta=1.5"):
+    xentax.jensen_shannon_divergence_with_logits(S, T, beta=1.5)
+  with pytest.raises(ValueError, match="distillation_loss: labels must lie in"):
+    xentax.distillation_loss(S, T, np.full(6, 7))
+  with pytest.raises(TypeError, match="labels must be integer"):
+    xentax.distillation_loss(S, T, Y.astype(float))
+  with pytest.raises(ValueError, match="axis=2"):
+    xentax.kl_divergence_with_logits(S, T, axis=2)
+
+
+rows = hnp.arrays(
+  np.float64, (3, 4), elements=st.floats(-20, 20, allow_nan=False, allow_infinity=False)
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows, rows, st.floats(0.5, 4.0))
+def test_properties(s, t, temperature):
+  kl = xentax.kl_divergence_with_logits(s, t, temperature=temperature, reduction="none")
+  assert np.all(np.asarray(kl) >= -1e-12)
+  self_kl = xentax.kl_divergence_with_logits(s, s, temperature=temperature, reduction="none")
+  np.testing.assert_allclose(self_kl, 0.0, atol=1e-12)
+  jsd_st = xentax.jensen_shannon_divergence_with_logits(s, t, reduction="none")
+  jsd_ts = xentax.jensen_shannon_divergence_with_logits(t, s, reduction="none")
+  np.testing.assert_allclose(jsd_st, jsd_ts, rtol=1e-9, atol=1e-12)
+  assert np.all(np.asarray(jsd_st) <= np.log(2) + 1e-12)
+  # Shifting either side's logits by a constant changes nothing.
+  shifted = xentax.kl_divergence_with_logits(s + 3.0, t - 2.0, temperature=temperature)
+  np.testing.assert_allclose(shifted, np.mean(kl), rtol=1e-9, atol=1e-9)
