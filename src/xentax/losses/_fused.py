@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common
+from xentax.losses import _common, _fused_tokens
 from xentax.losses._sparse import (
   prepare_labels,
   sparse_loss_from_terms,
@@ -75,6 +75,8 @@ def fused_linear_cross_entropy(
   where=None,
   reduction: str = "mean",
   return_lse: bool = False,
+  schedule: str = "auto",
+  chunk_size: int | None = None,
 ):
   """Sparse cross-entropy of ``hidden @ weight + bias`` without materialising the logits.
 
@@ -149,6 +151,8 @@ def fused_linear_cross_entropy(
     where=where,
     reduction=reduction,
     return_lse=return_lse,
+    schedule=schedule,
+    chunk_size=chunk_size,
   )
 
 
@@ -170,6 +174,8 @@ def fused_linear_cross_entropy_impl(
   return_lse,
   axis_name=None,
   batch_axis_name=None,
+  schedule="vocab",
+  chunk_size=None,
 ):
   """:func:`fused_linear_cross_entropy`, optionally inside ``shard_map`` with ``weight``
   sharded along the vocabulary over ``axis_name`` and tokens over ``batch_axis_name``."""
@@ -220,6 +226,33 @@ def fused_linear_cross_entropy_impl(
   # Dropped rows become zeros (so inf/NaN there cannot leak); bad labels make their row NaN.
   h = jnp.where(valid[:, None], h, jnp.zeros((), h.dtype))
   h = h + _common.nan_where(prepared.bad.reshape(-1), h.dtype)[:, None]
+
+  schedule = _fused_tokens.choose_schedule(
+    fn_name,
+    schedule,
+    reduction=reduction,
+    weight=weight,
+    sharded=axis_name is not None or batch_axis_name is not None,
+  )
+  if schedule == "tokens":
+    loss, lse = _fused_tokens.tokens_loss(
+      h,
+      weight,
+      bias,
+      prepared.labels.reshape(-1),
+      valid,
+      prepared.class_weights,
+      None if prepared.target_weight is None else prepared.target_weight.reshape(-1),
+      label_smoothing,
+      z_loss,
+      softcap,
+      reduction=reduction,
+      chunk_size=chunk_size,
+    )
+    if return_lse:
+      lse = jnp.where(prepared.valid, lse.reshape(batch_shape), jnp.zeros((), lse.dtype))
+      return loss, lse
+    return loss
 
   config = _Config(
     block_size=block_size,
