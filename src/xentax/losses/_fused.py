@@ -293,7 +293,7 @@ def _block(config: _Config, h, weight, bias, i):
   """Logits of vocabulary block ``i``: ``(start, w_block, logits, columns, fresh)``."""
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
   start = jnp.minimum(i * config.block_size, config.vocab_size - config.block_size)
-  w_block = lax.dynamic_slice_in_dim(weight, start, config.block_size, axis=1)
+  w_block = _fused_tokens.slice_columns(weight, start, config.block_size)  # never upcast
   logits = jnp.dot(h, w_block, preferred_element_type=dtype)
   if bias is not None:
     logits = logits + lax.dynamic_slice_in_dim(bias, start, config.block_size).astype(dtype)
@@ -439,9 +439,7 @@ def _fused_bwd(config, residuals, cotangents):
     d_logits = jnp.where(fresh, d_logits, 0.0)
     d_h = d_h + jnp.dot(d_logits.astype(w_block.dtype), w_block.T, preferred_element_type=dtype)
     d_w_block = jnp.dot(h.T, d_logits.astype(h.dtype), preferred_element_type=dtype)
-    d_weight = lax.dynamic_update_slice_in_dim(
-      d_weight, d_w_block.astype(weight.dtype), start, axis=1
-    )
+    d_weight = _fused_tokens.update_columns(d_weight, d_w_block, start)
     if d_bias is not None:
       d_bias = lax.dynamic_update_slice_in_dim(
         d_bias, jnp.sum(d_logits, axis=0).astype(bias.dtype), start, axis=0

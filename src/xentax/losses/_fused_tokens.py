@@ -452,3 +452,33 @@ def choose_schedule(fn_name, schedule, *, reduction, weight, sharded) -> str:
   dtype = jnp.result_type(weight)
   accumulator_bytes = 0 if dtype.itemsize >= 4 else weight.shape[0] * weight.shape[1] * 4
   return "tokens" if accumulator_bytes <= TOKENS_ACCUMULATOR_BUDGET else "vocab"
+
+
+# XLA:CPU has no bfloat16/float16 dynamic-slice: its float normalisation converts the whole
+# operand to float32 around the slice, and loop-invariant code motion then hoists that
+# weight-sized float32 copy out of the loop (2 GiB for a [4096, 131072] weight). Slicing the
+# same bits as unsigned integers keeps the loop in the weight's own dtype.
+_BITS = {2: jnp.uint16}
+
+
+def slice_columns(x, start, size: int):
+  """``x[:, start:start + size]`` for a dynamic ``start``, never upcasting ``x``."""
+  bits = _BITS.get(x.dtype.itemsize) if jnp.issubdtype(x.dtype, jnp.floating) else None
+  if bits is None:
+    return lax.dynamic_slice_in_dim(x, start, size, axis=1)
+  # Tied to `start` by the barrier, the bitcast stays in the loop, fused into the slice.
+  x, start = lax.optimization_barrier((x, start))
+  block = lax.dynamic_slice_in_dim(lax.bitcast_convert_type(x, bits), start, size, axis=1)
+  return lax.bitcast_convert_type(block, x.dtype)
+
+
+def update_columns(x, block, start):
+  """``x`` with ``x[:, start:start + block.shape[1]] = block``, never upcasting ``x``."""
+  block = block.astype(x.dtype)
+  bits = _BITS.get(x.dtype.itemsize) if jnp.issubdtype(x.dtype, jnp.floating) else None
+  if bits is None:
+    return lax.dynamic_update_slice_in_dim(x, block, start, axis=1)
+  updated = lax.dynamic_update_slice_in_dim(
+    lax.bitcast_convert_type(x, bits), lax.bitcast_convert_type(block, bits), start, axis=1
+  )
+  return lax.bitcast_convert_type(updated, x.dtype)
