@@ -189,6 +189,13 @@ def fused_linear_cross_entropy_impl(
       f"{fn_name}: hidden has shape {hidden.shape} and weight {weight.shape}; they must be "
       "[..., D] and [D, V] (flax Dense kernel layout; pass embedding.T for a tied head)."
     )
+  schedule = _fused_tokens.choose_schedule(
+    fn_name,
+    schedule,
+    reduction=reduction,
+    weight=weight,
+    sharded=axis_name is not None or batch_axis_name is not None,
+  )
   batch_shape = hidden.shape[:-1]
   if labels.shape != batch_shape:
     raise ValueError(
@@ -227,13 +234,6 @@ def fused_linear_cross_entropy_impl(
   h = jnp.where(valid[:, None], h, jnp.zeros((), h.dtype))
   h = h + _common.nan_where(prepared.bad.reshape(-1), h.dtype)[:, None]
 
-  schedule = _fused_tokens.choose_schedule(
-    fn_name,
-    schedule,
-    reduction=reduction,
-    weight=weight,
-    sharded=axis_name is not None or batch_axis_name is not None,
-  )
   if schedule == "tokens":
     loss, lse = _fused_tokens.tokens_loss(
       h,
