@@ -216,8 +216,7 @@ def _tokens(config, h, weight, bias, labels, valid, class_weights, eps, z, softc
   """Sum of the kept tokens' losses and the ``[N]`` log-normalisers.
 
   Undifferentiated: one matmul per chunk. Saved for the backward pass: the gradients
-  ``d h [N, D]`` (compute dtype), ``d W`` (the weight's dtype), ``d b`` and the options'
-  gradients, plus references to the inputs and ``lse [N]`` for a cotangent on ``lse``.
+  ``d h [N, D]``, ``d W``, ``d b`` and the options' gradients (in the compute dtype), plus references to the inputs and ``lse [N]`` for a cotangent on ``lse``.
   Peak memory O(chunk * V) for one chunk's logits and their gradient, plus the ``d W``
   accumulator (the output buffer itself for a float32 weight).
   """
@@ -364,8 +363,8 @@ def _tokens_fwd(config, h, weight, bias, labels, valid, class_weights, eps, z, s
   total, lse, (d_h, d_weight, d_bias, d_softcap), d_options = lax.fori_loop(
     0, config.num_chunks, body, init
   )
-  if d_weight is not None:
-    d_weight = d_weight.astype(weight.dtype)  # a float32 accumulator becomes the residual
+  # The residuals stay in the compute dtype: the backward rule scales and casts them in one
+  # elementwise pass (a cast here would add a second, weight-sized buffer).
   grads = (d_h, d_weight, d_bias, d_softcap, d_options)
   return (total, lse), (grads, (h, weight, bias, labels, valid, softcap, lse))
 
@@ -396,7 +395,7 @@ def _tokens_bwd(config, residuals, cotangents):
     d_options = tuple(None if g is None else jnp.zeros_like(g) for g in d_options)
   else:
     g_total = g_total.astype(dtype)
-    grads = [None if g is None else (g_total * g.astype(dtype)) for g in grads]
+    grads = [None if g is None else g_total * g for g in grads]
     d_options = tuple(None if g is None else g_total * g for g in d_options)
   if not _is_zero(g_lse):
     extra = _lse_pass(config, needs, g_lse.astype(dtype), h, weight, bias, labels, valid, softcap)
@@ -421,8 +420,12 @@ _tokens.defvjp(_tokens_fwd, _tokens_bwd, symbolic_zeros=True)
 
 SCHEDULES = ("auto", "tokens", "vocab")
 # "auto" keeps the token-chunked schedule for a low-precision weight only while its extra
-# float32 `d W` accumulator fits in this many bytes (a float32 or float64 weight needs no
-# extra buffer: XLA places the accumulator in the gradient's output buffer).
+# weight-sized float32 buffers fit in this many bytes. Measured with memory_analysis on
+# XLA:CPU: a float32 weight needs none (XLA places the `d W` accumulator in the gradient's
+# output buffer: 323-344 MiB of temporaries at [8192, 4096] x [4096, V] for V from 32768 to
+# 262144), while a bfloat16 weight needs the float32 accumulator and a float32 copy of the
+# weight for its whole-vocabulary matmuls, 8 * D * V bytes (1292 MiB at V = 32768, 4355 MiB
+# at V = 131072, against 480 MiB for the vocabulary-blocked schedule at every V).
 TOKENS_ACCUMULATOR_BUDGET = 1 << 28
 
 
@@ -450,7 +453,7 @@ def choose_schedule(fn_name, schedule, *, reduction, weight, sharded) -> str:
   if unsupported:
     return "vocab"
   dtype = jnp.result_type(weight)
-  accumulator_bytes = 0 if dtype.itemsize >= 4 else weight.shape[0] * weight.shape[1] * 4
+  accumulator_bytes = 0 if dtype.itemsize >= 4 else weight.shape[0] * weight.shape[1] * 8
   return "tokens" if accumulator_bytes <= TOKENS_ACCUMULATOR_BUDGET else "vocab"
 
 
