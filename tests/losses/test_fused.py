@@ -120,8 +120,11 @@ def test_return_lse_gives_log_normaliser_and_its_gradient(schedule):
   both = lambda h, w: sum(  # noqa: E731
     jnp.sum(out**2) for out in xentax.fused_linear_cross_entropy(h, w, y, return_lse=True, **sizes)
   )
-  dense = lambda h, w: _dense(h, w, None, y) ** 2 + jnp.sum(  # noqa: E731
-    jax.nn.logsumexp(h @ w, axis=-1) ** 2
+  dense = lambda h, w: (
+    _dense(h, w, None, y) ** 2
+    + jnp.sum(  # noqa: E731
+      jax.nn.logsumexp(h @ w, axis=-1) ** 2
+    )
   )
   got, want = jax.grad(both, (0, 1))(H, W), jax.grad(dense, (0, 1))(H, W)
   for g, w in zip(got, want, strict=True):

@@ -216,7 +216,8 @@ def _tokens(config, h, weight, bias, labels, valid, class_weights, eps, z, softc
   """Sum of the kept tokens' losses and the ``[N]`` log-normalisers.
 
   Undifferentiated: one matmul per chunk. Saved for the backward pass: the gradients
-  ``d h [N, D]``, ``d W``, ``d b`` and the options' gradients (in the compute dtype), plus references to the inputs and ``lse [N]`` for a cotangent on ``lse``.
+  ``d h [N, D]``, ``d W``, ``d b`` and the options' gradients (in the compute dtype),
+  plus references to the inputs and ``lse [N]`` for a cotangent on ``lse``.
   Peak memory O(chunk * V) for one chunk's logits and their gradient, plus the ``d W``
   accumulator (the output buffer itself for a float32 weight).
   """
@@ -437,7 +438,9 @@ def choose_schedule(fn_name, schedule, *, reduction, weight, sharded) -> str:
       (``reduction="none"``, or a sharded vocabulary or batch).
   """
   if schedule not in SCHEDULES:
-    raise ValueError(f"{fn_name}: schedule={schedule!r} is not supported; choose one of {SCHEDULES}.")
+    raise ValueError(
+      f"{fn_name}: schedule={schedule!r} is not supported; choose one of {SCHEDULES}."
+    )
   unsupported = None
   if reduction == "none":
     unsupported = 'reduction="none" (per-token cotangents are unknown in the forward pass)'
@@ -445,8 +448,7 @@ def choose_schedule(fn_name, schedule, *, reduction, weight, sharded) -> str:
     unsupported = "a sharded vocabulary or batch"
   if schedule == "tokens" and unsupported:
     raise ValueError(
-      f'{fn_name}: schedule="tokens" cannot handle {unsupported}; use schedule="vocab" '
-      'or "auto".'
+      f'{fn_name}: schedule="tokens" cannot handle {unsupported}; use schedule="vocab" or "auto".'
     )
   if schedule != "auto":
     return schedule
