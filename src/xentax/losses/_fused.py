@@ -102,13 +102,13 @@ def fused_linear_cross_entropy(
     pass only scales them (three matmuls, like the full-logits loss; Liger-Kernel's scheme).
     Needs a scalar loss (``reduction`` ``"sum"`` or ``"mean"``); a cotangent on the
     returned ``lse`` costs one more pass. Peak O(chunk_size * V + N * D), plus a float32
-    ``d weight`` accumulator and weight copy for a low-precision weight.
+    ``d weight`` accumulator for a 16-bit weight.
   * ``"vocab"``: blocks of ``block_size`` vocabulary columns with an online log-sum-exp;
     the backward pass recomputes each block's logits (four matmuls; Cut Cross-Entropy's
     scheme). Saved are the inputs and the ``[N]`` log-normaliser; peak
     O(N * block_size + N * D). Handles every reduction and sharded vocabularies.
   * ``"auto"`` (default) picks ``"tokens"`` unless ``reduction="none"``, or the weight is
-    in 16-bit precision and its float32 buffers (``8 * D * V`` bytes) exceed 256 MiB; on a
+    in 16-bit precision and its float32 accumulator (``4 * D * V`` bytes) exceeds 256 MiB; on a
     2-core CPU, value-and-grad at ``[2048, 512] x [512, 32768]`` float32, ``"tokens"`` ran
     at 0.80-0.88x the full-logits time and ``"vocab"`` at 1.08x (``xentax bench --suite
     fused``).

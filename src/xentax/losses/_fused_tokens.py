@@ -265,10 +265,32 @@ def _accumulate_d_weight(config: TokensConfig, h_c, d_raw, d_weight):
   return d_weight
 
 
+def _d_hidden(config: TokensConfig, d_raw, weight):
+  """``d_raw W^T`` for one chunk."""
+  dtype = d_raw.dtype
+  if weight.dtype.itemsize >= 4:
+    return jnp.dot(d_raw.astype(weight.dtype), weight.T, preferred_element_type=dtype)
+  # A 16-bit weight goes by column blocks sliced in its own dtype: the whole-weight dot
+  # would make XLA:CPU hoist a float32 copy of the weight out of the loop.
+  block = config.column_block
+  vocab_size = weight.shape[1]
+
+  def add(total, start, size):
+    w_block = slice_columns(weight, start, size)
+    d_block = lax.dynamic_slice_in_dim(d_raw, start, size, axis=1).astype(weight.dtype)
+    return total + jnp.dot(d_block, w_block.T, preferred_element_type=dtype)
+
+  full = vocab_size // block
+  total = jnp.zeros((d_raw.shape[0], weight.shape[0]), dtype)
+  total = lax.fori_loop(0, full, lambda j, t: add(t, j * block, block), total)
+  if vocab_size % block:
+    total = add(total, full * block, vocab_size % block)
+  return total
+
+
 def _backprop_chunk(config, needs: _Needs, i, c: _Chunk, weight, softcap, d_logits, grads):
   """Add chunk ``i``'s ``d logits`` to the gradients ``(d h, d W, d b, d softcap)``."""
   d_h, d_weight, d_bias, d_softcap = grads
-  dtype = d_logits.dtype
   d_raw = d_logits
   if config.softcap:
     if needs.softcap:
@@ -277,8 +299,9 @@ def _backprop_chunk(config, needs: _Needs, i, c: _Chunk, weight, softcap, d_logi
       d_softcap = d_softcap + jnp.sum(d_logits * dz_dc)
     d_raw = d_logits * (1 - jnp.square(c.tanh))
   if needs.h:
-    d_h_c = jnp.dot(d_raw.astype(weight.dtype), weight.T, preferred_element_type=dtype)
-    d_h = lax.dynamic_update_slice_in_dim(d_h, d_h_c, i * config.chunk_size, 0)
+    d_h = lax.dynamic_update_slice_in_dim(
+      d_h, _d_hidden(config, d_raw, weight), i * config.chunk_size, 0
+    )
   if needs.weight:
     d_weight = _accumulate_d_weight(config, c.h, d_raw, d_weight)
   if needs.bias:
@@ -421,12 +444,12 @@ _tokens.defvjp(_tokens_fwd, _tokens_bwd, symbolic_zeros=True)
 
 SCHEDULES = ("auto", "tokens", "vocab")
 # "auto" keeps the token-chunked schedule for a low-precision weight only while its extra
-# weight-sized float32 buffers fit in this many bytes. Measured with memory_analysis on
-# XLA:CPU: a float32 weight needs none (XLA places the `d W` accumulator in the gradient's
-# output buffer: 323-344 MiB of temporaries at [8192, 4096] x [4096, V] for V from 32768 to
-# 262144), while a bfloat16 weight needs the float32 accumulator and a float32 copy of the
-# weight for its whole-vocabulary matmuls, 8 * D * V bytes (1292 MiB at V = 32768, 4355 MiB
-# at V = 131072, against 480 MiB for the vocabulary-blocked schedule at every V).
+# float32 `d W` accumulator (4 * D * V bytes) fits in this many bytes. Measured with
+# memory_analysis on XLA:CPU: a float32 weight needs no extra buffer (XLA places the
+# accumulator in the gradient's output buffer: 323-344 MiB of temporaries at
+# [8192, 4096] x [4096, V] for V from 32768 to 262144), while a bfloat16 weight needs it
+# (868 MiB at V = 32768, 2377 MiB at V = 131072, against 480 MiB for the
+# vocabulary-blocked schedule at every V).
 TOKENS_ACCUMULATOR_BUDGET = 1 << 28
 
 
@@ -455,7 +478,7 @@ def choose_schedule(fn_name, schedule, *, reduction, weight, sharded) -> str:
   if unsupported:
     return "vocab"
   dtype = jnp.result_type(weight)
-  accumulator_bytes = 0 if dtype.itemsize >= 4 else weight.shape[0] * weight.shape[1] * 8
+  accumulator_bytes = 0 if dtype.itemsize >= 4 else weight.shape[0] * weight.shape[1] * 4
   return "tokens" if accumulator_bytes <= TOKENS_ACCUMULATOR_BUDGET else "vocab"
 
 
