@@ -165,6 +165,7 @@ def test_auto_chunk_size_bounds_the_logits_of_a_chunk():
   assert _fused_tokens.auto_chunk_size(8192, 10**6) == 16
   assert _fused_tokens.auto_chunk_size(8192, 10**8) == 8
   assert _fused_tokens.auto_chunk_size(5, 100) == 5
+  assert _fused_tokens.auto_chunk_size(1024, 8192) == 512  # never one chunk of every row
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.float32])

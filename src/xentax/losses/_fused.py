@@ -128,7 +128,7 @@ def fused_linear_cross_entropy(
       dropped tokens), so a z-loss can be logged without a second pass.
     schedule: ``"auto"``, ``"tokens"`` or ``"vocab"`` (see above).
     chunk_size: tokens per chunk of the ``"tokens"`` schedule; None keeps each chunk's
-      logits at 2^24 entries at most (a multiple of 8 rows).
+      logits at 2^24 entries and 512 rows at most (a multiple of 8 rows).
 
   Returns:
     The loss (float32 for bfloat16/float16/float32 inputs, accumulated in float32), or
