@@ -149,6 +149,8 @@ def test_schedule_choice():
   assert choose("auto", reduction="mean", weight=bf16_large) == "vocab"
   assert choose("auto", reduction="none", weight=f32) == "vocab"
   assert choose("vocab", reduction="sum", weight=f32) == "vocab"
+  assert choose("auto", reduction="sum", weight=f32, block_size=256) == "vocab"
+  assert choose("auto", reduction="sum", weight=f32, chunk_size=64) == "tokens"
   assert choose("tokens", reduction="sum", weight=bf16_large) == "tokens"
   assert _fused_tokens.choose_schedule("f", "auto", reduction="sum", weight=f32, sharded=True) == (
     "vocab"

@@ -107,11 +107,13 @@ def fused_linear_cross_entropy(
     the backward pass recomputes each block's logits (four matmuls; Cut Cross-Entropy's
     scheme). Saved are the inputs and the ``[N]`` log-normaliser; peak
     O(N * block_size + N * D). Handles every reduction and sharded vocabularies.
-  * ``"auto"`` (default) picks ``"tokens"`` unless ``reduction="none"``, or the weight is
-    in 16-bit precision and its float32 accumulator (``4 * D * V`` bytes) exceeds 256 MiB; on a
-    2-core CPU, value-and-grad at ``[2048, 512] x [512, 32768]`` float32, ``"tokens"`` ran
-    at 0.80-0.88x the full-logits time and ``"vocab"`` at 1.08x (``xentax bench --suite
-    fused``).
+  * ``"auto"`` (default) picks ``"tokens"`` unless ``reduction="none"``, a ``block_size``
+    is given without a ``chunk_size``, or the weight is 16-bit and its float32 ``d weight``
+    accumulator (``4 * D * V`` bytes) exceeds 256 MiB. Measured on a loaded 2-core CPU,
+    value-and-grad at ``[2048, 512] x [512, 32768]`` float32 (median of interleaved
+    per-round ratios to full logits): ``"tokens"`` 0.80-0.84x, ``"vocab"`` 1.08-1.16x.
+    Temporaries at ``[8192, 4096] x [4096, 131072]``: float32 326 MiB (tokens) and
+    352 MiB (vocab); bfloat16 2377 MiB (tokens) and 480 MiB (vocab).
 
   Args:
     hidden: ``[..., D]`` activations (float32, bfloat16, ...).
@@ -214,6 +216,8 @@ def fused_linear_cross_entropy_impl(
     reduction=reduction,
     weight=weight,
     sharded=axis_name is not None or batch_axis_name is not None,
+    block_size=block_size,
+    chunk_size=chunk_size,
   )
   batch_shape = hidden.shape[:-1]
   if labels.shape != batch_shape:

@@ -458,8 +458,15 @@ SCHEDULES = ("auto", "tokens", "vocab")
 TOKENS_ACCUMULATOR_BUDGET = 1 << 28
 
 
-def choose_schedule(fn_name, schedule, *, reduction, weight, sharded) -> str:
+def choose_schedule(
+  fn_name, schedule, *, reduction, weight, sharded, block_size=None, chunk_size=None
+) -> str:
   """Resolve ``schedule`` to ``"tokens"`` or ``"vocab"`` (see ``fused_linear_cross_entropy``).
+
+  ``"auto"``: ``"vocab"`` where the tokens schedule cannot run (``reduction="none"``, a
+  sharded vocabulary or batch), where a ``block_size`` is given (a vocabulary block was
+  asked for), or for a 16-bit weight whose float32 ``d W`` accumulator exceeds
+  ``TOKENS_ACCUMULATOR_BUDGET``; ``"tokens"`` otherwise.
 
   Raises:
     ValueError: an unknown schedule, or ``"tokens"`` where it cannot run
@@ -480,7 +487,7 @@ def choose_schedule(fn_name, schedule, *, reduction, weight, sharded) -> str:
     )
   if schedule != "auto":
     return schedule
-  if unsupported:
+  if unsupported or (block_size is not None and chunk_size is None):
     return "vocab"
   dtype = jnp.result_type(weight)
   accumulator_bytes = 0 if dtype.itemsize >= 4 else weight.shape[0] * weight.shape[1] * 4
