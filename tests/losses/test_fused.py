@@ -36,6 +36,15 @@ OPTIONS = {
 }
 
 
+SCHEDULES = ("vocab", "tokens")
+
+
+def _sizes(schedule, size):
+  """The schedule and its block size: vocabulary columns, or tokens per chunk."""
+  key = "block_size" if schedule == "vocab" else "chunk_size"
+  return {"schedule": schedule, key: size}
+
+
 def _dense(h, w, b, y, *, softcap=None, **options):
   logits = h @ w + (0 if b is None else b)
   if softcap is not None:
@@ -43,13 +52,18 @@ def _dense(h, w, b, y, *, softcap=None, **options):
   return xentax.sparse_categorical_cross_entropy_with_logits(logits, y, **options)
 
 
+@pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("name", list(OPTIONS))
-def test_value_matches_float64_reference(name, reduction):
+def test_value_matches_float64_reference(name, reduction, schedule):
   options = dict(OPTIONS[name])
   y = Y if "ignore_index" in options else Y_FULL
+  if schedule == "tokens" and reduction == "none":
+    with pytest.raises(ValueError, match='schedule="tokens" cannot handle reduction="none"'):
+      xentax.fused_linear_cross_entropy(H, W, y, schedule="tokens", reduction="none")
+    schedule = "auto"  # falls back to the vocabulary schedule
   got = xentax.fused_linear_cross_entropy(
-    H, W, y, bias=B, block_size=16, reduction=reduction, **options
+    H, W, y, bias=B, reduction=reduction, **_sizes(schedule, 5), **options
   )
   want = ref.sparse_categorical_cross_entropy_with_logits(
     H @ W + B, y, reduction=reduction, **options
@@ -57,14 +71,18 @@ def test_value_matches_float64_reference(name, reduction):
   np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("block_size", [1, 7, 16, 50])
 @pytest.mark.parametrize("softcap", [None, 3.0])
 @pytest.mark.parametrize("name", ["plain", "all"])
-def test_gradients_match_dense(name, softcap, block_size):
+def test_gradients_match_dense(name, softcap, block_size, schedule):
   options = dict(OPTIONS[name])
   y = Y if "ignore_index" in options else Y_FULL
   fused = functools.partial(
-    xentax.fused_linear_cross_entropy, block_size=block_size, softcap=softcap, **options
+    xentax.fused_linear_cross_entropy,
+    softcap=softcap,
+    **_sizes(schedule, block_size),
+    **options,
   )
   dense = functools.partial(_dense, softcap=softcap, **options)
   got = jax.value_and_grad(lambda h, w, b: fused(h, w, y, bias=b), argnums=(0, 1, 2))(H, W, B)
@@ -86,45 +104,69 @@ def test_per_example_cotangents_reach_each_token():
     np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-13)
 
 
-def test_return_lse_gives_log_normaliser_and_its_gradient():
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_return_lse_gives_log_normaliser_and_its_gradient(schedule):
   y = Y_FULL
-  loss, lse = xentax.fused_linear_cross_entropy(H, W, y, bias=B, block_size=16, return_lse=True)
+  sizes = _sizes(schedule, 6)
+  loss, lse = xentax.fused_linear_cross_entropy(H, W, y, bias=B, return_lse=True, **sizes)
   logits = H @ W + B
   np.testing.assert_allclose(lse, np.log(np.exp(logits).sum(-1)), rtol=1e-12)
   grad = jax.grad(
-    lambda h: xentax.fused_linear_cross_entropy(h, W, y, block_size=16, return_lse=True)[1].sum()
+    lambda h: xentax.fused_linear_cross_entropy(h, W, y, return_lse=True, **sizes)[1].sum()
   )(H)
   softmax = np.exp(H @ W) / np.exp(H @ W).sum(-1, keepdims=True)
   np.testing.assert_allclose(grad, softmax @ W.T, rtol=1e-11)
-  _, lse = xentax.fused_linear_cross_entropy(H, W, Y, ignore_index=-100, return_lse=True)
+
+  # The loss and the log-normaliser both differentiated (a z-loss computed outside).
+  def both(h, w):
+    loss, lse = xentax.fused_linear_cross_entropy(h, w, y, return_lse=True, **sizes)
+    return loss**2 + jnp.sum(lse**2)
+
+  def dense(h, w):
+    return _dense(h, w, None, y) ** 2 + jnp.sum(jax.nn.logsumexp(h @ w, axis=-1) ** 2)
+
+  got, want = jax.grad(both, (0, 1))(H, W), jax.grad(dense, (0, 1))(H, W)
+  for g, w in zip(got, want, strict=True):
+    np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-13)
+  _, lse = xentax.fused_linear_cross_entropy(
+    H, W, Y, ignore_index=-100, return_lse=True, schedule=schedule
+  )
   assert np.all(np.asarray(lse)[[3, 7]] == 0)
 
 
-def test_batch_dims_and_vmap():
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_batch_dims_and_vmap(schedule):
   h = rng.normal(size=(3, 5, D))
   y = rng.integers(0, V, (3, 5))
+  sizes = _sizes(schedule, 4)
   got = xentax.fused_linear_cross_entropy(h, W, y, block_size=16, reduction="none")
   assert got.shape == (3, 5)
   np.testing.assert_allclose(got, _dense(h, W, None, y, reduction="none"), rtol=1e-12)
   per_sequence = jax.vmap(
-    lambda h, y: xentax.fused_linear_cross_entropy(h, W, y, block_size=16, reduction="sum")
+    lambda h, y: xentax.fused_linear_cross_entropy(h, W, y, reduction="sum", **sizes)
   )(h, y)
   np.testing.assert_allclose(per_sequence, np.asarray(got).sum(-1), rtol=1e-12)
-  grad = jax.jit(jax.grad(lambda w: xentax.fused_linear_cross_entropy(h, w, y, block_size=16)))(W)
+  grad = jax.jit(jax.grad(lambda w: xentax.fused_linear_cross_entropy(h, w, y, **sizes)))(W)
   np.testing.assert_allclose(grad, jax.grad(lambda w: _dense(h, w, None, y))(W), rtol=1e-11)
 
 
-def test_bfloat16_inputs_accumulate_in_float32():
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_bfloat16_inputs_accumulate_in_float32(schedule):
   h, w = jnp.asarray(H, jnp.bfloat16), jnp.asarray(W, jnp.bfloat16)
   y = Y_FULL
-  got = xentax.fused_linear_cross_entropy(h, w, y, block_size=16)
+  sizes = _sizes(schedule, 16 if schedule == "vocab" else 5)
+  got = xentax.fused_linear_cross_entropy(h, w, y, **sizes)
   assert got.dtype == jnp.float32
   want = _dense(np.asarray(h, np.float64), np.asarray(w, np.float64), None, y)
   np.testing.assert_allclose(got, want, rtol=1e-5)
   grads = jax.grad(
-    lambda h, w: xentax.fused_linear_cross_entropy(h, w, y, block_size=16), argnums=(0, 1)
+    lambda h, w: xentax.fused_linear_cross_entropy(h, w, y, **sizes), argnums=(0, 1)
   )(h, w)
   assert grads[0].dtype == jnp.bfloat16 and grads[1].dtype == jnp.bfloat16
+  h64, w64 = np.asarray(h, np.float64), np.asarray(w, np.float64)
+  want = jax.grad(lambda h, w: _dense(h, w, None, y), argnums=(0, 1))(h64, w64)
+  for g, w in zip(grads, want, strict=True):
+    np.testing.assert_allclose(np.asarray(g, np.float64), w, rtol=2e-2, atol=2e-3)
 
 
 def test_float32_stays_float32_with_x64():
@@ -134,8 +176,9 @@ def test_float32_stays_float32_with_x64():
   assert got.dtype == jnp.float32
 
 
-def test_forward_mode_is_a_clear_error():
-  f = lambda h: xentax.fused_linear_cross_entropy(h, W, Y_FULL)  # noqa: E731
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_forward_mode_is_a_clear_error(schedule):
+  f = lambda h: xentax.fused_linear_cross_entropy(h, W, Y_FULL, schedule=schedule)  # noqa: E731
   with pytest.raises(TypeError, match="forward-mode"):
     jax.jvp(f, (H,), (H,))
 
@@ -150,11 +193,24 @@ def test_out_of_range_labels():
   assert np.isnan(losses[2]) and np.isfinite(np.delete(losses, 2)).all()
 
 
-def test_dropped_rows_with_inf_are_harmless():
+def test_out_of_range_label_makes_the_tokens_schedule_sum_nan():
+  y = np.where(np.arange(N) == 2, V + 3, Y_FULL)
+  f = jax.jit(
+    lambda y, where: xentax.fused_linear_cross_entropy(
+      H, W, y, where=where, schedule="tokens", chunk_size=4
+    )
+  )
+  assert np.isnan(f(y, np.ones(N, bool)))
+  assert np.isfinite(f(y, np.arange(N) != 2))  # the bad token masked out
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_dropped_rows_with_inf_are_harmless(schedule):
   h = H.copy()
   h[3] = np.inf
+  sizes = _sizes(schedule, 5)
   value, grad = jax.value_and_grad(
-    lambda h: xentax.fused_linear_cross_entropy(h, W, Y, ignore_index=-100, block_size=16)
+    lambda h: xentax.fused_linear_cross_entropy(h, W, Y, ignore_index=-100, **sizes)
   )(h)
   assert np.isfinite(value) and np.isfinite(grad).all()
 
@@ -182,11 +238,16 @@ def _temp_bytes(fn, n, d, v):
   return compiled.memory_analysis().temp_size_in_bytes
 
 
-def test_temporaries_stay_flat_as_vocabulary_grows():
-  fused = functools.partial(xentax.fused_linear_cross_entropy, block_size=1024)
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_temporaries_stay_flat_as_vocabulary_grows(schedule):
+  def fused(v):
+    # The vocabulary schedule holds [N, 1024] logits; the tokens schedule [2^18 / V, V].
+    sizes = _sizes(schedule, 1024 if schedule == "vocab" else (1 << 18) // v)
+    return functools.partial(xentax.fused_linear_cross_entropy, **sizes)
+
   dense = lambda h, w, y: _dense(h, w, None, y)  # noqa: E731
   n, d = 512, 64
-  small, large = _temp_bytes(fused, n, d, 8192), _temp_bytes(fused, n, d, 65536)
+  small, large = _temp_bytes(fused(8192), n, d, 8192), _temp_bytes(fused(65536), n, d, 65536)
   assert large <= 1.1 * small
   # The dense loss holds the [n, V] logits (and their gradient): 128 MiB at V = 65536.
   assert _temp_bytes(dense, n, d, 65536) >= n * 65536 * 4

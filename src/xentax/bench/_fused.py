@@ -21,8 +21,10 @@ def full_logits_loss(hidden, weight, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def fused_loss(hidden, weight, labels, *, block_size=None):
-  return xentax.fused_linear_cross_entropy(hidden, weight, labels, block_size=block_size)
+def fused_loss(hidden, weight, labels, *, schedule="vocab", block_size=None):
+  return xentax.fused_linear_cross_entropy(
+    hidden, weight, labels, schedule=schedule, block_size=block_size
+  )
 
 
 def _value_and_grad(fn):
@@ -37,19 +39,26 @@ def _shapes(num_tokens, dim, vocab_size, dtype):
   )
 
 
-def implementations(block_sizes) -> dict:
+def implementations(block_sizes, tokens=False) -> dict:
+  """Full logits, the vocabulary-blocked fused loss ("fused (...block...)") and, with
+  ``tokens``, the token-chunked schedule ("fused tokens (auto chunk)")."""
   impls = {"full logits (optax)": full_logits_loss, "fused (auto block)": fused_loss}
+  if tokens:
+    impls["fused tokens (auto chunk)"] = functools.partial(fused_loss, schedule="tokens")
   for block in block_sizes:
     impls[f"fused (block {block})"] = functools.partial(fused_loss, block_size=block)
   return impls
 
 
-def memory_sweep(num_tokens, dim, vocab_sizes, block_sizes=(), dtype=jnp.float32) -> list[dict]:
+def memory_sweep(
+  num_tokens, dim, vocab_sizes, block_sizes=(), dtype=jnp.float32, *, tokens=False
+) -> list[dict]:
   """Value-and-grad temporaries of each implementation against V, compiled, not run."""
   records = []
   for vocab_size in vocab_sizes:
     shapes = _shapes(num_tokens, dim, vocab_size, dtype)
-    for name, fn in implementations([b for b in block_sizes if b <= vocab_size]).items():
+    blocks = [b for b in block_sizes if b <= vocab_size]
+    for name, fn in implementations(blocks, tokens).items():
       compiled, seconds = _measure.compile_ahead(_value_and_grad(fn), *shapes)
       records.append(
         {
@@ -78,12 +87,13 @@ def random_inputs(num_tokens, dim, vocab_size, dtype=jnp.float32, copies=2, seed
 
 
 def time_comparison(
-  num_tokens, dim, vocab_size, block_sizes=(), *, dtype=jnp.float32, repeats=5
+  num_tokens, dim, vocab_size, block_sizes=(), *, dtype=jnp.float32, repeats=5, tokens=False
 ) -> list[dict]:
   """Value-and-grad time of each implementation, side by side, with ratios to full logits."""
   arg_sets = random_inputs(num_tokens, dim, vocab_size, dtype)
   compiled, compile_s, memory = {}, {}, {}
-  for name, fn in implementations([b for b in block_sizes if b <= vocab_size]).items():
+  blocks = [b for b in block_sizes if b <= vocab_size]
+  for name, fn in implementations(blocks, tokens).items():
     compiled[name], compile_s[name] = _measure.compile_ahead(_value_and_grad(fn), *arg_sets[0])
     memory[name] = _measure.memory_bytes(compiled[name])
   timings = _measure.time_side_by_side(

@@ -27,7 +27,8 @@ CONFIG = {
     "losses_grid": [(256, 4096)],
     "losses_dtypes": [jnp.float32, jnp.bfloat16],
     "losses_target": [(4096, 32768)],
-    "fused_time": [(1024, 256, 8192), (1024, 256, 32768)],
+    # (2048, 512, 32768): the CPU target shape of the fused loss against full logits.
+    "fused_time": [(1024, 256, 8192), (2048, 512, 32768)],
     "fused_blocks": (1024, 4096),
     "fused_memory": (8192, 4096, (32768, 131072)),
     "parallel": (512, 8192),
@@ -117,12 +118,15 @@ def run(suites, *, quick: bool, out=None) -> list[dict]:
   if "fused" in suites:
     for tokens, dim, vocab in config["fused_time"]:
       for record in _fused.time_comparison(
-        tokens, dim, vocab, config["fused_blocks"], repeats=repeats
+        tokens, dim, vocab, config["fused_blocks"], repeats=repeats, tokens=True
       ):
         records.append({"suite": "fused", **record, **_measure.device_info()})
     tokens, dim, vocabs = config["fused_memory"]
-    for record in _fused.memory_sweep(tokens, dim, vocabs, config["fused_blocks"]):
-      records.append({"suite": "fused_memory", **record})
+    for dtype in (jnp.float32, jnp.bfloat16):
+      for record in _fused.memory_sweep(
+        tokens, dim, vocabs, config["fused_blocks"], dtype, tokens=True
+      ):
+        records.append({"suite": "fused_memory", **record})
   if "training" in suites:
     records += _training.run(
       epochs=config["training_epochs"], examples=config["training_examples"], repeats=repeats
@@ -159,11 +163,14 @@ def markdown(records: list[dict]) -> str:
           f" {_fmt(r.get('gflops'), '.0f')} |"
         )
     elif suite == "fused_memory":
-      lines += ["| implementation | tokens x dim x V | temporaries MB |", "|---|---|---|"]
+      lines += [
+        "| implementation | tokens x dim x V | dtype | temporaries MB |",
+        "|---|---|---|---|",
+      ]
       for r in rows:
         lines.append(
           f"| {r['implementation']} | {r['num_tokens']} x {r['dim']} x {r['vocab_size']} |"
-          f" {r['temp_bytes'] / 1e6:.0f} |"
+          f" {r['dtype']} | {r['temp_bytes'] / 1e6:.0f} |"
         )
     elif suite == "fused":
       lines += [
