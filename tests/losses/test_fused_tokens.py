@@ -161,6 +161,15 @@ def test_schedule_choice():
     tokens(H, W, Y, ignore_index=-100, reduction="none")
 
 
+def test_auto_picks_vocab_on_an_accelerator(monkeypatch):
+  f32 = jax.ShapeDtypeStruct((512, 32768), jnp.float32)
+  choose = functools.partial(_fused_tokens.choose_schedule, "f", reduction="mean", sharded=False)
+  assert choose("auto", weight=f32) == "tokens"  # these tests run on the CPU backend
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert choose("auto", weight=f32) == "vocab"
+  assert choose("tokens", weight=f32) == "tokens"  # an explicit choice is kept
+
+
 def test_auto_chunk_size_bounds_the_logits_of_a_chunk():
   assert _fused_tokens.auto_chunk_size(2048, 32768) == 512
   assert _fused_tokens.auto_chunk_size(8192, 131072) == 128

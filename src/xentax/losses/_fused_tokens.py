@@ -456,6 +456,12 @@ SCHEDULES = ("auto", "tokens", "vocab")
 # (868 MiB at V = 32768, 2377 MiB at V = 131072, against 480 MiB for the
 # vocabulary-blocked schedule at every V).
 TOKENS_ACCUMULATOR_BUDGET = 1 << 28
+# Backends where "auto" may pick the tokens schedule. On an NVIDIA H200 (xentax bench
+# --suite gpu, experiments/benchmarks/gpu-h200.json) the vocabulary-blocked schedule ran
+# bfloat16 value-and-grad at 0.79x full logits at [8192, 4096] x [4096, 32768] against
+# 0.99x for tokens (2.46x at V = 131072): there its fourth matmul is cheap and the token
+# chunks' [chunk, V] buffers are not. On XLA:CPU the tokens schedule wins (docstring above).
+TOKENS_BACKENDS = ("cpu",)
 
 
 def choose_schedule(
@@ -466,7 +472,8 @@ def choose_schedule(
   ``"auto"``: ``"vocab"`` where the tokens schedule cannot run (``reduction="none"``, a
   sharded vocabulary or batch), where a ``block_size`` is given (a vocabulary block was
   asked for), or for a 16-bit weight whose float32 ``d W`` accumulator exceeds
-  ``TOKENS_ACCUMULATOR_BUDGET``; ``"tokens"`` otherwise.
+  ``TOKENS_ACCUMULATOR_BUDGET``, or where the default backend is not in
+  ``TOKENS_BACKENDS`` (an accelerator); ``"tokens"`` otherwise.
 
   Raises:
     ValueError: an unknown schedule, or ``"tokens"`` where it cannot run
@@ -488,6 +495,8 @@ def choose_schedule(
   if schedule != "auto":
     return schedule
   if unsupported or (block_size is not None and chunk_size is None):
+    return "vocab"
+  if jax.default_backend() not in TOKENS_BACKENDS:
     return "vocab"
   dtype = jnp.result_type(weight)
   accumulator_bytes = 0 if dtype.itemsize >= 4 else weight.shape[0] * weight.shape[1] * 4
