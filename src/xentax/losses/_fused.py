@@ -113,7 +113,8 @@ def fused_linear_cross_entropy(
     accelerator (on an H200 the vocab schedule ran bf16 value-and-grad at 0.79x full
     logits against 0.99x for tokens, ``experiments/benchmarks/gpu-h200.json``).
     Measured on a loaded 2-core CPU, value-and-grad at ``[2048, 512] x [512, 32768]``
-    float32 (median of interleaved per-round ratios to full logits, 4 runs): ``"tokens"`` 0.80-0.91x, ``"vocab"`` 1.08-1.16x.
+    float32 (median of interleaved per-round ratios to full logits, 4 runs): ``"tokens"``
+    0.80-0.91x, ``"vocab"`` 1.08-1.16x.
     Temporaries at ``[8192, 4096] x [4096, 131072]``: float32 326 MiB (tokens) and
     352 MiB (vocab); bfloat16 2377 MiB (tokens) and 480 MiB (vocab).
 
