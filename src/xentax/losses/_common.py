@@ -189,10 +189,11 @@ def logsumexp(x, axis: int = -1) -> jax.Array:
   m = lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
   m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
   s = jnp.sum(jnp.exp(x - m), axis=axis)
-  positive = s > 0
-  # Guard log(0): its gradient 1/0 would otherwise turn into NaN for all -inf rows.
-  out = jnp.log(jnp.where(positive, s, jnp.ones_like(s))) + jnp.squeeze(m, axis)
-  return jnp.where(positive, out, jnp.full_like(out, -jnp.inf))
+  # Guard log(0): its gradient 1/0 would otherwise turn into NaN for all -inf rows. Test
+  # `s == 0`, not `s > 0`: a NaN logit makes `s` NaN, which must stay NaN, not become -inf.
+  empty = s == 0
+  out = jnp.log(jnp.where(empty, jnp.ones_like(s), s)) + jnp.squeeze(m, axis)
+  return jnp.where(empty, jnp.full_like(out, -jnp.inf), out)
 
 
 def clamped_log(p) -> jax.Array:
