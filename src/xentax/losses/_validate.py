@@ -127,6 +127,20 @@ def check_num_classes(fn_name: str, num_classes: int, what: str = "the class axi
     )
 
 
+def axis_size(fn_name: str, arg_name: str, axis_name) -> int:
+  """The size of a ``shard_map`` mesh axis, or a ``ValueError`` naming the argument."""
+  from jax import lax
+
+  try:
+    return lax.axis_size(axis_name)
+  except (NameError, AssertionError, KeyError, ValueError, TypeError) as e:
+    raise ValueError(
+      f"{fn_name}: {arg_name}={axis_name!r} is not a mesh axis of the enclosing "
+      f"jax.shard_map ({type(e).__name__}: {e}); call this function inside shard_map over "
+      "a mesh with that axis name."
+    ) from None
+
+
 def block_size(fn_name: str, value, vocab_size: int) -> int:
   """A positive Python or NumPy integer, at most ``vocab_size``, as a Python int."""
   if isinstance(value, bool) or not isinstance(value, numbers.Integral):
