@@ -482,7 +482,9 @@ def sparse_categorical_cross_entropy(
   )
   p_y = jnp.take_along_axis(p, inputs.labels[..., None], axis=-1)[..., 0]
   p_y = jnp.where(inputs.valid, p_y, jnp.ones_like(p_y))
-  p_y = p_y + _common.nan_where(inputs.bad | jnp.any(bad_probs, axis=-1), p_y.dtype)
+  # A NaN anywhere in the row (not only at the target) makes the example NaN.
+  row_bad = jnp.any(bad_probs | jnp.isnan(p), axis=-1)
+  p_y = p_y + _common.nan_where(inputs.bad | row_bad, p_y.dtype)
   losses = -_common.clamped_log(p_y)
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
