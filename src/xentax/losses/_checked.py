@@ -33,8 +33,8 @@ def checked(fn: Callable) -> Callable:
     the error is raised on return, with its message.
   * ``jax.jit(checked(step))``, ``jax.vmap(checked(loss))``, ``jax.grad(checked(loss))``:
     called on traced arguments, the wrapper functionalises the checks inside the trace
-    and raises from a host callback when the compiled function runs (the error then
-    arrives as a ``JaxRuntimeError`` whose text contains the check's message).
+    and raises from a host callback when the computation runs (under ``jit`` XLA
+    re-raises it as ``jax.errors.JaxRuntimeError``, whose text contains the message).
 
   Args:
     fn: a xentax loss, or any function that calls xentax losses.
