@@ -102,7 +102,10 @@ BAD = {
   "weights": [-np.ones((N, C)), np.full((N, C), np.nan)],
 }
 OPTION_CASES = [
-  (loss, name, i) for loss, spec in LOSSES.items() for name in spec[3] for i in range(len(BAD[name]))
+  (loss, name, i)
+  for loss, spec in LOSSES.items()
+  for name in spec[3]
+  for i in range(len(BAD[name]))
 ]
 
 
@@ -389,9 +392,13 @@ def test_every_option_value_gives_the_reference_nan_or_a_named_error(
       fn(jnp.asarray(scores), labels, reduction=reduction, **kwargs)
     return
   if traced:
-    got = jax.jit(lambda s, v: fn(s, labels, reduction=reduction, **{option: v}))(
-      jnp.asarray(scores), jnp.asarray(value)
-    ) if option is not None else fn(jnp.asarray(scores), labels, reduction=reduction)
+    got = (
+      jax.jit(lambda s, v: fn(s, labels, reduction=reduction, **{option: v}))(
+        jnp.asarray(scores), jnp.asarray(value)
+      )
+      if option is not None
+      else fn(jnp.asarray(scores), labels, reduction=reduction)
+    )
   else:
     got = fn(jnp.asarray(scores), labels, reduction=reduction, **kwargs)
   got = np.asarray(got)

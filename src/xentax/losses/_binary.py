@@ -229,9 +229,7 @@ def binary_focal_loss_with_logits(
   fn_name = "binary_focal_loss_with_logits"
   _common.check_reduction(fn_name, reduction)
   option_bad = _validate.options(fn_name, gamma=gamma, alpha=alpha)
-  inputs, _ = _prepare_binary(
-    fn_name, logits, labels, where=where, fill=0.0, option_bad=option_bad
-  )
+  inputs, _ = _prepare_binary(fn_name, logits, labels, where=where, fill=0.0, option_bad=option_bad)
   x, y = inputs.scores, inputs.labels
   ce = _bce_from_logits(x, y)
   log_1mpt = _common.logsumexp(

@@ -122,9 +122,7 @@ def integer_labels(fn_name: str, labels, ignore_index=None) -> tuple[jax.Array, 
 
 def check_num_classes(fn_name: str, num_classes: int, what: str = "the class axis") -> None:
   if num_classes == 0:
-    raise ValueError(
-      f"{fn_name}: {what} has size 0; a cross-entropy needs at least one class."
-    )
+    raise ValueError(f"{fn_name}: {what} has size 0; a cross-entropy needs at least one class.")
 
 
 def axis_size(fn_name: str, arg_name: str, axis_name) -> int:
