@@ -106,7 +106,8 @@ def fused_linear_cross_entropy(
       columns per block.
     ignore_index, class_weights, label_smoothing, z_loss, where, reduction: as in
       :func:`xentax.sparse_categorical_cross_entropy_with_logits`.
-    softcap: if set, logits become ``c * tanh(logits / c)`` before the loss (Gemma 2).
+    softcap: if set, logits become ``c * tanh(logits / c)`` before the loss (Gemma 2);
+      ``c`` must be finite and positive, and may be traced (its gradient is exact).
     return_lse: also return the ``[...]`` per-token log-normaliser ``logsumexp(z)`` (0 for
       dropped tokens), so a z-loss can be logged without a second pass.
 
@@ -117,8 +118,10 @@ def fused_linear_cross_entropy(
   Raises:
     TypeError: float labels, or forward-mode differentiation (``jax.jvp``/``jacfwd``),
       which a ``custom_vjp`` does not support.
-    ValueError: shapes that do not fit, a bad ``block_size``, an unknown reduction, or
-      (on concrete inputs) a label out of range.
+    ValueError: shapes that do not fit, a ``block_size`` outside ``[1, V]``, an unknown
+      reduction, or (on concrete inputs) a label out of range or an option outside its
+      domain (under ``jit``: NaN loss and gradient); see the README's "Errors and edge
+      cases". TypeError also for a ``block_size`` that is not an integer.
 
   Example:
     >>> import jax, jax.numpy as jnp, xentax
