@@ -114,3 +114,78 @@ def test_every_loss_has_a_closed_form():
     name for name in xentax.losses.__all__ if name not in not_logits_losses
   )
   assert "fused_linear_cross_entropy" in gradcheck._matrix.MODELS
+
+
+@pytest.mark.parametrize(
+  ("loss", "scores", "labels", "options", "match"),
+  [
+    (
+      "sparse_categorical_cross_entropy_with_logits",
+      np.zeros((2, 3)),
+      np.array([7, 0]),
+      {},
+      r"labels must lie in \[0, 3\); found 7",
+    ),
+    (
+      "sparse_categorical_cross_entropy",
+      np.full((2, 3), 0.3),
+      np.array([0, 1]),
+      {"class_weights": np.array([1.0, -1.0, 1.0])},
+      "class_weights must be finite and >= 0",
+    ),
+    (
+      "sparse_categorical_focal_loss_with_logits",
+      np.zeros((2, 3)),
+      np.array([0, 1]),
+      {"gamma": -1.0},
+      "gamma=-1.0 is invalid",
+    ),
+    (
+      "categorical_cross_entropy_with_logits",
+      np.zeros((2, 3)),
+      np.full((2, 3), 2.0),
+      {},
+      r"targets must lie in \[0, 1\]",
+    ),
+    (
+      "categorical_cross_entropy_with_logits",
+      np.zeros((2, 3)),
+      np.zeros((2, 4)),
+      {},
+      r"targets has shape \(2, 4\)",
+    ),
+    (
+      "binary_cross_entropy_with_logits",
+      np.zeros(3),
+      np.array([0.0, 2.0, 1.0]),
+      {},
+      r"labels must lie in \[0, 1\]; found 2.0",
+    ),
+    (
+      "binary_cross_entropy",
+      np.array([0.5, 1.5]),
+      np.array([0.0, 1.0]),
+      {},
+      r"probs must lie in \[0, 1\]",
+    ),
+    (
+      "binary_focal_loss_with_logits",
+      np.zeros(2),
+      np.zeros(2),
+      {"alpha": 2.0},
+      "alpha=2.0 is invalid",
+    ),
+    (
+      "binary_cross_entropy_with_logits",
+      np.zeros(2),
+      np.zeros(2),
+      {"label_smoothing": 1.5},
+      "label_smoothing=1.5 is invalid",
+    ),
+  ],
+)
+def test_closed_forms_reject_what_the_losses_reject(loss, scores, labels, options, match):
+  with pytest.raises(ValueError, match=match):
+    gradcheck.logits_grad(loss, scores, labels, **options)
+  with pytest.raises(ValueError, match=match.replace("_grad", "")):
+    getattr(xentax, loss)(scores, labels, **options)

@@ -32,9 +32,11 @@ def test_cli_writes_records_and_exits_zero(tmp_path, capsys):
   args = ["gradcheck", "--dtype", "float32", "--loss", "binary_cross_entropy_with_logits"]
   assert cli.main([*args, "--json", str(path)]) == 0
   records = json.loads(path.read_text())
-  assert len(records) == 2 * len(
-    [c for c in _matrix.cases() if c[0] == "binary_cross_entropy_with_logits"]
-  )
+  loss = "binary_cross_entropy_with_logits"
+  options = [c for c in _matrix.option_cases() if c[0] == loss]
+  assert len(records) == 2 * len([c for c in _matrix.cases() if c[0] == loss]) + len(options)
+  wrt = {r["options"]["d/d"] for r in records if "d/d" in r["options"]}
+  assert wrt == {"pos_weight", "weights", "label_smoothing"}
   assert all(KEYS <= set(r) for r in records)
   assert {r["reference"] for r in records} == {"analytic", "finite_difference"}
   assert all(r["passed"] and r["dtype"] == "float32" for r in records)
@@ -80,3 +82,36 @@ def test_format_table_marks_failures():
   }
   assert "5.0e-01 FAIL" in gradcheck.format_table([record])
   assert "1 checks, 0 passed, 1 failed" in gradcheck.format_summary([record])
+
+
+def test_option_gradients_cover_every_float_option_of_every_loss():
+  covered = set(_matrix.option_cases())
+  for loss, names in _matrix.LOSS_OPTIONS.items():
+    for name in set(names) & set(_matrix.FLOAT_OPTIONS):
+      assert (loss, name) in covered
+  assert {n for loss, n in covered if loss == _matrix.FUSED} == {
+    "class_weights",
+    "label_smoothing",
+    "z_loss",
+    "softcap",
+  }
+
+
+def test_option_gradient_check_fails_for_a_wrong_gradient(monkeypatch):
+  # A custom_vjp that drops the option's cotangent (the fused loss's old bug) must fail.
+  import jax
+  import jax.numpy as jnp
+
+  from xentax import losses
+
+  real = losses.sparse_categorical_cross_entropy_with_logits
+
+  def frozen(s, y, *, label_smoothing=0.0, **kw):
+    return real(s, y, label_smoothing=jax.lax.stop_gradient(label_smoothing), **kw)
+
+  monkeypatch.setattr(losses, "sparse_categorical_cross_entropy_with_logits", frozen)
+  with jax.enable_x64(True):
+    (report,) = _matrix.check_option_case(
+      "sparse_categorical_cross_entropy_with_logits", "label_smoothing", jnp.dtype("float64")
+    )
+  assert not report.passed

@@ -111,3 +111,53 @@ def test_fused_linear_closed_form_matches_autodiff_of_the_dense_loss():
   got = gradcheck.fused_linear_cross_entropy_grad(h, w, y, bias=b, softcap=2.5, **options)
   for g, e in zip(got, want, strict=True):
     np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+  ("call", "error", "match"),
+  [
+    (
+      lambda: xentax.gradcheck.softmax_regression_grad(
+        np.ones((2, 3)), np.ones((4, 3)), np.ones(3), np.array([0, 1])
+      ),
+      ValueError,
+      r"X has shape \(2, 3\), W \(4, 3\)",
+    ),
+    (
+      lambda: xentax.gradcheck.softmax_regression_grad(
+        np.ones((2, 3)), np.ones((3, 3)), np.ones(3), np.array([0, 5])
+      ),
+      ValueError,
+      r"labels Y must lie in \[0, 3\); found 5",
+    ),
+    (
+      lambda: xentax.gradcheck.logistic_regression_grad(
+        np.ones((2, 3)), np.ones(3), 0.0, np.array([2.0, 0.0])
+      ),
+      ValueError,
+      r"labels y must lie in \[0, 1\]; found 2.0",
+    ),
+    (
+      lambda: xentax.gradcheck.logistic_regression_grad(
+        np.ones((2, 3)), np.ones(4), 0.0, np.array([1.0, 0.0])
+      ),
+      ValueError,
+      r"X has shape \(2, 3\), w \(4,\)",
+    ),
+    (
+      lambda: xentax.gradcheck.softmax_cross_entropy_hessian(np.array(1.0)),
+      ValueError,
+      "logits must have a class axis",
+    ),
+    (
+      lambda: xentax.gradcheck.fused_linear_cross_entropy_grad(
+        np.ones((2, 3)), np.ones((4, 5)), np.array([0, 1])
+      ),
+      ValueError,
+      r"hidden has shape \(2, 3\) and weight \(4, 5\)",
+    ),
+  ],
+)
+def test_closed_forms_validate_like_the_losses(call, error, match):
+  with pytest.raises(error, match=match):
+    call()

@@ -40,3 +40,40 @@ def test_checked_works_on_a_function_calling_losses():
 
   with pytest.raises(checkify.JaxRuntimeError, match="labels must lie in"):
     xentax.checked(total)(jnp.zeros((2, 3)), jnp.array([3, 0]))
+
+
+S = xentax.sparse_categorical_cross_entropy_with_logits
+LG, LB, BAD = jnp.array([[2, 0.5, -1], [0.1, 0.2, 3]]), jnp.array([0, 2]), jnp.array([0, 7])
+
+
+def test_checked_inside_jit_vmap_and_grad():
+  import jax
+
+  checked = xentax.checked(S)
+  want = S(LG, LB)
+  np.testing.assert_allclose(jax.jit(checked)(LG, LB), want, rtol=1e-6)
+  np.testing.assert_allclose(jax.vmap(checked)(LG[None], LB[None])[0], want, rtol=1e-6)
+  np.testing.assert_allclose(jax.jit(jax.grad(checked))(LG, LB), jax.grad(S)(LG, LB), rtol=1e-6)
+  # Raised from a host callback: under jit XLA re-raises it as jax.errors.JaxRuntimeError.
+  errors = (checkify.JaxRuntimeError, jax.errors.JaxRuntimeError)
+  for transformed in (jax.jit(checked), jax.grad(checked), jax.jit(jax.grad(checked))):
+    with pytest.raises(errors, match="found 7 at flat position 1"):
+      jax.block_until_ready(transformed(LG, BAD))
+  with pytest.raises(errors, match="found 7 at flat position 1"):
+    jax.block_until_ready(jax.vmap(checked)(LG[None], BAD[None]))
+
+
+def test_checked_around_a_jitted_train_step():
+  import jax
+
+  @jax.jit
+  def step(w, y):
+    return jax.value_and_grad(lambda w: S(w, y))(w)
+
+  checked = xentax.checked(step)
+  value, grad = checked(LG, LB)
+  np.testing.assert_allclose(value, S(LG, LB), rtol=1e-6)
+  with pytest.raises(checkify.JaxRuntimeError, match="found 7"):
+    checked(LG, BAD)
+  with pytest.raises(checkify.JaxRuntimeError, match="label_smoothing must be in"):
+    xentax.checked(jax.jit(lambda e: S(LG, LB, label_smoothing=e)))(1.5)

@@ -167,3 +167,124 @@ def test_labels_shape_mismatch_is_a_clear_error():
   )
   with pytest.raises(ValueError, match="labels have shape"):
     f(jnp.zeros((4, 16)), jnp.zeros((3,), jnp.int32))
+
+
+@pytest.mark.parametrize("mesh_shape", [(8,), (2, 4)])
+def test_vocab_parallel_option_gradients_match_dense(mesh_shape):
+  # Learned class weights and meta-learned smoothing / z-loss weight: the custom_vjp
+  # must return their exact gradients, not zeros.
+  axes = ("vocab",) if len(mesh_shape) == 1 else ("data", "vocab")
+  batch_axis = "data" if "data" in axes else None
+  mesh = _mesh(mesh_shape, axes)
+  options = dict(OPTIONS["all"])
+  where, class_weights = options.pop("where"), options.pop("class_weights")
+  del options["label_smoothing"], options["z_loss"]
+
+  def loss(logits, labels, where, class_weights, eps, z):
+    return xentax.parallel.vocab_parallel_cross_entropy(
+      logits,
+      labels,
+      axis_name="vocab",
+      batch_axis_name=batch_axis,
+      where=where,
+      class_weights=class_weights,
+      label_smoothing=eps,
+      z_loss=z,
+      **options,
+    )
+
+  sharded = jax.shard_map(
+    loss,
+    mesh=mesh,
+    in_specs=(P(batch_axis, "vocab"), P(batch_axis), P(batch_axis), P(), P(), P()),
+    out_specs=P(),
+  )
+  args = (LOGITS, LABELS, where, class_weights, 0.15, 0.01)
+  grads = jax.jit(jax.grad(sharded, argnums=(3, 4, 5)))(*args)
+
+  def dense(class_weights, eps, z):
+    return _dense(
+      LOGITS,
+      LABELS,
+      where=where,
+      class_weights=class_weights,
+      label_smoothing=eps,
+      z_loss=z,
+      **options,
+    )
+
+  want = jax.grad(dense, argnums=(0, 1, 2))(class_weights, 0.15, 0.01)
+  for g, w in zip(grads, want, strict=True):
+    np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-13)
+
+
+def test_vocab_parallel_fused_option_gradients_match_dense():
+  mesh = _mesh((2, 4), ("data", "vocab"))
+  options = dict(OPTIONS["all"])
+  where, class_weights = options.pop("where"), options.pop("class_weights")
+  del options["label_smoothing"], options["z_loss"]
+
+  def loss(hidden, weight, labels, where, class_weights, eps, z, cap):
+    return xentax.parallel.vocab_parallel_fused_linear_cross_entropy(
+      hidden,
+      weight,
+      labels,
+      axis_name="vocab",
+      batch_axis_name="data",
+      block_size=4,
+      where=where,
+      class_weights=class_weights,
+      label_smoothing=eps,
+      z_loss=z,
+      softcap=cap,
+      **options,
+    )
+
+  sharded = jax.shard_map(
+    loss,
+    mesh=mesh,
+    in_specs=(P("data"), P(None, "vocab"), P("data"), P("data"), P(), P(), P(), P()),
+    out_specs=P(),
+  )
+  args = (HIDDEN, WEIGHT, LABELS, where, class_weights, 0.15, 0.01, 2.5)
+  grads = jax.jit(jax.grad(sharded, argnums=(4, 5, 6, 7)))(*args)
+
+  def dense(class_weights, eps, z, cap):
+    logits = cap * jnp.tanh(HIDDEN @ WEIGHT / cap)
+    return _dense(
+      logits,
+      LABELS,
+      where=where,
+      class_weights=class_weights,
+      label_smoothing=eps,
+      z_loss=z,
+      **options,
+    )
+
+  want = jax.grad(dense, argnums=(0, 1, 2, 3))(class_weights, 0.15, 0.01, 2.5)
+  for g, w in zip(grads, want, strict=True):
+    np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-13)
+
+
+def test_mesh_without_the_named_axis_is_a_clear_error():
+  mesh = _mesh((8,), ("vocab",))
+  for kwargs in ({"axis_name": "vocab", "batch_axis_name": "data"}, {"axis_name": "model"}):
+    f = jax.shard_map(
+      functools.partial(xentax.parallel.vocab_parallel_cross_entropy, **kwargs),
+      mesh=mesh,
+      in_specs=(P(None, "vocab"), P()),
+      out_specs=P(),
+    )
+    name = "batch_axis_name" if "batch_axis_name" in kwargs else "axis_name"
+    with pytest.raises(ValueError, match=f"{name}=.* is not a mesh axis"):
+      f(jnp.zeros((4, 16)), jnp.zeros((4,), jnp.int32))
+    g = jax.shard_map(
+      lambda h, w, y, kwargs=kwargs: xentax.parallel.vocab_parallel_fused_linear_cross_entropy(
+        h, w, y, **kwargs
+      ),
+      mesh=mesh,
+      in_specs=(P(), P(None, "vocab"), P()),
+      out_specs=P(),
+    )
+    with pytest.raises(ValueError, match=f"{name}=.* is not a mesh axis"):
+      g(jnp.zeros((4, 3)), jnp.zeros((3, 16)), jnp.zeros((4,), jnp.int32))

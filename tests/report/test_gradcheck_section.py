@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from xentax.gradcheck import _matrix
 from xentax.report import SECTIONS, _gradcheck_section
 
 
@@ -11,8 +12,14 @@ def test_section_writes_table_and_a_v_shaped_figure(tmp_path):
     tmp_path, quick=True, losses=["binary_focal_loss_with_logits"]
   )
   assert markdown.startswith("## Gradient verification")
-  assert "**14 of 14 checks pass**" in markdown
-  assert "| `binary_focal_loss_with_logits` | 14/14," in markdown
+  # quick: one dtype; two references per case, one per option gradient (gamma, alpha).
+  loss = "binary_focal_loss_with_logits"
+  n = 2 * sum(c[0] == loss for c in _matrix.cases()) + sum(
+    c[0] == loss for c in _matrix.option_cases()
+  )
+  assert n == 16
+  assert f"**{n} of {n} checks pass**" in markdown
+  assert f"| `{loss}` | {n}/{n}," in markdown
   assert (tmp_path / "gradcheck_step_size.png").stat().st_size > 20_000
 
   # The figure's data: a V, with its bottom far below both ends.

@@ -11,7 +11,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.gradcheck._grad_common import check_reduction, float_dtype, kept_mask, reduce_grad
+from xentax.gradcheck._grad_common import (
+  check_inputs,
+  check_reduction,
+  float_dtype,
+  kept_mask,
+  reduce_grad,
+)
 
 _CLAMP = -100.0
 
@@ -42,6 +48,9 @@ def binary_cross_entropy_grad(
     ``probs.shape``, float64 for float64 probabilities, float32 otherwise.
   """
   check_reduction("binary_cross_entropy_grad", reduction)
+  check_inputs(
+    "binary_cross_entropy_grad", "binary", probs, labels, probabilities=True, weights=weights
+  )
   p, y, w, kept = _setup(probs, labels, weights, where)
   tiny = jnp.exp(jnp.asarray(_CLAMP, p.dtype))
   pos = p > tiny
@@ -76,6 +85,15 @@ def binary_cross_entropy_with_logits_grad(
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
   """
   check_reduction("binary_cross_entropy_with_logits_grad", reduction)
+  check_inputs(
+    "binary_cross_entropy_with_logits_grad",
+    "binary",
+    logits,
+    labels,
+    pos_weight=pos_weight,
+    weights=weights,
+    label_smoothing=label_smoothing,
+  )
   z, y, w, kept = _setup(logits, labels, weights, where)
   eps = jnp.asarray(label_smoothing, z.dtype)
   y = y * (1 - eps) + eps / 2
@@ -103,6 +121,9 @@ def binary_focal_loss_with_logits_grad(
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
   """
   check_reduction("binary_focal_loss_with_logits_grad", reduction)
+  check_inputs(
+    "binary_focal_loss_with_logits_grad", "binary", logits, labels, gamma=gamma, alpha=alpha
+  )
   z, y, _, kept = _setup(logits, labels, None, where)
   s = jax.nn.sigmoid(z)
   bce = -(y * jax.nn.log_sigmoid(z) + (1 - y) * jax.nn.log_sigmoid(-z))

@@ -51,3 +51,74 @@ def reduce_grad(g, kept, reduction: str, denominator=None) -> jax.Array:
   weights = jnp.ones(kept.shape, g.dtype) if denominator is None else denominator
   total = jnp.sum(jnp.where(kept, weights, jnp.zeros_like(weights)))
   return jnp.where(total != 0, g / jnp.where(total != 0, total, 1), jnp.zeros_like(g))
+
+
+def check_inputs(
+  fn_name: str,
+  kind: str,
+  scores,
+  labels,
+  *,
+  axis: int = -1,
+  ignore_index=None,
+  where=None,
+  probabilities: bool = False,
+  class_weights=None,
+  **options,
+):
+  """Validate a closed form's inputs exactly as the loss it differentiates does.
+
+  The closed forms share no *formula* with :mod:`xentax.losses`, but they accept the same
+  inputs, so they use the same validation layer: a label out of range, a target outside
+  [0, 1], an option outside its domain or shapes that do not fit raise the same
+  ``ValueError``/``TypeError`` naming the argument (instead of a finite gradient for an
+  input the loss rejects, or an internal shape error).
+
+  Args:
+    kind: ``"sparse"`` (integer labels), ``"dense"`` (targets of the scores' shape) or
+      ``"binary"`` (elementwise labels in [0, 1]).
+    probabilities: the scores are probabilities, checked to lie in [0, 1].
+    **options: float options (``label_smoothing``, ``gamma``, ...), checked against their
+      domain; ``weights`` and ``pos_weight`` must also broadcast to the scores' shape.
+
+  Returns:
+    ``(scores, labels)`` as JAX arrays.
+  """
+  from xentax.losses import _common, _validate
+
+  scores = _validate.float_array(fn_name, "logits/probs", scores)
+  if kind == "sparse":
+    labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
+    axis = _common.normalize_axis(fn_name, axis, scores.ndim)
+    _common.check_example_shape(fn_name, scores.shape, axis, labels)
+    num_classes = scores.shape[axis]
+    kept = _common.broadcast_mask(fn_name, where, labels.shape)
+    if ignore_index is not None:
+      kept = kept & (labels != ignore_index)
+    bad = kept & ~((labels >= 0) & (labels < num_classes))
+    allowed = f"labels must lie in [0, {num_classes})"
+    if ignore_index is not None:
+      allowed += f" or equal ignore_index={ignore_index}"
+    _common.check_values(fn_name, allowed, shown, bad)
+  else:
+    name = "targets" if kind == "dense" else "labels"
+    labels = _validate.numeric_array(fn_name, name, labels)
+    _common.check_same_shape(fn_name, "logits/probs", scores, name, labels)
+    axis = _common.normalize_axis(fn_name, axis, scores.ndim) if kind == "dense" else -1
+    _common.check_values(fn_name, f"{name} must lie in [0, 1]", labels, (labels < 0) | (labels > 1))
+    num_classes = scores.shape[axis] if scores.ndim else 1
+  _validate.check_num_classes(fn_name, num_classes)
+  if probabilities:
+    _common.check_values(fn_name, "probs must lie in [0, 1]", scores, (scores < 0) | (scores > 1))
+  if class_weights is not None:
+    class_weights = _validate.to_array(fn_name, "class_weights", class_weights)
+    _common.class_weight_vector(fn_name, class_weights, num_classes, jnp.float64)
+    _validate.option(fn_name, "class_weights", class_weights)
+  for name, value in options.items():
+    if value is None:
+      continue
+    if name in ("weights", "pos_weight"):
+      value = _validate.to_array(fn_name, name, value)
+      _common.broadcast_param(fn_name, name, value, scores.shape, scores.dtype)
+    _validate.option(fn_name, name, value)
+  return scores, labels

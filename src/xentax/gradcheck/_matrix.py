@@ -23,6 +23,7 @@ Design notes:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import jax
@@ -87,9 +88,36 @@ SCALAR_OPTIONS = {
 }
 # Losses with integer labels whose names do not start with "sparse".
 _SPARSE_LABEL_LOSSES = ("nll_loss", "poly1_cross_entropy_with_logits")
+# Options that are floats (possibly traced): their gradient is checked too, against float64
+# central differences (learned class weights, meta-learned smoothing...).
+FLOAT_OPTIONS = (
+  "class_weights",
+  "label_smoothing",
+  "z_loss",
+  "gamma",
+  "alpha",
+  "pos_weight",
+  "weights",
+  "softcap",
+)
+FUSED = "fused_linear_cross_entropy"
+FUSED_OPTIONS = {
+  "ignore_index": -100,
+  "class_weights": np.linspace(0.5, 2.0, NUM_CLASSES),
+  "label_smoothing": 0.1,
+  "z_loss": 0.01,
+  "softcap": 3.0,
+}
 # The deck's models in the matrix; the per-example gradients and the Hessian are checked
 # by the tests (they compile many more shapes, which would double the matrix's run time).
 MODELS = ("softmax_regression", "logistic_regression", "fused_linear_cross_entropy")
+
+
+def option_cases() -> list[tuple[str, str]]:
+  """Every ``(loss, option)`` whose gradient with respect to the option is checked."""
+  out = [(loss, name) for loss, names in LOSS_OPTIONS.items() for name in names]
+  out += [(FUSED, name) for name in FUSED_OPTIONS]
+  return [(loss, name) for loss, name in out if name in FLOAT_OPTIONS]
 
 
 def cases() -> list[tuple[str, tuple[str, ...], str]]:
@@ -169,6 +197,8 @@ def describe(names: Iterable[str], reduction: str) -> dict:
       out[name] = IGNORE_INDEX
     elif name == "axis":
       out[name] = 0
+    elif name == "softcap":
+      out[name] = FUSED_OPTIONS[name]
     else:
       out[name] = "array"
   out["reduction"] = reduction
@@ -248,6 +278,54 @@ def _reports(actual, analytic, numeric, name) -> list[GradReport]:
       atol=atol + finite_difference_noise(scale),
       name=name,
     ),
+  ]
+
+
+def check_option_case(loss: str, option: str, dtype) -> list[GradReport]:
+  """``jax.grad`` with respect to one float option, every other option on, ``"mean"``.
+
+  The reference is float64 central differences of the loss in the option, at the same
+  (rounded) inputs; there is no closed form for these.
+  """
+  if loss == FUSED:
+    X, W, b, y, *_ = _model_inputs()
+    labels = np.where(np.arange(len(y)) % 4 == 3, -100, y)
+    options = dict(FUSED_OPTIONS)
+
+    def loss_fn(s, labels_, **kw):
+      h, weight, bias = s
+      return losses.fused_linear_cross_entropy(h, weight, labels_, bias=bias, block_size=2, **kw)
+
+    scores = (X, W, b)
+    names = tuple(FUSED_OPTIONS)
+  else:
+    names = tuple(name for name in LOSS_OPTIONS[loss] if name != "axis")
+    scores, labels, options = make_inputs(loss, names)
+    loss_fn = getattr(losses, loss)
+  name = f"{loss}(d/d {option}; {options_text(describe(names, 'mean'))})"
+  s_d = jax.tree_util.tree_map(lambda x: _round(x, dtype), scores)
+  labels_d = _round(labels, dtype)
+  options_d = {k: _round(np.asarray(v) if k == option else v, dtype) for k, v in options.items()}
+
+  def make_f(s_, labels_, options_):
+    def f(value):
+      return loss_fn(s_, labels_, **{**options_, option: value})
+
+    return f
+
+  actual = jax.grad(make_f(s_d, labels_d, options_d))(options_d[option])
+  up = functools.partial(jax.tree_util.tree_map, _upcast)
+  f64 = make_f(up(s_d), _upcast(labels_d), {k: _upcast(v) for k, v in options_d.items()})
+  expected, scale = central_differences(f64, _upcast(options_d[option]))
+  atol = tolerance(actual_dtype(actual), "finite_difference")["atol"]
+  return [
+    compare(
+      actual,
+      expected,
+      reference="finite_difference",
+      atol=atol + finite_difference_noise(scale),
+      name=name,
+    )
   ]
 
 
@@ -386,6 +464,13 @@ def _run(dtypes: tuple[str, ...], selected: list[str]) -> list[dict]:
       for dtype in dtypes:
         for report in check_loss_case(loss, names, reduction, jnp.dtype(dtype)):
           records.append(_record(loss, options, report))
+    for loss, option in option_cases():
+      if loss not in selected:
+        continue
+      options = {"d/d": option, **describe(_option_names(loss), "mean")}
+      for dtype in dtypes:
+        for report in check_option_case(loss, option, jnp.dtype(dtype)):
+          records.append(_record(loss, options, report))
     for model in MODELS:
       if model not in selected:
         continue
@@ -396,6 +481,12 @@ def _run(dtypes: tuple[str, ...], selected: list[str]) -> list[dict]:
           for report in check_model(model, targets, jnp.dtype(dtype)):
             records.append(_record(model, {"targets": targets}, report))
   return records
+
+
+def _option_names(loss: str) -> tuple[str, ...]:
+  if loss == FUSED:
+    return tuple(FUSED_OPTIONS)
+  return tuple(name for name in LOSS_OPTIONS[loss] if name != "axis")
 
 
 def format_table(records: list[dict]) -> str:

@@ -15,7 +15,13 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from xentax.gradcheck._grad_common import check_reduction, float_dtype, kept_mask, reduce_grad
+from xentax.gradcheck._grad_common import (
+  check_inputs,
+  check_reduction,
+  float_dtype,
+  kept_mask,
+  reduce_grad,
+)
 
 _CLAMP = -100.0  # the losses clamp log(p) at -100, as torch does; the gradient is 0 below
 
@@ -69,7 +75,20 @@ def sparse_categorical_cross_entropy_with_logits_grad(
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
   """
-  check_reduction("sparse_categorical_cross_entropy_with_logits_grad", reduction)
+  fn_name = "sparse_categorical_cross_entropy_with_logits_grad"
+  check_reduction(fn_name, reduction)
+  logits, labels = check_inputs(
+    fn_name,
+    "sparse",
+    logits,
+    labels,
+    axis=axis,
+    ignore_index=ignore_index,
+    where=where,
+    class_weights=class_weights,
+    label_smoothing=label_smoothing,
+    z_loss=z_loss,
+  )
   z, kept, onehot, w, w_y = _sparse_setup(logits, labels, axis, class_weights, ignore_index, where)
   # Dropped rows may hold -inf or NaN; their gradient is 0 whatever they hold.
   z = jnp.where(kept[..., None], z, jnp.zeros_like(z))
@@ -106,7 +125,19 @@ def sparse_categorical_cross_entropy_grad(
   Returns:
     ``probs.shape``, float64 for float64 probabilities, float32 otherwise.
   """
-  check_reduction("sparse_categorical_cross_entropy_grad", reduction)
+  fn_name = "sparse_categorical_cross_entropy_grad"
+  check_reduction(fn_name, reduction)
+  probs, labels = check_inputs(
+    fn_name,
+    "sparse",
+    probs,
+    labels,
+    axis=axis,
+    ignore_index=ignore_index,
+    where=where,
+    probabilities=True,
+    class_weights=class_weights,
+  )
   p, kept, onehot, _, w_y = _sparse_setup(probs, labels, axis, class_weights, ignore_index, where)
   p_y = jnp.sum(onehot * p, axis=-1)
   active = kept & (p_y > jnp.exp(jnp.asarray(_CLAMP, p.dtype)))
@@ -142,7 +173,19 @@ def sparse_categorical_focal_loss_with_logits_grad(
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
   """
-  check_reduction("sparse_categorical_focal_loss_with_logits_grad", reduction)
+  fn_name = "sparse_categorical_focal_loss_with_logits_grad"
+  check_reduction(fn_name, reduction)
+  logits, labels = check_inputs(
+    fn_name,
+    "sparse",
+    logits,
+    labels,
+    axis=axis,
+    ignore_index=ignore_index,
+    where=where,
+    class_weights=class_weights,
+    gamma=gamma,
+  )
   z, kept, onehot, _, w_y = _sparse_setup(logits, labels, axis, class_weights, ignore_index, where)
   z = jnp.where(kept[..., None], z, jnp.zeros_like(z))
   p = jax.nn.softmax(z, axis=-1)
@@ -193,7 +236,17 @@ def categorical_cross_entropy_with_logits_grad(
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
   """
-  check_reduction("categorical_cross_entropy_with_logits_grad", reduction)
+  fn_name = "categorical_cross_entropy_with_logits_grad"
+  check_reduction(fn_name, reduction)
+  check_inputs(
+    fn_name,
+    "dense",
+    logits,
+    targets,
+    axis=axis,
+    class_weights=class_weights,
+    label_smoothing=label_smoothing,
+  )
   z, a, kept = _dense_coefficients(logits, targets, axis, class_weights, label_smoothing, where)
   z = jnp.where(kept[..., None], z, jnp.zeros_like(z))
   p = jax.nn.softmax(z, axis=-1)
@@ -222,7 +275,18 @@ def categorical_cross_entropy_grad(
   Returns:
     ``probs.shape``, float64 for float64 probabilities, float32 otherwise.
   """
-  check_reduction("categorical_cross_entropy_grad", reduction)
+  fn_name = "categorical_cross_entropy_grad"
+  check_reduction(fn_name, reduction)
+  check_inputs(
+    fn_name,
+    "dense",
+    probs,
+    targets,
+    axis=axis,
+    probabilities=True,
+    class_weights=class_weights,
+    label_smoothing=label_smoothing,
+  )
   p, a, kept = _dense_coefficients(probs, targets, axis, class_weights, label_smoothing, where)
   active = p > jnp.exp(jnp.asarray(_CLAMP, p.dtype))
   g = jnp.where(active, -a / jnp.where(active, p, 1), 0)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common
+from xentax.losses import _common, _validate
 from xentax.losses._sparse import focal_scale
 
 
@@ -29,20 +29,37 @@ class BinaryInputs(NamedTuple):
   valid: jax.Array  # bool, same shape
 
 
-def _prepare_binary(fn_name, scores, labels, *, where, fill) -> BinaryInputs:
-  _common.check_float_input(fn_name, "logits/probs", scores)
-  scores = jnp.asarray(scores)
-  labels = jnp.asarray(labels)
+def _prepare_binary(
+  fn_name, scores, labels, *, where, fill, params=None, option_bad=None
+) -> tuple[BinaryInputs, dict]:
+  """Validate a binary loss's inputs; return them and the broadcast elementwise ``params``.
+
+  ``params`` (``weights``, ``pos_weight``) are broadcast to the scores' shape and checked
+  against their domain; under ``jit`` an entry outside it (or a scalar option flagged in
+  ``option_bad``) makes the loss and gradient of the examples it touches NaN.
+  """
+  scores = _validate.float_array(fn_name, "logits/probs", scores)
+  labels = _validate.numeric_array(fn_name, "labels", labels)
   _common.check_same_shape(fn_name, "logits/probs", scores, "labels", labels)
   dtype = _common.compute_dtype(scores)
   valid = _common.broadcast_mask(fn_name, where, scores.shape)
   bad = ((labels < 0) | (labels > 1)) & valid
   _common.check_values(fn_name, "labels must lie in [0, 1]", labels, bad)
+  broadcast = {}
+  for name, value in (params or {}).items():
+    if value is not None:
+      value = _validate.to_array(fn_name, name, value)
+      value = _common.broadcast_param(fn_name, name, value, scores.shape, dtype)
+      flag = _validate.option(fn_name, name, value)
+      bad = bad if flag is None else bad | (valid & flag)
+    broadcast[name] = value
+  if option_bad is not None:
+    bad = bad | (valid & option_bad)
   scores = scores.astype(dtype)
   scores = jnp.where(valid, scores, jnp.full_like(scores, fill))
   scores = scores + _common.nan_where(bad, dtype)
   labels = jnp.where(valid, labels.astype(dtype), jnp.zeros((), dtype))
-  return BinaryInputs(scores, labels, valid)
+  return BinaryInputs(scores, labels, valid), broadcast
 
 
 def _bce_from_logits(x, y, pos_weight=None) -> jax.Array:
@@ -95,14 +112,16 @@ def binary_cross_entropy(
   """
   fn_name = "binary_cross_entropy"
   _common.check_reduction(fn_name, reduction)
-  inputs = _prepare_binary(fn_name, probs, labels, where=where, fill=0.5)
+  inputs, params = _prepare_binary(
+    fn_name, probs, labels, where=where, fill=0.5, params={"weights": weights}
+  )
   p, y = inputs.scores, inputs.labels
   bad_probs = ((p < 0) | (p > 1)) & inputs.valid
   _common.check_values(fn_name, "probs must lie in [0, 1]", p, bad_probs)
   p = p + _common.nan_where(bad_probs, p.dtype)
   losses = -(y * _common.clamped_log(p) + (1 - y) * _common.clamped_log1m(p))
   if weights is not None:
-    losses = losses * _common.broadcast_param(fn_name, "weights", weights, p.shape, p.dtype)
+    losses = losses * params["weights"]
   return _common.reduce_losses(losses, valid=inputs.valid, reduction=reduction)
 
 
@@ -149,16 +168,23 @@ def binary_cross_entropy_with_logits(
   """
   fn_name = "binary_cross_entropy_with_logits"
   _common.check_reduction(fn_name, reduction)
-  inputs = _prepare_binary(fn_name, logits, labels, where=where, fill=0.0)
+  option_bad = _validate.options(fn_name, label_smoothing=label_smoothing)
+  inputs, params = _prepare_binary(
+    fn_name,
+    logits,
+    labels,
+    where=where,
+    fill=0.0,
+    params={"pos_weight": pos_weight, "weights": weights},
+    option_bad=option_bad,
+  )
   x, y = inputs.scores, inputs.labels
   if not _common.is_static_zero(label_smoothing):
     eps = jnp.asarray(label_smoothing, x.dtype)
     y = y * (1 - eps) + eps / 2
-  if pos_weight is not None:
-    pos_weight = _common.broadcast_param(fn_name, "pos_weight", pos_weight, x.shape, x.dtype)
-  losses = _bce_from_logits(x, y, pos_weight)
+  losses = _bce_from_logits(x, y, params["pos_weight"])
   if weights is not None:
-    losses = losses * _common.broadcast_param(fn_name, "weights", weights, x.shape, x.dtype)
+    losses = losses * params["weights"]
   return _common.reduce_losses(losses, valid=inputs.valid, reduction=reduction)
 
 
@@ -202,7 +228,8 @@ def binary_focal_loss_with_logits(
   """
   fn_name = "binary_focal_loss_with_logits"
   _common.check_reduction(fn_name, reduction)
-  inputs = _prepare_binary(fn_name, logits, labels, where=where, fill=0.0)
+  option_bad = _validate.options(fn_name, gamma=gamma, alpha=alpha)
+  inputs, _ = _prepare_binary(fn_name, logits, labels, where=where, fill=0.0, option_bad=option_bad)
   x, y = inputs.scores, inputs.labels
   ce = _bce_from_logits(x, y)
   log_1mpt = _common.logsumexp(

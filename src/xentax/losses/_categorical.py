@@ -17,7 +17,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common
+from xentax.losses import _common, _validate
 
 
 class DenseInputs(NamedTuple):
@@ -30,17 +30,18 @@ class DenseInputs(NamedTuple):
 def _prepare_dense(
   fn_name, scores, targets, *, axis, class_weights, label_smoothing, where, fill
 ) -> DenseInputs:
-  _common.check_float_input(fn_name, "logits/probs", scores)
-  scores = jnp.asarray(scores)
-  targets = jnp.asarray(targets)
+  scores = _validate.float_array(fn_name, "logits/probs", scores)
+  targets = _validate.numeric_array(fn_name, "targets", targets)
   _common.check_same_shape(fn_name, "logits/probs", scores, "targets", targets)
   axis = _common.normalize_axis(fn_name, axis, scores.ndim)
+  _validate.check_num_classes(fn_name, scores.shape[axis])
+  option_bad = _validate.options(fn_name, label_smoothing=label_smoothing)
   dtype = _common.compute_dtype(scores)
   example_shape = scores.shape[:axis] + scores.shape[axis + 1 :]
   valid = _common.broadcast_mask(fn_name, where, example_shape)
   bad_targets = ((targets < 0) | (targets > 1)) & jnp.expand_dims(valid, axis)
   _common.check_values(fn_name, "targets must lie in [0, 1]", targets, bad_targets)
-  bad = jnp.any(bad_targets, axis=axis)
+  bad = _validate.any_bad(jnp.any(bad_targets, axis=axis), option_bad)
 
   scores = jnp.moveaxis(scores, axis, -1).astype(dtype)
   targets = jnp.moveaxis(targets, axis, -1).astype(dtype)
@@ -52,8 +53,15 @@ def _prepare_dense(
     eps = jnp.asarray(label_smoothing, dtype)
     targets = (1 - eps) * targets + eps / num_classes
   if class_weights is not None:
-    targets = targets * _common.class_weight_vector(fn_name, class_weights, num_classes, dtype)
-  return DenseInputs(scores, targets, valid, bad)
+    class_weights = _validate.to_array(fn_name, "class_weights", class_weights)
+    class_weights = _common.class_weight_vector(fn_name, class_weights, num_classes, dtype)
+    bad = _validate.any_bad(bad, _any(_validate.option(fn_name, "class_weights", class_weights)))
+    targets = targets * class_weights
+  return DenseInputs(scores, targets, valid, bad & valid)
+
+
+def _any(flags):
+  return None if flags is None else jnp.any(flags)
 
 
 def categorical_cross_entropy_with_logits(

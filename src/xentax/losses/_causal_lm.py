@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common
+from xentax.losses import _common, _validate
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
 
 NORMALIZATIONS = ("token", "sequence")
@@ -75,8 +75,8 @@ def causal_lm_cross_entropy_with_logits(
       f"{fn_name}: normalization={normalization!r} is not supported; choose one of "
       f"{NORMALIZATIONS}."
     )
-  _common.check_float_input(fn_name, "logits", logits)
-  _common.check_integer_labels(fn_name, labels)
+  _validate.float_array(fn_name, "logits", logits)
+  _validate.integer_labels(fn_name, labels)
   logits, labels = jnp.asarray(logits), jnp.asarray(labels)
   if logits.ndim < 2 or labels.shape != logits.shape[:-1]:
     raise ValueError(

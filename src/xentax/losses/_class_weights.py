@@ -14,11 +14,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common
+from xentax.losses import _common, _validate
 
 
 def _counts(fn_name, labels, num_classes, ignore_index, where):
-  _common.check_integer_labels(fn_name, labels)
+  _validate.integer_labels(fn_name, labels)
   if not isinstance(num_classes, int) or num_classes < 1:
     raise ValueError(f"{fn_name}: num_classes={num_classes!r} must be a positive int.")
   labels = jnp.asarray(labels)

@@ -4,6 +4,7 @@ Design notes:
   * Every loss computes in float32 at least (float64 stays float64). The compute dtype is
     taken from the main input only, so a NumPy float64 ``class_weights`` does not promote a
     float32 loss to float64 when x64 is enabled.
+  * Types, option domains and integer labels are validated in :mod:`._validate`.
   * Bad *values* (labels out of range, probabilities outside [0, 1]) are found in one place,
     :func:`check_values`: on concrete inputs it raises ``ValueError`` naming the value and
     its position; on traced inputs it adds a ``checkify.debug_check`` (a no-op unless the
@@ -36,25 +37,6 @@ def check_reduction(fn_name: str, reduction: str) -> None:
   if reduction not in REDUCTIONS:
     raise ValueError(
       f"{fn_name}: reduction={reduction!r} is not supported; choose one of {REDUCTIONS}."
-    )
-
-
-def check_integer_labels(fn_name: str, labels) -> None:
-  dtype = jnp.result_type(labels)
-  if not jnp.issubdtype(dtype, jnp.integer):
-    raise TypeError(
-      f"{fn_name}: labels must be integer class indices, got dtype {dtype}. "
-      "Cast them with labels.astype(jnp.int32), or pass one-hot/soft targets to the "
-      "categorical (dense) loss instead."
-    )
-
-
-def check_float_input(fn_name: str, arg_name: str, x) -> None:
-  dtype = jnp.result_type(x)
-  if not jnp.issubdtype(dtype, jnp.floating):
-    raise TypeError(
-      f"{fn_name}: {arg_name} must be a floating-point array, got dtype {dtype}. "
-      f"Cast it with {arg_name}.astype(jnp.float32)."
     )
 
 
@@ -189,10 +171,11 @@ def logsumexp(x, axis: int = -1) -> jax.Array:
   m = lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
   m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
   s = jnp.sum(jnp.exp(x - m), axis=axis)
-  positive = s > 0
-  # Guard log(0): its gradient 1/0 would otherwise turn into NaN for all -inf rows.
-  out = jnp.log(jnp.where(positive, s, jnp.ones_like(s))) + jnp.squeeze(m, axis)
-  return jnp.where(positive, out, jnp.full_like(out, -jnp.inf))
+  # Guard log(0): its gradient 1/0 would otherwise turn into NaN for all -inf rows. Test
+  # `s == 0`, not `s > 0`: a NaN logit makes `s` NaN, which must stay NaN, not become -inf.
+  empty = s == 0
+  out = jnp.log(jnp.where(empty, jnp.ones_like(s), s)) + jnp.squeeze(m, axis)
+  return jnp.where(empty, jnp.full_like(out, -jnp.inf), out)
 
 
 def clamped_log(p) -> jax.Array:

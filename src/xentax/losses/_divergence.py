@@ -24,14 +24,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common
+from xentax.losses import _common, _validate
 from xentax.losses._sparse import prepare_labels, sparse_categorical_cross_entropy_with_logits
 
 
 def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature):
   """Validate two logit arrays; class axis last, compute dtype, dropped rows zeroed."""
-  _common.check_float_input(fn_name, "student_logits", student_logits)
-  _common.check_float_input(fn_name, "teacher_logits", teacher_logits)
+  _validate.float_array(fn_name, "student_logits", student_logits)
+  _validate.float_array(fn_name, "teacher_logits", teacher_logits)
   s = jnp.asarray(student_logits)
   t = jnp.asarray(teacher_logits)
   _common.check_same_shape(fn_name, "student_logits", s, "teacher_logits", t)
@@ -261,8 +261,8 @@ def distillation_loss(
   """
   fn_name = "distillation_loss"
   _common.check_reduction(fn_name, reduction)
-  _common.check_integer_labels(fn_name, labels)
-  _common.check_float_input(fn_name, "student_logits", student_logits)
+  _validate.integer_labels(fn_name, labels)
+  _validate.float_array(fn_name, "student_logits", student_logits)
   labels = jnp.asarray(labels)
   num_classes = jnp.shape(student_logits)[
     _common.normalize_axis(fn_name, axis, jnp.ndim(student_logits))

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _fused_tokens
+from xentax.losses import _common, _fused_tokens, _validate
 from xentax.losses._sparse import (
   prepare_labels,
   sparse_loss_from_terms,
@@ -47,7 +47,7 @@ class _Config(NamedTuple):
   num_blocks: int
   vocab_size: int  # columns of `weight` here (a shard's when the vocabulary is sharded)
   num_classes: int  # the whole vocabulary
-  softcap: float | None
+  softcap: bool  # logits are soft-capped (the cap itself is an array argument)
   smoothing: bool
   z_loss: bool
   axis_name: str | tuple | None = None  # mesh axis the vocabulary is sharded over
@@ -128,7 +128,8 @@ def fused_linear_cross_entropy(
       columns per block.
     ignore_index, class_weights, label_smoothing, z_loss, where, reduction: as in
       :func:`xentax.sparse_categorical_cross_entropy_with_logits`.
-    softcap: if set, logits become ``c * tanh(logits / c)`` before the loss (Gemma 2).
+    softcap: if set, logits become ``c * tanh(logits / c)`` before the loss (Gemma 2);
+      ``c`` must be finite and positive, and may be traced (its gradient is exact).
     return_lse: also return the ``[...]`` per-token log-normaliser ``logsumexp(z)`` (0 for
       dropped tokens), so a z-loss can be logged without a second pass.
     schedule: ``"auto"``, ``"tokens"`` or ``"vocab"`` (see above).
@@ -142,9 +143,11 @@ def fused_linear_cross_entropy(
   Raises:
     TypeError: float labels, or forward-mode differentiation (``jax.jvp``/``jacfwd``),
       which a ``custom_vjp`` does not support.
-    ValueError: shapes that do not fit, a bad ``block_size``, an unknown reduction or
-      schedule, ``schedule="tokens"`` with ``reduction="none"``, or (on concrete inputs) a
-      label out of range.
+    ValueError: shapes that do not fit, a ``block_size`` outside ``[1, V]``, an unknown
+      reduction or schedule, ``schedule="tokens"`` with ``reduction="none"``, or (on
+      concrete inputs) a label out of range or an option outside its domain (under
+      ``jit``: NaN loss and gradient); see the README's "Errors and edge cases".
+      TypeError also for a ``block_size`` that is not an integer.
 
   Example:
     >>> import jax, jax.numpy as jnp, xentax
@@ -204,10 +207,9 @@ def fused_linear_cross_entropy_impl(
   """:func:`fused_linear_cross_entropy`, optionally inside ``shard_map`` with ``weight``
   sharded along the vocabulary over ``axis_name`` and tokens over ``batch_axis_name``."""
   _common.check_reduction(fn_name, reduction)
-  _common.check_float_input(fn_name, "hidden", hidden)
-  _common.check_float_input(fn_name, "weight", weight)
-  _common.check_integer_labels(fn_name, labels)
-  hidden, weight, labels = jnp.asarray(hidden), jnp.asarray(weight), jnp.asarray(labels)
+  hidden = _validate.float_array(fn_name, "hidden", hidden)
+  weight = _validate.float_array(fn_name, "weight", weight)
+  labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
   if weight.ndim != 2 or hidden.ndim < 1 or hidden.shape[-1] != weight.shape[0]:
     raise ValueError(
       f"{fn_name}: hidden has shape {hidden.shape} and weight {weight.shape}; they must be "
@@ -229,20 +231,23 @@ def fused_linear_cross_entropy_impl(
       f"of shape {batch_shape}."
     )
   vocab_size = weight.shape[1]
+  _validate.check_num_classes(fn_name, vocab_size, "weight's vocabulary axis (V)")
   num_classes = vocab_size
   if axis_name is not None:
-    num_classes = vocab_size * lax.axis_size(axis_name)
+    num_classes = vocab_size * _validate.axis_size(fn_name, "axis_name", axis_name)
+  if batch_axis_name is not None:
+    _validate.axis_size(fn_name, "batch_axis_name", batch_axis_name)
   if bias is not None:
-    bias = jnp.asarray(bias)
+    bias = _validate.float_array(fn_name, "bias", bias)
     if bias.shape != (vocab_size,):
       raise ValueError(f"{fn_name}: bias has shape {bias.shape}; it must be ({vocab_size},).")
   num_tokens = int(jnp.size(labels))
   if block_size is None:
     block_size = auto_block_size(num_tokens, vocab_size)
-  if not isinstance(block_size, int) or not 1 <= block_size <= vocab_size:
-    raise ValueError(f"{fn_name}: block_size={block_size!r} must be an int in [1, V={vocab_size}].")
-  if softcap is not None and not softcap > 0:
-    raise ValueError(f"{fn_name}: softcap={softcap!r} must be positive (or None).")
+  block_size = _validate.block_size(fn_name, block_size, vocab_size)
+  option_bad = _validate.options(
+    fn_name, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
+  )
 
   dtype = _common.compute_dtype(jnp.result_type(hidden, weight))
   prepared = prepare_labels(
@@ -253,6 +258,8 @@ def fused_linear_cross_entropy_impl(
     ignore_index=ignore_index,
     where=where,
     dtype=dtype,
+    shown=shown,
+    option_bad=option_bad,
   )
   valid = prepared.valid.reshape(-1)
   h = hidden.reshape(-1, hidden.shape[-1])
@@ -285,7 +292,7 @@ def fused_linear_cross_entropy_impl(
     num_blocks=-(-vocab_size // block_size),
     vocab_size=vocab_size,
     num_classes=num_classes,
-    softcap=None if softcap is None else float(softcap),
+    softcap=softcap is not None,
     smoothing=not _common.is_static_zero(label_smoothing),
     z_loss=not _common.is_static_zero(z_loss),
     axis_name=axis_name,
@@ -300,6 +307,7 @@ def fused_linear_cross_entropy_impl(
     prepared.class_weights,
     jnp.asarray(label_smoothing, dtype),
     jnp.asarray(z_loss, dtype),
+    None if softcap is None else jnp.asarray(softcap, dtype),
   )
   target_weight = prepared.target_weight
   loss = _common.reduce_losses(
@@ -315,19 +323,27 @@ def fused_linear_cross_entropy_impl(
   return loss
 
 
-def _block(config: _Config, h, weight, bias, i):
-  """Logits of vocabulary block ``i``: ``(start, w_block, logits, columns, fresh)``."""
+class _Block(NamedTuple):
+  start: jax.Array  # first local column of the block
+  w_block: jax.Array  # [D, block]
+  logits: jax.Array  # [N, block], after the softcap
+  raw: jax.Array  # [N, block], before the softcap (the same array without one)
+  columns: jax.Array  # [block] global column indices
+  fresh: jax.Array  # [block] bool: not already covered by the previous block
+
+
+def _block(config: _Config, h, weight, bias, cap, i) -> _Block:
+  """Logits of vocabulary block ``i`` (see :class:`_Block`)."""
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
   start = jnp.minimum(i * config.block_size, config.vocab_size - config.block_size)
   w_block = _fused_tokens.slice_columns(weight, start, config.block_size)  # never upcast
-  logits = jnp.dot(h, w_block, preferred_element_type=dtype)
+  raw = jnp.dot(h, w_block, preferred_element_type=dtype)
   if bias is not None:
-    logits = logits + lax.dynamic_slice_in_dim(bias, start, config.block_size).astype(dtype)
-  if config.softcap is not None:
-    logits = config.softcap * jnp.tanh(logits / config.softcap)
+    raw = raw + lax.dynamic_slice_in_dim(bias, start, config.block_size).astype(dtype)
+  logits = cap * jnp.tanh(raw / cap) if config.softcap else raw
   local_columns = start + jnp.arange(config.block_size)
   fresh = local_columns >= i * config.block_size  # not already covered by the previous block
-  return start, w_block, logits, _column_offset(config) + local_columns, fresh
+  return _Block(start, w_block, logits, raw, _column_offset(config) + local_columns, fresh)
 
 
 def _column_offset(config: _Config):
@@ -364,14 +380,14 @@ def _block_weights(config: _Config, class_weights, start, dtype):
   return lax.dynamic_slice_in_dim(class_weights, start, config.block_size)
 
 
-def _forward_terms(config: _Config, h, weight, bias, labels, class_weights):
+def _forward_terms(config: _Config, h, weight, bias, labels, class_weights, cap):
   """One pass over the blocks: log-normaliser, target logit, weighted logit sum."""
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
   num_tokens = h.shape[0]
 
   def body(i, carry):
     running_max, running_sum, target, weighted_sum = carry
-    start, _, logits, columns, fresh = _block(config, h, weight, bias, i)
+    start, _, logits, _, columns, fresh = _block(config, h, weight, bias, cap, i)
     masked = jnp.where(fresh, logits, -jnp.inf)
     new_max = jnp.maximum(running_max, jnp.max(masked, axis=1))
     # Online log-sum-exp: rescale the old sum to the new max before adding this block.
@@ -388,7 +404,7 @@ def _forward_terms(config: _Config, h, weight, bias, labels, class_weights):
 
   zeros = jnp.zeros((num_tokens,), dtype)
   init = (jnp.full((num_tokens,), -jnp.inf, dtype), zeros, zeros, zeros)
-  init = _varying_like(init, h, weight, bias, labels, class_weights)
+  init = _varying_like(init, h, weight, bias, labels, class_weights, cap)
   running_max, running_sum, target, weighted_sum = lax.fori_loop(0, config.num_blocks, body, init)
   if config.axis_name is not None:
     # Two all-reduces combine the shards: the max, then the rescaled sums together.
@@ -417,24 +433,27 @@ def _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _fused(config, h, weight, bias, labels, class_weights, eps, z):
+def _fused(config, h, weight, bias, labels, class_weights, eps, z, cap):
   """Per-token losses and log-normalisers; ``custom_vjp`` so no logits are saved.
 
-  Saved for the backward pass: the inputs and ``lse [N]``. Peak memory
-  O(N * block_size) for the logits of one block, plus the ``[N, D]`` gradient of ``h``.
+  Saved for the backward pass: the inputs and three ``[N]`` vectors (``lse``, the target
+  logit and the weighted logit sum). Peak memory O(N * block_size) for the logits of one
+  block, plus the ``[N, D]`` gradient of ``h``. The backward pass also returns the exact
+  gradients of the options (class weights, smoothing, z-loss weight, softcap).
   """
-  lse, target, weighted_sum = _forward_terms(config, h, weight, bias, labels, class_weights)
+  lse, target, weighted_sum = _forward_terms(config, h, weight, bias, labels, class_weights, cap)
   return _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z), lse
 
 
-def _fused_fwd(config, h, weight, bias, labels, class_weights, eps, z):
-  lse, target, weighted_sum = _forward_terms(config, h, weight, bias, labels, class_weights)
+def _fused_fwd(config, h, weight, bias, labels, class_weights, eps, z, cap):
+  lse, target, weighted_sum = _forward_terms(config, h, weight, bias, labels, class_weights, cap)
   losses = _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z)
-  return (losses, lse), (h, weight, bias, labels, class_weights, eps, z, lse)
+  residuals = (h, weight, bias, labels, class_weights, eps, z, cap, lse, target, weighted_sum)
+  return (losses, lse), residuals
 
 
 def _fused_bwd(config, residuals, cotangents):
-  h, weight, bias, labels, class_weights, eps, z, lse = residuals
+  h, weight, bias, labels, class_weights, eps, z, cap, lse, target, weighted_sum = residuals
   g_loss, g_lse = cotangents
   dtype = lse.dtype
   coef_p, coef_target, coef_weight = sparse_loss_grad_coefficients(
@@ -448,43 +467,91 @@ def _fused_bwd(config, residuals, cotangents):
     lse_cotangent=g_lse,
   )
 
+  # Options, with the per-token statistics held fixed: every term but the weighted logit
+  # sum's own dependence on the class weights, d (sum_c w_c z_c) / d w_c = z_c, which
+  # needs the logits and is accumulated block by block below.
+  def from_options(class_weights, eps, z):
+    return _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z)
+
+  d_class_weights, d_eps, d_z = jax.vjp(from_options, class_weights, eps, z)[1](g_loss)
+  track_weights = config.smoothing and class_weights is not None
+
   def body(j, carry):
-    d_h, d_weight, d_bias = carry
+    d_h, d_weight, d_bias, d_local_weights, d_cap = carry
     i = config.num_blocks - 1 - j  # last block first: see the module notes
-    start, w_block, logits, columns, fresh = _block(config, h, weight, bias, i)
-    probs = jnp.exp(logits - lse[:, None])
+    blk = _block(config, h, weight, bias, cap, i)
+    probs = jnp.exp(blk.logits - lse[:, None])
     d_logits = coef_p[:, None] * probs - jnp.where(
-      columns == labels[:, None], coef_target[:, None], 0.0
+      blk.columns == labels[:, None], coef_target[:, None], 0.0
     )
     if config.smoothing:
       d_logits = d_logits - coef_weight[:, None] * _block_weights(
-        config, class_weights, start, dtype
+        config, class_weights, blk.start, dtype
       )
-    if config.softcap is not None:
-      d_logits = d_logits * (1 - jnp.square(logits / config.softcap))
-    d_logits = jnp.where(fresh, d_logits, 0.0)
-    d_h = d_h + jnp.dot(d_logits.astype(w_block.dtype), w_block.T, preferred_element_type=dtype)
+    d_logits = jnp.where(blk.fresh, d_logits, 0.0)
+    if track_weights:  # d loss / d w_c += -(e / C) sum_n g_n z_nc
+      d_w = -jnp.dot(coef_weight, jnp.where(blk.fresh, blk.logits, 0.0))
+      d_local_weights = lax.dynamic_update_slice_in_dim(d_local_weights, d_w, blk.start, 0)
+    if config.softcap:
+      # z = c tanh(u / c): dz/du = 1 - t^2 and dz/dc = t - (u / c)(1 - t^2), t = z / c.
+      t = blk.logits / cap
+      d_cap = d_cap + jnp.sum(d_logits * (t - blk.raw / cap * (1 - jnp.square(t))))
+      d_logits = d_logits * (1 - jnp.square(t))
+    d_h = d_h + jnp.dot(
+      d_logits.astype(blk.w_block.dtype), blk.w_block.T, preferred_element_type=dtype
+    )
     d_w_block = jnp.dot(h.T, d_logits.astype(h.dtype), preferred_element_type=dtype)
-    d_weight = _fused_tokens.update_columns(d_weight, d_w_block, start)
+    d_weight = _fused_tokens.update_columns(d_weight, d_w_block, blk.start)
     if d_bias is not None:
       d_bias = lax.dynamic_update_slice_in_dim(
-        d_bias, jnp.sum(d_logits, axis=0).astype(bias.dtype), start, axis=0
+        d_bias, jnp.sum(d_logits, axis=0).astype(bias.dtype), blk.start, axis=0
       )
-    return d_h, d_weight, d_bias
+    return d_h, d_weight, d_bias, d_local_weights, d_cap
 
   init = (
     jnp.zeros(h.shape, dtype),
     jnp.zeros_like(weight),
     None if bias is None else jnp.zeros_like(bias),
+    jnp.zeros((config.vocab_size,), dtype) if track_weights else None,
+    jnp.zeros((), dtype) if config.softcap else None,
   )
-  init = _varying_like(init, h, weight, bias, labels, class_weights, coef_p, coef_target)
-  d_h, d_weight, d_bias = lax.fori_loop(0, config.num_blocks, body, init)
+  init = _varying_like(init, h, weight, bias, labels, class_weights, cap, coef_p, coef_target)
+  d_h, d_weight, d_bias, d_local_weights, d_cap = lax.fori_loop(0, config.num_blocks, body, init)
+  if track_weights:
+    if config.axis_name is not None:  # each vocabulary shard holds its own columns
+      full = jnp.zeros((config.num_classes,), dtype)
+      full = _varying_like(full, d_local_weights)
+      full = lax.dynamic_update_slice_in_dim(full, d_local_weights, _column_offset(config), 0)
+      d_local_weights = lax.psum(full, config.axis_name)
+    if config.batch_axis_name is not None:  # sum before adding an invariant term to it
+      d_local_weights = psum_if_varying(d_local_weights, config.batch_axis_name)
+    d_class_weights = d_class_weights + d_local_weights
   if config.axis_name is not None:  # each vocabulary shard holds part of d hidden
     d_h = lax.psum(d_h, config.axis_name)
+    d_cap = None if d_cap is None else lax.psum(d_cap, config.axis_name)
   if config.batch_axis_name is not None:  # each token shard holds part of d weight
     d_weight = lax.psum(d_weight, config.batch_axis_name)
     d_bias = None if d_bias is None else lax.psum(d_bias, config.batch_axis_name)
-  return d_h.astype(h.dtype), d_weight, d_bias, None, None, None, None
+    # The options' cotangents from jax.vjp above are already summed where JAX inserted
+    # the broadcast of a replicated option; only the still-varying ones are summed here.
+    d_class_weights, d_eps, d_z, d_cap = (
+      psum_if_varying(d, config.batch_axis_name) for d in (d_class_weights, d_eps, d_z, d_cap)
+    )
+  d_cap = None if d_cap is None else d_cap.astype(cap.dtype)
+  return d_h.astype(h.dtype), d_weight, d_bias, None, d_class_weights, d_eps, d_z, d_cap
+
+
+def psum_if_varying(x, axis_name):
+  """``psum`` over ``axis_name`` if ``x`` varies over it inside ``shard_map``, else ``x``.
+
+  The cotangent of a replicated (invariant) input must be invariant: summed over the
+  shards exactly once, whether JAX's own transpose already summed it or not.
+  """
+  if x is None:
+    return None
+  names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
+  varying = tuple(name for name in names if name in _varying_axes(x))
+  return lax.psum(x, varying) if varying else x
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)

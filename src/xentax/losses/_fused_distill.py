@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common
+from xentax.losses import _common, _validate
 from xentax.losses._sparse import prepare_labels
 
 _AUTO_CHUNK_ELEMENTS = 1 << 22  # about 16 MB of float32 logits per chunk and side
@@ -124,8 +124,8 @@ def fused_linear_distillation(
     ("teacher_hidden", teacher_hidden),
     ("teacher_weight", teacher_weight),
   ):
-    _common.check_float_input(fn_name, name, x)
-  _common.check_integer_labels(fn_name, labels)
+    _validate.float_array(fn_name, name, x)
+  _validate.integer_labels(fn_name, labels)
   hs, ws = jnp.asarray(student_hidden), jnp.asarray(student_weight)
   ht, wt = jnp.asarray(teacher_hidden), jnp.asarray(teacher_weight)
   labels = jnp.asarray(labels)

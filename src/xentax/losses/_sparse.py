@@ -20,9 +20,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from xentax.losses import _common
+from xentax.losses import _common, _validate
 
 
 class SparseInputs(NamedTuple):
@@ -35,15 +36,18 @@ class SparseInputs(NamedTuple):
 
 
 def prepare_sparse(
-  fn_name, scores, labels, *, axis, class_weights, ignore_index, where
+  fn_name, scores, labels, *, axis, class_weights, ignore_index, where, option_bad=None
 ) -> SparseInputs:
-  """Validate a sparse loss's inputs and bring them to a common layout."""
-  _common.check_float_input(fn_name, "logits/probs", scores)
-  _common.check_integer_labels(fn_name, labels)
-  scores = jnp.asarray(scores)
-  labels = jnp.asarray(labels)
+  """Validate a sparse loss's inputs and bring them to a common layout.
+
+  ``option_bad`` (a traced boolean, or None) marks a scalar option outside its domain:
+  every kept example is then bad (NaN loss and gradient), as for an out-of-range label.
+  """
+  scores = _validate.float_array(fn_name, "logits/probs", scores)
+  labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
   axis = _common.normalize_axis(fn_name, axis, scores.ndim)
   _common.check_example_shape(fn_name, scores.shape, axis, labels)
+  _validate.check_num_classes(fn_name, scores.shape[axis])
   dtype = _common.compute_dtype(scores)
   scores = jnp.moveaxis(scores, axis, -1).astype(dtype)
   labels = prepare_labels(
@@ -54,6 +58,8 @@ def prepare_sparse(
     ignore_index=ignore_index,
     where=where,
     dtype=dtype,
+    shown=shown,
+    option_bad=option_bad,
   )
   return SparseInputs(scores, *labels)
 
@@ -67,9 +73,27 @@ class Labels(NamedTuple):
 
 
 def prepare_labels(
-  fn_name, labels, *, num_classes, class_weights, ignore_index, where, dtype
+  fn_name,
+  labels,
+  *,
+  num_classes,
+  class_weights,
+  ignore_index,
+  where,
+  dtype,
+  shown=None,
+  option_bad=None,
 ) -> Labels:
-  """Validity mask, range check, safe labels and target weights for integer labels."""
+  """Validity mask, range check, safe labels and target weights for integer labels.
+
+  Args:
+    shown: the label values to name in an error (the original NumPy labels, see
+      :func:`xentax.losses._validate.integer_labels`); ``labels`` when None.
+    option_bad: a traced boolean flag (or None): an option is outside its domain, so
+      every kept example is bad. ``class_weights`` is checked here and adds to it.
+  """
+  if ignore_index is not None and not isinstance(ignore_index, int | np.integer):
+    raise TypeError(f"{fn_name}: ignore_index={ignore_index!r} must be an integer or None.")
   valid = _common.broadcast_mask(fn_name, where, labels.shape)
   if ignore_index is not None:
     valid = valid & (labels != ignore_index)
@@ -78,13 +102,18 @@ def prepare_labels(
   allowed = f"labels must lie in [0, {num_classes})"
   if ignore_index is not None:
     allowed += f" or equal ignore_index={ignore_index}"
-  _common.check_values(fn_name, allowed, labels, bad)
+  _common.check_values(fn_name, allowed, labels if shown is None else shown, bad)
   safe_labels = jnp.where(valid & in_range, labels, jnp.zeros_like(labels))
 
   target_weight = None
   if class_weights is not None:
+    class_weights = _validate.to_array(fn_name, "class_weights", class_weights)
     class_weights = _common.class_weight_vector(fn_name, class_weights, num_classes, dtype)
+    weights_bad = _validate.option(fn_name, "class_weights", class_weights)
+    option_bad = _validate.any_bad(option_bad, None if weights_bad is None else weights_bad.any())
     target_weight = class_weights[safe_labels]
+  if option_bad is not None:
+    bad = bad | (valid & option_bad)
   return Labels(safe_labels, valid, bad, class_weights, target_weight)
 
 
@@ -124,9 +153,9 @@ def sparse_loss_from_terms(
   if not _common.is_static_zero(label_smoothing):
     smooth = class_weight_sum * lse - weighted_logit_sum
     eps = jnp.asarray(label_smoothing, loss.dtype)
-    # where, not a product: with eps == 0 a -inf logit must not turn 0 * inf into NaN.
-    smooth = jnp.where(eps != 0, eps / num_classes * smooth, jnp.zeros_like(smooth))
-    loss = (1 - eps) * loss + smooth
+    # safe_mul, not a plain product: with eps == 0 a -inf logit must not turn 0 * inf into
+    # NaN; unlike a `where` on eps it keeps the exact gradient d loss / d eps at eps == 0.
+    loss = (1 - eps) * loss + _common.safe_mul(eps / num_classes, smooth)
   if not _common.is_static_zero(z_loss):
     loss = loss + jnp.asarray(z_loss, loss.dtype) * jnp.square(lse)
   return loss
@@ -226,6 +255,7 @@ def sparse_categorical_cross_entropy_with_logits(
   """
   fn_name = "sparse_categorical_cross_entropy_with_logits"
   _common.check_reduction(fn_name, reduction)
+  option_bad = _validate.options(fn_name, label_smoothing=label_smoothing, z_loss=z_loss)
   inputs = prepare_sparse(
     fn_name,
     logits,
@@ -234,6 +264,7 @@ def sparse_categorical_cross_entropy_with_logits(
     class_weights=class_weights,
     ignore_index=ignore_index,
     where=where,
+    option_bad=option_bad,
   )
   config = _LogitsConfig(
     smoothing=not _common.is_static_zero(label_smoothing), z_loss=not _common.is_static_zero(z_loss)
@@ -342,8 +373,9 @@ def _logits_losses_jvp(config, primals, tangents):
     def from_options(class_weights, eps, z):
       return _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z)
 
+    # An option left out (class_weights=None) has no tangent at all.
     t_options = tuple(
-      jnp.zeros_like(p) if _is_symbolic_zero(t) else t
+      None if p is None else jnp.zeros_like(p) if _is_symbolic_zero(t) else t
       for p, t in zip(options, t_options, strict=True)
     )
     t_losses = t_losses + jax.jvp(from_options, options, t_options)[1]
@@ -450,7 +482,9 @@ def sparse_categorical_cross_entropy(
   )
   p_y = jnp.take_along_axis(p, inputs.labels[..., None], axis=-1)[..., 0]
   p_y = jnp.where(inputs.valid, p_y, jnp.ones_like(p_y))
-  p_y = p_y + _common.nan_where(inputs.bad | jnp.any(bad_probs, axis=-1), p_y.dtype)
+  # A NaN anywhere in the row (not only at the target) makes the example NaN.
+  row_bad = jnp.any(bad_probs | jnp.isnan(p), axis=-1)
+  p_y = p_y + _common.nan_where(inputs.bad | row_bad, p_y.dtype)
   losses = -_common.clamped_log(p_y)
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
@@ -502,6 +536,7 @@ def sparse_categorical_focal_loss_with_logits(
   """
   fn_name = "sparse_categorical_focal_loss_with_logits"
   _common.check_reduction(fn_name, reduction)
+  option_bad = _validate.options(fn_name, gamma=gamma)
   inputs = prepare_sparse(
     fn_name,
     logits,
@@ -510,6 +545,7 @@ def sparse_categorical_focal_loss_with_logits(
     class_weights=class_weights,
     ignore_index=ignore_index,
     where=where,
+    option_bad=option_bad,
   )
   x = _sanitize_logits(inputs)
   lse = _common.logsumexp(x)
@@ -533,10 +569,14 @@ def focal_scale(ce, log_1mp, gamma) -> jax.Array:
   that term is dropped there, which is its limit, so the gradient stays finite.
   """
   gamma = jnp.asarray(gamma, log_1mp.dtype)
-  is_zero = gamma == 0
-  # Double where: gamma * -inf would be NaN for gamma = 0 (and in its gradient).
-  exponent = gamma * jnp.where(is_zero, jnp.zeros_like(log_1mp), log_1mp)
-  modulator = jnp.where(is_zero, jnp.ones_like(log_1mp), jnp.exp(exponent))
+  # Double where on log(1 - p) = -inf (p = 1) only: gamma * -inf would be NaN for gamma = 0
+  # (and in its gradient). There (1 - p)^gamma is 1 for gamma = 0 and 0 otherwise, with zero
+  # gradient in gamma (x^g log x -> 0); elsewhere exp(gamma log(1 - p)) keeps the exact
+  # gradient in gamma, also at gamma = 0. A NaN log(1 - p) is not -inf, so it stays NaN.
+  certain = log_1mp == -jnp.inf
+  exponent = gamma * jnp.where(certain, jnp.zeros_like(log_1mp), log_1mp)
+  at_certain = jnp.where(gamma == 0, jnp.ones_like(log_1mp), jnp.zeros_like(log_1mp))
+  modulator = jnp.where(certain, at_certain, jnp.exp(exponent))
   frozen = jax.lax.stop_gradient(modulator)
   finite_ce = jnp.where(jnp.isfinite(ce), ce, jnp.zeros_like(ce))
   # Value: modulator * ce. Gradient: modulator * d ce + finite_ce * d modulator.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common
+from xentax.losses import _common, _validate
 from xentax.losses._sparse import prepare_sparse
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits as _sparse_ce
 
@@ -96,7 +96,7 @@ def perplexity(
     >>> float(xentax.metrics.perplexity(jnp.zeros((2, 4)), jnp.array([0, 3])))
     4.0
   """
-  _common.check_float_input("perplexity", "logits", logits)
+  _validate.float_array("perplexity", "logits", logits)
   return jnp.exp(
     _sparse_ce(logits, labels, axis=axis, ignore_index=ignore_index, where=where, reduction="mean")
   )
@@ -135,7 +135,7 @@ def predictive_entropy(
   if labels is None:
     if ignore_index is not None:
       raise ValueError(f"{fn_name}: ignore_index needs labels; pass labels or drop it.")
-    _common.check_float_input(fn_name, "logits", logits)
+    _validate.float_array(fn_name, "logits", logits)
     shape = jnp.shape(logits)
     labels = jnp.zeros(
       shape[: _common.normalize_axis(fn_name, axis, len(shape))]

@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common
-from xentax.losses._fused import fused_linear_cross_entropy_impl
+from xentax.losses import _common, _validate
+from xentax.losses._fused import fused_linear_cross_entropy_impl, psum_if_varying
 from xentax.losses._sparse import (
   prepare_labels,
   sparse_loss_from_terms,
@@ -32,6 +32,7 @@ from xentax.losses._sparse import (
 
 class _Config(NamedTuple):
   axis_name: str | tuple
+  batch_axis_name: str | tuple | None
   num_classes: int
   smoothing: bool
   z_loss: bool
@@ -87,16 +88,21 @@ def vocab_parallel_cross_entropy(
   """
   fn_name = "vocab_parallel_cross_entropy"
   _common.check_reduction(fn_name, reduction)
-  _common.check_float_input(fn_name, "logits_shard", logits_shard)
-  _common.check_integer_labels(fn_name, labels)
-  logits_shard, labels = jnp.asarray(logits_shard), jnp.asarray(labels)
+  logits_shard = _validate.float_array(fn_name, "logits_shard", logits_shard)
+  labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
+  if logits_shard.ndim == 0:
+    raise ValueError(f"{fn_name}: logits_shard must have a class axis, got a scalar.")
   if logits_shard.shape[:-1] != labels.shape:
     raise ValueError(
       f"{fn_name}: labels have shape {labels.shape} but logits_shard {logits_shard.shape} "
       f"needs labels of shape {logits_shard.shape[:-1]} (the class axis is the last one)."
     )
+  _validate.check_num_classes(fn_name, logits_shard.shape[-1], "logits_shard's class axis")
   dtype = _common.compute_dtype(logits_shard)
-  num_classes = logits_shard.shape[-1] * lax.axis_size(axis_name)
+  num_classes = logits_shard.shape[-1] * _validate.axis_size(fn_name, "axis_name", axis_name)
+  if batch_axis_name is not None:
+    _validate.axis_size(fn_name, "batch_axis_name", batch_axis_name)
+  option_bad = _validate.options(fn_name, label_smoothing=label_smoothing, z_loss=z_loss)
   prepared = prepare_labels(
     fn_name,
     labels,
@@ -105,12 +111,15 @@ def vocab_parallel_cross_entropy(
     ignore_index=ignore_index,
     where=where,
     dtype=dtype,
+    shown=shown,
+    option_bad=option_bad,
   )
   x = logits_shard.astype(dtype)
   x = jnp.where(prepared.valid[..., None], x, jnp.zeros((), dtype))
   x = x + _common.nan_where(prepared.bad, dtype)[..., None]
   config = _Config(
     axis_name=axis_name,
+    batch_axis_name=batch_axis_name,
     num_classes=num_classes,
     smoothing=not _common.is_static_zero(label_smoothing),
     z_loss=not _common.is_static_zero(z_loss),
@@ -163,27 +172,32 @@ def _terms(config: _Config, x, labels, class_weights):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _vocab_parallel(config, x, labels, class_weights, eps, z):
-  """Per-example losses; saved for the backward pass: the local logits and ``lse``."""
+  """Per-example losses; saved for the backward pass: the local logits and three ``[...]``
+  statistics (``lse``, target logit, weighted logit sum)."""
   return _forward(config, x, labels, class_weights, eps, z)[0]
 
 
-def _forward(config, x, labels, class_weights, eps, z):
-  lse, target, weighted_sum = _terms(config, x, labels, class_weights)
-  losses = sparse_loss_from_terms(
+def _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z):
+  return sparse_loss_from_terms(
     lse,
     target,
     num_classes=config.num_classes,
     target_weight=None if class_weights is None else class_weights[labels],
-    class_weight_sum=_common.class_weight_sum(class_weights, config.num_classes, x.dtype),
+    class_weight_sum=_common.class_weight_sum(class_weights, config.num_classes, lse.dtype),
     weighted_logit_sum=weighted_sum,
     label_smoothing=eps if config.smoothing else 0.0,
     z_loss=z if config.z_loss else 0.0,
   )
-  return losses, (x, labels, class_weights, eps, z, lse)
+
+
+def _forward(config, x, labels, class_weights, eps, z):
+  lse, target, weighted_sum = _terms(config, x, labels, class_weights)
+  losses = _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z)
+  return losses, (x, labels, class_weights, eps, z, lse, target, weighted_sum)
 
 
 def _backward(config, residuals, g_loss):
-  x, labels, class_weights, eps, z, lse = residuals
+  x, labels, class_weights, eps, z, lse, target, weighted_sum = residuals
   coef_p, coef_target, coef_weight = sparse_loss_grad_coefficients(
     g_loss,
     lse,
@@ -198,7 +212,36 @@ def _backward(config, residuals, g_loss):
   d_x = coef_p[..., None] * probs - jnp.where(is_target, coef_target[..., None], 0.0)
   if config.smoothing:
     d_x = d_x - coef_weight[..., None] * _local_weights(config, class_weights, x)
-  return d_x, None, None, None, None
+
+  # Options, with the statistics held fixed (they are replicated over the vocabulary
+  # axis), plus the weighted logit sum's own term d (sum_c w_c x_c) / d w_c = x_c, which
+  # each shard knows for its own columns only.
+  def from_options(class_weights, eps, z):
+    return _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z)
+
+  d_class_weights, d_eps, d_z = jax.vjp(from_options, class_weights, eps, z)[1](g_loss)
+  if config.smoothing and class_weights is not None:
+    rows = x.reshape(-1, x.shape[-1])
+    local = -jnp.dot(coef_weight.reshape(-1), rows, precision=lax.Precision.HIGHEST)
+    start = lax.axis_index(config.axis_name) * x.shape[-1]
+    full = _varying_zeros(config.num_classes, local)
+    full = lax.dynamic_update_slice_in_dim(full, local, start, 0)
+    full = lax.psum(full, config.axis_name)
+    if config.batch_axis_name is not None:  # sum before adding an invariant term to it
+      full = psum_if_varying(full, config.batch_axis_name)
+    d_class_weights = d_class_weights + full
+  if config.batch_axis_name is not None:  # each example shard holds part of these
+    d_class_weights, d_eps, d_z = (
+      psum_if_varying(d, config.batch_axis_name) for d in (d_class_weights, d_eps, d_z)
+    )
+  return d_x, None, d_class_weights, d_eps, d_z
+
+
+def _varying_zeros(size, like):
+  """``zeros(size)`` varying over the same ``shard_map`` axes as ``like``."""
+  zeros = jnp.zeros((size,), like.dtype)
+  axes = getattr(getattr(jax.typeof(like), "mat", None), "varying", None) or ()
+  return lax.pcast(zeros, tuple(sorted(axes)), to="varying") if axes else zeros
 
 
 _vocab_parallel.defvjp(_forward, _backward)

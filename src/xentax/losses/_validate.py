@@ -1,0 +1,224 @@
+"""Input validation for every xentax loss: arrays, integer labels and option domains.
+
+Design notes:
+  * One contract for every bad input (see the README's "Errors and edge cases"): a
+    wrong type or shape raises ``TypeError``/``ValueError`` at trace time; a bad *value*
+    raises ``ValueError`` naming the argument when it is concrete, and under ``jit``
+    (where it cannot raise) makes the loss and its gradient NaN and records a
+    ``checkify.debug_check`` that :func:`xentax.checked` turns into an error.
+  * Python lists (and tuples) are accepted wherever an array is, converted with
+    ``np.asarray``: a list of numbers is unambiguous, and rejecting it would only move
+    the conversion into every caller. A ragged or non-numeric list raises ``TypeError``.
+  * Integer labels are checked in their original dtype, before JAX casts them: with x64
+    off a NumPy ``int64`` label ``2**32 + 1`` would otherwise wrap to ``1``, a valid
+    class. Labels that do not fit the dtype JAX will use are replaced by an out-of-range
+    sentinel, so the usual range check reports them, with their real value.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+# name -> (domain in words, predicate that is True inside the domain; False for NaN).
+DOMAINS = {
+  "label_smoothing": ("in [0, 1]", lambda v: (v >= 0) & (v <= 1)),
+  "alpha": ("in [0, 1]", lambda v: (v >= 0) & (v <= 1)),
+  "z_loss": ("finite and >= 0", lambda v: (v >= 0) & (v < np.inf)),
+  "gamma": ("finite and >= 0", lambda v: (v >= 0) & (v < np.inf)),
+  "class_weights": ("finite and >= 0", lambda v: (v >= 0) & (v < np.inf)),
+  "pos_weight": ("finite and >= 0", lambda v: (v >= 0) & (v < np.inf)),
+  "weights": ("finite and >= 0", lambda v: (v >= 0) & (v < np.inf)),
+  "softcap": ("finite and > 0", lambda v: (v > 0) & (v < np.inf)),
+}
+
+
+def is_traced(x) -> bool:
+  return isinstance(x, jax.core.Tracer)
+
+
+def to_array(fn_name: str, arg_name: str, x):
+  """``x`` unchanged if it is an array, a list/tuple as a NumPy array, else as given."""
+  if isinstance(x, list | tuple):
+    try:
+      x = np.asarray(x)
+    except ValueError as e:
+      raise TypeError(
+        f"{fn_name}: {arg_name} is a list that is not a rectangular array of numbers ({e}); "
+        "pass an array."
+      ) from None
+    if x.dtype.kind not in "biuf":
+      raise TypeError(
+        f"{fn_name}: {arg_name} is a list of {x.dtype} values; pass an array of numbers."
+      )
+  return x
+
+
+def _dtype(fn_name: str, arg_name: str, x):
+  try:
+    return jnp.result_type(x)
+  except TypeError:
+    raise TypeError(
+      f"{fn_name}: {arg_name} must be an array (or a list of numbers), got {type(x).__name__}."
+    ) from None
+
+
+def float_array(fn_name: str, arg_name: str, x) -> jax.Array:
+  """A floating-point input (logits, probabilities, hidden states) as a JAX array."""
+  x = to_array(fn_name, arg_name, x)
+  dtype = _dtype(fn_name, arg_name, x)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise TypeError(
+      f"{fn_name}: {arg_name} must be a floating-point array, got dtype {dtype}. "
+      f"Cast it with {arg_name}.astype(jnp.float32)."
+    )
+  return jnp.asarray(x)
+
+
+def numeric_array(fn_name: str, arg_name: str, x) -> jax.Array:
+  """Binary labels or dense targets: any real dtype (not bool), as a JAX array."""
+  x = to_array(fn_name, arg_name, x)
+  dtype = _dtype(fn_name, arg_name, x)
+  if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+    raise TypeError(
+      f"{fn_name}: {arg_name} must be a real-valued array in [0, 1], got dtype {dtype}."
+    )
+  return jnp.asarray(x)
+
+
+def integer_labels(fn_name: str, labels, ignore_index=None) -> tuple[jax.Array, object]:
+  """Integer class indices as a JAX array, checked before any cast.
+
+  Returns:
+    ``(labels, shown)``: the labels JAX will use, and the values to name in error
+    messages (the original NumPy values when some did not fit JAX's integer dtype).
+  """
+  labels = to_array(fn_name, "labels", labels)
+  dtype = _dtype(fn_name, "labels", labels)
+  if not jnp.issubdtype(dtype, jnp.integer):
+    raise TypeError(
+      f"{fn_name}: labels must be integer class indices, got dtype {dtype}. "
+      "Cast them with labels.astype(jnp.int32), or pass one-hot/soft targets to the "
+      "categorical (dense) loss instead."
+    )
+  if isinstance(labels, jax.Array):
+    return labels, labels
+  original = np.asarray(labels)
+  target = np.dtype(jax.dtypes.canonicalize_dtype(original.dtype))
+  if target == original.dtype:
+    return jnp.asarray(original), original
+  info = np.iinfo(target)
+  fits = (original >= info.min) & (original <= info.max)
+  if fits.all():
+    return jnp.asarray(original.astype(target)), original
+  # Every value that does not fit is out of range for any class count JAX can index.
+  sentinel = info.min if info.min != ignore_index and info.min < 0 else info.max
+  return jnp.asarray(np.where(fits, original, sentinel).astype(target)), original
+
+
+def check_num_classes(fn_name: str, num_classes: int, what: str = "the class axis") -> None:
+  if num_classes == 0:
+    raise ValueError(f"{fn_name}: {what} has size 0; a cross-entropy needs at least one class.")
+
+
+def axis_size(fn_name: str, arg_name: str, axis_name) -> int:
+  """The size of a ``shard_map`` mesh axis, or a ``ValueError`` naming the argument."""
+  from jax import lax
+
+  try:
+    return lax.axis_size(axis_name)
+  except (NameError, AssertionError, KeyError, ValueError, TypeError) as e:
+    raise ValueError(
+      f"{fn_name}: {arg_name}={axis_name!r} is not a mesh axis of the enclosing "
+      f"jax.shard_map ({type(e).__name__}: {e}); call this function inside shard_map over "
+      "a mesh with that axis name."
+    ) from None
+
+
+def block_size(fn_name: str, value, vocab_size: int) -> int:
+  """A positive Python or NumPy integer, at most ``vocab_size``, as a Python int."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise TypeError(
+      f"{fn_name}: block_size={value!r} must be an integer (Python or NumPy), or None."
+    )
+  value = int(value)
+  if not 1 <= value <= vocab_size:
+    raise ValueError(f"{fn_name}: block_size={value} must lie in [1, V={vocab_size}].")
+  return value
+
+
+def option(fn_name: str, name: str, value):
+  """Check one numeric option against its domain (:data:`DOMAINS`).
+
+  Returns:
+    ``None`` when the option is concrete (it was checked here; a bad value raised
+    ``ValueError``), else a boolean array of the option's shape, True where it is outside
+    its domain, for the caller to turn into NaN; a ``checkify.debug_check`` is recorded.
+
+  Raises:
+    TypeError: a value that is not a real number (a string, a complex or boolean array).
+    ValueError: a concrete value outside the domain, naming the argument and the value.
+  """
+  domain, inside = DOMAINS[name]
+  value = to_array(fn_name, name, value)
+  if isinstance(value, bool) or not _is_real(value):
+    raise TypeError(
+      f"{fn_name}: {name}={value!r} must be a real number (or array of them) {domain}."
+    )
+  if is_traced(value):
+    bad = ~inside(value)
+    flat = jnp.ravel(bad)
+    checkify.debug_check(
+      ~jnp.any(flat),
+      f"{fn_name}: {name} must be {domain}; found {{value}}.",
+      value=jnp.ravel(value)[jnp.argmax(flat)],
+    )
+    return bad
+  array = np.asarray(value, dtype=np.float64)
+  bad = ~inside(array)
+  if bad.any():
+    if array.ndim == 0:
+      raise ValueError(f"{fn_name}: {name}={value!r} is invalid; it must be {domain}.")
+    position = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise ValueError(
+      f"{fn_name}: {name} must be {domain}; found {array[position]} at position {position}."
+    )
+  return None
+
+
+def _is_real(value) -> bool:
+  try:
+    dtype = jnp.result_type(value)
+  except TypeError:
+    return False
+  return bool(jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer))
+
+
+def options(fn_name: str, **values):
+  """:func:`option` for each option given (None values are skipped).
+
+  Returns:
+    ``None`` when nothing is traced, else a scalar boolean: any traced option is bad.
+    (Elementwise options such as ``weights`` use :func:`option` directly.)
+  """
+  bad = None
+  for name, value in values.items():
+    if value is None:
+      continue
+    flag = option(fn_name, name, value)
+    if flag is not None:
+      flag = jnp.any(flag)
+      bad = flag if bad is None else bad | flag
+  return bad
+
+
+def any_bad(bad, *flags):
+  """``bad | flag | ...`` skipping ``None`` flags (options that were concrete)."""
+  for flag in flags:
+    if flag is not None:
+      bad = flag if bad is None else bad | flag
+  return bad

@@ -1,0 +1,415 @@
+"""No silent wrong answer: every input gives the right number, NaN, or a clear error.
+
+One test per class of failure (issue 9), each over every loss it applies to, and a
+hypothesis search over the option space with adversarial values.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.experimental import checkify
+
+import xentax
+from tests import _reference as ref
+from tests._tolerances import tol
+
+REDUCTIONS = ["none", "sum", "mean"]
+N, C = 4, 3
+rng = np.random.default_rng(0)
+LOGITS = rng.normal(size=(N, C)) * 2
+LABELS = np.array([0, 2, 1, 2])
+PROBS = np.exp(LOGITS) / np.exp(LOGITS).sum(-1, keepdims=True)
+TARGETS = np.eye(C)[LABELS] * 0.8 + 0.2 / C
+BINARY_LABELS = rng.uniform(size=(N, C))
+HIDDEN = rng.normal(size=(N, 2))
+WEIGHT = rng.normal(size=(2, C))
+
+
+def _fused(h, y, **kw):
+  return xentax.fused_linear_cross_entropy(h, jnp.asarray(WEIGHT), y, block_size=2, **kw)
+
+
+# name -> (loss, scores, labels, float options it takes, index of the bad entry's example)
+LOSSES = {
+  "sparse_logits": (
+    xentax.sparse_categorical_cross_entropy_with_logits,
+    LOGITS,
+    LABELS,
+    ("label_smoothing", "z_loss", "class_weights"),
+  ),
+  "sparse_probs": (xentax.sparse_categorical_cross_entropy, PROBS, LABELS, ("class_weights",)),
+  "sparse_focal": (
+    xentax.sparse_categorical_focal_loss_with_logits,
+    LOGITS,
+    LABELS,
+    ("gamma", "class_weights"),
+  ),
+  "dense_logits": (
+    xentax.categorical_cross_entropy_with_logits,
+    LOGITS,
+    TARGETS,
+    ("label_smoothing", "class_weights"),
+  ),
+  "dense_probs": (
+    xentax.categorical_cross_entropy,
+    PROBS,
+    TARGETS,
+    ("label_smoothing", "class_weights"),
+  ),
+  "binary_logits": (
+    xentax.binary_cross_entropy_with_logits,
+    LOGITS,
+    BINARY_LABELS,
+    ("label_smoothing", "pos_weight", "weights"),
+  ),
+  "binary_probs": (xentax.binary_cross_entropy, PROBS, BINARY_LABELS, ("weights",)),
+  "binary_focal": (
+    xentax.binary_focal_loss_with_logits,
+    LOGITS,
+    BINARY_LABELS,
+    ("gamma", "alpha"),
+  ),
+  "fused": (
+    _fused,
+    HIDDEN,
+    LABELS,
+    ("label_smoothing", "z_loss", "class_weights", "softcap"),
+  ),
+}
+GOOD = {
+  "label_smoothing": 0.1,
+  "z_loss": 0.01,
+  "gamma": 1.5,
+  "alpha": 0.3,
+  "softcap": 2.0,
+  "class_weights": np.array([0.5, 1.0, 2.0]),
+  "pos_weight": np.array([0.5, 1.0, 2.0]),
+  "weights": rng.uniform(0.5, 2.0, (N, C)),
+}
+BAD = {
+  "label_smoothing": [1.5, -0.1, np.nan],
+  "z_loss": [-0.1, np.inf, np.nan],
+  "gamma": [-1.0, np.inf, np.nan],
+  "alpha": [2.0, -0.5, np.nan],
+  "softcap": [0.0, -1.0, np.inf, np.nan],
+  "class_weights": [np.array([1.0, -1.0, 1.0]), np.array([1.0, np.nan, 1.0])],
+  "pos_weight": [np.array([1.0, -1.0, 1.0]), np.array([np.inf, 1.0, 1.0])],
+  "weights": [-np.ones((N, C)), np.full((N, C), np.nan)],
+}
+OPTION_CASES = [
+  (loss, name, i)
+  for loss, spec in LOSSES.items()
+  for name in spec[3]
+  for i in range(len(BAD[name]))
+]
+
+
+def _call(loss, **kw):
+  fn, scores, labels, _ = LOSSES[loss]
+  return fn(jnp.asarray(scores), labels, **kw)
+
+
+# --- NaN inputs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_nan_in_a_kept_example_gives_nan_loss_and_gradient(loss, reduction):
+  fn, scores, labels, _ = LOSSES[loss]
+  scores = np.array(scores)
+  scores[0, 1] = np.nan
+
+  first = (0, 1) if loss.startswith("binary") else 0  # binary losses are elementwise
+
+  def total(s):
+    out = fn(s, labels, reduction=reduction)
+    return out[first] if reduction == "none" else out
+
+  value = total(jnp.asarray(scores))
+  grad = jax.grad(total)(jnp.asarray(scores))
+  assert np.isnan(value), value
+  assert np.isnan(grad[0]).any(), grad[0]
+  if reduction == "none":  # the other examples are untouched
+    others = fn(jnp.asarray(scores), labels, reduction="none")[1:]
+    assert np.isfinite(others).all()
+    grad = jax.grad(lambda s: fn(s, labels, reduction="none")[1:].sum())(jnp.asarray(scores))
+    assert np.isfinite(grad[1:]).all()
+
+
+def test_sparse_nan_logit_was_minus_inf():
+  # The example of issue 9: the batch fallback log-sum-exp read a NaN sum as "all -inf".
+  z = jnp.array([[2, 0.5, -1], [0.1, 0.2, 3]]).at[0, 1].set(jnp.nan)
+  f = xentax.sparse_categorical_cross_entropy_with_logits
+  got = f(z, jnp.array([0, 2]), reduction="none")
+  assert np.isnan(got[0]) and np.isfinite(got[1])
+  grad = jax.grad(lambda z: f(z, jnp.array([0, 2]), reduction="sum"))(z)
+  assert np.isnan(grad[0]).all() and np.isfinite(grad[1]).all()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("loss", [k for k in LOSSES if not k.startswith("binary")])
+def test_nan_in_a_dropped_example_does_not_leak(loss, reduction):
+  fn, scores, labels, _ = LOSSES[loss]
+  scores = np.array(scores)
+  scores[0] = np.nan
+  where = np.arange(N) != 0
+
+  def f(s):
+    return fn(s, labels, where=where, reduction=reduction)
+
+  value = f(jnp.asarray(scores))
+  clean = np.array(scores)
+  clean[0] = LOSSES[loss][1][0]
+  np.testing.assert_allclose(value, f(jnp.asarray(clean)), **tol(np.float64))
+  grad = jax.grad(lambda s: jnp.sum(f(s)))(jnp.asarray(scores))
+  assert np.isfinite(grad).all()
+  assert (grad[0] == 0).all()
+
+
+def test_nan_label_in_an_ignored_example_does_not_leak():
+  z = jnp.asarray(LOGITS).at[1].set(-jnp.inf)
+  y = LABELS.copy()
+  y[1] = -100
+  f = functools.partial(xentax.sparse_categorical_cross_entropy_with_logits, ignore_index=-100)
+  value, grad = jax.value_and_grad(lambda z: f(z, y))(z)
+  want = ref.sparse_categorical_cross_entropy_with_logits(LOGITS, y, ignore_index=-100)
+  np.testing.assert_allclose(value, want, **tol(np.float64))
+  assert np.isfinite(grad).all() and (grad[1] == 0).all()
+
+
+# --- labels checked before the cast -------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [2**32 + 1, 2**31 + 5, -(2**31) - 1])
+def test_int64_labels_are_checked_before_the_int32_cast(value):
+  labels = np.array([0, value], np.int64)
+  with jax.enable_x64(False):
+    z = jnp.zeros((2, 3), jnp.float32)
+    for fn in (
+      xentax.sparse_categorical_cross_entropy_with_logits,
+      xentax.sparse_categorical_cross_entropy,
+      xentax.sparse_categorical_focal_loss_with_logits,
+    ):
+      with pytest.raises(ValueError, match=f"labels must lie in .*found {value} at position"):
+        fn(z, labels)
+    with pytest.raises(ValueError, match=f"found {value}"):
+      xentax.fused_linear_cross_entropy(jnp.ones((2, 2)), jnp.ones((2, 3)), labels)
+    # Dropped, the same label is harmless.
+    got = xentax.sparse_categorical_cross_entropy_with_logits(z, labels, where=np.array([1, 0]) > 0)
+    np.testing.assert_allclose(got, np.log(3), rtol=1e-6)
+
+
+# --- options outside their domain ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("loss", "name", "i"), OPTION_CASES)
+def test_option_outside_its_domain_raises_naming_it(loss, name, i):
+  with pytest.raises(ValueError, match=name):
+    _call(loss, **{name: BAD[name][i]})
+
+
+@pytest.mark.parametrize(("loss", "name", "i"), OPTION_CASES)
+def test_traced_option_outside_its_domain_gives_nan_loss_and_gradient(loss, name, i):
+  fn, scores, labels, _ = LOSSES[loss]
+
+  def f(s, option):
+    return fn(s, labels, **{name: option})
+
+  value, grad = jax.jit(jax.value_and_grad(f))(jnp.asarray(scores), jnp.asarray(BAD[name][i]))
+  assert np.isnan(value)
+  assert np.isnan(grad).any()
+  with pytest.raises(checkify.JaxRuntimeError, match=f"{name} must be"):
+    xentax.checked(jax.jit(f))(jnp.asarray(scores), jnp.asarray(BAD[name][i]))
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_options_at_their_domain_edges_are_accepted(loss):
+  edges = {"label_smoothing": 1.0, "z_loss": 0.0, "gamma": 0.0, "alpha": 1.0}
+  options = {name: edges.get(name, GOOD[name]) for name in LOSSES[loss][3]}
+  assert np.isfinite(_call(loss, **options))
+
+
+@pytest.mark.parametrize(
+  ("kwargs", "error", "match"),
+  [
+    ({"label_smoothing": "0.1"}, TypeError, "label_smoothing"),
+    ({"z_loss": True}, TypeError, "z_loss"),
+    ({"class_weights": np.ones(4)}, ValueError, r"class_weights has shape \(4,\)"),
+    ({"class_weights": ["a", "b", "c"]}, TypeError, "class_weights"),
+    ({"ignore_index": 1.5}, TypeError, "ignore_index"),
+  ],
+)
+def test_option_of_the_wrong_type_or_shape_is_a_clear_error(kwargs, error, match):
+  with pytest.raises(error, match=match):
+    xentax.sparse_categorical_cross_entropy_with_logits(LOGITS, LABELS, **kwargs)
+
+
+# --- gradients with respect to every float option -----------------------------------------
+
+
+def _central_difference(f, x, h=1e-6):
+  x = np.asarray(x, np.float64)
+  out = np.zeros_like(x)
+  for i in np.ndindex(x.shape):
+    e = np.zeros_like(x)
+    e[i] = h
+    out[i] = (f(x + e) - f(x - e)) / (2 * h)
+  return out
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize(
+  ("loss", "name"), [(loss, name) for loss, spec in LOSSES.items() for name in spec[3]]
+)
+def test_gradient_with_respect_to_each_option_matches_finite_differences(loss, name, reduction):
+  fn, scores, labels, names = LOSSES[loss]
+  others = {k: GOOD[k] for k in names if k != name}
+
+  def f(option):
+    return fn(jnp.asarray(scores), labels, reduction=reduction, **{name: option}, **others)
+
+  got = jax.grad(f)(jnp.asarray(GOOD[name], jnp.float64))
+  want = _central_difference(lambda v: float(f(jnp.asarray(v))), GOOD[name])
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["label_smoothing", "z_loss"])
+def test_gradient_with_respect_to_a_scalar_option_alone_and_at_zero(name):
+  # Issue 9: this crashed (zeros_like of a missing class_weights) inside the custom_jvp.
+  f = xentax.sparse_categorical_cross_entropy_with_logits
+
+  def g(e):
+    return f(jnp.asarray(LOGITS), LABELS, **{name: e})
+
+  h = 1e-6
+  for at in (0.0, 0.1):  # one-sided at 0, the edge of the domain
+    want = (float(g(at + h)) - float(g(at))) / h if at == 0 else _central_difference(g, at)
+    np.testing.assert_allclose(jax.grad(g)(at), want, rtol=1e-5)
+
+
+def test_focal_gradient_with_respect_to_gamma_at_zero():
+  f = xentax.sparse_categorical_focal_loss_with_logits
+
+  def g(gamma):
+    return f(jnp.asarray(LOGITS), LABELS, gamma=gamma)
+
+  want = (float(g(1e-6)) - float(g(0.0))) / 1e-6
+  np.testing.assert_allclose(jax.grad(g)(0.0), want, rtol=1e-4)
+
+
+# --- shapes, dtypes and sizes -------------------------------------------------------------
+
+
+def test_python_lists_are_accepted_as_arrays():
+  f = xentax.sparse_categorical_cross_entropy_with_logits
+  got = f([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], [0, 2], class_weights=[1.0, 1.0, 1.0])
+  want = f(jnp.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]), jnp.array([0, 2]))
+  np.testing.assert_allclose(got, want)
+  got = xentax.binary_cross_entropy_with_logits([0.5, -1.0], [1.0, 0.0], weights=[1.0, 2.0])
+  assert np.isfinite(got)
+  with pytest.raises(TypeError, match="logits/probs is a list that is not a rectangular"):
+    f([[1.0, 2.0], [1.0]], [0, 1])
+  with pytest.raises(TypeError, match="labels must be integer"):
+    f([[1.0, 2.0]], [0.5])
+
+
+@pytest.mark.parametrize(
+  "call",
+  [
+    lambda: xentax.sparse_categorical_cross_entropy_with_logits(jnp.zeros((2, 0)), [0, 0]),
+    lambda: xentax.sparse_categorical_focal_loss_with_logits(jnp.zeros((2, 0)), [0, 0]),
+    lambda: xentax.categorical_cross_entropy_with_logits(jnp.zeros((2, 0)), jnp.zeros((2, 0))),
+    lambda: xentax.fused_linear_cross_entropy(jnp.ones((2, 3)), jnp.ones((3, 0)), [0, 0]),
+  ],
+)
+def test_zero_size_class_axis_is_a_clear_error(call):
+  with pytest.raises(ValueError, match="size 0; a cross-entropy needs at least one class"):
+    call()
+
+
+def test_empty_batch_gives_zero_mean_and_empty_none():
+  f = xentax.sparse_categorical_cross_entropy_with_logits
+  assert f(jnp.zeros((0, 3)), jnp.zeros((0,), jnp.int32)) == 0
+  assert f(jnp.zeros((0, 3)), jnp.zeros((0,), jnp.int32), reduction="none").shape == (0,)
+
+
+def test_block_size_accepts_numpy_integers_and_rejects_others():
+  h, w, y = jnp.ones((2, 3)), jnp.ones((3, 4)), jnp.array([0, 3])
+  want = xentax.fused_linear_cross_entropy(h, w, y, block_size=2)
+  got = xentax.fused_linear_cross_entropy(h, w, y, block_size=np.int64(2))
+  np.testing.assert_allclose(got, want)
+  for bad, error in [(0, ValueError), (5, ValueError), (2.0, TypeError), (True, TypeError)]:
+    with pytest.raises(error, match="block_size"):
+      xentax.fused_linear_cross_entropy(h, w, y, block_size=bad)
+
+
+# --- property search over the option space ------------------------------------------------
+
+ADVERSARIAL = [np.nan, np.inf, -np.inf, 1e30, -1e30, 1e-30, 0.0, -0.0, 0.5, 1.0, 2.0, -1.0]
+SCORE_VALUES = [np.nan, np.inf, -np.inf, 1e30, -1e30, 1e-30, 0.0]
+DOMAIN = {
+  "label_smoothing": lambda v: 0 <= v <= 1,
+  "alpha": lambda v: 0 <= v <= 1,
+  "z_loss": lambda v: 0 <= v < np.inf,
+  "gamma": lambda v: 0 <= v < np.inf,
+}
+REFERENCES = {
+  "sparse_logits": ref.sparse_categorical_cross_entropy_with_logits,
+  "sparse_focal": ref.sparse_categorical_focal_loss_with_logits,
+  "dense_logits": ref.categorical_cross_entropy_with_logits,
+  "binary_logits": ref.binary_cross_entropy_with_logits,
+  "binary_focal": ref.binary_focal_loss_with_logits,
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+  loss=st.sampled_from(sorted(REFERENCES)),
+  option=st.sampled_from(["label_smoothing", "z_loss", "gamma", "alpha"]),
+  value=st.sampled_from(ADVERSARIAL),
+  reduction=st.sampled_from(REDUCTIONS),
+  score=st.sampled_from(SCORE_VALUES + [None]),
+  traced=st.booleans(),
+)
+def test_every_option_value_gives_the_reference_nan_or_a_named_error(
+  loss, option, value, reduction, score, traced
+):
+  fn, scores, labels, names = LOSSES[loss]
+  if option not in names:
+    option = names[0] if names[0] in DOMAIN else None
+  kwargs = {} if option is None else {option: value}
+  scores = np.array(scores)
+  if score is not None:
+    scores[0, 0] = score
+  in_domain = option is None or DOMAIN[option](value)
+  if not in_domain and not traced:
+    with pytest.raises(ValueError, match=option):
+      fn(jnp.asarray(scores), labels, reduction=reduction, **kwargs)
+    return
+  if traced:
+    got = (
+      jax.jit(lambda s, v: fn(s, labels, reduction=reduction, **{option: v}))(
+        jnp.asarray(scores), jnp.asarray(value)
+      )
+      if option is not None
+      else fn(jnp.asarray(scores), labels, reduction=reduction)
+    )
+  else:
+    got = fn(jnp.asarray(scores), labels, reduction=reduction, **kwargs)
+  got = np.asarray(got)
+  if not in_domain:
+    assert np.isnan(got).all() if reduction != "none" else np.isnan(got).all(), got
+    return
+  with np.errstate(all="ignore"):
+    want = np.asarray(REFERENCES[loss](scores, labels, reduction=reduction, **kwargs))
+  # The reference value where it is a number; NaN (or an infinite loss) where it is not.
+  finite = np.isfinite(want)
+  np.testing.assert_allclose(got[finite], want[finite], rtol=1e-9, atol=1e-9)
+  bad_input = score is not None and np.isnan(score)
+  if bad_input:
+    assert np.isnan(np.ravel(got)[0]), got
