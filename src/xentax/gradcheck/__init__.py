@@ -23,6 +23,9 @@ from xentax.gradcheck._logits_grad import logits_grad as logits_grad
 from xentax.gradcheck._matrix import format_summary as format_summary
 from xentax.gradcheck._matrix import format_table as format_table
 from xentax.gradcheck._matrix import run_matrix as run_matrix
+from xentax.gradcheck._records import GradCheckRecord as GradCheckRecord
+from xentax.gradcheck._records import check_matrix as check_matrix
+from xentax.gradcheck._records import checked_names as checked_names
 from xentax.gradcheck._regression import (
   fused_linear_cross_entropy_grad as fused_linear_cross_entropy_grad,
 )
@@ -51,13 +54,18 @@ from xentax.gradcheck._softmax_grads import (
 from xentax.gradcheck._softmax_grads import (
   sparse_categorical_focal_loss_with_logits_grad as sparse_categorical_focal_loss_with_logits_grad,
 )
+from xentax.gradcheck._tolerances import DTYPES as DTYPES
 from xentax.gradcheck._tolerances import FD_STEP as FD_STEP
 from xentax.gradcheck._tolerances import TOLERANCES as TOLERANCES
 from xentax.gradcheck._tolerances import finite_difference_noise as finite_difference_noise
 from xentax.gradcheck._tolerances import tolerance as tolerance
 
 __all__ = [
+  "DTYPES",
   "FD_STEP",
+  "GradCheckRecord",
+  "check_matrix",
+  "checked_names",
   "LOSS_GRADS",
   "TOLERANCES",
   "GradReport",
