@@ -118,3 +118,12 @@ def test_bench_json_into_a_missing_folder_exits_2_before_running(tmp_path, capsy
   assert cli.main(["bench", "--quick", "--out", str(tmp_path / "no" / "b.json")]) == 2
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and "does not exist" in err
+
+
+def test_the_size_table_has_every_key_at_both_scales():
+  for scale in ("quick", "full"):
+    assert set(bench.SIZES[scale]) == set(TINY), scale
+  target = bench.TARGETS["losses"]
+  assert (target["batch"], target["classes"]) in bench.SIZES["quick"]["losses_target"]
+  tokens, dim, vocabs = bench.SIZES["quick"]["fused_memory"]
+  assert bench.TARGETS["fused_memory"]["vocab_size"] in vocabs
