@@ -1,39 +1,21 @@
-"""xentax: a JAX toolkit for cross-entropy losses."""
+"""xentax: a JAX toolkit for cross-entropy losses.
 
-from xentax import gradcheck as gradcheck
-from xentax import metrics as metrics
-from xentax import parallel as parallel
-from xentax.losses import binary_cross_entropy as binary_cross_entropy
-from xentax.losses import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
-from xentax.losses import binary_focal_loss_with_logits as binary_focal_loss_with_logits
-from xentax.losses import categorical_cross_entropy as categorical_cross_entropy
-from xentax.losses import (
-  categorical_cross_entropy_with_logits as categorical_cross_entropy_with_logits,
-)
-from xentax.losses import causal_lm_cross_entropy_with_logits as causal_lm_cross_entropy_with_logits
-from xentax.losses import checked as checked
-from xentax.losses import distillation_loss as distillation_loss
-from xentax.losses import effective_number_class_weights as effective_number_class_weights
-from xentax.losses import fused_linear_cross_entropy as fused_linear_cross_entropy
-from xentax.losses import fused_linear_distillation as fused_linear_distillation
-from xentax.losses import inverse_frequency_class_weights as inverse_frequency_class_weights
-from xentax.losses import (
-  jensen_shannon_divergence_with_logits as jensen_shannon_divergence_with_logits,
-)
-from xentax.losses import kl_divergence_with_logits as kl_divergence_with_logits
-from xentax.losses import nll_loss as nll_loss
-from xentax.losses import poly1_cross_entropy_with_logits as poly1_cross_entropy_with_logits
-from xentax.losses import sparse_categorical_cross_entropy as sparse_categorical_cross_entropy
-from xentax.losses import (
-  sparse_categorical_cross_entropy_with_logits as sparse_categorical_cross_entropy_with_logits,
-)
-from xentax.losses import (
-  sparse_categorical_focal_loss_with_logits as sparse_categorical_focal_loss_with_logits,
-)
+Design notes:
+  The public names resolve on first use (PEP 562 ``__getattr__``): ``import xentax`` reads
+  no JAX, so ``xentax --help`` answers at once, and ``xentax.sparse_categorical_cross_entropy``
+  imports :mod:`xentax.losses` the first time it is touched. A loss added to
+  :mod:`xentax.losses` is exported here by adding its name to ``_LOSSES`` (and to the
+  ``TYPE_CHECKING`` block, for type checkers and editors).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = [
+_LOSSES = (
   "binary_cross_entropy",
   "binary_cross_entropy_with_logits",
   "binary_focal_loss_with_logits",
@@ -45,15 +27,79 @@ __all__ = [
   "effective_number_class_weights",
   "fused_linear_cross_entropy",
   "fused_linear_distillation",
-  "gradcheck",
   "inverse_frequency_class_weights",
   "jensen_shannon_divergence_with_logits",
   "kl_divergence_with_logits",
-  "metrics",
   "nll_loss",
-  "parallel",
   "poly1_cross_entropy_with_logits",
   "sparse_categorical_cross_entropy",
   "sparse_categorical_cross_entropy_with_logits",
   "sparse_categorical_focal_loss_with_logits",
-]
+)
+_SUBMODULES = (
+  "bench",
+  "cli",
+  "data",
+  "experiments",
+  "gradcheck",
+  "losses",
+  "metrics",
+  "parallel",
+  "plots",
+  "progress",
+  "records",
+  "report",
+  "training",
+)
+
+if TYPE_CHECKING:
+  from xentax import gradcheck as gradcheck
+  from xentax import metrics as metrics
+  from xentax import parallel as parallel
+  from xentax.losses import binary_cross_entropy as binary_cross_entropy
+  from xentax.losses import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
+  from xentax.losses import binary_focal_loss_with_logits as binary_focal_loss_with_logits
+  from xentax.losses import categorical_cross_entropy as categorical_cross_entropy
+  from xentax.losses import (
+    categorical_cross_entropy_with_logits as categorical_cross_entropy_with_logits,
+  )
+  from xentax.losses import (
+    causal_lm_cross_entropy_with_logits as causal_lm_cross_entropy_with_logits,
+  )
+  from xentax.losses import checked as checked
+  from xentax.losses import distillation_loss as distillation_loss
+  from xentax.losses import effective_number_class_weights as effective_number_class_weights
+  from xentax.losses import fused_linear_cross_entropy as fused_linear_cross_entropy
+  from xentax.losses import fused_linear_distillation as fused_linear_distillation
+  from xentax.losses import inverse_frequency_class_weights as inverse_frequency_class_weights
+  from xentax.losses import (
+    jensen_shannon_divergence_with_logits as jensen_shannon_divergence_with_logits,
+  )
+  from xentax.losses import kl_divergence_with_logits as kl_divergence_with_logits
+  from xentax.losses import nll_loss as nll_loss
+  from xentax.losses import poly1_cross_entropy_with_logits as poly1_cross_entropy_with_logits
+  from xentax.losses import sparse_categorical_cross_entropy as sparse_categorical_cross_entropy
+  from xentax.losses import (
+    sparse_categorical_cross_entropy_with_logits as sparse_categorical_cross_entropy_with_logits,
+  )
+  from xentax.losses import (
+    sparse_categorical_focal_loss_with_logits as sparse_categorical_focal_loss_with_logits,
+  )
+
+
+__all__ = [*_LOSSES, "gradcheck", "metrics", "parallel"]
+
+
+def __getattr__(name: str):
+  if name in _LOSSES:
+    value = getattr(importlib.import_module("xentax.losses"), name)
+  elif name in _SUBMODULES:
+    value = importlib.import_module(f"xentax.{name}")
+  else:
+    raise AttributeError(f"module 'xentax' has no attribute {name!r}")
+  globals()[name] = value  # resolve once
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted({*globals(), *_LOSSES, *_SUBMODULES})

@@ -1,14 +1,11 @@
-"""The report and the command line."""
+"""The report: worked examples, and ``reproduce`` writing REPORT.md section by section."""
 
 import math
-import subprocess
-import sys
 
 import pytest
 
-import xentax
 from xentax import cli
-from xentax.report import _worked_examples
+from xentax.report import _report, _worked_examples, reproduce
 
 
 def test_worked_examples_match_the_deck_and_hand_values():
@@ -20,20 +17,37 @@ def test_worked_examples_match_the_deck_and_hand_values():
   assert rows[-1]["by_hand"] == pytest.approx((-math.log(0.8) - math.log(0.7)) / 2)
 
 
-def test_reproduce_writes_report_and_figure(tmp_path):
+def test_reproduce_writes_report_and_figure_and_prints_timings(tmp_path, capsys):
   assert cli.main(["reproduce", "--out", str(tmp_path), "--only", "worked_examples"]) == 0
   report = (tmp_path / "REPORT.md").read_text()
   assert "0.2231" in report and "loss_vs_probability.png" in report
+  assert "| worked_examples |" in report and "| total |" in report
   assert (tmp_path / "loss_vs_probability.png").stat().st_size > 10_000
+  out = capsys.readouterr().out
+  assert "[1/1] worked_examples ..." in out and "[1/1] worked_examples done in" in out
+
+
+def test_a_crash_leaves_the_sections_done_so_far(tmp_path, monkeypatch):
+  def boom(out_dir, scale):
+    raise KeyboardInterrupt
+
+  monkeypatch.setitem(_report.SECTIONS, "training", boom)
+  with pytest.raises(KeyboardInterrupt):
+    reproduce(tmp_path, only=["worked_examples", "training"])
+  report = (tmp_path / "REPORT.md").read_text()
+  assert "## The deck's worked examples" in report
+  assert "**Section `training` interrupted; the sections above are complete.**" in report
+
+
+def test_ctrl_c_in_reproduce_exits_130(tmp_path, monkeypatch, capsys):
+  def boom(out_dir, scale):
+    raise KeyboardInterrupt
+
+  monkeypatch.setitem(_report.SECTIONS, "worked_examples", boom)
+  assert cli.main(["reproduce", "--out", str(tmp_path), "--only", "worked_examples"]) == 130
+  assert "REPORT.md holds the sections completed" in capsys.readouterr().err
 
 
 def test_unknown_section_is_a_clear_error(tmp_path):
   with pytest.raises(ValueError, match="unknown report section"):
-    cli.main(["reproduce", "--out", str(tmp_path), "--only", "nope"])
-
-
-def test_console_script_version():
-  out = subprocess.run(
-    [sys.executable, "-m", "xentax.cli", "--version"], capture_output=True, text=True, check=True
-  )
-  assert out.stdout.strip() == f"xentax {xentax.__version__}"
+    reproduce(tmp_path, only=["nope"])

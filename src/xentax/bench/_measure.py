@@ -19,10 +19,18 @@ import dataclasses
 import platform
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import jax
 import jaxlib
+
+# A spread ((max - min) / median) above this makes a ratio untrustworthy: re-measure once.
+MAX_SPREAD = 1.0
+
+
+class BenchWarning(UserWarning):
+  """A measurement stayed too noisy to trust its ratio, even after re-measuring."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +96,13 @@ def time_side_by_side(
   repeats: int = 5,
   warmup: int = 1,
   compile_seconds: dict[str, float] | None = None,
+  max_spread: float | None = MAX_SPREAD,
 ) -> dict[str, Timing]:
   """Time several compiled functions on the same inputs, interleaved repeat by repeat.
+
+  When a function's spread exceeds ``max_spread`` (another process took the cores, say),
+  all of them are timed again with twice the repeats; if one is still too noisy, a
+  :class:`BenchWarning` names it and its spread stays in the record.
 
   Args:
     compiled: name -> compiled function.
@@ -98,6 +111,7 @@ def time_side_by_side(
     repeats: timed calls per function.
     warmup: untimed calls per function first.
     compile_seconds: name -> compile time, copied into the timings.
+    max_spread: re-measure above this spread (None: never).
 
   Returns:
     name -> :class:`Timing`.
@@ -107,6 +121,24 @@ def time_side_by_side(
   for name, fn in compiled.items():
     for i in range(warmup):
       jax.block_until_ready(fn(*arg_sets[name][i % len(arg_sets[name])]))
+  timings = _timings(_samples(compiled, arg_sets, repeats), compile_seconds or {})
+  if max_spread is None or repeats < 2:
+    return timings
+  if any(t.spread > max_spread for t in timings.values()):
+    timings = _timings(_samples(compiled, arg_sets, 2 * repeats), compile_seconds or {})
+    noisy = {name: t.spread for name, t in timings.items() if t.spread > max_spread}
+    if noisy:
+      spreads = ", ".join(f"{name} {spread:.0%}" for name, spread in noisy.items())
+      warnings.warn(
+        f"timings too noisy to trust their ratios after re-measuring with {2 * repeats}"
+        f" repeats (spread {spreads}); is another process using the device?",
+        BenchWarning,
+        stacklevel=2,
+      )
+  return timings
+
+
+def _samples(compiled, arg_sets, repeats) -> dict[str, list[float]]:
   samples = {name: [] for name in compiled}
   for r in range(repeats):
     names = list(compiled) if r % 2 == 0 else list(reversed(compiled))
@@ -118,7 +150,10 @@ def time_side_by_side(
       start = time.perf_counter()
       jax.block_until_ready(compiled[name](*args))
       samples[name].append(time.perf_counter() - start)
-  compile_seconds = compile_seconds or {}
+  return samples
+
+
+def _timings(samples, compile_seconds) -> dict[str, Timing]:
   return {
     name: Timing(
       compile_s=compile_seconds.get(name, float("nan")),

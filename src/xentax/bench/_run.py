@@ -1,8 +1,10 @@
-"""``xentax bench``: run suites, print Markdown tables, write JSON records.
+"""``xentax bench``: a registry of suites, one runner, Markdown tables and JSON.
 
 Design notes:
-  * ``--quick`` sizes finish in minutes on a 2-core CPU; the default sizes are for a GPU
-    (up to 8192 x 131072 logits).
+  * A suite is a function ``fn(sizes, repeats) -> rows`` (dicts or :class:`BenchRecord`)
+    plus one line in :data:`SUITES`; its sizes come from :data:`xentax.bench.SIZES`.
+    ``cpu_devices`` says how many (virtual) CPU devices it wants; the command line creates
+    them only when such a suite runs.
   * Every run starts with two reference measurements on the device at hand, a copy of a
     logits-sized array (GB/s) and a bfloat16 matmul (TFLOP/s), so losses can be judged
     against what the card can actually do.
@@ -10,50 +12,115 @@ Design notes:
 
 from __future__ import annotations
 
-import json
+import dataclasses
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
-from xentax.bench import _fused, _gpu, _losses, _measure, _parallel, _training
+from xentax import records as xrecords
+from xentax.bench import _fused, _losses, _measure, _parallel, _training
+from xentax.bench._records import BenchRecord
+from xentax.bench._sizes import sizes as sizes_for
+from xentax.progress import progress_bar
 
-SUITES = ("losses", "fused", "training", "parallel")
-# Suites that run alone (not part of "all"), with their own reference rates and records.
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+  """A benchmark suite: ``run(sizes, repeats) -> rows``."""
+
+  name: str
+  run: Callable[[dict, int], list]
+  description: str
+  cpu_devices: int = 1
+
+
+def _losses_suite(sizes: dict, repeats: int) -> list:
+  dtypes = [jnp.dtype(d) for d in sizes["losses_dtypes"]]
+  rows = _losses.run(sizes["losses_grid"], dtypes, repeats=repeats)
+  if sizes["losses_target"]:
+    rows += _losses.run(
+      sizes["losses_target"],
+      [jnp.float32],
+      losses=["sparse_categorical_cross_entropy_with_logits"],
+      repeats=max(repeats, 9),  # the CPU targets are judged on this configuration
+    )
+  return rows
+
+
+def _classes_suite(sizes: dict, repeats: int) -> list:
+  batch, classes = sizes["classes"]
+  rows = _losses.run(
+    [(batch, c) for c in classes],
+    [jnp.float32],
+    losses=["sparse_categorical_cross_entropy_with_logits"],
+    repeats=repeats,
+  )
+  return [{**r, "suite": "classes"} for r in rows if r["mode"] == "value_and_grad"]
+
+
+def _fused_suite(sizes: dict, repeats: int) -> list:
+  device = _measure.device_info()
+  rows = []
+  for tokens, dim, vocab in sizes["fused_time"]:
+    for r in _fused.time_comparison(
+      tokens, dim, vocab, sizes["fused_blocks"], repeats=repeats, tokens=True
+    ):
+      ratio = r.pop("ratio_to_full")
+      rows.append(
+        {"suite": "fused", **r, "ratio": ratio, "baseline": "full logits (optax)", **device}
+      )
+  tokens, dim, vocabs = sizes["fused_memory"]
+  for dtype in (jnp.float32, jnp.bfloat16):
+    for r in _fused.memory_sweep(tokens, dim, vocabs, sizes["fused_blocks"], dtype, tokens=True):
+      rows.append({"suite": "fused_memory", **r, **device})
+  return rows
+
+
+def _training_suite(sizes: dict, repeats: int) -> list:
+  return _training.run(
+    epochs=sizes["training_epochs"], examples=sizes["training_examples"], repeats=repeats
+  )
+
+
+def _parallel_suite(sizes: dict, repeats: int) -> list:
+  return _parallel.run(*sizes["parallel"], repeats=repeats)
+
+
+# Suites that run alone (not part of "all"): ``gpu`` takes its own reference rates, sizes
+# and time budget, and rewrites its JSON after every case (:func:`xentax.bench.run_gpu`).
 STANDALONE_SUITES = ("gpu",)
 
-CONFIG = {
-  True: {  # --quick
-    "losses_grid": [(256, 4096)],
-    "losses_dtypes": [jnp.float32, jnp.bfloat16],
-    "losses_target": [(4096, 32768)],
-    # (2048, 512, 32768): the CPU target shape of the fused loss against full logits.
-    "fused_time": [(1024, 256, 8192), (2048, 512, 32768)],
-    "fused_blocks": (1024, 4096),
-    "fused_memory": (8192, 4096, (32768, 131072)),
-    "parallel": (512, 8192),
-    "training_epochs": 1,
-    "training_examples": 200,
-    "repeats": 3,
-    "reference": (4096, 32768),
-  },
-  False: {
-    "losses_grid": [(4096, 32768), (8192, 131072)],
-    "losses_dtypes": [jnp.float32, jnp.bfloat16],
-    "losses_target": [],
-    "fused_time": [(8192, 4096, 32768), (8192, 4096, 131072)],
-    "fused_blocks": (2048, 8192, 32768),
-    "fused_memory": (8192, 4096, (32768, 131072, 262144)),
-    "parallel": (8192, 131072),
-    "training_epochs": 2,
-    "training_examples": 1000,
-    "repeats": 10,
-    "reference": (8192, 131072),
-  },
+# A new suite is one line here (and, if it has sizes, its keys in ``_sizes.SIZES``).
+SUITES: dict[str, Suite] = {
+  s.name: s
+  for s in [
+    Suite("losses", _losses_suite, "every loss vs optax and a naive version"),
+    Suite("classes", _classes_suite, "sparse CE value-and-grad against the number of classes"),
+    Suite("fused", _fused_suite, "fused linear CE vs full logits: time and temporaries"),
+    Suite("training", _training_suite, "the deck's per-example loop vs the compiled loop"),
+    Suite("parallel", _parallel_suite, "vocab-parallel CE on N devices vs dense", cpu_devices=8),
+  ]
 }
 
 
-def reference(batch: int, classes: int, *, repeats: int) -> list[dict]:
+def check_suites(suites: Iterable[str]) -> list[str]:
+  """The suite names, ``"all"`` expanded; ValueError for an unknown one."""
+  names = list(SUITES) if "all" in suites else list(suites)
+  unknown = [s for s in names if s not in SUITES and s not in STANDALONE_SUITES]
+  if unknown:
+    raise ValueError(
+      f"unknown suite(s) {', '.join(unknown)}; choose from "
+      f"{', '.join([*SUITES, *STANDALONE_SUITES])} or all"
+    )
+  standalone = [s for s in names if s in STANDALONE_SUITES]
+  if standalone and len(names) > 1:
+    raise ValueError(f"the {standalone[0]} suite runs alone; got suites {', '.join(names)}")
+  return names
+
+
+def reference(batch: int, classes: int, *, repeats: int) -> list[BenchRecord]:
   """Copy bandwidth of a logits-sized array and a bfloat16 matmul rate on this device."""
   x = jax.random.normal(jax.random.key(0), (batch, classes), jnp.float32)
   copy, copy_s = _measure.compile_ahead(lambda x: x * 1.0000001, x)
@@ -70,148 +137,124 @@ def reference(batch: int, classes: int, *, repeats: int) -> list[dict]:
   )["matmul"]
   device = _measure.device_info()
   return [
-    {
-      "suite": "reference",
-      "implementation": f"copy float32 [{batch}, {classes}] (read + write)",
-      "median_s": t_copy.median_s,
-      "spread": t_copy.spread,
-      "gbps": 2 * x.nbytes / t_copy.median_s / 1e9,
-      **device,
-    },
-    {
-      "suite": "reference",
-      "implementation": f"matmul bfloat16 [{n}, {n}] x [{n}, {n}]",
-      "median_s": t_matmul.median_s,
-      "spread": t_matmul.spread,
-      "gflops": 2 * n**3 / t_matmul.median_s / 1e9,
-      **device,
-    },
+    BenchRecord(
+      suite="reference",
+      implementation=f"copy float32 [{batch}, {classes}] (read + write)",
+      median_s=t_copy.median_s,
+      spread=t_copy.spread,
+      repeats=t_copy.repeats,
+      rates={"gbps": 2 * x.nbytes / t_copy.median_s / 1e9},
+      device=device,
+    ),
+    BenchRecord(
+      suite="reference",
+      implementation=f"matmul bfloat16 [{n}, {n}] x [{n}, {n}]",
+      median_s=t_matmul.median_s,
+      spread=t_matmul.spread,
+      repeats=t_matmul.repeats,
+      rates={"gflops": 2 * n**3 / t_matmul.median_s / 1e9},
+      device=device,
+    ),
   ]
 
 
-def run(suites, *, quick: bool, out=None) -> list[dict]:
-  """Run the named suites; returns their records (the reference measurements first).
+def run(suites: Iterable[str], *, quick: bool, progress: bool = False) -> list[BenchRecord]:
+  """Run the named suites (or ``["all"]``) at the ``quick`` or full sizes of ``SIZES``.
 
-  ``out``: where the ``gpu`` suite rewrites its JSON after each case (others ignore it).
+  Returns:
+    Their records, the two reference measurements first.
+
+  Raises:
+    ValueError: an unknown suite name (before anything runs).
   """
-  unknown = [s for s in suites if s not in SUITES + STANDALONE_SUITES]
-  if unknown:
-    raise ValueError(
-      f"unknown suite(s) {unknown}; choose from {list(SUITES + STANDALONE_SUITES)} or 'all'"
-    )
-  if "gpu" in suites:
-    if len(suites) > 1:
-      raise ValueError(f"the gpu suite runs alone; got suites {list(suites)}")
-    return _gpu.run(quick=quick, out=out)
-  config = CONFIG[quick]
-  repeats = config["repeats"]
-  records = reference(*config["reference"], repeats=repeats)
-  if "losses" in suites:
-    records += _losses.run(config["losses_grid"], config["losses_dtypes"], repeats=repeats)
-    if config["losses_target"]:
-      records += _losses.run(
-        config["losses_target"],
-        [jnp.float32],
-        losses=["sparse_categorical_cross_entropy_with_logits"],
-        repeats=max(repeats, 9),  # the CPU targets are judged on this configuration
-      )
-  if "fused" in suites:
-    for tokens, dim, vocab in config["fused_time"]:
-      for record in _fused.time_comparison(
-        tokens, dim, vocab, config["fused_blocks"], repeats=repeats, tokens=True
-      ):
-        records.append({"suite": "fused", **record, **_measure.device_info()})
-    tokens, dim, vocabs = config["fused_memory"]
-    for dtype in (jnp.float32, jnp.bfloat16):
-      for record in _fused.memory_sweep(
-        tokens, dim, vocabs, config["fused_blocks"], dtype, tokens=True
-      ):
-        records.append({"suite": "fused_memory", **record})
-  if "training" in suites:
-    records += _training.run(
-      epochs=config["training_epochs"], examples=config["training_examples"], repeats=repeats
-    )
-  if "parallel" in suites:
-    records += _parallel.run(*config["parallel"], repeats=repeats)
-  return records
+  names = check_suites(suites)
+  sizes = sizes_for(quick)
+  repeats = sizes["repeats"]
+  with progress_bar(len(names) + 1, enabled=progress, label="bench", unit="suites") as bar:
+    bar.update_text("reference")
+    out = reference(*sizes["reference"], repeats=repeats)
+    bar.advance(1)
+    for name in names:
+      bar.update_text(name)
+      out += [BenchRecord.from_dict(row) for row in SUITES[name].run(sizes, repeats)]
+      bar.advance(1)
+  return out
 
 
 def _fmt(value, spec) -> str:
   return "-" if value is None else format(value, spec)
 
 
-def markdown(records: list[dict]) -> str:
-  """One Markdown table per suite."""
+def _mb(nbytes) -> str:
+  return "-" if nbytes is None else f"{nbytes / 1e6:.0f}"
+
+
+def _shape(r: BenchRecord) -> str:
+  if r.get("num_tokens") is not None:
+    return f"{r.get('num_tokens')} x {r.get('dim')} x {r.get('vocab_size')}"
+  return f"{r.get('batch')} x {r.get('classes')}"
+
+
+def _table(suite: str, rows: list[BenchRecord]) -> list[str]:
+  if suite == "reference":
+    lines = ["| measurement | median ms | GB/s | GFLOP/s |", "|---|---|---|---|"]
+    for r in rows:
+      lines.append(
+        f"| {r.implementation} | {r.median_s * 1e3:.2f} | {_fmt(r.get('gbps'), '.1f')} |"
+        f" {_fmt(r.get('gflops'), '.0f')} |"
+      )
+  elif suite == "fused_memory":
+    lines = ["| implementation | tokens x dim x V | temporaries MB |", "|---|---|---|"]
+    lines += [f"| {r.implementation} | {_shape(r)} | {_mb(r.temp_bytes)} |" for r in rows]
+  elif suite in ("losses", "classes"):
+    lines = [
+      "| loss | mode | shape | dtype | implementation | median ms | spread | ratio | GB/s |"
+      " temp MB |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+      lines.append(
+        f"| {r.get('loss')} | {r.get('mode')} | {_shape(r)} | {r.get('dtype')} |"
+        f" {r.implementation} | {r.median_s * 1e3:.2f} | {r.spread:.0%} |"
+        f" {r.ratio:.2f} (vs {r.baseline}) | {_fmt(r.get('gbps'), '.1f')} | {_mb(r.temp_bytes)} |"
+      )
+  else:
+    lines = [
+      "| implementation | shape | median ms | spread | ratio | detail |",
+      "|---|---|---|---|---|---|",
+    ]
+    keys = ("dtype", "devices", "examples", "batch_size", "steps_per_s", "useful_gflops")
+    for r in rows:
+      detail = ", ".join(
+        f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+        for k in keys
+        if (v := r.get(k)) is not None
+      )
+      shape = _shape(r) if r.get("batch") or r.get("num_tokens") else "-"
+      lines.append(
+        f"| {r.implementation} | {shape} | {_fmt(r.median_s and r.median_s * 1e3, '.2f')} |"
+        f" {_fmt(r.spread, '.0%')} | {_fmt(r.ratio, '.2f')} | {detail} |"
+      )
+  return lines
+
+
+def markdown(records: list[BenchRecord]) -> str:
+  """One Markdown table per suite, after a line naming the device and versions."""
   if not records:
     return ""
-  if records[0]["suite"] == "gpu":
-    return _gpu.markdown(records)
-  device = records[0]
+  device = records[0].device
   lines = [
-    f"Device: {device['platform']} {device['device_kind']} x {device['device_count']}, "
-    f"jax {device['jax']}, jaxlib {device['jaxlib']}.",
+    f"Device: {device.get('platform')} {device.get('device_kind')} x"
+    f" {device.get('device_count')}, jax {device.get('jax')}, jaxlib {device.get('jaxlib')}.",
     "",
   ]
-  for suite in dict.fromkeys(r["suite"] for r in records):
-    rows = [r for r in records if r["suite"] == suite]
+  for suite in dict.fromkeys(r.suite for r in records):
     lines += [f"### {suite}", ""]
-    if suite == "reference":
-      lines += ["| measurement | median ms | GB/s | GFLOP/s |", "|---|---|---|---|"]
-      for r in rows:
-        lines.append(
-          f"| {r['implementation']} | {r['median_s'] * 1e3:.2f} | {_fmt(r.get('gbps'), '.1f')} |"
-          f" {_fmt(r.get('gflops'), '.0f')} |"
-        )
-    elif suite == "fused_memory":
-      lines += [
-        "| implementation | tokens x dim x V | dtype | temporaries MB |",
-        "|---|---|---|---|",
-      ]
-      for r in rows:
-        lines.append(
-          f"| {r['implementation']} | {r['num_tokens']} x {r['dim']} x {r['vocab_size']} |"
-          f" {r['dtype']} | {r['temp_bytes'] / 1e6:.0f} |"
-        )
-    elif suite == "fused":
-      lines += [
-        "| implementation | tokens x dim x V | median ms | spread | ratio | GFLOP/s | temp MB |",
-        "|---|---|---|---|---|---|---|",
-      ]
-      for r in rows:
-        lines.append(
-          f"| {r['implementation']} | {r['num_tokens']} x {r['dim']} x {r['vocab_size']} |"
-          f" {r['median_s'] * 1e3:.1f} | {r['spread']:.0%} | {r['ratio_to_full']:.2f} |"
-          f" {r['useful_gflops']:.1f} | {r['temp_bytes'] / 1e6:.0f} |"
-        )
-    elif suite == "losses":
-      lines += [
-        "| loss | mode | shape | dtype | implementation | median ms | spread | ratio | GB/s |"
-        " temp MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-      ]
-      for r in rows:
-        lines.append(
-          f"| {r['loss']} | {r['mode']} | {r['batch']} x {r['classes']} | {r['dtype']} |"
-          f" {r['implementation']} | {r['median_s'] * 1e3:.2f} | {r['spread']:.0%} |"
-          f" {r['ratio']:.2f} (vs {r['baseline']}) | {r['gbps']:.1f} |"
-          f" {_fmt(r['temp_bytes'] and r['temp_bytes'] / 1e6, '.0f')} |"
-        )
-    else:
-      lines += ["| implementation | median ms | spread | ratio | detail |", "|---|---|---|---|---|"]
-      for r in rows:
-        keys = ("batch", "classes", "devices", "examples", "batch_size", "steps_per_s")
-        detail = ", ".join(
-          f"{k}={v:.0f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items() if k in keys
-        )
-        lines.append(
-          f"| {r['implementation']} | {r['median_s'] * 1e3:.2f} | {r['spread']:.0%} |"
-          f" {r['ratio']:.2f} | {detail} |"
-        )
+    lines += _table(suite, [r for r in records if r.suite == suite])
     lines.append("")
   return "\n".join(lines)
 
 
-def write_json(records: list[dict], path: str | Path) -> None:
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(records, indent=1, default=str) + "\n")
+def write_json(records: list[BenchRecord], path: str | Path) -> Path:
+  """Write the records as a JSON list (atomically; the folder must exist)."""
+  return xrecords.write_json(path, records)

@@ -3,6 +3,7 @@
 from xentax.data._dataset import Dataset as Dataset
 from xentax.data._dataset import split as split
 from xentax.data._recommender import implicit_feedback as implicit_feedback
+from xentax.data._registry import DATASET_TASKS as DATASET_TASKS
 from xentax.data._registry import DATASETS as DATASETS
 from xentax.data._registry import load as load
 from xentax.data._tabular import blobs as blobs
@@ -18,6 +19,7 @@ from xentax.data._text import synthetic_next_word as synthetic_next_word
 
 __all__ = [
   "DATASETS",
+  "DATASET_TASKS",
   "Dataset",
   "blobs",
   "breast_cancer",

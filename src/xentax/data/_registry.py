@@ -23,6 +23,20 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
   "implicit_feedback": implicit_feedback,
 }
 
+# The task of each dataset (its ``Dataset.task``), known without loading it.
+DATASET_TASKS: dict[str, str] = {
+  "digits": "multiclass",
+  "iris": "multiclass",
+  "wine": "multiclass",
+  "breast_cancer": "binary",
+  "cat_not_cat": "binary",
+  "blobs": "binary",
+  "blobs_imbalanced": "binary",
+  "next_word": "next_word",
+  "synthetic_next_word": "next_word",
+  "implicit_feedback": "implicit_feedback",
+}
+
 
 def load(name: str, *, seed: int = 0, **options) -> Dataset:
   """Load dataset ``name`` (a key of :data:`DATASETS`) with its split seed and options.

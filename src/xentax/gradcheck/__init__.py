@@ -40,6 +40,9 @@ from xentax.gradcheck._nll_grads import nll_loss_grad as nll_loss_grad
 from xentax.gradcheck._nll_grads import (
   poly1_cross_entropy_with_logits_grad as poly1_cross_entropy_with_logits_grad,
 )
+from xentax.gradcheck._records import GradCheckRecord as GradCheckRecord
+from xentax.gradcheck._records import check_matrix as check_matrix
+from xentax.gradcheck._records import checked_names as checked_names
 from xentax.gradcheck._regression import (
   fused_linear_cross_entropy_grad as fused_linear_cross_entropy_grad,
 )
@@ -68,13 +71,18 @@ from xentax.gradcheck._softmax_grads import (
 from xentax.gradcheck._softmax_grads import (
   sparse_categorical_focal_loss_with_logits_grad as sparse_categorical_focal_loss_with_logits_grad,
 )
+from xentax.gradcheck._tolerances import DTYPES as DTYPES
 from xentax.gradcheck._tolerances import FD_STEP as FD_STEP
 from xentax.gradcheck._tolerances import TOLERANCES as TOLERANCES
 from xentax.gradcheck._tolerances import finite_difference_noise as finite_difference_noise
 from xentax.gradcheck._tolerances import tolerance as tolerance
 
 __all__ = [
+  "DTYPES",
   "FD_STEP",
+  "GradCheckRecord",
+  "check_matrix",
+  "checked_names",
   "LOSS_GRADS",
   "TOLERANCES",
   "GradReport",

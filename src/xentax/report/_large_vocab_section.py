@@ -1,120 +1,83 @@
 """Report section: large vocabularies, fused linear cross-entropy against full logits.
 
-The section measures the loss alone (temporaries against V, time), then trains the
-next-word model with both losses (the ``large_vocab`` experiment).
+It renders the ``fused`` benchmark suite's records (temporaries against V, time) and the
+``large_vocab`` experiment's result (the next-word model trained with both losses).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from xentax.bench import _fused  # noqa: E402
-from xentax.training import experiments  # noqa: E402
-
-MEMORY_TOKENS, MEMORY_DIM = 8192, 4096
-MEMORY_VOCABS = (32768, 65536, 131072, 262144)
-BLOCKS = (1024, 4096, 16384)
-TEMP_TARGET_MB = 512
-TIME_SIZE = {False: (2048, 512, 32768), True: (1024, 256, 16384)}
+from xentax import bench, experiments, plots
 
 
 def _mb(nbytes) -> float:
   return nbytes / 1e6
 
 
-def plot_memory(records, path: Path) -> None:
-  fig, ax = plt.subplots(figsize=(6.5, 4))
-  for name in dict.fromkeys(r["implementation"] for r in records):
-    rows = [r for r in records if r["implementation"] == name]
-    style = "o-" if name.startswith("full") else "s--"
-    ax.plot(
-      [r["vocab_size"] for r in rows], [_mb(r["temp_bytes"]) for r in rows], style, label=name
-    )
-  ax.axhline(TEMP_TARGET_MB, color="gray", lw=0.8, ls=":", label=f"{TEMP_TARGET_MB} MB target")
-  ax.set_xscale("log", base=2)
-  ax.set_yscale("log")
-  ax.set_xlabel("vocabulary size V")
-  ax.set_ylabel("value-and-grad temporaries (MB)")
-  ax.set_title(f"hidden [{MEMORY_TOKENS}, {MEMORY_DIM}] float32, compiled on CPU")
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-
-
-def section(out_dir: Path, quick: bool = False) -> str:
-  memory = _fused.memory_sweep(MEMORY_TOKENS, MEMORY_DIM, MEMORY_VOCABS, BLOCKS)
-  plot_memory(memory, out_dir / "large_vocab_memory.png")
-  tokens, dim, vocab = TIME_SIZE[quick]
-  timing = _fused.time_comparison(tokens, dim, vocab, (4096, 8192), repeats=3 if quick else 5)
-  (out_dir / "large_vocab.json").write_text(json.dumps({"memory": memory, "time": timing}))
-
-  names = list(dict.fromkeys(r["implementation"] for r in memory))
+def memory_lines(memory: list[bench.BenchRecord], figure: str) -> list[str]:
+  """The temporaries table against V, and the target at V = 131072."""
+  target = bench.TARGETS["fused_memory"]
+  vocabs = sorted({r.get("vocab_size") for r in memory})
+  tokens, dim = memory[0].get("num_tokens"), memory[0].get("dim")
   lines = [
-    "## Large vocabularies",
-    "",
     "`xentax.fused_linear_cross_entropy(hidden, weight, labels)` against optax's",
     "`softmax_cross_entropy_with_integer_labels(hidden @ weight, labels)`. Temporaries of",
-    f"`jit(value_and_grad(loss))` from `compiled.memory_analysis()`, hidden [{MEMORY_TOKENS},"
-    f" {MEMORY_DIM}] float32 (MB; inputs and the gradients themselves are not temporaries):",
+    f"`jit(value_and_grad(loss))` from `compiled.memory_analysis()`, hidden [{tokens},"
+    f" {dim}] float32 (MB; inputs and the gradients themselves are not temporaries):",
     "",
-    "| implementation | " + " | ".join(f"V = {v}" for v in MEMORY_VOCABS) + " |",
-    "|---|" + "---|" * len(MEMORY_VOCABS),
+    "| implementation | " + " | ".join(f"V = {v}" for v in vocabs) + " |",
+    "|---|" + "---|" * len(vocabs),
   ]
-  for name in names:
+  for name in dict.fromkeys(r.implementation for r in memory):
     cells = []
-    for vocab_size in MEMORY_VOCABS:
-      row = [r for r in memory if r["implementation"] == name and r["vocab_size"] == vocab_size]
-      cells.append(f"{_mb(row[0]['temp_bytes']):.0f}" if row else "-")
+    for vocab in vocabs:
+      row = [r for r in memory if r.implementation == name and r.get("vocab_size") == vocab]
+      cells.append(f"{_mb(row[0].temp_bytes):.0f}" if row else "-")
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
-  target = next(
-    r for r in memory if r["implementation"] == "fused (auto block)" and r["vocab_size"] == 131072
-  )
-  fused_temps = [
-    _mb(r["temp_bytes"]) for r in memory if r["implementation"] == "fused (auto block)"
-  ]
-  met = _mb(target["temp_bytes"]) <= TEMP_TARGET_MB
-  lines += [
+  fused = [r for r in memory if r.implementation == target["implementation"]]
+  at_target = [r for r in fused if r.get("vocab_size") == target["vocab_size"]]
+  if at_target:
+    mb = _mb(at_target[0].temp_bytes)
+    met = mb <= target["temp_mb"]
+    temps = [_mb(r.temp_bytes) for r in fused]
+    lines += [
+      "",
+      f"Target at V = {target['vocab_size']}: fused temporaries <= {target['temp_mb']} MB:"
+      f" {mb:.0f} MB, **{'met' if met else 'not met'}**. Fused temporaries from V ="
+      f" {vocabs[0]} to {vocabs[-1]}: {min(temps):.0f} to {max(temps):.0f} MB.",
+    ]
+  return lines + ["", f"![temporaries against vocabulary size]({figure})", ""]
+
+
+def timing_lines(timing: list[bench.BenchRecord]) -> list[str]:
+  lines = [
+    "Value-and-grad time on this machine, float32, implementations interleaved in one process:",
     "",
-    f"Target at V = 131072: fused temporaries <= {TEMP_TARGET_MB} MB: "
-    f"{_mb(target['temp_bytes']):.0f} MB, **{'met' if met else 'not met'}**. Fused temporaries "
-    f"from V = 32k to 256k: {min(fused_temps):.0f} to {max(fused_temps):.0f} MB (flat).",
-    "",
-    "![temporaries against vocabulary size](large_vocab_memory.png)",
-    "",
-    f"Value-and-grad time on this machine, hidden [{tokens}, {dim}] x weight [{dim}, {vocab}]"
-    " float32, implementations interleaved in one process:",
-    "",
-    "| implementation | median s | spread | ratio to full logits | GFLOP/s (3 matmuls) |"
-    " temporaries MB |",
-    "|---|---|---|---|---|---|",
+    "| implementation | tokens x dim x V | median s | spread | ratio to full logits |"
+    " GFLOP/s (3 matmuls) | temporaries MB |",
+    "|---|---|---|---|---|---|---|",
   ]
   for r in timing:
     lines.append(
-      f"| {r['implementation']} | {r['median_s']:.3f} | {r['spread']:.0%} |"
-      f" {r['ratio_to_full']:.2f} | {r['useful_gflops']:.1f} | {_mb(r['temp_bytes']):.0f} |"
+      f"| {r.implementation} | {r.get('num_tokens')} x {r.get('dim')} x {r.get('vocab_size')} |"
+      f" {r.median_s:.3f} | {r.spread:.0%} | {r.ratio:.2f} | {r.get('useful_gflops'):.1f} |"
+      f" {_mb(r.temp_bytes):.0f} |"
     )
-  lines += [
+  return lines + [
     "",
     "The fused loss does four matmuls (the backward pass recomputes each block's logits)",
     "where the full-logits loss does three, and in exchange never writes the [N, V] logits",
     "or their gradient.",
     "",
   ]
-  summary = experiments.run("large_vocab", out_dir / "training", scale="quick" if quick else "full")
-  lines += experiment_lines(summary)
-  return "\n".join(lines)
 
 
-def experiment_lines(summary: dict) -> list[str]:
-  """Markdown for the ``large_vocab`` experiment's summary (figure path from the report)."""
-  fused, full = summary["rows"]
+def experiment_lines(result: experiments.ExperimentResult) -> list[str]:
+  """Markdown for the ``large_vocab`` experiment (figure paths under training/)."""
+  info = result.info
+  fused, full = result.row("fused").extra, result.row("full").extra
+  tests = (result.row("fused").test_loss, result.row("full").test_loss)
 
   def row(label, key, fmt):
     return f"| {label} | {fmt(fused[key])} | {fmt(full[key])} |"
@@ -122,36 +85,67 @@ def experiment_lines(summary: dict) -> list[str]:
   def mb(x):
     return f"{_mb(x):.1f}"
 
-  time_ratio = fused["median_step_s"] / full["median_step_s"]
   return [
     "### Training with a large vocabulary",
     "",
-    f"The next-word MLP (experiment `large_vocab`, `python experiments/large_vocab.py`) with"
-    f" V = {summary['vocab_size']}, trained twice for {summary['steps']} Adam steps of"
-    f" {summary['batch_size']} tokens from the same parameters on the same batches: output"
-    f" layer + `fused_linear_cross_entropy` (block {summary['block_size']}) against full"
-    f" logits + `sparse_categorical_cross_entropy_with_logits`. Data: {summary['data']}. The"
-    f" full logits are [{summary['batch_size']}, {summary['vocab_size']}] float32 ="
-    f" {_mb(summary['logits_bytes']):.0f} MB.",
+    f"The next-word MLP (`xentax experiment large_vocab`) with V = {info['vocab_size']},"
+    f" trained twice for {info['steps']} Adam steps of {info['batch_size']} tokens from the"
+    " same parameters on the same batches: output layer + `fused_linear_cross_entropy`"
+    f" (block {info['block_size']}) against full logits +"
+    f" `sparse_categorical_cross_entropy_with_logits`. Data: {info['data']}. The full logits"
+    f" are [{info['batch_size']}, {info['vocab_size']}] float32 ="
+    f" {_mb(info['logits_bytes']):.0f} MB.",
     "",
     "| | fused | full logits |",
     "|---|---|---|",
     row("final train loss (batch)", "final_train_loss", lambda x: f"{x:.6f}"),
-    row(
-      f"test loss ({summary['test_tokens']} tokens; unigram {summary['unigram_test_loss']:.3f})",
-      "test_loss",
-      lambda x: f"{x:.6f}",
-    ),
+    f"| test loss ({info['test_tokens']} tokens; unigram {info['unigram_test_loss']:.3f}) |"
+    f" {tests[0]:.6f} | {tests[1]:.6f} |",
     row("train-step temporaries (MB)", "temp_bytes", mb),
     row("loss value-and-grad temporaries (MB)", "loss_temp_bytes", mb),
     row("median step time (s)", "median_step_s", lambda x: f"{x:.3f}"),
     "",
-    f"Loss curves agree: max |fused - full| over the {summary['steps']} steps ="
-    f" {summary['max_abs_loss_diff']:.2g}. Step time fused / full = {time_ratio:.2f}"
-    f" (spreads {fused['step_spread']:.0%} / {full['step_spread']:.0%}). Temporaries are bytes"
-    " beyond the step's arguments and outputs; XLA may place the fused loss's"
-    " [batch, block] slice in an output buffer of the same size, hence the second row.",
+    f"Loss curves agree: max |fused - full| over the {info['steps']} steps ="
+    f" {info['max_abs_loss_diff']:.2g}. Step time fused / full ="
+    f" {info['step_time_ratio']:.2f} (spreads {fused['step_spread']:.0%} /"
+    f" {full['step_spread']:.0%}). Temporaries are bytes beyond the step's arguments and"
+    " outputs; XLA may place the fused loss's [batch, block] slice in an output buffer of"
+    " the same size, hence the second row.",
     "",
-    f"![fused vs full-logits loss curves](training/{fused['curves']})",
+    f"![fused vs full-logits loss curves](training/{result.figures['loss_curves']})",
     "",
   ]
+
+
+def render(records: list[bench.BenchRecord], result: experiments.ExperimentResult) -> str:
+  memory = [r for r in records if r.suite == "fused_memory"]
+  timing = [r for r in records if r.suite == "fused"]
+  return "\n".join(
+    [
+      "## Large vocabularies",
+      "",
+      *(memory_lines(memory, "large_vocab_memory.png") if memory else []),
+      *timing_lines(timing),
+      *experiment_lines(result),
+    ]
+  )
+
+
+def section(out_dir: Path, scale: str = "full") -> str:
+  """``xentax bench --suite fused --quick`` and the ``large_vocab`` experiment, rendered."""
+  records = bench.run(["fused"], quick=True, progress=True)
+  bench.write_json(records, out_dir / "large_vocab_bench.json")
+  memory = [r for r in records if r.suite == "fused_memory"]
+  series = {}
+  for name in dict.fromkeys(r.implementation for r in memory):
+    rows = [r for r in memory if r.implementation == name]
+    series[name] = ([r.get("vocab_size") for r in rows], [_mb(r.temp_bytes) for r in rows])
+  if memory:
+    figure = plots.memory_vs_vocabulary(
+      series,
+      target_mb=bench.TARGETS["fused_memory"]["temp_mb"],
+      title=f"hidden [{memory[0].get('num_tokens')}, {memory[0].get('dim')}] float32, compiled",
+    )
+    plots.save(figure, out_dir / "large_vocab_memory.png")
+  result = experiments.run("large_vocab", out_dir / "training", scale=scale)
+  return render(records, result)

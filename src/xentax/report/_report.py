@@ -1,9 +1,11 @@
-"""Assemble the report from its sections.
+"""Assemble the report from its sections, writing ``REPORT.md`` after each one.
 
 Design notes:
-  A section is a function ``section(out_dir, quick) -> markdown`` that writes its own
-  figures into ``out_dir``. Later work adds sections to :data:`SECTIONS`; the report keeps
-  their order and records the time each took.
+  A section is a function ``section(out_dir, scale) -> markdown`` that runs the public
+  benchmark, experiment or gradcheck API it shows and renders the records; it writes its
+  figures into ``out_dir``. :func:`reproduce` rewrites ``REPORT.md`` (atomically) after
+  every section, so a crash or Ctrl-C leaves a report of the sections done so far (and a
+  line saying which one stopped), and prints each section's name and time as it goes.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import jax
-
 import xentax
+from xentax import records
 from xentax.report import (
   _bench_section,
   _gradcheck_section,
@@ -25,7 +26,7 @@ from xentax.report import (
   _worked_examples,
 )
 
-Section = Callable[[Path, bool], str]
+Section = Callable[[Path, str], str]
 
 SECTIONS: dict[str, Section] = {
   "worked_examples": _worked_examples.section,
@@ -36,18 +37,22 @@ SECTIONS: dict[str, Section] = {
 }
 
 
-def reproduce(
-  out_dir: str | Path = "results", *, quick: bool = False, only: list[str] | None = None
-) -> Path:
-  """Run every section and write ``out_dir/REPORT.md``; returns its path."""
-  out_dir = Path(out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
-  names = list(SECTIONS) if not only else only
+def check_sections(only: list[str] | None) -> list[str]:
+  """The sections to run (all when ``only`` is empty); ValueError for an unknown name."""
+  names = list(SECTIONS) if not only else list(only)
   unknown = [name for name in names if name not in SECTIONS]
   if unknown:
-    raise ValueError(f"unknown report section(s) {unknown}; choose from {list(SECTIONS)}")
+    raise ValueError(
+      f"unknown report section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}"
+    )
+  return names
+
+
+def _header() -> list[str]:
+  import jax
+
   device = jax.devices()[0]
-  parts = [
+  return [
     "# xentax report",
     "",
     f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC} by `xentax reproduce`"
@@ -55,13 +60,55 @@ def reproduce(
     f" device: {device.platform} {device.device_kind}).",
     "",
   ]
-  timings = []
-  for name in names:
-    start = time.perf_counter()
-    parts.append(SECTIONS[name](out_dir, quick))
-    timings.append((name, time.perf_counter() - start))
-  parts += ["## Run time", "", "| section | seconds |", "|---|---|"]
-  parts += [f"| {name} | {seconds:.1f} |" for name, seconds in timings]
+
+
+def _timings(timings: list[tuple[str, float]]) -> list[str]:
+  lines = ["## Run time", "", "| section | seconds |", "|---|---|"]
+  lines += [f"| {name} | {seconds:.1f} |" for name, seconds in timings]
+  total = sum(seconds for _, seconds in timings)
+  return lines + [f"| total | {total:.1f} |", ""]
+
+
+def reproduce(
+  out_dir: str | Path = "results",
+  *,
+  quick: bool = False,
+  only: list[str] | None = None,
+  scale: str | None = None,
+) -> Path:
+  """Run the sections and write ``out_dir/REPORT.md``, section by section; returns its path.
+
+  Args:
+    out_dir: the report's folder (created).
+    quick: shorthand for ``scale="quick"``.
+    only: run only these sections, in this order.
+    scale: ``"full"``, ``"quick"`` or ``"smoke"`` (tests); overrides ``quick``.
+
+  Raises:
+    ValueError: an unknown section or scale (before anything runs).
+  """
+  names = check_sections(only)
+  scale = scale or ("quick" if quick else "full")
+  if scale not in ("full", "quick", "smoke"):
+    raise ValueError(f"unknown scale {scale!r}; choose from full, quick, smoke")
+  out_dir = Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
   path = out_dir / "REPORT.md"
-  path.write_text("\n".join(parts) + "\n")
+  head = _header()
+  parts: list[str] = []
+  timings: list[tuple[str, float]] = []
+  for i, name in enumerate(names, 1):
+    print(f"[{i}/{len(names)}] {name} ...", flush=True)
+    start = time.perf_counter()
+    try:
+      parts.append(SECTIONS[name](out_dir, scale))
+    except BaseException as err:
+      stopped = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {err!r}"
+      note = [f"**Section `{name}` {stopped}; the sections above are complete.**", ""]
+      records.write_text(path, "\n".join(head + parts + note + _timings(timings)) + "\n")
+      raise
+    seconds = time.perf_counter() - start
+    timings.append((name, seconds))
+    print(f"[{i}/{len(names)}] {name} done in {seconds:.1f} s", flush=True)
+    records.write_text(path, "\n".join(head + parts + _timings(timings)) + "\n")
   return path

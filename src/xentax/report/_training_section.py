@@ -1,98 +1,144 @@
-"""Report section: every training experiment, its final test metrics, bars, curves and speed."""
+"""Report section: every training experiment, its final test metrics, bars, curves and speed.
+
+It renders :class:`xentax.experiments.ExperimentResult` records; :func:`section` runs the
+experiments of this section (those whose ``report_section`` is ``"training"``) first.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from xentax.training import experiments
+from xentax import experiments
 
 
 def _fmt(value, digits: int = 4) -> str:
   return "-" if value is None else f"{value:.{digits}f}"
 
 
-def section(out_dir: Path, quick: bool = False) -> str:
-  """Run the experiments (``quick``: fewer epochs, smaller sets) and describe them."""
-  scale = "quick" if quick else "full"
-  root = Path(out_dir) / "training"
-  summaries = {
-    name: experiments.run(name, root, scale=scale)
-    for name, experiment in experiments.EXPERIMENTS.items()
-    if experiment.report_section == "training"
-  }
+def _results_table(results: dict[str, experiments.ExperimentResult]) -> list[str]:
   lines = [
-    "## Training",
-    "",
-    f"Every experiment of `experiments/` at {scale} scale (`xentax.training.experiments`),"
-    " float32, on the device JAX found. Test loss is the unweighted cross-entropy on the test"
-    " set, whatever the training objective; accuracy for the recommender is interaction"
-    " prediction (logit > 0). Each run's folder holds `config.json`, `metrics.jsonl`,"
-    " `summary.json` and `curves.png`.",
-    "",
     "| experiment | run | model | dataset | loss | optimizer | epochs | test accuracy |"
     " test loss | bar | met | seconds |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
-  for name, summary in summaries.items():
-    for row in summary["rows"]:
-      met = "-" if "bar_met" not in row else ("yes" if row["bar_met"] else "**no**")
+  for name, result in results.items():
+    for row in result.rows:
+      met = "-" if row.bar_met is None else ("yes" if row.bar_met else "**no**")
       lines.append(
-        f"| {name} | {row['run']} | {row['model']} | {row['dataset']} | {row['loss']} |"
-        f" {row['optimizer']} | {row['epochs']} | {_fmt(row['test_accuracy'])} |"
-        f" {_fmt(row['test_loss'])} | {row.get('bar', '-')} | {met} |"
-        f" {row.get('seconds', 0.0):.1f} |"
+        f"| {name} | {row.run} | {row.model} | {row.dataset} | {row.loss} |"
+        f" {row.optimizer} | {row.epochs} | {_fmt(row.test_accuracy)} |"
+        f" {_fmt(row.test_loss)} | {row.bar or '-'} | {met} | {row.seconds:.1f} |"
       )
-  imbalance = summaries["class_imbalance"]["rows"]
-  words = summaries["next_word"]["rows"][0]
-  corpus = summaries["next_word"]["corpus"]
-  recommender = summaries["recommender"]["rows"][0]
-  deck = summaries["deck_vs_compiled"]["rows"][0]
-  lines += [
+  return lines
+
+
+def _imbalance_lines(result: experiments.ExperimentResult) -> list[str]:
+  rows = result.rows
+  seeds = rows[0].extra["seeds"]
+  minority = rows[0].extra["minority_test_examples"]
+  lines = [
+    f"### Class imbalance (2-class blobs, 1:20, {seeds} seeds)",
     "",
-    "### Class imbalance (2-class blobs, 1:20)",
+    f"Each objective trained on {seeds} seeds (each its own blobs, split and initialisation;"
+    f" {min(minority)} to {max(minority)} minority examples per test set): mean and standard"
+    " deviation over seeds.",
     "",
     "| objective | minority-class test recall | test accuracy |",
     "|---|---|---|",
-    *[
-      f"| {r['loss']} | {_fmt(r['minority_recall'], 3)} | {_fmt(r['test_accuracy'])} |"
-      for r in imbalance
-    ],
+  ]
+  for r in rows:
+    lines.append(
+      f"| {r.loss} | {r.extra['minority_recall_mean']:.3f} ± {r.extra['minority_recall_std']:.3f}"
+      f" | {r.test_accuracy:.4f} ± {r.extra['accuracy_std']:.4f} |"
+    )
+  plain = rows[0]
+  lines += [
     "",
+    f"Bar ({plain.bar}): {'met' if plain.bar_met else '**not met**'}.",
+    "",
+    f"![per-class recall by objective](training/{result.figures['recall']})",
+    "",
+  ]
+  return lines
+
+
+def _language_lines(words: experiments.ExperimentResult, rec: experiments.ExperimentResult):
+  w = words.rows[0]
+  corpus = words.info["corpus"]
+  r = rec.rows[0]
+  return [
     "### Next-word prediction and the recommender",
     "",
     f"Standard-library docstrings: {corpus['docstrings']} docstrings, {corpus['words']} words,"
-    f" {corpus['distinct_words']} distinct words; {words['train_examples']} training windows."
-    f" Test cross-entropy: model {_fmt(words['test_loss'])} nats vs unigram baseline"
-    f" {_fmt(words['unigram_test_loss'])} nats (bar met: {'yes' if words['bar_met'] else 'no'}).",
+    f" {corpus['distinct_words']} distinct words; {w.extra['train_examples']} training windows."
+    f" Test cross-entropy: model {_fmt(w.test_loss)} nats vs unigram baseline"
+    f" {_fmt(w.extra['unigram_test_loss'])} nats (bar met: {'yes' if w.bar_met else 'no'}).",
     "",
-    f"Matrix factorisation: test cross-entropy {_fmt(recommender['test_loss'])} vs"
-    f" {_fmt(recommender['constant_test_loss'])} for the constant base-rate prediction;"
-    f" test accuracy {_fmt(recommender['test_accuracy'])}.",
+    f"Matrix factorisation: test cross-entropy {_fmt(r.test_loss)} vs"
+    f" {_fmt(r.extra['constant_test_loss'])} for the constant base-rate prediction;"
+    f" test accuracy {_fmt(r.test_accuracy)}.",
     "",
+  ]
+
+
+def _deck_lines(result: experiments.ExperimentResult) -> list[str]:
+  d = result.rows[0]
+  x = d.extra
+  return [
     "### The deck's per-example loop vs the compiled loop",
     "",
-    f"Softmax regression on digits (bias as a column of ones), {deck['epochs']} passes of"
+    f"Softmax regression on digits (bias as a column of ones), {d.epochs} passes of"
     " per-example SGD from the same random theta: the deck's pseudocode run as written"
     " (eager JAX, one example at a time) and `xentax.training.train` (one compiled `lax.scan`"
     " per epoch, batch size 1, no shuffling, `optax.sgd`).",
     "",
     "| | final train loss | seconds per epoch |",
     "|---|---|---|",
-    f"| deck, per example | {deck['deck_final_train_loss']:.6f} |"
-    f" {deck['deck_seconds_per_epoch']:.4f} |",
-    f"| compiled | {deck['compiled_final_train_loss']:.6f} |"
-    f" {deck['compiled_seconds_per_epoch']:.4f} |",
+    f"| deck, per example | {x['deck_final_train_loss']:.6f} | {x['deck_seconds_per_epoch']:.4f} |",
+    f"| compiled | {x['compiled_final_train_loss']:.6f} | {x['compiled_seconds_per_epoch']:.4f} |",
     "",
-    f"Same final loss: {'yes' if deck['same_final_loss'] else '**no**'} (largest theta"
-    f" difference {deck['max_abs_theta_diff']:.2e}). Speed ratio (deck / compiled time per"
-    f" epoch): **{deck['speed_ratio']:.0f}x**.",
-    "",
-    "### Curves",
-    "",
-    f"![SGD vs momentum vs Adam](training/{summaries['sgd_vs_adam']['figure']})",
+    f"Same final loss: {'yes' if x['same_final_loss'] else '**no**'} (largest theta"
+    f" difference {x['max_abs_theta_diff']:.2e}). Speed ratio (deck / compiled time per"
+    f" epoch): **{x['speed_ratio']:.0f}x**.",
     "",
   ]
-  for name, summary in summaries.items():
-    for row in summary["rows"]:
-      lines += [f"![{name}: {row['run']}](training/{row['curves']})", ""]
+
+
+def render(results: dict[str, experiments.ExperimentResult], scale: str) -> str:
+  """The section's Markdown from the experiments' results (figure paths under training/)."""
+  lines = [
+    "## Training",
+    "",
+    f"Every training experiment of `xentax.experiments` at {scale} scale (`xentax experiment"
+    " NAME`), float32, on the device JAX found. Test loss is the unweighted cross-entropy on"
+    " the test set, whatever the training objective; accuracy for the recommender is"
+    " interaction prediction (logit > 0). Each run's folder holds `config.json`,"
+    " `metrics.jsonl`, `summary.json` and `curves.png`.",
+    "",
+    *_results_table(results),
+    "",
+  ]
+  if "class_imbalance" in results:
+    lines += _imbalance_lines(results["class_imbalance"])
+  if "next_word" in results and "recommender" in results:
+    lines += _language_lines(results["next_word"], results["recommender"])
+  if "deck_vs_compiled" in results:
+    lines += _deck_lines(results["deck_vs_compiled"])
+  lines += ["### Curves", ""]
+  for result in results.values():
+    for name, path in result.figures.items():
+      lines += [f"![{result.name}: {name}](training/{path})", ""]
+    for row in result.rows:
+      lines += [f"![{result.name}: {row.run}](training/{row.curves})", ""]
   return "\n".join(lines)
+
+
+def section(out_dir: Path, scale: str = "full") -> str:
+  """Run this section's experiments at ``scale`` and render them."""
+  root = Path(out_dir) / "training"
+  results = {}
+  for name, experiment in experiments.EXPERIMENTS.items():
+    if experiment.report_section == "training":
+      print(f"  experiment {name} ...", flush=True)
+      results[name] = experiments.run(name, root, scale=scale)
+  return render(results, scale)

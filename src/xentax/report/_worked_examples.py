@@ -5,13 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import jax.numpy as jnp
 
-matplotlib.use("Agg")
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-
-import xentax  # noqa: E402
+import xentax
+from xentax import plots
 
 
 def worked_examples() -> list[dict]:
@@ -55,34 +52,25 @@ def worked_examples() -> list[dict]:
   return rows
 
 
-def plot_loss_curve(path: Path) -> None:
+def loss_curve_figure():
   """The deck's appendix: loss against predicted probability, for y = 1 and y = 0."""
   p = jnp.linspace(1e-3, 1 - 1e-3, 500)
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for label, style in [(1.0, "-"), (0.0, "--")]:
-    loss = xentax.binary_cross_entropy(p, jnp.full_like(p, label), reduction="none")
-    ax.plot(p, loss, style, label=f"true label y = {int(label)}")
-  ax.plot([0.8], [-math.log(0.8)], "o", color="black")
-  ax.annotate(
-    "deck: y = 1, p = 0.8, loss 0.2231",
-    (0.8, -math.log(0.8)),
-    (0.35, 2.5),
-    arrowprops={"arrowstyle": "->"},
+  losses = {
+    f"true label y = {int(label)}": xentax.binary_cross_entropy(
+      p, jnp.full_like(p, label), reduction="none"
+    ).tolist()
+    for label in (1.0, 0.0)
+  }
+  return plots.loss_vs_probability(
+    p.tolist(), losses, point=(0.8, -math.log(0.8), "deck: y = 1, p = 0.8, loss 0.2231")
   )
-  ax.set_xlabel("predicted probability p of the positive class")
-  ax.set_ylabel("binary cross-entropy")
-  ax.set_ylim(0, 7)
-  ax.set_title("Steeper near the boundaries, minimum at the true label")
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
-def section(out_dir: Path, quick: bool = False) -> str:
-  del quick  # this section is instant
+def section(out_dir: Path, scale: str = "full") -> str:
+  """The deck's worked examples (instant at every scale)."""
+  del scale
   rows = worked_examples()
-  plot_loss_curve(out_dir / "loss_vs_probability.png")
+  plots.save(loss_curve_figure(), out_dir / "loss_vs_probability.png")
   lines = [
     "## The deck's worked examples",
     "",

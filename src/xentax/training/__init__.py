@@ -1,13 +1,14 @@
-"""Models as pure functions, one Optax training loop, the deck's reference loop, experiments."""
+"""Models as pure functions, one Optax training loop, the deck's reference loop."""
 
+from xentax.training._config import DEFAULT_LR as DEFAULT_LR
+from xentax.training._config import OPTIMIZERS as OPTIMIZERS
+from xentax.training._config import TrainConfig as TrainConfig
+from xentax.training._config import default_lr as default_lr
+from xentax.training._config import validate_config as validate_config
 from xentax.training._deck import deck_sgd as deck_sgd
 from xentax.training._deck import with_bias_column as with_bias_column
-from xentax.training._loop import DEFAULT_LR as DEFAULT_LR
-from xentax.training._loop import OPTIMIZERS as OPTIMIZERS
-from xentax.training._loop import TrainConfig as TrainConfig
 from xentax.training._loop import TrainingDiverged as TrainingDiverged
 from xentax.training._loop import TrainResult as TrainResult
-from xentax.training._loop import add_train_arguments as add_train_arguments
 from xentax.training._loop import epoch_order as epoch_order
 from xentax.training._loop import make_multi_step as make_multi_step
 from xentax.training._loop import make_optimizer as make_optimizer
@@ -31,8 +32,8 @@ from xentax.training._objectives import accuracy as accuracy
 from xentax.training._objectives import balanced_class_weights as balanced_class_weights
 from xentax.training._objectives import evaluate as evaluate
 from xentax.training._objectives import make_loss as make_loss
-from xentax.training._records import plot_curves as plot_curves
-from xentax.training._records import read_jsonl as read_jsonl
+from xentax.training._records import RunWriter as RunWriter
+from xentax.training._records import check_run_dir as check_run_dir
 
 __all__ = [
   "DEFAULT_LR",
@@ -40,15 +41,17 @@ __all__ = [
   "MODELS",
   "OPTIMIZERS",
   "Model",
+  "RunWriter",
   "TrainConfig",
   "TrainResult",
   "TrainingDiverged",
   "accuracy",
-  "add_train_arguments",
   "balanced_class_weights",
   "build_model",
+  "check_run_dir",
   "cnn",
   "deck_sgd",
+  "default_lr",
   "epoch_order",
   "evaluate",
   "logistic_regression",
@@ -62,10 +65,9 @@ __all__ = [
   "next_word_mlp",
   "num_parameters",
   "place_batch",
-  "plot_curves",
-  "read_jsonl",
   "resolve_device",
   "softmax_regression",
   "train",
+  "validate_config",
   "with_bias_column",
 ]

@@ -32,19 +32,11 @@ import numpy as np
 import optax
 
 from xentax import data as xdata
-from xentax.training import _data_parallel, _objectives, _records
+from xentax.progress import progress_bar
+from xentax.training import _data_parallel, _objectives
+from xentax.training._config import TrainConfig, validate_config
 from xentax.training._models import Model, build_model, num_parameters
-
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
-# Learning rates used when a config leaves ``lr`` unset (tuned for Adam on the deck's sets).
-DEFAULT_LR = {
-  "logistic_regression": 1e-2,
-  "softmax_regression": 1e-2,
-  "mlp": 1e-3,
-  "cnn": 2e-3,
-  "next_word_mlp": 2e-3,
-  "matrix_factorisation": 1e-2,
-}
+from xentax.training._records import RunWriter
 
 
 class TrainingDiverged(FloatingPointError):
@@ -54,51 +46,6 @@ class TrainingDiverged(FloatingPointError):
     super().__init__(message)
     self.step = step
     self.epoch = epoch
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """One training run, declaratively (what ``config.json`` records).
-
-  Attributes:
-    model: a name in :data:`xentax.training.MODELS`.
-    dataset: a name in :data:`xentax.data.DATASETS`.
-    loss: a name in :data:`xentax.training.LOSSES`.
-    optimizer: ``"sgd"``, ``"momentum"`` (SGD with momentum 0.9), ``"adam"``, ``"adamw"``
-      or ``"rmsprop"``.
-    epochs: passes over the training set.
-    batch_size: examples per step; an epoch has ``ceil(N / batch_size)`` steps, the last
-      batch filled with the first examples of the epoch's order.
-    lr: learning rate; None uses :data:`DEFAULT_LR` for the model.
-    seed: drives initialisation, shuffling and the dataset split.
-    shuffle: reshuffle the training set every epoch.
-    device: ``"cpu"``, ``"gpu"`` or None (JAX's default device).
-    devices: data parallelism over the first ``devices`` devices of that platform: each
-      batch is split along its examples, parameters are replicated and XLA all-reduces
-      the gradients. None or 1: one device. ``batch_size`` must be divisible by it.
-    steps_per_call: steps per compiled call (None: a whole epoch).
-    model_options, dataset_options, loss_options: keyword options for the builders.
-  """
-
-  model: str = "softmax_regression"
-  dataset: str = "digits"
-  loss: str = "cross_entropy"
-  optimizer: str = "adam"
-  epochs: int = 20
-  batch_size: int = 32
-  lr: float | None = None
-  seed: int = 0
-  shuffle: bool = True
-  device: str | None = None
-  devices: int | None = None
-  steps_per_call: int | None = None
-  model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-  dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-  loss_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-  def to_json(self) -> dict:
-    """A JSON-ready dict (NumPy values become lists)."""
-    return _records.jsonable(dataclasses.asdict(self))
 
 
 @dataclasses.dataclass
@@ -219,6 +166,151 @@ def epoch_order(num_examples: int, batch_size: int, rng: np.random.Generator | N
   return order.reshape(steps, batch_size)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Placement:
+  """Where state and batches go: one device, or a data-parallel mesh."""
+
+  device: jax.Device
+  num_devices: int
+  state: Any  # a device or a replicated sharding
+  batch: Any  # a device or a batch sharding of [steps, batch, ...] chunks
+
+
+def _placement(config: TrainConfig) -> _Placement:
+  """Step 1: the devices of the run (raises ValueError for a missing device or too few)."""
+  device = resolve_device(config.device)
+  num_devices = 1 if config.devices is None else config.devices
+  if num_devices == 1:
+    return _Placement(device, 1, device, device)
+  mesh = _data_parallel.data_mesh(num_devices, device.platform)
+  return _Placement(
+    device,
+    num_devices,
+    _data_parallel.replicated(mesh),
+    _data_parallel.batch_sharding(mesh, stacked=True),
+  )
+
+
+def _batch_size(config: TrainConfig, num_train: int, num_devices: int) -> int:
+  """Step 2: the batch size (at most the training set), divisible by the devices."""
+  batch_size = min(config.batch_size, num_train)
+  if batch_size % num_devices:
+    clipped = "" if batch_size == config.batch_size else f" (the {num_train} training examples)"
+    raise ValueError(
+      f"batch_size {batch_size}{clipped} is not divisible by devices={num_devices}: each"
+      f" device takes batch_size / devices examples of every step. Use a batch size that is"
+      f" a multiple of {num_devices}."
+    )
+  return batch_size
+
+
+@dataclasses.dataclass
+class _State:
+  """What changes during a run: parameters, optimizer state, step count, history."""
+
+  params: Any
+  opt_state: Any
+  step: int = 0
+  history: list[dict] = dataclasses.field(default_factory=list)
+  compile_seconds: float | None = None
+
+
+def _run_epoch(
+  epoch: int,
+  state: _State,
+  run_chunk: Callable,
+  model: Model,
+  dataset: xdata.Dataset,
+  order: np.ndarray,
+  *,
+  chunk: int,
+  placement: _Placement,
+  bar,
+  lr: float,
+) -> dict:
+  """Step 3: one epoch of compiled chunks, the divergence check, the test metrics.
+
+  Returns the epoch's record (a line of ``metrics.jsonl``).
+
+  Raises:
+    TrainingDiverged: a step's loss is not finite (``state`` keeps the last good epoch).
+  """
+  epoch_start = time.perf_counter()
+  step_losses, step_accuracies = [], []
+  params, opt_state = state.params, state.opt_state
+  for first in range(0, len(order), chunk):
+    idx = order[first : first + chunk]
+    batches = place_batch({"x": dataset.x_train[idx], "y": dataset.y_train[idx]}, placement.batch)
+    params, opt_state, metrics = run_chunk(params, opt_state, batches)
+    step_losses.append(metrics["loss"])
+    step_accuracies.append(metrics["accuracy"])
+    bar.advance(len(idx))  # no device read: dispatch is asynchronous
+  losses = np.concatenate([np.asarray(x) for x in step_losses])  # one sync per epoch
+  if state.compile_seconds is None:
+    state.compile_seconds = time.perf_counter() - epoch_start
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    bad_step = state.step + int(bad[0]) + 1
+    raise TrainingDiverged(
+      f"training stopped: the loss became {losses[bad[0]]} at step {bad_step} (epoch"
+      f" {epoch}, batch {int(bad[0]) + 1} of {len(order)}); the last finite loss"
+      f" was {_last_finite(state.history, losses[: bad[0]])}. Lower the learning rate"
+      f" (now {lr}) or check the inputs.",
+      step=bad_step,
+      epoch=epoch,
+    )
+  state.params, state.opt_state = params, opt_state
+  state.step += len(losses)
+  epoch_seconds = time.perf_counter() - epoch_start
+  test = _objectives.evaluate(
+    model.apply, params, dataset.x_test, dataset.y_test, num_classes=dataset.num_classes
+  )
+  record = {
+    "epoch": epoch,
+    "step": state.step,
+    "train_loss": float(losses.mean()),
+    "train_accuracy": float(np.concatenate([np.asarray(a) for a in step_accuracies]).mean()),
+    "test_loss": test["loss"],
+    "test_accuracy": test["accuracy"],
+    "test_recall": test["recall"],
+    "epoch_seconds": epoch_seconds,
+  }
+  state.history.append(record)
+  bar.update_text(f"epoch {epoch} test acc {test['accuracy']:.3f}")
+  return record
+
+
+def _summary(
+  state: _State,
+  model: Model,
+  dataset: xdata.Dataset,
+  placement: _Placement,
+  seconds_total: float,
+) -> dict:
+  """Step 4: final metrics and timings (``summary.json``)."""
+  final = state.history[-1]
+  timed = [r["epoch_seconds"] for r in state.history[1:]] or [final["epoch_seconds"]]
+  device = placement.device
+  return {
+    "status": "ok",
+    "model": model.name,
+    "dataset": dataset.name,
+    "num_parameters": num_parameters(state.params),
+    "num_train": len(dataset.y_train),
+    "num_test": len(dataset.y_test),
+    "steps": state.step,
+    "final_train_loss": final["train_loss"],
+    "final_test_loss": final["test_loss"],
+    "final_test_accuracy": final["test_accuracy"],
+    "final_test_recall": final["test_recall"],
+    "seconds_total": seconds_total,
+    "seconds_first_epoch_with_compile": state.compile_seconds,
+    "seconds_per_epoch_median": float(np.median(timed)),
+    "device": f"{device.platform} {device.device_kind}",
+    "devices": placement.num_devices,
+  }
+
+
 def train(
   config: TrainConfig,
   *,
@@ -226,18 +318,24 @@ def train(
   params: Any = None,
   loss_fn: Callable | None = None,
   out_dir: str | Path | None = None,
+  overwrite: bool = False,
   progress: bool = True,
   max_steps: int | None = None,
 ) -> TrainResult:
   """Train ``config.model`` on ``config.dataset``; optionally write the run's files.
 
+  The steps: check the config, place state and batches (:func:`_placement`), build the
+  model, loss and optimizer, run the epochs (:func:`_run_epoch`, each ending with the
+  divergence check and the test metrics), and summarise (:func:`_summary`).
+
   Args:
-    config: the run.
+    config: the run; ``lr=None`` uses :func:`~xentax.training.default_lr`.
     dataset: use this dataset instead of loading ``config.dataset``.
     params: initial parameters instead of ``model.init(key)``.
     loss_fn: a custom ``loss_fn(logits, labels)`` instead of ``config.loss``.
     out_dir: if given, write ``config.json``, ``metrics.jsonl`` (one line per epoch, as
-      it happens), ``summary.json`` and ``curves.png`` there.
+      it happens), ``summary.json`` and ``curves.png`` there, each file atomically.
+    overwrite: clear ``out_dir`` first if it holds an earlier run (else it must be empty).
     progress: show a ``rich`` progress bar.
     max_steps: stop after this many steps in total (smoke tests).
 
@@ -247,135 +345,82 @@ def train(
   Raises:
     TrainingDiverged: the training loss became NaN or infinite (the message names the
       step); ``summary.json`` records it too.
-    ValueError: bad configuration (unknown names, non-positive sizes, missing device, more
-      ``devices`` than exist, a batch size not divisible by ``devices``).
+    KeyboardInterrupt: re-raised after ``summary.json`` records ``"status":
+      "interrupted"`` with the epochs completed so far (and ``curves.png`` plots them).
+    ValueError: bad configuration (unknown names, non-positive sizes, a model that does
+      not fit the dataset, missing device, more ``devices`` than exist, a batch size not
+      divisible by ``devices``).
+    FileExistsError: ``out_dir`` holds files and not ``overwrite``.
   """
-  if config.epochs < 1 or config.batch_size < 1:
-    raise ValueError(
-      f"epochs and batch_size must be >= 1; got {config.epochs} and {config.batch_size}"
-    )
-  device = resolve_device(config.device)
-  num_devices = 1 if config.devices is None else config.devices
-  if num_devices > 1:
-    mesh = _data_parallel.data_mesh(num_devices, device.platform)
-    state_placement = _data_parallel.replicated(mesh)
-    batch_placement = _data_parallel.batch_sharding(mesh, stacked=True)
-  elif num_devices == 1:
-    state_placement = batch_placement = device
-  else:
-    raise ValueError(f"devices must be >= 1 (or None); got {config.devices}")
+  config = validate_config(config.resolved(), check_dataset=dataset is None)
+  placement = _placement(config)
   if dataset is None:
     dataset = xdata.load(config.dataset, seed=config.seed, **config.dataset_options)
   n = len(dataset.y_train)
-  batch_size = min(config.batch_size, n)
-  if batch_size % num_devices:
-    clipped = "" if batch_size == config.batch_size else f" (the {n} training examples)"
-    raise ValueError(
-      f"batch_size {batch_size}{clipped} is not divisible by devices={num_devices}: each"
-      f" device takes batch_size / devices examples of every step. Use a batch size that is"
-      f" a multiple of {num_devices}."
-    )
+  batch_size = _batch_size(config, n, placement.num_devices)
   model = build_model(config.model, dataset, **config.model_options)
   if loss_fn is None:
     loss_fn = _objectives.make_loss(
-      config.loss,
-      labels=dataset.y_train,
-      num_classes=dataset.num_classes,
-      **config.loss_options,
+      config.loss, labels=dataset.y_train, num_classes=dataset.num_classes, **config.loss_options
     )
-  if config.lr is None:
-    config = dataclasses.replace(config, lr=DEFAULT_LR.get(config.model, 1e-2))
   optimizer = make_optimizer(config.optimizer, config.lr)
   if params is None:
     params = model.init(jax.random.key(config.seed))
-  params = jax.device_put(params, state_placement)
-  opt_state = jax.device_put(optimizer.init(params), state_placement)
+  params = jax.device_put(params, placement.state)
+  state = _State(params, jax.device_put(optimizer.init(params), placement.state))
   run_chunk = make_multi_step(make_train_step(model.apply, loss_fn, optimizer))
 
-  writer = _records.RunWriter(out_dir, config.to_json()) if out_dir is not None else None
+  writer = None
+  if out_dir is not None:
+    writer = RunWriter(out_dir, config.to_json(), overwrite=overwrite)
   rng = np.random.default_rng(config.seed) if config.shuffle else None
   steps_per_epoch = -(-n // batch_size)
-  chunk = config.steps_per_call or steps_per_epoch
   total_steps = config.epochs * steps_per_epoch
   if max_steps is not None:
     total_steps = min(total_steps, max_steps)
-  history: list[dict] = []
-  step = 0
+  title = f"{model.name} on {dataset.name}: {config.loss}, {config.optimizer} lr={config.lr:g}"
   start = time.perf_counter()
-  compile_seconds = None
-  with _records.progress_bar(total_steps, enabled=progress) as bar:
-    for epoch in range(1, config.epochs + 1):
-      if step >= total_steps:
-        break
-      epoch_start = time.perf_counter()
-      order = epoch_order(n, batch_size, rng)[: total_steps - step]
-      step_losses, step_accuracies = [], []
-      for first in range(0, len(order), chunk):
-        idx = order[first : first + chunk]
-        batches = place_batch(
-          {"x": dataset.x_train[idx], "y": dataset.y_train[idx]}, batch_placement
-        )
-        params, opt_state, metrics = run_chunk(params, opt_state, batches)
-        step_losses.append(metrics["loss"])
-        step_accuracies.append(metrics["accuracy"])
-        bar.advance(len(idx))  # no device read: dispatch is asynchronous
-      losses = np.concatenate([np.asarray(x) for x in step_losses])  # one sync per epoch
-      if compile_seconds is None:
-        compile_seconds = time.perf_counter() - epoch_start
-      bad = np.flatnonzero(~np.isfinite(losses))
-      if bad.size:
-        bad_step = step + int(bad[0]) + 1
-        message = (
-          f"training stopped: the loss became {losses[bad[0]]} at step {bad_step} (epoch"
-          f" {epoch}, batch {int(bad[0]) + 1} of {steps_per_epoch}); the last finite loss"
-          f" was {_last_finite(history, losses[: bad[0]])}. Lower the learning rate"
-          f" (now {config.lr}) or check the inputs."
+  try:
+    with progress_bar(total_steps, enabled=progress) as bar:
+      for epoch in range(1, config.epochs + 1):
+        if state.step >= total_steps:
+          break
+        order = epoch_order(n, batch_size, rng)[: total_steps - state.step]
+        record = _run_epoch(
+          epoch,
+          state,
+          run_chunk,
+          model,
+          dataset,
+          order,
+          chunk=config.steps_per_call or steps_per_epoch,
+          placement=placement,
+          bar=bar,
+          lr=config.lr,
         )
         if writer is not None:
-          writer.finish({"status": "diverged", "error": message, "step": bad_step})
-        raise TrainingDiverged(message, step=bad_step, epoch=epoch)
-      step += len(losses)
-      epoch_seconds = time.perf_counter() - epoch_start
-      test = _objectives.evaluate(
-        model.apply, params, dataset.x_test, dataset.y_test, num_classes=dataset.num_classes
-      )
-      record = {
-        "epoch": epoch,
-        "step": step,
-        "train_loss": float(losses.mean()),
-        "train_accuracy": float(np.concatenate([np.asarray(a) for a in step_accuracies]).mean()),
-        "test_loss": test["loss"],
-        "test_accuracy": test["accuracy"],
-        "test_recall": test["recall"],
-        "epoch_seconds": epoch_seconds,
-      }
-      history.append(record)
-      bar.update_text(f"epoch {epoch} test acc {test['accuracy']:.3f}")
-      if writer is not None:
-        writer.log(record)
-  final = history[-1]
-  timed = [r["epoch_seconds"] for r in history[1:]] or [history[0]["epoch_seconds"]]
-  summary = {
-    "status": "ok",
-    "model": model.name,
-    "dataset": dataset.name,
-    "num_parameters": num_parameters(params),
-    "num_train": n,
-    "num_test": len(dataset.y_test),
-    "steps": step,
-    "final_train_loss": final["train_loss"],
-    "final_test_loss": final["test_loss"],
-    "final_test_accuracy": final["test_accuracy"],
-    "final_test_recall": final["test_recall"],
-    "seconds_total": time.perf_counter() - start,
-    "seconds_first_epoch_with_compile": compile_seconds,
-    "seconds_per_epoch_median": float(np.median(timed)),
-    "device": f"{device.platform} {device.device_kind}",
-    "devices": num_devices,
-  }
+          writer.log(record)
+  except (TrainingDiverged, KeyboardInterrupt) as err:
+    if writer is not None:
+      _write_stopped(writer, err, state, title=title, objective=config.loss)
+    raise
+  summary = _summary(state, model, dataset, placement, time.perf_counter() - start)
   if writer is not None:
-    writer.finish(summary, history=history, title=f"{model.name} on {dataset.name}")
-  return TrainResult(params=params, history=history, summary=summary, model=model)
+    writer.finish(summary, history=state.history, title=title, objective=config.loss)
+  return TrainResult(params=state.params, history=state.history, summary=summary, model=model)
+
+
+def _write_stopped(writer: RunWriter, err: BaseException, state: _State, **plot) -> None:
+  """``summary.json`` (and the curves so far) of a run that diverged or was interrupted."""
+  if isinstance(err, TrainingDiverged):
+    summary = {"status": "diverged", "error": str(err), "step": err.step}
+  else:
+    summary = {"status": "interrupted", "step": state.step, "epochs_completed": len(state.history)}
+  summary["curves"] = {
+    key: [r[key] for r in state.history]
+    for key in ("epoch", "train_loss", "test_loss", "train_accuracy", "test_accuracy")
+  }
+  writer.finish(summary, history=state.history, **plot)
 
 
 def _last_finite(history, losses) -> str:
@@ -383,30 +428,3 @@ def _last_finite(history, losses) -> str:
   if finite.size:
     return f"{finite[-1]:.4g}"
   return f"{history[-1]['train_loss']:.4g} (mean of the previous epoch)" if history else "none"
-
-
-def add_train_arguments(parser) -> None:
-  """The options of ``xentax train`` (kept here so the command line stays thin)."""
-  from xentax.data import DATASETS
-  from xentax.training._models import MODELS
-  from xentax.training._objectives import LOSSES
-
-  parser.add_argument("--model", required=True, choices=MODELS)
-  parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
-  parser.add_argument("--loss", default="cross_entropy", choices=LOSSES)
-  parser.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
-  parser.add_argument("--epochs", type=int, default=20)
-  parser.add_argument("--batch-size", type=int, default=32)
-  parser.add_argument("--lr", type=float, default=None, help="default: per model (DEFAULT_LR)")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default=None, help="default: runs/<model>_<dataset>")
-  parser.add_argument(
-    "--device", choices=("cpu", "gpu"), default=None, help="default: whatever JAX finds"
-  )
-  parser.add_argument(
-    "--devices",
-    type=int,
-    default=None,
-    metavar="N",
-    help="data-parallel over N devices (batch split N ways; on CPU: N virtual devices)",
-  )

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from xentax.training._config import MODEL_NAMES, MODEL_TASKS
+
 Params = Any
 F32 = jnp.float32
 
@@ -236,14 +238,7 @@ def matrix_factorisation(num_users: int, num_items: int, *, dim: int = 16) -> Mo
   return Model("matrix_factorisation", init, apply)
 
 
-MODELS = (
-  "logistic_regression",
-  "softmax_regression",
-  "mlp",
-  "cnn",
-  "next_word_mlp",
-  "matrix_factorisation",
-)
+MODELS = MODEL_NAMES
 
 
 def build_model(name: str, dataset, **options) -> Model:
@@ -253,20 +248,12 @@ def build_model(name: str, dataset, **options) -> Model:
     ValueError: unknown model, or one that does not fit the dataset's task.
   """
   task = dataset.task
-  fits = {
-    "logistic_regression": ("binary",),
-    "softmax_regression": ("binary", "multiclass"),
-    "mlp": ("binary", "multiclass"),
-    "cnn": ("binary", "multiclass"),
-    "next_word_mlp": ("next_word",),
-    "matrix_factorisation": ("implicit_feedback",),
-  }
-  if name not in fits:
+  if name not in MODEL_TASKS:
     raise ValueError(f"unknown model {name!r}; choose from {list(MODELS)}")
-  if task not in fits[name]:
+  if task not in MODEL_TASKS[name]:
     raise ValueError(
       f"model {name!r} does not fit dataset {dataset.name!r} (task {task!r}); it needs a"
-      f" {' or '.join(fits[name])} dataset"
+      f" {' or '.join(MODEL_TASKS[name])} dataset"
     )
   if name == "logistic_regression":
     return logistic_regression(dataset.num_features, **options)

@@ -18,9 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import xentax
+from xentax.training._config import LOSS_NAMES
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
-LOSSES = ("cross_entropy", "weighted_cross_entropy", "focal", "categorical_cross_entropy")
+LOSSES = LOSS_NAMES
 
 
 def _is_binary(logits, labels) -> bool:

@@ -1,122 +1,91 @@
-"""A run's files (config, metrics, summary, curves) and its progress bar."""
+"""A run's folder (config, metrics, summary, curves) and its progress bar.
+
+Design notes:
+  A run folder holds ``config.json`` (written first), ``metrics.jsonl`` (a line per
+  epoch, rewritten as each epoch ends), ``summary.json`` (``"status"``: ``"ok"``,
+  ``"diverged"`` or ``"interrupted"``) and ``curves.png``. Every file is written atomically
+  (:mod:`xentax.records`), so an interrupted run leaves whole files. A folder that already
+  holds files is refused unless ``overwrite``, which clears it first (no stale figure of
+  an earlier run survives), and only if it is a run folder (it has a ``config.json``).
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
+import os
+import shutil
 from pathlib import Path
 
-import matplotlib
+from xentax import plots, records
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from rich.progress import (  # noqa: E402
-  BarColumn,
-  MofNCompleteColumn,
-  Progress,
-  TextColumn,
-  TimeElapsedColumn,
-)
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "curves.png")
 
 
-def jsonable(value):
-  """``value`` with NumPy arrays and scalars turned into lists and Python numbers."""
-  if isinstance(value, dict):
-    return {str(k): jsonable(v) for k, v in value.items()}
-  if isinstance(value, list | tuple):
-    return [jsonable(v) for v in value]
-  if isinstance(value, np.ndarray) or hasattr(value, "tolist"):
-    return jsonable(np.asarray(value).tolist())
-  if isinstance(value, float) and not math.isfinite(value):
-    return None if math.isnan(value) else (1e308 if value > 0 else -1e308)
-  return value
+def check_run_dir(out_dir: str | Path, *, overwrite: bool = False) -> None:
+  """Raise if ``out_dir`` cannot take a new run (it creates and deletes nothing).
+
+  Raises:
+    FileExistsError: ``out_dir`` is a file, or a non-empty folder and not ``overwrite``,
+      or not a run folder (no ``config.json``) although ``overwrite``.
+    PermissionError: ``out_dir`` (or the nearest folder above it that exists) is not
+      writable.
+  """
+  path = Path(out_dir)
+  if path.exists() and not path.is_dir():
+    raise FileExistsError(f"--out {path} is a file, not a folder")
+  if path.is_dir() and any(path.iterdir()):
+    if not overwrite:
+      raise FileExistsError(
+        f"--out {path} is not empty; pass --overwrite to replace its run, or choose another folder"
+      )
+    if not (path / "config.json").exists():
+      raise FileExistsError(
+        f"--out {path} holds files but no config.json, so it is not a run folder; --overwrite"
+        " only clears run folders: choose an empty or new folder"
+      )
+  existing = path
+  while not existing.exists():
+    existing = existing.parent
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise PermissionError(f"--out {path}: cannot write into {existing}")
 
 
-def write_json(path: Path, value) -> None:
-  """Write ``value`` as indented JSON."""
-  path.write_text(json.dumps(jsonable(value), indent=2) + "\n")
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-  """The records of a JSON-lines file."""
-  return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+def prepare_run_dir(out_dir: str | Path, *, overwrite: bool = False) -> Path:
+  """Check ``out_dir`` (:func:`check_run_dir`), clear it if ``overwrite``, create it."""
+  path = Path(out_dir)
+  check_run_dir(path, overwrite=overwrite)
+  if path.is_dir() and overwrite:
+    for child in path.iterdir():
+      if child.is_dir() and not child.is_symlink():
+        shutil.rmtree(child)
+      else:
+        child.unlink()
+  path.mkdir(parents=True, exist_ok=True)
+  return path
 
 
 class RunWriter:
-  """Writes one run's folder: the config first, a metrics line per epoch, then the summary."""
+  """Writes one run's folder: the config first, the metrics after each epoch, the summary."""
 
-  def __init__(self, out_dir: str | Path, config: dict):
-    self.out_dir = Path(out_dir)
-    self.out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(self.out_dir / "config.json", config)
+  def __init__(self, out_dir: str | Path, config: dict, *, overwrite: bool = False):
+    self.out_dir = prepare_run_dir(out_dir, overwrite=overwrite)
+    records.write_json(self.out_dir / "config.json", config)
     self.metrics_path = self.out_dir / "metrics.jsonl"
-    self.metrics_path.write_text("")
+    self.lines: list[dict] = []
+    records.write_jsonl(self.metrics_path, self.lines)
 
   def log(self, record: dict) -> None:
-    with self.metrics_path.open("a") as f:
-      f.write(json.dumps(jsonable(record)) + "\n")
+    self.lines.append(record)
+    records.write_jsonl(self.metrics_path, self.lines)
 
-  def finish(self, summary: dict, *, history: list[dict] | None = None, title: str = "") -> None:
-    write_json(self.out_dir / "summary.json", summary)
+  def finish(
+    self,
+    summary: dict,
+    *,
+    history: list[dict] | None = None,
+    title: str = "",
+    objective: str = "cross_entropy",
+  ) -> None:
+    records.write_json(self.out_dir / "summary.json", summary)
     if history:
-      plot_curves({"train": history}, self.out_dir / "curves.png", title=title)
-
-
-def plot_curves(runs: dict[str, list[dict]], path: Path, *, title: str = "") -> None:
-  """Loss and accuracy against epoch, train (dashed) and test (solid), for one or more runs."""
-  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-  single = len(runs) == 1
-  for i, (name, history) in enumerate(runs.items()):
-    epochs = [r["epoch"] for r in history]
-    color = f"C{i}"
-    prefix = "" if single else f"{name} "
-    for ax, key in [(ax_loss, "loss"), (ax_acc, "accuracy")]:
-      ax.plot(
-        epochs, [r[f"train_{key}"] for r in history], "--", color=color, label=f"{prefix}train"
-      )
-      ax.plot(epochs, [r[f"test_{key}"] for r in history], "-", color=color, label=f"{prefix}test")
-  ax_loss.set_ylabel("cross-entropy (test: unweighted)")
-  ax_loss.set_yscale("log")
-  ax_acc.set_ylabel("accuracy")
-  for ax in (ax_loss, ax_acc):
-    ax.set_xlabel("epoch")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-  if title:
-    fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-
-
-class _Bar:
-  def __init__(self, progress: Progress | None, task):
-    self.progress, self.task = progress, task
-
-  def advance(self, steps: int) -> None:
-    if self.progress is not None:
-      self.progress.advance(self.task, steps)
-
-  def update_text(self, text: str) -> None:
-    if self.progress is not None:
-      self.progress.update(self.task, status=text)
-
-
-@contextlib.contextmanager
-def progress_bar(total_steps: int, *, enabled: bool = True):
-  """A ``rich`` bar counting steps; it is advanced with host-side counts only."""
-  if not enabled:
-    yield _Bar(None, None)
-    return
-  progress = Progress(
-    TextColumn("training"),
-    BarColumn(),
-    MofNCompleteColumn(),
-    TextColumn("steps {task.fields[status]}"),
-    TimeElapsedColumn(),
-    transient=True,
-  )
-  with progress:
-    yield _Bar(progress, progress.add_task("train", total=total_steps, status=""))
+      figure = plots.training_curves({"run": history}, title=title, objective=objective)
+      plots.save(figure, self.out_dir / "curves.png")

@@ -1,8 +1,8 @@
-"""The next-word model at a large vocabulary, trained with a fused and a full-logits loss.
+"""Large vocabularies: the next-word model trained with a fused and a full-logits loss.
 
 Design notes:
   The model is :func:`~xentax.training.next_word_mlp` split at its output layer:
-  :func:`~xentax.training._models.next_word_hidden` gives the hidden state ``h`` and a *head
+  :func:`~xentax.training.next_word_hidden` gives the hidden state ``h`` and a *head
   loss* ``(h, w_out, b_out, labels) -> loss`` does the rest. The ``"full"`` head forms the
   ``[batch, V]`` logits ``h @ w_out + b_out`` and applies
   :func:`xentax.sparse_categorical_cross_entropy_with_logits`; the ``"fused"`` head calls
@@ -28,19 +28,22 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import matplotlib
+import numpy as np
+import optax
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-
-import xentax  # noqa: E402
-from xentax import data as xdata  # noqa: E402
-from xentax.bench import _measure  # noqa: E402
-from xentax.training._loop import epoch_order, make_optimizer  # noqa: E402
-from xentax.training._models import next_word_hidden, next_word_mlp  # noqa: E402
-from xentax.training._objectives import evaluate  # noqa: E402
+import xentax
+from xentax import bench, plots
+from xentax import data as xdata
+from xentax.experiments._language import unigram_cross_entropy
+from xentax.experiments._records import ExperimentResult, RunRecord
+from xentax.training import (
+  RunWriter,
+  epoch_order,
+  evaluate,
+  make_optimizer,
+  next_word_hidden,
+  next_word_mlp,
+)
 
 HEADS = ("fused", "full")
 
@@ -167,10 +170,10 @@ def compare_heads(config: HeadComparisonConfig, dataset: xdata.Dataset | None = 
   for kind in HEADS:
     loss = head_loss(kind, block_size=config.block_size)
     step = make_head_train_step(loss, optimizer)
-    compiled[kind], compile_s[kind] = _measure.compile_ahead(step, params0, opt_state0, batches[0])
-    memory[kind] = _measure.memory_bytes(compiled[kind])
-    loss_only, _ = _measure.compile_ahead(jax.value_and_grad(loss, argnums=(0, 1, 2)), *head_args)
-    loss_memory[kind] = _measure.memory_bytes(loss_only)
+    compiled[kind], compile_s[kind] = bench.compile_ahead(step, params0, opt_state0, batches[0])
+    memory[kind] = bench.memory_bytes(compiled[kind])
+    loss_only, _ = bench.compile_ahead(jax.value_and_grad(loss, argnums=(0, 1, 2)), *head_args)
+    loss_memory[kind] = bench.memory_bytes(loss_only)
 
   losses, params, test = {}, {}, {}
   for kind in HEADS:
@@ -180,7 +183,7 @@ def compare_heads(config: HeadComparisonConfig, dataset: xdata.Dataset | None = 
     test[kind] = evaluate(
       model.apply, params[kind], x_test, y_test, num_classes=dataset.num_classes, chunk_size=512
     )
-  timing = _measure.time_side_by_side(
+  timing = bench.time_side_by_side(
     compiled,
     [(params0, opt_state0, batch) for batch in batches[:3]],
     repeats=config.repeats,
@@ -221,23 +224,99 @@ def _train(step: Callable, params: Any, opt_state: Any, batches: list[dict]):
   return [float(x) for x in jax.device_get(losses)], params
 
 
-def plot_loss_curves(losses: dict[str, list[float]], path: Path, *, title: str = "") -> None:
-  """Both runs' training loss against step, and their absolute difference."""
-  fig, (ax_loss, ax_diff) = plt.subplots(1, 2, figsize=(10, 3.8))
-  steps = np.arange(1, len(losses["full"]) + 1)
-  ax_loss.plot(steps, losses["full"], "-", color="C0", lw=2.5, alpha=0.6, label="full logits")
-  ax_loss.plot(steps, losses["fused"], "--", color="C1", label="fused")
-  ax_loss.set_ylabel("training cross-entropy (batch)")
-  diff = np.abs(np.asarray(losses["fused"]) - np.asarray(losses["full"]))
-  ax_diff.plot(steps, diff, "o-", color="C2", ms=3)
-  ax_diff.set_ylabel("|fused - full|")
-  ax_diff.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-  for ax in (ax_loss, ax_diff):
-    ax.set_xlabel("step")
-    ax.grid(alpha=0.3)
-  ax_loss.legend(fontsize=8)
-  if title:
-    fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+# The stdlib corpus has 9,248 distinct words (CPython 3.11), too few for V >= 32768: the
+# large-vocabulary runs use synthetic Markov tokens. Full: 512 x 32768 float32 logits (67 MB).
+SCALES = {
+  "full": HeadComparisonConfig(),
+  "quick": HeadComparisonConfig(num_tokens=20_000, steps=10, repeats=3),
+  "smoke": HeadComparisonConfig(
+    vocab_size=4096,
+    num_tokens=3000,
+    embed_dim=8,
+    hidden=16,
+    batch_size=128,
+    steps=3,
+    block_size=512,
+    repeats=1,
+    test_tokens=256,
+  ),
+}
+
+
+def large_vocab(root: Path, scale: str) -> ExperimentResult:
+  """The next-word model at V = 32768: fused vs full-logits loss, same data, same start.
+
+  Writes ``config.json``, ``metrics.jsonl`` (both losses at every step), ``summary.json``
+  and ``loss_curves.png`` into ``root``. One row per head (``"fused"``, ``"full"``); row
+  ``extra``: ``steps``, ``final_train_loss``, ``temp_bytes`` / ``argument_bytes`` /
+  ``output_bytes`` (the compiled train step), ``loss_temp_bytes`` (the head loss's
+  value-and-grad alone), ``median_step_s``, ``step_spread``, ``compile_s``. ``info``:
+  sizes, ``max_abs_loss_diff``, ``temp_bytes_saved``, ``step_time_ratio`` (fused / full).
+  """
+  config = SCALES[scale]
+  writer = RunWriter(root, {"scale": scale, **dataclasses.asdict(config)}, overwrite=True)
+  result = compare_heads(config)
+  ds = result["dataset"]
+  losses = result["losses"]
+  for step, (fused, full) in enumerate(zip(losses["fused"], losses["full"], strict=True), 1):
+    writer.log(
+      {"step": step, "fused_loss": fused, "full_loss": full, "abs_diff": abs(fused - full)}
+    )
+  figure = plots.loss_comparison(
+    losses,
+    title=f"next-word MLP, V = {ds.num_classes}, batch {config.batch_size}: fused vs full logits",
+  )
+  plots.save(figure, root / "loss_curves.png")
+  rows = []
+  for kind, loss in [
+    ("fused", f"fused_linear_cross_entropy (block {config.block_size})"),
+    ("full", "full logits + sparse cross-entropy"),
+  ]:
+    timing = result["timing"][kind]
+    rows.append(
+      RunRecord(
+        run=kind,
+        model="next_word_mlp",
+        dataset=ds.name,
+        loss=loss,
+        optimizer=f"adam, lr={config.lr}",
+        epochs=0,
+        test_accuracy=result["test"][kind]["accuracy"],
+        test_loss=result["test"][kind]["loss"],
+        curves=f"{root.name}/loss_curves.png",
+        extra={
+          "steps": len(losses[kind]),
+          "final_train_loss": losses[kind][-1],
+          **result["memory"][kind],
+          "loss_temp_bytes": result["loss_memory"][kind]["temp_bytes"],
+          "median_step_s": timing.median_s,
+          "step_spread": timing.spread,
+          "compile_s": timing.compile_s,
+        },
+      )
+    )
+  fused, full = (row.extra for row in rows)
+  return ExperimentResult(
+    "large_vocab",
+    scale,
+    rows,
+    info={
+      "data": (
+        "synthetic Markov tokens (xentax.data.synthetic_next_word): the standard-library"
+        " corpus has about 9.2k distinct words, fewer than V"
+      ),
+      "vocab_size": ds.num_classes,
+      "batch_size": config.batch_size,
+      "hidden": config.hidden,
+      "block_size": config.block_size,
+      "steps": config.steps,
+      "test_tokens": min(config.test_tokens, len(ds.y_test)),
+      "logits_bytes": config.batch_size * ds.num_classes * 4,
+      "train_examples": len(ds.y_train),
+      "unigram_test_loss": unigram_cross_entropy(ds),
+      "max_abs_loss_diff": result["max_abs_loss_diff"],
+      "temp_bytes_saved": full["temp_bytes"] - fused["temp_bytes"],
+      "step_time_ratio": fused["median_step_s"] / full["median_step_s"],
+    },
+    figures={"loss_curves": f"{root.name}/loss_curves.png"},
+  )

@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from xentax import data
-from xentax.training import _large_vocab, experiments, read_jsonl
-from xentax.training._models import next_word_mlp
+from xentax import data, experiments
+from xentax.records import read_jsonl
+from xentax.training import next_word_mlp
 
 
 def _reference_first_loss(config):
@@ -34,11 +34,18 @@ def _reference_first_loss(config):
 def test_fused_and_full_heads_trace_the_same_curve_and_fused_has_fewer_temporaries(tmp_path):
   # one smoke run for every check: under pytest-xdist a shared fixture would run once per worker
   root = tmp_path
-  summary = experiments.run("large_vocab", root, scale="smoke")
-  config = experiments.LARGE_VOCAB_SCALES["smoke"]
+  result = experiments.run("large_vocab", root, scale="smoke")
+  config = experiments.HeadComparisonConfig(
+    **{
+      k: v
+      for k, v in json.loads((root / "large_vocab" / "config.json").read_text()).items()
+      if k != "scale"
+    }
+  )
   assert (config.embed_dim, config.hidden) == (8, 16)  # as in the reference above
-  fused, full = summary["rows"]
-  assert (fused["run"], full["run"]) == ("fused", "full")
+  assert [row.run for row in result.rows] == ["fused", "full"]
+  fused, full = result.row("fused").extra, result.row("full").extra
+  summary = result.info
 
   records = read_jsonl(root / "large_vocab" / "metrics.jsonl")
   assert [r["step"] for r in records] == list(range(1, config.steps + 1))
@@ -51,7 +58,7 @@ def test_fused_and_full_heads_trace_the_same_curve_and_fused_has_fewer_temporari
   np.testing.assert_allclose(fused_curve, full_curve, rtol=1e-5)
   assert summary["max_abs_loss_diff"] == pytest.approx(np.max(np.abs(fused_curve - full_curve)))
   assert full_curve[-1] < full_curve[0]  # it trained
-  assert fused["test_loss"] == pytest.approx(full["test_loss"], rel=1e-4)
+  assert result.row("fused").test_loss == pytest.approx(result.row("full").test_loss, rel=1e-4)
 
   # the full step holds the [batch, V] logits and their gradient; the fused one does not
   logits_bytes = config.batch_size * config.vocab_size * 4
@@ -67,11 +74,12 @@ def test_fused_and_full_heads_trace_the_same_curve_and_fused_has_fewer_temporari
   folder = root / "large_vocab"
   written = json.loads((folder / "config.json").read_text())
   assert written["scale"] == "smoke" and written["block_size"] == 512
-  assert json.loads((folder / "summary.json").read_text())["experiment"] == "large_vocab"
-  assert (root / summary["rows"][0]["curves"]).stat().st_size > 5_000
+  written = json.loads((folder / "summary.json").read_text())
+  assert written["name"] == "large_vocab" and written["rows"][0]["run"] == "fused"
+  assert (root / result.rows[0].curves).stat().st_size > 5_000
   assert experiments.EXPERIMENTS["large_vocab"].report_section == "large_vocabularies"
 
 
 def test_unknown_head_is_a_clear_error():
   with pytest.raises(ValueError, match="unknown head 'tied'"):
-    _large_vocab.head_loss("tied")
+    experiments.head_loss("tied")
