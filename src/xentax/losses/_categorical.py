@@ -180,13 +180,7 @@ def categorical_cross_entropy(
     fill=1.0,
   )
   p = inputs.scores
-  bad_probs = ((p < 0) | (p > 1)) & inputs.valid[..., None]
-  _common.check_values(
-    fn_name,
-    "probs must lie in [0, 1]",
-    jnp.moveaxis(p, -1, axis),
-    jnp.moveaxis(bad_probs, -1, axis),
-  )
+  bad_probs = _common.check_probabilities(fn_name, p, inputs.valid, axis)
   bad = inputs.bad | jnp.any(bad_probs, axis=-1)
   p = p + _common.nan_where(bad, p.dtype)[..., None]
   losses = -jnp.sum(inputs.targets * _common.clamped_log(p), axis=-1)

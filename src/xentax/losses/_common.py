@@ -135,6 +135,25 @@ def check_values(fn_name: str, what: str, values, bad) -> None:
   )
 
 
+def check_probabilities(fn_name: str, p, valid, axis: int) -> jax.Array:
+  """Find (and report, as :func:`check_values` does) kept probabilities outside [0, 1].
+
+  A NaN probability is not flagged here (the comparisons are False): it stays NaN.
+
+  Args:
+    p: ``[..., C]`` probabilities, class axis last.
+    valid: ``[...]`` the kept examples; dropped rows are not checked.
+    axis: the class axis of the caller's input, so an error names the position there.
+
+  Returns:
+    ``[..., C]`` boolean, True where a kept probability is outside [0, 1].
+  """
+  bad = ((p < 0) | (p > 1)) & valid[..., None]
+  what = "probs must lie in [0, 1]"
+  check_values(fn_name, what, jnp.moveaxis(p, -1, axis), jnp.moveaxis(bad, -1, axis))
+  return bad
+
+
 def nan_where(bad, dtype) -> jax.Array:
   """NaN where ``bad``, else 0: added to an input so bad examples give NaN loss and grad."""
   return jnp.where(bad, jnp.array(jnp.nan, dtype), jnp.array(0, dtype))

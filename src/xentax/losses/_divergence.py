@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from xentax.losses import _common, _validate
-from xentax.losses._sparse import prepare_labels, sparse_categorical_cross_entropy_with_logits
+from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
+from xentax.losses._sparse_terms import prepare_labels
 
 
 def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature):

@@ -14,8 +14,8 @@ Design notes:
   * When ``V`` is not a multiple of the block size, the last block starts at ``V - block``
     and its columns already covered by the previous block are masked ("fresh" columns);
     the backward pass visits blocks last-to-first so the overlap is written correctly.
-  * The per-example loss is assembled by :func:`sparse_loss_from_terms`, the same function
-    the dense loss uses, so the options mean exactly the same thing.
+  * The per-example loss is assembled by :class:`._sparse_terms.SparseTerms`, as the dense
+    loss's is, so the options mean exactly the same thing.
 """
 
 from __future__ import annotations
@@ -28,11 +28,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from xentax.losses import _common, _fused_tokens, _validate
-from xentax.losses._sparse import (
-  prepare_labels,
-  sparse_loss_from_terms,
-  sparse_loss_grad_coefficients,
-)
+from xentax.losses._sparse_terms import SparseOptions, prepare_labels
 
 # About 64 MB of float32 logits per block when the block size is chosen automatically, and
 # never more than 8192 columns, so a small batch does not turn one block into the full logits.
@@ -46,10 +42,8 @@ class _Config(NamedTuple):
   block_size: int
   num_blocks: int
   vocab_size: int  # columns of `weight` here (a shard's when the vocabulary is sharded)
-  num_classes: int  # the whole vocabulary
+  options: SparseOptions  # num_classes is the whole vocabulary
   softcap: bool  # logits are soft-capped (the cap itself is an array argument)
-  smoothing: bool
-  z_loss: bool
   axis_name: str | tuple | None = None  # mesh axis the vocabulary is sharded over
   batch_axis_name: str | tuple | None = None  # mesh axis the tokens are sharded over
 
@@ -291,10 +285,8 @@ def fused_linear_cross_entropy_impl(
     block_size=block_size,
     num_blocks=-(-vocab_size // block_size),
     vocab_size=vocab_size,
-    num_classes=num_classes,
+    options=SparseOptions.of(num_classes, label_smoothing=label_smoothing, z_loss=z_loss),
     softcap=softcap is not None,
-    smoothing=not _common.is_static_zero(label_smoothing),
-    z_loss=not _common.is_static_zero(z_loss),
     axis_name=axis_name,
     batch_axis_name=batch_axis_name,
   )
@@ -396,7 +388,7 @@ def _forward_terms(config: _Config, h, weight, bias, labels, class_weights, cap)
     )
     hit = (columns == labels[:, None]) & fresh
     target = target + jnp.sum(jnp.where(hit, logits, 0.0), axis=1)
-    if config.smoothing:
+    if config.options.smoothing:
       w_block = _block_weights(config, class_weights, start, dtype)
       terms = jnp.where(fresh, _common.safe_mul(w_block, logits), 0.0)
       weighted_sum = weighted_sum + jnp.sum(terms, axis=1)
@@ -419,17 +411,7 @@ def _forward_terms(config: _Config, h, weight, bias, labels, class_weights, cap)
 
 
 def _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z):
-  target_weight = None if class_weights is None else class_weights[labels]
-  return sparse_loss_from_terms(
-    lse,
-    target,
-    num_classes=config.num_classes,
-    target_weight=target_weight,
-    class_weight_sum=_common.class_weight_sum(class_weights, config.num_classes, lse.dtype),
-    weighted_logit_sum=weighted_sum,
-    label_smoothing=eps if config.smoothing else 0.0,
-    z_loss=z if config.z_loss else 0.0,
-  )
+  return config.options.terms(labels, class_weights, eps, z).loss(lse, target, weighted_sum)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -456,16 +438,8 @@ def _fused_bwd(config, residuals, cotangents):
   h, weight, bias, labels, class_weights, eps, z, cap, lse, target, weighted_sum = residuals
   g_loss, g_lse = cotangents
   dtype = lse.dtype
-  coef_p, coef_target, coef_weight = sparse_loss_grad_coefficients(
-    g_loss,
-    lse,
-    num_classes=config.num_classes,
-    target_weight=None if class_weights is None else class_weights[labels],
-    class_weight_sum=_common.class_weight_sum(class_weights, config.num_classes, dtype),
-    label_smoothing=eps if config.smoothing else 0.0,
-    z_loss=z if config.z_loss else 0.0,
-    lse_cotangent=g_lse,
-  )
+  terms = config.options.terms(labels, class_weights, eps, z)
+  coef_p, coef_target, coef_weight = terms.grad_coefficients(g_loss, lse, g_lse)
 
   # Options, with the per-token statistics held fixed: every term but the weighted logit
   # sum's own dependence on the class weights, d (sum_c w_c z_c) / d w_c = z_c, which
@@ -474,7 +448,7 @@ def _fused_bwd(config, residuals, cotangents):
     return _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z)
 
   d_class_weights, d_eps, d_z = jax.vjp(from_options, class_weights, eps, z)[1](g_loss)
-  track_weights = config.smoothing and class_weights is not None
+  track_weights = config.options.smoothing and class_weights is not None
 
   def body(j, carry):
     d_h, d_weight, d_bias, d_local_weights, d_cap = carry
@@ -484,7 +458,7 @@ def _fused_bwd(config, residuals, cotangents):
     d_logits = coef_p[:, None] * probs - jnp.where(
       blk.columns == labels[:, None], coef_target[:, None], 0.0
     )
-    if config.smoothing:
+    if config.options.smoothing:
       d_logits = d_logits - coef_weight[:, None] * _block_weights(
         config, class_weights, blk.start, dtype
       )
@@ -519,7 +493,7 @@ def _fused_bwd(config, residuals, cotangents):
   d_h, d_weight, d_bias, d_local_weights, d_cap = lax.fori_loop(0, config.num_blocks, body, init)
   if track_weights:
     if config.axis_name is not None:  # each vocabulary shard holds its own columns
-      full = jnp.zeros((config.num_classes,), dtype)
+      full = jnp.zeros((config.options.num_classes,), dtype)
       full = _varying_like(full, d_local_weights)
       full = lax.dynamic_update_slice_in_dim(full, d_local_weights, _column_offset(config), 0)
       d_local_weights = lax.psum(full, config.axis_name)

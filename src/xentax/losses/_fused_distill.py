@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from xentax.losses import _common, _validate
-from xentax.losses._sparse import prepare_labels
+from xentax.losses._sparse_terms import prepare_labels
 
 _AUTO_CHUNK_ELEMENTS = 1 << 22  # about 16 MB of float32 logits per chunk and side
 

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from xentax.losses import _common
-from xentax.losses._sparse import sparse_loss_from_terms, sparse_loss_grad_coefficients
+from xentax.losses._sparse_terms import SparseOptions
 
 # At most 2^24 logits per chunk (64 MB in float32), so the temporaries of value-and-grad
 # stay flat in V, and at most 512 rows: measured on a 2-core CPU (value-and-grad, median of
@@ -67,10 +67,8 @@ class TokensConfig(NamedTuple):
   chunk_size: int
   num_chunks: int
   column_block: int
-  num_classes: int
+  options: SparseOptions
   softcap: bool  # a softcap value is passed (it is a differentiable argument)
-  smoothing: bool
-  z_loss: bool
 
 
 def auto_chunk_size(num_tokens: int, vocab_size: int) -> int:
@@ -120,10 +118,8 @@ def tokens_loss(
     chunk_size=chunk_size,
     num_chunks=num_chunks,
     column_block=min(_COLUMN_BLOCK, vocab_size),
-    num_classes=vocab_size,
+    options=SparseOptions.of(vocab_size, label_smoothing=label_smoothing, z_loss=z_loss),
     softcap=softcap is not None,
-    smoothing=not _common.is_static_zero(label_smoothing),
-    z_loss=not _common.is_static_zero(z_loss),
   )
   # Pad the tokens to whole chunks; padded rows are not kept (zero cotangent).
   pad = num_chunks * chunk_size - num_tokens
@@ -198,21 +194,13 @@ def _chunk(config: TokensConfig, i, h, weight, bias, labels, valid, softcap) -> 
 def _chunk_total(config: TokensConfig, c: _Chunk, class_weights, eps, z):
   """Sum of the chunk's kept losses, as a function of the options (logits held fixed)."""
   weighted_sum = None
-  if config.smoothing:
+  if config.options.smoothing:
     if class_weights is None:
       weighted_sum = jnp.sum(c.logits, axis=1)
     else:
       weighted_sum = jnp.sum(_common.safe_mul(class_weights, c.logits), axis=1)
-  losses = sparse_loss_from_terms(
-    c.lse,
-    c.target,
-    num_classes=config.num_classes,
-    target_weight=None if class_weights is None else class_weights[c.labels],
-    class_weight_sum=_common.class_weight_sum(class_weights, config.num_classes, c.lse.dtype),
-    weighted_logit_sum=weighted_sum,
-    label_smoothing=eps if config.smoothing else 0.0,
-    z_loss=z if config.z_loss else 0.0,
-  )
+  terms = config.options.terms(c.labels, class_weights, eps, z)
+  losses = terms.loss(c.lse, c.target, weighted_sum)
   return jnp.sum(jnp.where(c.valid, losses, jnp.zeros_like(losses)))
 
 
@@ -327,23 +315,15 @@ def _init_grads(needs: _Needs, h, weight, dtype):
 def _loss_d_logits(config: TokensConfig, c: _Chunk, class_weights, eps, z):
   """``d (sum of kept losses) / d z`` for one chunk: ``a p - b onehot(y) - c w``."""
   dtype = c.lse.dtype
-  coef_p, coef_target, coef_weight = sparse_loss_grad_coefficients(
-    c.valid.astype(dtype),
-    c.lse,
-    num_classes=config.num_classes,
-    target_weight=None if class_weights is None else class_weights[c.labels],
-    class_weight_sum=_common.class_weight_sum(class_weights, config.num_classes, dtype),
-    label_smoothing=eps if config.smoothing else 0.0,
-    z_loss=z if config.z_loss else 0.0,
-  )
+  terms = config.options.terms(c.labels, class_weights, eps, z)
+  coef_p, coef_target, coef_weight = terms.grad_coefficients(c.valid.astype(dtype), c.lse)
   probs = c.exp * (1 / c.sum_exp)[:, None]
-  columns = jnp.arange(config.num_classes, dtype=c.labels.dtype)
+  columns = jnp.arange(config.options.num_classes, dtype=c.labels.dtype)
   d_logits = coef_p[:, None] * probs - jnp.where(
     columns == c.labels[:, None], coef_target[:, None], jnp.zeros((), dtype)
   )
-  if config.smoothing:
-    weights = jnp.ones((config.num_classes,), dtype) if class_weights is None else class_weights
-    d_logits = d_logits - coef_weight[:, None] * weights
+  if config.options.smoothing:
+    d_logits = d_logits - coef_weight[:, None] * terms.weights(dtype)
   return d_logits
 
 

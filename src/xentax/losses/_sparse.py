@@ -5,8 +5,8 @@ Design notes:
     once, in :func:`prepare_sparse`, which also builds the validity mask (``where`` and
     ``ignore_index``), checks the label range and gathers the target class weights.
   * The loss from logits is assembled from four per-example terms (log-normaliser, target
-    logit, weighted logit sum, target weight) in :func:`sparse_loss_from_terms`, so the
-    fused linear cross-entropy (which computes those terms block by block) shares the
+    logit, weighted logit sum, target weight) by :class:`._sparse_terms.SparseTerms`, so
+    the fused linear cross-entropy (which computes those terms block by block) shares the
     exact semantics of :func:`sparse_categorical_cross_entropy_with_logits`.
   * Rows that are ignored are replaced by zeros before any arithmetic, so ``-inf`` or NaN
     there cannot leak into the loss or the gradient; rows with an out-of-range label get a
@@ -20,10 +20,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from xentax.losses import _common, _validate
+from xentax.losses._sparse_terms import SparseOptions, prepare_labels
 
 
 class SparseInputs(NamedTuple):
@@ -62,137 +62,6 @@ def prepare_sparse(
     option_bad=option_bad,
   )
   return SparseInputs(scores, *labels)
-
-
-class Labels(NamedTuple):
-  labels: jax.Array  # [...], in range (0 where invalid or bad)
-  valid: jax.Array  # [...], bool: not masked by `where`, not ignore_index
-  bad: jax.Array  # [...], bool: valid but label out of range
-  class_weights: jax.Array | None  # [C]
-  target_weight: jax.Array | None  # [...], w[y]
-
-
-def prepare_labels(
-  fn_name,
-  labels,
-  *,
-  num_classes,
-  class_weights,
-  ignore_index,
-  where,
-  dtype,
-  shown=None,
-  option_bad=None,
-) -> Labels:
-  """Validity mask, range check, safe labels and target weights for integer labels.
-
-  Args:
-    shown: the label values to name in an error (the original NumPy labels, see
-      :func:`xentax.losses._validate.integer_labels`); ``labels`` when None.
-    option_bad: a traced boolean flag (or None): an option is outside its domain, so
-      every kept example is bad. ``class_weights`` is checked here and adds to it.
-  """
-  if ignore_index is not None and not isinstance(ignore_index, int | np.integer):
-    raise TypeError(f"{fn_name}: ignore_index={ignore_index!r} must be an integer or None.")
-  valid = _common.broadcast_mask(fn_name, where, labels.shape)
-  if ignore_index is not None:
-    valid = valid & (labels != ignore_index)
-  in_range = (labels >= 0) & (labels < num_classes)
-  bad = valid & ~in_range
-  allowed = f"labels must lie in [0, {num_classes})"
-  if ignore_index is not None:
-    allowed += f" or equal ignore_index={ignore_index}"
-  _common.check_values(fn_name, allowed, labels if shown is None else shown, bad)
-  safe_labels = jnp.where(valid & in_range, labels, jnp.zeros_like(labels))
-
-  target_weight = None
-  if class_weights is not None:
-    class_weights = _validate.to_array(fn_name, "class_weights", class_weights)
-    class_weights = _common.class_weight_vector(fn_name, class_weights, num_classes, dtype)
-    weights_bad = _validate.option(fn_name, "class_weights", class_weights)
-    option_bad = _validate.any_bad(option_bad, None if weights_bad is None else weights_bad.any())
-    target_weight = class_weights[safe_labels]
-  if option_bad is not None:
-    bad = bad | (valid & option_bad)
-  return Labels(safe_labels, valid, bad, class_weights, target_weight)
-
-
-def sparse_loss_from_terms(
-  lse,
-  target_logit,
-  *,
-  num_classes: int,
-  target_weight=None,
-  class_weight_sum=None,
-  weighted_logit_sum=None,
-  label_smoothing=0.0,
-  z_loss=0.0,
-) -> jax.Array:
-  """Per-example sparse cross-entropy from precomputed terms (torch's conventions).
-
-  .. math::
-    \\ell = (1 - \\epsilon)\\, w_y (\\mathrm{lse} - z_y)
-      + \\frac{\\epsilon}{C} \\sum_c w_c (\\mathrm{lse} - z_c) + \\lambda_z\\, \\mathrm{lse}^2
-
-  Args:
-    lse: ``[...]`` log-normaliser ``logsumexp(z)``.
-    target_logit: ``[...]`` the logit of the target class ``z_y``.
-    num_classes: ``C``.
-    target_weight: ``[...]`` ``w_y``, or None for unweighted.
-    class_weight_sum: scalar ``sum_c w_c`` (``C`` when unweighted); needed for smoothing.
-    weighted_logit_sum: ``[...]`` ``sum_c w_c z_c``; needed for smoothing.
-    label_smoothing: ``epsilon``; a Python 0.0 skips the smoothing term entirely.
-    z_loss: ``lambda_z``; a Python 0.0 skips the z-loss term.
-
-  Returns:
-    ``[...]`` per-example losses.
-  """
-  loss = lse - target_logit
-  if target_weight is not None:
-    loss = target_weight * loss
-  if not _common.is_static_zero(label_smoothing):
-    smooth = class_weight_sum * lse - weighted_logit_sum
-    eps = jnp.asarray(label_smoothing, loss.dtype)
-    # safe_mul, not a plain product: with eps == 0 a -inf logit must not turn 0 * inf into
-    # NaN; unlike a `where` on eps it keeps the exact gradient d loss / d eps at eps == 0.
-    loss = (1 - eps) * loss + _common.safe_mul(eps / num_classes, smooth)
-  if not _common.is_static_zero(z_loss):
-    loss = loss + jnp.asarray(z_loss, loss.dtype) * jnp.square(lse)
-  return loss
-
-
-def sparse_loss_grad_coefficients(
-  cotangent,
-  lse,
-  *,
-  num_classes: int,
-  target_weight=None,
-  class_weight_sum=None,
-  label_smoothing=0.0,
-  z_loss=0.0,
-  lse_cotangent=None,
-):
-  """Coefficients of ``d l_n / d z_nc = a_n p_nc - b_n [c = y_n] - c_n w_c``.
-
-  The gradient of :func:`sparse_loss_from_terms` with respect to the logits, scaled by the
-  per-example ``cotangent``: ``a = g ((1 - e) w_y + (e / C) sum(w) + 2 lambda_z lse)``
-  (plus the cotangent of ``lse`` itself, if it is an output), ``b = g (1 - e) w_y`` and
-  ``c = g e / C``. Used by the blockwise backward passes, which never hold the full logits.
-
-  Returns:
-    ``(a, b, c)``, each ``[...]``.
-  """
-  target_weight = jnp.ones_like(lse) if target_weight is None else target_weight
-  eps = jnp.zeros((), lse.dtype) if _common.is_static_zero(label_smoothing) else label_smoothing
-  coef_p = (1 - eps) * target_weight
-  if not _common.is_static_zero(label_smoothing):
-    coef_p = coef_p + eps / num_classes * class_weight_sum
-  if not _common.is_static_zero(z_loss):
-    coef_p = coef_p + 2 * z_loss * lse
-  coef_p = cotangent * coef_p
-  if lse_cotangent is not None:
-    coef_p = coef_p + lse_cotangent
-  return coef_p, cotangent * (1 - eps) * target_weight, cotangent * eps / num_classes
 
 
 def sparse_categorical_cross_entropy_with_logits(
@@ -266,9 +135,7 @@ def sparse_categorical_cross_entropy_with_logits(
     where=where,
     option_bad=option_bad,
   )
-  config = _LogitsConfig(
-    smoothing=not _common.is_static_zero(label_smoothing), z_loss=not _common.is_static_zero(z_loss)
-  )
+  config = SparseOptions.of(inputs.scores.shape[-1], label_smoothing=label_smoothing, z_loss=z_loss)
   dtype = inputs.scores.dtype
   losses = _logits_losses(
     config,
@@ -283,11 +150,6 @@ def sparse_categorical_cross_entropy_with_logits(
   return _common.reduce_losses(
     losses, valid=inputs.valid, denominator=inputs.target_weight, reduction=reduction
   )
-
-
-class _LogitsConfig(NamedTuple):
-  smoothing: bool  # label_smoothing is not a static 0
-  z_loss: bool  # z_loss is not a static 0
 
 
 def _weighted_logit_sum(class_weights, x):
@@ -308,16 +170,8 @@ def _weighted_logit_sum(class_weights, x):
 
 
 def _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z):
-  losses = sparse_loss_from_terms(
-    lse,
-    target,
-    num_classes=x.shape[-1],
-    target_weight=None if class_weights is None else class_weights[labels],
-    class_weight_sum=_common.class_weight_sum(class_weights, x.shape[-1], x.dtype),
-    weighted_logit_sum=_weighted_logit_sum(class_weights, x) if config.smoothing else None,
-    label_smoothing=eps if config.smoothing else 0.0,
-    z_loss=z if config.z_loss else 0.0,
-  )
+  weighted_sum = _weighted_logit_sum(class_weights, x) if config.smoothing else None
+  losses = config.terms(labels, class_weights, eps, z).loss(lse, target, weighted_sum)
   # Dropped rows may hold -inf or NaN: select, so they cannot leak; bad labels give NaN.
   losses = jnp.where(valid, losses, jnp.zeros_like(losses))
   return losses + _common.nan_where(bad, losses.dtype)
@@ -346,7 +200,7 @@ def _logits_losses(config, x, labels, valid, bad, class_weights, eps, z):
   """Per-example sparse cross-entropy from logits ``x [..., C]`` (class axis last).
 
   A ``custom_jvp`` whose tangent is ``sum_c G_c t_c`` with the closed-form logit gradient
-  ``G = a p - b onehot(y) - c w`` (:func:`sparse_loss_grad_coefficients`) inside
+  ``G = a p - b onehot(y) - c w`` (:meth:`SparseTerms.grad_coefficients`) inside
   ``jax.checkpoint``: reverse mode then saves only ``lse [...]`` besides the inputs and
   computes ``d logits`` in one elementwise pass, while forward mode and higher derivatives
   keep working. Dropped rows get a zero gradient whatever they hold.
@@ -389,15 +243,8 @@ def _is_symbolic_zero(t) -> bool:
 def _logit_grad_dot(config, x, t_x, lse, labels, valid, bad, class_weights, eps, z):
   """``sum_c (d loss / d x_c) t_c`` per example, from the closed-form gradient."""
   num_classes = x.shape[-1]
-  coef_p, coef_target, coef_weight = sparse_loss_grad_coefficients(
-    jnp.ones_like(lse),
-    lse,
-    num_classes=num_classes,
-    target_weight=None if class_weights is None else class_weights[labels],
-    class_weight_sum=_common.class_weight_sum(class_weights, num_classes, x.dtype),
-    label_smoothing=eps if config.smoothing else 0.0,
-    z_loss=z if config.z_loss else 0.0,
-  )
+  terms = config.terms(labels, class_weights, eps, z)
+  coef_p, coef_target, coef_weight = terms.grad_coefficients(jnp.ones_like(lse), lse)
   coef_p = coef_p + _common.nan_where(bad, x.dtype)  # bad labels: NaN gradient for the row
   probs = jnp.exp(x - lse[..., None])
   is_target = jnp.arange(num_classes, dtype=labels.dtype) == labels[..., None]
@@ -473,13 +320,7 @@ def sparse_categorical_cross_entropy(
     where=where,
   )
   p = inputs.scores
-  bad_probs = ((p < 0) | (p > 1)) & inputs.valid[..., None]
-  _common.check_values(
-    fn_name,
-    "probs must lie in [0, 1]",
-    jnp.moveaxis(p, -1, axis),
-    jnp.moveaxis(bad_probs, -1, axis),
-  )
+  bad_probs = _common.check_probabilities(fn_name, p, inputs.valid, axis)
   p_y = jnp.take_along_axis(p, inputs.labels[..., None], axis=-1)[..., 0]
   p_y = jnp.where(inputs.valid, p_y, jnp.ones_like(p_y))
   # A NaN anywhere in the row (not only at the target) makes the example NaN.

@@ -8,8 +8,9 @@ Design notes:
   * The backward pass is a ``custom_vjp`` that needs no communication for the logits:
     every device knows the global log-normaliser, so ``softmax - target`` of its own
     columns is local (Megatron-LM's vocab-parallel cross-entropy, Shoeybi et al., 2019).
-  * The per-example loss comes from :func:`sparse_loss_from_terms` with the global number
-    of classes, so label smoothing, class weights and z-loss are exactly the dense loss's.
+  * The per-example loss comes from :class:`xentax.losses._sparse_terms.SparseTerms` with
+    the global number of classes, so label smoothing, class weights and z-loss are exactly
+    the dense loss's.
 """
 
 from __future__ import annotations
@@ -23,19 +24,13 @@ from jax import lax
 
 from xentax.losses import _common, _validate
 from xentax.losses._fused import fused_linear_cross_entropy_impl, psum_if_varying
-from xentax.losses._sparse import (
-  prepare_labels,
-  sparse_loss_from_terms,
-  sparse_loss_grad_coefficients,
-)
+from xentax.losses._sparse_terms import SparseOptions, prepare_labels
 
 
 class _Config(NamedTuple):
   axis_name: str | tuple
   batch_axis_name: str | tuple | None
-  num_classes: int
-  smoothing: bool
-  z_loss: bool
+  options: SparseOptions  # num_classes is the whole vocabulary
 
 
 def vocab_parallel_cross_entropy(
@@ -120,9 +115,7 @@ def vocab_parallel_cross_entropy(
   config = _Config(
     axis_name=axis_name,
     batch_axis_name=batch_axis_name,
-    num_classes=num_classes,
-    smoothing=not _common.is_static_zero(label_smoothing),
-    z_loss=not _common.is_static_zero(z_loss),
+    options=SparseOptions.of(num_classes, label_smoothing=label_smoothing, z_loss=z_loss),
   )
   losses = _vocab_parallel(
     config,
@@ -161,12 +154,12 @@ def _terms(config: _Config, x, labels, class_weights):
     jnp.sum(jnp.exp(x - global_max[..., None]), axis=-1),
     jnp.sum(jnp.where(columns == labels[..., None], x, 0.0), axis=-1),
   ]
-  if config.smoothing:
+  if config.options.smoothing:
     weights = _local_weights(config, class_weights, x)
     parts.append(jnp.sum(_common.safe_mul(weights, x), axis=-1))
   sums = lax.psum(jnp.stack(parts), config.axis_name)  # all-reduce 2
   lse = global_max + jnp.log(sums[0])
-  weighted_sum = sums[2] if config.smoothing else None
+  weighted_sum = sums[2] if config.options.smoothing else None
   return lse, sums[1], weighted_sum
 
 
@@ -178,16 +171,7 @@ def _vocab_parallel(config, x, labels, class_weights, eps, z):
 
 
 def _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z):
-  return sparse_loss_from_terms(
-    lse,
-    target,
-    num_classes=config.num_classes,
-    target_weight=None if class_weights is None else class_weights[labels],
-    class_weight_sum=_common.class_weight_sum(class_weights, config.num_classes, lse.dtype),
-    weighted_logit_sum=weighted_sum,
-    label_smoothing=eps if config.smoothing else 0.0,
-    z_loss=z if config.z_loss else 0.0,
-  )
+  return config.options.terms(labels, class_weights, eps, z).loss(lse, target, weighted_sum)
 
 
 def _forward(config, x, labels, class_weights, eps, z):
@@ -198,19 +182,12 @@ def _forward(config, x, labels, class_weights, eps, z):
 
 def _backward(config, residuals, g_loss):
   x, labels, class_weights, eps, z, lse, target, weighted_sum = residuals
-  coef_p, coef_target, coef_weight = sparse_loss_grad_coefficients(
-    g_loss,
-    lse,
-    num_classes=config.num_classes,
-    target_weight=None if class_weights is None else class_weights[labels],
-    class_weight_sum=_common.class_weight_sum(class_weights, config.num_classes, x.dtype),
-    label_smoothing=eps if config.smoothing else 0.0,
-    z_loss=z if config.z_loss else 0.0,
-  )
+  terms = config.options.terms(labels, class_weights, eps, z)
+  coef_p, coef_target, coef_weight = terms.grad_coefficients(g_loss, lse)
   probs = jnp.exp(x - lse[..., None])
   is_target = _local_columns(config, x) == labels[..., None]
   d_x = coef_p[..., None] * probs - jnp.where(is_target, coef_target[..., None], 0.0)
-  if config.smoothing:
+  if config.options.smoothing:
     d_x = d_x - coef_weight[..., None] * _local_weights(config, class_weights, x)
 
   # Options, with the statistics held fixed (they are replicated over the vocabulary
@@ -220,11 +197,11 @@ def _backward(config, residuals, g_loss):
     return _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z)
 
   d_class_weights, d_eps, d_z = jax.vjp(from_options, class_weights, eps, z)[1](g_loss)
-  if config.smoothing and class_weights is not None:
+  if config.options.smoothing and class_weights is not None:
     rows = x.reshape(-1, x.shape[-1])
     local = -jnp.dot(coef_weight.reshape(-1), rows, precision=lax.Precision.HIGHEST)
     start = lax.axis_index(config.axis_name) * x.shape[-1]
-    full = _varying_zeros(config.num_classes, local)
+    full = _varying_zeros(config.options.num_classes, local)
     full = lax.dynamic_update_slice_in_dim(full, local, start, 0)
     full = lax.psum(full, config.axis_name)
     if config.batch_axis_name is not None:  # sum before adding an invariant term to it

@@ -1,0 +1,16 @@
+"""Tiny benchmark sizes (every key of ``xentax.bench.SIZES``) so suites run in seconds."""
+
+TINY = {
+  "reference": (8, 64),
+  "repeats": 1,
+  "losses_grid": [(8, 16)],
+  "losses_dtypes": ("float32",),
+  "losses_target": [(8, 32)],
+  "classes": (8, (16, 32)),
+  "fused_time": [(16, 8, 64)],
+  "fused_blocks": (32,),
+  "fused_memory": (16, 8, (64, 128)),
+  "parallel": (8, 64),
+  "training_epochs": 1,
+  "training_examples": 20,
+}

@@ -1,0 +1,65 @@
+"""The suite registry, runner and tables (``xentax.bench._run``) at tiny sizes."""
+
+import json
+
+import jax
+import pytest
+
+from tests.bench._tiny import TINY
+from xentax import bench, cli
+
+
+def test_bench_command_writes_json_and_tables(tmp_path, monkeypatch, capsys):
+  monkeypatch.setitem(bench.SIZES, "quick", TINY)
+  out = tmp_path / "bench.json"
+  assert cli.main(["bench", "--suite", "all", "--quick", "--out", str(out)]) == 0
+  records = json.loads(out.read_text())
+  suites = {"reference", "losses", "classes", "fused", "fused_memory", "training", "parallel"}
+  assert {r["suite"] for r in records} == suites
+  training = [r for r in records if r["suite"] == "training"]
+  assert [r["params"]["batch_size"] for r in training] == [1, 1, 64]
+  assert all(r["rates"]["steps_per_s"] > 0 for r in training)
+  assert all(r["device"]["jax"] == jax.__version__ for r in records)
+  fused = [r for r in records if r["suite"] == "fused"]
+  assert fused[0]["ratio"] == 1.0 and fused[0]["baseline"] == "full logits (optax)"
+  classes = [r for r in records if r["suite"] == "classes"]
+  assert {r["params"]["classes"] for r in classes} == {16, 32}
+  assert {r["params"]["mode"] for r in classes} == {"value_and_grad"}
+  printed = capsys.readouterr().out
+  for suite in ("losses", "classes", "fused", "training", "parallel"):
+    assert f"### {suite}" in printed
+
+
+def test_a_new_suite_is_one_registry_entry(monkeypatch):
+  def tiny(sizes, repeats):
+    return [{"suite": "tiny", "implementation": "x", "median_s": 1e-3, "spread": 0.0}]
+
+  monkeypatch.setitem(bench.SUITES, "tiny", bench.Suite("tiny", tiny, "a test suite"))
+  monkeypatch.setitem(bench.SIZES, "quick", TINY)
+  records = bench.run(["tiny"], quick=True)
+  assert [r.suite for r in records] == ["reference", "reference", "tiny"]
+  assert "### tiny" in bench.markdown(records)
+
+
+def test_check_suites_expands_all_and_keeps_standalone_suites_alone():
+  assert bench.check_suites(["all"]) == list(bench.SUITES)
+  assert bench.check_suites(["gpu"]) == ["gpu"]
+  with pytest.raises(ValueError, match="runs alone"):
+    bench.check_suites(["gpu", "losses"])
+
+
+def test_unknown_suite_is_a_clear_error():
+  with pytest.raises(ValueError, match="unknown suite"):
+    bench.run(["nope"], quick=True)
+
+
+def test_write_json_round_trips_records(tmp_path):
+  records = [bench.BenchRecord(suite="s", implementation="i", median_s=0.5, params={"n": 2})]
+  path = bench.write_json(records, tmp_path / "b.json")
+  assert json.loads(path.read_text())[0]["params"] == {"n": 2}
+
+
+def test_bench_json_into_a_missing_folder_exits_2_before_running(tmp_path, capsys):
+  assert cli.main(["bench", "--quick", "--out", str(tmp_path / "no" / "b.json")]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "does not exist" in err
