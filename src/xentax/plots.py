@@ -230,3 +230,64 @@ def loss_vs_probability(
   _legend(ax)
   fig.tight_layout()
   return fig
+
+
+def accuracy_over_seeds(accuracies: Mapping[str, Sequence[float]], *, title: str) -> Figure:
+  """Test accuracy per model: mean over seeds (bar, std as error bar) and each seed (dots).
+
+  Args:
+    accuracies: model -> one test accuracy per seed.
+    title: names the experiment.
+  """
+  fig = Figure(figsize=(7, 4))
+  ax = fig.subplots()
+  names = list(accuracies)
+  for i, name in enumerate(names):
+    values = np.asarray(accuracies[name], np.float64)
+    ax.bar(i, values.mean(), 0.6, color=f"C{i}")
+    ax.errorbar(i, values.mean(), yerr=values.std(), color="black", capsize=3, lw=1)
+    ax.plot(np.full(values.shape, i), values, ".", color="black", ms=4, alpha=0.7)
+  low = min(float(np.min(v)) for v in accuracies.values())
+  ax.set_ylim(max(0.0, low - 0.05), 1.0)
+  ax.set_xticks(range(len(names)), names)
+  ax.set_ylabel("test accuracy (mean, std and each seed)")
+  ax.grid(alpha=0.3, axis="y")
+  ax.set_title(title)
+  fig.tight_layout()
+  return fig
+
+
+def reliability_panels(
+  panels: Mapping[str, Mapping[str, Sequence[float] | float]], *, columns: int, title: str
+) -> Figure:
+  """Reliability diagrams side by side: per-bin accuracy against confidence, ECE in each title.
+
+  Args:
+    panels: panel title -> ``{"count", "accuracy", "confidence", "lower", "upper": per-bin
+      lists, "ece": float}`` (the fields of :class:`xentax.metrics.CalibrationBins`).
+    columns: panels per row.
+    title: the figure's title.
+  """
+  rows = -(-len(panels) // columns)
+  fig = Figure(figsize=(3.2 * columns, 3.0 * rows), layout="constrained")
+  axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+  for ax, (name, p) in zip(axes, panels.items(), strict=False):
+    count, acc, conf = (np.asarray(p[k], np.float64) for k in ("count", "accuracy", "confidence"))
+    lower, upper = np.asarray(p["lower"], np.float64), np.asarray(p["upper"], np.float64)
+    keep = count > 0
+    width = np.maximum(upper - lower, 1.0 / (4 * len(count)))[keep]
+    ax.plot([0, 1], [0, 1], "--", color="0.5", lw=1)
+    ax.bar(lower[keep], acc[keep], width=width, align="edge", edgecolor="black", color="C0")
+    ax.bar(
+      lower[keep], conf[keep] - acc[keep], bottom=acc[keep], width=width, align="edge",
+      color="C3", alpha=0.3,
+    )  # fmt: skip
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{name}\nECE = {float(p['ece']):.4f}", fontsize=9)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+  for ax in axes[len(panels) :]:
+    ax.set_visible(False)
+  fig.suptitle(title, fontsize=10)
+  return fig

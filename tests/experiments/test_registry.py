@@ -20,7 +20,7 @@ def test_every_experiment_has_a_family_module_and_a_description():
   for name, experiment in experiments.EXPERIMENTS.items():
     assert experiment.name == name and experiment.description
     assert experiment.runner.__module__.startswith("xentax.experiments._")
-    assert experiment.report_section in ("training", "large_vocabularies")
+    assert experiment.report_section in ("training", "large_vocabularies", "soft_targets")
 
 
 def test_result_records_serialise_without_history(tmp_path):

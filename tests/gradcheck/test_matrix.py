@@ -2,6 +2,7 @@
 
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -115,3 +116,20 @@ def test_option_gradient_check_fails_for_a_wrong_gradient(monkeypatch):
       "sparse_categorical_cross_entropy_with_logits", "label_smoothing", jnp.dtype("float64")
     )
   assert not report.passed
+
+
+@pytest.mark.parametrize(
+  ("loss", "option"),
+  [
+    ("kl_divergence_with_logits", "temperature"),
+    ("jensen_shannon_divergence_with_logits", "beta"),
+    ("jensen_shannon_divergence_with_logits", "temperature"),
+    ("poly1_cross_entropy_with_logits", "epsilon"),
+  ],
+)
+def test_option_gradients_of_the_divergences_and_poly1_are_in_the_matrix(loss, option):
+  assert (loss, option) in _matrix.option_cases()
+  for dtype in (jnp.float64, jnp.float32):
+    (report,) = _matrix.check_option_case(loss, option, dtype)
+    assert report.passed, report
+    assert report.max_abs_error < 1e-4

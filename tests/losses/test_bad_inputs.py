@@ -34,6 +34,14 @@ def _fused(h, y, **kw):
   return xentax.fused_linear_cross_entropy(h, jnp.asarray(WEIGHT), y, block_size=2, **kw)
 
 
+TEACHER = rng.normal(size=(N, C))
+LOG_PROBS = np.log(PROBS)
+
+
+def _distill(s, y, **kw):
+  return xentax.distillation_loss(s, jnp.asarray(TEACHER), y, **kw)
+
+
 # name -> (loss, scores, labels, float options it takes, index of the bad entry's example)
 LOSSES = {
   "sparse_logits": (
@@ -80,6 +88,12 @@ LOSSES = {
     LABELS,
     ("label_smoothing", "z_loss", "class_weights", "softcap"),
   ),
+  # Issue 12's losses. The divergences take the teacher's logits where the others take labels.
+  "kl": (xentax.kl_divergence_with_logits, LOGITS, TEACHER, ("temperature",)),
+  "jsd": (xentax.jensen_shannon_divergence_with_logits, LOGITS, TEACHER, ("beta", "temperature")),
+  "distillation": (_distill, LOGITS, LABELS, ("temperature", "alpha")),
+  "poly1": (xentax.poly1_cross_entropy_with_logits, LOGITS, LABELS, ("epsilon",)),
+  "nll": (xentax.nll_loss, LOG_PROBS, LABELS, ("class_weights",)),
 }
 GOOD = {
   "label_smoothing": 0.1,
@@ -90,6 +104,9 @@ GOOD = {
   "class_weights": np.array([0.5, 1.0, 2.0]),
   "pos_weight": np.array([0.5, 1.0, 2.0]),
   "weights": rng.uniform(0.5, 2.0, (N, C)),
+  "temperature": 2.0,
+  "beta": 0.3,
+  "epsilon": 1.0,
 }
 BAD = {
   "label_smoothing": [1.5, -0.1, np.nan],
@@ -100,6 +117,9 @@ BAD = {
   "class_weights": [np.array([1.0, -1.0, 1.0]), np.array([1.0, np.nan, 1.0])],
   "pos_weight": [np.array([1.0, -1.0, 1.0]), np.array([np.inf, 1.0, 1.0])],
   "weights": [-np.ones((N, C)), np.full((N, C), np.nan)],
+  "temperature": [0.0, -1.0, np.inf, np.nan],
+  "beta": [1.5, -0.1, np.nan],
+  "epsilon": [-1.5, np.inf, np.nan],
 }
 OPTION_CASES = [
   (loss, name, i)
@@ -204,6 +224,60 @@ def test_int64_labels_are_checked_before_the_int32_cast(value):
     np.testing.assert_allclose(got, np.log(3), rtol=1e-6)
 
 
+@pytest.mark.parametrize("value", [2**32 + 1, -(2**31) - 1])
+def test_int64_labels_of_the_new_losses_and_metrics_are_checked_before_the_cast(value):
+  labels = np.array([0, value], np.int64)
+  with jax.enable_x64(False):
+    z = jnp.zeros((2, 3), jnp.float32)
+    h, w = jnp.ones((2, 2)), jnp.ones((2, 3))
+    calls = [
+      lambda: xentax.distillation_loss(z, z, labels),
+      lambda: xentax.poly1_cross_entropy_with_logits(z, labels),
+      lambda: xentax.nll_loss(z, labels),
+      lambda: xentax.causal_lm_cross_entropy_with_logits(z[None], labels[None]),
+      lambda: xentax.fused_linear_distillation(h, w, h, w, labels),
+      lambda: xentax.metrics.top_k_accuracy(z, labels),
+      lambda: xentax.metrics.expected_calibration_error(z, labels),
+    ]
+    for call in calls:
+      with pytest.raises(ValueError, match=f"labels must lie in .*found {value} at position"):
+        call()
+    # Dropped, the same label is harmless.
+    kept = np.array([True, False])
+    assert np.isfinite(xentax.distillation_loss(z, z, labels, where=kept))
+    assert np.isfinite(xentax.poly1_cross_entropy_with_logits(z, labels, where=kept))
+
+
+@pytest.mark.parametrize("fn", ["top_k_accuracy", "expected_calibration_error"])
+def test_metric_counts_must_be_positive_integers(fn):
+  name = "k" if fn == "top_k_accuracy" else "num_bins"
+  f = functools.partial(getattr(xentax.metrics, fn), jnp.asarray(LOGITS), LABELS)
+  for bad in (1.5, True, "3", None):
+    with pytest.raises(TypeError, match=f"{name}="):
+      f(**{name: bad})
+  for bad in (0, -2, np.int64(0)):
+    with pytest.raises(ValueError, match=f"{name}=.*positive"):
+      f(**{name: bad})
+  np.testing.assert_allclose(f(**{name: np.int32(2)}), f(**{name: 2}))
+
+
+def test_fused_distillation_refuses_gradients_in_temperature_and_alpha():
+  h, w, y = jnp.asarray(HIDDEN), jnp.asarray(WEIGHT), LABELS
+  f = xentax.fused_linear_distillation
+  for name in ("temperature", "alpha"):
+    with pytest.raises(TypeError, match=f"differentiating with respect to {name}"):
+      jax.grad(lambda v, name=name: f(h, w, h, w, y, **{name: v}))(0.5)
+  # Traced but not differentiated is fine, and equals the dense loss.
+  got = jax.jit(lambda t: f(h, w, h, w, y, temperature=t))(2.0)
+  want = xentax.distillation_loss(h @ w, h @ w, y, temperature=2.0)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  # Outside its domain: concrete raises; traced is NaN (loss and gradient).
+  with pytest.raises(ValueError, match="temperature"):
+    f(h, w, h, w, y, temperature=0.0)
+  loss, grad = jax.jit(jax.value_and_grad(lambda h, a: f(h, w, h, w, y, alpha=a)))(h, 1.5)
+  assert np.isnan(loss) and np.isnan(grad).any()
+
+
 # --- options outside their domain ---------------------------------------------------------
 
 
@@ -229,7 +303,14 @@ def test_traced_option_outside_its_domain_gives_nan_loss_and_gradient(loss, name
 
 @pytest.mark.parametrize("loss", list(LOSSES))
 def test_options_at_their_domain_edges_are_accepted(loss):
-  edges = {"label_smoothing": 1.0, "z_loss": 0.0, "gamma": 0.0, "alpha": 1.0}
+  edges = {
+    "label_smoothing": 1.0,
+    "z_loss": 0.0,
+    "gamma": 0.0,
+    "alpha": 1.0,
+    "beta": 1.0,
+    "epsilon": -1.0,
+  }
   options = {name: edges.get(name, GOOD[name]) for name in LOSSES[loss][3]}
   assert np.isfinite(_call(loss, **options))
 

@@ -99,6 +99,36 @@ LOSSES = {
       "xentax": lambda p, y: xentax.sparse_categorical_cross_entropy(p, y),
     },
   ),
+  # Issue 12's losses. KL: the "dense" kind's one-hot targets serve as teacher logits.
+  "kl_divergence_with_logits": (
+    "dense",
+    {
+      "optax": lambda s, t: optax.losses.kl_divergence_with_log_targets(
+        jax.nn.log_softmax(s), jax.nn.log_softmax(t)
+      ).mean(),
+      "xentax": lambda s, t: xentax.kl_divergence_with_logits(s, t),
+    },
+  ),
+  "poly1_cross_entropy_with_logits": (
+    "sparse",
+    {
+      "optax": lambda x, y: optax.losses.poly_loss_cross_entropy(
+        x, jax.nn.one_hot(y, x.shape[-1], dtype=x.dtype), epsilon=2.0
+      ).mean(),
+      "xentax": lambda x, y: xentax.poly1_cross_entropy_with_logits(x, y, epsilon=2.0),
+    },
+  ),
+  # nll_loss reads log-probabilities; optax's integer-label CE on them gives the same value.
+  # Both sides take log_softmax of the same logits (the same extra work on each side).
+  "nll_loss": (
+    "sparse",
+    {
+      "optax": lambda x, y: optax.softmax_cross_entropy_with_integer_labels(
+        jax.nn.log_softmax(x), y
+      ).mean(),
+      "xentax": lambda x, y: xentax.nll_loss(jax.nn.log_softmax(x), y),
+    },
+  ),
 }
 
 

@@ -18,7 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from xentax import records
-from xentax.experiments import _classification, _imbalance, _language, _large_vocab, _optimizers
+from xentax.experiments import (
+  _calibration,
+  _classification,
+  _distillation,
+  _imbalance,
+  _language,
+  _large_vocab,
+  _optimizers,
+)
 from xentax.experiments._common import SCALES
 from xentax.experiments._records import ExperimentResult
 
@@ -60,6 +68,18 @@ EXPERIMENTS: dict[str, Experiment] = {
       "next-word model at V = 32768: fused vs full-logits loss",
       _large_vocab.large_vocab,
       report_section="large_vocabularies",
+    ),
+    Experiment(
+      "distillation",
+      "MLP teacher distilled into softmax regression on digits, over seeds",
+      _distillation.distillation,
+      report_section="soft_targets",
+    ),
+    Experiment(
+      "calibration",
+      "ECE before/after temperature scaling: CE vs label smoothing vs focal",
+      _calibration.calibration,
+      report_section="soft_targets",
     ),
   ]
 }

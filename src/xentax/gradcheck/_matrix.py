@@ -99,6 +99,9 @@ FLOAT_OPTIONS = (
   "pos_weight",
   "weights",
   "softcap",
+  "temperature",
+  "beta",
+  "epsilon",
 )
 FUSED = "fused_linear_cross_entropy"
 FUSED_OPTIONS = {

@@ -76,8 +76,8 @@ def causal_lm_cross_entropy_with_logits(
       f"{NORMALIZATIONS}."
     )
   _validate.float_array(fn_name, "logits", logits)
-  _validate.integer_labels(fn_name, labels)
-  logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+  labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
+  logits = jnp.asarray(logits)
   if logits.ndim < 2 or labels.shape != logits.shape[:-1]:
     raise ValueError(
       f"{fn_name}: logits have shape {logits.shape} and labels {labels.shape}; they must be "
@@ -89,7 +89,8 @@ def causal_lm_cross_entropy_with_logits(
   mask = _common.broadcast_mask(fn_name, where, labels.shape)[..., shift:]
   losses = sparse_categorical_cross_entropy_with_logits(
     logits[..., :-shift, :],
-    labels[..., shift:],
+    # The original labels, so the cross-entropy checks (and names) them in their own dtype.
+    shown[..., shift:],
     ignore_index=ignore_index,
     where=mask,
     reduction="none",

@@ -29,10 +29,16 @@ from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
 from xentax.losses._sparse_terms import prepare_labels
 
 
-def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature):
-  """Validate two logit arrays; class axis last, compute dtype, dropped rows zeroed."""
+def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature, bad=None):
+  """Validate two logit arrays; class axis last, compute dtype, dropped rows zeroed.
+
+  ``bad`` (a boolean per-example array, or a traced scalar flag, or None) marks kept rows
+  whose loss and gradients must be NaN (a bad label or an option outside its domain); a
+  traced ``temperature`` outside its domain adds to it.
+  """
   _validate.float_array(fn_name, "student_logits", student_logits)
   _validate.float_array(fn_name, "teacher_logits", teacher_logits)
+  bad = _validate.any_bad(bad, _validate.options(fn_name, temperature=temperature))
   s = jnp.asarray(student_logits)
   t = jnp.asarray(teacher_logits)
   _common.check_same_shape(fn_name, "student_logits", s, "teacher_logits", t)
@@ -45,7 +51,12 @@ def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperat
   s = jnp.where(valid[..., None], s, zero)
   t = jnp.where(valid[..., None], t, zero)
   temperature = jnp.asarray(temperature, dtype)
-  return s / temperature, t / temperature, valid
+  s, t = s / temperature, t / temperature
+  if bad is not None:
+    # NaN on the kept rows' logits: their loss and both gradients are NaN, the rest exact.
+    nan = _common.nan_where(valid & bad, dtype)[..., None]
+    s, t = s + nan, t + nan
+  return s, t, valid
 
 
 def _log_softmax(x) -> jax.Array:
@@ -54,7 +65,8 @@ def _log_softmax(x) -> jax.Array:
 
 def _weighted_log_ratio(p, log_p, log_q) -> jax.Array:
   """``sum_c p_c (log p_c - log q_c)`` with ``0 log 0 = 0``, finite gradients where p = 0."""
-  has_mass = p > 0
+  # `~(p <= 0)`, not `p > 0`: a NaN probability (a NaN logit) must stay NaN, not count as 0.
+  has_mass = ~(p <= 0)
   # Select the log-ratio before multiplying: where p = 0 both logs may be -inf, and the
   # unselected branch of a single where would still send inf * 0 = NaN into the gradient.
   ratio = jnp.where(has_mass, log_p - jnp.where(has_mass, log_q, 0.0), 0.0)
@@ -100,8 +112,10 @@ def kl_divergence_with_logits(
     The divergence (>= 0), float32 (float64 for float64 logits).
 
   Raises:
-    TypeError: non-float logits or a non-boolean ``where``. ValueError: shapes that differ,
-    a bad ``axis`` or an unknown reduction.
+    TypeError: non-float logits, a non-boolean ``where`` or a non-numeric ``temperature``.
+    ValueError: shapes that differ, a bad ``axis``, an unknown reduction, or a concrete
+    ``temperature`` that is not finite and ``> 0`` (a traced one makes every kept example's
+    loss and gradients NaN, and :func:`xentax.checked` reports it).
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -132,7 +146,7 @@ def _jsd_per_example(s, t, beta) -> jax.Array:
   total = jnp.exp(a - hi) + jnp.exp(b - hi)
   # Double where: a class neither side gives mass has log M = -inf, and log's gradient
   # there (1 / 0) would meet a zero cotangent as NaN.
-  has_mass = total > 0
+  has_mass = ~(total <= 0)  # NaN stays NaN
   log_m = jnp.where(has_mass, hi + jnp.log(jnp.where(has_mass, total, 1.0)), -jnp.inf)
   p, q = jnp.exp(log_p), jnp.exp(log_q)
   return beta * _weighted_log_ratio(p, log_p, log_m) + (1 - beta) * _weighted_log_ratio(
@@ -180,7 +194,7 @@ def jensen_shannon_divergence_with_logits(
 
   Raises:
     TypeError / ValueError as :func:`kl_divergence_with_logits`, and ``ValueError`` for a
-    Python ``beta`` outside ``[0, 1]``.
+    concrete ``beta`` outside ``[0, 1]`` (a traced one makes every kept example NaN).
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -194,9 +208,10 @@ def jensen_shannon_divergence_with_logits(
   """
   fn_name = "jensen_shannon_divergence_with_logits"
   _common.check_reduction(fn_name, reduction)
-  if isinstance(beta, int | float) and not 0 <= beta <= 1:
-    raise ValueError(f"{fn_name}: beta={beta!r} must lie in [0, 1].")
-  s, t, valid = _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature)
+  bad = _validate.options(fn_name, beta=beta)
+  s, t, valid = _prepare_pair(
+    fn_name, student_logits, teacher_logits, axis, where, temperature, bad
+  )
   if isinstance(beta, int | float) and beta == 0:
     losses = kl_per_example(s, t)  # forward KL(P || Q), Liger's beta = 0
   elif isinstance(beta, int | float) and beta == 1:
@@ -249,7 +264,8 @@ def distillation_loss(
 
   Raises:
     TypeError / ValueError as the KL and sparse cross-entropy; a concrete label out of
-    range raises (NaN under ``jit``).
+    range, ``temperature`` not finite and ``> 0`` or ``alpha`` outside ``[0, 1]`` raises
+    ``ValueError`` (under ``jit``: NaN loss and gradients for the kept examples).
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -262,14 +278,14 @@ def distillation_loss(
   """
   fn_name = "distillation_loss"
   _common.check_reduction(fn_name, reduction)
-  _validate.integer_labels(fn_name, labels)
+  labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
   _validate.float_array(fn_name, "student_logits", student_logits)
-  labels = jnp.asarray(labels)
+  option_bad = _validate.options(fn_name, temperature=temperature, alpha=alpha)
   num_classes = jnp.shape(student_logits)[
     _common.normalize_axis(fn_name, axis, jnp.ndim(student_logits))
   ]
   # Validated here first so a bad label is reported under this function's name.
-  valid = prepare_labels(
+  prepared = prepare_labels(
     fn_name,
     labels,
     num_classes=num_classes,
@@ -277,11 +293,16 @@ def distillation_loss(
     ignore_index=ignore_index,
     where=where,
     dtype=_common.compute_dtype(student_logits),
-  ).valid
+    shown=shown,
+    option_bad=option_bad,
+  )
+  valid = prepared.valid
   hard = sparse_categorical_cross_entropy_with_logits(
     student_logits, labels, axis=axis, ignore_index=ignore_index, where=where, reduction="none"
   )
-  s, t, _ = _prepare_pair(fn_name, student_logits, teacher_logits, axis, valid, temperature)
+  s, t, _ = _prepare_pair(
+    fn_name, student_logits, teacher_logits, axis, valid, temperature, prepared.bad
+  )
   dtype = s.dtype
   temperature = jnp.asarray(temperature, dtype)
   alpha = jnp.asarray(alpha, dtype)

@@ -67,7 +67,9 @@ def fused_linear_distillation(
   Gradient: with ``G^s = alpha T (p^s_T - p^t_T) + (1 - alpha)(softmax(z^s) - onehot(y))``
   and ``G^t = alpha T p^t_T (log p^t_T - log p^s_T - KL)`` per token (times the reduction's
   ``1 / N_kept``), ``d h^s = G^s W^{sT}``, ``d W^s = h^{sT} G^s`` and likewise for the
-  teacher. No gradient flows to ``temperature`` or ``alpha``.
+  teacher. ``temperature`` and ``alpha`` may be traced but not differentiated: ``jax.grad``
+  with respect to either raises ``TypeError`` (use :func:`xentax.distillation_loss` to
+  learn them).
 
   Memory: the forward rule saves only the gradients themselves (``[N, D]`` and ``[D, V]``
   per side); the peak is O(chunk_size * V + N * D + D * V) instead of O(N * V).
@@ -89,10 +91,12 @@ def fused_linear_distillation(
     The scalar loss, float32 (float64 for float64 inputs).
 
   Raises:
-    TypeError: non-float inputs, float labels, or forward-mode differentiation (a
-      ``custom_vjp`` has no JVP). ValueError: shapes that do not fit, a bad
-      ``chunk_size``, ``reduction="none"`` or an unknown reduction, or (concrete inputs) a
-      label out of range.
+    TypeError: non-float inputs, float labels, forward-mode differentiation (a
+      ``custom_vjp`` has no JVP), or a gradient taken with respect to ``temperature`` or
+      ``alpha``. ValueError: shapes that do not fit, a bad ``chunk_size``,
+      ``reduction="none"`` or an unknown reduction, or (concrete inputs) a label out of
+      range, ``temperature`` not finite and ``> 0`` or ``alpha`` outside ``[0, 1]`` (traced:
+      NaN loss and gradients).
 
   Example:
     >>> import jax, jax.numpy as jnp, xentax
@@ -125,10 +129,10 @@ def fused_linear_distillation(
     ("teacher_weight", teacher_weight),
   ):
     _validate.float_array(fn_name, name, x)
-  _validate.integer_labels(fn_name, labels)
+  labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
+  option_bad = _validate.options(fn_name, temperature=temperature, alpha=alpha)
   hs, ws = jnp.asarray(student_hidden), jnp.asarray(student_weight)
   ht, wt = jnp.asarray(teacher_hidden), jnp.asarray(teacher_weight)
-  labels = jnp.asarray(labels)
   _check_head(fn_name, "student", hs, ws)
   _check_head(fn_name, "teacher", ht, wt)
   if ws.shape[1] != wt.shape[1]:
@@ -158,6 +162,8 @@ def fused_linear_distillation(
     ignore_index=ignore_index,
     where=where,
     dtype=dtype,
+    shown=shown,
+    option_bad=option_bad,
   )
   valid = prepared.valid.reshape(-1)
   # Per-token weight of the reduction: 1 (sum) or 1 / N_kept (mean); 0 for dropped tokens.
@@ -165,7 +171,7 @@ def fused_linear_distillation(
   if reduction == "mean":
     count = jnp.sum(coef)
     coef = jnp.where(count > 0, coef / jnp.where(count > 0, count, 1.0), 0.0)
-  # Bad labels make their row NaN, as the other losses do.
+  # Bad labels (or a traced option outside its domain) make their row NaN, as elsewhere.
   coef = coef + _common.nan_where(prepared.bad.reshape(-1), dtype)
 
   chunk_size = min(chunk_size, max(num_tokens, 1))
@@ -282,6 +288,14 @@ def _fused_distill(config, hs, ws, ht, wt, labels, coef, temperature, alpha):
 
 
 def _fused_distill_fwd(config, hs, ws, ht, wt, labels, coef, temperature, alpha):
+  for name, x in (("temperature", temperature), ("alpha", alpha)):
+    if x.perturbed:
+      raise TypeError(
+        f"fused_linear_distillation: differentiating with respect to {name} is not "
+        "supported (its gradient is not formed by the fused backward pass). Pass it as a "
+        "constant (jax.lax.stop_gradient), or use xentax.distillation_loss on explicit "
+        f"logits, which is differentiable in {name}."
+      )
   teacher_grad = ht.perturbed or wt.perturbed
   values = [x.value for x in (hs, ws, ht, wt, labels, coef, temperature, alpha)]
   total, grads = _forward(config._replace(teacher_grad=teacher_grad), *values)

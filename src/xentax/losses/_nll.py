@@ -28,7 +28,9 @@ def nll_loss(
     \ell_n = -w_{y_n}\, x_{n, y_n}
 
   ``"mean"`` divides by ``sum(w[y_n])`` over kept examples, as torch does (0 when nothing
-  is kept, where torch returns NaN). Gradient: ``d l_n / d x_n = -w_{y_n} onehot(y_n)``;
+  is kept, where torch returns NaN); a NaN anywhere in a kept row (not only at the target,
+  which is all torch reads) makes that row's loss NaN. Gradient:
+  ``d l_n / d x_n = -w_{y_n} onehot(y_n)``;
   ``-inf`` entries off the target contribute nothing and get a zero gradient.
 
   Args:
@@ -73,7 +75,11 @@ def nll_loss(
   # Dropped rows may hold -inf or NaN: select before gathering so they cannot leak.
   x = jnp.where(inputs.valid[..., None], x, jnp.zeros_like(x))
   target = jnp.take_along_axis(x, inputs.labels[..., None], axis=-1)[..., 0]
-  losses = -target + _common.nan_where(inputs.bad, x.dtype)
+  # torch reads only the target entry; a NaN elsewhere in a kept row still makes the row's
+  # loss and gradient NaN (the contract of every xentax loss): a factor of exactly 1 or NaN.
+  # A bad label or option: NaN too, in value and gradient.
+  row_nan = jnp.any(jnp.isnan(x), axis=-1) | inputs.bad
+  losses = -target * (1 + _common.nan_where(row_nan, x.dtype))
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
   return _common.reduce_losses(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common
+from xentax.losses import _common, _validate
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
 
 
@@ -31,8 +31,9 @@ def poly1_cross_entropy_with_logits(
   Args:
     logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``.
     labels: integer class indices, ``logits.shape`` without ``axis``.
-    epsilon: weight of the ``1 - p_y`` term (may be a traced scalar; negative values down-
-      weight it, down to -1).
+    epsilon: weight of the ``1 - p_y`` term, finite and ``>= -1`` (may be a traced scalar).
+      ``-1`` removes the first polynomial term; below it the loss could be negative
+      (``-log p + eps (1 - p) >= (1 + eps)(1 - p)``).
     axis: the class axis.
     ignore_index: label value whose examples are dropped.
     where: boolean mask of the labels' shape.
@@ -42,7 +43,8 @@ def poly1_cross_entropy_with_logits(
     The loss, float32 (float64 for float64 logits).
 
   Raises:
-    As :func:`xentax.sparse_categorical_cross_entropy_with_logits`.
+    As :func:`xentax.sparse_categorical_cross_entropy_with_logits`, and ``ValueError`` for a
+    concrete ``epsilon`` outside its domain (traced: NaN loss and gradients).
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -56,10 +58,17 @@ def poly1_cross_entropy_with_logits(
   """
   fn_name = "poly1_cross_entropy_with_logits"
   _common.check_reduction(fn_name, reduction)
+  logits = _validate.float_array(fn_name, "logits", logits)
+  labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
+  bad = _validate.options(fn_name, epsilon=epsilon)
+  if bad is not None:
+    # A traced epsilon outside its domain: NaN logits, so every kept example's loss and
+    # gradient are NaN (dropped rows are zeroed inside the cross-entropy, unaffected).
+    logits = logits + _common.nan_where(bad, _common.compute_dtype(logits))
+  # The cross-entropy checks the original labels (in their own dtype) and names them.
   ce = sparse_categorical_cross_entropy_with_logits(
-    logits, labels, axis=axis, ignore_index=ignore_index, where=where, reduction="none"
+    logits, shown, axis=axis, ignore_index=ignore_index, where=where, reduction="none"
   )
-  labels = jnp.asarray(labels)
   valid = _common.broadcast_mask(fn_name, where, labels.shape)
   if ignore_index is not None:
     valid = valid & (labels != ignore_index)

@@ -34,6 +34,10 @@ DOMAINS = {
   "pos_weight": ("finite and >= 0", lambda v: (v >= 0) & (v < np.inf)),
   "weights": ("finite and >= 0", lambda v: (v >= 0) & (v < np.inf)),
   "softcap": ("finite and > 0", lambda v: (v > 0) & (v < np.inf)),
+  "temperature": ("finite and > 0", lambda v: (v > 0) & (v < np.inf)),
+  "beta": ("in [0, 1]", lambda v: (v >= 0) & (v <= 1)),
+  # Poly-1: -log p + eps (1 - p) >= (1 + eps)(1 - p) >= 0 needs eps >= -1 (Leng et al.).
+  "epsilon": ("finite and >= -1", lambda v: (v >= -1) & (v < np.inf)),
 }
 
 
@@ -149,6 +153,18 @@ def block_size(fn_name: str, value, vocab_size: int) -> int:
   if not 1 <= value <= vocab_size:
     raise ValueError(f"{fn_name}: block_size={value} must lie in [1, V={vocab_size}].")
   return value
+
+
+def positive_int(fn_name: str, name: str, value) -> int:
+  """A static count (``k``, ``num_bins``): a positive Python or NumPy integer, as an int."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise TypeError(
+      f"{fn_name}: {name}={value!r} must be a Python or NumPy integer (it sets a shape), "
+      f"got {type(value).__name__}."
+    )
+  if value < 1:
+    raise ValueError(f"{fn_name}: {name}={value!r} must be a positive integer (>= 1).")
+  return int(value)
 
 
 def option(fn_name: str, name: str, value):

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common
+from xentax.losses import _common, _validate
 from xentax.metrics._classification import prepare
 
 BINNINGS = ("width", "mass")
@@ -55,11 +55,11 @@ def _bin_index(confidence, valid, num_bins, binning):
   return jnp.clip((rank * num_bins) // kept, 0, num_bins - 1).astype(jnp.int32)
 
 
-def _check_bins(fn_name, num_bins, binning):
-  if not isinstance(num_bins, int) or num_bins < 1:
-    raise ValueError(f"{fn_name}: num_bins={num_bins!r} must be a positive int.")
+def _check_bins(fn_name, num_bins, binning) -> int:
+  num_bins = _validate.positive_int(fn_name, "num_bins", num_bins)
   if binning not in BINNINGS:
     raise ValueError(f"{fn_name}: binning={binning!r} is not supported; choose one of {BINNINGS}.")
+  return num_bins
 
 
 def calibration_bins(
@@ -93,7 +93,7 @@ def calibration_bins(
     ([4.0, 0.0], [0.75, 0.0])
   """
   fn_name = "calibration_bins"
-  _check_bins(fn_name, num_bins, binning)
+  num_bins = _check_bins(fn_name, num_bins, binning)
   return _bins(fn_name, logits, labels, num_bins, binning, axis, ignore_index, where)
 
 
@@ -159,7 +159,7 @@ def expected_calibration_error(
     "Measuring Calibration in Deep Learning", 2019 (equal-mass bins).
   """
   fn_name = "expected_calibration_error"
-  _check_bins(fn_name, num_bins, binning)
+  num_bins = _check_bins(fn_name, num_bins, binning)
   bins = _bins(fn_name, logits, labels, num_bins, binning, axis, ignore_index, where)
   total = jnp.sum(bins.count)
   gaps = bins.count * jnp.abs(bins.accuracy - bins.confidence)
@@ -190,7 +190,7 @@ def maximum_calibration_error(
     Naeini et al., 2015; Guo et al., 2017.
   """
   fn_name = "maximum_calibration_error"
-  _check_bins(fn_name, num_bins, binning)
+  num_bins = _check_bins(fn_name, num_bins, binning)
   bins = _bins(fn_name, logits, labels, num_bins, binning, axis, ignore_index, where)
   gaps = jnp.where(bins.count > 0, jnp.abs(bins.accuracy - bins.confidence), 0.0)
   return jnp.max(gaps)

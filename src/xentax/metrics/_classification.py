@@ -64,8 +64,7 @@ def top_k_accuracy(
   """
   fn_name = "top_k_accuracy"
   _common.check_reduction(fn_name, reduction)
-  if not isinstance(k, int) or k < 1:
-    raise ValueError(f"{fn_name}: k={k!r} must be a positive int.")
+  k = _validate.positive_int(fn_name, "k", k)
   x, inputs = prepare(fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where)
   target = jnp.take_along_axis(x, inputs.labels[..., None], axis=-1)
   above = jnp.sum(x > target, axis=-1)

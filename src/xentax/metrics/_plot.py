@@ -41,7 +41,7 @@ def reliability_diagram(
   """
   from matplotlib.figure import Figure  # heavy, and only this function needs it
 
-  _check_bins("reliability_diagram", num_bins, binning)
+  num_bins = _check_bins("reliability_diagram", num_bins, binning)
   kwargs = dict(
     num_bins=num_bins, binning=binning, axis=axis, ignore_index=ignore_index, where=where
   )

@@ -22,6 +22,7 @@ from xentax.report import (
   _bench_section,
   _gradcheck_section,
   _large_vocab_section,
+  _soft_targets_section,
   _training_section,
   _worked_examples,
 )
@@ -33,6 +34,7 @@ SECTIONS: dict[str, Section] = {
   "gradient_verification": _gradcheck_section.section,
   "training": _training_section.section,
   "large_vocabularies": _large_vocab_section.section,
+  "soft_targets": _soft_targets_section.section,
   "benchmarks": _bench_section.section,
 }
 
