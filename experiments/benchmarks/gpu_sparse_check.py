@@ -2,6 +2,7 @@
 
 Run from the repository root: ``PYTHONPATH=src python experiments/benchmarks/gpu_sparse_check.py``.
 """
+
 import sys
 import time
 
@@ -9,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax import lax
 
 import xentax
 from xentax.losses import _sparse
@@ -71,4 +71,4 @@ for dt in (jnp.bfloat16, jnp.float32):
   bench("xentax vg", jax.value_and_grad(xentax_ce), x, y, nbytes=3 * nb)
   if "--hlo" in sys.argv and dt == jnp.bfloat16:
     txt = jax.jit(xentax_ce).lower(x, y).compile().as_text()
-    print("\n".join(l[:200] for l in txt[txt.index("ENTRY") :].splitlines()))
+    print("\n".join(line[:200] for line in txt[txt.index("ENTRY") :].splitlines()))
