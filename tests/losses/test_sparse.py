@@ -315,3 +315,18 @@ def test_logit_gaps_beyond_exp_overflow_fall_back_to_the_max_shift(dtype):
   np.testing.assert_allclose(got, want, rtol=1e-6)
   grad = jax.grad(lambda z: xentax.sparse_categorical_cross_entropy_with_logits(z, y))(z)
   assert np.all(np.isfinite(grad))
+
+
+def test_bf16_logits_are_not_saved_as_a_float32_copy_for_the_backward_pass(capsys):
+  # The residuals of reverse mode are the bf16 logits themselves and per-row vectors: an
+  # upcast before the custom rule would save a float32 [N, C] copy (2x the logits' bytes).
+  from jax.ad_checkpoint import print_saved_residuals
+
+  x = jnp.zeros((8, 64), jnp.bfloat16)
+  y = jnp.arange(8) % 64
+  print_saved_residuals(lambda x: xentax.sparse_categorical_cross_entropy_with_logits(x, y), x)
+  saved = capsys.readouterr().out
+  assert "bf16[8,64]" in saved
+  assert "f32[8,64]" not in saved
+  grad = jax.grad(lambda x: xentax.sparse_categorical_cross_entropy_with_logits(x, y))(x)
+  assert grad.dtype == jnp.bfloat16

@@ -4,12 +4,16 @@ Design notes:
   * "naive" is the textbook formula written with ``jax.nn`` (``-sum(y * log(softmax(x)))``
     and friends) and differentiated by autodiff: what a user would write by hand.
   * Each configuration (loss x shape x dtype x forward / value-and-grad) is one side-by-side
-    group; ratios are to optax's function where optax has one, else to the naive one.
+    group; ratios are to optax's function where optax has one, else to the naive one. The
+    ratio is the median of per-round ratios (every implementation timed once per round,
+    interleaved), with their range as the spread.
   * GB/s is the bytes of the logits (or probabilities) divided by the median time: the
     floor every implementation has to read at least once.
 """
 
 from __future__ import annotations
+
+import statistics
 
 import jax
 import jax.numpy as jnp
@@ -186,6 +190,7 @@ def run(grid, dtypes, *, losses=None, repeats=5) -> list[dict]:
           )
           baseline = next(iter(impls))
           for impl, timing in timings.items():
+            ratios = timing.ratios_to(timings[baseline])
             records.append(
               {
                 "suite": "losses",
@@ -200,7 +205,11 @@ def run(grid, dtypes, *, losses=None, repeats=5) -> list[dict]:
                 "median_s": timing.median_s,
                 "spread": timing.spread,
                 "repeats": timing.repeats,
-                "ratio": timing.median_s / timings[baseline].median_s,
+                # Median of the per-round ratios (each round times every implementation
+                # back to back), and their range: robust to drift on a shared machine.
+                "ratio": statistics.median(ratios),
+                "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
                 "gbps": nbytes / timing.median_s / 1e9,
                 **memory[impl],
                 "peak_device_bytes": _measure.peak_device_bytes(),

@@ -42,6 +42,11 @@ class Timing:
   min_s: float
   max_s: float
   repeats: int
+  samples: tuple[float, ...] = ()  # the timed calls, in round order
+
+  def ratios_to(self, baseline: Timing) -> list[float]:
+    """Per-round ratios to ``baseline`` (timed in the same rounds, interleaved)."""
+    return [a / b for a, b in zip(self.samples, baseline.samples, strict=True)]
 
   @property
   def spread(self) -> float:
@@ -161,6 +166,7 @@ def _timings(samples, compile_seconds) -> dict[str, Timing]:
       min_s=min(times),
       max_s=max(times),
       repeats=len(times),
+      samples=tuple(times),
     )
     for name, times in samples.items()
   }

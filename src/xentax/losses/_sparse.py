@@ -36,12 +36,23 @@ class SparseInputs(NamedTuple):
 
 
 def prepare_sparse(
-  fn_name, scores, labels, *, axis, class_weights, ignore_index, where, option_bad=None
+  fn_name,
+  scores,
+  labels,
+  *,
+  axis,
+  class_weights,
+  ignore_index,
+  where,
+  option_bad=None,
+  upcast=True,
 ) -> SparseInputs:
   """Validate a sparse loss's inputs and bring them to a common layout.
 
   ``option_bad`` (a traced boolean, or None) marks a scalar option outside its domain:
   every kept example is then bad (NaN loss and gradient), as for an out-of-range label.
+  ``upcast=False`` leaves the scores in their own dtype (a loss that upcasts inside its
+  fused computations, so that no float32 copy of bf16 logits is ever materialised).
   """
   scores = _validate.float_array(fn_name, "logits/probs", scores)
   labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
@@ -49,7 +60,9 @@ def prepare_sparse(
   _common.check_example_shape(fn_name, scores.shape, axis, labels)
   _validate.check_num_classes(fn_name, scores.shape[axis])
   dtype = _common.compute_dtype(scores)
-  scores = jnp.moveaxis(scores, axis, -1).astype(dtype)
+  scores = jnp.moveaxis(scores, axis, -1)
+  if upcast:
+    scores = scores.astype(dtype)
   labels = prepare_labels(
     fn_name,
     labels,
@@ -134,9 +147,12 @@ def sparse_categorical_cross_entropy_with_logits(
     ignore_index=ignore_index,
     where=where,
     option_bad=option_bad,
+    # The logits stay in their own dtype through the custom rule and are upcast inside
+    # each fused pass: for bf16 logits no float32 copy exists, not even as a residual.
+    upcast=False,
   )
   config = SparseOptions.of(inputs.scores.shape[-1], label_smoothing=label_smoothing, z_loss=z_loss)
-  dtype = inputs.scores.dtype
+  dtype = _common.compute_dtype(inputs.scores)
   losses = _logits_losses(
     config,
     inputs.scores,
@@ -152,10 +168,16 @@ def sparse_categorical_cross_entropy_with_logits(
   )
 
 
+def _up(x) -> jax.Array:
+  """``x`` in its compute dtype; inside a fusion, so bf16 logits are never copied to f32."""
+  return x.astype(_common.compute_dtype(x))
+
+
 def _weighted_logit_sum(class_weights, x):
   """``sum_c w_c x_c`` per example, with ``0 * -inf = 0``."""
   if class_weights is None:
-    return jnp.sum(x, axis=-1)
+    return jnp.sum(_up(x), axis=-1)
+  x = _up(x)
   # A matrix-vector product reads x once at full speed; it is NaN only where a zero weight
   # meets an infinite logit, and only then is the slower elementwise form computed, a few
   # rows at a time so that the rare branch reserves no [..., C] buffer.
@@ -177,6 +199,34 @@ def _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights
   return losses + _common.nan_where(bad, losses.dtype)
 
 
+# XLA:CPU reduces rows longer than this several times slower per element (measured: the
+# exp-sum of [1024, 131072] f32 took 4-5x the time of [4096, 32768]); longer rows are
+# summed in pieces of at most this length.
+_CPU_ROW_PIECE = 32768
+
+
+def _row_pieces(num_classes: int) -> int:
+  """How many equal pieces to sum a row in (1: in one go)."""
+  if num_classes <= _CPU_ROW_PIECE or jax.default_backend() != "cpu":
+    return 1
+  for pieces in range(2, 257):
+    if num_classes % pieces == 0 and num_classes // pieces <= _CPU_ROW_PIECE:
+      return pieces
+  return 1
+
+
+def _sum_exp_shifted(x, shift):
+  """``sum_c exp(x_c - shift)`` per row, upcasting ``x`` inside the fused reduction."""
+  num_classes = x.shape[-1]
+  pieces = _row_pieces(num_classes)
+  if pieces == 1:
+    return jnp.sum(jnp.exp(_up(x) - shift[..., None]), axis=-1)
+  x_pieces = x.reshape(*x.shape[:-1], pieces, num_classes // pieces)
+  partial = jnp.sum(jnp.exp(_up(x_pieces) - shift[..., None, None]), axis=-1)
+  # The barrier keeps XLA from merging the two sums back into one long-row reduction.
+  return jnp.sum(lax.optimization_barrier(partial), axis=-1)
+
+
 def _stats(x, labels):
   """``(logsumexp(x), x[label])`` per example, reading ``x`` once in the common case.
 
@@ -185,12 +235,12 @@ def _stats(x, labels):
   underflow, and if any term overflowed (a logit more than ~88 above the target's in
   float32) the sum is not finite and the two-pass form is used for the batch.
   """
-  target = jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
-  shifted_sum = jnp.sum(jnp.exp(x - target[..., None]), axis=-1)
+  target = _up(jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0])
+  shifted_sum = _sum_exp_shifted(x, target)
   lse = lax.cond(
     jnp.all(jnp.isfinite(shifted_sum)),
     lambda: target + jnp.log(shifted_sum),
-    lambda: _common.logsumexp(x),
+    lambda: _common.logsumexp(_up(x)),
   )
   return lse, target
 
@@ -199,11 +249,13 @@ def _stats(x, labels):
 def _logits_losses(config, x, labels, valid, bad, class_weights, eps, z):
   """Per-example sparse cross-entropy from logits ``x [..., C]`` (class axis last).
 
+  ``x`` stays in its own dtype (bf16 included) and is upcast inside each fused pass.
   A ``custom_jvp`` whose tangent is ``sum_c G_c t_c`` with the closed-form logit gradient
   ``G = a p - b onehot(y) - c w`` (:meth:`SparseTerms.grad_coefficients`) inside
   ``jax.checkpoint``: reverse mode then saves only ``lse [...]`` besides the inputs and
-  computes ``d logits`` in one elementwise pass, while forward mode and higher derivatives
-  keep working. Dropped rows get a zero gradient whatever they hold.
+  computes ``d logits`` in one elementwise pass (written in the logits' dtype), while
+  forward mode and higher derivatives keep working. Dropped rows get a zero gradient
+  whatever they hold.
   """
   lse, target = _stats(x, labels)
   return _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z)
@@ -243,17 +295,19 @@ def _is_symbolic_zero(t) -> bool:
 def _logit_grad_dot(config, x, t_x, lse, labels, valid, bad, class_weights, eps, z):
   """``sum_c (d loss / d x_c) t_c`` per example, from the closed-form gradient."""
   num_classes = x.shape[-1]
+  dtype = lse.dtype
   terms = config.terms(labels, class_weights, eps, z)
   coef_p, coef_target, coef_weight = terms.grad_coefficients(jnp.ones_like(lse), lse)
-  coef_p = coef_p + _common.nan_where(bad, x.dtype)  # bad labels: NaN gradient for the row
-  probs = jnp.exp(x - lse[..., None])
+  coef_p = coef_p + _common.nan_where(bad, dtype)  # bad labels: NaN gradient for the row
+  probs = jnp.exp(_up(x) - lse[..., None])
   is_target = jnp.arange(num_classes, dtype=labels.dtype) == labels[..., None]
   grad = coef_p[..., None] * probs - jnp.where(is_target, coef_target[..., None], 0.0)
   if config.smoothing:
-    weights = jnp.ones((num_classes,), x.dtype) if class_weights is None else class_weights
+    weights = jnp.ones((num_classes,), dtype) if class_weights is None else class_weights
     grad = grad - coef_weight[..., None] * weights
   grad = jnp.where(valid[..., None], grad, 0.0)
-  return jnp.sum(grad * t_x, axis=-1)
+  # Linear in t_x, upcast inside the product: the transpose writes d logits in x's dtype.
+  return jnp.sum(grad * _up(t_x), axis=-1)
 
 
 def _sanitize_logits(inputs: SparseInputs) -> jax.Array:
