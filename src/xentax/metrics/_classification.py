@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from xentax.losses import _common, _validate
+from xentax.losses import sparse_categorical_cross_entropy_with_logits as _sparse_ce
 from xentax.losses._sparse import prepare_sparse
-from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits as _sparse_ce
 
 
 def prepare(fn_name, logits, labels, *, axis, ignore_index, where):
