@@ -208,8 +208,10 @@ def _table(suite: str, rows: list[BenchRecord]) -> list[str]:
         f" {_fmt(r.get('gflops'), '.0f')} |"
       )
   elif suite == "fused_memory":
-    lines = ["| implementation | tokens x dim x V | temporaries MB |", "|---|---|---|"]
-    lines += [f"| {r.implementation} | {_shape(r)} | {_mb(r.temp_bytes)} |" for r in rows]
+    lines = ["| implementation | tokens x dim x V | dtype | temporaries MB |", "|---|---|---|---|"]
+    lines += [
+      f"| {r.implementation} | {_shape(r)} | {r.get('dtype')} | {_mb(r.temp_bytes)} |" for r in rows
+    ]
   elif suite in ("losses", "classes"):
     lines = [
       "| loss | mode | shape | dtype | implementation | median ms | spread | ratio | GB/s |"
