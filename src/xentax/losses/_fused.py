@@ -106,11 +106,11 @@ def fused_linear_cross_entropy(
     accumulator (``4 * D * V`` bytes) exceeds 256 MiB, or the default backend is an
     accelerator (on an H200 the vocab schedule ran bf16 value-and-grad at 0.79x full
     logits against 0.99x for tokens, ``experiments/benchmarks/gpu-h200.json``).
-    Measured on a loaded 2-core CPU, value-and-grad at ``[2048, 512] x [512, 32768]``
-    float32 (median of interleaved per-round ratios to full logits, 4 runs): ``"tokens"``
-    0.80-0.91x, ``"vocab"`` 1.08-1.16x.
-    Temporaries at ``[8192, 4096] x [4096, 131072]``: float32 326 MiB (tokens) and
-    352 MiB (vocab); bfloat16 2377 MiB (tokens) and 480 MiB (vocab).
+    On a loaded 2-core CPU (``xentax bench --suite fused --quick``), value-and-grad at
+    ``[2048, 512] x [512, 32768]`` float32 against full logits: ``"tokens"`` 0.94x,
+    ``"vocab"`` 1.17x. Temporaries at ``[8192, 4096] x [4096, 131072]`` (same command):
+    float32 342 MB (tokens) and 369 MB (vocab); bfloat16 2492 MB (tokens) and 503 MB
+    (vocab).
 
   Args:
     hidden: ``[..., D]`` activations (float32, bfloat16, ...).
