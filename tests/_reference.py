@@ -7,13 +7,22 @@ at a time where that is clearer, and sharing no code with ``xentax``.
 import numpy as np
 
 
-def _reduce(losses, kept, denom, reduction):
-  losses = np.where(kept, losses, 0.0)
+def _reduce(losses, kept, denom, reduction, sample_weight=None):
+  """Weighted reduction: ``mean`` = sum(s l) / sum(s d), ``sum_over_batch_size`` = sum(s l) / N."""
+  losses = np.asarray(losses, dtype=np.float64)
+  shape = losses.shape
+  s = np.ones(shape) if sample_weight is None else np.broadcast_to(sample_weight, shape)
+  with np.errstate(invalid="ignore"):
+    weighted = np.where(s == 0, 0.0, s * losses)  # a zero weight drops even an infinite loss
+  losses = np.where(kept, weighted, 0.0)
   if reduction == "none":
     return losses
   if reduction == "sum":
     return losses.sum()
-  d = np.where(kept, denom, 0.0).sum()
+  if reduction == "sum_over_batch_size":
+    d = np.sum(kept)
+  else:
+    d = np.where(kept, s * denom, 0.0).sum()
   return losses.sum() / d if d != 0 else 0.0
 
 

@@ -33,6 +33,7 @@ DOMAINS = {
   "class_weights": ("finite and >= 0", lambda v: (v >= 0) & (v < np.inf)),
   "pos_weight": ("finite and >= 0", lambda v: (v >= 0) & (v < np.inf)),
   "weights": ("finite and >= 0", lambda v: (v >= 0) & (v < np.inf)),
+  "sample_weight": ("finite and >= 0", lambda v: (v >= 0) & (v < np.inf)),
   "softcap": ("finite and > 0", lambda v: (v > 0) & (v < np.inf)),
   "temperature": ("finite and > 0", lambda v: (v > 0) & (v < np.inf)),
   "beta": ("in [0, 1]", lambda v: (v >= 0) & (v <= 1)),
@@ -230,6 +231,44 @@ def options(fn_name: str, **values):
       flag = jnp.any(flag)
       bad = flag if bad is None else bad | flag
   return bad
+
+
+def sample_weights(fn_name: str, sample_weight, example_shape, dtype):
+  """Per-example weights (Keras's ``sample_weight``) broadcast to the example shape.
+
+  Args:
+    sample_weight: ``None``, a scalar, or an array broadcastable to ``example_shape``
+      (the per-example shape: the loss's shape under ``reduction="none"``).
+    example_shape: the per-example shape.
+    dtype: the loss's compute dtype.
+
+  Returns:
+    ``None`` for ``None``, else the ``[*example_shape]`` weights. A traced weight outside
+    its domain (negative or infinite) is replaced by NaN, so that example's loss and
+    gradient are NaN; a traced NaN stays NaN.
+
+  Raises:
+    TypeError: a weight that is not real-valued.
+    ValueError: a concrete weight that is negative, infinite or NaN, or a shape that does
+      not broadcast to ``example_shape``.
+  """
+  if sample_weight is None:
+    return None
+  bad = option(fn_name, "sample_weight", sample_weight)
+  weights = jnp.asarray(to_array(fn_name, "sample_weight", sample_weight), dtype=dtype)
+  try:
+    weights = jnp.broadcast_to(weights, example_shape)
+    if bad is not None:
+      bad = jnp.broadcast_to(bad, example_shape)
+  except ValueError:
+    raise ValueError(
+      f"{fn_name}: sample_weight has shape {weights.shape}, which does not broadcast to the "
+      f"per-example shape {tuple(example_shape)} (the loss's shape with reduction='none'); "
+      "pass one weight per example."
+    ) from None
+  if bad is not None:
+    weights = jnp.where(bad, jnp.array(jnp.nan, dtype), weights)
+  return weights
 
 
 def any_bad(bad, *flags):
