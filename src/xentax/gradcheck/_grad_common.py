@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-REDUCTIONS = ("none", "sum", "mean")
+REDUCTIONS = ("none", "sum", "mean", "sum_over_batch_size")
 
 
 def check_reduction(fn_name: str, reduction: str) -> None:
@@ -35,20 +35,32 @@ def kept_mask(where, shape) -> jax.Array:
   return jnp.ones(shape, bool) if where is None else jnp.broadcast_to(jnp.asarray(where), shape)
 
 
-def reduce_grad(g, kept, reduction: str, denominator=None) -> jax.Array:
+def reduce_grad(g, kept, reduction: str, denominator=None, sample_weight=None) -> jax.Array:
   """Scale per-example gradients ``g`` (``kept.shape`` plus trailing axes) by ``dR / dl_n``.
+
+  With sample weights ``s_n`` the loss is ``R = sum_K s_n l_n / D``, so ``dR / dl_n =
+  s_n / D``: ``D = 1`` for ``"none"`` and ``"sum"``, ``sum_K s_n d_n`` for ``"mean"`` and
+  the kept count ``|K|`` for ``"sum_over_batch_size"``.
 
   Args:
     g: per-example gradients; ``g.shape[:kept.ndim] == kept.shape``.
     kept: boolean mask of the examples that enter the loss.
-    reduction: ``"none"``, ``"sum"`` or ``"mean"``.
-    denominator: per-example contribution to the mean's denominator (``None``: 1 each).
+    reduction: one of :data:`REDUCTIONS`.
+    denominator: per-example contribution ``d_n`` to the mean's denominator (``None``: 1).
+    sample_weight: per-example weights ``s_n`` of ``kept``'s shape (``None``: 1).
   """
   extra = (None,) * (g.ndim - kept.ndim)
   g = jnp.where(kept[(...,) + extra], g, jnp.zeros_like(g))
+  if sample_weight is not None:
+    sample_weight = jnp.broadcast_to(jnp.asarray(sample_weight, g.dtype), kept.shape)
+    g = g * sample_weight[(...,) + extra]
   if reduction in ("none", "sum"):
     return g
   weights = jnp.ones(kept.shape, g.dtype) if denominator is None else denominator
+  if reduction == "sum_over_batch_size":
+    weights = jnp.ones(kept.shape, g.dtype)
+  elif sample_weight is not None:
+    weights = weights * sample_weight
   total = jnp.sum(jnp.where(kept, weights, jnp.zeros_like(weights)))
   return jnp.where(total != 0, g / jnp.where(total != 0, total, 1), jnp.zeros_like(g))
 
@@ -79,7 +91,8 @@ def check_inputs(
       ``"binary"`` (elementwise labels in [0, 1]).
     probabilities: the scores are probabilities, checked to lie in [0, 1].
     **options: float options (``label_smoothing``, ``gamma``, ...), checked against their
-      domain; ``weights`` and ``pos_weight`` must also broadcast to the scores' shape.
+      domain; ``weights`` and ``pos_weight`` must also broadcast to the scores' shape,
+      ``sample_weight`` to the per-example shape.
 
   Returns:
     ``(scores, labels)`` as JAX arrays.
@@ -120,5 +133,11 @@ def check_inputs(
     if name in ("weights", "pos_weight"):
       value = _validate.to_array(fn_name, name, value)
       _common.broadcast_param(fn_name, name, value, scores.shape, scores.dtype)
+    if name == "sample_weight":
+      example_shape = scores.shape if kind == "binary" else jnp.shape(labels)
+      if kind == "dense":
+        example_shape = scores.shape[:axis] + scores.shape[axis + 1 :]
+      _validate.sample_weights(fn_name, value, example_shape, jnp.float64)
+      continue
     _validate.option(fn_name, name, value)
   return scores, labels
