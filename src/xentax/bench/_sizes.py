@@ -19,9 +19,9 @@ SIZES: dict[str, dict] = {
     "losses_target": [(4096, 32768)],
     "classes": (1024, (1024, 4096, 16384, 32768)),
     # (2048, 512, 32768): the CPU target shape of the fused loss against full logits.
-    "fused_time": [(1024, 256, 8192), (2048, 512, 32768)],
-    "fused_blocks": (1024, 4096, 16384),
-    "fused_memory": (8192, 4096, (32768, 65536, 131072, 262144)),
+    "fused_time": [(2048, 512, 32768)],
+    "fused_blocks": (4096, 16384),
+    "fused_memory": (8192, 4096, (32768, 131072, 262144)),
     "parallel": (512, 8192),
     "training_epochs": 1,
     "training_examples": 200,

@@ -66,9 +66,10 @@ def timing_lines(timing: list[bench.BenchRecord]) -> list[str]:
     )
   return lines + [
     "",
-    "The fused loss does four matmuls (the backward pass recomputes each block's logits)",
-    "where the full-logits loss does three, and in exchange never writes the [N, V] logits",
-    "or their gradient.",
+    "The vocabulary-blocked schedule (`fused (...block...)`) does four matmuls (its backward",
+    "pass recomputes each block's logits) where the full-logits loss does three; the tokens",
+    "schedule (`fused tokens`) does three, computing the gradients in the forward pass. Both",
+    "never write the [N, V] logits or their gradient.",
     "",
   ]
 
