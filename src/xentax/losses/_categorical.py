@@ -240,10 +240,10 @@ def _fast_stats(config, x, targets, cap):
   h = _capped(config, _shift(x), cap)
   xp = _split(config, x)
   extra = (None,) if config.pieces == 1 else (None, None)  # broadcast [...] to the rows
+  # With a softcap, the capped logits are shared by both reductions, so XLA writes them
+  # out once (measured: faster on CPU than a tanh inside each reduction).
   zp = _capped(config, xp, cap)
-  # Minus the capped logits, written through tanh's oddness in the second reduction: XLA
-  # would otherwise share the expensive tanh between the two and write it to memory.
-  minus_zp = cap * jnp.tanh(-xp / cap) if config.softcap else -xp
+  minus_zp = -zp
   pieces = _split(config, targets.t), _split(config, targets.class_weights)
   q = coefficients(targets._replace(t=pieces[0], class_weights=pieces[1]), x.shape[-1])
   lse = h + jnp.log(_row_sum(jnp.exp(zp - h[(..., *extra)]), config.pieces))
@@ -329,7 +329,11 @@ def _instantiate(primal, tangent):
 
 
 def _mask(values, valid):
-  return values if valid is None else jnp.where(valid, values, jnp.zeros_like(values))
+  """Zero the dropped rows of ``[...]`` values or ``[..., C]`` rows."""
+  if valid is None:
+    return values
+  valid = valid if values.ndim == valid.ndim else valid[..., None]
+  return jnp.where(valid, values, jnp.zeros_like(values))
 
 
 def _is_symbolic_zero(t) -> bool:
@@ -343,17 +347,16 @@ def _logit_grad_dot(config, x, t_x, targets, lse, valid, z, cap, t_cap):
   if config.z_loss:
     coef = coef + 2 * z * lse
   zx = _capped(config, x, cap)
-  grad = coef[..., None] * jnp.exp(zx - lse[..., None]) - q
-  if valid is not None:
-    grad = jnp.where(valid[..., None], grad, jnp.zeros_like(grad))
+  grad = coef[..., None] * jnp.exp(zx - lse[..., None]) - q  # d l / d z
   if not config.softcap:
-    return jnp.sum(grad * t_x, axis=-1)
+    return jnp.sum(_mask(grad, valid) * t_x, axis=-1)
   tanh = zx / cap
   slope = 1 - jnp.square(tanh)  # dz/dx
-  tangent = slope * t_x
+  # Masked after every product, so a NaN in a dropped row cannot meet a zero cotangent.
+  out = jnp.sum(_mask(grad * slope, valid) * t_x, axis=-1)
   if t_cap is not None:
-    tangent = tangent + (tanh - x / cap * slope) * t_cap[..., None]  # dz/dc
-  return jnp.sum(grad * tangent, axis=-1)
+    out = out + jnp.sum(_mask(grad * (tanh - x / cap * slope), valid), axis=-1) * t_cap  # dz/dc
+  return out
 
 
 def categorical_cross_entropy_with_logits(
