@@ -75,7 +75,13 @@ LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
     "sample_weight",
     "axis",
   ),
-  "categorical_cross_entropy": ("class_weights", "label_smoothing", "where", "sample_weight", "axis"),
+  "categorical_cross_entropy": (
+    "class_weights",
+    "label_smoothing",
+    "where",
+    "sample_weight",
+    "axis",
+  ),
   "categorical_focal_loss_with_logits": (
     "gamma",
     "alpha",
