@@ -19,7 +19,14 @@ Design notes:
     row's result is not finite (an overflow of ``exp``, a ``-inf`` logit, a NaN) does a
     ``lax.cond`` run the fully guarded formula for the batch. The gradient is a
     ``custom_jvp`` whose tangent is ``sum_c (p_c sum(q) - q_c) t_c``: reverse mode writes
-    ``d logits`` in one elementwise pass.
+    ``d logits`` in one elementwise pass. Rows longer than 32768 are summed in pieces.
+    Measured on a loaded 2-core CPU, f32, one-hot targets, against
+    ``optax.softmax_cross_entropy``: forward 1.0x at ``[256, 4096]``, 1.5x at
+    ``[4096, 32768]`` (the exact bad-target check costs about 0.4x of that; the two
+    reductions alone ran at 1.04x) and 0.35x at ``[1024, 131072]``; value-and-grad 0.7-0.9x
+    at the two large shapes. Logits of ``-inf`` (a masked vocabulary) take the guarded
+    fallback on every call; a softcap adds one elementwise ``tanh`` pass (about 2.5x the
+    plain forward).
 """
 
 from __future__ import annotations
