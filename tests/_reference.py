@@ -87,24 +87,46 @@ def _per_example(scores, axis, fn):
 
 
 def categorical_cross_entropy_with_logits(
-  z, t, *, axis=-1, class_weights=None, label_smoothing=0.0, where=None, reduction="mean"
+  z,
+  t,
+  *,
+  axis=-1,
+  class_weights=None,
+  label_smoothing=0.0,
+  z_loss=0.0,
+  softcap=None,
+  where=None,
+  sample_weight=None,
+  reduction="mean",
 ):
   t_moved = np.moveaxis(np.asarray(t, np.float64), axis, -1)
   num_classes = t_moved.shape[-1]
   w = np.ones(num_classes) if class_weights is None else np.asarray(class_weights, np.float64)
 
   def one(row, index):
+    if softcap is not None:
+      row = softcap * np.tanh(row / softcap)
     q = (1 - label_smoothing) * t_moved[index] + label_smoothing / num_classes
     log_p = _log_softmax(row)
-    return -sum(w[c] * q[c] * log_p[c] for c in range(num_classes) if q[c] * w[c] != 0)
+    lse = row[0] - log_p[0]
+    ce = -sum(w[c] * q[c] * log_p[c] for c in range(num_classes) if q[c] * w[c] != 0)
+    return ce + z_loss * lse**2
 
   losses = _per_example(z, axis, one)
   kept = np.ones(losses.shape, bool) if where is None else np.broadcast_to(where, losses.shape)
-  return _reduce(losses, kept, np.ones(losses.shape), reduction)
+  return _reduce(losses, kept, np.ones(losses.shape), reduction, sample_weight)
 
 
 def categorical_cross_entropy(
-  p, t, *, axis=-1, class_weights=None, label_smoothing=0.0, where=None, reduction="mean"
+  p,
+  t,
+  *,
+  axis=-1,
+  class_weights=None,
+  label_smoothing=0.0,
+  where=None,
+  sample_weight=None,
+  reduction="mean",
 ):
   t_moved = np.moveaxis(np.asarray(t, np.float64), axis, -1)
   num_classes = t_moved.shape[-1]
@@ -116,7 +138,36 @@ def categorical_cross_entropy(
 
   losses = _per_example(p, axis, one)
   kept = np.ones(losses.shape, bool) if where is None else np.broadcast_to(where, losses.shape)
-  return _reduce(losses, kept, np.ones(losses.shape), reduction)
+  return _reduce(losses, kept, np.ones(losses.shape), reduction, sample_weight)
+
+
+def categorical_focal_loss_with_logits(
+  z,
+  t,
+  *,
+  gamma=2.0,
+  alpha=0.25,
+  axis=-1,
+  label_smoothing=0.0,
+  where=None,
+  sample_weight=None,
+  reduction="mean",
+):
+  """Keras 3's CategoricalFocalCrossentropy(from_logits=True) per example, without clipping."""
+  t_moved = np.moveaxis(np.asarray(t, np.float64), axis, -1)
+  num_classes = t_moved.shape[-1]
+  a = np.broadcast_to(1.0 if alpha is None else np.asarray(alpha, np.float64), (num_classes,))
+
+  def one(row, index):
+    q = (1 - label_smoothing) * t_moved[index] + label_smoothing / num_classes
+    p = np.exp(_log_softmax(row))
+    return -sum(
+      a[c] * q[c] * (1 - p[c]) ** gamma * np.log(p[c]) for c in range(num_classes) if q[c] != 0
+    )
+
+  losses = _per_example(z, axis, one)
+  kept = np.ones(losses.shape, bool) if where is None else np.broadcast_to(where, losses.shape)
+  return _reduce(losses, kept, np.ones(losses.shape), reduction, sample_weight)
 
 
 def _sparse_kept_and_weight(labels, class_weights, ignore_index, where):

@@ -21,6 +21,7 @@ _LOSSES = (
   "binary_focal_loss_with_logits",
   "categorical_cross_entropy",
   "categorical_cross_entropy_with_logits",
+  "categorical_focal_loss_with_logits",
   "causal_lm_cross_entropy_with_logits",
   "checked",
   "distillation_loss",
@@ -62,6 +63,9 @@ if TYPE_CHECKING:
   from xentax.losses import categorical_cross_entropy as categorical_cross_entropy
   from xentax.losses import (
     categorical_cross_entropy_with_logits as categorical_cross_entropy_with_logits,
+  )
+  from xentax.losses import (
+    categorical_focal_loss_with_logits as categorical_focal_loss_with_logits,
   )
   from xentax.losses import (
     causal_lm_cross_entropy_with_logits as causal_lm_cross_entropy_with_logits,

@@ -133,3 +133,22 @@ def test_option_gradients_of_the_divergences_and_poly1_are_in_the_matrix(loss, o
     (report,) = _matrix.check_option_case(loss, option, dtype)
     assert report.passed, report
     assert report.max_abs_error < 1e-4
+
+
+@pytest.mark.parametrize(
+  ("loss", "option"),
+  [
+    ("categorical_cross_entropy_with_logits", "z_loss"),
+    ("categorical_cross_entropy_with_logits", "softcap"),
+    ("categorical_cross_entropy_with_logits", "sample_weight"),
+    ("categorical_cross_entropy", "sample_weight"),
+    ("categorical_focal_loss_with_logits", "gamma"),
+    ("categorical_focal_loss_with_logits", "alpha"),
+    ("categorical_focal_loss_with_logits", "sample_weight"),
+  ],
+)
+def test_option_gradients_of_the_dense_losses_are_in_the_matrix(loss, option):
+  assert (loss, option) in _matrix.option_cases()
+  for dtype in (jnp.float64, jnp.float32):
+    (report,) = _matrix.check_option_case(loss, option, dtype)
+    assert report.passed, report

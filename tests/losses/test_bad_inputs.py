@@ -61,7 +61,13 @@ LOSSES = {
     xentax.categorical_cross_entropy_with_logits,
     LOGITS,
     TARGETS,
-    ("label_smoothing", "class_weights"),
+    ("label_smoothing", "class_weights", "z_loss", "softcap"),
+  ),
+  "dense_focal": (
+    xentax.categorical_focal_loss_with_logits,
+    LOGITS,
+    TARGETS,
+    ("gamma", "alpha", "label_smoothing"),
   ),
   "dense_probs": (
     xentax.categorical_cross_entropy,
@@ -443,6 +449,7 @@ REFERENCES = {
   "sparse_logits": ref.sparse_categorical_cross_entropy_with_logits,
   "sparse_focal": ref.sparse_categorical_focal_loss_with_logits,
   "dense_logits": ref.categorical_cross_entropy_with_logits,
+  "dense_focal": ref.categorical_focal_loss_with_logits,
   "binary_logits": ref.binary_cross_entropy_with_logits,
   "binary_focal": ref.binary_focal_loss_with_logits,
 }
@@ -494,3 +501,15 @@ def test_every_option_value_gives_the_reference_nan_or_a_named_error(
   bad_input = score is not None and np.isnan(score)
   if bad_input:
     assert np.isnan(np.ravel(got)[0]), got
+
+
+@pytest.mark.parametrize("loss", ["dense_logits", "dense_probs", "dense_focal"])
+def test_dense_sample_weight_contract(loss):
+  fn, scores, labels, _ = LOSSES[loss]
+  with pytest.raises(ValueError, match="sample_weight"):
+    fn(jnp.asarray(scores), labels, sample_weight=np.array([1.0, -1.0, 1.0, 1.0]))
+  with pytest.raises(ValueError, match="sample_weight"):
+    fn(jnp.asarray(scores), labels, sample_weight=np.ones(3))
+  f = jax.jit(lambda s, w: fn(s, labels, sample_weight=w, reduction="none"))
+  losses = np.asarray(f(jnp.asarray(scores), jnp.array([1.0, -1.0, np.inf, 0.5])))
+  assert np.isnan(losses[1]) and np.isnan(losses[2]) and np.all(np.isfinite(losses[[0, 3]]))

@@ -1,8 +1,13 @@
 """Dense categorical losses against the float64 reference, options and edge cases."""
 
+import functools
+
 import jax
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.test_util import check_grads
 
 import xentax
 from tests import _reference as ref
@@ -148,3 +153,175 @@ def test_bad_target_is_nan_under_jit():
   )(z, t)
   losses = np.asarray(losses)
   assert np.isnan(losses[0]) and np.all(np.isfinite(losses[1:]))
+
+
+# --- z_loss, softcap, sample_weight and every reduction (issue 12) --------------------------
+
+ALL_REDUCTIONS = ["none", "sum", "mean", "sum_over_batch_size"]
+NEW_OPTIONS = {
+  "z_loss": {"z_loss": 0.01},
+  "softcap": {"softcap": 2.5},
+  "sample_weight": {"sample_weight": np.linspace(0.0, 2.0, 12)},
+  "everything": {
+    "class_weights": np.linspace(0.5, 2.0, 5),
+    "label_smoothing": 0.2,
+    "z_loss": 0.05,
+    "softcap": 3.0,
+    "where": np.arange(12) % 4 != 0,
+    "sample_weight": np.linspace(0.1, 2.0, 12),
+  },
+}
+
+
+@pytest.mark.parametrize("reduction", ALL_REDUCTIONS)
+@pytest.mark.parametrize("name", list(NEW_OPTIONS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_logits_new_options_match_reference(name, reduction, dtype):
+  z, t = _logits((12, 5)), _soft_targets((12, 5))
+  got = xentax.categorical_cross_entropy_with_logits(
+    z.astype(dtype), t, reduction=reduction, **NEW_OPTIONS[name]
+  )
+  want = ref.categorical_cross_entropy_with_logits(z, t, reduction=reduction, **NEW_OPTIONS[name])
+  assert got.dtype == dtype
+  np.testing.assert_allclose(got, want, **tol(dtype))
+
+
+@pytest.mark.parametrize("reduction", ALL_REDUCTIONS)
+def test_probs_sample_weight_matches_reference(reduction):
+  z, t = _logits((12, 5)), _soft_targets((12, 5))
+  p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+  s = np.linspace(0.0, 2.0, 12)
+  where = np.arange(12) % 3 != 0
+  got = xentax.categorical_cross_entropy(p, t, sample_weight=s, where=where, reduction=reduction)
+  want = ref.categorical_cross_entropy(p, t, sample_weight=s, where=where, reduction=reduction)
+  np.testing.assert_allclose(got, want, **tol(np.float64))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+  batch=st.integers(1, 6),
+  classes=st.integers(1, 7),
+  smoothing=st.sampled_from([0.0, 0.3]),
+  z_loss=st.sampled_from([0.0, 0.1]),
+  softcap=st.sampled_from([None, 1.5]),
+  weighted=st.booleans(),
+  reduction=st.sampled_from(ALL_REDUCTIONS),
+  seed=st.integers(0, 2**16),
+)
+def test_logits_property_matches_reference(
+  batch, classes, smoothing, z_loss, softcap, weighted, reduction, seed
+):
+  z, t = _logits((batch, classes), seed), _soft_targets((batch, classes), seed + 1)
+  options = dict(label_smoothing=smoothing, z_loss=z_loss, softcap=softcap)
+  if weighted:
+    options["sample_weight"] = np.random.default_rng(seed).uniform(0, 2, batch)
+    options["class_weights"] = np.linspace(0.5, 1.5, classes)
+  got = xentax.categorical_cross_entropy_with_logits(z, t, reduction=reduction, **options)
+  want = ref.categorical_cross_entropy_with_logits(z, t, reduction=reduction, **options)
+  np.testing.assert_allclose(got, want, **tol(np.float64))
+
+
+def _all_options_loss(z, t, zl=0.05, cap=3.0, eps=0.2, s=None):
+  return xentax.categorical_cross_entropy_with_logits(
+    z,
+    t,
+    class_weights=np.linspace(0.5, 2.0, 5),
+    label_smoothing=eps,
+    z_loss=zl,
+    softcap=cap,
+    where=np.arange(6) % 4 != 0,
+    sample_weight=np.linspace(0.1, 2.0, 6) if s is None else s,
+  )
+
+
+def test_grad_and_jvp_with_every_option_match_finite_differences():
+  # Targets away from 0 and 1, so finite differences stay inside [0, 1].
+  z, t = _logits((6, 5)), 0.1 + 0.5 * _soft_targets((6, 5))
+  check_grads(lambda z: _all_options_loss(z, t), (z,), order=2, modes=("fwd", "rev"))
+  check_grads(lambda t: _all_options_loss(z, t), (t,), order=1, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize("option", ["zl", "cap", "eps", "s"])
+def test_grad_wrt_each_float_option_matches_finite_differences(option):
+  z, t = _logits((6, 5)), _soft_targets((6, 5))
+  value = {"zl": 0.05, "cap": 3.0, "eps": 0.2, "s": np.linspace(0.1, 2.0, 6)}[option]
+  check_grads(lambda v: _all_options_loss(z, t, **{option: v}), (value,), order=1)
+
+
+def test_grad_matches_closed_form_with_z_loss_and_softcap():
+  z, t = _logits((6, 5)), _soft_targets((6, 5))
+  cap, zl = 2.5, 0.1
+  got = jax.grad(
+    lambda z: xentax.categorical_cross_entropy_with_logits(
+      z, t, z_loss=zl, softcap=cap, reduction="sum"
+    )
+  )(z)
+  capped = cap * np.tanh(z / cap)
+  lse = np.log(np.exp(capped).sum(-1, keepdims=True))
+  p = np.exp(capped - lse)
+  want = (p * (t.sum(-1, keepdims=True) + 2 * zl * lse) - t) * (1 - np.tanh(z / cap) ** 2)
+  np.testing.assert_allclose(got, want, **tol(np.float64, "grad"))
+
+
+def test_jit_and_vmap_match_eager():
+  z, t = _logits((3, 4, 5)), _soft_targets((3, 4, 5))
+  f = functools.partial(
+    xentax.categorical_cross_entropy_with_logits, z_loss=0.1, softcap=4.0, reduction="sum"
+  )
+  eager = np.array([f(z[i], t[i]) for i in range(3)])
+  np.testing.assert_allclose(jax.jit(jax.vmap(f))(z, t), eager, rtol=1e-12)
+  grads = jax.vmap(jax.grad(f))(z, t)
+  np.testing.assert_allclose(grads[1], jax.grad(f)(z[1], t[1]), rtol=1e-12)
+
+
+def test_fast_path_and_guarded_fallback_agree_and_the_fallback_is_taken():
+  # One row whose exp overflows the fast shift (a logit far above the first 128) forces
+  # the guarded path for the batch; its values and gradients equal the fast path's elsewhere.
+  z = _logits((4, 300))
+  t = _soft_targets((4, 300))
+  wild = z.copy()
+  wild[0, 200] = 1e3
+  fast = jax.value_and_grad(xentax.categorical_cross_entropy_with_logits)
+  v_wild, g_wild = fast(wild, t)
+  want = ref.categorical_cross_entropy_with_logits(wild, t)
+  np.testing.assert_allclose(v_wild, want, **tol(np.float64))
+  _, g = fast(z, t)
+  np.testing.assert_allclose(g_wild[1:], g[1:], rtol=1e-12)
+  assert np.all(np.isfinite(g_wild))
+
+
+def test_nan_logit_in_a_kept_row_is_nan_and_dropped_rows_leak_nothing():
+  z, t = _logits((3, 4)), _soft_targets((3, 4))
+  z[0, 1] = np.nan
+  z[2] = np.nan
+  f = jax.jit(
+    lambda z, t, w: xentax.categorical_cross_entropy_with_logits(z, t, where=w, reduction="none")
+  )
+  losses = np.asarray(f(z, t, np.array([True, True, False])))
+  assert np.isnan(losses[0]) and np.isfinite(losses[1]) and losses[2] == 0
+  grad = jax.grad(
+    lambda z: xentax.categorical_cross_entropy_with_logits(
+      z, t, where=np.array([False, True, False]), softcap=2.0, z_loss=0.1
+    )
+  )(z)
+  assert np.all(np.isfinite(grad)) and np.all(np.asarray(grad)[[0, 2]] == 0)
+
+
+def test_minus_inf_under_zero_mass_stays_finite_in_forward_mode():
+  z = np.array([[0.0, -np.inf, 2.0]])
+  t = np.array([[0.3, 0.0, 0.7]])
+  f = functools.partial(xentax.categorical_cross_entropy_with_logits, z_loss=0.1)
+  _, tangent = jax.jvp(lambda z: f(z, t), (z,), (np.ones_like(z),))
+  assert np.isfinite(tangent)
+
+
+def test_traced_bad_target_gives_nan_loss_and_gradient_for_its_row_only():
+  z, t = _logits((3, 5)), _soft_targets((3, 5))
+  t[1, 2] = -0.25
+  f = jax.jit(
+    lambda z, t: xentax.categorical_cross_entropy_with_logits(z, t, softcap=5.0, reduction="none")
+  )
+  losses = np.asarray(f(z, t))
+  assert np.isnan(losses[1]) and np.all(np.isfinite(losses[[0, 2]]))
+  grad = np.asarray(jax.jit(jax.grad(lambda z: f(z, t)[1]))(z))
+  assert np.all(np.isnan(grad[1]))

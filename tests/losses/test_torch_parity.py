@@ -55,6 +55,23 @@ def test_cross_entropy_with_probability_targets_matches_torch(reduction):
   np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum_over_batch_size"])
+def test_cross_entropy_with_probability_targets_and_sample_weights_matches_torch(reduction):
+  z = rng.normal(size=(10, 5)) * 3
+  t = rng.uniform(size=(10, 5))
+  t /= t.sum(-1, keepdims=True)
+  w = np.linspace(0.3, 2.0, 5)
+  s = rng.uniform(0.1, 2.0, size=10)
+  per_example = F.cross_entropy(
+    torch.tensor(z), torch.tensor(t), weight=torch.tensor(w), label_smoothing=0.1, reduction="none"
+  ) * torch.tensor(s)
+  want = (per_example.sum() / s.sum() if reduction == "mean" else per_example.mean()).numpy()
+  got = xentax.categorical_cross_entropy_with_logits(
+    z, t, class_weights=w, label_smoothing=0.1, sample_weight=s, reduction=reduction
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 def test_binary_losses_match_torch(reduction):
   z = rng.normal(size=(8, 4)) * 5

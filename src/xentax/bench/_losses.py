@@ -49,6 +49,29 @@ LOSSES = {
       "optax": lambda x, t: optax.softmax_cross_entropy(x, t).mean(),
       "naive": lambda x, t: -jnp.mean(jnp.sum(t * jax.nn.log_softmax(x), -1)),
       "xentax": lambda x, t: xentax.categorical_cross_entropy_with_logits(x, t),
+      "xentax (class_weights, smoothing, z_loss, softcap, where, sample_weight)": lambda x, t: (
+        xentax.categorical_cross_entropy_with_logits(
+          x,
+          t,
+          class_weights=jnp.linspace(0.5, 2.0, x.shape[-1], dtype=jnp.float32),
+          label_smoothing=0.1,
+          z_loss=1e-4,
+          softcap=30.0,
+          where=jnp.arange(x.shape[0]) % 7 != 0,
+          sample_weight=jnp.linspace(0.5, 1.5, x.shape[0], dtype=jnp.float32),
+        )
+      ),
+    },
+  ),
+  # Keras 3's CategoricalFocalCrossentropy(from_logits=True) written with jax.nn (no optax
+  # function); alpha = 0.25 and gamma = 2 on both sides.
+  "categorical_focal_loss_with_logits": (
+    "dense",
+    {
+      "naive": lambda x, t: (
+        -jnp.mean(jnp.sum(0.25 * t * (1 - jax.nn.softmax(x)) ** 2 * jax.nn.log_softmax(x), -1))
+      ),
+      "xentax": lambda x, t: xentax.categorical_focal_loss_with_logits(x, t),
     },
   ),
   "sparse_categorical_focal_loss_with_logits": (

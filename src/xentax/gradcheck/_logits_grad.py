@@ -22,6 +22,7 @@ LOSS_GRADS: dict[str, Callable[..., jax.Array]] = {
   "categorical_cross_entropy_with_logits": (
     _softmax_grads.categorical_cross_entropy_with_logits_grad
   ),
+  "categorical_focal_loss_with_logits": _softmax_grads.categorical_focal_loss_with_logits_grad,
   "sparse_categorical_cross_entropy": _softmax_grads.sparse_categorical_cross_entropy_grad,
   "sparse_categorical_cross_entropy_with_logits": (
     _softmax_grads.sparse_categorical_cross_entropy_with_logits_grad

@@ -66,8 +66,30 @@ LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
     "where",
     "axis",
   ),
-  "categorical_cross_entropy_with_logits": ("class_weights", "label_smoothing", "where", "axis"),
-  "categorical_cross_entropy": ("class_weights", "label_smoothing", "where", "axis"),
+  "categorical_cross_entropy_with_logits": (
+    "class_weights",
+    "label_smoothing",
+    "z_loss",
+    "softcap",
+    "where",
+    "sample_weight",
+    "axis",
+  ),
+  "categorical_cross_entropy": (
+    "class_weights",
+    "label_smoothing",
+    "where",
+    "sample_weight",
+    "axis",
+  ),
+  "categorical_focal_loss_with_logits": (
+    "gamma",
+    "alpha",
+    "label_smoothing",
+    "where",
+    "sample_weight",
+    "axis",
+  ),
   "binary_cross_entropy_with_logits": ("pos_weight", "weights", "label_smoothing", "where"),
   "binary_cross_entropy": ("weights", "where"),
   "binary_focal_loss_with_logits": ("gamma", "alpha", "where"),
@@ -85,6 +107,7 @@ SCALAR_OPTIONS = {
   "temperature": 2.0,
   "beta": 0.3,
   "epsilon": 1.0,
+  "softcap": 3.0,
 }
 # Losses with integer labels whose names do not start with "sparse".
 _SPARSE_LABEL_LOSSES = ("nll_loss", "poly1_cross_entropy_with_logits")
@@ -102,6 +125,7 @@ FLOAT_OPTIONS = (
   "temperature",
   "beta",
   "epsilon",
+  "sample_weight",
 )
 FUSED = "fused_linear_cross_entropy"
 FUSED_OPTIONS = {
@@ -173,6 +197,8 @@ def make_inputs(loss: str, names: Iterable[str], seed: int = 0) -> tuple:
       options[name] = rng.uniform(0.5, 2.0, BINARY_SHAPE)
     elif name == "pos_weight":
       options[name] = rng.uniform(0.5, 3.0, BINARY_SHAPE[-1:])
+    elif name == "sample_weight":
+      options[name] = rng.uniform(0.5, 2.0, example_shape)
     elif name == "ignore_index":
       labels = labels.copy()
       labels[[1, 4]] = IGNORE_INDEX

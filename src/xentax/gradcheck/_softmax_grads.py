@@ -219,19 +219,24 @@ def categorical_cross_entropy_with_logits_grad(
   axis: int = -1,
   class_weights=None,
   label_smoothing=0.0,
+  z_loss=0.0,
+  softcap=None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
-  """Gradient of :func:`xentax.categorical_cross_entropy_with_logits` w.r.t. logits.
+  r"""Gradient of :func:`xentax.categorical_cross_entropy_with_logits` w.r.t. logits.
 
-  With ``a_c = w_c q_c`` (``q = (1 - e) y + e / C``),
-  ``l = -sum_c a_c log softmax(z)_c = (sum_c a_c) lse(z) - sum_c a_c z_c``, so
+  With ``a_c = w_c q_c`` (``q = (1 - e) y + e / C``), ``u = c tanh(z / c)`` (``u = z``
+  without a softcap) and ``l = -sum_c a_c log softmax(u)_c + lambda lse(u)^2
+  = (sum_c a_c) lse(u) - sum_c a_c u_c + lambda lse(u)^2``, so
 
   .. math::
-    \\frac{\\partial \\ell}{\\partial z} = p \\sum_c a_c - a
+    \frac{\partial \ell}{\partial z} = \big(p (\textstyle\sum_c a_c
+      + 2 \lambda\, \mathrm{lse}(u)) - a\big)\, (1 - \tanh^2(z / c))
 
-  which for one-hot targets, no weights and no smoothing is the deck's ``y_pred - y``.
-  ``"mean"`` divides by the number of kept examples.
+  which for one-hot targets, no options is the deck's ``y_pred - y``. ``"mean"`` divides by
+  the number of kept examples (their total sample weight when weighted).
 
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
@@ -246,11 +251,76 @@ def categorical_cross_entropy_with_logits_grad(
     axis=axis,
     class_weights=class_weights,
     label_smoothing=label_smoothing,
+    z_loss=z_loss,
+    softcap=softcap,
+    sample_weight=sample_weight,
   )
   z, a, kept = _dense_coefficients(logits, targets, axis, class_weights, label_smoothing, where)
   z = jnp.where(kept[..., None], z, jnp.zeros_like(z))
-  p = jax.nn.softmax(z, axis=-1)
-  g = reduce_grad(p * jnp.sum(a, axis=-1, keepdims=True) - a, kept, reduction)
+  slope = jnp.ones_like(z)
+  if softcap is not None:
+    cap = jnp.asarray(softcap, z.dtype)
+    slope = 1 - jnp.tanh(z / cap) ** 2
+    z = cap * jnp.tanh(z / cap)
+  lse = logsumexp(z, axis=-1, keepdims=True)
+  p = jnp.exp(z - lse)
+  coef = jnp.sum(a, axis=-1, keepdims=True) + 2 * jnp.asarray(z_loss, z.dtype) * lse
+  g = (p * coef - a) * slope
+  g = reduce_grad(g, kept, reduction, sample_weight=sample_weight)
+  return jnp.moveaxis(g, -1, axis)
+
+
+def categorical_focal_loss_with_logits_grad(
+  logits,
+  targets,
+  *,
+  gamma=2.0,
+  alpha=0.25,
+  axis: int = -1,
+  label_smoothing=0.0,
+  where=None,
+  sample_weight=None,
+  reduction: str = "mean",
+) -> jax.Array:
+  r"""Gradient of :func:`xentax.categorical_focal_loss_with_logits` w.r.t. logits.
+
+  With ``a_c = alpha_c q_c``, ``m_c = (1 - p_c)^g`` and
+  ``l = -sum_c a_c m_c log p_c``: ``d log p_c / d z_j = [c = j] - p_j`` and
+  ``d m_c / d z_j = -g (1 - p_c)^(g - 1) p_c ([c = j] - p_j)``, so with
+  ``b_c = a_c (m_c - g p_c (1 - p_c)^(g - 1) log p_c)``
+
+  .. math::
+    \frac{\partial \ell}{\partial z} = p \sum_c b_c - b
+
+  (``g = 0``, ``alpha = 1``: the cross-entropy's ``p sum(q) - q``).
+
+  Returns:
+    ``logits.shape``, float64 for float64 logits, float32 otherwise.
+  """
+  fn_name = "categorical_focal_loss_with_logits_grad"
+  check_reduction(fn_name, reduction)
+  check_inputs(
+    fn_name,
+    "dense",
+    logits,
+    targets,
+    axis=axis,
+    label_smoothing=label_smoothing,
+    gamma=gamma,
+    alpha=alpha,
+    sample_weight=sample_weight,
+  )
+  z, q, kept = _dense_coefficients(logits, targets, axis, None, label_smoothing, where)
+  z = jnp.where(kept[..., None], z, jnp.zeros_like(z))
+  a = q if alpha is None else q * jnp.asarray(alpha, z.dtype)
+  log_p = jax.nn.log_softmax(z, axis=-1)
+  p = jnp.exp(log_p)
+  gamma = jnp.asarray(gamma, z.dtype)
+  one_minus = 1 - p
+  second = jnp.where(gamma == 0, 0, gamma * p * log_p * one_minus ** (gamma - 1))
+  b = a * (one_minus**gamma - second)
+  g = p * jnp.sum(b, axis=-1, keepdims=True) - b
+  g = reduce_grad(g, kept, reduction, sample_weight=sample_weight)
   return jnp.moveaxis(g, -1, axis)
 
 
@@ -262,6 +332,7 @@ def categorical_cross_entropy_grad(
   class_weights=None,
   label_smoothing=0.0,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   """Gradient of :func:`xentax.categorical_cross_entropy` w.r.t. the probabilities.
@@ -286,8 +357,10 @@ def categorical_cross_entropy_grad(
     probabilities=True,
     class_weights=class_weights,
     label_smoothing=label_smoothing,
+    sample_weight=sample_weight,
   )
   p, a, kept = _dense_coefficients(probs, targets, axis, class_weights, label_smoothing, where)
   active = p > jnp.exp(jnp.asarray(_CLAMP, p.dtype))
   g = jnp.where(active, -a / jnp.where(active, p, 1), 0)
-  return jnp.moveaxis(reduce_grad(g, kept, reduction), -1, axis)
+  g = reduce_grad(g, kept, reduction, sample_weight=sample_weight)
+  return jnp.moveaxis(g, -1, axis)

@@ -9,6 +9,9 @@ from xentax.losses._categorical import categorical_cross_entropy as categorical_
 from xentax.losses._categorical import (
   categorical_cross_entropy_with_logits as categorical_cross_entropy_with_logits,
 )
+from xentax.losses._categorical_focal import (
+  categorical_focal_loss_with_logits as categorical_focal_loss_with_logits,
+)
 from xentax.losses._causal_lm import (
   causal_lm_cross_entropy_with_logits as causal_lm_cross_entropy_with_logits,
 )
@@ -44,6 +47,7 @@ __all__ = [
   "binary_focal_loss_with_logits",
   "categorical_cross_entropy",
   "categorical_cross_entropy_with_logits",
+  "categorical_focal_loss_with_logits",
   "causal_lm_cross_entropy_with_logits",
   "checked",
   "distillation_loss",
