@@ -95,7 +95,7 @@ def fused_linear_cross_entropy(
   * ``"tokens"``: chunks of ``chunk_size`` tokens, each with its full-vocabulary logits;
     under differentiation the gradients are computed in the forward pass and the backward
     pass only scales them (three matmuls, like the full-logits loss; Liger-Kernel's scheme).
-    Needs a scalar loss (``reduction`` ``"sum"`` or ``"mean"``); a cotangent on the
+    Needs a scalar loss (any ``reduction`` but ``"none"``); a cotangent on the
     returned ``lse`` costs one more pass. Peak O(chunk_size * V + N * D), plus a float32
     ``d weight`` accumulator for a 16-bit weight.
   * ``"vocab"``: blocks of ``block_size`` vocabulary columns with an online log-sum-exp;
