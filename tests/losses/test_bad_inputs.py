@@ -48,14 +48,19 @@ LOSSES = {
     xentax.sparse_categorical_cross_entropy_with_logits,
     LOGITS,
     LABELS,
-    ("label_smoothing", "z_loss", "class_weights"),
+    ("label_smoothing", "z_loss", "class_weights", "softcap", "sample_weight"),
   ),
-  "sparse_probs": (xentax.sparse_categorical_cross_entropy, PROBS, LABELS, ("class_weights",)),
+  "sparse_probs": (
+    xentax.sparse_categorical_cross_entropy,
+    PROBS,
+    LABELS,
+    ("class_weights", "sample_weight"),
+  ),
   "sparse_focal": (
     xentax.sparse_categorical_focal_loss_with_logits,
     LOGITS,
     LABELS,
-    ("gamma", "class_weights"),
+    ("gamma", "class_weights", "label_smoothing", "softcap", "sample_weight"),
   ),
   "dense_logits": (
     xentax.categorical_cross_entropy_with_logits,
@@ -86,7 +91,7 @@ LOSSES = {
     _fused,
     HIDDEN,
     LABELS,
-    ("label_smoothing", "z_loss", "class_weights", "softcap"),
+    ("label_smoothing", "z_loss", "class_weights", "softcap", "sample_weight"),
   ),
   # Issue 12's losses. The divergences take the teacher's logits where the others take labels.
   "kl": (xentax.kl_divergence_with_logits, LOGITS, TEACHER, ("temperature",)),
@@ -107,6 +112,7 @@ GOOD = {
   "temperature": 2.0,
   "beta": 0.3,
   "epsilon": 1.0,
+  "sample_weight": np.array([0.5, 1.0, 2.0, 1.5]),  # one per example (N of them)
 }
 BAD = {
   "label_smoothing": [1.5, -0.1, np.nan],
@@ -120,6 +126,11 @@ BAD = {
   "temperature": [0.0, -1.0, np.inf, np.nan],
   "beta": [1.5, -0.1, np.nan],
   "epsilon": [-1.5, np.inf, np.nan],
+  "sample_weight": [
+    np.array([1.0, -1.0, 1.0, 1.0]),
+    np.array([np.inf, 1.0, 1.0, 1.0]),
+    np.array([1.0, 1.0, np.nan, 1.0]),
+  ],
 }
 OPTION_CASES = [
   (loss, name, i)
@@ -310,6 +321,7 @@ def test_options_at_their_domain_edges_are_accepted(loss):
     "alpha": 1.0,
     "beta": 1.0,
     "epsilon": -1.0,
+    "sample_weight": np.array([0.0, 1.0, 0.0, 2.0]),
   }
   options = {name: edges.get(name, GOOD[name]) for name in LOSSES[loss][3]}
   assert np.isfinite(_call(loss, **options))
@@ -494,3 +506,15 @@ def test_every_option_value_gives_the_reference_nan_or_a_named_error(
   bad_input = score is not None and np.isnan(score)
   if bad_input:
     assert np.isnan(np.ravel(got)[0]), got
+
+
+@pytest.mark.parametrize("loss", ["sparse_logits", "sparse_probs", "sparse_focal", "fused"])
+def test_sample_weight_of_the_wrong_shape_or_type_is_a_clear_error(loss):
+  with pytest.raises(ValueError, match=r"sample_weight has shape \(3,\).*per-example"):
+    _call(loss, sample_weight=np.ones(3))
+  with pytest.raises(TypeError, match="sample_weight"):
+    _call(loss, sample_weight=np.array(["a", "b", "c", "d"]))
+  # A scalar or a broadcastable weight is fine.
+  np.testing.assert_allclose(
+    _call(loss, sample_weight=2.0, reduction="sum"), 2 * _call(loss, reduction="sum"), rtol=1e-12
+  )

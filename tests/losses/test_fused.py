@@ -334,9 +334,9 @@ def test_sample_weight_under_jit_and_a_frozen_weight_vector(schedule):
   np.testing.assert_allclose(f(H, SAMPLE_WEIGHT), want, rtol=1e-12)
   # Gradient in h only (the weights are data): the same as the dense loss's.
   got = jax.grad(f)(H, SAMPLE_WEIGHT)
-  dense = jax.grad(
-    lambda h: _dense(h, W, None, Y, ignore_index=-100, sample_weight=SAMPLE_WEIGHT)
-  )(H)
+  dense = jax.grad(lambda h: _dense(h, W, None, Y, ignore_index=-100, sample_weight=SAMPLE_WEIGHT))(
+    H
+  )
   np.testing.assert_allclose(got, dense, rtol=1e-10, atol=1e-13)
 
 
