@@ -23,7 +23,6 @@ import xentax
 from xentax.bench import _measure
 
 
-
 def _sample_weight(x):
   """Per-example weights for the "all options" rows: ``[N]`` in ``[0.5, 1.5]``."""
   return jnp.linspace(0.5, 1.5, x.shape[0], dtype=jnp.float32)
