@@ -288,9 +288,7 @@ def _logits_losses(config, x, labels, valid, bad, class_weights, eps, z, cap):
   the same passes; the tangent then carries ``1 - (z / c)^2`` and the softcap's own term.
   """
   lse, target = _stats(x, labels, cap)
-  return _losses_from_stats(
-    config, x, lse, target, labels, valid, bad, class_weights, eps, z, cap
-  )
+  return _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z, cap)
 
 
 @functools.partial(_logits_losses.defjvp, symbolic_zeros=True)
