@@ -575,3 +575,20 @@ def test_new_options_reject_bad_values_and_are_nan_when_traced():
     xentax.sparse_categorical_cross_entropy(
       np.full((3, 5), 0.2), y, sample_weight=np.array([np.inf, 1.0, 1.0])
     )
+
+
+def test_softcap_ignored_rows_with_inf_and_nan_are_harmless():
+  z = _logits((3, 4))
+  z[1] = -np.inf
+  z[2, 0] = np.nan
+  y = np.array([0, -1, -1])
+  f = xentax.sparse_categorical_cross_entropy_with_logits
+  value, grads = jax.value_and_grad(
+    lambda z, c: f(z, y, ignore_index=-1, softcap=c, label_smoothing=0.1), (0, 1)
+  )(z, 3.0)
+  want = ref.sparse_categorical_cross_entropy_with_logits(
+    z[:1], y[:1], softcap=3.0, label_smoothing=0.1
+  )
+  np.testing.assert_allclose(value, want, rtol=1e-12)
+  assert np.all(np.isfinite(grads[0])) and np.isfinite(grads[1])
+  assert np.all(np.asarray(grads[0])[1:] == 0)

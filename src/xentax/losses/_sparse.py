@@ -348,7 +348,8 @@ def _logit_grad_dot(config, x, t_x, lse, labels, valid, bad, class_weights, eps,
   """``sum_c (d loss / d x_c) t_c`` per example, from the closed-form gradient."""
   grad = _logit_grad(config, x, lse, labels, valid, bad, class_weights, eps, z, cap)
   if cap is not None:
-    grad = grad * softcap_derivatives(x, cap)[0]
+    # Select after the product: a dropped row may hold NaN, whose softcap slope is NaN.
+    grad = jnp.where(valid[..., None], grad * softcap_derivatives(x, cap)[0], 0.0)
   # Linear in t_x, upcast inside the product: the transpose writes d logits in x's dtype.
   return jnp.sum(grad * _up(t_x), axis=-1)
 
@@ -356,7 +357,8 @@ def _logit_grad_dot(config, x, t_x, lse, labels, valid, bad, class_weights, eps,
 def _softcap_grad(config, x, lse, labels, valid, bad, class_weights, eps, z, cap):
   """``d loss / d c`` per example: ``sum_c (d loss / d z_c) (d z_c / d c)``."""
   grad = _logit_grad(config, x, lse, labels, valid, bad, class_weights, eps, z, cap)
-  return jnp.sum(grad * softcap_derivatives(x, cap)[1], axis=-1)
+  grad = jnp.where(valid[..., None], grad * softcap_derivatives(x, cap)[1], 0.0)
+  return jnp.sum(grad, axis=-1)
 
 
 # |x / c| beyond which tanh is +-1 in float64 (it rounds to 1 from about 19.1): clipping
