@@ -35,6 +35,10 @@ Design notes:
     log-normaliser is usually only logged.
   * ``reduction="none"`` gives per-token cotangents, which the forward rule cannot know:
     that needs the vocabulary-blocked schedule.
+  * Sample weights ``s_n`` are known in the forward rule: the scalar is ``sum_n s_n l_n``, so
+    each token's ``d logits`` is scaled by ``s_n`` there (the backward rule's cotangent then
+    carries ``1 / denominator``, the denominator being computed outside the rule), and the
+    gradient with respect to ``s`` (each kept token's loss) is saved as one ``[N]`` vector.
 """
 
 from __future__ import annotations
