@@ -568,6 +568,7 @@ def test_new_options_reject_bad_values_and_are_nan_when_traced():
     losses = jax.jit(lambda s, fn=fn: fn(z, y, sample_weight=s, reduction="none"))(
       np.array([1.0, -1.0, 1.0])
     )
+    losses = np.asarray(losses)
     assert np.isnan(losses[1]) and np.all(np.isfinite(losses[[0, 2]]))
   with pytest.raises(ValueError, match="label_smoothing"):
     focal(z, y, label_smoothing=1.5)
