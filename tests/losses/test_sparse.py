@@ -4,6 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import xentax
 from tests import _reference as ref
@@ -593,3 +596,23 @@ def test_softcap_ignored_rows_with_inf_and_nan_are_harmless():
   np.testing.assert_allclose(value, want, rtol=1e-12)
   assert np.all(np.isfinite(grads[0])) and np.isfinite(grads[1])
   assert np.all(np.asarray(grads[0])[1:] == 0)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+  weights=hnp.arrays(np.float64, 6, elements=st.floats(0.0, 4.0)),
+  reduction=st.sampled_from(REDUCTIONS),
+  kind=st.sampled_from(list(SPARSE_LOSSES)),
+  cap=st.one_of(st.none(), st.floats(0.5, 20.0)),
+)
+def test_sample_weight_property_matches_reference(weights, reduction, kind, cap):
+  z, y = _logits((6, 4), seed=11), _labels(6, 4, seed=12)
+  options = {"ignore_index": 2, "class_weights": np.linspace(0.5, 2.0, 4)}
+  if kind != "probs" and cap is not None:
+    options["softcap"] = cap
+  if kind == "focal":
+    options["label_smoothing"] = 0.1
+  x = _scores(kind, z)
+  got = SPARSE_LOSSES[kind](x, y, sample_weight=weights, reduction=reduction, **options)
+  want = SPARSE_REFERENCES[kind](x, y, sample_weight=weights, reduction=reduction, **options)
+  np.testing.assert_allclose(got, want, **tol(np.float64))
