@@ -190,10 +190,16 @@ def sparse_categorical_cross_entropy_with_logits(
   ignore_index=None,
   label_smoothing=0.0,
   z_loss=0.0,
+  softcap=None,
   where=None,
+  sample_weight=None,
   reduction="mean",
 ):
   """torch.nn.functional.cross_entropy, written as the weighted smoothed dense loss."""
+  z = np.asarray(z, np.float64)
+  if softcap is not None:
+    with np.errstate(invalid="ignore"):
+      z = softcap * np.tanh(z / softcap)
   labels = np.asarray(labels)
   kept, target_w = _sparse_kept_and_weight(labels, class_weights, ignore_index, where)
 
@@ -211,11 +217,19 @@ def sparse_categorical_cross_entropy_with_logits(
     return -np.sum(coef[nonzero] * (row - lse)[nonzero]) + z_loss * lse**2
 
   losses = _per_example(z, axis, one)
-  return _reduce(losses, kept, target_w, reduction)
+  return _reduce(losses, kept, target_w, reduction, sample_weight)
 
 
 def sparse_categorical_cross_entropy(
-  p, labels, *, axis=-1, class_weights=None, ignore_index=None, where=None, reduction="mean"
+  p,
+  labels,
+  *,
+  axis=-1,
+  class_weights=None,
+  ignore_index=None,
+  where=None,
+  sample_weight=None,
+  reduction="mean",
 ):
   labels = np.asarray(labels)
   kept, target_w = _sparse_kept_and_weight(labels, class_weights, ignore_index, where)
@@ -224,7 +238,7 @@ def sparse_categorical_cross_entropy(
     return -_clamped_log(row[labels[index]]) if kept[index] else 0.0
 
   losses = target_w * _per_example(p, axis, one)
-  return _reduce(losses, kept, target_w, reduction)
+  return _reduce(losses, kept, target_w, reduction, sample_weight)
 
 
 def sparse_categorical_focal_loss_with_logits(
@@ -234,22 +248,38 @@ def sparse_categorical_focal_loss_with_logits(
   gamma=2.0,
   class_weights=None,
   ignore_index=None,
+  label_smoothing=0.0,
+  softcap=None,
   axis=-1,
   where=None,
+  sample_weight=None,
   reduction="mean",
 ):
+  """Keras's CategoricalFocalCrossentropy on the smoothed one-hot target q:
+  sum_c w_c q_c (1 - p_c)^gamma (-log p_c), with w_y as the mean's denominator."""
   labels = np.asarray(labels)
+  z = np.asarray(z, np.float64)
+  if softcap is not None:
+    z = softcap * np.tanh(z / softcap)
   kept, target_w = _sparse_kept_and_weight(labels, class_weights, ignore_index, where)
 
   def one(row, index):
     if not kept[index]:
       return 0.0
-    p = np.exp(_log_softmax(row))
-    p_y = p[labels[index]]
-    return -((1 - p_y) ** gamma) * np.log(p_y)
+    num_classes = row.shape[0]
+    w = np.ones(num_classes) if class_weights is None else np.asarray(class_weights, np.float64)
+    q = np.full(num_classes, label_smoothing / num_classes)
+    q[labels[index]] += 1 - label_smoothing
+    log_p = _log_softmax(row)
+    # 1 - p_c as the sum of the other probabilities, so it keeps its digits near p_c = 1.
+    p = np.exp(log_p)
+    one_minus = np.array([np.sum(np.delete(p, c)) for c in range(num_classes)])
+    coef = w * q
+    nonzero = coef != 0
+    return -np.sum((coef * one_minus**gamma * log_p)[nonzero])
 
-  losses = target_w * _per_example(z, axis, one)
-  return _reduce(losses, kept, target_w, reduction)
+  losses = _per_example(z, axis, one)
+  return _reduce(losses, kept, target_w, reduction, sample_weight)
 
 
 # --- Divergences, distillation and the smaller losses of issue 12 ---------------------------

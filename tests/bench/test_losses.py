@@ -1,5 +1,6 @@
 """The ``losses`` suite (``xentax.bench._losses``) at tiny sizes: records, not speed."""
 
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -27,7 +28,8 @@ def test_losses_suite_covers_every_loss_in_both_modes():
 def test_losses_suite_implementations_agree_on_the_value():
   for name, (kind, impls) in _losses.LOSSES.items():
     args = _losses.make_inputs(kind, 6, 5, jnp.float32, copies=1)[0]
-    values = {impl: float(fn(*args)) for impl, fn in impls.items() if "smoothing" not in impl}
+    # "xentax (...)" rows turn options on: their values differ (and are checked below).
+    values = {impl: float(fn(*args)) for impl, fn in impls.items() if "(" not in impl}
     first = next(iter(values.values()))
     for impl, value in values.items():
       assert value == pytest.approx(first, rel=1e-4), (name, impl)
@@ -37,3 +39,12 @@ def test_make_inputs_gives_independent_copies():
   first, second = _losses.make_inputs("sparse", 4, 3, jnp.float32, copies=2)
   assert first[0].shape == (4, 3) and first[0].dtype == jnp.float32
   assert not jnp.array_equal(first[0], second[0])
+
+
+def test_losses_suite_option_rows_are_finite_and_differentiable():
+  for name, (kind, impls) in _losses.LOSSES.items():
+    args = _losses.make_inputs(kind, 6, 5, jnp.float32, copies=1)[0]
+    for impl, fn in impls.items():
+      if impl.startswith("xentax ("):
+        value, grad = jax.value_and_grad(fn)(*args)
+        assert jnp.isfinite(value) and jnp.all(jnp.isfinite(grad)), (name, impl)

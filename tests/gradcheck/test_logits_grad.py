@@ -189,3 +189,29 @@ def test_closed_forms_reject_what_the_losses_reject(loss, scores, labels, option
     gradcheck.logits_grad(loss, scores, labels, **options)
   with pytest.raises(ValueError, match=match.replace("_grad", "")):
     getattr(xentax, loss)(scores, labels, **options)
+
+
+SPARSE_WEIGHTED = [
+  "sparse_categorical_cross_entropy_with_logits",
+  "sparse_categorical_cross_entropy",
+  "sparse_categorical_focal_loss_with_logits",
+]
+
+
+@pytest.mark.parametrize("loss", SPARSE_WEIGHTED)
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "mean", "none"])
+def test_sparse_closed_forms_with_sample_weight_every_reduction(loss, reduction):
+  names = tuple(name for name in _matrix.LOSS_OPTIONS[loss] if name != "axis")
+  scores, labels, options = _matrix.make_inputs(loss, names, seed=5)
+  assert "sample_weight" in options
+  reference = getattr(_reference, loss)
+
+  def f(s):
+    return np.sum(reference(s, labels, **options, reduction=reduction))
+
+  closed = gradcheck.logits_grad(loss, scores, labels, **options, reduction=reduction)
+  np.testing.assert_allclose(
+    np.asarray(closed), _numpy_central_differences(f, scores), rtol=1e-6, atol=1e-7
+  )
+  auto = jax.grad(lambda s: getattr(xentax, loss)(s, labels, **options, reduction=reduction).sum())
+  np.testing.assert_allclose(np.asarray(closed), auto(scores), rtol=1e-10, atol=1e-12)

@@ -95,6 +95,7 @@ def test_option_gradients_cover_every_float_option_of_every_loss():
     "label_smoothing",
     "z_loss",
     "softcap",
+    "sample_weight",
   }
 
 
@@ -148,6 +149,25 @@ def test_option_gradients_of_the_divergences_and_poly1_are_in_the_matrix(loss, o
   ],
 )
 def test_option_gradients_of_the_dense_losses_are_in_the_matrix(loss, option):
+  assert (loss, option) in _matrix.option_cases()
+  for dtype in (jnp.float64, jnp.float32):
+    (report,) = _matrix.check_option_case(loss, option, dtype)
+    assert report.passed, report
+
+
+@pytest.mark.parametrize(
+  ("loss", "option"),
+  [
+    ("sparse_categorical_cross_entropy_with_logits", "softcap"),
+    ("sparse_categorical_cross_entropy_with_logits", "sample_weight"),
+    ("sparse_categorical_cross_entropy", "sample_weight"),
+    ("sparse_categorical_focal_loss_with_logits", "softcap"),
+    ("sparse_categorical_focal_loss_with_logits", "label_smoothing"),
+    ("sparse_categorical_focal_loss_with_logits", "sample_weight"),
+    ("fused_linear_cross_entropy", "sample_weight"),
+  ],
+)
+def test_option_gradients_of_sample_weight_and_softcap_are_in_the_matrix(loss, option):
   assert (loss, option) in _matrix.option_cases()
   for dtype in (jnp.float64, jnp.float32):
     (report,) = _matrix.check_option_case(loss, option, dtype)

@@ -48,14 +48,19 @@ LOSSES = {
     xentax.sparse_categorical_cross_entropy_with_logits,
     LOGITS,
     LABELS,
-    ("label_smoothing", "z_loss", "class_weights"),
+    ("label_smoothing", "z_loss", "class_weights", "softcap", "sample_weight"),
   ),
-  "sparse_probs": (xentax.sparse_categorical_cross_entropy, PROBS, LABELS, ("class_weights",)),
+  "sparse_probs": (
+    xentax.sparse_categorical_cross_entropy,
+    PROBS,
+    LABELS,
+    ("class_weights", "sample_weight"),
+  ),
   "sparse_focal": (
     xentax.sparse_categorical_focal_loss_with_logits,
     LOGITS,
     LABELS,
-    ("gamma", "class_weights"),
+    ("gamma", "class_weights", "label_smoothing", "softcap", "sample_weight"),
   ),
   "dense_logits": (
     xentax.categorical_cross_entropy_with_logits,
@@ -92,7 +97,7 @@ LOSSES = {
     _fused,
     HIDDEN,
     LABELS,
-    ("label_smoothing", "z_loss", "class_weights", "softcap"),
+    ("label_smoothing", "z_loss", "class_weights", "softcap", "sample_weight"),
   ),
   # Issue 12's losses. The divergences take the teacher's logits where the others take labels.
   "kl": (xentax.kl_divergence_with_logits, LOGITS, TEACHER, ("temperature",)),
@@ -113,6 +118,7 @@ GOOD = {
   "temperature": 2.0,
   "beta": 0.3,
   "epsilon": 1.0,
+  "sample_weight": np.array([0.5, 1.0, 2.0, 1.5]),  # one per example (N of them)
 }
 BAD = {
   "label_smoothing": [1.5, -0.1, np.nan],
@@ -126,6 +132,11 @@ BAD = {
   "temperature": [0.0, -1.0, np.inf, np.nan],
   "beta": [1.5, -0.1, np.nan],
   "epsilon": [-1.5, np.inf, np.nan],
+  "sample_weight": [
+    np.array([1.0, -1.0, 1.0, 1.0]),
+    np.array([np.inf, 1.0, 1.0, 1.0]),
+    np.array([1.0, 1.0, np.nan, 1.0]),
+  ],
 }
 OPTION_CASES = [
   (loss, name, i)
@@ -316,6 +327,7 @@ def test_options_at_their_domain_edges_are_accepted(loss):
     "alpha": 1.0,
     "beta": 1.0,
     "epsilon": -1.0,
+    "sample_weight": np.array([0.0, 1.0, 0.0, 2.0]),
   }
   options = {name: edges.get(name, GOOD[name]) for name in LOSSES[loss][3]}
   assert np.isfinite(_call(loss, **options))
@@ -513,3 +525,15 @@ def test_dense_sample_weight_contract(loss):
   f = jax.jit(lambda s, w: fn(s, labels, sample_weight=w, reduction="none"))
   losses = np.asarray(f(jnp.asarray(scores), jnp.array([1.0, -1.0, np.inf, 0.5])))
   assert np.isnan(losses[1]) and np.isnan(losses[2]) and np.all(np.isfinite(losses[[0, 3]]))
+
+
+@pytest.mark.parametrize("loss", ["sparse_logits", "sparse_probs", "sparse_focal", "fused"])
+def test_sample_weight_of_the_wrong_shape_or_type_is_a_clear_error(loss):
+  with pytest.raises(ValueError, match=r"sample_weight has shape \(3,\).*per-example"):
+    _call(loss, sample_weight=np.ones(3))
+  with pytest.raises(TypeError, match="sample_weight"):
+    _call(loss, sample_weight=np.array(["a", "b", "c", "d"]))
+  # A scalar or a broadcastable weight is fine.
+  np.testing.assert_allclose(
+    _call(loss, sample_weight=2.0, reduction="sum"), 2 * _call(loss, reduction="sum"), rtol=1e-12
+  )

@@ -261,3 +261,115 @@ def test_auto_block_size_never_holds_the_full_logits_of_a_large_vocabulary():
   assert auto_block_size(512, 32768) == 8192  # not the whole vocabulary
   assert auto_block_size(4, 1000) == 1000
   assert auto_block_size(10**6, 50257) == 128
+
+
+# --- sample_weight on both schedules (issue 12 item 2) ---------------------------------------
+
+SAMPLE_WEIGHT = np.random.default_rng(7).uniform(0.0, 2.0, N)
+SAMPLE_WEIGHT[5] = 0.0
+
+
+@pytest.mark.parametrize("schedule, size", [("vocab", 7), ("tokens", 4), ("tokens", None)])
+@pytest.mark.parametrize("reduction", ["sum", "mean", "sum_over_batch_size"])
+@pytest.mark.parametrize("name", ["ignore_index", "all"])
+def test_sample_weight_matches_reference_on_both_schedules(name, reduction, schedule, size):
+  options = dict(OPTIONS[name], softcap=4.0) if name == "all" else dict(OPTIONS[name])
+  got = xentax.fused_linear_cross_entropy(
+    H, W, Y, bias=B, sample_weight=SAMPLE_WEIGHT, reduction=reduction,
+    **_sizes(schedule, size), **options,
+  )  # fmt: skip
+  want = ref.sparse_categorical_cross_entropy_with_logits(
+    H @ W + B, Y, sample_weight=SAMPLE_WEIGHT, reduction=reduction, **options
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_sample_weight_with_reduction_none_scales_each_token():
+  got = xentax.fused_linear_cross_entropy(
+    H, W, Y, bias=B, ignore_index=-100, sample_weight=SAMPLE_WEIGHT, reduction="none"
+  )
+  want = ref.sparse_categorical_cross_entropy_with_logits(
+    H @ W + B, Y, ignore_index=-100, sample_weight=SAMPLE_WEIGHT, reduction="none"
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("schedule, size", [("vocab", 7), ("tokens", 4)])
+@pytest.mark.parametrize("reduction", ["sum", "mean", "sum_over_batch_size"])
+def test_sample_weight_gradients_on_both_schedules(reduction, schedule, size):
+  options = dict(OPTIONS["all"], softcap=4.0)
+
+  def fused(h, w, b, s):
+    return xentax.fused_linear_cross_entropy(
+      h, w, Y, bias=b, sample_weight=s, reduction=reduction, **_sizes(schedule, size), **options
+    )
+
+  def dense(h, w, b, s):
+    return _dense(h, w, b, Y, sample_weight=s, reduction=reduction, **options)
+
+  s = SAMPLE_WEIGHT + 0.25  # positive, so the differences stay inside the domain
+  args = (H, W, B, s)
+  got = jax.grad(fused, argnums=(0, 1, 2, 3))(*args)
+  want = jax.grad(dense, argnums=(0, 1, 2, 3))(*args)
+  for g, w_ in zip(got, want, strict=True):
+    np.testing.assert_allclose(g, w_, rtol=1e-10, atol=1e-13)
+  # d loss / d s against float64 central differences of the fused loss itself.
+  step = 1e-6
+  numeric = [
+    (fused(H, W, B, s + step * e) - fused(H, W, B, s - step * e)) / (2 * step) for e in np.eye(N)
+  ]
+  np.testing.assert_allclose(got[3], numeric, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_sample_weight_under_jit_and_a_frozen_weight_vector(schedule):
+  f = jax.jit(
+    lambda h, s: xentax.fused_linear_cross_entropy(
+      h, W, Y, ignore_index=-100, sample_weight=s, schedule=schedule
+    )
+  )
+  want = ref.sparse_categorical_cross_entropy_with_logits(
+    H @ W, Y, ignore_index=-100, sample_weight=SAMPLE_WEIGHT
+  )
+  np.testing.assert_allclose(f(H, SAMPLE_WEIGHT), want, rtol=1e-12)
+  # Gradient in h only (the weights are data): the same as the dense loss's.
+  got = jax.grad(f)(H, SAMPLE_WEIGHT)
+  dense = jax.grad(lambda h: _dense(h, W, None, Y, ignore_index=-100, sample_weight=SAMPLE_WEIGHT))(
+    H
+  )
+  np.testing.assert_allclose(got, dense, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_sample_weight_bad_values(schedule):
+  f = functools.partial(xentax.fused_linear_cross_entropy, schedule=schedule)
+  with pytest.raises(ValueError, match="sample_weight"):
+    f(H, W, Y, ignore_index=-100, sample_weight=-SAMPLE_WEIGHT)
+  with pytest.raises(ValueError, match=r"sample_weight has shape \(3,\)"):
+    f(H, W, Y, ignore_index=-100, sample_weight=np.ones(3))
+  bad = SAMPLE_WEIGHT.copy()
+  bad[0] = -1.0
+  value = jax.jit(lambda s: f(H, W, Y, ignore_index=-100, sample_weight=s))(bad)
+  assert np.isnan(value)
+
+
+def test_sample_weight_on_the_tokens_schedule_keeps_the_memory_contract():
+  # No [tokens, V] buffer: the compiled value-and-grad's temporaries stay those of one chunk.
+  h = jnp.zeros((256, 16))
+  w = jnp.zeros((16, 4096))
+  y = jnp.zeros(256, jnp.int32)
+  s = jnp.ones(256)
+
+  def temp_bytes(sample_weight):
+    def f(h, w, s):
+      return xentax.fused_linear_cross_entropy(
+        h, w, y, sample_weight=s if sample_weight else None, schedule="tokens", chunk_size=32
+      )
+
+    argnums = (0, 1, 2) if sample_weight else (0, 1)
+    compiled = jax.jit(jax.value_and_grad(f, argnums=argnums)).lower(h, w, s).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+  full_logits = 256 * 4096 * 4
+  assert temp_bytes(True) < full_logits / 2
+  assert temp_bytes(True) <= temp_bytes(False) + 64 * 1024

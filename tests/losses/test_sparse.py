@@ -4,12 +4,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import xentax
 from tests import _reference as ref
 from tests._tolerances import tol
 
-REDUCTIONS = ["none", "sum", "mean"]
+REDUCTIONS = ["none", "sum", "mean", "sum_over_batch_size"]
 rng = np.random.default_rng(0)
 
 
@@ -330,3 +333,286 @@ def test_bf16_logits_are_not_saved_as_a_float32_copy_for_the_backward_pass(capsy
   assert "f32[8,64]" not in saved
   grad = jax.grad(lambda x: xentax.sparse_categorical_cross_entropy_with_logits(x, y))(x)
   assert grad.dtype == jnp.bfloat16
+
+
+# --- sample_weight, softcap, focal label smoothing (issue 12 items 2 and 3) -----------------
+
+SPARSE_LOSSES = {
+  "logits": xentax.sparse_categorical_cross_entropy_with_logits,
+  "probs": xentax.sparse_categorical_cross_entropy,
+  "focal": xentax.sparse_categorical_focal_loss_with_logits,
+}
+SPARSE_REFERENCES = {
+  "logits": ref.sparse_categorical_cross_entropy_with_logits,
+  "probs": ref.sparse_categorical_cross_entropy,
+  "focal": ref.sparse_categorical_focal_loss_with_logits,
+}
+
+
+def _central_differences(f, x, step=1e-6):
+  """float64 central differences of a scalar ``f`` at every entry of ``x``."""
+  x = np.asarray(x, np.float64)
+  out = np.zeros_like(x)
+  for index in np.ndindex(*x.shape):
+    e = np.zeros_like(x)
+    e[index] = step
+    out[index] = (float(f(x + e)) - float(f(x - e))) / (2 * step)
+  return out
+
+
+def _scores(kind, z):
+  return np.exp(z) / np.exp(z).sum(-1, keepdims=True) if kind == "probs" else z
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("kind", list(SPARSE_LOSSES))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sample_weight_matches_reference(kind, reduction, weighted):
+  z, y = _logits((12, 5)), _labels(12, 5)
+  s = np.random.default_rng(3).uniform(0.0, 2.0, 12)
+  s[4] = 0.0
+  options = {"ignore_index": 3, "where": np.arange(12) % 5 != 0}
+  if weighted:
+    options["class_weights"] = np.linspace(0.5, 2.0, 5)
+  x = _scores(kind, z)
+  got = SPARSE_LOSSES[kind](x, y, sample_weight=s, reduction=reduction, **options)
+  want = SPARSE_REFERENCES[kind](x, y, sample_weight=s, reduction=reduction, **options)
+  np.testing.assert_allclose(got, want, **tol(np.float64))
+
+
+@pytest.mark.parametrize("kind", list(SPARSE_LOSSES))
+def test_sample_weight_reductions_are_the_keras_and_torch_formulas(kind):
+  z, y = _logits((12, 5)), _labels(12, 5)
+  s = np.random.default_rng(4).uniform(0.0, 2.0, 12)
+  w = np.linspace(0.5, 2.0, 5)
+  x = _scores(kind, z)
+  fn = SPARSE_LOSSES[kind]
+  none = np.asarray(fn(x, y, class_weights=w, reduction="none"))
+  weighted = fn(x, y, class_weights=w, sample_weight=s, reduction="none")
+  np.testing.assert_allclose(weighted, s * none, rtol=1e-13)
+  mean = fn(x, y, class_weights=w, sample_weight=s)
+  np.testing.assert_allclose(mean, np.sum(s * none) / np.sum(s * w[y]), rtol=1e-12)
+  per_batch = fn(x, y, class_weights=w, sample_weight=s, reduction="sum_over_batch_size")
+  np.testing.assert_allclose(per_batch, np.mean(s * none), rtol=1e-12)
+  ones = fn(x, y, class_weights=w, sample_weight=np.ones(12))
+  np.testing.assert_allclose(ones, fn(x, y, class_weights=w), rtol=1e-13)
+
+
+def test_zero_sample_weight_drops_an_infinite_loss():
+  z = np.array([[0.0, -np.inf, 2.0], [1.0, 0.5, -1.0]])
+  y = np.array([1, 0])
+  f = xentax.sparse_categorical_cross_entropy_with_logits
+  assert f(z, y) == np.inf
+  s = np.array([0.0, 1.5])
+  value, grad = jax.value_and_grad(lambda s: f(z, y, sample_weight=s, reduction="sum"))(s)
+  want = ref.sparse_categorical_cross_entropy_with_logits(z[1:], y[1:], reduction="sum") * 1.5
+  np.testing.assert_allclose(value, want, rtol=1e-12)
+  assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean", "sum_over_batch_size"])
+@pytest.mark.parametrize("kind", list(SPARSE_LOSSES))
+def test_gradient_in_sample_weight_matches_finite_differences(kind, reduction):
+  z, y = _logits((6, 5)), _labels(6, 5)
+  s = np.random.default_rng(5).uniform(0.5, 2.0, 6)
+  x = _scores(kind, z)
+  options = {"class_weights": np.linspace(0.5, 2.0, 5), "ignore_index": 2}
+  if kind == "logits":
+    options.update(label_smoothing=0.1, z_loss=0.01, softcap=4.0)
+  if kind == "focal":
+    options.update(label_smoothing=0.1, softcap=4.0, gamma=1.5)
+
+  def f(s):
+    out = SPARSE_LOSSES[kind](x, y, sample_weight=s, reduction=reduction, **options)
+    return out.sum()
+
+  want = _central_differences(f, s)
+  np.testing.assert_allclose(jax.grad(f)(s), want, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("options", [{}, OPTIONS["all"]], ids=["plain", "all"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_softcap_matches_reference(options, reduction, dtype):
+  z, y = _logits((12, 5), scale=6.0), _labels(12, 5)
+  got = xentax.sparse_categorical_cross_entropy_with_logits(
+    z.astype(dtype), y, softcap=5.0, reduction=reduction, **options
+  )
+  want = ref.sparse_categorical_cross_entropy_with_logits(
+    z.astype(dtype), y, softcap=5.0, reduction=reduction, **options
+  )
+  np.testing.assert_allclose(got, want, **tol(dtype))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_softcap_gradients_are_those_of_capped_logits(smoothing):
+  z, y = _logits((12, 5), scale=6.0), _labels(12, 5)
+  w = np.linspace(0.5, 2.0, 5)
+  f = xentax.sparse_categorical_cross_entropy_with_logits
+  options = {"class_weights": w, "label_smoothing": smoothing, "z_loss": 0.01}
+  got = jax.grad(lambda z, c: f(z, y, softcap=c, **options), argnums=(0, 1))(z, 5.0)
+  want = jax.grad(lambda z, c: f(c * jnp.tanh(z / c), y, **options), argnums=(0, 1))(z, 5.0)
+  np.testing.assert_allclose(got[0], want[0], **tol(np.float64, "grad"))
+  np.testing.assert_allclose(got[1], want[1], **tol(np.float64, "grad"))
+
+
+def test_softcap_gradient_matches_finite_differences_and_forward_mode():
+  z, y = _logits((6, 5), scale=6.0), _labels(6, 5)
+  for fn in (
+    xentax.sparse_categorical_cross_entropy_with_logits,
+    xentax.sparse_categorical_focal_loss_with_logits,
+  ):
+    f = lambda c, fn=fn: fn(z, y, softcap=c, label_smoothing=0.1)  # noqa: E731
+    want = _central_differences(f, 4.0)
+    np.testing.assert_allclose(jax.grad(f)(4.0), want, rtol=1e-7)
+    np.testing.assert_allclose(jax.jvp(f, (4.0,), (1.0,))[1], want, rtol=1e-7)
+
+
+def test_softcap_minus_inf_logit_becomes_minus_cap_with_finite_gradients():
+  z = np.array([[0.0, -np.inf, 2.0], [1.0, 0.5, -np.inf]])
+  y = np.array([1, 0])
+  for fn in (
+    xentax.sparse_categorical_cross_entropy_with_logits,
+    xentax.sparse_categorical_focal_loss_with_logits,
+  ):
+    value, grads = jax.value_and_grad(lambda z, c, fn=fn: fn(z, y, softcap=c), (0, 1))(z, 3.0)
+    capped = np.where(np.isinf(z), -3.0, 3.0 * np.tanh(z / 3.0))
+    np.testing.assert_allclose(value, fn(capped, y), rtol=1e-12)
+    assert np.all(np.isfinite(grads[0])) and np.isfinite(grads[1])
+    assert np.all(np.asarray(grads[0])[np.isinf(z)] == 0)
+
+
+def test_softcap_jit_vmap_and_retrace():
+  import chex
+
+  z, y = _logits((12, 5), scale=6.0), _labels(12, 5)
+  f = xentax.sparse_categorical_cross_entropy_with_logits
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def loss(z, c):
+    return f(z, y, softcap=c, label_smoothing=0.1)
+
+  np.testing.assert_allclose(loss(z, 5.0), f(z, y, softcap=5.0, label_smoothing=0.1), rtol=1e-13)
+  loss(z, 6.0)  # a new cap value does not retrace
+  per_example = jax.vmap(lambda z, y: f(z, y, softcap=5.0, reduction="sum"))(z, y)
+  np.testing.assert_allclose(per_example, f(z, y, softcap=5.0, reduction="none"), rtol=1e-13)
+
+
+def test_bf16_logits_with_softcap_are_not_saved_as_a_float32_copy(capsys):
+  from jax.ad_checkpoint import print_saved_residuals
+
+  x = jnp.zeros((8, 64), jnp.bfloat16)
+  y = jnp.arange(8) % 64
+  f = xentax.sparse_categorical_cross_entropy_with_logits
+  print_saved_residuals(lambda x: f(x, y, softcap=30.0), x)
+  saved = capsys.readouterr().out
+  assert "f32[8,64]" not in saved
+  assert jax.grad(lambda x: f(x, y, softcap=30.0))(x).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_focal_label_smoothing_and_softcap_match_reference(gamma, reduction):
+  z, y = _logits((12, 5)), _labels(12, 5)
+  options = {
+    "class_weights": np.linspace(0.5, 2.0, 5),
+    "ignore_index": 1,
+    "label_smoothing": 0.2,
+    "softcap": 4.0,
+  }
+  got = xentax.sparse_categorical_focal_loss_with_logits(
+    z, y, gamma=gamma, reduction=reduction, **options
+  )
+  want = ref.sparse_categorical_focal_loss_with_logits(
+    z, y, gamma=gamma, reduction=reduction, **options
+  )
+  np.testing.assert_allclose(got, want, **tol(np.float64))
+
+
+def test_focal_smoothing_with_gamma_zero_is_smoothed_cross_entropy():
+  z, y = _logits((12, 5)), _labels(12, 5)
+  options = {"class_weights": np.linspace(0.5, 2.0, 5), "label_smoothing": 0.3}
+  focal = xentax.sparse_categorical_focal_loss_with_logits(z, y, gamma=0.0, **options)
+  ce = xentax.sparse_categorical_cross_entropy_with_logits(z, y, **options)
+  np.testing.assert_allclose(focal, ce, rtol=1e-13)
+
+
+def test_focal_smoothing_gradient_matches_closed_form_when_a_class_is_certain():
+  # p rounds to 1 for class 0 in float32; log(1 - p_c) must stay exact for every class.
+  z = np.array([[30.0, 0.0, -3.0], [0.0, 1.0, 2.0]], np.float32)
+  y = np.array([0, 1])
+  f = lambda z: xentax.sparse_categorical_focal_loss_with_logits(z, y, label_smoothing=0.1)  # noqa: E731
+  grad = jax.grad(f)(z)
+  assert np.all(np.isfinite(grad))
+  want = xentax.gradcheck.logits_grad(
+    "sparse_categorical_focal_loss_with_logits", z.astype(np.float64), y, label_smoothing=0.1
+  )
+  np.testing.assert_allclose(grad, want, **tol(np.float32, "grad"))
+  np.testing.assert_allclose(
+    f(z.astype(np.float64)),
+    ref.sparse_categorical_focal_loss_with_logits(z, y, label_smoothing=0.1),
+    rtol=1e-12,
+  )
+
+
+def test_new_options_reject_bad_values_and_are_nan_when_traced():
+  z, y = _logits((3, 5)), np.array([0, 1, 2])
+  f = xentax.sparse_categorical_cross_entropy_with_logits
+  focal = xentax.sparse_categorical_focal_loss_with_logits
+  for fn in (f, focal):
+    with pytest.raises(ValueError, match="softcap"):
+      fn(z, y, softcap=0.0)
+    with pytest.raises(ValueError, match="sample_weight"):
+      fn(z, y, sample_weight=np.array([1.0, -1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"sample_weight has shape \(2,\)"):
+      fn(z, y, sample_weight=np.ones(2))
+    assert np.isnan(jax.jit(lambda c, fn=fn: fn(z, y, softcap=c))(-1.0))
+    losses = jax.jit(lambda s, fn=fn: fn(z, y, sample_weight=s, reduction="none"))(
+      np.array([1.0, -1.0, 1.0])
+    )
+    losses = np.asarray(losses)
+    assert np.isnan(losses[1]) and np.all(np.isfinite(losses[[0, 2]]))
+  with pytest.raises(ValueError, match="label_smoothing"):
+    focal(z, y, label_smoothing=1.5)
+  with pytest.raises(ValueError, match="sample_weight"):
+    xentax.sparse_categorical_cross_entropy(
+      np.full((3, 5), 0.2), y, sample_weight=np.array([np.inf, 1.0, 1.0])
+    )
+
+
+def test_softcap_ignored_rows_with_inf_and_nan_are_harmless():
+  z = _logits((3, 4))
+  z[1] = -np.inf
+  z[2, 0] = np.nan
+  y = np.array([0, -1, -1])
+  f = xentax.sparse_categorical_cross_entropy_with_logits
+  value, grads = jax.value_and_grad(
+    lambda z, c: f(z, y, ignore_index=-1, softcap=c, label_smoothing=0.1), (0, 1)
+  )(z, 3.0)
+  want = ref.sparse_categorical_cross_entropy_with_logits(
+    z[:1], y[:1], softcap=3.0, label_smoothing=0.1
+  )
+  np.testing.assert_allclose(value, want, rtol=1e-12)
+  assert np.all(np.isfinite(grads[0])) and np.isfinite(grads[1])
+  assert np.all(np.asarray(grads[0])[1:] == 0)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+  weights=hnp.arrays(np.float64, 6, elements=st.floats(0.0, 4.0)),
+  reduction=st.sampled_from(REDUCTIONS),
+  kind=st.sampled_from(list(SPARSE_LOSSES)),
+  cap=st.one_of(st.none(), st.floats(0.5, 20.0)),
+)
+def test_sample_weight_property_matches_reference(weights, reduction, kind, cap):
+  z, y = _logits((6, 4), seed=11), _labels(6, 4, seed=12)
+  options = {"ignore_index": 2, "class_weights": np.linspace(0.5, 2.0, 4)}
+  if kind != "probs" and cap is not None:
+    options["softcap"] = cap
+  if kind == "focal":
+    options["label_smoothing"] = 0.1
+  x = _scores(kind, z)
+  got = SPARSE_LOSSES[kind](x, y, sample_weight=weights, reduction=reduction, **options)
+  want = SPARSE_REFERENCES[kind](x, y, sample_weight=weights, reduction=reduction, **options)
+  np.testing.assert_allclose(got, want, **tol(np.float64))

@@ -104,3 +104,77 @@ def test_nll_loss_on_log_probabilities_matches_sparse_probs():
   want = F.nll_loss(torch.tensor(np.log(p)), torch.tensor(y), weight=torch.tensor(w)).numpy()
   got = xentax.sparse_categorical_cross_entropy(p, y, class_weights=w)
   np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean", "sum_over_batch_size"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sample_weight_matches_torch_per_example_losses_times_weights(reduction, weighted):
+  # torch has no sample_weight: the documented forms are (loss(reduction="none") * s) summed,
+  # divided by sum(s * w[y]) for the weighted mean, or averaged for Keras's default.
+  z = rng.normal(size=(10, 5)) * 3
+  y = rng.integers(0, 5, 10)
+  y[::4] = -100
+  s = rng.uniform(0.0, 2.0, 10)
+  w = np.linspace(0.3, 2.0, 5) if weighted else None
+  per_example = F.cross_entropy(
+    torch.tensor(z),
+    torch.tensor(y),
+    weight=None if w is None else torch.tensor(w),
+    ignore_index=-100,
+    label_smoothing=0.1,
+    reduction="none",
+  ).numpy()
+  kept = y != -100
+  w_y = np.where(kept, 1.0 if w is None else w[np.where(kept, y, 0)], 0.0)
+  want = {
+    "none": per_example * s,
+    "sum": np.sum(per_example * s),
+    "mean": np.sum(per_example * s) / np.sum(s * w_y),
+    "sum_over_batch_size": np.sum(per_example * s) / kept.sum(),
+  }[reduction]
+  got = xentax.sparse_categorical_cross_entropy_with_logits(
+    z,
+    y,
+    class_weights=w,
+    ignore_index=-100,
+    label_smoothing=0.1,
+    sample_weight=s,
+    reduction=reduction,
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+  fused = xentax.fused_linear_cross_entropy(
+    z,
+    np.eye(5),
+    y,
+    class_weights=w,
+    ignore_index=-100,
+    label_smoothing=0.1,
+    sample_weight=s,
+    reduction=reduction,
+    schedule="vocab",
+    block_size=2,
+  )
+  np.testing.assert_allclose(fused, want, rtol=1e-12, atol=1e-12)
+
+
+def test_sample_weighted_probs_match_torch_nll_loss():
+  p = rng.uniform(size=(10, 4))
+  p /= p.sum(-1, keepdims=True)
+  y = rng.integers(0, 4, 10)
+  s = rng.uniform(0.0, 2.0, 10)
+  per_example = F.nll_loss(torch.tensor(np.log(p)), torch.tensor(y), reduction="none").numpy()
+  got = xentax.sparse_categorical_cross_entropy(p, y, sample_weight=s)
+  np.testing.assert_allclose(got, np.sum(per_example * s) / np.sum(s), rtol=1e-12)
+  got = xentax.sparse_categorical_cross_entropy(
+    p, y, sample_weight=s, reduction="sum_over_batch_size"
+  )
+  np.testing.assert_allclose(got, np.mean(per_example * s), rtol=1e-12)
+
+
+def test_softcap_matches_torch_cross_entropy_of_capped_logits():
+  z = rng.normal(size=(10, 5)) * 8
+  y = rng.integers(0, 5, 10)
+  capped = 5.0 * torch.tanh(torch.tensor(z) / 5.0)
+  want = F.cross_entropy(capped, torch.tensor(y), label_smoothing=0.1).numpy()
+  got = xentax.sparse_categorical_cross_entropy_with_logits(z, y, softcap=5.0, label_smoothing=0.1)
+  np.testing.assert_allclose(got, want, rtol=1e-12)

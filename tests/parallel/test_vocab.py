@@ -288,3 +288,90 @@ def test_mesh_without_the_named_axis_is_a_clear_error():
     )
     with pytest.raises(ValueError, match=f"{name}=.* is not a mesh axis"):
       g(jnp.zeros((4, 3)), jnp.zeros((3, 16)), jnp.zeros((4,), jnp.int32))
+
+
+# --- sample_weight, sharded with the examples (issue 12 item 2) ------------------------------
+
+SAMPLE_WEIGHT = rng.uniform(0.25, 2.0, N)
+
+
+def _weighted_parallel_loss(mesh, batch_axis, reduction, fused):
+  options = dict(OPTIONS["all"])
+  where, class_weights = options.pop("where"), options.pop("class_weights")
+
+  def loss(x, labels, where, class_weights, s):
+    common = dict(
+      axis_name="vocab",
+      batch_axis_name=batch_axis,
+      where=where,
+      class_weights=class_weights,
+      sample_weight=s,
+      reduction=reduction,
+      **options,
+    )
+    if fused:
+      hidden, weight = x
+      return xentax.parallel.vocab_parallel_fused_linear_cross_entropy(
+        hidden, weight, labels, block_size=5, softcap=4.0, **common
+      )
+    return xentax.parallel.vocab_parallel_cross_entropy(x, labels, **common)
+
+  x_spec = (P(batch_axis), P(None, "vocab")) if fused else P(batch_axis, "vocab")
+  sharded = jax.shard_map(
+    loss,
+    mesh=mesh,
+    in_specs=(x_spec, P(batch_axis), P(batch_axis), P(), P(batch_axis)),
+    out_specs=P(),
+  )
+
+  def dense(x, s):
+    logits = x[0] @ x[1] if fused else x
+    if fused:
+      logits = 4.0 * jnp.tanh(logits / 4.0)
+    return _dense(
+      logits,
+      LABELS,
+      where=where,
+      class_weights=class_weights,
+      sample_weight=s,
+      reduction=reduction,
+      **options,
+    )
+
+  return (lambda x, s: sharded(x, LABELS, where, class_weights, s)), dense
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["logits", "fused"])
+@pytest.mark.parametrize("mesh_shape", [(8,), (2, 4)])
+@pytest.mark.parametrize("reduction", ["sum", "mean", "sum_over_batch_size"])
+def test_vocab_parallel_sample_weight_matches_dense(reduction, mesh_shape, fused):
+  axes = ("vocab",) if len(mesh_shape) == 1 else ("data", "vocab")
+  batch_axis = "data" if "data" in axes else None
+  sharded, dense = _weighted_parallel_loss(_mesh(mesh_shape, axes), batch_axis, reduction, fused)
+  x = (HIDDEN, WEIGHT) if fused else LOGITS
+  value, grads = jax.jit(jax.value_and_grad(sharded, argnums=(0, 1)))(x, SAMPLE_WEIGHT)
+  want_value, want_grads = jax.value_and_grad(dense, argnums=(0, 1))(x, SAMPLE_WEIGHT)
+  np.testing.assert_allclose(value, want_value, rtol=1e-12)
+  for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads), strict=True):
+    np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-14)
+
+
+def test_vocab_parallel_sample_weight_gradient_matches_finite_differences():
+  sharded, _ = _weighted_parallel_loss(_mesh((2, 4), ("data", "vocab")), "data", "mean", False)
+  f = jax.jit(sharded)
+  got = jax.grad(sharded, argnums=1)(LOGITS, SAMPLE_WEIGHT)
+  step = 1e-6
+  numeric = [
+    (f(LOGITS, SAMPLE_WEIGHT + step * e) - f(LOGITS, SAMPLE_WEIGHT - step * e)) / (2 * step)
+    for e in np.eye(N)
+  ]
+  np.testing.assert_allclose(got, numeric, rtol=1e-7, atol=1e-9)
+
+
+def test_vocab_parallel_bad_sample_weight():
+  sharded, _ = _weighted_parallel_loss(_mesh((2, 4), ("data", "vocab")), "data", "mean", False)
+  bad = SAMPLE_WEIGHT.copy()
+  bad[3] = -1.0
+  assert np.isnan(sharded(LOGITS, bad))  # traced inside shard_map: NaN, not a wrong number
+  with pytest.raises(ValueError, match=r"sample_weight has shape"):
+    sharded(LOGITS, SAMPLE_WEIGHT[:4])

@@ -27,6 +27,23 @@ def fused_loss(hidden, weight, labels, *, schedule="vocab", block_size=None):
   )
 
 
+def fused_loss_all_options(hidden, weight, labels, *, schedule="vocab"):
+  """The fused loss with every option on (weights, smoothing, z-loss, softcap, sample weights)."""
+  num_tokens, vocab_size = labels.shape[0], weight.shape[1]
+  return xentax.fused_linear_cross_entropy(
+    hidden,
+    weight,
+    labels,
+    schedule=schedule,
+    ignore_index=-100,
+    class_weights=jnp.linspace(0.5, 2.0, vocab_size, dtype=jnp.float32),
+    label_smoothing=0.1,
+    z_loss=1e-4,
+    softcap=30.0,
+    sample_weight=jnp.linspace(0.5, 1.5, num_tokens, dtype=jnp.float32),
+  )
+
+
 def _value_and_grad(fn):
   return jax.value_and_grad(fn, argnums=(0, 1))
 
@@ -41,10 +58,15 @@ def _shapes(num_tokens, dim, vocab_size, dtype):
 
 def implementations(block_sizes, tokens=False) -> dict:
   """Full logits, the vocabulary-blocked fused loss ("fused (...block...)") and, with
-  ``tokens``, the token-chunked schedule ("fused tokens (auto chunk)")."""
+  ``tokens``, the token-chunked schedule ("fused tokens (auto chunk)") and both schedules
+  with every option on ("fused ... (all options)", a different loss from the baseline's)."""
   impls = {"full logits (optax)": full_logits_loss, "fused (auto block)": fused_loss}
   if tokens:
     impls["fused tokens (auto chunk)"] = functools.partial(fused_loss, schedule="tokens")
+    for schedule in ("tokens", "vocab"):
+      impls[f"fused {schedule} (all options)"] = functools.partial(
+        fused_loss_all_options, schedule=schedule
+      )
   for block in block_sizes:
     impls[f"fused (block {block})"] = functools.partial(fused_loss, block_size=block)
   return impls

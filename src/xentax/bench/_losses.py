@@ -22,7 +22,14 @@ import optax
 import xentax
 from xentax.bench import _measure
 
+
+def _sample_weight(x):
+  """Per-example weights for the "all options" rows: ``[N]`` in ``[0.5, 1.5]``."""
+  return jnp.linspace(0.5, 1.5, x.shape[0], dtype=jnp.float32)
+
+
 # name -> (kind of inputs, {implementation: fn(scores, targets)}); the first is the baseline.
+# Rows named "xentax (...)" turn options on, so their value differs from the baseline's.
 LOSSES = {
   "sparse_categorical_cross_entropy_with_logits": (
     "sparse",
@@ -39,6 +46,18 @@ LOSSES = {
           ignore_index=-100,
           class_weights=jnp.linspace(0.5, 2.0, x.shape[-1], dtype=jnp.float32),
           label_smoothing=0.1,
+        )
+      ),
+      "xentax (all options: + z_loss, softcap, sample_weight)": lambda x, y: (
+        xentax.sparse_categorical_cross_entropy_with_logits(
+          x,
+          y,
+          ignore_index=-100,
+          class_weights=jnp.linspace(0.5, 2.0, x.shape[-1], dtype=jnp.float32),
+          label_smoothing=0.1,
+          z_loss=1e-4,
+          softcap=30.0,
+          sample_weight=_sample_weight(x),
         )
       ),
     },
@@ -86,6 +105,16 @@ LOSSES = {
         )
       ),
       "xentax": lambda x, y: xentax.sparse_categorical_focal_loss_with_logits(x, y),
+      "xentax (all options: class_weights, smoothing, softcap, sample_weight)": lambda x, y: (
+        xentax.sparse_categorical_focal_loss_with_logits(
+          x,
+          y,
+          class_weights=jnp.linspace(0.5, 2.0, x.shape[-1], dtype=jnp.float32),
+          label_smoothing=0.1,
+          softcap=30.0,
+          sample_weight=_sample_weight(x),
+        )
+      ),
     },
   ),
   "binary_cross_entropy_with_logits": (
@@ -124,6 +153,14 @@ LOSSES = {
     {
       "naive": lambda p, y: -jnp.mean(jnp.log(jnp.take_along_axis(p, y[:, None], -1))),
       "xentax": lambda p, y: xentax.sparse_categorical_cross_entropy(p, y),
+      "xentax (all options: class_weights, sample_weight)": lambda p, y: (
+        xentax.sparse_categorical_cross_entropy(
+          p,
+          y,
+          class_weights=jnp.linspace(0.5, 2.0, p.shape[-1], dtype=jnp.float32),
+          sample_weight=_sample_weight(p),
+        )
+      ),
     },
   ),
   # Issue 12's losses. KL: the "dense" kind's one-hot targets serve as teacher logits.

@@ -57,8 +57,8 @@ def logits_grad(loss: str | Callable, scores, labels, **options) -> jax.Array:
       ``_with_logits``.
     labels: the loss's second argument (integer labels, dense targets or binary labels).
     **options: the loss's keyword arguments (``class_weights``, ``label_smoothing``,
-      ``z_loss``, ``pos_weight``, ``weights``, ``gamma``, ``alpha``, ``ignore_index``,
-      ``where``, ``axis``, ``reduction``).
+      ``z_loss``, ``softcap``, ``pos_weight``, ``weights``, ``gamma``, ``alpha``,
+      ``ignore_index``, ``where``, ``sample_weight``, ``axis``, ``reduction``).
 
   Returns:
     An array of ``scores.shape``: float64 for float64 scores, float32 otherwise.

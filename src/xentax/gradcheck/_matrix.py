@@ -54,16 +54,27 @@ LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
     "class_weights",
     "label_smoothing",
     "z_loss",
+    "softcap",
     "ignore_index",
     "where",
+    "sample_weight",
     "axis",
   ),
-  "sparse_categorical_cross_entropy": ("class_weights", "ignore_index", "where", "axis"),
-  "sparse_categorical_focal_loss_with_logits": (
-    "gamma",
+  "sparse_categorical_cross_entropy": (
     "class_weights",
     "ignore_index",
     "where",
+    "sample_weight",
+    "axis",
+  ),
+  "sparse_categorical_focal_loss_with_logits": (
+    "gamma",
+    "class_weights",
+    "label_smoothing",
+    "softcap",
+    "ignore_index",
+    "where",
+    "sample_weight",
     "axis",
   ),
   "categorical_cross_entropy_with_logits": (
@@ -134,6 +145,7 @@ FUSED_OPTIONS = {
   "label_smoothing": 0.1,
   "z_loss": 0.01,
   "softcap": 3.0,
+  "sample_weight": np.linspace(0.25, 2.0, NUM_EXAMPLES),
 }
 # The deck's models in the matrix; the per-example gradients and the Hessian are checked
 # by the tests (they compile many more shapes, which would double the matrix's run time).
@@ -198,7 +210,7 @@ def make_inputs(loss: str, names: Iterable[str], seed: int = 0) -> tuple:
     elif name == "pos_weight":
       options[name] = rng.uniform(0.5, 3.0, BINARY_SHAPE[-1:])
     elif name == "sample_weight":
-      options[name] = rng.uniform(0.5, 2.0, example_shape)
+      options[name] = rng.uniform(0.25, 2.0, example_shape)
     elif name == "ignore_index":
       labels = labels.copy()
       labels[[1, 4]] = IGNORE_INDEX
@@ -226,8 +238,6 @@ def describe(names: Iterable[str], reduction: str) -> dict:
       out[name] = IGNORE_INDEX
     elif name == "axis":
       out[name] = 0
-    elif name == "softcap":
-      out[name] = FUSED_OPTIONS[name]
     else:
       out[name] = "array"
   out["reduction"] = reduction
@@ -418,13 +428,7 @@ def check_model(model: str, targets: str, dtype) -> list[GradReport]:
   elif model == "fused_linear_cross_entropy":
     # Three vocabulary blocks of 2 (the last one overlapping), every option at once.
     labels = np.where(np.arange(len(y)) % 4 == 3, -100, y)
-    options = {
-      "ignore_index": -100,
-      "class_weights": np.linspace(0.5, 2.0, NUM_CLASSES),
-      "label_smoothing": 0.1,
-      "z_loss": 0.01,
-      "softcap": 3.0,
-    }
+    options = dict(FUSED_OPTIONS)
 
     def f(params, X=X):
       h, weight, bias = params

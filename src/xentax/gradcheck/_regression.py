@@ -210,7 +210,8 @@ def fused_linear_cross_entropy_grad(
     hidden: ``[..., D]``; weight: ``[D, V]``; labels: ``[...]``; bias: optional ``[V]``.
     softcap: the loss's ``softcap``.
     **options: the sparse loss's options (``class_weights``, ``ignore_index``,
-      ``label_smoothing``, ``z_loss``, ``where``, ``reduction``).
+      ``label_smoothing``, ``z_loss``, ``where``, ``sample_weight``, ``reduction``); sample
+      weights scale each token's row of ``G``, and so its share of every gradient.
 
   Returns:
     ``(d_hidden, d_weight, d_bias)``; ``d_bias`` is None without a bias.

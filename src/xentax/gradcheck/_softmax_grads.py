@@ -26,6 +26,15 @@ from xentax.gradcheck._grad_common import (
 _CLAMP = -100.0  # the losses clamp log(p) at -100, as torch does; the gradient is 0 below
 
 
+def _softcap(s, softcap):
+  """``(z, dz/ds)``: ``z = c tanh(s / c)`` and ``1 - (z / c)^2`` (``s`` and 1 without a cap)."""
+  if softcap is None:
+    return s, None
+  c = jnp.asarray(softcap, s.dtype)
+  z = c * jnp.tanh(s / c)
+  return z, 1 - jnp.square(z / c)
+
+
 def _sparse_setup(scores, labels, axis, class_weights, ignore_index, where):
   dtype = float_dtype(scores)
   s = jnp.moveaxis(jnp.asarray(scores), axis, -1).astype(dtype)
@@ -48,7 +57,9 @@ def sparse_categorical_cross_entropy_with_logits_grad(
   ignore_index: int | None = None,
   label_smoothing=0.0,
   z_loss=0.0,
+  softcap=None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   """Gradient of :func:`xentax.sparse_categorical_cross_entropy_with_logits` w.r.t. logits.
@@ -67,10 +78,14 @@ def sparse_categorical_cross_entropy_with_logits_grad(
 
   With no options this is the deck's ``y_pred - y``. ``"mean"`` divides by ``sum w_{y_n}``
   over kept examples (their count when unweighted); ignored and masked examples get 0.
+  With ``softcap`` ``c`` the loss sees ``z = c tanh(u / c)`` of the raw logits ``u``, so
+  the gradient above (at ``z``) is multiplied by ``d z / d u = 1 - (z / c)^2``. Sample
+  weights ``s_n`` multiply example ``n``'s gradient by ``s_n`` and enter the mean's
+  denominator as ``sum s_n w_{y_n}`` (:func:`~xentax.gradcheck._grad_common.reduce_grad`).
 
   Args:
-    logits, labels, axis, class_weights, ignore_index, label_smoothing, z_loss, where,
-    reduction: as for the loss.
+    logits, labels, axis, class_weights, ignore_index, label_smoothing, z_loss, softcap,
+    where, sample_weight, reduction: as for the loss.
 
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
@@ -88,10 +103,12 @@ def sparse_categorical_cross_entropy_with_logits_grad(
     class_weights=class_weights,
     label_smoothing=label_smoothing,
     z_loss=z_loss,
+    softcap=softcap,
+    sample_weight=sample_weight,
   )
-  z, kept, onehot, w, w_y = _sparse_setup(logits, labels, axis, class_weights, ignore_index, where)
+  u, kept, onehot, w, w_y = _sparse_setup(logits, labels, axis, class_weights, ignore_index, where)
   # Dropped rows may hold -inf or NaN; their gradient is 0 whatever they hold.
-  z = jnp.where(kept[..., None], z, jnp.zeros_like(z))
+  z, dz_du = _softcap(jnp.where(kept[..., None], u, jnp.zeros_like(u)), softcap)
   num_classes = z.shape[-1]
   eps = jnp.asarray(label_smoothing, z.dtype)
   lam = jnp.asarray(z_loss, z.dtype)
@@ -100,8 +117,17 @@ def sparse_categorical_cross_entropy_with_logits_grad(
   g = (1 - eps) * w_y[..., None] * (p - onehot)
   g = g + eps / num_classes * (jnp.sum(w) * p - w)
   g = g + 2 * lam * lse[..., None] * p
-  g = reduce_grad(g, kept, reduction, None if class_weights is None else w_y)
+  if dz_du is not None:
+    g = g * dz_du
+  denominator = None if class_weights is None else w_y
+  g = reduce_grad(g, kept, reduction, denominator, _sample_weight(sample_weight, kept))
   return jnp.moveaxis(g, -1, axis)
+
+
+def _sample_weight(sample_weight, kept):
+  if sample_weight is None:
+    return None
+  return jnp.broadcast_to(jnp.asarray(sample_weight), kept.shape)
 
 
 def sparse_categorical_cross_entropy_grad(
@@ -112,6 +138,7 @@ def sparse_categorical_cross_entropy_grad(
   class_weights=None,
   ignore_index: int | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   """Gradient of :func:`xentax.sparse_categorical_cross_entropy` w.r.t. the probabilities.
@@ -137,12 +164,19 @@ def sparse_categorical_cross_entropy_grad(
     where=where,
     probabilities=True,
     class_weights=class_weights,
+    sample_weight=sample_weight,
   )
   p, kept, onehot, _, w_y = _sparse_setup(probs, labels, axis, class_weights, ignore_index, where)
   p_y = jnp.sum(onehot * p, axis=-1)
   active = kept & (p_y > jnp.exp(jnp.asarray(_CLAMP, p.dtype)))
   g_y = jnp.where(active, -w_y / jnp.where(active, p_y, 1), 0)
-  g = reduce_grad(onehot * g_y[..., None], kept, reduction, None if class_weights is None else w_y)
+  g = reduce_grad(
+    onehot * g_y[..., None],
+    kept,
+    reduction,
+    None if class_weights is None else w_y,
+    _sample_weight(sample_weight, kept),
+  )
   return jnp.moveaxis(g, -1, axis)
 
 
@@ -153,8 +187,11 @@ def sparse_categorical_focal_loss_with_logits_grad(
   gamma=2.0,
   class_weights=None,
   ignore_index: int | None = None,
+  label_smoothing=0.0,
+  softcap=None,
   axis: int = -1,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   """Gradient of :func:`xentax.sparse_categorical_focal_loss_with_logits` w.r.t. logits.
@@ -169,6 +206,17 @@ def sparse_categorical_focal_loss_with_logits_grad(
   ``gamma = 0`` gives the weighted cross-entropy's ``w_y (p - onehot(y))``. ``1 - p_y`` is
   computed as the sum of the other probabilities, so it keeps its digits when ``p_y`` is
   close to 1.
+
+  With label smoothing the loss is ``sum_c a_c f_c`` with ``a = w q``,
+  ``q = (1 - e) onehot(y) + e / C`` and ``f_c = -(1 - p_c)^g log p_c``. The same steps
+  give ``d f_c / d z_k = (p_k - [c = k]) A_c`` with
+  ``A_c = (1 - p_c)^g - g p_c log p_c (1 - p_c)^(g - 1)``, so
+
+  .. math::
+    \\frac{\\partial \\ell}{\\partial z} = p \\sum_c a_c A_c - a \\odot A
+
+  (the formula above when ``e = 0``). With ``softcap`` the gradient at ``z = c tanh(u / c)``
+  is multiplied by ``1 - (z / c)^2``; sample weights scale each example's gradient.
 
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
@@ -185,18 +233,28 @@ def sparse_categorical_focal_loss_with_logits_grad(
     where=where,
     class_weights=class_weights,
     gamma=gamma,
+    label_smoothing=label_smoothing,
+    softcap=softcap,
+    sample_weight=sample_weight,
   )
-  z, kept, onehot, _, w_y = _sparse_setup(logits, labels, axis, class_weights, ignore_index, where)
-  z = jnp.where(kept[..., None], z, jnp.zeros_like(z))
+  u, kept, onehot, w, w_y = _sparse_setup(logits, labels, axis, class_weights, ignore_index, where)
+  z, dz_du = _softcap(jnp.where(kept[..., None], u, jnp.zeros_like(u)), softcap)
+  num_classes = z.shape[-1]
   p = jax.nn.softmax(z, axis=-1)
-  log_p_y = jnp.sum(onehot * z, axis=-1) - logsumexp(z, axis=-1)
-  p_y = jnp.exp(log_p_y)
-  one_minus = jnp.sum((1 - onehot) * p, axis=-1)
+  log_p = z - logsumexp(z, axis=-1, keepdims=True)
+  # 1 - p_c as the sum of the other probabilities: exact digits where p_c is close to 1.
+  others = (1 - jnp.eye(num_classes, dtype=z.dtype)) * p[..., None, :]
+  one_minus = jnp.sum(others, axis=-1)
   gamma = jnp.asarray(gamma, z.dtype)
-  second = jnp.where(gamma == 0, 0, gamma * p_y * log_p_y * one_minus ** (gamma - 1))
-  scale = w_y * (one_minus**gamma - second)
-  g = (p - onehot) * scale[..., None]
-  g = reduce_grad(g, kept, reduction, None if class_weights is None else w_y)
+  second = jnp.where(gamma == 0, 0, gamma * p * log_p * one_minus ** (gamma - 1))
+  big_a = one_minus**gamma - second
+  eps = jnp.asarray(label_smoothing, z.dtype)
+  a = (1 - eps) * w_y[..., None] * onehot + eps / num_classes * w
+  g = p * jnp.sum(a * big_a, axis=-1, keepdims=True) - a * big_a
+  if dz_du is not None:
+    g = g * dz_du
+  denominator = None if class_weights is None else w_y
+  g = reduce_grad(g, kept, reduction, denominator, _sample_weight(sample_weight, kept))
   return jnp.moveaxis(g, -1, axis)
 
 

@@ -67,6 +67,7 @@ def fused_linear_cross_entropy(
   z_loss=0.0,
   softcap: float | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
   return_lse: bool = False,
   schedule: str = "auto",
@@ -94,7 +95,7 @@ def fused_linear_cross_entropy(
   * ``"tokens"``: chunks of ``chunk_size`` tokens, each with its full-vocabulary logits;
     under differentiation the gradients are computed in the forward pass and the backward
     pass only scales them (three matmuls, like the full-logits loss; Liger-Kernel's scheme).
-    Needs a scalar loss (``reduction`` ``"sum"`` or ``"mean"``); a cotangent on the
+    Needs a scalar loss (any ``reduction`` but ``"none"``); a cotangent on the
     returned ``lse`` costs one more pass. Peak O(chunk_size * V + N * D), plus a float32
     ``d weight`` accumulator for a 16-bit weight.
   * ``"vocab"``: blocks of ``block_size`` vocabulary columns with an online log-sum-exp;
@@ -120,8 +121,12 @@ def fused_linear_cross_entropy(
     bias: optional ``[V]``.
     block_size: vocabulary columns per block; None picks at most 2^24 logits and 8192
       columns per block.
-    ignore_index, class_weights, label_smoothing, z_loss, where, reduction: as in
-      :func:`xentax.sparse_categorical_cross_entropy_with_logits`.
+    ignore_index, class_weights, label_smoothing, z_loss, where, sample_weight,
+      reduction: as in :func:`xentax.sparse_categorical_cross_entropy_with_logits`
+      (``sample_weight`` has the labels' shape or broadcasts to it; ``"mean"`` divides by
+      ``sum(s_n w[y_n])``, ``"sum_over_batch_size"`` by the kept count). Both schedules
+      take every reduction but ``"none"``, which needs ``"vocab"``; the gradient with
+      respect to ``sample_weight`` is exact in both.
     softcap: if set, logits become ``c * tanh(logits / c)`` before the loss (Gemma 2);
       ``c`` must be finite and positive, and may be traced (its gradient is exact).
     return_lse: also return the ``[...]`` per-token log-normaliser ``logsumexp(z)`` (0 for
@@ -170,6 +175,7 @@ def fused_linear_cross_entropy(
     z_loss=z_loss,
     softcap=softcap,
     where=where,
+    sample_weight=sample_weight,
     reduction=reduction,
     return_lse=return_lse,
     schedule=schedule,
@@ -193,6 +199,7 @@ def fused_linear_cross_entropy_impl(
   where,
   reduction,
   return_lse,
+  sample_weight=None,
   axis_name=None,
   batch_axis_name=None,
   schedule="vocab",
@@ -255,6 +262,7 @@ def fused_linear_cross_entropy_impl(
     shown=shown,
     option_bad=option_bad,
   )
+  weights = _validate.sample_weights(fn_name, sample_weight, batch_shape, dtype)
   valid = prepared.valid.reshape(-1)
   h = hidden.reshape(-1, hidden.shape[-1])
   # Dropped rows become zeros (so inf/NaN there cannot leak); bad labels make their row NaN.
@@ -273,6 +281,7 @@ def fused_linear_cross_entropy_impl(
       label_smoothing,
       z_loss,
       softcap,
+      None if weights is None else weights.reshape(-1),
       reduction=reduction,
       chunk_size=chunk_size,
     )
@@ -306,6 +315,7 @@ def fused_linear_cross_entropy_impl(
     losses.reshape(batch_shape),
     valid=prepared.valid,
     denominator=target_weight,
+    sample_weight=weights,
     reduction=reduction,
     axis_name=batch_axis_name,
   )

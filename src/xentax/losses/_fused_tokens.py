@@ -35,6 +35,10 @@ Design notes:
     log-normaliser is usually only logged.
   * ``reduction="none"`` gives per-token cotangents, which the forward rule cannot know:
     that needs the vocabulary-blocked schedule.
+  * Sample weights ``s_n`` are known in the forward rule: the scalar is ``sum_n s_n l_n``, so
+    each token's ``d logits`` is scaled by ``s_n`` there (the backward rule's cotangent then
+    carries ``1 / denominator``, the denominator being computed outside the rule), and the
+    gradient with respect to ``s`` (each kept token's loss) is saved as one ``[N]`` vector.
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ def tokens_loss(
   label_smoothing,
   z_loss,
   softcap,
+  sample_weight=None,
   *,
   reduction: str,
   chunk_size: int | None = None,
@@ -102,7 +107,9 @@ def tokens_loss(
     class_weights: ``[V]`` or None; target_weight: ``[N]`` ``w[y]`` or None.
     label_smoothing, z_loss: Python 0.0 (term skipped) or a float/array.
     softcap: None or a positive float/array.
-    reduction: ``"sum"`` or ``"mean"`` (``"none"`` needs the vocabulary schedule).
+    sample_weight: ``[N]`` per-token weights (checked), or None.
+    reduction: ``"sum"``, ``"mean"`` or ``"sum_over_batch_size"`` (``"none"`` needs the
+      vocabulary schedule).
     chunk_size: rows per chunk; None picks :func:`auto_chunk_size`.
 
   Returns:
@@ -127,6 +134,8 @@ def tokens_loss(
     h = jnp.pad(h, ((0, pad), (0, 0)))
     labels = jnp.pad(labels, (0, pad))
     valid = jnp.pad(valid, (0, pad))
+    if sample_weight is not None:
+      sample_weight = jnp.pad(sample_weight, (0, pad))
   total, lse = _tokens(
     config,
     h,
@@ -138,13 +147,17 @@ def tokens_loss(
     jnp.asarray(label_smoothing, dtype),
     jnp.asarray(z_loss, dtype),
     None if softcap is None else jnp.asarray(softcap, dtype),
+    sample_weight,
   )
   lse = lse[:num_tokens]
   if reduction == "sum":
     return total, lse
   # The mean as `_common.reduce_losses` takes it: 0 with zero gradient when nothing is kept.
   valid = valid[:num_tokens]
-  if target_weight is None:
+  if sample_weight is not None:
+    sample_weight = sample_weight[:num_tokens]
+    target_weight = sample_weight if target_weight is None else sample_weight * target_weight
+  if reduction == "sum_over_batch_size" or target_weight is None:
     denom = jnp.sum(valid, dtype=dtype)
   else:
     denom = jnp.sum(jnp.where(valid, target_weight, jnp.zeros_like(target_weight)))
@@ -159,6 +172,7 @@ class _Chunk(NamedTuple):
   h: jax.Array  # [C, D]
   labels: jax.Array  # [C]
   valid: jax.Array  # [C] bool
+  sample_weight: jax.Array | None  # [C]
   raw: jax.Array  # [C, V] h W + b (before the softcap)
   tanh: jax.Array | None  # [C, V] tanh(raw / cap) with a softcap
   logits: jax.Array  # [C, V] z
@@ -168,12 +182,17 @@ class _Chunk(NamedTuple):
   target: jax.Array  # [C] z_y
 
 
-def _chunk(config: TokensConfig, i, h, weight, bias, labels, valid, softcap) -> _Chunk:
+def _chunk(
+  config: TokensConfig, i, h, weight, bias, labels, valid, softcap, sample_weight=None
+) -> _Chunk:
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
   start = i * config.chunk_size
   h_c = lax.dynamic_slice_in_dim(h, start, config.chunk_size)
   labels_c = lax.dynamic_slice_in_dim(labels, start, config.chunk_size)
   valid_c = lax.dynamic_slice_in_dim(valid, start, config.chunk_size)
+  weight_c = None
+  if sample_weight is not None:
+    weight_c = lax.dynamic_slice_in_dim(sample_weight, start, config.chunk_size)
   raw = jnp.dot(h_c, weight, preferred_element_type=dtype)
   if bias is not None:
     raw = raw + bias.astype(dtype)
@@ -188,11 +207,11 @@ def _chunk(config: TokensConfig, i, h, weight, bias, labels, valid, softcap) -> 
   sum_exp = jnp.sum(exp, axis=1)
   lse = jnp.log(sum_exp) + row_max
   target = jnp.take_along_axis(logits, labels_c[:, None], axis=1)[:, 0]
-  return _Chunk(h_c, labels_c, valid_c, raw, tanh, logits, exp, sum_exp, lse, target)
+  return _Chunk(h_c, labels_c, valid_c, weight_c, raw, tanh, logits, exp, sum_exp, lse, target)
 
 
-def _chunk_total(config: TokensConfig, c: _Chunk, class_weights, eps, z):
-  """Sum of the chunk's kept losses, as a function of the options (logits held fixed)."""
+def _chunk_losses(config: TokensConfig, c: _Chunk, class_weights, eps, z):
+  """The chunk's per-token losses (not masked, not weighted by the sample weights)."""
   weighted_sum = None
   if config.options.smoothing:
     if class_weights is None:
@@ -200,24 +219,41 @@ def _chunk_total(config: TokensConfig, c: _Chunk, class_weights, eps, z):
     else:
       weighted_sum = jnp.sum(_common.safe_mul(class_weights, c.logits), axis=1)
   terms = config.options.terms(c.labels, class_weights, eps, z)
-  losses = terms.loss(c.lse, c.target, weighted_sum)
+  return terms.loss(c.lse, c.target, weighted_sum)
+
+
+def _chunk_total(config: TokensConfig, c: _Chunk, class_weights, eps, z):
+  """Sum of the chunk's kept (weighted) losses, as a function of the options (logits fixed)."""
+  losses = _chunk_losses(config, c, class_weights, eps, z)
+  if c.sample_weight is not None:
+    losses = _common.safe_mul(c.sample_weight, losses)
   return jnp.sum(jnp.where(c.valid, losses, jnp.zeros_like(losses)))
 
 
+def _d_sample_weight(config: TokensConfig, c: _Chunk, class_weights, eps, z):
+  """``d total / d s_n = l_n`` for kept tokens (0 where ``s_n = 0`` meets an infinite loss,
+  the derivative of ``safe_mul``), 0 for the others."""
+  losses = _chunk_losses(config, c, class_weights, eps, z)
+  dropped = ~c.valid | ((c.sample_weight == 0) & jnp.isinf(losses))
+  return jnp.where(dropped, jnp.zeros_like(losses), losses)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _tokens(config, h, weight, bias, labels, valid, class_weights, eps, z, softcap):
-  """Sum of the kept tokens' losses and the ``[N]`` log-normalisers.
+def _tokens(config, h, weight, bias, labels, valid, class_weights, eps, z, softcap, sample_weight):
+  """Sum of the kept tokens' (sample-weighted) losses and the ``[N]`` log-normalisers.
 
   Undifferentiated: one matmul per chunk. Saved for the backward pass: the gradients
   ``d h [N, D]``, ``d W``, ``d b`` and the options' gradients (in the compute dtype),
-  plus references to the inputs and ``lse [N]`` for a cotangent on ``lse``.
+  plus references to the inputs and ``lse [N]`` for a cotangent on ``lse``; with sample
+  weights, each token's ``d logits`` is scaled by its weight ``s_n`` and the ``[N]`` kept
+  losses are saved as ``d total / d s``.
   Peak memory O(chunk * V) for one chunk's logits and their gradient, plus the ``d W``
   accumulator (the output buffer itself for a float32 weight).
   """
 
   def body(i, carry):
     total, lse = carry
-    c = _chunk(config, i, h, weight, bias, labels, valid, softcap)
+    c = _chunk(config, i, h, weight, bias, labels, valid, softcap, sample_weight)
     total = total + _chunk_total(config, c, class_weights, eps, z)
     return total, lax.dynamic_update_slice_in_dim(lse, c.lse, i * config.chunk_size, 0)
 
@@ -234,6 +270,7 @@ class _Needs(NamedTuple):
   bias: bool
   options: bool  # class weights, smoothing or z-loss
   softcap: bool
+  sample_weight: bool = False
 
 
 def _accumulate_d_weight(config: TokensConfig, h_c, d_raw, d_weight):
@@ -316,7 +353,10 @@ def _loss_d_logits(config: TokensConfig, c: _Chunk, class_weights, eps, z):
   """``d (sum of kept losses) / d z`` for one chunk: ``a p - b onehot(y) - c w``."""
   dtype = c.lse.dtype
   terms = config.options.terms(c.labels, class_weights, eps, z)
-  coef_p, coef_target, coef_weight = terms.grad_coefficients(c.valid.astype(dtype), c.lse)
+  cotangent = c.valid.astype(dtype)
+  if c.sample_weight is not None:  # d (s_n l_n) / d z = s_n d l_n / d z
+    cotangent = jnp.where(c.valid, c.sample_weight, jnp.zeros_like(c.sample_weight))
+  coef_p, coef_target, coef_weight = terms.grad_coefficients(cotangent, c.lse)
   probs = c.exp * (1 / c.sum_exp)[:, None]
   columns = jnp.arange(config.options.num_classes, dtype=c.labels.dtype)
   d_logits = coef_p[:, None] * probs - jnp.where(
@@ -331,7 +371,9 @@ def _is_zero(x) -> bool:
   return x is None or isinstance(x, jax.custom_derivatives.SymbolicZero)
 
 
-def _tokens_fwd(config, h, weight, bias, labels, valid, class_weights, eps, z, softcap):
+def _tokens_fwd(
+  config, h, weight, bias, labels, valid, class_weights, eps, z, softcap, sample_weight
+):
   perturbed = lambda p: p is not None and p.perturbed  # noqa: E731
   value = lambda p: None if p is None else p.value  # noqa: E731
   needs = _Needs(
@@ -340,16 +382,17 @@ def _tokens_fwd(config, h, weight, bias, labels, valid, class_weights, eps, z, s
     bias=perturbed(bias),
     options=perturbed(class_weights) or perturbed(eps) or perturbed(z),
     softcap=perturbed(softcap),
+    sample_weight=perturbed(sample_weight),
   )
-  h, weight, bias, labels, valid, class_weights, eps, z, softcap = map(
-    value, (h, weight, bias, labels, valid, class_weights, eps, z, softcap)
+  h, weight, bias, labels, valid, class_weights, eps, z, softcap, sample_weight = map(
+    value, (h, weight, bias, labels, valid, class_weights, eps, z, softcap, sample_weight)
   )
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
   options = (class_weights, eps, z)
 
   def body(i, carry):
-    total, lse, grads, d_options = carry
-    c = _chunk(config, i, h, weight, bias, labels, valid, softcap)
+    total, lse, grads, d_options, d_weights = carry
+    c = _chunk(config, i, h, weight, bias, labels, valid, softcap, sample_weight)
     chunk_total = functools.partial(_chunk_total, config, c)
     if needs.options:
       # Option gradients with the logits held fixed (they do not depend on the options).
@@ -359,8 +402,12 @@ def _tokens_fwd(config, h, weight, bias, labels, valid, class_weights, eps, z, s
       value = chunk_total(*options)
     d_logits = _loss_d_logits(config, c, class_weights, eps, z)
     grads = _backprop_chunk(config, needs, i, c, weight, softcap, d_logits, grads)
-    lse = lax.dynamic_update_slice_in_dim(lse, c.lse, i * config.chunk_size, 0)
-    return total + value, lse, grads, d_options
+    start = i * config.chunk_size
+    lse = lax.dynamic_update_slice_in_dim(lse, c.lse, start, 0)
+    if needs.sample_weight:
+      d_chunk = _d_sample_weight(config, c, class_weights, eps, z)
+      d_weights = lax.dynamic_update_slice_in_dim(d_weights, d_chunk, start, 0)
+    return total + value, lse, grads, d_options, d_weights
 
   d_options = jax.tree.map(jnp.zeros_like, options) if needs.options else None
   init = (
@@ -368,14 +415,15 @@ def _tokens_fwd(config, h, weight, bias, labels, valid, class_weights, eps, z, s
     jnp.zeros((h.shape[0],), dtype),
     _init_grads(needs, h, weight, dtype),
     d_options,
+    jnp.zeros((h.shape[0],), dtype) if needs.sample_weight else None,
   )
-  total, lse, (d_h, d_weight, d_bias, d_softcap), d_options = lax.fori_loop(
+  total, lse, (d_h, d_weight, d_bias, d_softcap), d_options, d_weights = lax.fori_loop(
     0, config.num_chunks, body, init
   )
   # The residuals stay in the compute dtype: the backward rule scales and casts them in one
   # elementwise pass (a cast here would add a second, weight-sized buffer).
-  grads = (d_h, d_weight, d_bias, d_softcap, d_options)
-  return (total, lse), (grads, (h, weight, bias, labels, valid, softcap, lse))
+  grads = (d_h, d_weight, d_bias, d_softcap, d_options, d_weights)
+  return (total, lse), (grads, (h, weight, bias, labels, valid, softcap, sample_weight, lse))
 
 
 def _lse_pass(config, needs: _Needs, g_lse, h, weight, bias, labels, valid, softcap):
@@ -392,8 +440,8 @@ def _lse_pass(config, needs: _Needs, g_lse, h, weight, bias, labels, valid, soft
 
 
 def _tokens_bwd(config, residuals, cotangents):
-  (d_h, d_weight, d_bias, d_softcap, d_options), inputs = residuals
-  h, weight, bias, labels, valid, softcap, lse = inputs
+  (d_h, d_weight, d_bias, d_softcap, d_options, d_weights), inputs = residuals
+  h, weight, bias, labels, valid, softcap, sample_weight, lse = inputs
   g_total, g_lse = cotangents
   dtype = lse.dtype
   grads = [d_h, d_weight, d_bias, d_softcap]
@@ -402,10 +450,12 @@ def _tokens_bwd(config, residuals, cotangents):
   if _is_zero(g_total):
     grads = [None if g is None else jnp.zeros_like(g) for g in grads]
     d_options = tuple(None if g is None else jnp.zeros_like(g) for g in d_options)
+    d_weights = None if d_weights is None else jnp.zeros_like(d_weights)
   else:
     g_total = g_total.astype(dtype)
     grads = [None if g is None else g_total * g for g in grads]
     d_options = tuple(None if g is None else g_total * g for g in d_options)
+    d_weights = None if d_weights is None else g_total * d_weights
   if not _is_zero(g_lse):
     extra = _lse_pass(config, needs, g_lse.astype(dtype), h, weight, bias, labels, valid, softcap)
     grads = [g if e is None else g + e for g, e in zip(grads, extra, strict=True)]
@@ -421,6 +471,7 @@ def _tokens_bwd(config, residuals, cotangents):
     d_eps,
     d_z,
     None if d_softcap is None else d_softcap,
+    None if d_weights is None else d_weights.astype(sample_weight.dtype),
   )
 
 

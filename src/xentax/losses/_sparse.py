@@ -86,7 +86,9 @@ def sparse_categorical_cross_entropy_with_logits(
   ignore_index: int | None = None,
   label_smoothing=0.0,
   z_loss=0.0,
+  softcap=None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   """Cross-entropy between integer labels and ``softmax(logits)``, computed from logits.
@@ -101,7 +103,9 @@ def sparse_categorical_cross_entropy_with_logits(
 
   Gradient: ``d l_n / d z_n = (1 - e) w_y (softmax(z_n) - onehot(y_n))
   + (e / C) (sum(w) softmax(z_n) - w) + 2 lambda_z lse(z_n) softmax(z_n)``; without
-  options this is the deck's ``y_pred - y``.
+  options this is the deck's ``y_pred - y``. With ``softcap`` the logits are first replaced
+  by ``z = c tanh(u / c)`` and the gradient with respect to the raw logits ``u`` is that
+  times ``1 - (z / c)^2``.
 
   Args:
     logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``.
@@ -112,10 +116,19 @@ def sparse_categorical_cross_entropy_with_logits(
     label_smoothing: ``epsilon``; the target becomes ``(1 - e) onehot(y) + e / C``.
     z_loss: ``lambda_z``; adds ``lambda_z * logsumexp(z)^2`` per example (PaLM). It is not
       multiplied by the class weight.
+    softcap: if set, logits become ``c * tanh(logits / c)`` before the loss (Gemma 2), as
+      in :func:`xentax.fused_linear_cross_entropy`; ``c`` must be finite and positive, and
+      may be traced (its gradient is exact). A ``-inf`` logit becomes ``-c``.
     where: boolean mask of the labels' shape; False examples are dropped.
-    reduction: ``"none"`` (per-example, dropped entries are 0), ``"sum"``, or ``"mean"``:
-      ``sum(l_n) / sum(w[y_n])`` over kept examples (their count when unweighted), as
-      torch does; 0 with zero gradient when nothing is kept.
+    sample_weight: per-example weights ``s_n >= 0`` (Keras's name), broadcastable to the
+      labels' shape; each loss is multiplied by ``s_n`` (a zero weight drops the example,
+      even an infinite loss). ``"mean"`` then divides by ``sum(s_n w[y_n])`` (the weighted
+      mean), ``"sum_over_batch_size"`` by the number of kept examples.
+    reduction: ``"none"`` (per-example, dropped entries are 0), ``"sum"``, ``"mean"``:
+      ``sum(s_n l_n) / sum(s_n w[y_n])`` over kept examples (their count when unweighted),
+      as torch does, 0 with zero gradient when nothing is kept; or
+      ``"sum_over_batch_size"``: ``sum(s_n l_n) / (number of kept examples)`` (Keras's
+      default, torch's ``(loss(reduction="none") * s).mean()``).
 
   Returns:
     The loss, float32 (float64 for float64 logits); ``labels.shape`` for ``"none"``.
@@ -137,7 +150,9 @@ def sparse_categorical_cross_entropy_with_logits(
   """
   fn_name = "sparse_categorical_cross_entropy_with_logits"
   _common.check_reduction(fn_name, reduction)
-  option_bad = _validate.options(fn_name, label_smoothing=label_smoothing, z_loss=z_loss)
+  option_bad = _validate.options(
+    fn_name, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
+  )
   inputs = prepare_sparse(
     fn_name,
     logits,
@@ -153,6 +168,7 @@ def sparse_categorical_cross_entropy_with_logits(
   )
   config = SparseOptions.of(inputs.scores.shape[-1], label_smoothing=label_smoothing, z_loss=z_loss)
   dtype = _common.compute_dtype(inputs.scores)
+  weights = _validate.sample_weights(fn_name, sample_weight, inputs.labels.shape, dtype)
   losses = _logits_losses(
     config,
     inputs.scores,
@@ -162,9 +178,14 @@ def sparse_categorical_cross_entropy_with_logits(
     inputs.class_weights,
     jnp.asarray(label_smoothing, dtype),
     jnp.asarray(z_loss, dtype),
+    None if softcap is None else jnp.asarray(softcap, dtype),
   )
   return _common.reduce_losses(
-    losses, valid=inputs.valid, denominator=inputs.target_weight, reduction=reduction
+    losses,
+    valid=inputs.valid,
+    denominator=inputs.target_weight,
+    sample_weight=weights,
+    reduction=reduction,
   )
 
 
@@ -191,8 +212,10 @@ def _weighted_logit_sum(class_weights, x):
   return lax.cond(jnp.any(jnp.isnan(fast)), elementwise, lambda: fast)
 
 
-def _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z):
-  weighted_sum = _weighted_logit_sum(class_weights, x) if config.smoothing else None
+def _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z, cap):
+  weighted_sum = None
+  if config.smoothing:
+    weighted_sum = _weighted_logit_sum(class_weights, x if cap is None else softcap(x, cap))
   losses = config.terms(labels, class_weights, eps, z).loss(lse, target, weighted_sum)
   # Dropped rows may hold -inf or NaN: select, so they cannot leak; bad labels give NaN.
   losses = jnp.where(valid, losses, jnp.zeros_like(losses))
@@ -215,38 +238,44 @@ def _row_pieces(num_classes: int) -> int:
   return 1
 
 
-def _sum_exp_shifted(x, shift):
-  """``sum_c exp(x_c - shift)`` per row, upcasting ``x`` inside the fused reduction."""
+def _capped(x, cap):
+  """``x`` upcast (inside the fusion), soft-capped when ``cap`` is not None."""
+  return _up(x) if cap is None else softcap(x, cap)
+
+
+def _sum_exp_shifted(x, shift, cap=None):
+  """``sum_c exp(z_c - shift)`` per row, upcasting ``x`` inside the fused reduction."""
   num_classes = x.shape[-1]
   pieces = _row_pieces(num_classes)
   if pieces == 1:
-    return jnp.sum(jnp.exp(_up(x) - shift[..., None]), axis=-1)
+    return jnp.sum(jnp.exp(_capped(x, cap) - shift[..., None]), axis=-1)
   x_pieces = x.reshape(*x.shape[:-1], pieces, num_classes // pieces)
-  partial = jnp.sum(jnp.exp(_up(x_pieces) - shift[..., None, None]), axis=-1)
+  partial = jnp.sum(jnp.exp(_capped(x_pieces, cap) - shift[..., None, None]), axis=-1)
   # The barrier keeps XLA from merging the two sums back into one long-row reduction.
   return jnp.sum(lax.optimization_barrier(partial), axis=-1)
 
 
-def _stats(x, labels):
-  """``(logsumexp(x), x[label])`` per example, reading ``x`` once in the common case.
+def _stats(x, labels, cap=None):
+  """``(logsumexp(z), z[label])`` per example (``z`` the soft-capped ``x`` with a ``cap``),
+  reading ``x`` once in the common case.
 
   The usual log-sum-exp reads the logits twice (max, then sum of exponentials). Shifting by
   the target logit instead needs no max: its own term is ``exp(0) = 1``, so the sum cannot
   underflow, and if any term overflowed (a logit more than ~88 above the target's in
   float32) the sum is not finite and the two-pass form is used for the batch.
   """
-  target = _up(jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0])
-  shifted_sum = _sum_exp_shifted(x, target)
+  target = _capped(jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0], cap)
+  shifted_sum = _sum_exp_shifted(x, target, cap)
   lse = lax.cond(
     jnp.all(jnp.isfinite(shifted_sum)),
     lambda: target + jnp.log(shifted_sum),
-    lambda: _common.logsumexp(_up(x)),
+    lambda: _common.logsumexp(_capped(x, cap)),
   )
   return lse, target
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _logits_losses(config, x, labels, valid, bad, class_weights, eps, z):
+def _logits_losses(config, x, labels, valid, bad, class_weights, eps, z, cap):
   """Per-example sparse cross-entropy from logits ``x [..., C]`` (class axis last).
 
   ``x`` stays in its own dtype (bf16 included) and is upcast inside each fused pass.
@@ -255,29 +284,36 @@ def _logits_losses(config, x, labels, valid, bad, class_weights, eps, z):
   ``jax.checkpoint``: reverse mode then saves only ``lse [...]`` besides the inputs and
   computes ``d logits`` in one elementwise pass (written in the logits' dtype), while
   forward mode and higher derivatives keep working. Dropped rows get a zero gradient
-  whatever they hold.
+  whatever they hold. ``cap`` (None, or the softcap ``c``) soft-caps the logits inside
+  the same passes; the tangent then carries ``1 - (z / c)^2`` and the softcap's own term.
   """
-  lse, target = _stats(x, labels)
-  return _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z)
+  lse, target = _stats(x, labels, cap)
+  return _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z, cap)
 
 
 @functools.partial(_logits_losses.defjvp, symbolic_zeros=True)
 def _logits_losses_jvp(config, primals, tangents):
-  x, labels, valid, bad, class_weights, eps, z = primals
-  t_x, _, _, _, t_class_weights, t_eps, t_z = tangents
-  lse, target = _stats(x, labels)
-  losses = _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z)
+  x, labels, valid, bad, class_weights, eps, z, cap = primals
+  t_x, _, _, _, t_class_weights, t_eps, t_z, t_cap = tangents
+  lse, target = _stats(x, labels, cap)
+  stats = (labels, valid, bad, class_weights, eps, z)
+  losses = _losses_from_stats(config, x, lse, target, *stats, cap)
   t_losses = jnp.zeros_like(losses)
   if not _is_symbolic_zero(t_x):
     grad_dot = jax.checkpoint(functools.partial(_logit_grad_dot, config))
-    t_losses = t_losses + grad_dot(x, t_x, lse, labels, valid, bad, class_weights, eps, z)
+    t_losses = t_losses + grad_dot(x, t_x, lse, *stats, cap)
+  if cap is not None and not _is_symbolic_zero(t_cap):
+    cap_grad = jax.checkpoint(functools.partial(_softcap_grad, config))
+    t_losses = t_losses + cap_grad(x, lse, *stats, cap) * t_cap
   options = (class_weights, eps, z)
   t_options = (t_class_weights, t_eps, t_z)
   if not all(_is_symbolic_zero(t) for t in t_options):
     # Tangents of the options (rarely needed: meta-learning class weights, say), with
     # the logits' statistics held fixed.
     def from_options(class_weights, eps, z):
-      return _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z)
+      return _losses_from_stats(
+        config, x, lse, target, labels, valid, bad, class_weights, eps, z, cap
+      )
 
     # An option left out (class_weights=None) has no tangent at all.
     t_options = tuple(
@@ -292,22 +328,57 @@ def _is_symbolic_zero(t) -> bool:
   return t is None or isinstance(t, jax.custom_derivatives.SymbolicZero)
 
 
-def _logit_grad_dot(config, x, t_x, lse, labels, valid, bad, class_weights, eps, z):
-  """``sum_c (d loss / d x_c) t_c`` per example, from the closed-form gradient."""
+def _logit_grad(config, x, lse, labels, valid, bad, class_weights, eps, z, cap):
+  """``d loss / d z`` (``[..., C]``, z the soft-capped logits) from the closed form."""
   num_classes = x.shape[-1]
   dtype = lse.dtype
   terms = config.terms(labels, class_weights, eps, z)
   coef_p, coef_target, coef_weight = terms.grad_coefficients(jnp.ones_like(lse), lse)
   coef_p = coef_p + _common.nan_where(bad, dtype)  # bad labels: NaN gradient for the row
-  probs = jnp.exp(_up(x) - lse[..., None])
+  probs = jnp.exp(_capped(x, cap) - lse[..., None])
   is_target = jnp.arange(num_classes, dtype=labels.dtype) == labels[..., None]
   grad = coef_p[..., None] * probs - jnp.where(is_target, coef_target[..., None], 0.0)
   if config.smoothing:
     weights = jnp.ones((num_classes,), dtype) if class_weights is None else class_weights
     grad = grad - coef_weight[..., None] * weights
-  grad = jnp.where(valid[..., None], grad, 0.0)
+  return jnp.where(valid[..., None], grad, 0.0)
+
+
+def _logit_grad_dot(config, x, t_x, lse, labels, valid, bad, class_weights, eps, z, cap):
+  """``sum_c (d loss / d x_c) t_c`` per example, from the closed-form gradient."""
+  grad = _logit_grad(config, x, lse, labels, valid, bad, class_weights, eps, z, cap)
+  if cap is not None:
+    # Select after the product: a dropped row may hold NaN, whose softcap slope is NaN.
+    grad = jnp.where(valid[..., None], grad * softcap_derivatives(x, cap)[0], 0.0)
   # Linear in t_x, upcast inside the product: the transpose writes d logits in x's dtype.
   return jnp.sum(grad * _up(t_x), axis=-1)
+
+
+def _softcap_grad(config, x, lse, labels, valid, bad, class_weights, eps, z, cap):
+  """``d loss / d c`` per example: ``sum_c (d loss / d z_c) (d z_c / d c)``."""
+  grad = _logit_grad(config, x, lse, labels, valid, bad, class_weights, eps, z, cap)
+  grad = jnp.where(valid[..., None], grad * softcap_derivatives(x, cap)[1], 0.0)
+  return jnp.sum(grad, axis=-1)
+
+
+# |x / c| beyond which tanh is +-1 in float64 (it rounds to 1 from about 19.1): clipping
+# there changes no value and keeps 0 * inf out of the derivatives at infinite logits.
+_TANH_SATURATION = 40.0
+
+
+def softcap(x, cap) -> jax.Array:
+  """``c tanh(x / c)`` in the compute dtype; a ``-inf`` logit becomes ``-c``, exactly."""
+  ratio = jnp.clip(_up(x) / cap, -_TANH_SATURATION, _TANH_SATURATION)
+  return cap * jnp.tanh(ratio)
+
+
+def softcap_derivatives(x, cap):
+  """``(d z / d x, d z / d c)`` of ``z = c tanh(x / c)``: ``1 - t^2`` and
+  ``t - (x / c)(1 - t^2)`` with ``t = tanh(x / c)``; finite (0 and ``+-1``) at ``+-inf``."""
+  ratio = jnp.clip(_up(x) / cap, -_TANH_SATURATION, _TANH_SATURATION)
+  t = jnp.tanh(ratio)
+  d_x = 1 - jnp.square(t)
+  return d_x, t - ratio * d_x
 
 
 def _sanitize_logits(inputs: SparseInputs) -> jax.Array:
@@ -325,6 +396,7 @@ def sparse_categorical_cross_entropy(
   class_weights=None,
   ignore_index: int | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   """Cross-entropy between integer labels and predicted probabilities.
@@ -347,7 +419,10 @@ def sparse_categorical_cross_entropy(
     class_weights: ``[C]`` per-class weights.
     ignore_index: label value whose examples are dropped.
     where: boolean mask of the labels' shape; False examples are dropped.
-    reduction: ``"none"``, ``"sum"`` or ``"mean"`` (``sum(l_n) / sum(w[y_n])``).
+    sample_weight: per-example weights ``s_n``, as in
+      :func:`sparse_categorical_cross_entropy_with_logits`.
+    reduction: ``"none"``, ``"sum"``, ``"mean"`` (``sum(s_n l_n) / sum(s_n w[y_n])``) or
+      ``"sum_over_batch_size"`` (``sum(s_n l_n) / (number of kept examples)``).
 
   Returns:
     The loss, float32 (float64 for float64 probs).
@@ -374,6 +449,7 @@ def sparse_categorical_cross_entropy(
     where=where,
   )
   p = inputs.scores
+  weights = _validate.sample_weights(fn_name, sample_weight, inputs.labels.shape, p.dtype)
   bad_probs = _common.check_probabilities(fn_name, p, inputs.valid, axis)
   p_y = jnp.take_along_axis(p, inputs.labels[..., None], axis=-1)[..., 0]
   p_y = jnp.where(inputs.valid, p_y, jnp.ones_like(p_y))
@@ -384,7 +460,11 @@ def sparse_categorical_cross_entropy(
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
   return _common.reduce_losses(
-    losses, valid=inputs.valid, denominator=inputs.target_weight, reduction=reduction
+    losses,
+    valid=inputs.valid,
+    denominator=inputs.target_weight,
+    sample_weight=weights,
+    reduction=reduction,
   )
 
 
@@ -395,23 +475,41 @@ def sparse_categorical_focal_loss_with_logits(
   gamma=2.0,
   class_weights=None,
   ignore_index: int | None = None,
+  label_smoothing=0.0,
+  softcap=None,
   axis: int = -1,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
-  """Multi-class focal loss from logits: cross-entropy scaled by ``(1 - p_y)^gamma``.
+  r"""Multi-class focal loss from logits: cross-entropy scaled by ``(1 - p_y)^gamma``.
 
   .. math::
-    \\ell_n = -w_{y_n} (1 - p_{n,y_n})^{\\gamma} \\log p_{n,y_n},
-    \\quad p = \\mathrm{softmax}(z)
+    \ell_n = -w_{y_n} (1 - p_{n,y_n})^{\gamma} \log p_{n,y_n},
+    \quad p = \mathrm{softmax}(z)
 
   Computed in log space: ``log p_y = z_y - lse(z)`` and, exactly even when ``p_y``
   rounds to 1, ``log(1 - p_y) = lse(z_{c != y}) - lse(z)``, so a confident correct
   prediction gives a finite loss and gradient. ``gamma = 0`` is the weighted
   cross-entropy. ``"mean"`` divides by ``sum(w[y_n])`` as the weighted cross-entropy does.
 
+  With label smoothing the target is ``q = (1 - e) onehot(y) + e / C``, as in
+  :func:`sparse_categorical_cross_entropy_with_logits`, and the focal weight applies to
+  each class's term of the smoothed cross-entropy with that class's own probability
+  (Keras's ``CategoricalFocalCrossentropy`` convention):
+
+  .. math::
+    \ell_n = (1 - \epsilon) w_{y} (1 - p_{y})^{\gamma} (-\log p_{y})
+      + \frac{\epsilon}{C} \sum_c w_c (1 - p_c)^{\gamma} (-\log p_c)
+
+  which is the smoothed cross-entropy for ``gamma = 0``. ``log(1 - p_c)`` is exact for
+  every class (the largest class's from the log-sum-exp of the others).
+
   Gradient: ``d l / d z_c = w_y (p_c - [c = y]) (1 - p_y)^(g - 1) ((1 - p_y) - g p_y log p_y)``,
-  which for ``g = 0`` is the cross-entropy's ``w_y (p_c - [c = y])``.
+  which for ``g = 0`` is the cross-entropy's ``w_y (p_c - [c = y])``; with smoothing,
+  ``d l / d z = p sum_c a_c A_c - a A`` with ``a = w q`` and
+  ``A_c = (1 - p_c)^g - g p_c log p_c (1 - p_c)^(g - 1)``. With ``softcap`` the logits are
+  first ``z = c tanh(u / c)`` and the gradient in ``u`` is multiplied by ``1 - (z / c)^2``.
 
   Args:
     logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``.
@@ -419,19 +517,28 @@ def sparse_categorical_focal_loss_with_logits(
     gamma: focusing parameter (>= 0).
     class_weights: ``[C]`` per-class weights (the "alpha" of Lin et al. for many classes).
     ignore_index: label value whose examples are dropped.
+    label_smoothing: ``epsilon`` in ``[0, 1]`` (see above).
+    softcap: if set, logits become ``c * tanh(logits / c)`` first, as in
+      :func:`sparse_categorical_cross_entropy_with_logits` (``c > 0``, may be traced).
     axis: the class axis of ``logits``.
     where: boolean mask of the labels' shape.
-    reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+    sample_weight: per-example weights ``s_n``, as in
+      :func:`sparse_categorical_cross_entropy_with_logits`.
+    reduction: ``"none"``, ``"sum"``, ``"mean"`` (``sum(s_n l_n) / sum(s_n w[y_n])``) or
+      ``"sum_over_batch_size"`` (``sum(s_n l_n) / (number of kept examples)``).
 
   Returns:
     The loss, float32 (float64 for float64 logits).
 
   References:
-    Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+    Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017; Keras's
+    ``CategoricalFocalCrossentropy`` (label smoothing with the focal weight per class).
   """
   fn_name = "sparse_categorical_focal_loss_with_logits"
   _common.check_reduction(fn_name, reduction)
-  option_bad = _validate.options(fn_name, gamma=gamma)
+  option_bad = _validate.options(
+    fn_name, gamma=gamma, label_smoothing=label_smoothing, softcap=softcap
+  )
   inputs = prepare_sparse(
     fn_name,
     logits,
@@ -442,7 +549,12 @@ def sparse_categorical_focal_loss_with_logits(
     where=where,
     option_bad=option_bad,
   )
+  weights = _validate.sample_weights(
+    fn_name, sample_weight, inputs.labels.shape, inputs.scores.dtype
+  )
   x = _sanitize_logits(inputs)
+  if softcap is not None:
+    x = _softcap_autodiff(x, jnp.asarray(softcap, x.dtype))
   lse = _common.logsumexp(x)
   target_logit = jnp.take_along_axis(x, inputs.labels[..., None], axis=-1)[..., 0]
   log_p = target_logit - lse
@@ -451,9 +563,49 @@ def sparse_categorical_focal_loss_with_logits(
   losses = focal_scale(-log_p, log_1mp, gamma)
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
+  if not _common.is_static_zero(label_smoothing):
+    eps = jnp.asarray(label_smoothing, x.dtype)
+    per_class = focal_scale(lse[..., None] - x, _log1m_softmax(x, lse), gamma)
+    if inputs.class_weights is not None:
+      per_class = _common.safe_mul(inputs.class_weights, per_class)
+    # safe_mul: with eps == 0 an infinite class term must not turn 0 * inf into NaN.
+    losses = (1 - eps) * losses + _common.safe_mul(eps / x.shape[-1], jnp.sum(per_class, -1))
   return _common.reduce_losses(
-    losses, valid=inputs.valid, denominator=inputs.target_weight, reduction=reduction
+    losses,
+    valid=inputs.valid,
+    denominator=inputs.target_weight,
+    sample_weight=weights,
+    reduction=reduction,
   )
+
+
+@jax.custom_jvp
+def _softcap_autodiff(x, cap):
+  """:func:`softcap` whose derivatives stay finite at ``+-inf`` (plain autodiff of the
+  clip would meet ``inf * 0`` in the softcap's derivative)."""
+  return softcap(x, cap)
+
+
+@_softcap_autodiff.defjvp
+def _softcap_autodiff_jvp(primals, tangents):
+  x, cap = primals
+  t_x, t_cap = tangents
+  d_x, d_cap = softcap_derivatives(x, cap)
+  return softcap(x, cap), d_x * t_x + d_cap * t_cap
+
+
+def _log1m_softmax(x, lse) -> jax.Array:
+  """``log(1 - softmax(x)_c)`` for every class, exact also where ``p_c`` rounds to 1.
+
+  Only a row's largest class can have ``p_c > 1/2``; its value is the log-sum-exp of the
+  other classes minus ``lse``. Every other class has ``p_c <= 1/2``, where
+  ``log1p(-p_c)`` is accurate.
+  """
+  is_max = jnp.arange(x.shape[-1]) == jnp.argmax(x, axis=-1)[..., None]
+  largest = _common.logsumexp(jnp.where(is_max, -jnp.inf, x)) - lse
+  # Double where: the largest class's p never enters log1p, so its gradient stays finite.
+  p = jnp.exp(jnp.where(is_max, -jnp.inf, x - lse[..., None]))
+  return jnp.where(is_max, largest[..., None], jnp.log1p(-p))
 
 
 def focal_scale(ce, log_1mp, gamma) -> jax.Array:

@@ -44,6 +44,7 @@ def vocab_parallel_cross_entropy(
   label_smoothing=0.0,
   z_loss=0.0,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ):
   """Sparse cross-entropy from logits whose class axis is sharded over ``axis_name``.
@@ -61,12 +62,14 @@ def vocab_parallel_cross_entropy(
     logits_shard: ``[..., V / P]`` this device's slice of the logits.
     labels: ``[...]`` global class indices in ``[0, V)``.
     axis_name: the mesh axis the classes are sharded over.
-    batch_axis_name: the mesh axis the examples are sharded over, if any: ``"sum"`` and
-      ``"mean"`` are then over the global batch.
+    batch_axis_name: the mesh axis the examples are sharded over, if any: ``"sum"``,
+      ``"mean"`` and ``"sum_over_batch_size"`` are then over the global batch (the mean's
+      denominator is all-reduced with the sum).
     class_weights: ``[V]`` all the class weights (replicated).
-    ignore_index, label_smoothing, z_loss, where, reduction: as in
+    ignore_index, label_smoothing, z_loss, where, sample_weight, reduction: as in
       :func:`xentax.sparse_categorical_cross_entropy_with_logits` (``label_smoothing``
-      spreads ``e / V`` over the global vocabulary).
+      spreads ``e / V`` over the global vocabulary; ``sample_weight`` has the local
+      labels' shape, sharded with the examples over ``batch_axis_name``).
 
   Returns:
     The loss, replicated over ``axis_name``.
@@ -109,6 +112,7 @@ def vocab_parallel_cross_entropy(
     shown=shown,
     option_bad=option_bad,
   )
+  weights = _validate.sample_weights(fn_name, sample_weight, labels.shape, dtype)
   x = logits_shard.astype(dtype)
   x = jnp.where(prepared.valid[..., None], x, jnp.zeros((), dtype))
   x = x + _common.nan_where(prepared.bad, dtype)[..., None]
@@ -129,6 +133,7 @@ def vocab_parallel_cross_entropy(
     losses,
     valid=prepared.valid,
     denominator=prepared.target_weight,
+    sample_weight=weights,
     reduction=reduction,
     axis_name=batch_axis_name,
   )
@@ -239,6 +244,7 @@ def vocab_parallel_fused_linear_cross_entropy(
   z_loss=0.0,
   softcap: float | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
   return_lse: bool = False,
 ):
@@ -259,8 +265,10 @@ def vocab_parallel_fused_linear_cross_entropy(
     batch_axis_name: the mesh axis the tokens are sharded over, if any.
     bias_shard: optional ``[V / P]``.
     block_size, ignore_index, class_weights (``[V]``, replicated), label_smoothing,
-      z_loss, softcap, where, reduction, return_lse: as in
-      :func:`xentax.fused_linear_cross_entropy`.
+      z_loss, softcap, where, sample_weight, reduction, return_lse: as in
+      :func:`xentax.fused_linear_cross_entropy` (``sample_weight`` has the local labels'
+      shape and is sharded with them over ``batch_axis_name``; the mean's denominator
+      ``sum(s_n w[y_n])`` is all-reduced over it).
 
   Returns:
     The loss (replicated), or ``(loss, lse)``.
@@ -278,6 +286,7 @@ def vocab_parallel_fused_linear_cross_entropy(
     z_loss=z_loss,
     softcap=softcap,
     where=where,
+    sample_weight=sample_weight,
     reduction=reduction,
     return_lse=return_lse,
     axis_name=axis_name,
