@@ -465,9 +465,11 @@ def binary_cross_entropy(
   def grad_p(p, y, eps, w, s):
     p, y = _exact_inputs(prepared, p, y, fill=0.5, extra_bad=(p < 0) | (p > 1))
     y = _smooth(y, eps)
-    # Each term is 0 where its clamp is active; `~(log <= -100)` keeps a NaN p NaN.
-    live_p = ~(jnp.log(p) <= -100.0)
-    live_q = ~(jnp.log1p(-p) <= -100.0)
+    # Each term is 0 where its clamp is active (log p <= -100 iff p <= e^-100, no log
+    # needed); `~(p <= tiny)` keeps a NaN p NaN.
+    tiny = jnp.exp(jnp.asarray(-100.0, p.dtype))
+    live_p = ~(p <= tiny)
+    live_q = ~(1 - p <= tiny)
     g = jnp.where(live_p, -y / jnp.where(live_p, p, 1), 0) + jnp.where(
       live_q, (1 - y) / jnp.where(live_q, 1 - p, 1), 0
     )
