@@ -40,19 +40,22 @@ def _log_sigmoid(z):
   return -np.logaddexp(0.0, -z)
 
 
-def binary_cross_entropy(p, y, *, weights=None, where=None, reduction="mean"):
+def binary_cross_entropy(
+  p, y, *, weights=None, label_smoothing=0.0, where=None, sample_weight=None, reduction="mean"
+):
   p = np.asarray(p, np.float64)
-  y = np.asarray(y, np.float64)
+  y = np.asarray(y, np.float64) * (1 - label_smoothing) + label_smoothing / 2
   losses = -(y * _clamped_log(p) + (1 - y) * _clamped_log(1 - p))
   if weights is not None:
     losses = losses * np.broadcast_to(weights, p.shape)
   kept = np.ones(p.shape, bool) if where is None else np.broadcast_to(where, p.shape)
-  return _reduce(losses, kept, np.ones(p.shape), reduction)
+  return _reduce(losses, kept, np.ones(p.shape), reduction, sample_weight)
 
 
 def binary_cross_entropy_with_logits(
-  z, y, *, pos_weight=None, weights=None, label_smoothing=0.0, where=None, reduction="mean"
-):
+  z, y, *, pos_weight=None, weights=None, label_smoothing=0.0, where=None, sample_weight=None,
+  reduction="mean",
+):  # fmt: skip
   z = np.asarray(z, np.float64)
   y = np.asarray(y, np.float64) * (1 - label_smoothing) + label_smoothing / 2
   pw = 1.0 if pos_weight is None else np.broadcast_to(pos_weight, z.shape)
@@ -60,13 +63,16 @@ def binary_cross_entropy_with_logits(
   if weights is not None:
     losses = losses * np.broadcast_to(weights, z.shape)
   kept = np.ones(z.shape, bool) if where is None else np.broadcast_to(where, z.shape)
-  return _reduce(losses, kept, np.ones(z.shape), reduction)
+  return _reduce(losses, kept, np.ones(z.shape), reduction, sample_weight)
 
 
-def binary_focal_loss_with_logits(z, y, *, gamma=2.0, alpha=None, where=None, reduction="mean"):
-  """torchvision.ops.sigmoid_focal_loss, in probability space."""
+def binary_focal_loss_with_logits(
+  z, y, *, gamma=2.0, alpha=None, label_smoothing=0.0, where=None, sample_weight=None,
+  reduction="mean",
+):  # fmt: skip
+  """torchvision.ops.sigmoid_focal_loss, in probability space, on Keras-smoothed labels."""
   z = np.asarray(z, np.float64)
-  y = np.asarray(y, np.float64)
+  y = np.asarray(y, np.float64) * (1 - label_smoothing) + label_smoothing / 2
   p = 1 / (1 + np.exp(-z))
   ce = -(y * _log_sigmoid(z) + (1 - y) * _log_sigmoid(-z))
   p_t = p * y + (1 - p) * (1 - y)
@@ -74,7 +80,7 @@ def binary_focal_loss_with_logits(z, y, *, gamma=2.0, alpha=None, where=None, re
   if alpha is not None:
     losses = (alpha * y + (1 - alpha) * (1 - y)) * losses
   kept = np.ones(z.shape, bool) if where is None else np.broadcast_to(where, z.shape)
-  return _reduce(losses, kept, np.ones(z.shape), reduction)
+  return _reduce(losses, kept, np.ones(z.shape), reduction, sample_weight)
 
 
 def _per_example(scores, axis, fn):

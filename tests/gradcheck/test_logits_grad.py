@@ -215,3 +215,39 @@ def test_sparse_closed_forms_with_sample_weight_every_reduction(loss, reduction)
   )
   auto = jax.grad(lambda s: getattr(xentax, loss)(s, labels, **options, reduction=reduction).sum())
   np.testing.assert_allclose(np.asarray(closed), auto(scores), rtol=1e-10, atol=1e-12)
+
+
+BINARY = (
+  "binary_cross_entropy",
+  "binary_cross_entropy_with_logits",
+  "binary_focal_loss_with_logits",
+)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean", "sum_over_batch_size"])
+@pytest.mark.parametrize("loss", BINARY)
+def test_binary_closed_forms_with_smoothing_and_sample_weight_match_autodiff(loss, reduction):
+  rng = np.random.default_rng(3)
+  z = rng.normal(size=(5, 3)) * 2
+  scores = 1 / (1 + np.exp(-z)) if loss == "binary_cross_entropy" else z
+  labels = rng.uniform(size=(5, 3))
+  options = {
+    "label_smoothing": 0.2,
+    "sample_weight": rng.uniform(0.0, 2.0, size=(3,)),
+    "where": rng.uniform(size=(5, 3)) > 0.3,
+  }
+  fn = getattr(xentax, loss)
+
+  def total(s):
+    out = fn(s, labels, **options, reduction=reduction)
+    return out.sum() if reduction == "none" else out
+
+  want = jax.grad(total)(jax.numpy.asarray(scores))
+  got = gradcheck.logits_grad(loss, scores, labels, **options, reduction=reduction)
+  np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", BINARY)
+def test_binary_closed_forms_reject_bad_sample_weights(loss):
+  with pytest.raises(ValueError, match="sample_weight"):
+    gradcheck.logits_grad(loss, np.full(2, 0.5), np.zeros(2), sample_weight=np.array([1.0, -1.0]))

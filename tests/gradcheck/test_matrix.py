@@ -172,3 +172,18 @@ def test_option_gradients_of_sample_weight_and_softcap_are_in_the_matrix(loss, o
   for dtype in (jnp.float64, jnp.float32):
     (report,) = _matrix.check_option_case(loss, option, dtype)
     assert report.passed, report
+
+
+@pytest.mark.parametrize(
+  "loss",
+  ["binary_cross_entropy", "binary_cross_entropy_with_logits", "binary_focal_loss_with_logits"],
+)
+def test_binary_rows_with_label_smoothing_and_sample_weight_pass(loss):
+  names = _matrix.LOSS_OPTIONS[loss]
+  assert {"label_smoothing", "sample_weight"} <= set(names)
+  assert (loss, "sample_weight") in _matrix.option_cases()
+  records = _matrix.run_matrix(("float64", "float32"), losses=[loss])
+  failed = [r for r in records if not r["passed"]]
+  assert not failed, failed
+  by_option = {r["options"].get("d/d") for r in records}
+  assert {"label_smoothing", "sample_weight"} <= by_option

@@ -86,12 +86,17 @@ LOSSES = {
     BINARY_LABELS,
     ("label_smoothing", "pos_weight", "weights"),
   ),
-  "binary_probs": (xentax.binary_cross_entropy, PROBS, BINARY_LABELS, ("weights",)),
+  "binary_probs": (
+    xentax.binary_cross_entropy,
+    PROBS,
+    BINARY_LABELS,
+    ("weights", "label_smoothing"),
+  ),
   "binary_focal": (
     xentax.binary_focal_loss_with_logits,
     LOGITS,
     BINARY_LABELS,
-    ("gamma", "alpha"),
+    ("gamma", "alpha", "label_smoothing"),
   ),
   "fused": (
     _fused,
@@ -537,3 +542,63 @@ def test_sample_weight_of_the_wrong_shape_or_type_is_a_clear_error(loss):
   np.testing.assert_allclose(
     _call(loss, sample_weight=2.0, reduction="sum"), 2 * _call(loss, reduction="sum"), rtol=1e-12
   )
+
+
+# --- sample weights of the binary losses (one weight per entry) ----------------------------
+
+BINARY_LOSSES = ["binary_logits", "binary_probs", "binary_focal"]
+BAD_SAMPLE_WEIGHTS = [np.array([1.0, -1.0, 1.0]), np.array([np.inf, 1.0, 1.0]), np.array(np.nan)]
+
+
+@pytest.mark.parametrize("i", range(len(BAD_SAMPLE_WEIGHTS)))
+@pytest.mark.parametrize("loss", BINARY_LOSSES)
+def test_binary_bad_sample_weight_raises_naming_it(loss, i):
+  with pytest.raises(ValueError, match="sample_weight"):
+    _call(loss, sample_weight=BAD_SAMPLE_WEIGHTS[i])
+
+
+@pytest.mark.parametrize("loss", BINARY_LOSSES)
+def test_binary_sample_weight_of_the_wrong_shape_names_the_shapes(loss):
+  with pytest.raises(ValueError, match=r"sample_weight has shape \(2,\).*\(4, 3\)"):
+    _call(loss, sample_weight=np.ones(2))
+  with pytest.raises(TypeError, match="sample_weight"):
+    _call(loss, sample_weight="heavy")
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum_over_batch_size"])
+@pytest.mark.parametrize("i", range(len(BAD_SAMPLE_WEIGHTS)))
+@pytest.mark.parametrize("loss", BINARY_LOSSES)
+def test_binary_traced_bad_sample_weight_gives_nan(loss, i, reduction):
+  fn, scores, labels, _ = LOSSES[loss]
+  weights = BAD_SAMPLE_WEIGHTS[i]
+  column = int(np.argmax(~((weights >= 0) & (weights < np.inf)))) if weights.ndim else 0
+
+  def f(s, w):
+    out = fn(s, labels, sample_weight=w, reduction=reduction)
+    return out[0, column] if reduction == "none" else out
+
+  value, grad = jax.jit(jax.value_and_grad(f))(jnp.asarray(scores), jnp.asarray(weights))
+  assert np.isnan(value)
+  assert np.isnan(grad).any()
+  if reduction == "none" and weights.ndim:  # the entries with good weights are untouched
+    out = jax.jit(lambda s, w: fn(s, labels, sample_weight=w, reduction="none"))(scores, weights)
+    bad = ~((weights >= 0) & (weights < np.inf))
+    assert np.isnan(np.asarray(out)[:, bad]).all() and np.isfinite(np.asarray(out)[:, ~bad]).all()
+  with pytest.raises(checkify.JaxRuntimeError, match="sample_weight must be"):
+    xentax.checked(jax.jit(f))(jnp.asarray(scores), jnp.asarray(weights))
+
+
+@pytest.mark.parametrize("loss", BINARY_LOSSES)
+def test_binary_bad_sample_weight_on_a_dropped_entry_is_ignored(loss):
+  fn, scores, labels, _ = LOSSES[loss]
+  where = np.ones((N, C), bool)
+  where[:, 1] = False
+  weights = np.array([1.0, -1.0, 2.0])
+
+  def f(s, w):
+    return fn(s, labels, sample_weight=w, where=where)
+
+  value, grad = jax.jit(jax.value_and_grad(f))(jnp.asarray(scores), jnp.asarray(weights))
+  want = fn(scores, labels, sample_weight=np.array([1.0, 0.0, 2.0]), where=where)
+  np.testing.assert_allclose(value, want, **tol(np.float64))
+  assert np.isfinite(grad).all()

@@ -1,15 +1,18 @@
 """Binary losses against the float64 reference, options and edge cases."""
 
+import hypothesis.extra.numpy as hnp
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import xentax
 from tests import _reference as ref
 from tests._tolerances import tol
 
-REDUCTIONS = ["none", "sum", "mean"]
+REDUCTIONS = ["none", "sum", "mean", "sum_over_batch_size"]
 rng = np.random.default_rng(0)
 Z = rng.normal(size=(6, 4)) * 3
 Y_HARD = (rng.uniform(size=(6, 4)) > 0.5).astype(np.float64)
@@ -22,13 +25,32 @@ LOGIT_OPTIONS = {
   "weights": {"weights": rng.uniform(size=(6, 1))},
   "label_smoothing": {"label_smoothing": 0.1},
   "where": {"where": rng.uniform(size=(6, 4)) > 0.3},
+  "sample_weight": {"sample_weight": rng.uniform(0.0, 2.0, size=(6, 4))},
   "all": {
     "pos_weight": np.array([0.5, 1.0, 2.0, 3.0]),
     "weights": rng.uniform(size=(6, 4)),
     "label_smoothing": 0.2,
     "where": rng.uniform(size=(6, 4)) > 0.3,
+    "sample_weight": rng.uniform(0.0, 2.0, size=(6, 1)),
   },
 }
+PROBS_OPTIONS = ["plain", "weights", "where", "label_smoothing", "sample_weight", "all"]
+FOCAL_OPTIONS = {
+  "label_smoothing": {"label_smoothing": 0.2},
+  "where": {"where": rng.uniform(size=(6, 4)) > 0.3},
+  "sample_weight": {"sample_weight": rng.uniform(0.0, 2.0, size=(4,))},
+  "all": {
+    "label_smoothing": 0.1,
+    "where": rng.uniform(size=(6, 1)) > 0.3,
+    "sample_weight": rng.uniform(0.0, 2.0, size=(6, 4)),
+  },
+}
+
+
+def _probs_options(name):
+  options = dict(LOGIT_OPTIONS[name])
+  options.pop("pos_weight", None)
+  return options
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -45,11 +67,11 @@ def test_with_logits_matches_reference(name, reduction, labels, dtype):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("name", ["plain", "weights", "where"])
+@pytest.mark.parametrize("name", PROBS_OPTIONS)
 @pytest.mark.parametrize("labels", ["hard", "soft"])
 def test_probs_matches_reference(name, reduction, labels):
   y = Y_HARD if labels == "hard" else Y_SOFT
-  options = LOGIT_OPTIONS[name]
+  options = _probs_options(name)
   got = xentax.binary_cross_entropy(P, y, reduction=reduction, **options)
   want = ref.binary_cross_entropy(P, y, reduction=reduction, **options)
   np.testing.assert_allclose(got, want, **tol(np.float64))
@@ -166,3 +188,178 @@ def test_bfloat16_input_gives_float32_loss():
     np.asarray(jnp.asarray(Z, jnp.bfloat16), np.float64), Y_HARD
   )
   np.testing.assert_allclose(got, want, **tol(np.float32))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", list(FOCAL_OPTIONS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_focal_options_match_reference(name, reduction, dtype):
+  options = FOCAL_OPTIONS[name]
+  got = xentax.binary_focal_loss_with_logits(
+    Z.astype(dtype), Y_SOFT, alpha=0.25, reduction=reduction, **options
+  )
+  want = ref.binary_focal_loss_with_logits(Z, Y_SOFT, alpha=0.25, reduction=reduction, **options)
+  assert got.dtype == dtype
+  np.testing.assert_allclose(got, want, **tol(dtype))
+
+
+LOSSES = {
+  "probs": (xentax.binary_cross_entropy, ref.binary_cross_entropy),
+  "logits": (xentax.binary_cross_entropy_with_logits, ref.binary_cross_entropy_with_logits),
+  "focal": (xentax.binary_focal_loss_with_logits, ref.binary_focal_loss_with_logits),
+}
+
+
+def _scores(kind, z):
+  return 1 / (1 + np.exp(-z)) if kind == "probs" else z
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+  kind=st.sampled_from(list(LOSSES)),
+  reduction=st.sampled_from(REDUCTIONS),
+  data=st.data(),
+)
+def test_options_and_reductions_match_reference_property(kind, reduction, data):
+  shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=5))
+  floats = st.floats(-8, 8, allow_nan=False)
+  z = data.draw(hnp.arrays(np.float64, shape, elements=floats))
+  y = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(0, 1)))
+  options = {
+    "label_smoothing": data.draw(st.floats(0, 1)),
+    "sample_weight": data.draw(hnp.arrays(np.float64, shape[-1:], elements=st.floats(0, 3))),
+    "where": data.draw(hnp.arrays(np.bool_, shape)),
+  }
+  fn, reference = LOSSES[kind]
+  got = fn(_scores(kind, z), y, reduction=reduction, **options)
+  want = reference(_scores(kind, z), y, reduction=reduction, **options)
+  np.testing.assert_allclose(got, want, **tol(np.float64))
+  assert reduction == "none" or np.ndim(got) == 0
+
+
+@pytest.mark.parametrize("kind", list(LOSSES))
+def test_sample_weight_enters_the_mean_denominator_and_weights_do_not(kind):
+  fn, _ = LOSSES[kind]
+  scores = _scores(kind, Z)
+  s = rng.uniform(0.1, 2.0, size=(6, 4))
+  none = np.asarray(fn(scores, Y_SOFT, reduction="none"))
+  weighted = fn(scores, Y_SOFT, sample_weight=s)
+  np.testing.assert_allclose(weighted, (s * none).sum() / s.sum(), rtol=1e-12)
+  # Keras's default and torch's `(loss(reduction="none") * w).mean()`: the count.
+  per_batch = fn(scores, Y_SOFT, sample_weight=s, reduction="sum_over_batch_size")
+  np.testing.assert_allclose(per_batch, (s * none).mean(), rtol=1e-12)
+  np.testing.assert_allclose(fn(scores, Y_SOFT, sample_weight=s, reduction="none"), s * none)
+  if kind != "focal":  # elementwise `weights` (torch's `weight`) multiply, count stays N
+    np.testing.assert_allclose(fn(scores, Y_SOFT, weights=s), (s * none).mean(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", list(LOSSES))
+def test_zero_sample_weight_drops_an_infinite_loss(kind):
+  fn, _ = LOSSES[kind]
+  scores = np.array([np.inf, 0.5]) if kind != "probs" else np.array([0.0, 0.5])
+  y = np.array([0.0, 1.0]) if kind != "probs" else np.array([1.0, 1.0])
+  s = np.array([0.0, 1.0])
+  value, grad = jax.value_and_grad(lambda x: fn(x, y, sample_weight=s, reduction="sum"))(
+    jnp.asarray(scores)
+  )
+  want = float(fn(scores[1:], y[1:], reduction="sum"))
+  np.testing.assert_allclose(value, want, rtol=1e-12)
+  assert grad[0] == 0 and np.isfinite(grad[1])
+
+
+@pytest.mark.parametrize("kind", list(LOSSES))
+def test_label_smoothing_equals_smoothed_labels(kind):
+  fn, _ = LOSSES[kind]
+  scores = _scores(kind, Z)
+  eps = 0.3
+  np.testing.assert_allclose(
+    fn(scores, Y_HARD, label_smoothing=eps, reduction="none"),
+    fn(scores, Y_HARD * (1 - eps) + eps / 2, reduction="none"),
+    rtol=1e-12,
+  )
+
+
+def _central(f, x, h=1e-6):
+  x = np.asarray(x, np.float64)
+  g = np.zeros_like(x)
+  for i in np.ndindex(x.shape):
+    e = np.zeros_like(x)
+    e[i] = h
+    g[i] = (float(f(x + e)) - float(f(x - e))) / (2 * h)
+  return g
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum_over_batch_size"])
+@pytest.mark.parametrize("kind", list(LOSSES))
+def test_gradients_in_label_smoothing_and_sample_weight_match_differences(kind, reduction):
+  fn, reference = LOSSES[kind]
+  scores = _scores(kind, Z)
+  where = LOGIT_OPTIONS["where"]["where"]
+  s0 = rng.uniform(0.5, 2.0, size=(4,))
+
+  def loss(eps, s, f=fn):
+    return f(scores, Y_SOFT, label_smoothing=eps, sample_weight=s, where=where, reduction=reduction)
+
+  g_eps, g_s = jax.grad(loss, argnums=(0, 1))(0.1, s0)
+  np.testing.assert_allclose(
+    g_eps, _central(lambda e: loss(e, s0, reference), 0.1), rtol=1e-6, atol=1e-8
+  )
+  np.testing.assert_allclose(
+    g_s, _central(lambda s: loss(0.1, s, reference), s0), rtol=1e-6, atol=1e-8
+  )
+
+
+@pytest.mark.parametrize("kind", list(LOSSES))
+def test_jit_vmap_grad_and_jvp_agree(kind):
+  fn, reference = LOSSES[kind]
+  scores = jnp.asarray(_scores(kind, Z))
+  options = {"label_smoothing": 0.1, "sample_weight": np.linspace(0.5, 2.0, 4)}
+
+  def loss(x):
+    return fn(x, Y_SOFT, **options)
+
+  np.testing.assert_allclose(jax.jit(loss)(scores), loss(scores), rtol=1e-12)
+  rows = jax.vmap(lambda x, y: fn(x, y, reduction="sum", **options))(scores, jnp.asarray(Y_SOFT))
+  want = [reference(np.asarray(scores)[i], Y_SOFT[i], reduction="sum", **options) for i in range(6)]
+  np.testing.assert_allclose(rows, want, **tol(np.float64))
+  grad = jax.jit(jax.grad(loss))(scores)
+  v = jnp.asarray(rng.normal(size=(6, 4)))
+  _, tangent = jax.jvp(loss, (scores,), (v,))
+  np.testing.assert_allclose(tangent, jnp.vdot(grad, v), rtol=1e-10)
+  np.testing.assert_allclose(
+    grad, _central(lambda x: reference(x, Y_SOFT, **options), scores), rtol=1e-5, atol=1e-8
+  )
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("kind", list(LOSSES))
+def test_dropped_garbage_leaks_nothing_under_jit(kind, reduction):
+  # The fast sum meets the NaN / infinity / bad label and falls back to the exact one.
+  fn, reference = LOSSES[kind]
+  scores = np.array(_scores(kind, Z))
+  y = Y_SOFT.copy()
+  where = np.ones((6, 4), bool)
+  where[0, :3] = False
+  scores[0, 0], scores[0, 1], y[0, 2] = np.nan, (np.inf if kind != "probs" else 2.0), 3.0
+
+  def loss(x, y):
+    return fn(x, y, where=where, sample_weight=np.full((6, 4), 2.0), reduction=reduction)
+
+  value, grad = jax.jit(jax.value_and_grad(loss))(jnp.asarray(scores), jnp.asarray(y))
+  clean = np.where(where, scores, 0.5)
+  want = reference(clean, np.where(where, y, 0.5), where=where, sample_weight=2.0,
+                   reduction=reduction)  # fmt: skip
+  np.testing.assert_allclose(value, want, **tol(np.float64))
+  assert np.all(np.asarray(grad)[~where] == 0) and np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("kind", list(LOSSES))
+def test_concrete_bad_new_options_raise(kind):
+  fn, _ = LOSSES[kind]
+  scores = _scores(kind, Z)
+  with pytest.raises(ValueError, match="label_smoothing"):
+    fn(scores, Y_SOFT, label_smoothing=1.5)
+  with pytest.raises(ValueError, match="sample_weight"):
+    fn(scores, Y_SOFT, sample_weight=-np.ones(4))
+  with pytest.raises(ValueError, match=r"sample_weight has shape \(3,\)"):
+    fn(scores, Y_SOFT, sample_weight=np.ones(3))

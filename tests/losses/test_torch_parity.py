@@ -178,3 +178,55 @@ def test_softcap_matches_torch_cross_entropy_of_capped_logits():
   want = F.cross_entropy(capped, torch.tensor(y), label_smoothing=0.1).numpy()
   got = xentax.sparse_categorical_cross_entropy_with_logits(z, y, softcap=5.0, label_smoothing=0.1)
   np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def _torch_reduce(losses, w, reduction):
+  """Sample weights the way a torch user applies them to ``reduction="none"`` losses."""
+  weighted = losses * w
+  if reduction == "mean":
+    return (weighted.sum() / w.sum()).numpy()
+  if reduction == "sum_over_batch_size":
+    return weighted.mean().numpy()
+  return (weighted.sum() if reduction == "sum" else weighted).numpy()
+
+
+def _torch_focal(z, y, gamma, alpha):
+  """torchvision.ops.sigmoid_focal_loss, written with torch.nn.functional (no torchvision)."""
+  p = torch.sigmoid(z)
+  ce = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+  p_t = p * y + (1 - p) * (1 - y)
+  return (alpha * y + (1 - alpha) * (1 - y)) * ce * (1 - p_t) ** gamma
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean", "sum_over_batch_size"])
+def test_binary_label_smoothing_and_sample_weights_match_torch(reduction):
+  z = rng.normal(size=(8, 4)) * 4
+  y = (rng.uniform(size=(8, 4)) > 0.5).astype(np.float64)
+  eps = 0.2
+  y_smooth = torch.tensor(y * (1 - eps) + eps / 2)
+  s = rng.uniform(0.0, 2.0, size=(8, 4))
+  p = 1 / (1 + np.exp(-z))
+  p[1, 1], p[2, 2] = 0.0, 1.0
+  cases = [
+    (
+      F.binary_cross_entropy(torch.tensor(p), y_smooth, reduction="none"),
+      xentax.binary_cross_entropy,
+      p,
+    ),
+    (
+      F.binary_cross_entropy_with_logits(torch.tensor(z), y_smooth, reduction="none"),
+      xentax.binary_cross_entropy_with_logits,
+      z,
+    ),
+  ]
+  for torch_losses, fn, scores in cases:
+    want = _torch_reduce(torch_losses, torch.tensor(s), reduction)
+    got = fn(scores, y, label_smoothing=eps, sample_weight=s, reduction=reduction)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+  want = _torch_reduce(
+    _torch_focal(torch.tensor(z), y_smooth, 2.0, 0.25), torch.tensor(s), reduction
+  )
+  got = xentax.binary_focal_loss_with_logits(
+    z, y, gamma=2.0, alpha=0.25, label_smoothing=eps, sample_weight=s, reduction=reduction
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

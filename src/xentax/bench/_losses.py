@@ -28,6 +28,24 @@ def _sample_weight(x):
   return jnp.linspace(0.5, 1.5, x.shape[0], dtype=jnp.float32)
 
 
+def _binary_options(x, *, elementwise=True, pos_weight=True):
+  """The binary losses' array options, all on, for ``[batch, classes]`` scores.
+
+  A per-column ``pos_weight`` and sample weight, per-row ``weights`` and a ``where``
+  dropping every eighth row.
+  """
+  batch, classes = x.shape
+  options = {
+    "where": jnp.arange(batch)[:, None] % 8 != 7,
+    "sample_weight": jnp.linspace(0.5, 2.0, classes, dtype=jnp.float32),
+  }
+  if elementwise:
+    options["weights"] = jnp.linspace(0.5, 2.0, batch, dtype=jnp.float32)[:, None]
+  if elementwise and pos_weight:
+    options["pos_weight"] = jnp.linspace(0.5, 2.0, classes, dtype=jnp.float32)
+  return options
+
+
 # name -> (kind of inputs, {implementation: fn(scores, targets)}); the first is the baseline.
 # Rows named "xentax (...)" turn options on, so their value differs from the baseline's.
 LOSSES = {
@@ -125,6 +143,9 @@ LOSSES = {
         -jnp.mean(y * jnp.log(jax.nn.sigmoid(x)) + (1 - y) * jnp.log(1 - jax.nn.sigmoid(x)))
       ),
       "xentax": lambda x, y: xentax.binary_cross_entropy_with_logits(x, y),
+      "xentax (pos_weight, weights, smoothing, where, sample_weight)": lambda x, y: (
+        xentax.binary_cross_entropy_with_logits(x, y, label_smoothing=0.1, **_binary_options(x))
+      ),
     },
   ),
   "binary_focal_loss_with_logits": (
@@ -132,6 +153,9 @@ LOSSES = {
     {
       "optax": lambda x, y: optax.sigmoid_focal_loss(x, y, alpha=0.25).mean(),
       "xentax": lambda x, y: xentax.binary_focal_loss_with_logits(x, y, alpha=0.25),
+      "xentax (smoothing, where, sample_weight)": lambda x, y: xentax.binary_focal_loss_with_logits(
+        x, y, alpha=0.25, label_smoothing=0.1, **_binary_options(x, elementwise=False)
+      ),
     },
   ),
   "binary_cross_entropy": (
@@ -139,6 +163,9 @@ LOSSES = {
     {
       "naive": lambda p, y: -jnp.mean(y * jnp.log(p) + (1 - y) * jnp.log(1 - p)),
       "xentax": lambda p, y: xentax.binary_cross_entropy(p, y),
+      "xentax (weights, smoothing, where, sample_weight)": lambda p, y: xentax.binary_cross_entropy(
+        p, y, label_smoothing=0.1, **_binary_options(p, pos_weight=False)
+      ),
     },
   ),
   "categorical_cross_entropy": (

@@ -2,7 +2,8 @@
 
 Design notes:
   The binary losses are elementwise, so each gradient is elementwise too; ``"mean"``
-  divides by the number of kept entries (``weights`` do not enter the denominator). As in
+  divides by the number of kept entries (``weights`` do not enter the denominator), or by
+  the kept entries' total ``sample_weight`` (an example of a binary loss is one entry). As in
   :mod:`xentax.gradcheck._softmax_grads`, nothing here is shared with :mod:`xentax.losses`.
 """
 
@@ -31,34 +32,51 @@ def _setup(scores, labels, weights, where):
 
 
 def binary_cross_entropy_grad(
-  probs, labels, *, weights=None, where=None, reduction: str = "mean"
+  probs,
+  labels,
+  *,
+  weights=None,
+  label_smoothing=0.0,
+  where=None,
+  sample_weight=None,
+  reduction: str = "mean",
 ) -> jax.Array:
   """Gradient of :func:`xentax.binary_cross_entropy` w.r.t. the probabilities.
 
-  ``l = -w [y max(log p, -100) + (1 - y) max(log(1 - p), -100)]``, so, where neither clamp
-  is active,
+  ``l = -w [y' max(log p, -100) + (1 - y') max(log(1 - p), -100)]`` with ``y' = y (1 - e) +
+  e / 2``, so, where neither clamp is active (``y`` standing for ``y'``),
 
   .. math::
     \\frac{\\partial \\ell}{\\partial p} = w \\left( \\frac{1 - y}{1 - p} - \\frac{y}{p} \\right)
       = w \\frac{p - y}{p (1 - p)}
 
-  and each term is 0 where its clamp is active.
+  and each term is 0 where its clamp is active. Sample weights ``s`` scale it by ``s``
+  (and ``"mean"`` divides by ``sum s`` over kept entries).
 
   Returns:
     ``probs.shape``, float64 for float64 probabilities, float32 otherwise.
   """
   check_reduction("binary_cross_entropy_grad", reduction)
   check_inputs(
-    "binary_cross_entropy_grad", "binary", probs, labels, probabilities=True, weights=weights
+    "binary_cross_entropy_grad",
+    "binary",
+    probs,
+    labels,
+    probabilities=True,
+    weights=weights,
+    label_smoothing=label_smoothing,
+    sample_weight=sample_weight,
   )
   p, y, w, kept = _setup(probs, labels, weights, where)
+  eps = jnp.asarray(label_smoothing, p.dtype)
+  y = y * (1 - eps) + eps / 2
   tiny = jnp.exp(jnp.asarray(_CLAMP, p.dtype))
   pos = p > tiny
   neg = (1 - p) > tiny
   g = jnp.where(pos, -y / jnp.where(pos, p, 1), 0) + jnp.where(
     neg, (1 - y) / jnp.where(neg, 1 - p, 1), 0
   )
-  return reduce_grad(w * g, kept, reduction)
+  return reduce_grad(w * g, kept, reduction, sample_weight=_sample(sample_weight, p))
 
 
 def binary_cross_entropy_with_logits_grad(
@@ -69,6 +87,7 @@ def binary_cross_entropy_with_logits_grad(
   weights=None,
   label_smoothing=0.0,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   """Gradient of :func:`xentax.binary_cross_entropy_with_logits` w.r.t. the logits.
@@ -93,17 +112,27 @@ def binary_cross_entropy_with_logits_grad(
     pos_weight=pos_weight,
     weights=weights,
     label_smoothing=label_smoothing,
+    sample_weight=sample_weight,
   )
   z, y, w, kept = _setup(logits, labels, weights, where)
   eps = jnp.asarray(label_smoothing, z.dtype)
   y = y * (1 - eps) + eps / 2
   pw = jnp.ones((), z.dtype) if pos_weight is None else jnp.asarray(pos_weight, z.dtype)
   s = jax.nn.sigmoid(z)
-  return reduce_grad(w * ((pw * y + 1 - y) * s - pw * y), kept, reduction)
+  g = w * ((pw * y + 1 - y) * s - pw * y)
+  return reduce_grad(g, kept, reduction, sample_weight=_sample(sample_weight, z))
 
 
 def binary_focal_loss_with_logits_grad(
-  logits, labels, *, gamma=2.0, alpha=None, where=None, reduction: str = "mean"
+  logits,
+  labels,
+  *,
+  gamma=2.0,
+  alpha=None,
+  label_smoothing=0.0,
+  where=None,
+  sample_weight=None,
+  reduction: str = "mean",
 ) -> jax.Array:
   """Gradient of :func:`xentax.binary_focal_loss_with_logits` w.r.t. the logits.
 
@@ -115,16 +144,26 @@ def binary_focal_loss_with_logits_grad(
     \\frac{\\partial \\ell}{\\partial z} = a_t \\left[ m^{\\gamma} (s - y)
       + \\gamma\\, m^{\\gamma - 1} s (1 - s) (1 - 2y)\\, B \\right]
 
-  which holds for soft labels too; ``gamma = 0`` gives ``a_t (s - y)``.
+  which holds for soft labels too (so for the smoothed ``y' = y (1 - e) + e / 2``, which
+  replaces ``y`` everywhere); ``gamma = 0`` gives ``a_t (s - y)``.
 
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
   """
   check_reduction("binary_focal_loss_with_logits_grad", reduction)
   check_inputs(
-    "binary_focal_loss_with_logits_grad", "binary", logits, labels, gamma=gamma, alpha=alpha
+    "binary_focal_loss_with_logits_grad",
+    "binary",
+    logits,
+    labels,
+    gamma=gamma,
+    alpha=alpha,
+    label_smoothing=label_smoothing,
+    sample_weight=sample_weight,
   )
   z, y, _, kept = _setup(logits, labels, None, where)
+  eps = jnp.asarray(label_smoothing, z.dtype)
+  y = y * (1 - eps) + eps / 2
   s = jax.nn.sigmoid(z)
   bce = -(y * jax.nn.log_sigmoid(z) + (1 - y) * jax.nn.log_sigmoid(-z))
   m = y * jax.nn.sigmoid(-z) + (1 - y) * s
@@ -134,4 +173,11 @@ def binary_focal_loss_with_logits_grad(
   if alpha is not None:
     alpha = jnp.asarray(alpha, z.dtype)
     g = (alpha * y + (1 - alpha) * (1 - y)) * g
-  return reduce_grad(g, kept, reduction)
+  return reduce_grad(g, kept, reduction, sample_weight=_sample(sample_weight, z))
+
+
+def _sample(sample_weight, scores):
+  """Sample weights broadcast to the scores' shape (an example of a binary loss is one entry)."""
+  if sample_weight is None:
+    return None
+  return jnp.broadcast_to(jnp.asarray(sample_weight, scores.dtype), scores.shape)

@@ -101,9 +101,15 @@ LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
     "sample_weight",
     "axis",
   ),
-  "binary_cross_entropy_with_logits": ("pos_weight", "weights", "label_smoothing", "where"),
-  "binary_cross_entropy": ("weights", "where"),
-  "binary_focal_loss_with_logits": ("gamma", "alpha", "where"),
+  "binary_cross_entropy_with_logits": (
+    "pos_weight",
+    "weights",
+    "label_smoothing",
+    "where",
+    "sample_weight",
+  ),
+  "binary_cross_entropy": ("weights", "label_smoothing", "where", "sample_weight"),
+  "binary_focal_loss_with_logits": ("gamma", "alpha", "label_smoothing", "where", "sample_weight"),
   # Divergences: the second argument is the teacher's logits (drawn like dense targets).
   "kl_divergence_with_logits": ("temperature", "where", "axis"),
   "jensen_shannon_divergence_with_logits": ("beta", "temperature", "where", "axis"),
