@@ -14,6 +14,18 @@ Design notes:
     teacher gives mass and the student gives none makes the divergence ``+inf``, as it is.
   * Rows dropped by ``where`` are replaced by zeros before any arithmetic, so ``-inf`` or
     NaN there cannot leak into the loss or either gradient.
+  * Speed: the common case is one fused pass per row. ``KL = sum_c p_t (t_c - s_c) - lse_t +
+    lse_s`` (``sum_c p_t = 1``) needs no per-class guard, so XLA:CPU fuses the maxes, sums
+    and the weighted sum into one loop nest; guards (selects, ``isfinite`` on the maxes)
+    inside the reductions split it into several passes with ``[N, C]`` temporaries
+    (2-3x slower). The guarded formula is kept as a fallback, taken (``lax.cond``) only
+    when some kept row's fast value is NaN: a ``-inf`` teacher logit (``0 * -inf``), an
+    underflowed mixture in the JSD, or a NaN input (which stays NaN on both paths).
+  * Both divergences are ``custom_jvp`` functions of the scaled logits whose tangent is
+    the closed form below, written with ``[N]``-shaped statistics of the forward pass
+    (``lse``, the divergence), so the reverse pass is one elementwise pass per side
+    instead of autodiff through two log-softmaxes; the selects there are elementwise and
+    free. Forward mode and higher orders still work (the rule is differentiable).
   * Gradients flow to both logits (``d/dz_s = (p_s - p_t) / T``,
     ``d/dz_t = p_t (log p_t - log p_s - KL) / T``); wrap the teacher in
     ``jax.lax.stop_gradient`` for the usual frozen-teacher distillation.
@@ -47,11 +59,13 @@ def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperat
   s = jnp.moveaxis(s, axis, -1).astype(dtype)
   t = jnp.moveaxis(t, axis, -1).astype(dtype)
   valid = _common.broadcast_mask(fn_name, where, s.shape[:-1])
-  zero = jnp.zeros((), dtype)
-  s = jnp.where(valid[..., None], s, zero)
-  t = jnp.where(valid[..., None], t, zero)
-  temperature = jnp.asarray(temperature, dtype)
-  s, t = s / temperature, t / temperature
+  if where is not None:
+    zero = jnp.zeros((), dtype)
+    s = jnp.where(valid[..., None], s, zero)
+    t = jnp.where(valid[..., None], t, zero)
+  if not (isinstance(temperature, int | float) and temperature == 1):
+    temperature = jnp.asarray(temperature, dtype)
+    s, t = s / temperature, t / temperature
   if bad is not None:
     # NaN on the kept rows' logits: their loss and both gradients are NaN, the rest exact.
     nan = _common.nan_where(valid & bad, dtype)[..., None]
@@ -73,11 +87,59 @@ def _weighted_log_ratio(p, log_p, log_q) -> jax.Array:
   return jnp.sum(jnp.where(has_mass, p * ratio, 0.0), axis=-1)
 
 
-def kl_per_example(student_scaled, teacher_scaled) -> jax.Array:
-  """``KL(softmax(t) || softmax(s))`` per row of already temperature-scaled logits."""
-  log_ps = _log_softmax(student_scaled)
-  log_pt = _log_softmax(teacher_scaled)
+def _safe_kl(s, t) -> jax.Array:
+  """The guarded ``KL(softmax(t) || softmax(s))``: the fallback for rows with ``-inf``."""
+  log_ps = _log_softmax(s)
+  log_pt = _log_softmax(t)
   return _weighted_log_ratio(jnp.exp(log_pt), log_pt, log_ps)
+
+
+def _fast_lse(x) -> jax.Array:
+  """``[..., 1]`` log-sum-exp without guards (an all ``-inf`` row gives NaN)."""
+  # Subtract the max so exp cannot overflow; stop_gradient: the result does not depend on it.
+  m = jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+  return m + jnp.log(jnp.sum(jnp.exp(x - m), axis=-1, keepdims=True))
+
+
+def _with_fallback(fast, safe) -> jax.Array:
+  """``fast`` unless some row is NaN, then ``safe()`` for every row (it is exact too)."""
+  return jax.lax.cond(jnp.any(jnp.isnan(fast)), safe, lambda: fast)
+
+
+def _kl_value(s, t):
+  """``(KL, lse_s, lse_t)`` per row; one fused pass unless a row needs the guarded form."""
+  lse_s, lse_t = _fast_lse(s), _fast_lse(t)
+  # sum_c p_t (log p_t - log p_s) = sum_c p_t ((t - s) - (lse_t - lse_s)), no guard: a
+  # -inf teacher logit gives 0 * -inf = NaN, and that row sends us to the guarded form.
+  kl = jnp.sum(jnp.exp(t - lse_t) * ((t - s) - (lse_t - lse_s)), axis=-1)
+  return _with_fallback(kl, lambda: _safe_kl(s, t)), lse_s, lse_t
+
+
+@jax.custom_jvp
+def kl_per_example(student_scaled, teacher_scaled) -> jax.Array:
+  """``KL(softmax(t) || softmax(s))`` per row of already temperature-scaled logits.
+
+  A ``custom_jvp``: the tangent is ``sum_c (p_s - p_t) ds + sum_c p_t (log p_t - log p_s -
+  KL) dt``, formed from the forward pass's ``[N]`` statistics (nothing ``[N, C]`` beyond
+  the inputs is saved for reverse mode; XLA fuses the two gradients into one pass).
+  """
+  return _kl_value(student_scaled, teacher_scaled)[0]
+
+
+@kl_per_example.defjvp
+def _kl_per_example_jvp(primals, tangents):
+  s, t = primals
+  ds, dt = tangents
+  kl, lse_s, lse_t = _kl_value(s, t)
+  log_ps, log_pt = s - lse_s, t - lse_t
+  p_s, p_t = jnp.exp(log_ps), jnp.exp(log_pt)
+  # 0 log 0 = 0: where the teacher has no mass both logs may be -inf; select the log-ratio
+  # before multiplying so no inf * 0 reaches either derivative.
+  has_mass = ~(p_t <= 0)
+  ratio = jnp.where(has_mass, log_pt - jnp.where(has_mass, log_ps, 0.0), 0.0)
+  g_t = jnp.where(has_mass, p_t * (ratio - kl[..., None]), 0.0)
+  tangent = jnp.sum((p_s - p_t) * ds, axis=-1) + jnp.sum(g_t * dt, axis=-1)
+  return kl, tangent
 
 
 def kl_divergence_with_logits(
@@ -87,6 +149,7 @@ def kl_divergence_with_logits(
   temperature=1.0,
   axis: int = -1,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""KL divergence ``KL(teacher || student)`` between the softmaxes of two sets of logits.
@@ -105,17 +168,24 @@ def kl_divergence_with_logits(
     axis: the class axis.
     where: boolean mask of the per-example shape (the logits' shape without ``axis``);
       False examples are dropped.
-    reduction: ``"none"``, ``"sum"`` or ``"mean"`` (mean over kept examples: torch's
-      ``reduction="batchmean"`` for ``[N, C]`` logits; 0 when nothing is kept).
+    sample_weight: per-example weights ``s_n >= 0`` broadcastable to the per-example
+      shape (Keras's ``sample_weight``); ``None`` weighs every example 1.
+    reduction: ``"none"`` (``s_n l_n``), ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n``
+      over kept examples: torch's ``reduction="batchmean"`` for ``[N, C]`` logits without
+      weights; 0 when nothing is kept) or ``"sum_over_batch_size"`` (``sum s_n l_n`` over
+      the number of kept examples, Keras's default).
 
   Returns:
     The divergence (>= 0), float32 (float64 for float64 logits).
 
   Raises:
-    TypeError: non-float logits, a non-boolean ``where`` or a non-numeric ``temperature``.
-    ValueError: shapes that differ, a bad ``axis``, an unknown reduction, or a concrete
-    ``temperature`` that is not finite and ``> 0`` (a traced one makes every kept example's
-    loss and gradients NaN, and :func:`xentax.checked` reports it).
+    TypeError: non-float logits, a non-boolean ``where`` or a non-numeric ``temperature``
+    or ``sample_weight``.
+    ValueError: shapes that differ, a bad ``axis``, an unknown reduction, a
+    ``sample_weight`` that does not broadcast, or a concrete ``temperature`` that is not
+    finite and ``> 0`` or concrete weight that is negative or not finite (a traced one
+    makes the affected examples' loss and gradients NaN, and :func:`xentax.checked`
+    reports it).
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -129,14 +199,25 @@ def kl_divergence_with_logits(
   fn_name = "kl_divergence_with_logits"
   _common.check_reduction(fn_name, reduction)
   s, t, valid = _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature)
-  return _common.reduce_losses(kl_per_example(s, t), valid=valid, reduction=reduction)
+  weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, s.dtype)
+  return _common.reduce_losses(
+    kl_per_example(s, t), valid=valid, sample_weight=weights, reduction=reduction
+  )
 
 
-def _jsd_per_example(s, t, beta) -> jax.Array:
-  """``beta KL(P || M) + (1 - beta) KL(Q || M)``, ``M = beta P + (1 - beta) Q``."""
+def _safe_jsd(s, t, beta) -> jax.Array:
+  """The guarded generalised JSD: the fallback for rows with ``-inf`` or underflow."""
   log_q = _log_softmax(s)  # student
   log_p = _log_softmax(t)  # teacher
-  beta = jnp.asarray(beta, s.dtype)
+  log_m = _safe_log_mixture(log_p, log_q, beta)
+  p, q = jnp.exp(log_p), jnp.exp(log_q)
+  return beta * _weighted_log_ratio(p, log_p, log_m) + (1 - beta) * _weighted_log_ratio(
+    q, log_q, log_m
+  )
+
+
+def _safe_log_mixture(log_p, log_q, beta) -> jax.Array:
+  """``log(beta P + (1 - beta) Q)`` from log-probabilities, ``-inf`` where both are 0."""
   log_beta = jnp.log(jnp.where(beta > 0, beta, 1.0))
   log_1mb = jnp.log(jnp.where(beta < 1, 1 - beta, 1.0))
   # log M = logaddexp(log beta + log P, log(1 - beta) + log Q), both terms possibly -inf.
@@ -147,11 +228,55 @@ def _jsd_per_example(s, t, beta) -> jax.Array:
   # Double where: a class neither side gives mass has log M = -inf, and log's gradient
   # there (1 / 0) would meet a zero cotangent as NaN.
   has_mass = ~(total <= 0)  # NaN stays NaN
-  log_m = jnp.where(has_mass, hi + jnp.log(jnp.where(has_mass, total, 1.0)), -jnp.inf)
-  p, q = jnp.exp(log_p), jnp.exp(log_q)
-  return beta * _weighted_log_ratio(p, log_p, log_m) + (1 - beta) * _weighted_log_ratio(
-    q, log_q, log_m
+  return jnp.where(has_mass, hi + jnp.log(jnp.where(has_mass, total, 1.0)), -jnp.inf)
+
+
+def _jsd_value(s, t, beta):
+  """``(JSD, log Q, log P)`` per row; one fused pass unless a row needs the guarded form."""
+  log_q, log_p = s - _fast_lse(s), t - _fast_lse(t)
+  q, p = jnp.exp(log_q), jnp.exp(log_p)
+  log_m = jnp.log(beta * p + (1 - beta) * q)
+  # No guard: a class with no mass on one side (0 * -inf) or both (M = 0) gives NaN, and
+  # that row sends us to the guarded form.
+  jsd = jnp.sum(beta * p * (log_p - log_m) + (1 - beta) * q * (log_q - log_m), axis=-1)
+  return _with_fallback(jsd, lambda: _safe_jsd(s, t, beta)), log_q, log_p
+
+
+@jax.custom_jvp
+def _jsd_per_example(s, t, beta) -> jax.Array:
+  """``beta KL(P || M) + (1 - beta) KL(Q || M)``, ``M = beta P + (1 - beta) Q``.
+
+  A ``custom_jvp`` whose tangent is the closed form (module notes): with ``A = KL(Q || M)``
+  and ``B = KL(P || M)``, ``d/ds = (1 - beta) Q (log Q - log M - A)``,
+  ``d/dt = beta P (log P - log M - B)`` and ``d/d beta = B - A``.
+  """
+  return _jsd_value(s, t, beta)[0]
+
+
+@_jsd_per_example.defjvp
+def _jsd_per_example_jvp(primals, tangents):
+  s, t, beta = primals
+  ds, dt, d_beta = tangents
+  jsd, log_q, log_p = _jsd_value(s, t, beta)
+  log_m = _safe_log_mixture(log_p, log_q, beta)
+
+  def side(log_x):
+    """``(x (log x - log M - KL(X || M)), KL(X || M))`` with 0 log 0 = 0."""
+    x = jnp.exp(log_x)
+    has_mass = ~(x <= 0)  # NaN stays NaN
+    ratio = jnp.where(has_mass, log_x - jnp.where(has_mass, log_m, 0.0), 0.0)
+    kl = jnp.sum(jnp.where(has_mass, x * ratio, 0.0), axis=-1)
+    return jnp.where(has_mass, x * (ratio - kl[..., None]), 0.0), kl
+
+  g_s, kl_qm = side(log_q)
+  g_t, kl_pm = side(log_p)
+  tangent = (
+    (1 - beta) * jnp.sum(g_s * ds, axis=-1)
+    + beta * jnp.sum(g_t * dt, axis=-1)
+    # safe_mul: an untouched beta (zero tangent) must not turn an infinite KL into NaN.
+    + _common.safe_mul(d_beta, kl_pm - kl_qm)
   )
+  return jsd, tangent
 
 
 def jensen_shannon_divergence_with_logits(
@@ -162,6 +287,7 @@ def jensen_shannon_divergence_with_logits(
   temperature=1.0,
   axis: int = -1,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Generalised Jensen-Shannon divergence between student and teacher softmaxes.
@@ -187,7 +313,7 @@ def jensen_shannon_divergence_with_logits(
     teacher_logits: teacher logits (Liger's ``target``), same shape.
     beta: the mixing weight in ``[0, 1]`` (a traced scalar is allowed).
     temperature: ``T > 0`` dividing both sets of logits.
-    axis, where, reduction: as in :func:`kl_divergence_with_logits`.
+    axis, where, sample_weight, reduction: as in :func:`kl_divergence_with_logits`.
 
   Returns:
     The divergence, float32 (float64 for float64 logits).
@@ -217,8 +343,9 @@ def jensen_shannon_divergence_with_logits(
   elif isinstance(beta, int | float) and beta == 1:
     losses = kl_per_example(t, s)  # reverse KL(Q || P), Liger's beta = 1
   else:
-    losses = _jsd_per_example(s, t, beta)
-  return _common.reduce_losses(losses, valid=valid, reduction=reduction)
+    losses = _jsd_per_example(s, t, jnp.asarray(beta, s.dtype))
+  weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, s.dtype)
+  return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
 
 
 def distillation_loss(
@@ -231,6 +358,7 @@ def distillation_loss(
   axis: int = -1,
   ignore_index: int | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Knowledge distillation (Hinton et al.): softened KL to the teacher plus hard-label CE.
@@ -257,13 +385,17 @@ def distillation_loss(
     axis: the class axis.
     ignore_index: label value whose examples are dropped from both terms.
     where: boolean mask of the labels' shape.
-    reduction: ``"none"``, ``"sum"`` or ``"mean"`` (over kept examples).
+    sample_weight: per-example weights ``s_n >= 0`` broadcastable to the labels' shape,
+      applied to the mixed loss (both terms).
+    reduction: ``"none"``, ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n`` over kept
+      examples) or ``"sum_over_batch_size"`` (divided by the number of kept examples).
 
   Returns:
     The loss, float32 (float64 for float64 logits).
 
   Raises:
-    TypeError / ValueError as the KL and sparse cross-entropy; a concrete label out of
+    TypeError / ValueError as the KL and sparse cross-entropy (``sample_weight`` as in
+    :func:`kl_divergence_with_logits`); a concrete label out of
     range, ``temperature`` not finite and ``> 0`` or ``alpha`` outside ``[0, 1]`` raises
     ``ValueError`` (under ``jit``: NaN loss and gradients for the kept examples).
 
@@ -308,4 +440,5 @@ def distillation_loss(
   alpha = jnp.asarray(alpha, dtype)
   soft = kl_per_example(s, t)
   losses = alpha * jnp.square(temperature) * soft + (1 - alpha) * hard
-  return _common.reduce_losses(losses, valid=valid, reduction=reduction)
+  weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, dtype)
+  return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
