@@ -42,11 +42,15 @@ from xentax.losses._sparse_terms import prepare_labels
 
 
 def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature, bad=None):
-  """Validate two logit arrays; class axis last, compute dtype, dropped rows zeroed.
+  """Validate two logit arrays; class axis last, compute dtype, scaled by ``1 / T``.
 
-  ``bad`` (a boolean per-example array, or a traced scalar flag, or None) marks kept rows
-  whose loss and gradients must be NaN (a bad label or an option outside its domain); a
-  traced ``temperature`` outside its domain adds to it.
+  Returns ``(s, t, valid, keep)``: ``keep`` is the per-example factor the divergences
+  apply to their values and gradients: 1 for a kept row, 0 for a dropped one (whatever
+  its logits hold, even NaN) and NaN for a kept row marked by ``bad`` (a boolean
+  per-example array, a traced scalar flag, or None: a bad label or an option outside its
+  domain; a traced ``temperature`` outside its domain adds to it). Rows are masked on
+  ``[N]``-shaped results, never by selecting over ``[N, C]`` logits, which would cost a
+  pass of its own.
   """
   _validate.float_array(fn_name, "student_logits", student_logits)
   _validate.float_array(fn_name, "teacher_logits", teacher_logits)
@@ -59,18 +63,24 @@ def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperat
   s = jnp.moveaxis(s, axis, -1).astype(dtype)
   t = jnp.moveaxis(t, axis, -1).astype(dtype)
   valid = _common.broadcast_mask(fn_name, where, s.shape[:-1])
-  if where is not None:
-    zero = jnp.zeros((), dtype)
-    s = jnp.where(valid[..., None], s, zero)
-    t = jnp.where(valid[..., None], t, zero)
   if not (isinstance(temperature, int | float) and temperature == 1):
     temperature = jnp.asarray(temperature, dtype)
     s, t = s / temperature, t / temperature
+  keep = valid.astype(dtype)
   if bad is not None:
-    # NaN on the kept rows' logits: their loss and both gradients are NaN, the rest exact.
-    nan = _common.nan_where(valid & bad, dtype)[..., None]
-    s, t = s + nan, t + nan
-  return s, t, valid
+    keep = keep + _common.nan_where(valid & bad, dtype)
+  return s, t, valid, keep
+
+
+def _apply_keep(x, keep) -> jax.Array:
+  """``keep * x`` with dropped rows (``keep == 0``) exactly 0 even where ``x`` is NaN."""
+  if x.ndim > keep.ndim:
+    keep = keep[..., None]
+  return jnp.where(keep == 0, jnp.zeros((), x.dtype), keep * x)
+
+
+def _zero_dropped(x, keep) -> jax.Array:
+  return jnp.where(keep[..., None] == 0, jnp.zeros((), x.dtype), x)
 
 
 def _log_softmax(x) -> jax.Array:
@@ -101,44 +111,52 @@ def _fast_lse(x) -> jax.Array:
   return m + jnp.log(jnp.sum(jnp.exp(x - m), axis=-1, keepdims=True))
 
 
-def _with_fallback(fast, safe) -> jax.Array:
-  """``fast`` unless some row is NaN, then ``safe()`` for every row (it is exact too)."""
-  return jax.lax.cond(jnp.any(jnp.isnan(fast)), safe, lambda: fast)
+def _with_fallback(fast, keep, safe) -> jax.Array:
+  """``keep * fast`` unless a kept row is NaN, then ``keep * safe()`` for every row."""
+  # Dropped rows may hold anything, and bad rows (keep = NaN) are NaN on either path:
+  # neither should cost the guarded pass.
+  needs_guard = jnp.any(jnp.isnan(fast) & (keep == 1))
+  return _apply_keep(jax.lax.cond(needs_guard, safe, lambda: fast), keep)
 
 
-def _kl_value(s, t):
+def _kl_value(s, t, keep):
   """``(KL, lse_s, lse_t)`` per row; one fused pass unless a row needs the guarded form."""
   lse_s, lse_t = _fast_lse(s), _fast_lse(t)
   # sum_c p_t (log p_t - log p_s) = sum_c p_t ((t - s) - (lse_t - lse_s)), no guard: a
   # -inf teacher logit gives 0 * -inf = NaN, and that row sends us to the guarded form.
   kl = jnp.sum(jnp.exp(t - lse_t) * ((t - s) - (lse_t - lse_s)), axis=-1)
-  return _with_fallback(kl, lambda: _safe_kl(s, t)), lse_s, lse_t
+  safe = lambda: _safe_kl(_zero_dropped(s, keep), _zero_dropped(t, keep))  # noqa: E731
+  return _with_fallback(kl, keep, safe), lse_s, lse_t
 
 
 @jax.custom_jvp
-def kl_per_example(student_scaled, teacher_scaled) -> jax.Array:
-  """``KL(softmax(t) || softmax(s))`` per row of already temperature-scaled logits.
+def kl_per_example(student_scaled, teacher_scaled, keep) -> jax.Array:
+  """``keep * KL(softmax(t) || softmax(s))`` per row of temperature-scaled logits.
 
+  ``keep`` (see :func:`_prepare_pair`) is 1 for kept rows, 0 for dropped ones (their
+  value and gradients are exactly 0 whatever their logits) and NaN for bad ones.
   A ``custom_jvp``: the tangent is ``sum_c (p_s - p_t) ds + sum_c p_t (log p_t - log p_s -
   KL) dt``, formed from the forward pass's ``[N]`` statistics (nothing ``[N, C]`` beyond
   the inputs is saved for reverse mode; XLA fuses the two gradients into one pass).
+  ``keep`` is treated as a constant.
   """
-  return _kl_value(student_scaled, teacher_scaled)[0]
+  return _kl_value(student_scaled, teacher_scaled, keep)[0]
 
 
 @kl_per_example.defjvp
 def _kl_per_example_jvp(primals, tangents):
-  s, t = primals
-  ds, dt = tangents
-  kl, lse_s, lse_t = _kl_value(s, t)
+  s, t, keep = primals
+  ds, dt, _ = tangents
+  kl, lse_s, lse_t = _kl_value(s, t, keep)
   log_ps, log_pt = s - lse_s, t - lse_t
   p_s, p_t = jnp.exp(log_ps), jnp.exp(log_pt)
   # 0 log 0 = 0: where the teacher has no mass both logs may be -inf; select the log-ratio
   # before multiplying so no inf * 0 reaches either derivative.
   has_mass = ~(p_t <= 0)
   ratio = jnp.where(has_mass, log_pt - jnp.where(has_mass, log_ps, 0.0), 0.0)
-  g_t = jnp.where(has_mass, p_t * (ratio - kl[..., None]), 0.0)
-  tangent = jnp.sum((p_s - p_t) * ds, axis=-1) + jnp.sum(g_t * dt, axis=-1)
+  g_t = _apply_keep(jnp.where(has_mass, p_t * (ratio - kl[..., None]), 0.0), keep)
+  g_s = _apply_keep(p_s - p_t, keep)
+  tangent = jnp.sum(g_s * ds, axis=-1) + jnp.sum(g_t * dt, axis=-1)
   return kl, tangent
 
 
@@ -198,10 +216,12 @@ def kl_divergence_with_logits(
   """
   fn_name = "kl_divergence_with_logits"
   _common.check_reduction(fn_name, reduction)
-  s, t, valid = _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature)
+  s, t, valid, keep = _prepare_pair(
+    fn_name, student_logits, teacher_logits, axis, where, temperature
+  )
   weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, s.dtype)
   return _common.reduce_losses(
-    kl_per_example(s, t), valid=valid, sample_weight=weights, reduction=reduction
+    kl_per_example(s, t, keep), valid=valid, sample_weight=weights, reduction=reduction
   )
 
 
@@ -231,7 +251,7 @@ def _safe_log_mixture(log_p, log_q, beta) -> jax.Array:
   return jnp.where(has_mass, hi + jnp.log(jnp.where(has_mass, total, 1.0)), -jnp.inf)
 
 
-def _jsd_value(s, t, beta):
+def _jsd_value(s, t, beta, keep):
   """``(JSD, log Q, log P)`` per row; one fused pass unless a row needs the guarded form."""
   log_q, log_p = s - _fast_lse(s), t - _fast_lse(t)
   q, p = jnp.exp(log_q), jnp.exp(log_p)
@@ -239,25 +259,27 @@ def _jsd_value(s, t, beta):
   # No guard: a class with no mass on one side (0 * -inf) or both (M = 0) gives NaN, and
   # that row sends us to the guarded form.
   jsd = jnp.sum(beta * p * (log_p - log_m) + (1 - beta) * q * (log_q - log_m), axis=-1)
-  return _with_fallback(jsd, lambda: _safe_jsd(s, t, beta)), log_q, log_p
+  safe = lambda: _safe_jsd(_zero_dropped(s, keep), _zero_dropped(t, keep), beta)  # noqa: E731
+  return _with_fallback(jsd, keep, safe), log_q, log_p
 
 
 @jax.custom_jvp
-def _jsd_per_example(s, t, beta) -> jax.Array:
+def _jsd_per_example(s, t, beta, keep) -> jax.Array:
   """``beta KL(P || M) + (1 - beta) KL(Q || M)``, ``M = beta P + (1 - beta) Q``.
 
   A ``custom_jvp`` whose tangent is the closed form (module notes): with ``A = KL(Q || M)``
   and ``B = KL(P || M)``, ``d/ds = (1 - beta) Q (log Q - log M - A)``,
-  ``d/dt = beta P (log P - log M - B)`` and ``d/d beta = B - A``.
+  ``d/dt = beta P (log P - log M - B)`` and ``d/d beta = B - A``; ``keep`` as in
+  :func:`kl_per_example`.
   """
-  return _jsd_value(s, t, beta)[0]
+  return _jsd_value(s, t, beta, keep)[0]
 
 
 @_jsd_per_example.defjvp
 def _jsd_per_example_jvp(primals, tangents):
-  s, t, beta = primals
-  ds, dt, d_beta = tangents
-  jsd, log_q, log_p = _jsd_value(s, t, beta)
+  s, t, beta, keep = primals
+  ds, dt, d_beta, _ = tangents
+  jsd, log_q, log_p = _jsd_value(s, t, beta, keep)
   log_m = _safe_log_mixture(log_p, log_q, beta)
 
   def side(log_x):
@@ -266,7 +288,8 @@ def _jsd_per_example_jvp(primals, tangents):
     has_mass = ~(x <= 0)  # NaN stays NaN
     ratio = jnp.where(has_mass, log_x - jnp.where(has_mass, log_m, 0.0), 0.0)
     kl = jnp.sum(jnp.where(has_mass, x * ratio, 0.0), axis=-1)
-    return jnp.where(has_mass, x * (ratio - kl[..., None]), 0.0), kl
+    g = _apply_keep(jnp.where(has_mass, x * (ratio - kl[..., None]), 0.0), keep)
+    return g, _apply_keep(kl, keep)
 
   g_s, kl_qm = side(log_q)
   g_t, kl_pm = side(log_p)
@@ -335,15 +358,15 @@ def jensen_shannon_divergence_with_logits(
   fn_name = "jensen_shannon_divergence_with_logits"
   _common.check_reduction(fn_name, reduction)
   bad = _validate.options(fn_name, beta=beta)
-  s, t, valid = _prepare_pair(
+  s, t, valid, keep = _prepare_pair(
     fn_name, student_logits, teacher_logits, axis, where, temperature, bad
   )
   if isinstance(beta, int | float) and beta == 0:
-    losses = kl_per_example(s, t)  # forward KL(P || Q), Liger's beta = 0
+    losses = kl_per_example(s, t, keep)  # forward KL(P || Q), Liger's beta = 0
   elif isinstance(beta, int | float) and beta == 1:
-    losses = kl_per_example(t, s)  # reverse KL(Q || P), Liger's beta = 1
+    losses = kl_per_example(t, s, keep)  # reverse KL(Q || P), Liger's beta = 1
   else:
-    losses = _jsd_per_example(s, t, jnp.asarray(beta, s.dtype))
+    losses = _jsd_per_example(s, t, jnp.asarray(beta, s.dtype), keep)
   weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, s.dtype)
   return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
 
@@ -432,13 +455,13 @@ def distillation_loss(
   hard = sparse_categorical_cross_entropy_with_logits(
     student_logits, labels, axis=axis, ignore_index=ignore_index, where=where, reduction="none"
   )
-  s, t, _ = _prepare_pair(
+  s, t, _, keep = _prepare_pair(
     fn_name, student_logits, teacher_logits, axis, valid, temperature, prepared.bad
   )
   dtype = s.dtype
   temperature = jnp.asarray(temperature, dtype)
   alpha = jnp.asarray(alpha, dtype)
-  soft = kl_per_example(s, t)
+  soft = kl_per_example(s, t, keep)
   losses = alpha * jnp.square(temperature) * soft + (1 - alpha) * hard
   weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, dtype)
   return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
