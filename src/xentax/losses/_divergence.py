@@ -42,15 +42,15 @@ from xentax.losses._sparse_terms import prepare_labels
 
 
 def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature, bad=None):
-  """Validate two logit arrays; class axis last, compute dtype, scaled by ``1 / T``.
+  """Validate two logit arrays; class axis last, compute dtype, and ``1 / T``.
 
-  Returns ``(s, t, valid, keep)``: ``keep`` is the per-example factor the divergences
-  apply to their values and gradients: 1 for a kept row, 0 for a dropped one (whatever
-  its logits hold, even NaN) and NaN for a kept row marked by ``bad`` (a boolean
-  per-example array, a traced scalar flag, or None: a bad label or an option outside its
-  domain; a traced ``temperature`` outside its domain adds to it). Rows are masked on
-  ``[N]``-shaped results, never by selecting over ``[N, C]`` logits, which would cost a
-  pass of its own.
+  Returns ``(s, t, valid, keep, 1 / T)``, the logits not yet scaled. ``keep`` is the
+  per-example factor the divergences apply to their values and gradients: 1 for a kept
+  row, 0 for a dropped one (whatever its logits hold, even NaN) and NaN for a kept row
+  marked by ``bad`` (a boolean per-example array, a traced scalar flag, or None: a bad
+  label or an option outside its domain; a traced ``temperature`` outside its domain
+  adds to it). Rows are masked on ``[N]``-shaped results, never by selecting over
+  ``[N, C]`` logits, which would cost a pass of its own.
   """
   _validate.float_array(fn_name, "student_logits", student_logits)
   _validate.float_array(fn_name, "teacher_logits", teacher_logits)
@@ -63,13 +63,13 @@ def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperat
   s = jnp.moveaxis(s, axis, -1).astype(dtype)
   t = jnp.moveaxis(t, axis, -1).astype(dtype)
   valid = _common.broadcast_mask(fn_name, where, s.shape[:-1])
-  if not (isinstance(temperature, int | float) and temperature == 1):
-    temperature = jnp.asarray(temperature, dtype)
-    s, t = s / temperature, t / temperature
+  # 1 / T is applied inside the row computations: a separate `s / T` pass over [N, C] is
+  # not fused into the reductions on XLA:CPU (and costs a full read and write per side).
+  inv_temperature = 1 / jnp.asarray(temperature, dtype)
   keep = valid.astype(dtype)
   if bad is not None:
     keep = keep + _common.nan_where(valid & bad, dtype)
-  return s, t, valid, keep
+  return s, t, valid, keep, inv_temperature
 
 
 def _apply_keep(x, keep) -> jax.Array:
@@ -119,36 +119,41 @@ def _with_fallback(fast, keep, safe) -> jax.Array:
   return _apply_keep(jax.lax.cond(needs_guard, safe, lambda: fast), keep)
 
 
-def _kl_value(s, t, keep):
-  """``(KL, lse_s, lse_t)`` per row; one fused pass unless a row needs the guarded form."""
-  lse_s, lse_t = _fast_lse(s), _fast_lse(t)
-  # sum_c p_t (log p_t - log p_s) = sum_c p_t ((t - s) - (lse_t - lse_s)), no guard: a
+def _kl_value(s, t, inv, keep):
+  """``(KL, lse_s, lse_t)`` per row of ``s * inv``, ``t * inv``; one fused pass if possible."""
+  # lse(x inv) = max(x) inv + log sum exp((x - max) inv) for inv > 0: the scaling stays
+  # inside the fused reductions.
+  m_s = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
+  m_t = jax.lax.stop_gradient(jnp.max(t, axis=-1, keepdims=True))
+  lse_s = m_s * inv + jnp.log(jnp.sum(jnp.exp((s - m_s) * inv), axis=-1, keepdims=True))
+  lse_t = m_t * inv + jnp.log(jnp.sum(jnp.exp((t - m_t) * inv), axis=-1, keepdims=True))
+  # sum_c p_t (log p_t - log p_s) = sum_c p_t ((t - s) / T - (lse_t - lse_s)), no guard: a
   # -inf teacher logit gives 0 * -inf = NaN, and that row sends us to the guarded form.
-  kl = jnp.sum(jnp.exp(t - lse_t) * ((t - s) - (lse_t - lse_s)), axis=-1)
-  safe = lambda: _safe_kl(_zero_dropped(s, keep), _zero_dropped(t, keep))  # noqa: E731
+  kl = jnp.sum(jnp.exp(t * inv - lse_t) * ((t - s) * inv - (lse_t - lse_s)), axis=-1)
+  safe = lambda: _safe_kl(_zero_dropped(s, keep) * inv, _zero_dropped(t, keep) * inv)  # noqa: E731
   return _with_fallback(kl, keep, safe), lse_s, lse_t
 
 
 @jax.custom_jvp
-def kl_per_example(student_scaled, teacher_scaled, keep) -> jax.Array:
-  """``keep * KL(softmax(t) || softmax(s))`` per row of temperature-scaled logits.
+def kl_per_example(student_logits, teacher_logits, inv_temperature, keep) -> jax.Array:
+  """``keep * KL(softmax(t / T) || softmax(s / T))`` per row.
 
   ``keep`` (see :func:`_prepare_pair`) is 1 for kept rows, 0 for dropped ones (their
   value and gradients are exactly 0 whatever their logits) and NaN for bad ones.
-  A ``custom_jvp``: the tangent is ``sum_c (p_s - p_t) ds + sum_c p_t (log p_t - log p_s -
-  KL) dt``, formed from the forward pass's ``[N]`` statistics (nothing ``[N, C]`` beyond
-  the inputs is saved for reverse mode; XLA fuses the two gradients into one pass).
-  ``keep`` is treated as a constant.
+  A ``custom_jvp``: with ``G_s = p_s - p_t`` and ``G_t = p_t (log p_t - log p_s - KL)``
+  (gradients with respect to the scaled logits), the tangent is
+  ``(sum_c G_s ds + G_t dt) / T + (sum_c G_s s + G_t t) d(1 / T)``, formed from the
+  forward pass's ``[N]`` statistics (nothing ``[N, C]`` beyond the inputs is saved for
+  reverse mode; XLA fuses the two gradients into one pass). ``keep`` is a constant.
   """
-  return _kl_value(student_scaled, teacher_scaled, keep)[0]
+  return _kl_value(student_logits, teacher_logits, inv_temperature, keep)[0]
 
 
-@kl_per_example.defjvp
 def _kl_per_example_jvp(primals, tangents):
-  s, t, keep = primals
-  ds, dt, _ = tangents
-  kl, lse_s, lse_t = _kl_value(s, t, keep)
-  log_ps, log_pt = s - lse_s, t - lse_t
+  s, t, inv, keep = primals
+  ds, dt, d_inv, _ = tangents
+  kl, lse_s, lse_t = _kl_value(s, t, inv, keep)
+  log_ps, log_pt = s * inv - lse_s, t * inv - lse_t
   p_s, p_t = jnp.exp(log_ps), jnp.exp(log_pt)
   # 0 log 0 = 0: where the teacher has no mass both logs may be -inf; select the log-ratio
   # before multiplying so no inf * 0 reaches either derivative.
@@ -156,8 +161,18 @@ def _kl_per_example_jvp(primals, tangents):
   ratio = jnp.where(has_mass, log_pt - jnp.where(has_mass, log_ps, 0.0), 0.0)
   g_t = _apply_keep(jnp.where(has_mass, p_t * (ratio - kl[..., None]), 0.0), keep)
   g_s = _apply_keep(p_s - p_t, keep)
-  tangent = jnp.sum(g_s * ds, axis=-1) + jnp.sum(g_t * dt, axis=-1)
+  tangent = jnp.zeros_like(kl)
+  for g, dx in ((g_s, ds), (g_t, dt)):
+    if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
+      tangent = tangent + jnp.sum(g * dx, axis=-1) * inv
+  if not isinstance(d_inv, jax.custom_derivatives.SymbolicZero):
+    # d/d(1/T) = sum_c G x; a -inf logit has G = 0 there (0 * inf = 0).
+    scaled = _common.safe_mul(g_s, s) + _common.safe_mul(g_t, t)
+    tangent = tangent + jnp.sum(scaled, axis=-1) * d_inv
   return kl, tangent
+
+
+kl_per_example.defjvp(_kl_per_example_jvp, symbolic_zeros=True)
 
 
 def kl_divergence_with_logits(
@@ -216,12 +231,12 @@ def kl_divergence_with_logits(
   """
   fn_name = "kl_divergence_with_logits"
   _common.check_reduction(fn_name, reduction)
-  s, t, valid, keep = _prepare_pair(
+  s, t, valid, keep, inv = _prepare_pair(
     fn_name, student_logits, teacher_logits, axis, where, temperature
   )
   weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, s.dtype)
   return _common.reduce_losses(
-    kl_per_example(s, t, keep), valid=valid, sample_weight=weights, reduction=reduction
+    kl_per_example(s, t, inv, keep), valid=valid, sample_weight=weights, reduction=reduction
   )
 
 
@@ -358,15 +373,15 @@ def jensen_shannon_divergence_with_logits(
   fn_name = "jensen_shannon_divergence_with_logits"
   _common.check_reduction(fn_name, reduction)
   bad = _validate.options(fn_name, beta=beta)
-  s, t, valid, keep = _prepare_pair(
+  s, t, valid, keep, inv = _prepare_pair(
     fn_name, student_logits, teacher_logits, axis, where, temperature, bad
   )
   if isinstance(beta, int | float) and beta == 0:
-    losses = kl_per_example(s, t, keep)  # forward KL(P || Q), Liger's beta = 0
+    losses = kl_per_example(s, t, inv, keep)  # forward KL(P || Q), Liger's beta = 0
   elif isinstance(beta, int | float) and beta == 1:
-    losses = kl_per_example(t, s, keep)  # reverse KL(Q || P), Liger's beta = 1
+    losses = kl_per_example(t, s, inv, keep)  # reverse KL(Q || P), Liger's beta = 1
   else:
-    losses = _jsd_per_example(s, t, jnp.asarray(beta, s.dtype), keep)
+    losses = _jsd_per_example(s * inv, t * inv, jnp.asarray(beta, s.dtype), keep)
   weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, s.dtype)
   return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
 
@@ -455,13 +470,13 @@ def distillation_loss(
   hard = sparse_categorical_cross_entropy_with_logits(
     student_logits, labels, axis=axis, ignore_index=ignore_index, where=where, reduction="none"
   )
-  s, t, _, keep = _prepare_pair(
+  s, t, _, keep, inv = _prepare_pair(
     fn_name, student_logits, teacher_logits, axis, valid, temperature, prepared.bad
   )
   dtype = s.dtype
   temperature = jnp.asarray(temperature, dtype)
   alpha = jnp.asarray(alpha, dtype)
-  soft = kl_per_example(s, t, keep)
+  soft = kl_per_example(s, t, inv, keep)
   losses = alpha * jnp.square(temperature) * soft + (1 - alpha) * hard
   weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, dtype)
   return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
