@@ -72,10 +72,16 @@ LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
   "binary_cross_entropy": ("weights", "where"),
   "binary_focal_loss_with_logits": ("gamma", "alpha", "where"),
   # Divergences: the second argument is the teacher's logits (drawn like dense targets).
-  "kl_divergence_with_logits": ("temperature", "where", "axis"),
-  "jensen_shannon_divergence_with_logits": ("beta", "temperature", "where", "axis"),
-  "nll_loss": ("class_weights", "ignore_index", "where", "axis"),
-  "poly1_cross_entropy_with_logits": ("epsilon", "ignore_index", "where", "axis"),
+  "kl_divergence_with_logits": ("temperature", "sample_weight", "where", "axis"),
+  "jensen_shannon_divergence_with_logits": (
+    "beta",
+    "temperature",
+    "sample_weight",
+    "where",
+    "axis",
+  ),
+  "nll_loss": ("class_weights", "sample_weight", "ignore_index", "where", "axis"),
+  "poly1_cross_entropy_with_logits": ("epsilon", "sample_weight", "ignore_index", "where", "axis"),
 }
 SCALAR_OPTIONS = {
   "label_smoothing": 0.1,
@@ -102,6 +108,7 @@ FLOAT_OPTIONS = (
   "temperature",
   "beta",
   "epsilon",
+  "sample_weight",
 )
 FUSED = "fused_linear_cross_entropy"
 FUSED_OPTIONS = {
@@ -173,6 +180,8 @@ def make_inputs(loss: str, names: Iterable[str], seed: int = 0) -> tuple:
       options[name] = rng.uniform(0.5, 2.0, BINARY_SHAPE)
     elif name == "pos_weight":
       options[name] = rng.uniform(0.5, 3.0, BINARY_SHAPE[-1:])
+    elif name == "sample_weight":
+      options[name] = rng.uniform(0.5, 2.0, example_shape)
     elif name == "ignore_index":
       labels = labels.copy()
       labels[[1, 4]] = IGNORE_INDEX
