@@ -40,6 +40,8 @@ from xentax.losses import _common, _validate
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
 from xentax.losses._sparse_terms import prepare_labels
 
+_SymbolicZero = jax.custom_derivatives.SymbolicZero
+
 
 def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature, bad=None):
   """Validate two logit arrays; class axis last, compute dtype, and ``1 / T``.
@@ -163,9 +165,9 @@ def _kl_per_example_jvp(primals, tangents):
   g_s = _apply_keep(p_s - p_t, keep)
   tangent = jnp.zeros_like(kl)
   for g, dx in ((g_s, ds), (g_t, dt)):
-    if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
+    if not isinstance(dx, _SymbolicZero):
       tangent = tangent + jnp.sum(g * dx, axis=-1) * inv
-  if not isinstance(d_inv, jax.custom_derivatives.SymbolicZero):
+  if not isinstance(d_inv, _SymbolicZero):
     # d/d(1/T) = sum_c G x; a -inf logit has G = 0 there (0 * inf = 0).
     scaled = _common.safe_mul(g_s, s) + _common.safe_mul(g_t, t)
     tangent = tangent + jnp.sum(scaled, axis=-1) * d_inv
@@ -290,7 +292,6 @@ def _jsd_per_example(s, t, beta, keep) -> jax.Array:
   return _jsd_value(s, t, beta, keep)[0]
 
 
-@_jsd_per_example.defjvp
 def _jsd_per_example_jvp(primals, tangents):
   s, t, beta, keep = primals
   ds, dt, d_beta, _ = tangents
@@ -308,13 +309,17 @@ def _jsd_per_example_jvp(primals, tangents):
 
   g_s, kl_qm = side(log_q)
   g_t, kl_pm = side(log_p)
-  tangent = (
-    (1 - beta) * jnp.sum(g_s * ds, axis=-1)
-    + beta * jnp.sum(g_t * dt, axis=-1)
-    # safe_mul: an untouched beta (zero tangent) must not turn an infinite KL into NaN.
-    + _common.safe_mul(d_beta, kl_pm - kl_qm)
-  )
+  tangent = jnp.zeros_like(jsd)
+  # Symbolic zeros are skipped: an untouched beta must not turn an infinite KL into NaN.
+  for coef, g, dx in ((1 - beta, g_s, ds), (beta, g_t, dt)):
+    if not isinstance(dx, _SymbolicZero):
+      tangent = tangent + coef * jnp.sum(g * dx, axis=-1)
+  if not isinstance(d_beta, _SymbolicZero):
+    tangent = tangent + (kl_pm - kl_qm) * d_beta
   return jsd, tangent
+
+
+_jsd_per_example.defjvp(_jsd_per_example_jvp, symbolic_zeros=True)
 
 
 def jensen_shannon_divergence_with_logits(
