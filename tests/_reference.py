@@ -302,7 +302,9 @@ def _kl_rows(s_row, t_row):
   return sum(p[c] * (log_p[c] - log_q[c]) for c in range(p.size) if p[c] > 0)
 
 
-def kl_divergence_with_logits(s, t, *, temperature=1.0, axis=-1, where=None, reduction="mean"):
+def kl_divergence_with_logits(
+  s, t, *, temperature=1.0, axis=-1, where=None, sample_weight=None, reduction="mean"
+):
   t_moved = np.moveaxis(np.asarray(t, np.float64), axis, -1) / temperature
 
   def one(row, index):
@@ -310,11 +312,11 @@ def kl_divergence_with_logits(s, t, *, temperature=1.0, axis=-1, where=None, red
 
   losses = _per_example(s, axis, one)
   kept = _kept(losses.shape, where)
-  return _reduce(losses, kept, np.ones(losses.shape), reduction)
+  return _reduce(losses, kept, np.ones(losses.shape), reduction, sample_weight)
 
 
 def jensen_shannon_divergence_with_logits(
-  s, t, *, beta=0.5, temperature=1.0, axis=-1, where=None, reduction="mean"
+  s, t, *, beta=0.5, temperature=1.0, axis=-1, where=None, sample_weight=None, reduction="mean"
 ):
   """Liger's generalised JSD: beta KL(P || M) + (1 - beta) KL(Q || M), P teacher, Q student."""
   t_moved = np.moveaxis(np.asarray(t, np.float64), axis, -1) / temperature
@@ -333,12 +335,12 @@ def jensen_shannon_divergence_with_logits(
 
   losses = _per_example(s, axis, one)
   kept = _kept(losses.shape, where)
-  return _reduce(losses, kept, np.ones(losses.shape), reduction)
+  return _reduce(losses, kept, np.ones(losses.shape), reduction, sample_weight)
 
 
 def distillation_loss(
   s, t, labels, *, temperature=1.0, alpha=0.5, axis=-1, ignore_index=None, where=None,
-  reduction="mean",
+  sample_weight=None, reduction="mean",
 ):  # fmt: skip
   labels = np.asarray(labels)
   kept, _ = _sparse_kept_and_weight(labels, None, ignore_index, where)
@@ -352,11 +354,11 @@ def distillation_loss(
     return alpha * temperature**2 * soft + (1 - alpha) * hard
 
   losses = _per_example(s, axis, one)
-  return _reduce(losses, kept, np.ones(losses.shape), reduction)
+  return _reduce(losses, kept, np.ones(losses.shape), reduction, sample_weight)
 
 
 def nll_loss(x, labels, *, axis=-1, class_weights=None, ignore_index=None, where=None,
-             reduction="mean"):  # fmt: skip
+             sample_weight=None, reduction="mean"):  # fmt: skip
   labels = np.asarray(labels)
   kept, target_w = _sparse_kept_and_weight(labels, class_weights, ignore_index, where)
 
@@ -364,11 +366,19 @@ def nll_loss(x, labels, *, axis=-1, class_weights=None, ignore_index=None, where
     return -row[labels[index]] if kept[index] else 0.0
 
   losses = target_w * _per_example(x, axis, one)
-  return _reduce(losses, kept, target_w, reduction)
+  return _reduce(losses, kept, target_w, reduction, sample_weight)
 
 
 def poly1_cross_entropy_with_logits(
-  z, labels, *, epsilon=2.0, axis=-1, ignore_index=None, where=None, reduction="mean"
+  z,
+  labels,
+  *,
+  epsilon=2.0,
+  axis=-1,
+  ignore_index=None,
+  where=None,
+  sample_weight=None,
+  reduction="mean",
 ):
   labels = np.asarray(labels)
   kept, _ = _sparse_kept_and_weight(labels, None, ignore_index, where)
@@ -381,17 +391,21 @@ def poly1_cross_entropy_with_logits(
     return -np.log(p_y) + epsilon * (1 - p_y)
 
   losses = _per_example(z, axis, one)
-  return _reduce(losses, kept, np.ones(losses.shape), reduction)
+  return _reduce(losses, kept, np.ones(losses.shape), reduction, sample_weight)
 
 
 def causal_lm_cross_entropy_with_logits(
-  z, labels, *, shift=1, normalization="token", ignore_index=None, where=None, reduction="mean"
-):
-  """Loops over sequences and positions; z [B, L, V], labels [B, L]."""
+  z, labels, *, shift=1, normalization="token", ignore_index=None, where=None,
+  sample_weight=None, reduction="mean",
+):  # fmt: skip
+  """Loops over sequences and positions; z [B, L, V], labels [B, L], weights [B, L]."""
   z = np.asarray(z, np.float64)
   labels = np.asarray(labels)
   where = _kept(labels.shape, where)
   batch, length = labels.shape
+  w = np.ones(labels.shape)
+  if sample_weight is not None:
+    w = np.broadcast_to(np.asarray(sample_weight, np.float64), labels.shape)
   losses = np.zeros((batch, length - shift))
   kept = np.zeros((batch, length - shift), bool)
   for b in range(batch):
@@ -400,9 +414,16 @@ def causal_lm_cross_entropy_with_logits(
       if where[b, t + shift] and y != ignore_index:
         kept[b, t] = True
         losses[b, t] = -_log_softmax(z[b, t])[y]
+  token_w = w[:, shift:]
   if reduction != "mean" or normalization == "token":
-    return _reduce(losses, kept, np.ones(losses.shape), reduction)
-  means = [losses[b][kept[b]].mean() for b in range(batch) if kept[b].any()]
+    return _reduce(losses, kept, np.ones(losses.shape), reduction, token_w)
+  means = []
+  for b in range(batch):
+    total_w = sum(token_w[b, t] for t in range(length - shift) if kept[b, t])
+    if total_w > 0:
+      means.append(
+        sum(token_w[b, t] * losses[b, t] for t in range(length - shift) if kept[b, t]) / total_w
+      )
   return float(np.mean(means)) if means else 0.0
 
 

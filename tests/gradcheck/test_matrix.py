@@ -37,7 +37,7 @@ def test_cli_writes_records_and_exits_zero(tmp_path, capsys):
   options = [c for c in _matrix.option_cases() if c[0] == loss]
   assert len(records) == 2 * len([c for c in _matrix.cases() if c[0] == loss]) + len(options)
   wrt = {r["options"]["d/d"] for r in records if "d/d" in r["options"]}
-  assert wrt == {"pos_weight", "weights", "label_smoothing"}
+  assert wrt == {"pos_weight", "weights", "label_smoothing", "sample_weight"}
   assert all(KEYS <= set(r) for r in records)
   assert {r["reference"] for r in records} == {"analytic", "finite_difference"}
   assert all(r["passed"] and r["dtype"] == "float32" for r in records)

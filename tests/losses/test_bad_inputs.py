@@ -105,11 +105,16 @@ LOSSES = {
     ("label_smoothing", "z_loss", "class_weights", "softcap", "sample_weight"),
   ),
   # Issue 12's losses. The divergences take the teacher's logits where the others take labels.
-  "kl": (xentax.kl_divergence_with_logits, LOGITS, TEACHER, ("temperature",)),
-  "jsd": (xentax.jensen_shannon_divergence_with_logits, LOGITS, TEACHER, ("beta", "temperature")),
-  "distillation": (_distill, LOGITS, LABELS, ("temperature", "alpha")),
-  "poly1": (xentax.poly1_cross_entropy_with_logits, LOGITS, LABELS, ("epsilon",)),
-  "nll": (xentax.nll_loss, LOG_PROBS, LABELS, ("class_weights",)),
+  "kl": (xentax.kl_divergence_with_logits, LOGITS, TEACHER, ("temperature", "sample_weight")),
+  "jsd": (
+    xentax.jensen_shannon_divergence_with_logits,
+    LOGITS,
+    TEACHER,
+    ("beta", "temperature", "sample_weight"),
+  ),
+  "distillation": (_distill, LOGITS, LABELS, ("temperature", "alpha", "sample_weight")),
+  "poly1": (xentax.poly1_cross_entropy_with_logits, LOGITS, LABELS, ("epsilon", "sample_weight")),
+  "nll": (xentax.nll_loss, LOG_PROBS, LABELS, ("class_weights", "sample_weight")),
 }
 GOOD = {
   "label_smoothing": 0.1,
@@ -602,3 +607,37 @@ def test_binary_bad_sample_weight_on_a_dropped_entry_is_ignored(loss):
   want = fn(scores, labels, sample_weight=np.array([1.0, 0.0, 2.0]), where=where)
   np.testing.assert_allclose(value, want, **tol(np.float64))
   assert np.isfinite(grad).all()
+
+
+# --- sample_weight of the divergences, nll, poly-1 and causal-LM -------------------------
+
+
+@pytest.mark.parametrize(
+  "call",
+  [
+    lambda w: xentax.kl_divergence_with_logits(LOGITS, TEACHER, sample_weight=w),
+    lambda w: xentax.nll_loss(LOG_PROBS, LABELS, sample_weight=w),
+    lambda w: xentax.causal_lm_cross_entropy_with_logits(
+      LOGITS[None], LABELS[None], sample_weight=w[None]
+    ),
+  ],
+)
+def test_divergence_sample_weight_of_the_wrong_shape_or_type_is_a_clear_error(call):
+  with pytest.raises(ValueError, match=r"sample_weight has shape \((1, )?3,?\)"):
+    call(np.ones(3))
+  with pytest.raises(TypeError, match="sample_weight"):
+    call(np.array(["a"] * N))
+
+
+def test_causal_lm_traced_bad_sample_weight_is_nan_for_that_token_only():
+  z = rng.normal(size=(2, N, C))
+  y = rng.integers(0, C, (2, N))
+  w = np.ones((2, N))
+  w[0, 2] = -1.0
+  f = jax.jit(
+    lambda w: xentax.causal_lm_cross_entropy_with_logits(z, y, sample_weight=w, reduction="none")
+  )
+  got = np.asarray(f(w))
+  assert np.isnan(got[0, 1]) and np.isfinite(np.delete(got.ravel(), 1)).all()
+  with pytest.raises(ValueError, match="sample_weight"):
+    xentax.causal_lm_cross_entropy_with_logits(z, y, sample_weight=w)

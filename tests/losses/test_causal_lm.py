@@ -77,3 +77,41 @@ def test_bad_inputs():
     f(Z, Y, normalization="batch")
   with pytest.raises(ValueError, match="the helper shifts them"):
     f(Z, Y[:, 1:])
+
+
+# --- sample_weight ------------------------------------------------------------------------
+SW = rng.uniform(0.0, 2.0, (B, L))
+SW[1, 2] = 0.0
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean", "sum_over_batch_size"])
+@pytest.mark.parametrize("normalization", ["token", "sequence"])
+@pytest.mark.parametrize("weights", [SW, SW[:, :1]], ids=["per_token", "per_sequence"])
+def test_sample_weight_matches_reference(reduction, normalization, weights):
+  kw = dict(
+    ignore_index=-100, normalization=normalization, sample_weight=weights, reduction=reduction
+  )
+  np.testing.assert_allclose(
+    xentax.causal_lm_cross_entropy_with_logits(Z, Y, **kw),
+    ref.causal_lm_cross_entropy_with_logits(Z, Y, **kw),
+    **tol("float64"),
+  )
+
+
+def test_per_sequence_weight_cancels_in_sequence_normalization():
+  kw = dict(ignore_index=-100, normalization="sequence")
+  np.testing.assert_allclose(
+    xentax.causal_lm_cross_entropy_with_logits(Z, Y, sample_weight=SW[:, :1] + 1.0, **kw),
+    xentax.causal_lm_cross_entropy_with_logits(Z, Y, **kw),
+    **tol("float64"),
+  )
+
+
+@pytest.mark.parametrize("normalization", ["token", "sequence"])
+def test_sample_weight_gradient(normalization):
+  def f(z, w):
+    return xentax.causal_lm_cross_entropy_with_logits(
+      z, Y, ignore_index=-100, normalization=normalization, sample_weight=w
+    )
+
+  check_grads(f, (Z, SW + 0.1), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)

@@ -256,3 +256,115 @@ def test_properties(s, t, temperature):
   # Shifting either side's logits by a constant changes nothing.
   shifted = xentax.kl_divergence_with_logits(s + 3.0, t - 2.0, temperature=temperature)
   np.testing.assert_allclose(shifted, np.mean(kl), rtol=1e-9, atol=1e-9)
+
+
+# --- sample_weight ------------------------------------------------------------------------
+SW = rng.uniform(0.0, 2.0, 6)
+SW[3] = 0.0  # a zero weight drops its example
+REDUCTIONS = ["none", "sum", "mean", "sum_over_batch_size"]
+Y_IGN = Y.copy()
+Y_IGN[2] = -100
+
+DIVERGENCES = {
+  "kl": (xentax.kl_divergence_with_logits, ref.kl_divergence_with_logits, {"temperature": 1.5}),
+  "jsd": (
+    xentax.jensen_shannon_divergence_with_logits,
+    ref.jensen_shannon_divergence_with_logits,
+    {"beta": 0.3, "temperature": 1.5},
+  ),
+  "jsd_beta0": (
+    xentax.jensen_shannon_divergence_with_logits,
+    ref.jensen_shannon_divergence_with_logits,
+    {"beta": 0.0},
+  ),
+}
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", list(DIVERGENCES))
+def test_sample_weight_matches_reference(name, reduction):
+  fn, ref_fn, kw = DIVERGENCES[name]
+  kw = dict(kw, where=WHERE, sample_weight=SW, reduction=reduction)
+  np.testing.assert_allclose(fn(S, T, **kw), ref_fn(S, T, **kw), **tol("float64"))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_distillation_sample_weight_matches_reference(reduction):
+  kw = dict(
+    temperature=2.0, alpha=0.4, ignore_index=-100, where=WHERE, sample_weight=SW,
+    reduction=reduction,
+  )  # fmt: skip
+  got = xentax.distillation_loss(S, T, Y_IGN, **kw)
+  np.testing.assert_allclose(got, ref.distillation_loss(S, T, Y_IGN, **kw), **tol("float64"))
+
+
+def test_sample_weight_mean_conventions():
+  # Keras: "mean" divides by the kept weights, "sum_over_batch_size" by the kept count.
+  kl = np.asarray(xentax.kl_divergence_with_logits(S, T, reduction="none"))
+  got = xentax.kl_divergence_with_logits(S, T, sample_weight=SW)
+  np.testing.assert_allclose(got, np.sum(SW * kl) / np.sum(SW), rtol=1e-12)
+  got = xentax.kl_divergence_with_logits(S, T, sample_weight=SW, reduction="sum_over_batch_size")
+  np.testing.assert_allclose(got, np.sum(SW * kl) / 6, rtol=1e-12)
+
+
+def test_sample_weight_zero_drops_an_infinite_row():
+  s = S.copy()
+  s[3, 0] = -np.inf  # the teacher has mass there: row 3's KL is inf, but its weight is 0
+  got = xentax.kl_divergence_with_logits(s, T, sample_weight=SW)
+  want = ref.kl_divergence_with_logits(s, T, sample_weight=SW)
+  assert np.isfinite(got)
+  np.testing.assert_allclose(got, want, **tol("float64"))
+
+
+@pytest.mark.parametrize(
+  "fn",
+  [
+    lambda s, t, w: xentax.kl_divergence_with_logits(s, t, temperature=1.5, sample_weight=w),
+    lambda s, t, w: xentax.jensen_shannon_divergence_with_logits(s, t, beta=0.3, sample_weight=w),
+    lambda s, t, w: xentax.distillation_loss(s, t, Y, temperature=2.0, sample_weight=w),
+  ],
+)
+def test_sample_weight_gradients_fwd_and_rev(fn):
+  # Gradient with respect to the weights (and the logits) against finite differences.
+  check_grads(fn, (S, T, SW + 0.1), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
+
+
+def test_sample_weight_jit_vmap():
+  f = jax.jit(lambda s, t, w: xentax.kl_divergence_with_logits(s, t, sample_weight=w))
+  np.testing.assert_allclose(
+    f(S, T, SW), ref.kl_divergence_with_logits(S, T, sample_weight=SW), **tol("float64")
+  )
+  batched = jax.vmap(
+    lambda s, t, w: xentax.kl_divergence_with_logits(s, t, sample_weight=w, reduction="sum")
+  )(S[None].repeat(2, 0), T[None].repeat(2, 0), np.stack([SW, 2 * SW]))
+  want = ref.kl_divergence_with_logits(S, T, sample_weight=SW, reduction="sum")
+  np.testing.assert_allclose(batched, [want, 2 * want], **tol("float64"))
+
+
+def test_kept_row_with_nan_is_nan_and_fast_path_matches_guarded():
+  s = S.copy()
+  s[0, 2] = np.nan
+  got = xentax.kl_divergence_with_logits(s, T, reduction="none")
+  assert np.isnan(got[0]) and np.all(np.isfinite(got[1:]))
+  g_s, g_t = jax.grad(lambda a, b: xentax.kl_divergence_with_logits(a, b), argnums=(0, 1))(s, T)
+  assert np.all(np.isnan(g_s[0])) and np.all(np.isfinite(g_s[1:]))
+  # A -inf in one row sends every row through the guarded form: same values as the fast one.
+  t = T.copy()
+  t[5, 1] = -np.inf
+  mixed = xentax.kl_divergence_with_logits(S, t, reduction="none")
+  fast = xentax.kl_divergence_with_logits(S, T, reduction="none")
+  np.testing.assert_allclose(mixed[:5], fast[:5], **tol("float64"))
+  np.testing.assert_allclose(mixed, ref.kl_divergence_with_logits(S, t, reduction="none"))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+  rows,
+  rows,
+  hnp.arrays(np.float64, (3,), elements=st.floats(0, 3)),
+  st.sampled_from(REDUCTIONS),
+)
+def test_sample_weight_property(s, t, w, reduction):
+  got = xentax.kl_divergence_with_logits(s, t, sample_weight=w, reduction=reduction)
+  want = ref.kl_divergence_with_logits(s, t, sample_weight=w, reduction=reduction)
+  np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)

@@ -68,3 +68,35 @@ def test_bad_inputs():
   with pytest.raises(ValueError, match="class_weights has shape"):
     xentax.nll_loss(LOGP, Y, ignore_index=-100, class_weights=W[:3])
   assert np.isnan(jax.jit(lambda y: xentax.nll_loss(LOGP, y))(np.full(7, 9)))
+
+
+# --- sample_weight ------------------------------------------------------------------------
+SW = rng.uniform(0.0, 2.0, 7)
+SW[1] = 0.0
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean", "sum_over_batch_size"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sample_weight_matches_reference(reduction, weighted):
+  kw = dict(
+    class_weights=W if weighted else None,
+    ignore_index=-100,
+    where=WHERE,
+    sample_weight=SW,
+    reduction=reduction,
+  )
+  np.testing.assert_allclose(
+    xentax.nll_loss(LOGP, Y, **kw), ref.nll_loss(LOGP, Y, **kw), **tol("float64")
+  )
+
+
+def test_sample_weight_gradient_and_jit():
+  def f(x, w):
+    return xentax.nll_loss(x, Y, class_weights=W, ignore_index=-100, sample_weight=w)
+
+  check_grads(f, (LOGP, SW + 0.1), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
+  np.testing.assert_allclose(
+    jax.jit(f)(LOGP, SW),
+    ref.nll_loss(LOGP, Y, class_weights=W, ignore_index=-100, sample_weight=SW),
+    **tol("float64"),
+  )

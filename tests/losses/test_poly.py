@@ -72,3 +72,35 @@ def test_bad_inputs():
     xentax.poly1_cross_entropy_with_logits(Z, Y, reduction="avg")
   with pytest.raises(ValueError, match="labels have shape"):
     xentax.poly1_cross_entropy_with_logits(Z, Y[:3])
+
+
+# --- sample_weight ------------------------------------------------------------------------
+SW = rng.uniform(0.0, 2.0, 8)
+SW[2] = 0.0
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean", "sum_over_batch_size"])
+def test_sample_weight_matches_reference(reduction):
+  y = Y.copy()
+  y[0] = -1
+  kw = dict(epsilon=1.5, ignore_index=-1, sample_weight=SW, reduction=reduction)
+  np.testing.assert_allclose(
+    xentax.poly1_cross_entropy_with_logits(Z, y, **kw),
+    ref.poly1_cross_entropy_with_logits(Z, y, **kw),
+    **tol("float64"),
+  )
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.floats(0.0, 3.0), st.sampled_from(["mean", "sum_over_batch_size"]))
+def test_sample_weight_scalar_and_gradient(scale, reduction):
+  def f(z, w):
+    return xentax.poly1_cross_entropy_with_logits(z, Y, sample_weight=w, reduction=reduction)
+
+  got = f(Z, SW * scale)
+  np.testing.assert_allclose(
+    got,
+    ref.poly1_cross_entropy_with_logits(Z, Y, sample_weight=SW * scale, reduction=reduction),
+    **tol("float64"),
+  )
+  check_grads(f, (Z, SW + 0.1), order=1, modes=("rev",), atol=1e-6, rtol=1e-6)

@@ -112,3 +112,36 @@ def test_causal_lm_token_mean_matches_torch_shifted_cross_entropy():
   ).numpy()
   got = xentax.causal_lm_cross_entropy_with_logits(z, y, ignore_index=-100)
   np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+# --- sample_weight: (F.xxx(reduction="none") * w).sum() / w.sum() and .mean() ------------
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum_over_batch_size", "sum"])
+def test_kl_sample_weight_matches_torch_weighted_reductions(reduction):
+  s, t = rng.normal(size=(8, 5)) * 2, rng.normal(size=(8, 5)) * 2
+  w = rng.uniform(0.0, 2.0, 8)
+  per_example = F.kl_div(
+    F.log_softmax(_t(s) / 2.0, -1), F.log_softmax(_t(t) / 2.0, -1), log_target=True,
+    reduction="none",
+  ).sum(-1) * _t(w)  # fmt: skip
+  want = {
+    "mean": per_example.sum() / _t(w).sum(),
+    "sum_over_batch_size": per_example.mean(),
+    "sum": per_example.sum(),
+  }[reduction].numpy()
+  got = xentax.kl_divergence_with_logits(
+    s, t, temperature=2.0, sample_weight=w, reduction=reduction
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum_over_batch_size"])
+def test_nll_loss_sample_weight_matches_torch(reduction):
+  x = np.asarray(jax.nn.log_softmax(rng.normal(size=(9, 4))))
+  y = rng.integers(0, 4, 9)
+  w = rng.uniform(0.0, 2.0, 9)
+  per_example = F.nll_loss(_t(x), _t(y), reduction="none") * _t(w)
+  want = per_example.sum() / _t(w).sum() if reduction == "mean" else per_example.mean()
+  got = xentax.nll_loss(x, y, sample_weight=w, reduction=reduction)
+  np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-12)

@@ -46,6 +46,23 @@ def _binary_options(x, *, elementwise=True, pos_weight=True):
   return options
 
 
+def _naive_jsd(s, t, *, beta):
+  """``beta KL(P || M) + (1 - beta) KL(Q || M)`` as written by hand (NaN for -inf logits)."""
+  log_q, log_p = jax.nn.log_softmax(s), jax.nn.log_softmax(t)
+  q, p = jnp.exp(log_q), jnp.exp(log_p)
+  log_m = jnp.log(beta * p + (1 - beta) * q)
+  return jnp.mean(jnp.sum(beta * p * (log_p - log_m) + (1 - beta) * q * (log_q - log_m), -1))
+
+
+def _naive_distillation(s, t, y, *, temperature, alpha):
+  """Hinton's loss from optax's KL and integer-label cross-entropy."""
+  kl = optax.losses.kl_divergence_with_log_targets(
+    jax.nn.log_softmax(s / temperature), jax.nn.log_softmax(t / temperature)
+  )
+  ce = optax.softmax_cross_entropy_with_integer_labels(s, y)
+  return jnp.mean(alpha * temperature**2 * kl + (1 - alpha) * ce)
+
+
 # name -> (kind of inputs, {implementation: fn(scores, targets)}); the first is the baseline.
 # Rows named "xentax (...)" turn options on, so their value differs from the baseline's.
 LOSSES = {
@@ -190,14 +207,38 @@ LOSSES = {
       ),
     },
   ),
-  # Issue 12's losses. KL: the "dense" kind's one-hot targets serve as teacher logits.
+  # Issue 12's losses. The "pair" kind: student and teacher logits (the teacher is not
+  # differentiated: value-and-grad is with respect to the student, as in distillation).
   "kl_divergence_with_logits": (
-    "dense",
+    "pair",
     {
       "optax": lambda s, t: optax.losses.kl_divergence_with_log_targets(
         jax.nn.log_softmax(s), jax.nn.log_softmax(t)
       ).mean(),
       "xentax": lambda s, t: xentax.kl_divergence_with_logits(s, t),
+      "xentax (temperature, where, sample_weight)": lambda s, t: xentax.kl_divergence_with_logits(
+        s,
+        t,
+        temperature=2.0,
+        where=jnp.arange(s.shape[0]) % 7 != 0,
+        sample_weight=jnp.linspace(0.5, 1.5, s.shape[0], dtype=s.dtype),
+      ),
+    },
+  ),
+  # No optax JSD: the naive one is the textbook formula on two log-softmaxes.
+  "jensen_shannon_divergence_with_logits": (
+    "pair",
+    {
+      "naive": lambda s, t: _naive_jsd(s, t, beta=0.5),
+      "xentax": lambda s, t: xentax.jensen_shannon_divergence_with_logits(s, t, beta=0.5),
+    },
+  ),
+  # No optax distillation loss: the naive one is what a user writes from optax's parts.
+  "distillation_loss": (
+    "distill",
+    {
+      "naive": lambda s, ty: _naive_distillation(s, *ty, temperature=2.0, alpha=0.5),
+      "xentax": lambda s, ty: xentax.distillation_loss(s, *ty, temperature=2.0, alpha=0.5),
     },
   ),
   "poly1_cross_entropy_with_logits": (
@@ -236,6 +277,9 @@ def make_inputs(kind, batch, classes, dtype, copies=2, seed=0):
       args = (jax.nn.softmax(x).astype(dtype), y)
     elif kind == "dense":
       args = (x.astype(dtype), jax.nn.one_hot(y, classes, dtype=dtype))
+    elif kind in ("pair", "distill"):
+      teacher = (jax.random.normal(k_y, (batch, classes), jnp.float32) * 2).astype(dtype)
+      args = (x.astype(dtype), teacher if kind == "pair" else (teacher, y))
     elif kind == "dense_probs":
       args = (jax.nn.softmax(x).astype(dtype), jax.nn.one_hot(y, classes, dtype=dtype))
     elif kind == "binary":

@@ -5,7 +5,8 @@ Design notes:
   ([c = j] - p_j) / T``; written independently of :mod:`xentax.losses`. They hold where the
   divergence is finite (the student gives mass wherever the teacher does). Each returns
   ``d loss / d first argument`` in the argument's layout; the teacher side of the KL has
-  its own function.
+  its own function. ``sample_weight`` ``s_n`` scales example ``n``'s gradient by ``s_n``,
+  and the mean divides by ``sum_K s_n`` (``"sum_over_batch_size"``: by ``|K|``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def kl_divergence_with_logits_grad(
   temperature=1.0,
   axis: int = -1,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Gradient of :func:`xentax.kl_divergence_with_logits` w.r.t. the student logits.
@@ -55,7 +57,7 @@ def kl_divergence_with_logits_grad(
   check_reduction("kl_divergence_with_logits_grad", reduction)
   log_q, log_p, temperature = _pair(student_logits, teacher_logits, axis, temperature)
   g = (jnp.exp(log_q) - jnp.exp(log_p)) / temperature
-  g = reduce_grad(g, kept_mask(where, g.shape[:-1]), reduction)
+  g = reduce_grad(g, kept_mask(where, g.shape[:-1]), reduction, sample_weight=sample_weight)
   return jnp.moveaxis(g, -1, axis)
 
 
@@ -66,6 +68,7 @@ def kl_divergence_with_logits_teacher_grad(
   temperature=1.0,
   axis: int = -1,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Gradient of :func:`xentax.kl_divergence_with_logits` w.r.t. the *teacher* logits.
@@ -88,7 +91,7 @@ def kl_divergence_with_logits_teacher_grad(
   ratio = jnp.where(p > 0, log_p - jnp.where(p > 0, log_q, 0.0), 0.0)
   kl = _xlogy_sum(p, ratio)
   g = jnp.where(p > 0, p * (ratio - kl[..., None]), 0.0) / temperature
-  g = reduce_grad(g, kept_mask(where, g.shape[:-1]), reduction)
+  g = reduce_grad(g, kept_mask(where, g.shape[:-1]), reduction, sample_weight=sample_weight)
   return jnp.moveaxis(g, -1, axis)
 
 
@@ -100,6 +103,7 @@ def jensen_shannon_divergence_with_logits_grad(
   temperature=1.0,
   axis: int = -1,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Gradient of :func:`xentax.jensen_shannon_divergence_with_logits` w.r.t. the student.
@@ -132,7 +136,7 @@ def jensen_shannon_divergence_with_logits_grad(
       coef, log_m = 1 - beta, jnp.log(beta * p + (1 - beta) * q)
     r = jnp.where(q > 0, log_q - jnp.where(q > 0, log_m, 0.0), 0.0)
     g = coef * jnp.where(q > 0, q * (r - _xlogy_sum(q, r)[..., None]), 0.0) / temperature
-  g = reduce_grad(g, kept_mask(where, g.shape[:-1]), reduction)
+  g = reduce_grad(g, kept_mask(where, g.shape[:-1]), reduction, sample_weight=sample_weight)
   return jnp.moveaxis(g, -1, axis)
 
 
@@ -146,6 +150,7 @@ def distillation_loss_grad(
   axis: int = -1,
   ignore_index: int | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Gradient of :func:`xentax.distillation_loss` w.r.t. the student logits.
@@ -171,5 +176,5 @@ def distillation_loss_grad(
   alpha = jnp.asarray(alpha, s.dtype)
   g = alpha * temperature * (jnp.exp(log_q) - jnp.exp(log_p))
   g = g + (1 - alpha) * (jax.nn.softmax(s, axis=-1) - onehot)
-  g = reduce_grad(g, kept, reduction)
+  g = reduce_grad(g, kept, reduction, sample_weight=sample_weight)
   return jnp.moveaxis(g, -1, axis)

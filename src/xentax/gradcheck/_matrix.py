@@ -111,10 +111,16 @@ LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
   "binary_cross_entropy": ("weights", "label_smoothing", "where", "sample_weight"),
   "binary_focal_loss_with_logits": ("gamma", "alpha", "label_smoothing", "where", "sample_weight"),
   # Divergences: the second argument is the teacher's logits (drawn like dense targets).
-  "kl_divergence_with_logits": ("temperature", "where", "axis"),
-  "jensen_shannon_divergence_with_logits": ("beta", "temperature", "where", "axis"),
-  "nll_loss": ("class_weights", "ignore_index", "where", "axis"),
-  "poly1_cross_entropy_with_logits": ("epsilon", "ignore_index", "where", "axis"),
+  "kl_divergence_with_logits": ("temperature", "sample_weight", "where", "axis"),
+  "jensen_shannon_divergence_with_logits": (
+    "beta",
+    "temperature",
+    "sample_weight",
+    "where",
+    "axis",
+  ),
+  "nll_loss": ("class_weights", "sample_weight", "ignore_index", "where", "axis"),
+  "poly1_cross_entropy_with_logits": ("epsilon", "sample_weight", "ignore_index", "where", "axis"),
 }
 SCALAR_OPTIONS = {
   "label_smoothing": 0.1,

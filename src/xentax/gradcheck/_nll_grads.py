@@ -33,11 +33,12 @@ def nll_loss_grad(
   class_weights=None,
   ignore_index: int | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Gradient of :func:`xentax.nll_loss`: ``l = -w_y x_y``, so ``d l / d x = -w_y onehot(y)``.
 
-  ``"mean"`` divides by ``sum w_{y_n}`` over kept examples.
+  ``"mean"`` divides by ``sum s_n w_{y_n}`` over kept examples (``s_n`` the sample weight).
 
   Returns:
     ``log_probs.shape``, float64 for float64 input, float32 otherwise.
@@ -47,7 +48,9 @@ def nll_loss_grad(
   w = jnp.ones(x.shape[-1], x.dtype) if class_weights is None else jnp.asarray(class_weights)
   w_y = jnp.sum(onehot * w.astype(x.dtype), axis=-1)
   g = -w_y[..., None] * onehot
-  g = reduce_grad(g, kept, reduction, None if class_weights is None else w_y)
+  g = reduce_grad(
+    g, kept, reduction, None if class_weights is None else w_y, sample_weight=sample_weight
+  )
   return jnp.moveaxis(g, -1, axis)
 
 
@@ -59,6 +62,7 @@ def poly1_cross_entropy_with_logits_grad(
   axis: int = -1,
   ignore_index: int | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Gradient of :func:`xentax.poly1_cross_entropy_with_logits`.
@@ -78,7 +82,7 @@ def poly1_cross_entropy_with_logits_grad(
   p = jax.nn.softmax(z, axis=-1)
   p_y = jnp.sum(p * onehot, axis=-1)
   g = (1 + jnp.asarray(epsilon, z.dtype) * p_y)[..., None] * (p - onehot)
-  g = reduce_grad(g, kept, reduction)
+  g = reduce_grad(g, kept, reduction, sample_weight=sample_weight)
   return jnp.moveaxis(g, -1, axis)
 
 
@@ -90,14 +94,16 @@ def causal_lm_cross_entropy_with_logits_grad(
   normalization: str = "token",
   ignore_index: int | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Gradient of :func:`xentax.causal_lm_cross_entropy_with_logits` w.r.t. all logits.
 
-  Position ``t < L - shift`` gets ``(softmax(z_t) - onehot(y_{t+shift})) / D`` with ``D``
-  the number of kept tokens (``"token"``) or ``B' N_b`` (``"sequence"``: ``B'`` sequences
-  with a kept token, ``N_b`` kept tokens in sequence ``b``); the last ``shift`` positions
-  get 0.
+  Position ``t < L - shift`` gets ``s (softmax(z_t) - onehot(y_{t+shift})) / D`` with
+  ``s`` the token's weight (1 without ``sample_weight``; the weight at ``t + shift``) and
+  ``D`` the kept tokens' total weight (``"token"``) or ``B' S_b`` (``"sequence"``: ``B'``
+  sequences with positive kept weight, ``S_b`` the kept weight of sequence ``b``); the
+  last ``shift`` positions get 0.
 
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
@@ -109,12 +115,18 @@ def causal_lm_cross_entropy_with_logits_grad(
   z, kept, onehot = _setup(logits[..., :-shift, :], labels[..., shift:], -1, ignore_index, mask)
   z = jnp.where(kept[..., None], z, 0.0)
   g = jax.nn.softmax(z, axis=-1) - onehot
+  s = None
+  if sample_weight is not None:
+    s = jnp.broadcast_to(jnp.asarray(sample_weight, z.dtype), labels.shape)[..., shift:]
   if reduction == "mean" and normalization == "sequence":
-    per_seq = jnp.sum(kept, axis=-1, keepdims=True).astype(z.dtype)
+    # Each sequence's weighted mean sum_t s l / sum_t s, then the mean over sequences.
+    s_kept = jnp.where(kept, 1.0 if s is None else s, 0.0)
+    per_seq = jnp.sum(s_kept, axis=-1, keepdims=True)
     sequences = jnp.sum(per_seq > 0).astype(z.dtype)
-    g = jnp.where(kept[..., None], g / jnp.maximum(per_seq, 1)[..., None], 0.0)
+    g = jnp.where(kept[..., None], g * s_kept[..., None], 0.0)
+    g = jnp.where(per_seq[..., None] > 0, g / jnp.where(per_seq > 0, per_seq, 1)[..., None], 0.0)
     g = jnp.where(sequences > 0, g / jnp.maximum(sequences, 1), 0.0)
   else:
-    g = reduce_grad(g, kept, reduction)
+    g = reduce_grad(g, kept, reduction, sample_weight=s)
   pad = [(0, 0)] * (g.ndim - 2) + [(0, shift), (0, 0)]
   return jnp.pad(g, pad)

@@ -29,6 +29,7 @@ def causal_lm_cross_entropy_with_logits(
   normalization: str = "token",
   ignore_index: int | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Next-token cross-entropy: ``logits[..., t, :]`` against ``labels[..., t + shift]``.
@@ -39,6 +40,12 @@ def causal_lm_cross_entropy_with_logits(
   ``normalization="token"``: ``sum_{b,t} l_{b,t} / N_kept``; ``"sequence"``:
   ``mean_b (sum_t l_{b,t} / N_b)`` over the sequences with ``N_b > 0`` kept tokens.
 
+  Per-token weights ``s_{b,t}`` (``sample_weight``) replace the counts by weight sums:
+  ``"token"`` gives ``sum_{b,t} s l / sum_{b,t} s``; ``"sequence"`` gives each sequence's
+  weighted mean ``sum_t s l / sum_t s`` and then the plain mean over the sequences whose
+  kept weight is positive (a per-sequence weight ``[..., 1]`` is therefore cancelled by
+  ``"sequence"``; combine it with ``"token"``, or fold it into the tokens' weights).
+
   Args:
     logits: ``[..., L, V]`` logits for every position (sequence axis -2, vocabulary last).
     labels: ``[..., L]`` token ids for the *same* positions (the inputs, typically); the
@@ -48,15 +55,20 @@ def causal_lm_cross_entropy_with_logits(
     ignore_index: label value (padding) whose tokens are dropped.
     where: boolean mask of the labels' shape ``[..., L]``, aligned with the labels (the
       label at ``t + shift`` is kept where ``where[..., t + shift]``).
-    reduction: ``"none"`` (``[..., L - shift]`` per-token losses, 0 where dropped),
-      ``"sum"``, or ``"mean"`` (by ``normalization``).
+    sample_weight: per-token weights ``>= 0`` of the labels' shape ``[..., L]`` or
+      broadcastable to it (``[..., 1]``: one per sequence), aligned with the labels like
+      ``where``: the weight at ``t + shift`` weighs the prediction of that label.
+    reduction: ``"none"`` (``[..., L - shift]`` weighted per-token losses, 0 where
+      dropped), ``"sum"``, ``"mean"`` (by ``normalization``) or ``"sum_over_batch_size"``
+      (``sum s l`` over the number of kept tokens, whatever ``normalization``).
 
   Returns:
     The loss, float32 (float64 for float64 logits).
 
   Raises:
-    ValueError: ``shift`` not in ``[1, L)``, an unknown normalization or reduction, or
-    shapes that do not match. TypeError: float labels.
+    ValueError: ``shift`` not in ``[1, L)``, an unknown normalization or reduction,
+    shapes that do not match, or a concrete ``sample_weight`` that is negative or not
+    finite (traced: NaN for those tokens). TypeError: float labels.
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -96,11 +108,17 @@ def causal_lm_cross_entropy_with_logits(
     reduction="none",
   )
   valid = mask if ignore_index is None else mask & (labels[..., shift:] != ignore_index)
+  weights = _validate.sample_weights(fn_name, sample_weight, labels.shape, losses.dtype)
+  if weights is not None:
+    weights = weights[..., shift:]
   if reduction != "mean" or normalization == "token":
-    return _common.reduce_losses(losses, valid=valid, reduction=reduction)
-  per_sequence = _common.reduce_losses(
-    jnp.sum(losses, axis=-1) / jnp.maximum(jnp.sum(valid, axis=-1), 1).astype(losses.dtype),
-    valid=jnp.any(valid, axis=-1),
-    reduction="mean",
-  )
-  return per_sequence
+    return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
+  per_token = _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction="none")
+  if weights is None:
+    kept_weight = jnp.sum(valid, axis=-1).astype(losses.dtype)
+  else:
+    kept_weight = jnp.sum(jnp.where(valid, weights, 0.0), axis=-1)
+  # `~(w <= 0)`, not `w > 0`: a NaN weight keeps its sequence, whose mean is then NaN.
+  kept = ~(kept_weight <= 0)
+  per_sequence = jnp.sum(per_token, axis=-1) / jnp.where(kept, kept_weight, 1.0)
+  return _common.reduce_losses(per_sequence, valid=kept, reduction="mean")

@@ -14,6 +14,18 @@ Design notes:
     teacher gives mass and the student gives none makes the divergence ``+inf``, as it is.
   * Rows dropped by ``where`` are replaced by zeros before any arithmetic, so ``-inf`` or
     NaN there cannot leak into the loss or either gradient.
+  * Speed: the common case is one fused pass per row. ``KL = sum_c p_t (t_c - s_c) - lse_t +
+    lse_s`` (``sum_c p_t = 1``) needs no per-class guard, so XLA:CPU fuses the maxes, sums
+    and the weighted sum into one loop nest; guards (selects, ``isfinite`` on the maxes)
+    inside the reductions split it into several passes with ``[N, C]`` temporaries
+    (2-3x slower). The guarded formula is kept as a fallback, taken (``lax.cond``) only
+    when some kept row's fast value is NaN: a ``-inf`` teacher logit (``0 * -inf``), an
+    underflowed mixture in the JSD, or a NaN input (which stays NaN on both paths).
+  * Both divergences are ``custom_jvp`` functions of the scaled logits whose tangent is
+    the closed form below, written with ``[N]``-shaped statistics of the forward pass
+    (``lse``, the divergence), so the reverse pass is one elementwise pass per side
+    instead of autodiff through two log-softmaxes; the selects there are elementwise and
+    free. Forward mode and higher orders still work (the rule is differentiable).
   * Gradients flow to both logits (``d/dz_s = (p_s - p_t) / T``,
     ``d/dz_t = p_t (log p_t - log p_s - KL) / T``); wrap the teacher in
     ``jax.lax.stop_gradient`` for the usual frozen-teacher distillation.
@@ -28,13 +40,19 @@ from xentax.losses import _common, _validate
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
 from xentax.losses._sparse_terms import prepare_labels
 
+_SymbolicZero = jax.custom_derivatives.SymbolicZero
+
 
 def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature, bad=None):
-  """Validate two logit arrays; class axis last, compute dtype, dropped rows zeroed.
+  """Validate two logit arrays; class axis last, compute dtype, and ``1 / T``.
 
-  ``bad`` (a boolean per-example array, or a traced scalar flag, or None) marks kept rows
-  whose loss and gradients must be NaN (a bad label or an option outside its domain); a
-  traced ``temperature`` outside its domain adds to it.
+  Returns ``(s, t, valid, keep, 1 / T)``, the logits not yet scaled. ``keep`` is the
+  per-example factor the divergences apply to their values and gradients: 1 for a kept
+  row, 0 for a dropped one (whatever its logits hold, even NaN) and NaN for a kept row
+  marked by ``bad`` (a boolean per-example array, a traced scalar flag, or None: a bad
+  label or an option outside its domain; a traced ``temperature`` outside its domain
+  adds to it). Rows are masked on ``[N]``-shaped results, never by selecting over
+  ``[N, C]`` logits, which would cost a pass of its own.
   """
   _validate.float_array(fn_name, "student_logits", student_logits)
   _validate.float_array(fn_name, "teacher_logits", teacher_logits)
@@ -47,16 +65,24 @@ def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperat
   s = jnp.moveaxis(s, axis, -1).astype(dtype)
   t = jnp.moveaxis(t, axis, -1).astype(dtype)
   valid = _common.broadcast_mask(fn_name, where, s.shape[:-1])
-  zero = jnp.zeros((), dtype)
-  s = jnp.where(valid[..., None], s, zero)
-  t = jnp.where(valid[..., None], t, zero)
-  temperature = jnp.asarray(temperature, dtype)
-  s, t = s / temperature, t / temperature
+  # 1 / T is applied inside the row computations: a separate `s / T` pass over [N, C] is
+  # not fused into the reductions on XLA:CPU (and costs a full read and write per side).
+  inv_temperature = 1 / jnp.asarray(temperature, dtype)
+  keep = valid.astype(dtype)
   if bad is not None:
-    # NaN on the kept rows' logits: their loss and both gradients are NaN, the rest exact.
-    nan = _common.nan_where(valid & bad, dtype)[..., None]
-    s, t = s + nan, t + nan
-  return s, t, valid
+    keep = keep + _common.nan_where(valid & bad, dtype)
+  return s, t, valid, keep, inv_temperature
+
+
+def _apply_keep(x, keep) -> jax.Array:
+  """``keep * x`` with dropped rows (``keep == 0``) exactly 0 even where ``x`` is NaN."""
+  if x.ndim > keep.ndim:
+    keep = keep[..., None]
+  return jnp.where(keep == 0, jnp.zeros((), x.dtype), keep * x)
+
+
+def _zero_dropped(x, keep) -> jax.Array:
+  return jnp.where(keep[..., None] == 0, jnp.zeros((), x.dtype), x)
 
 
 def _log_softmax(x) -> jax.Array:
@@ -73,11 +99,82 @@ def _weighted_log_ratio(p, log_p, log_q) -> jax.Array:
   return jnp.sum(jnp.where(has_mass, p * ratio, 0.0), axis=-1)
 
 
-def kl_per_example(student_scaled, teacher_scaled) -> jax.Array:
-  """``KL(softmax(t) || softmax(s))`` per row of already temperature-scaled logits."""
-  log_ps = _log_softmax(student_scaled)
-  log_pt = _log_softmax(teacher_scaled)
+def _safe_kl(s, t) -> jax.Array:
+  """The guarded ``KL(softmax(t) || softmax(s))``: the fallback for rows with ``-inf``."""
+  log_ps = _log_softmax(s)
+  log_pt = _log_softmax(t)
   return _weighted_log_ratio(jnp.exp(log_pt), log_pt, log_ps)
+
+
+def _fast_lse(x) -> jax.Array:
+  """``[..., 1]`` log-sum-exp without guards (an all ``-inf`` row gives NaN)."""
+  # Subtract the max so exp cannot overflow; stop_gradient: the result does not depend on it.
+  m = jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+  return m + jnp.log(jnp.sum(jnp.exp(x - m), axis=-1, keepdims=True))
+
+
+def _with_fallback(fast, keep, safe) -> jax.Array:
+  """``keep * fast`` unless a kept row is NaN, then ``keep * safe()`` for every row."""
+  # Dropped rows may hold anything, and bad rows (keep = NaN) are NaN on either path:
+  # neither should cost the guarded pass.
+  needs_guard = jnp.any(jnp.isnan(fast) & (keep == 1))
+  return _apply_keep(jax.lax.cond(needs_guard, safe, lambda: fast), keep)
+
+
+def _kl_value(s, t, inv, keep):
+  """``(KL, lse_s, lse_t)`` per row of ``s * inv``, ``t * inv``; one fused pass if possible."""
+  # lse(x inv) = max(x) inv + log sum exp((x - max) inv) for inv > 0: the scaling stays
+  # inside the fused reductions.
+  m_s = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
+  m_t = jax.lax.stop_gradient(jnp.max(t, axis=-1, keepdims=True))
+  lse_s = m_s * inv + jnp.log(jnp.sum(jnp.exp((s - m_s) * inv), axis=-1, keepdims=True))
+  lse_t = m_t * inv + jnp.log(jnp.sum(jnp.exp((t - m_t) * inv), axis=-1, keepdims=True))
+  # sum_c p_t (log p_t - log p_s) = sum_c p_t ((t - s) / T - (lse_t - lse_s)), no guard: a
+  # -inf teacher logit gives 0 * -inf = NaN, and that row sends us to the guarded form.
+  kl = jnp.sum(jnp.exp(t * inv - lse_t) * ((t - s) * inv - (lse_t - lse_s)), axis=-1)
+  safe = lambda: _safe_kl(_zero_dropped(s, keep) * inv, _zero_dropped(t, keep) * inv)  # noqa: E731
+  return _with_fallback(kl, keep, safe), lse_s, lse_t
+
+
+@jax.custom_jvp
+def kl_per_example(student_logits, teacher_logits, inv_temperature, keep) -> jax.Array:
+  """``keep * KL(softmax(t / T) || softmax(s / T))`` per row.
+
+  ``keep`` (see :func:`_prepare_pair`) is 1 for kept rows, 0 for dropped ones (their
+  value and gradients are exactly 0 whatever their logits) and NaN for bad ones.
+  A ``custom_jvp``: with ``G_s = p_s - p_t`` and ``G_t = p_t (log p_t - log p_s - KL)``
+  (gradients with respect to the scaled logits), the tangent is
+  ``(sum_c G_s ds + G_t dt) / T + (sum_c G_s s + G_t t) d(1 / T)``, formed from the
+  forward pass's ``[N]`` statistics (nothing ``[N, C]`` beyond the inputs is saved for
+  reverse mode; XLA fuses the two gradients into one pass). ``keep`` is a constant.
+  """
+  return _kl_value(student_logits, teacher_logits, inv_temperature, keep)[0]
+
+
+def _kl_per_example_jvp(primals, tangents):
+  s, t, inv, keep = primals
+  ds, dt, d_inv, _ = tangents
+  kl, lse_s, lse_t = _kl_value(s, t, inv, keep)
+  log_ps, log_pt = s * inv - lse_s, t * inv - lse_t
+  p_s, p_t = jnp.exp(log_ps), jnp.exp(log_pt)
+  # 0 log 0 = 0: where the teacher has no mass both logs may be -inf; select the log-ratio
+  # before multiplying so no inf * 0 reaches either derivative.
+  has_mass = ~(p_t <= 0)
+  ratio = jnp.where(has_mass, log_pt - jnp.where(has_mass, log_ps, 0.0), 0.0)
+  g_t = _apply_keep(jnp.where(has_mass, p_t * (ratio - kl[..., None]), 0.0), keep)
+  g_s = _apply_keep(p_s - p_t, keep)
+  tangent = jnp.zeros_like(kl)
+  for g, dx in ((g_s, ds), (g_t, dt)):
+    if not isinstance(dx, _SymbolicZero):
+      tangent = tangent + jnp.sum(g * dx, axis=-1) * inv
+  if not isinstance(d_inv, _SymbolicZero):
+    # d/d(1/T) = sum_c G x; a -inf logit has G = 0 there (0 * inf = 0).
+    scaled = _common.safe_mul(g_s, s) + _common.safe_mul(g_t, t)
+    tangent = tangent + jnp.sum(scaled, axis=-1) * d_inv
+  return kl, tangent
+
+
+kl_per_example.defjvp(_kl_per_example_jvp, symbolic_zeros=True)
 
 
 def kl_divergence_with_logits(
@@ -87,6 +184,7 @@ def kl_divergence_with_logits(
   temperature=1.0,
   axis: int = -1,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""KL divergence ``KL(teacher || student)`` between the softmaxes of two sets of logits.
@@ -105,17 +203,24 @@ def kl_divergence_with_logits(
     axis: the class axis.
     where: boolean mask of the per-example shape (the logits' shape without ``axis``);
       False examples are dropped.
-    reduction: ``"none"``, ``"sum"`` or ``"mean"`` (mean over kept examples: torch's
-      ``reduction="batchmean"`` for ``[N, C]`` logits; 0 when nothing is kept).
+    sample_weight: per-example weights ``s_n >= 0`` broadcastable to the per-example
+      shape (Keras's ``sample_weight``); ``None`` weighs every example 1.
+    reduction: ``"none"`` (``s_n l_n``), ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n``
+      over kept examples: torch's ``reduction="batchmean"`` for ``[N, C]`` logits without
+      weights; 0 when nothing is kept) or ``"sum_over_batch_size"`` (``sum s_n l_n`` over
+      the number of kept examples, Keras's default).
 
   Returns:
     The divergence (>= 0), float32 (float64 for float64 logits).
 
   Raises:
-    TypeError: non-float logits, a non-boolean ``where`` or a non-numeric ``temperature``.
-    ValueError: shapes that differ, a bad ``axis``, an unknown reduction, or a concrete
-    ``temperature`` that is not finite and ``> 0`` (a traced one makes every kept example's
-    loss and gradients NaN, and :func:`xentax.checked` reports it).
+    TypeError: non-float logits, a non-boolean ``where`` or a non-numeric ``temperature``
+    or ``sample_weight``.
+    ValueError: shapes that differ, a bad ``axis``, an unknown reduction, a
+    ``sample_weight`` that does not broadcast, or a concrete ``temperature`` that is not
+    finite and ``> 0`` or concrete weight that is negative or not finite (a traced one
+    makes the affected examples' loss and gradients NaN, and :func:`xentax.checked`
+    reports it).
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -128,15 +233,28 @@ def kl_divergence_with_logits(
   """
   fn_name = "kl_divergence_with_logits"
   _common.check_reduction(fn_name, reduction)
-  s, t, valid = _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature)
-  return _common.reduce_losses(kl_per_example(s, t), valid=valid, reduction=reduction)
+  s, t, valid, keep, inv = _prepare_pair(
+    fn_name, student_logits, teacher_logits, axis, where, temperature
+  )
+  weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, s.dtype)
+  return _common.reduce_losses(
+    kl_per_example(s, t, inv, keep), valid=valid, sample_weight=weights, reduction=reduction
+  )
 
 
-def _jsd_per_example(s, t, beta) -> jax.Array:
-  """``beta KL(P || M) + (1 - beta) KL(Q || M)``, ``M = beta P + (1 - beta) Q``."""
+def _safe_jsd(s, t, beta) -> jax.Array:
+  """The guarded generalised JSD: the fallback for rows with ``-inf`` or underflow."""
   log_q = _log_softmax(s)  # student
   log_p = _log_softmax(t)  # teacher
-  beta = jnp.asarray(beta, s.dtype)
+  log_m = _safe_log_mixture(log_p, log_q, beta)
+  p, q = jnp.exp(log_p), jnp.exp(log_q)
+  return beta * _weighted_log_ratio(p, log_p, log_m) + (1 - beta) * _weighted_log_ratio(
+    q, log_q, log_m
+  )
+
+
+def _safe_log_mixture(log_p, log_q, beta) -> jax.Array:
+  """``log(beta P + (1 - beta) Q)`` from log-probabilities, ``-inf`` where both are 0."""
   log_beta = jnp.log(jnp.where(beta > 0, beta, 1.0))
   log_1mb = jnp.log(jnp.where(beta < 1, 1 - beta, 1.0))
   # log M = logaddexp(log beta + log P, log(1 - beta) + log Q), both terms possibly -inf.
@@ -147,11 +265,61 @@ def _jsd_per_example(s, t, beta) -> jax.Array:
   # Double where: a class neither side gives mass has log M = -inf, and log's gradient
   # there (1 / 0) would meet a zero cotangent as NaN.
   has_mass = ~(total <= 0)  # NaN stays NaN
-  log_m = jnp.where(has_mass, hi + jnp.log(jnp.where(has_mass, total, 1.0)), -jnp.inf)
-  p, q = jnp.exp(log_p), jnp.exp(log_q)
-  return beta * _weighted_log_ratio(p, log_p, log_m) + (1 - beta) * _weighted_log_ratio(
-    q, log_q, log_m
-  )
+  return jnp.where(has_mass, hi + jnp.log(jnp.where(has_mass, total, 1.0)), -jnp.inf)
+
+
+def _jsd_value(s, t, beta, keep):
+  """``(JSD, log Q, log P)`` per row; one fused pass unless a row needs the guarded form."""
+  log_q, log_p = s - _fast_lse(s), t - _fast_lse(t)
+  q, p = jnp.exp(log_q), jnp.exp(log_p)
+  log_m = jnp.log(beta * p + (1 - beta) * q)
+  # No guard: a class with no mass on one side (0 * -inf) or both (M = 0) gives NaN, and
+  # that row sends us to the guarded form.
+  jsd = jnp.sum(beta * p * (log_p - log_m) + (1 - beta) * q * (log_q - log_m), axis=-1)
+  safe = lambda: _safe_jsd(_zero_dropped(s, keep), _zero_dropped(t, keep), beta)  # noqa: E731
+  return _with_fallback(jsd, keep, safe), log_q, log_p
+
+
+@jax.custom_jvp
+def _jsd_per_example(s, t, beta, keep) -> jax.Array:
+  """``beta KL(P || M) + (1 - beta) KL(Q || M)``, ``M = beta P + (1 - beta) Q``.
+
+  A ``custom_jvp`` whose tangent is the closed form (module notes): with ``A = KL(Q || M)``
+  and ``B = KL(P || M)``, ``d/ds = (1 - beta) Q (log Q - log M - A)``,
+  ``d/dt = beta P (log P - log M - B)`` and ``d/d beta = B - A``; ``keep`` as in
+  :func:`kl_per_example`.
+  """
+  return _jsd_value(s, t, beta, keep)[0]
+
+
+def _jsd_per_example_jvp(primals, tangents):
+  s, t, beta, keep = primals
+  ds, dt, d_beta, _ = tangents
+  jsd, log_q, log_p = _jsd_value(s, t, beta, keep)
+  log_m = _safe_log_mixture(log_p, log_q, beta)
+
+  def side(log_x):
+    """``(x (log x - log M - KL(X || M)), KL(X || M))`` with 0 log 0 = 0."""
+    x = jnp.exp(log_x)
+    has_mass = ~(x <= 0)  # NaN stays NaN
+    ratio = jnp.where(has_mass, log_x - jnp.where(has_mass, log_m, 0.0), 0.0)
+    kl = jnp.sum(jnp.where(has_mass, x * ratio, 0.0), axis=-1)
+    g = _apply_keep(jnp.where(has_mass, x * (ratio - kl[..., None]), 0.0), keep)
+    return g, _apply_keep(kl, keep)
+
+  g_s, kl_qm = side(log_q)
+  g_t, kl_pm = side(log_p)
+  tangent = jnp.zeros_like(jsd)
+  # Symbolic zeros are skipped: an untouched beta must not turn an infinite KL into NaN.
+  for coef, g, dx in ((1 - beta, g_s, ds), (beta, g_t, dt)):
+    if not isinstance(dx, _SymbolicZero):
+      tangent = tangent + coef * jnp.sum(g * dx, axis=-1)
+  if not isinstance(d_beta, _SymbolicZero):
+    tangent = tangent + (kl_pm - kl_qm) * d_beta
+  return jsd, tangent
+
+
+_jsd_per_example.defjvp(_jsd_per_example_jvp, symbolic_zeros=True)
 
 
 def jensen_shannon_divergence_with_logits(
@@ -162,6 +330,7 @@ def jensen_shannon_divergence_with_logits(
   temperature=1.0,
   axis: int = -1,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Generalised Jensen-Shannon divergence between student and teacher softmaxes.
@@ -187,7 +356,7 @@ def jensen_shannon_divergence_with_logits(
     teacher_logits: teacher logits (Liger's ``target``), same shape.
     beta: the mixing weight in ``[0, 1]`` (a traced scalar is allowed).
     temperature: ``T > 0`` dividing both sets of logits.
-    axis, where, reduction: as in :func:`kl_divergence_with_logits`.
+    axis, where, sample_weight, reduction: as in :func:`kl_divergence_with_logits`.
 
   Returns:
     The divergence, float32 (float64 for float64 logits).
@@ -209,16 +378,17 @@ def jensen_shannon_divergence_with_logits(
   fn_name = "jensen_shannon_divergence_with_logits"
   _common.check_reduction(fn_name, reduction)
   bad = _validate.options(fn_name, beta=beta)
-  s, t, valid = _prepare_pair(
+  s, t, valid, keep, inv = _prepare_pair(
     fn_name, student_logits, teacher_logits, axis, where, temperature, bad
   )
   if isinstance(beta, int | float) and beta == 0:
-    losses = kl_per_example(s, t)  # forward KL(P || Q), Liger's beta = 0
+    losses = kl_per_example(s, t, inv, keep)  # forward KL(P || Q), Liger's beta = 0
   elif isinstance(beta, int | float) and beta == 1:
-    losses = kl_per_example(t, s)  # reverse KL(Q || P), Liger's beta = 1
+    losses = kl_per_example(t, s, inv, keep)  # reverse KL(Q || P), Liger's beta = 1
   else:
-    losses = _jsd_per_example(s, t, beta)
-  return _common.reduce_losses(losses, valid=valid, reduction=reduction)
+    losses = _jsd_per_example(s * inv, t * inv, jnp.asarray(beta, s.dtype), keep)
+  weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, s.dtype)
+  return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
 
 
 def distillation_loss(
@@ -231,6 +401,7 @@ def distillation_loss(
   axis: int = -1,
   ignore_index: int | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Knowledge distillation (Hinton et al.): softened KL to the teacher plus hard-label CE.
@@ -257,13 +428,17 @@ def distillation_loss(
     axis: the class axis.
     ignore_index: label value whose examples are dropped from both terms.
     where: boolean mask of the labels' shape.
-    reduction: ``"none"``, ``"sum"`` or ``"mean"`` (over kept examples).
+    sample_weight: per-example weights ``s_n >= 0`` broadcastable to the labels' shape,
+      applied to the mixed loss (both terms).
+    reduction: ``"none"``, ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n`` over kept
+      examples) or ``"sum_over_batch_size"`` (divided by the number of kept examples).
 
   Returns:
     The loss, float32 (float64 for float64 logits).
 
   Raises:
-    TypeError / ValueError as the KL and sparse cross-entropy; a concrete label out of
+    TypeError / ValueError as the KL and sparse cross-entropy (``sample_weight`` as in
+    :func:`kl_divergence_with_logits`); a concrete label out of
     range, ``temperature`` not finite and ``> 0`` or ``alpha`` outside ``[0, 1]`` raises
     ``ValueError`` (under ``jit``: NaN loss and gradients for the kept examples).
 
@@ -300,12 +475,13 @@ def distillation_loss(
   hard = sparse_categorical_cross_entropy_with_logits(
     student_logits, labels, axis=axis, ignore_index=ignore_index, where=where, reduction="none"
   )
-  s, t, _ = _prepare_pair(
+  s, t, _, keep, inv = _prepare_pair(
     fn_name, student_logits, teacher_logits, axis, valid, temperature, prepared.bad
   )
   dtype = s.dtype
   temperature = jnp.asarray(temperature, dtype)
   alpha = jnp.asarray(alpha, dtype)
-  soft = kl_per_example(s, t)
+  soft = kl_per_example(s, t, inv, keep)
   losses = alpha * jnp.square(temperature) * soft + (1 - alpha) * hard
-  return _common.reduce_losses(losses, valid=valid, reduction=reduction)
+  weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, dtype)
+  return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)

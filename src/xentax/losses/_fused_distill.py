@@ -51,6 +51,7 @@ def fused_linear_distillation(
   chunk_size: int | None = None,
   ignore_index: int | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r""":func:`xentax.distillation_loss` of two linear heads, never holding ``[N, V]`` logits.
@@ -85,7 +86,11 @@ def fused_linear_distillation(
     chunk_size: tokens per chunk; None picks at most 2^22 logits per chunk and side.
     ignore_index: label value whose tokens are dropped from both terms.
     where: boolean mask of the labels' shape.
-    reduction: ``"sum"`` or ``"mean"`` (over kept tokens; 0 when none is kept).
+    sample_weight: per-token weights ``s_n >= 0`` broadcastable to the labels' shape;
+      differentiable (its exact cotangent is the per-token loss, saved by the forward
+      rule as one ``[N]`` vector).
+    reduction: ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n`` over kept tokens; 0 when
+      none is kept) or ``"sum_over_batch_size"`` (``sum s_n l_n`` over the kept count).
 
   Returns:
     The scalar loss, float32 (float64 for float64 inputs).
@@ -166,11 +171,15 @@ def fused_linear_distillation(
     option_bad=option_bad,
   )
   valid = prepared.valid.reshape(-1)
-  # Per-token weight of the reduction: 1 (sum) or 1 / N_kept (mean); 0 for dropped tokens.
+  weights = _validate.sample_weights(fn_name, sample_weight, labels.shape, dtype)
+  # Per-token weight of the reduction: s_n (sum), s_n / sum_K s (mean) or s_n / |K|
+  # (sum_over_batch_size); 0 for dropped tokens (even where s_n is NaN).
   coef = valid.astype(dtype)
-  if reduction == "mean":
-    count = jnp.sum(coef)
-    coef = jnp.where(count > 0, coef / jnp.where(count > 0, count, 1.0), 0.0)
+  if weights is not None:
+    coef = jnp.where(valid, weights.reshape(-1), 0.0)
+  if reduction != "sum":
+    count = jnp.sum(coef) if reduction == "mean" else jnp.sum(valid.astype(dtype))
+    coef = jnp.where(count != 0, coef / jnp.where(count != 0, count, 1.0), 0.0)
   # Bad labels (or a traced option outside its domain) make their row NaN, as elsewhere.
   coef = coef + _common.nan_where(prepared.bad.reshape(-1), dtype)
 
@@ -236,7 +245,7 @@ def _chunk_terms(hs, ws, ht, wt, labels, coef, temperature, alpha, teacher_grad)
   if teacher_grad:
     g_t = alpha * temperature * jnp.where(has_mass, pt * (ratio - kl[:, None]), 0.0)
     g_t = jnp.where(live[:, None], coef[:, None] * g_t, 0.0)
-  return total, g_s, g_t
+  return total, losses, g_s, g_t
 
 
 def _forward(config: _Config, hs, ws, ht, wt, labels, coef, temperature, alpha):
@@ -253,7 +262,7 @@ def _forward(config: _Config, hs, ws, ht, wt, labels, coef, temperature, alpha):
   def body(carry, x):
     total, d_ws, d_wt = carry
     hs_c, ht_c, labels_c, coef_c = x
-    loss, g_s, g_t = _chunk_terms(
+    loss, token_losses, g_s, g_t = _chunk_terms(
       hs_c, ws, ht_c, wt, labels_c, coef_c, temperature, alpha, config.teacher_grad
     )
     d_hs = jnp.dot(g_s.astype(ws.dtype), ws.T, preferred_element_type=dtype)
@@ -262,24 +271,28 @@ def _forward(config: _Config, hs, ws, ht, wt, labels, coef, temperature, alpha):
     if config.teacher_grad:
       d_ht = jnp.dot(g_t.astype(wt.dtype), wt.T, preferred_element_type=dtype)
       d_wt = d_wt + jnp.dot(ht_c.T, g_t.astype(ht_c.dtype), preferred_element_type=dtype)
-    return (total + loss, d_ws, d_wt), (d_hs, d_ht)
+    return (total + loss, d_ws, d_wt), (d_hs, d_ht, token_losses)
 
   init = (
     jnp.zeros((), dtype),
     jnp.zeros(ws.shape, dtype),
     jnp.zeros(wt.shape, dtype) if config.teacher_grad else None,
   )
-  (total, d_ws, d_wt), (d_hs, d_ht) = lax.scan(body, init, xs)
+  (total, d_ws, d_wt), (d_hs, d_ht, token_losses) = lax.scan(body, init, xs)
   d_hs = d_hs.reshape(hs.shape)
   d_ht = None if d_ht is None else d_ht.reshape(ht.shape)
-  return total, (d_hs, d_ws, d_ht, d_wt)
+  # d total / d coef_n is token n's loss, also where coef_n = 0 (a zero sample weight):
+  # the exact cotangent of the reduction weights, and through them of sample_weight.
+  # Dropped and padding tokens have zeroed hidden states, so their (unused) loss is finite.
+  return total, (d_hs, d_ws, d_ht, d_wt, token_losses.reshape(coef.shape))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _fused_distill(config, hs, ws, ht, wt, labels, coef, temperature, alpha):
   """The reduced loss; ``custom_vjp`` whose forward rule also forms every gradient.
 
-  Saved for the backward pass: ``d hs [N, Ds]``, ``d ws [Ds, V]`` and, when the teacher is
+  Saved for the backward pass: the per-token losses ``[N]`` (the cotangent of ``coef``),
+  ``d hs [N, Ds]``, ``d ws [Ds, V]`` and, when the teacher is
   differentiated, ``d ht`` and ``d wt``. Peak memory O(chunk * V) for one chunk's logits.
   """
   no_teacher_grad = config._replace(teacher_grad=False)
@@ -303,7 +316,7 @@ def _fused_distill_fwd(config, hs, ws, ht, wt, labels, coef, temperature, alpha)
 
 
 def _fused_distill_bwd(config, residuals, g):
-  (d_hs, d_ws, d_ht, d_wt), values = residuals
+  (d_hs, d_ws, d_ht, d_wt, token_losses), values = residuals
   hs, ws, ht, wt, labels, coef, temperature, alpha = values
   if isinstance(g, jax.custom_derivatives.SymbolicZero):
     g = jnp.zeros((), coef.dtype)
@@ -319,7 +332,7 @@ def _fused_distill_bwd(config, residuals, g):
     scaled(d_ht, ht),
     scaled(d_wt, wt),
     None,
-    None,
+    g * token_losses,
     jnp.zeros_like(temperature),
     jnp.zeros_like(alpha),
   )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common
+from xentax.losses import _common, _validate
 from xentax.losses._sparse import prepare_sparse
 
 
@@ -17,6 +17,7 @@ def nll_loss(
   class_weights=None,
   ignore_index: int | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Negative log-likelihood of integer labels under given log-probabilities.
@@ -42,14 +43,20 @@ def nll_loss(
     ignore_index: label value whose examples are dropped (torch's default is -100; here
       None keeps every example).
     where: boolean mask of the labels' shape.
-    reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+    sample_weight: per-example weights ``s_n >= 0`` broadcastable to the labels' shape
+      (Keras's ``sample_weight``), multiplying ``l_n``.
+    reduction: ``"none"`` (``s_n l_n``), ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n
+      w_{y_n}`` over kept examples: torch's ``(nll_loss(reduction="none") * s).sum() /
+      (s * weight[y]).sum()``) or ``"sum_over_batch_size"`` (``sum s_n l_n`` over the
+      number of kept examples: torch's ``(nll_loss(reduction="none") * s).mean()``).
 
   Returns:
     The loss, float32 (float64 for float64 input).
 
   Raises:
-    TypeError: float labels or non-float input. ValueError: shapes that do not match, an
-    unknown reduction, or (concrete inputs) a label out of range (NaN under ``jit``).
+    TypeError: float labels, non-float input or a non-numeric ``sample_weight``.
+    ValueError: shapes that do not match, an unknown reduction, or (concrete inputs) a
+    label out of range or a negative or non-finite ``sample_weight`` (NaN under ``jit``).
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -82,6 +89,11 @@ def nll_loss(
   losses = -target * (1 + _common.nan_where(row_nan, x.dtype))
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
+  weights = _validate.sample_weights(fn_name, sample_weight, inputs.valid.shape, x.dtype)
   return _common.reduce_losses(
-    losses, valid=inputs.valid, denominator=inputs.target_weight, reduction=reduction
+    losses,
+    valid=inputs.valid,
+    denominator=inputs.target_weight,
+    sample_weight=weights,
+    reduction=reduction,
   )

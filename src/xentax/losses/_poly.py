@@ -17,6 +17,7 @@ def poly1_cross_entropy_with_logits(
   axis: int = -1,
   ignore_index: int | None = None,
   where=None,
+  sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
   r"""Poly-1 cross-entropy with integer labels: the first polynomial term re-weighted.
@@ -37,14 +38,19 @@ def poly1_cross_entropy_with_logits(
     axis: the class axis.
     ignore_index: label value whose examples are dropped.
     where: boolean mask of the labels' shape.
-    reduction: ``"none"``, ``"sum"`` or ``"mean"`` (over kept examples).
+    sample_weight: per-example weights ``s_n >= 0`` broadcastable to the labels' shape
+      (Keras's ``sample_weight``), multiplying ``l_n``.
+    reduction: ``"none"`` (``s_n l_n``), ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n``
+      over kept examples) or ``"sum_over_batch_size"`` (``sum s_n l_n`` over the number
+      of kept examples, Keras's default).
 
   Returns:
     The loss, float32 (float64 for float64 logits).
 
   Raises:
     As :func:`xentax.sparse_categorical_cross_entropy_with_logits`, and ``ValueError`` for a
-    concrete ``epsilon`` outside its domain (traced: NaN loss and gradients).
+    concrete ``epsilon`` or ``sample_weight`` outside its domain (traced: NaN loss and
+    gradients of the affected examples).
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -74,4 +80,5 @@ def poly1_cross_entropy_with_logits(
     valid = valid & (labels != ignore_index)
   # p_y = exp(-CE): no second softmax; dropped examples have CE = 0, masked below.
   losses = ce + jnp.asarray(epsilon, ce.dtype) * (1 - jnp.exp(-ce))
-  return _common.reduce_losses(losses, valid=valid, reduction=reduction)
+  weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, ce.dtype)
+  return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
