@@ -158,7 +158,9 @@ def _fast_contributions(prepared: _Prepared, losses, sample_weight) -> jax.Array
 def _out_of_unit(v, k) -> jax.Array:
   """0 for ``v`` in [0, 1], NaN outside (or for NaN): arithmetic, so it fuses."""
   # y (1 - y) >= 0 exactly on [0, 1] (1 - y is exact or positive there) and < 0 outside.
-  return jnp.sqrt(jnp.minimum(v * (k.one - v), k.zero))
+  # stop_gradient: sqrt'(0) is infinite, and this term is never differentiated on purpose
+  # (autodiff of the fast value happens for higher-order derivatives); it is free in HLO.
+  return lax.stop_gradient(jnp.sqrt(jnp.minimum(v * (k.one - v), k.zero)))
 
 
 class _Opaque(NamedTuple):
@@ -454,7 +456,9 @@ def binary_cross_entropy(
   def fast(p, y, eps, w, s):
     k = _opaque(p.dtype, eps)
     # Range checks ride along as NaN-or-0 terms; the clamps are max, as torch's.
-    check = jnp.sqrt(jnp.minimum(y * (k.one - y), k.zero) + jnp.minimum(p * (k.one - p), k.zero))
+    check = lax.stop_gradient(
+      jnp.sqrt(jnp.minimum(y * (k.one - y), k.zero) + jnp.minimum(p * (k.one - p), k.zero))
+    )
     y = _smooth(y, k.eps, k.one)
     clamp = -100 * k.one
     losses = check - (
