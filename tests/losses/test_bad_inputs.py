@@ -477,7 +477,7 @@ REFERENCES = {
 }
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
   loss=st.sampled_from(sorted(REFERENCES)),
   option=st.sampled_from(["label_smoothing", "z_loss", "gamma", "alpha"]),

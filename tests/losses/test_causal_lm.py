@@ -114,4 +114,4 @@ def test_sample_weight_gradient(normalization):
       z, Y, ignore_index=-100, normalization=normalization, sample_weight=w
     )
 
-  check_grads(f, (Z, SW + 0.1), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
+  check_grads(jax.jit(f), (Z, SW + 0.1), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)

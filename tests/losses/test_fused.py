@@ -309,15 +309,14 @@ def test_sample_weight_gradients_on_both_schedules(reduction, schedule, size):
 
   s = SAMPLE_WEIGHT + 0.25  # positive, so the differences stay inside the domain
   args = (H, W, B, s)
-  got = jax.grad(fused, argnums=(0, 1, 2, 3))(*args)
-  want = jax.grad(dense, argnums=(0, 1, 2, 3))(*args)
+  got = jax.jit(jax.grad(fused, argnums=(0, 1, 2, 3)))(*args)
+  want = jax.jit(jax.grad(dense, argnums=(0, 1, 2, 3)))(*args)
   for g, w_ in zip(got, want, strict=True):
     np.testing.assert_allclose(g, w_, rtol=1e-10, atol=1e-13)
   # d loss / d s against float64 central differences of the fused loss itself.
   step = 1e-6
-  numeric = [
-    (fused(H, W, B, s + step * e) - fused(H, W, B, s - step * e)) / (2 * step) for e in np.eye(N)
-  ]
+  f = jax.jit(fused)
+  numeric = [(f(H, W, B, s + step * e) - f(H, W, B, s - step * e)) / (2 * step) for e in np.eye(N)]
   np.testing.assert_allclose(got[3], numeric, rtol=1e-7, atol=1e-9)
 
 

@@ -94,7 +94,7 @@ def test_sample_weight_gradient_and_jit():
   def f(x, w):
     return xentax.nll_loss(x, Y, class_weights=W, ignore_index=-100, sample_weight=w)
 
-  check_grads(f, (LOGP, SW + 0.1), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
+  check_grads(jax.jit(f), (LOGP, SW + 0.1), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
   np.testing.assert_allclose(
     jax.jit(f)(LOGP, SW),
     ref.nll_loss(LOGP, Y, class_weights=W, ignore_index=-100, sample_weight=SW),

@@ -7,7 +7,7 @@ from hypothesis.extra import numpy as hnp
 
 import xentax
 
-SETTINGS = settings(max_examples=15, deadline=None)
+SETTINGS = settings(max_examples=10, deadline=None)
 finite = st.floats(-20, 20, allow_nan=False, allow_subnormal=False)
 
 

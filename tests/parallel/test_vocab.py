@@ -359,7 +359,7 @@ def test_vocab_parallel_sample_weight_matches_dense(reduction, mesh_shape, fused
 def test_vocab_parallel_sample_weight_gradient_matches_finite_differences():
   sharded, _ = _weighted_parallel_loss(_mesh((2, 4), ("data", "vocab")), "data", "mean", False)
   f = jax.jit(sharded)
-  got = jax.grad(sharded, argnums=1)(LOGITS, SAMPLE_WEIGHT)
+  got = jax.jit(jax.grad(sharded, argnums=1))(LOGITS, SAMPLE_WEIGHT)
   step = 1e-6
   numeric = [
     (f(LOGITS, SAMPLE_WEIGHT + step * e) - f(LOGITS, SAMPLE_WEIGHT - step * e)) / (2 * step)
@@ -372,6 +372,7 @@ def test_vocab_parallel_bad_sample_weight():
   sharded, _ = _weighted_parallel_loss(_mesh((2, 4), ("data", "vocab")), "data", "mean", False)
   bad = SAMPLE_WEIGHT.copy()
   bad[3] = -1.0
+  sharded = jax.jit(sharded)
   assert np.isnan(sharded(LOGITS, bad))  # traced inside shard_map: NaN, not a wrong number
   with pytest.raises(ValueError, match=r"sample_weight has shape"):
     sharded(LOGITS, SAMPLE_WEIGHT[:4])

@@ -35,7 +35,7 @@ def _to_float64(tree):
 def _evaluate(fn_name: str, f, points, batched: bool) -> np.ndarray:
   """``f`` at each row of ``points`` (already unravelled by ``f``), as float64 NumPy."""
   if batched:
-    values = jax.vmap(f)(points)
+    values = jax.jit(jax.vmap(f))(points)  # one compilation, not one per primitive
   else:
     values = jnp.stack([f(row) for row in points])
   if values.dtype != jnp.float64:

@@ -308,7 +308,7 @@ def check_loss_case(loss: str, names, reduction: str, dtype) -> list[GradReport]
   s_d = _round(scores, dtype)
   labels_d = _round(labels, dtype)
   options_d = {k: _round(v, dtype) for k, v in options.items()}
-  actual = jax.grad(make_f(labels_d, options_d))(s_d)
+  actual = jax.jit(jax.grad(make_f(labels_d, options_d)))(s_d)
   labels_64 = _upcast(labels_d)
   options_64 = {k: _upcast(v) for k, v in options_d.items()}
   s_64 = _upcast(s_d)
@@ -364,7 +364,7 @@ def check_option_case(loss: str, option: str, dtype) -> list[GradReport]:
 
     return f
 
-  actual = jax.grad(make_f(s_d, labels_d, options_d))(options_d[option])
+  actual = jax.jit(jax.grad(make_f(s_d, labels_d, options_d)))(options_d[option])
   up = functools.partial(jax.tree_util.tree_map, _upcast)
   f64 = make_f(up(s_d), _upcast(labels_d), {k: _upcast(v) for k, v in options_d.items()})
   expected, scale = central_differences(f64, _upcast(options_d[option]))
