@@ -5,6 +5,7 @@ TINY = {
   "repeats": 1,
   "losses_grid": [(8, 16)],
   "losses_dtypes": ("float32",),
+  "losses": None,
   "losses_target": [(8, 32)],
   "classes": (8, (16, 32)),
   "fused_time": [(16, 8, 64)],

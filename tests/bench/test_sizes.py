@@ -2,7 +2,7 @@
 
 from tests.bench._tiny import TINY
 from xentax import bench
-from xentax.bench import _sizes
+from xentax.bench import _losses, _sizes
 
 
 def test_the_size_table_has_every_key_at_both_scales():
@@ -10,6 +10,9 @@ def test_the_size_table_has_every_key_at_both_scales():
     assert set(bench.SIZES[scale]) == set(TINY), scale
   target = bench.TARGETS["losses"]
   assert (target["batch"], target["classes"]) in bench.SIZES["quick"]["losses_target"]
+  quick_losses = bench.SIZES["quick"]["losses"]
+  assert target["loss"] in quick_losses and set(quick_losses) <= set(_losses.LOSSES)
+  assert bench.SIZES["full"]["losses"] is None  # every loss
   tokens, dim, vocabs = bench.SIZES["quick"]["fused_memory"]
   assert bench.TARGETS["fused_memory"]["vocab_size"] in vocabs
 

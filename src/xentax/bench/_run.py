@@ -38,12 +38,14 @@ class Suite:
 
 def _losses_suite(sizes: dict, repeats: int) -> list:
   dtypes = [jnp.dtype(d) for d in sizes["losses_dtypes"]]
-  rows = _losses.run(sizes["losses_grid"], dtypes, repeats=repeats)
+  names = sizes["losses"]
+  rows = _losses.run(sizes["losses_grid"], dtypes, losses=names, repeats=repeats)
   if sizes["losses_target"]:
     rows += _losses.run(
       sizes["losses_target"],
       [jnp.float32],
-      repeats=max(repeats, 9),  # the CPU targets (every loss, f32) are judged on these
+      losses=names,
+      repeats=max(repeats, 5),  # the CPU targets (f32) are judged on these
     )
   return rows
 
