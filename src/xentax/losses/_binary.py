@@ -254,8 +254,7 @@ def _reduce(prepared: _Prepared, fns: tuple[Callable, Callable, Callable], args,
   if reduction == "sum":
     return total
   denom = _denominator(prepared, reduction, total.dtype)
-  nonzero = denom != 0
-  return jnp.where(nonzero, total / jnp.where(nonzero, denom, jnp.ones_like(denom)), 0.0)
+  return _common.mean_of(total, denom)
 
 
 def _denominator(prepared: _Prepared, reduction: str, dtype) -> jax.Array:

@@ -265,5 +265,10 @@ def reduce_losses(
     denom = jnp.sum(jnp.where(valid, denominator, zero))
   if axis_name is not None:
     total, denom = lax.psum(jnp.stack([total, denom]), axis_name)
+  return mean_of(total, denom)
+
+
+def mean_of(total, denom) -> jax.Array:
+  """``total / denom``, and 0 with zero gradient where ``denom`` is 0 (nothing kept)."""
   nonzero = denom != 0
   return jnp.where(nonzero, total / jnp.where(nonzero, denom, jnp.ones_like(denom)), 0.0)

@@ -161,8 +161,7 @@ def tokens_loss(
     denom = jnp.sum(valid, dtype=dtype)
   else:
     denom = jnp.sum(jnp.where(valid, target_weight, jnp.zeros_like(target_weight)))
-  nonzero = denom != 0
-  loss = jnp.where(nonzero, total / jnp.where(nonzero, denom, jnp.ones_like(denom)), 0.0)
+  loss = _common.mean_of(total, denom)
   return loss, lse
 
 
