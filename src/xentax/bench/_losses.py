@@ -290,7 +290,7 @@ def make_inputs(kind, batch, classes, dtype, copies=2, seed=0):
   return arg_sets
 
 
-def run(grid, dtypes, *, losses=None, repeats=5) -> list[dict]:
+def run(grid, dtypes, *, losses=None, repeats=5, modes=("forward", "value_and_grad")) -> list[dict]:
   """Time every loss of ``losses`` (all by default) over ``grid`` x ``dtypes``.
 
   Args:
@@ -298,6 +298,7 @@ def run(grid, dtypes, *, losses=None, repeats=5) -> list[dict]:
     dtypes: input dtypes (float32, bfloat16).
     losses: names from :data:`LOSSES`; all by default.
     repeats: timed calls per implementation.
+    modes: ``"forward"`` and/or ``"value_and_grad"``.
 
   Returns:
     One record per (loss, shape, dtype, mode, implementation).
@@ -310,7 +311,7 @@ def run(grid, dtypes, *, losses=None, repeats=5) -> list[dict]:
       for dtype in dtypes:
         arg_sets = make_inputs(kind, batch, classes, dtype)
         nbytes = arg_sets[0][0].nbytes
-        for mode in ("forward", "value_and_grad"):
+        for mode in modes:
           compiled, compile_s, memory = {}, {}, {}
           for impl, fn in impls.items():
             target = fn if mode == "forward" else jax.value_and_grad(fn)

@@ -57,8 +57,9 @@ def _classes_suite(sizes: dict, repeats: int) -> list:
     [jnp.float32],
     losses=["sparse_categorical_cross_entropy_with_logits"],
     repeats=repeats,
+    modes=("value_and_grad",),
   )
-  return [{**r, "suite": "classes"} for r in rows if r["mode"] == "value_and_grad"]
+  return [{**r, "suite": "classes"} for r in rows]
 
 
 def _fused_suite(sizes: dict, repeats: int) -> list:

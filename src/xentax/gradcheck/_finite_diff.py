@@ -38,12 +38,33 @@ def _evaluate(fn_name: str, f, points, batched: bool) -> np.ndarray:
     values = jax.jit(jax.vmap(f))(points)  # one compilation, not one per primitive
   else:
     values = jnp.stack([f(row) for row in points])
+  return _checked_float64(fn_name, values)
+
+
+def _checked_float64(fn_name: str, values) -> np.ndarray:
   if values.dtype != jnp.float64:
     raise ValueError(
       f"{fn_name}: f returned dtype {values.dtype} on float64 parameters; finite differences "
       "need f to compute in float64 (do not cast to float32 inside f)."
     )
   return np.asarray(values)
+
+
+@functools.lru_cache(maxsize=128)
+def _batched_values(f: Callable, treedef, shapes: tuple, num_args: int) -> Callable:
+  """``jit(vmap(f))`` over flattened parameter rows, with ``num_args`` unbatched arguments.
+
+  Cached on ``f`` and the parameters' structure, so calling :func:`central_differences`
+  again with the same ``f`` (other ``args``, other values) reuses the compiled function.
+  """
+  ends = np.cumsum([int(np.prod(shape)) for shape in shapes])
+
+  def value(row, *args):
+    starts = [0, *ends[:-1]]
+    leaves = [row[a:b].reshape(shape) for a, b, shape in zip(starts, ends, shapes, strict=True)]
+    return f(jax.tree_util.tree_unflatten(treedef, leaves), *args)
+
+  return jax.jit(jax.vmap(value, in_axes=(0,) + (None,) * num_args))
 
 
 def finite_difference_jacobian(f: Callable, params, *, eps: float = FD_STEP, batched: bool = True):
@@ -80,19 +101,37 @@ def finite_difference_jacobian(f: Callable, params, *, eps: float = FD_STEP, bat
   return jac
 
 
-def central_differences(f: Callable, params, *, eps: float = FD_STEP, batched: bool = True):
+def central_differences(
+  f: Callable, params, *, args: tuple = (), eps: float = FD_STEP, batched: bool = True
+):
   """:func:`finite_difference_jacobian` and ``max |f|`` over the evaluated points.
 
   The second value sets the round-off error of the differences (see
   :func:`xentax.gradcheck.finite_difference_noise`).
+
+  With ``args``, ``f`` is called as ``f(params, *args)`` and its batched evaluation is
+  compiled once per ``f`` and parameter structure: many checks of one ``f`` at other
+  inputs (the gradient-check matrix runs each case in three dtypes) compile it once.
+  ``args`` are cast to float64 like ``params`` (integer and boolean leaves unchanged).
   """
   with jax.enable_x64(True):
     params = _to_float64(params)
+    args = jax.tree_util.tree_map(_float64_leaf, tuple(args))
     flat, unravel = ravel_pytree(params)
     n = flat.size
     steps = eps * jnp.eye(n, dtype=jnp.float64)
     points = jnp.concatenate([flat[None] + steps, flat[None] - steps])
-    values = _evaluate("finite_difference_jacobian", lambda v: f(unravel(v)), points, batched)
+    if not args:
+      values = _evaluate("finite_difference_jacobian", lambda v: f(unravel(v)), points, batched)
+    elif batched:
+      leaves, treedef = jax.tree_util.tree_flatten(params)
+      shapes = tuple(tuple(np.shape(leaf)) for leaf in leaves)
+      evaluate = _batched_values(f, treedef, shapes, len(args))
+      values = _checked_float64("finite_difference_jacobian", evaluate(points, *args))
+    else:
+      values = _checked_float64(
+        "finite_difference_jacobian", jnp.stack([f(unravel(v), *args) for v in points])
+      )
   jac = np.moveaxis((values[:n] - values[n:]) / (2 * eps), 0, -1)  # [*out, n]
   leaves, tree = jax.tree_util.tree_flatten(params)
   out, start = [], 0
@@ -101,6 +140,13 @@ def central_differences(f: Callable, params, *, eps: float = FD_STEP, batched: b
     out.append(jac[..., start : start + size].reshape(jac.shape[:-1] + tuple(np.shape(leaf))))
     start += size
   return jax.tree_util.tree_unflatten(tree, out), float(np.max(np.abs(values), initial=0.0))
+
+
+def _float64_leaf(x):
+  x = np.asarray(x) if not isinstance(x, jax.Array) else x
+  if jnp.issubdtype(x.dtype, jnp.floating):
+    return jnp.asarray(x, jnp.float64)
+  return jnp.asarray(x)
 
 
 def finite_difference_directional(

@@ -14,16 +14,17 @@ Design notes:
     compute ``X @ W`` in the tested dtype; in bfloat16 the rounding of the logits
     themselves would dominate and says nothing about the loss, so they run in float64 and
     float32 only.
-  * Everything runs eagerly (no ``jit``): each check evaluates a handful of small ops,
-    and compiling a few hundred distinct functions would cost more than running them.
-    Nearly all of the run time (about 35 s of CPU for the whole matrix) is XLA compiling
-    each small op the first time it meets a new shape and dtype, so every case uses the
-    same ``[6, 5]`` shape, binary losses included.
+  * Nearly all of the run time is XLA compiling small functions. So every case uses the
+    same ``[6, 5]`` shape (binary losses included); the float64 reference of a case is
+    one function object, compiled once for its three dtypes; and two threads run checks
+    side by side (compilation releases the GIL).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import os
 from collections.abc import Iterable
 
 import jax
@@ -47,6 +48,8 @@ NUM_EXAMPLES, NUM_CLASSES = 6, 5
 # The binary losses use the same shape, so eager mode reuses the compiled ops across losses.
 BINARY_SHAPE = (NUM_EXAMPLES, NUM_CLASSES)
 IGNORE_INDEX = -100
+# Threads that run checks side by side (compilation releases the GIL).
+WORKERS = min(2, os.cpu_count() or 1)
 
 # The options each loss takes (besides reduction); all but "axis" are also combined.
 LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -292,28 +295,40 @@ def _record(loss, options, report: GradReport) -> dict:
   }
 
 
+def _split_options(options: dict) -> tuple[dict, tuple]:
+  """Array options (passed as arguments) and the rest (hashable, fixed in the function)."""
+  arrays = {k: v for k, v in options.items() if isinstance(v, jax.Array | np.ndarray)}
+  fixed = tuple((k, v) for k, v in options.items() if k not in arrays)
+  return arrays, fixed
+
+
+@functools.cache
+def _loss_value(loss: str, reduction: str, fixed: tuple):
+  """``f(scores, labels, array_options)``: one function object per case, so its
+  compilations are reused across dtypes (``jax.jit`` caches on the function)."""
+  loss_fn = getattr(losses, loss)
+
+  def f(s, labels, arrays):
+    out = loss_fn(s, labels, **arrays, **dict(fixed), reduction=reduction)
+    return out.sum() if reduction == "none" else out
+
+  return f
+
+
 def check_loss_case(loss: str, names, reduction: str, dtype) -> list[GradReport]:
   """``jax.grad`` of one loss case in ``dtype`` against the closed form and central differences."""
   scores, labels, options = make_inputs(loss, names)
-  loss_fn = getattr(losses, loss)
   name = f"{loss}({options_text(describe(names, reduction))})"
-
-  def make_f(labels_, options_):
-    def f(s):
-      out = loss_fn(s, labels_, **options_, reduction=reduction)
-      return out.sum() if reduction == "none" else out
-
-    return f
-
   s_d = _round(scores, dtype)
   labels_d = _round(labels, dtype)
-  options_d = {k: _round(v, dtype) for k, v in options.items()}
-  actual = jax.jit(jax.grad(make_f(labels_d, options_d)))(s_d)
+  arrays, fixed = _split_options({k: _round(v, dtype) for k, v in options.items()})
+  f = _loss_value(loss, reduction, fixed)
+  actual = jax.jit(jax.grad(f))(s_d, labels_d, arrays)
   labels_64 = _upcast(labels_d)
-  options_64 = {k: _upcast(v) for k, v in options_d.items()}
+  arrays_64 = {k: _upcast(v) for k, v in arrays.items()}
   s_64 = _upcast(s_d)
-  analytic = logits_grad(loss, s_64, labels_64, **options_64, reduction=reduction)
-  numeric = central_differences(make_f(labels_64, options_64), s_64)
+  analytic = logits_grad(loss, s_64, labels_64, **arrays_64, **dict(fixed), reduction=reduction)
+  numeric = central_differences(f, s_64, args=(labels_64, arrays_64))
   return _reports(actual, analytic, numeric, name)
 
 
@@ -332,6 +347,25 @@ def _reports(actual, analytic, numeric, name) -> list[GradReport]:
   ]
 
 
+@functools.cache
+def _option_value(loss: str, option: str, fixed: tuple):
+  """``f(option_value, scores, labels, array_options)`` for one option case (see
+  :func:`_loss_value`)."""
+  if loss == FUSED:
+
+    def loss_fn(s, labels_, **kw):
+      h, weight, bias = s
+      return losses.fused_linear_cross_entropy(h, weight, labels_, bias=bias, block_size=2, **kw)
+
+  else:
+    loss_fn = getattr(losses, loss)
+
+  def f(value, s, labels, arrays):
+    return loss_fn(s, labels, **arrays, **dict(fixed), **{option: value})
+
+  return f
+
+
 def check_option_case(loss: str, option: str, dtype) -> list[GradReport]:
   """``jax.grad`` with respect to one float option, every other option on, ``"mean"``.
 
@@ -342,32 +376,23 @@ def check_option_case(loss: str, option: str, dtype) -> list[GradReport]:
     X, W, b, y, *_ = _model_inputs()
     labels = np.where(np.arange(len(y)) % 4 == 3, -100, y)
     options = dict(FUSED_OPTIONS)
-
-    def loss_fn(s, labels_, **kw):
-      h, weight, bias = s
-      return losses.fused_linear_cross_entropy(h, weight, labels_, bias=bias, block_size=2, **kw)
-
     scores = (X, W, b)
     names = tuple(FUSED_OPTIONS)
   else:
     names = tuple(name for name in LOSS_OPTIONS[loss] if name != "axis")
     scores, labels, options = make_inputs(loss, names)
-    loss_fn = getattr(losses, loss)
   name = f"{loss}(d/d {option}; {options_text(describe(names, 'mean'))})"
   s_d = jax.tree_util.tree_map(lambda x: _round(x, dtype), scores)
   labels_d = _round(labels, dtype)
-  options_d = {k: _round(np.asarray(v) if k == option else v, dtype) for k, v in options.items()}
-
-  def make_f(s_, labels_, options_):
-    def f(value):
-      return loss_fn(s_, labels_, **{**options_, option: value})
-
-    return f
-
-  actual = jax.jit(jax.grad(make_f(s_d, labels_d, options_d)))(options_d[option])
+  value_d = _round(np.asarray(options[option]), dtype)
+  others = {k: _round(v, dtype) for k, v in options.items() if k != option}
+  arrays, fixed = _split_options(others)
+  f = _option_value(loss, option, fixed)
+  actual = jax.jit(jax.grad(f))(value_d, s_d, labels_d, arrays)
   up = functools.partial(jax.tree_util.tree_map, _upcast)
-  f64 = make_f(up(s_d), _upcast(labels_d), {k: _upcast(v) for k, v in options_d.items()})
-  expected, scale = central_differences(f64, _upcast(options_d[option]))
+  expected, scale = central_differences(
+    f, _upcast(value_d), args=(up(s_d), _upcast(labels_d), up(arrays))
+  )
   atol = tolerance(actual_dtype(actual), "finite_difference")["atol"]
   return [
     compare(
@@ -499,33 +524,35 @@ def run_matrix(
 
 
 def _run(dtypes: tuple[str, ...], selected: list[str]) -> list[dict]:
-  records = []
-  # The references are float64 whatever the caller's x64 setting.
-  with jax.enable_x64(True):
-    for loss, names, reduction in cases():
-      if loss not in selected:
-        continue
-      options = describe(names, reduction)
+  tasks = []  # (check, its arguments, the record's loss and options), in the matrix's order
+  for loss, names, reduction in cases():
+    if loss in selected:
       for dtype in dtypes:
-        for report in check_loss_case(loss, names, reduction, jnp.dtype(dtype)):
-          records.append(_record(loss, options, report))
-    for loss, option in option_cases():
-      if loss not in selected:
-        continue
+        args = (loss, names, reduction, jnp.dtype(dtype))
+        tasks.append((check_loss_case, args, loss, describe(names, reduction)))
+  for loss, option in option_cases():
+    if loss in selected:
       options = {"d/d": option, **describe(_option_names(loss), "mean")}
       for dtype in dtypes:
-        for report in check_option_case(loss, option, jnp.dtype(dtype)):
-          records.append(_record(loss, options, report))
-    for model in MODELS:
-      if model not in selected:
-        continue
+        tasks.append((check_option_case, (loss, option, jnp.dtype(dtype)), loss, options))
+  for model in MODELS:
+    if model in selected:
       for targets in ("integer", "soft") if model == "softmax_regression" else ("integer",):
         for dtype in dtypes:
-          if dtype == "bfloat16":
-            continue
-          for report in check_model(model, targets, jnp.dtype(dtype)):
-            records.append(_record(model, {"targets": targets}, report))
-  return records
+          if dtype != "bfloat16":
+            args = (model, targets, jnp.dtype(dtype))
+            tasks.append((check_model, args, model, {"targets": targets}))
+
+  def run(task):
+    check, args, loss, options = task
+    # The references are float64 whatever the caller's x64 setting (set per thread).
+    with jax.enable_x64(True):
+      return [_record(loss, options, report) for report in check(*args)]
+
+  # Nearly all of a check's time is XLA compiling its small functions, which releases the
+  # GIL: two threads keep two cores busy. The records keep the matrix's order.
+  with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
+    return [record for records in pool.map(run, tasks) for record in records]
 
 
 def _option_names(loss: str) -> tuple[str, ...]:
