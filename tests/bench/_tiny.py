@@ -7,6 +7,7 @@ TINY = {
   "losses_dtypes": ("float32",),
   "losses": None,
   "losses_target": [(8, 32)],
+  "losses_naive": True,
   "classes": (8, (16, 32)),
   "fused_time": [(16, 8, 64)],
   "fused_blocks": (32,),

@@ -48,3 +48,14 @@ def test_losses_suite_option_rows_are_finite_and_differentiable():
       if impl.startswith("xentax ("):
         value, grad = jax.value_and_grad(fn)(*args)
         assert jnp.isfinite(value) and jnp.all(jnp.isfinite(grad)), (name, impl)
+
+
+def test_naive_rows_are_skipped_only_where_optax_is_the_baseline():
+  names = ["sparse_categorical_cross_entropy_with_logits", "jensen_shannon_divergence_with_logits"]
+  records = _losses.run(
+    [(4, 8)], [jnp.float32], losses=names, repeats=1, modes=("forward",), naive=False
+  )
+  impls = {name: {r["implementation"] for r in records if r["loss"] == name} for name in names}
+  assert impls[names[0]] == set(_losses.LOSSES[names[0]][1]) - {"naive"}
+  assert impls[names[1]] == set(_losses.LOSSES[names[1]][1])  # naive is its baseline
+  assert {r["mode"] for r in records} == {"forward"}

@@ -290,7 +290,15 @@ def make_inputs(kind, batch, classes, dtype, copies=2, seed=0):
   return arg_sets
 
 
-def run(grid, dtypes, *, losses=None, repeats=5, modes=("forward", "value_and_grad")) -> list[dict]:
+def run(
+  grid,
+  dtypes,
+  *,
+  losses=None,
+  repeats=5,
+  modes=("forward", "value_and_grad"),
+  naive=True,
+) -> list[dict]:
   """Time every loss of ``losses`` (all by default) over ``grid`` x ``dtypes``.
 
   Args:
@@ -299,6 +307,8 @@ def run(grid, dtypes, *, losses=None, repeats=5, modes=("forward", "value_and_gr
     losses: names from :data:`LOSSES`; all by default.
     repeats: timed calls per implementation.
     modes: ``"forward"`` and/or ``"value_and_grad"``.
+    naive: also time the ``"naive"`` rows of losses whose baseline is optax (a loss whose
+      baseline is the naive formula always times it).
 
   Returns:
     One record per (loss, shape, dtype, mode, implementation).
@@ -307,6 +317,8 @@ def run(grid, dtypes, *, losses=None, repeats=5, modes=("forward", "value_and_gr
   device = _measure.device_info()
   for name in losses or list(LOSSES):
     kind, impls = LOSSES[name]
+    if not naive and next(iter(impls)) != "naive":
+      impls = {impl: fn for impl, fn in impls.items() if impl != "naive"}
     for batch, classes in grid:
       for dtype in dtypes:
         arg_sets = make_inputs(kind, batch, classes, dtype)

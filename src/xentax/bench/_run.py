@@ -39,13 +39,15 @@ class Suite:
 def _losses_suite(sizes: dict, repeats: int) -> list:
   dtypes = [jnp.dtype(d) for d in sizes["losses_dtypes"]]
   names = sizes["losses"]
-  rows = _losses.run(sizes["losses_grid"], dtypes, losses=names, repeats=repeats)
+  naive = sizes["losses_naive"]
+  rows = _losses.run(sizes["losses_grid"], dtypes, losses=names, repeats=repeats, naive=naive)
   if sizes["losses_target"]:
     rows += _losses.run(
       sizes["losses_target"],
       [jnp.float32],
       losses=names,
       repeats=max(repeats, 5),  # the CPU targets (f32) are judged on these
+      naive=naive,
     )
   return rows
 

@@ -24,6 +24,9 @@ SIZES: dict[str, dict] = {
       "kl_divergence_with_logits",
     ),
     "losses_target": [(4096, 32768)],
+    # Time the naive rows also where optax is the baseline (where it is not, the naive
+    # formula is the baseline and always runs). Quick runs judge xentax against optax only.
+    "losses_naive": False,
     "classes": (1024, (1024, 4096, 16384, 32768)),
     # (2048, 512, 32768): the CPU target shape of the fused loss against full logits.
     "fused_time": [(2048, 512, 32768)],
@@ -40,6 +43,7 @@ SIZES: dict[str, dict] = {
     "losses_dtypes": ("float32", "bfloat16"),
     "losses": None,  # every loss
     "losses_target": [(256, 4096), (4096, 32768), (1024, 131072)],
+    "losses_naive": True,
     "classes": (8192, (4096, 16384, 65536, 131072)),
     "fused_time": [(8192, 4096, 32768), (8192, 4096, 131072)],
     "fused_blocks": (2048, 8192, 32768),
