@@ -218,7 +218,11 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     default=["all"],
     choices=names,
     metavar="SUITE",
-    help=_choices_help("suites to run (default: all; 'all' leaves out gpu, run alone)", names),
+    help=_choices_help(
+      "suites to run (default: all; 'all' leaves out gpu, run alone, and targets, the"
+      " losses suite's float32 target shapes)",
+      names,
+    ),
   )
   parser.add_argument(
     "--device",

@@ -47,7 +47,7 @@ def test_a_new_suite_is_one_registry_entry(monkeypatch):
 
 
 def test_check_suites_expands_all_and_keeps_standalone_suites_alone():
-  assert bench.check_suites(["all"]) == list(bench.SUITES)
+  assert bench.check_suites(["all"]) == [name for name in bench.SUITES if name != "targets"]
   assert bench.check_suites(["gpu"]) == ["gpu"]
   with pytest.raises(ValueError, match="runs alone"):
     bench.check_suites(["gpu", "losses"])
@@ -68,3 +68,17 @@ def test_bench_json_into_a_missing_folder_exits_2_before_running(tmp_path, capsy
   assert cli.main(["bench", "--quick", "--out", str(tmp_path / "no" / "b.json")]) == 2
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and "does not exist" in err
+
+
+def test_targets_suite_times_every_loss_at_the_target_shapes_only(monkeypatch):
+  names = ["kl_divergence_with_logits", "binary_cross_entropy"]
+  sizes = {**TINY, "losses": names, "losses_target": [(4, 8), (2, 16)], "losses_naive": False}
+  monkeypatch.setitem(bench.SIZES, "quick", sizes)
+  records = [r for r in bench.run(["targets"], quick=True) if r.suite != "reference"]
+  assert {r.suite for r in records} == {"targets"}
+  assert {(r.get("batch"), r.get("classes")) for r in records} == {(4, 8), (2, 16)}
+  assert {r.get("loss") for r in records} == set(names)
+  assert {r.repeats for r in records} >= {bench.TARGET_REPEATS}
+  # binary_cross_entropy's baseline is the naive formula, so it runs even with naive off.
+  assert "naive" in {r.implementation for r in records if r.get("loss") == names[1]}
+  assert "### targets" in bench.markdown(records)

@@ -12,6 +12,7 @@ from xentax.bench._measure import time_side_by_side as time_side_by_side
 from xentax.bench._records import BenchRecord as BenchRecord
 from xentax.bench._run import STANDALONE_SUITES as STANDALONE_SUITES
 from xentax.bench._run import SUITES as SUITES
+from xentax.bench._run import TARGET_REPEATS as TARGET_REPEATS
 from xentax.bench._run import Suite as Suite
 from xentax.bench._run import check_suites as check_suites
 from xentax.bench._run import markdown as markdown
@@ -25,6 +26,7 @@ __all__ = [
   "STANDALONE_SUITES",
   "SUITES",
   "TARGETS",
+  "TARGET_REPEATS",
   "BenchRecord",
   "BenchWarning",
   "Suite",

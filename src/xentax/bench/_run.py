@@ -34,22 +34,33 @@ class Suite:
   run: Callable[[dict, int], list]
   description: str
   cpu_devices: int = 1
+  in_all: bool = True  # run by ``--suite all`` (False: its rows are part of another suite)
+
+
+# The CPU targets (float32) are judged on the median of this many interleaved rounds.
+TARGET_REPEATS = 5
+
+
+def _target_rows(sizes: dict) -> list:
+  return _losses.run(
+    sizes["losses_target"],
+    [jnp.float32],
+    losses=sizes["losses"],
+    repeats=TARGET_REPEATS,
+    naive=sizes["losses_naive"],
+  )
 
 
 def _losses_suite(sizes: dict, repeats: int) -> list:
   dtypes = [jnp.dtype(d) for d in sizes["losses_dtypes"]]
-  names = sizes["losses"]
-  naive = sizes["losses_naive"]
+  names, naive = sizes["losses"], sizes["losses_naive"]
   rows = _losses.run(sizes["losses_grid"], dtypes, losses=names, repeats=repeats, naive=naive)
-  if sizes["losses_target"]:
-    rows += _losses.run(
-      sizes["losses_target"],
-      [jnp.float32],
-      losses=names,
-      repeats=max(repeats, 5),  # the CPU targets (f32) are judged on these
-      naive=naive,
-    )
-  return rows
+  return rows + _target_rows(sizes)
+
+
+def _targets_suite(sizes: dict, repeats: int) -> list:
+  del repeats  # always TARGET_REPEATS
+  return [{**r, "suite": "targets"} for r in _target_rows(sizes)]
 
 
 def _classes_suite(sizes: dict, repeats: int) -> list:
@@ -101,6 +112,12 @@ SUITES: dict[str, Suite] = {
   s.name: s
   for s in [
     Suite("losses", _losses_suite, "every loss vs optax and a naive version"),
+    Suite(
+      "targets",
+      _targets_suite,
+      "the losses suite at the float32 CPU target shapes only (a CPU-sized full run)",
+      in_all=False,
+    ),
     Suite("classes", _classes_suite, "sparse CE value-and-grad against the number of classes"),
     Suite("fused", _fused_suite, "fused linear CE vs full logits: time and temporaries"),
     Suite("training", _training_suite, "the deck's per-example loop vs the compiled loop"),
@@ -111,7 +128,8 @@ SUITES: dict[str, Suite] = {
 
 def check_suites(suites: Iterable[str]) -> list[str]:
   """The suite names, ``"all"`` expanded; ValueError for an unknown one."""
-  names = list(SUITES) if "all" in suites else list(suites)
+  everything = [name for name, suite in SUITES.items() if suite.in_all]
+  names = everything if "all" in suites else list(suites)
   unknown = [s for s in names if s not in SUITES and s not in STANDALONE_SUITES]
   if unknown:
     raise ValueError(
@@ -217,7 +235,7 @@ def _table(suite: str, rows: list[BenchRecord]) -> list[str]:
     lines += [
       f"| {r.implementation} | {_shape(r)} | {r.get('dtype')} | {_mb(r.temp_bytes)} |" for r in rows
     ]
-  elif suite in ("losses", "classes"):
+  elif suite in ("losses", "classes", "targets"):
     lines = [
       "| loss | mode | shape | dtype | implementation | median ms | spread | ratio | GB/s |"
       " temp MB |",
