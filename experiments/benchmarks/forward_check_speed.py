@@ -2,13 +2,14 @@
 
 ``categorical_cross_entropy_with_logits`` against ``optax.softmax_cross_entropy(...).mean()``
 (one-hot targets) and ``binary_cross_entropy`` (probabilities) against the naive
-``-mean(y log p + (1 - y) log(1 - p))``, float32, forward only. Prints the median of the
+``-mean(y log p + (1 - y) log(1 - p))``, float32, forward (and, if asked, value-and-grad
+with respect to the first argument). Prints the median of the
 per-round ratios to the yardstick (interleaved rounds, one process) and their range.
 
 Run from a worktree root::
 
   PYTHONPATH=$PWD/src python experiments/benchmarks/forward_check_speed.py \
-      [256x4096,4096x32768,1024x131072] [rounds]
+      [256x4096,4096x32768,1024x131072] [rounds] [forward,value_and_grad]
 
 ``OLD_CATEGORICAL`` / ``OLD_BINARY`` (optional): paths to earlier versions of
 ``_categorical.py`` / ``_binary.py`` (``git show REV:src/xentax/losses/_binary.py > f``),
@@ -73,11 +74,17 @@ def main():
   shapes = sys.argv[1] if len(sys.argv) > 1 else "256x4096,4096x32768,1024x131072"
   shapes = [tuple(int(n) for n in s.split("x")) for s in shapes.split(",")]
   rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
-  print(f"load average {os.getloadavg()[0]:.1f}; {rounds} interleaved rounds; forward, float32")
+  modes = sys.argv[3].split(",") if len(sys.argv) > 3 else ["forward"]
+  print(f"load average {os.getloadavg()[0]:.1f}; {rounds} interleaved rounds; float32")
   for name, impls in _losses().items():
-    for shape in shapes:
+    for shape, mode in [(shape, mode) for shape in shapes for mode in modes]:
       arg_sets = _inputs(name, shape)
-      compiled = {impl: _measure.compile_ahead(fn, *arg_sets[0])[0] for impl, fn in impls.items()}
+      compiled = {
+        impl: _measure.compile_ahead(
+          fn if mode == "forward" else jax.value_and_grad(fn), *arg_sets[0]
+        )[0]
+        for impl, fn in impls.items()
+      }
       timings = _measure.time_side_by_side(compiled, arg_sets, repeats=rounds, max_spread=None)
       base_name = next(iter(impls))
       base = timings[base_name]
@@ -88,7 +95,7 @@ def main():
           cells.append(
             f"{impl} {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
           )
-      print(f"{name} {shape[0]}x{shape[1]}: " + ", ".join(cells), flush=True)
+      print(f"{name} {mode} {shape[0]}x{shape[1]}: " + ", ".join(cells), flush=True)
 
 
 if __name__ == "__main__":
