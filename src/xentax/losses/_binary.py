@@ -25,6 +25,16 @@ Design notes:
     tangent is the exact formula's, so no guard is lost under ``grad`` or ``jvp``.
     ``reduction="none"`` returns the exact formula (its output is materialised anyway).
     Under ``vmap`` the ``cond`` becomes a select that computes both sums.
+  * ``binary_cross_entropy`` (probabilities) carries no range check in its fast sum: its
+    clamps are NaN-propagating ``max``, so a probability below 0 makes ``log p`` NaN and
+    one above 1 makes ``log1p(-p)`` NaN; the labels are checked by two plain reductions
+    (``min(y) >= 0``, ``max(y) <= 1``) that join the ``cond``'s test, and the minus sign
+    is applied to the sum. Measured on a loaded 2-core CPU (load 4-5), f32, forward,
+    against the naive ``-mean(y log p + (1 - y) log(1 - p))``: 1.11-1.33x at ``[256,
+    4096]``, ``[4096, 32768]`` and ``[1024, 131072]`` (before: 1.4-1.85x with a per-entry
+    ``sqrt(min(y (1 - y), 0) + min(p (1 - p), 0))``; without any label check 0.98-1.08x;
+    the labels' ``min(y, 1 - y)`` injected into ``log1p``'s argument cost as much as the
+    two reductions), value-and-grad 0.5-1.0x.
 """
 
 from __future__ import annotations
