@@ -25,6 +25,16 @@ Design notes:
     tangent is the exact formula's, so no guard is lost under ``grad`` or ``jvp``.
     ``reduction="none"`` returns the exact formula (its output is materialised anyway).
     Under ``vmap`` the ``cond`` becomes a select that computes both sums.
+  * ``binary_cross_entropy`` (probabilities) carries no range check in its fast sum: its
+    clamps are NaN-propagating ``max``, so a probability below 0 makes ``log p`` NaN and
+    one above 1 makes ``log1p(-p)`` NaN; the labels are checked by two plain reductions
+    (``min(y) >= 0``, ``max(y) <= 1``) that join the ``cond``'s test, and the minus sign
+    is applied to the sum. Measured on a loaded 2-core CPU (load 4-5), f32, forward,
+    against the naive ``-mean(y log p + (1 - y) log(1 - p))``: 1.11-1.33x at ``[256,
+    4096]``, ``[4096, 32768]`` and ``[1024, 131072]`` (before: 1.4-1.85x with a per-entry
+    ``sqrt(min(y (1 - y), 0) + min(p (1 - p), 0))``; without any label check 0.98-1.08x;
+    the labels' ``min(y, 1 - y)`` injected into ``log1p``'s argument cost as much as the
+    two reductions), value-and-grad 0.5-1.0x.
 """
 
 from __future__ import annotations
@@ -225,13 +235,24 @@ def _with_closed_form_grad(value: Callable, exact: Callable, grad_x: Callable) -
   return fn
 
 
-def _reduce(prepared: _Prepared, fns: tuple[Callable, Callable, Callable], args, reduction: str):
+def _reduce(
+  prepared: _Prepared,
+  fns: tuple[Callable, Callable, Callable],
+  args,
+  reduction: str,
+  *,
+  fast_sign: int = 1,
+  fast_ok: Callable | None = None,
+):
   """Reduce the per-entry contributions: fast sum, exact sum only if the fast one is not finite.
 
   ``fns`` are ``(fast, exact, grad_x)``: ``fast(*args)`` and ``exact(*args)`` return the
-  per-entry ``s_n l_n`` (0 where dropped), ``grad_x`` its derivative in ``args[0]`` (see
-  :func:`_with_closed_form_grad`); the ``"mean"`` denominators are those of
-  :func:`xentax.losses._common.reduce_losses`.
+  per-entry ``s_n l_n`` (0 where dropped; ``fast`` may return them times ``fast_sign``,
+  which is then applied to the sum, one multiply instead of a negation per entry),
+  ``grad_x`` its derivative in ``args[0]`` (see :func:`_with_closed_form_grad`);
+  ``fast_ok(*args)``, if given, is a scalar that must also be True for the fast sum to be
+  used (a check the fast formula does not carry itself). The ``"mean"`` denominators are
+  those of :func:`xentax.losses._common.reduce_losses`.
   """
   fast, exact, grad_x = fns
   if reduction == "none":
@@ -244,11 +265,16 @@ def _reduce(prepared: _Prepared, fns: tuple[Callable, Callable, Callable], args,
   def total(*args):
     # The options go in behind a barrier: their broadcasts then belong to this sum alone.
     fast_total = jnp.sum(fast(*args[:2], *lax.optimization_barrier(args[2:])))
+    if fast_sign != 1:
+      fast_total = fast_sign * fast_total
     if any_bad is not None:
       fast_total = fast_total + _common.nan_where(lax.stop_gradient(any_bad), fast_total.dtype)
+    use_fast = jnp.isfinite(fast_total)
+    if fast_ok is not None:
+      use_fast = use_fast & lax.stop_gradient(fast_ok(*args))
     # The common case pays one scalar test; a NaN, an infinity or a bad value recomputes
     # the sum with every guard.
-    return lax.cond(jnp.isfinite(fast_total), lambda: fast_total, lambda: exact_total(*args))
+    return lax.cond(use_fast, lambda: fast_total, lambda: exact_total(*args))
 
   total = _with_closed_form_grad(total, exact_total, grad_x)(*args)
   if reduction == "sum":
@@ -453,17 +479,21 @@ def binary_cross_entropy(
     return _contributions(prepared, losses if w is None else losses * w, s)
 
   def fast(p, y, eps, w, s):
+    # Minus the loss (the sum's sign is flipped once, not each entry's). The clamps are
+    # max, as torch's, and NaN-propagating: a probability outside [0, 1] makes one log
+    # NaN (log p for p < 0, log1p(-p) for p > 1), so it needs no check of its own; the
+    # labels' range is checked by `labels_in_range`.
     k = _opaque(p.dtype, eps)
-    # Range checks ride along as NaN-or-0 terms; the clamps are max, as torch's.
-    check = lax.stop_gradient(
-      jnp.sqrt(jnp.minimum(y * (k.one - y), k.zero) + jnp.minimum(p * (k.one - p), k.zero))
-    )
     y = _smooth(y, k.eps, k.one)
     clamp = -100 * k.one
-    losses = check - (
-      y * jnp.maximum(jnp.log(p), clamp) + (k.one - y) * jnp.maximum(jnp.log1p(-p), clamp)
-    )
-    return _fast_contributions(prepared, losses if w is None else losses * w, s)
+    minus = y * jnp.maximum(jnp.log(p), clamp) + (k.one - y) * jnp.maximum(jnp.log1p(-p), clamp)
+    return _fast_contributions(prepared, minus if w is None else minus * w, s)
+
+  def labels_in_range(p, y, *_):
+    # Two plain reductions of the labels: cheaper on XLA:CPU than any per-entry check in
+    # the sum (measured). Exact; a NaN label makes both comparisons False. Labels of
+    # dropped entries count too: a bad one there only costs the exact (guarded) sum.
+    return (jnp.min(y) >= 0) & (jnp.max(y) <= 1)
 
   def grad_p(p, y, eps, w, s):
     p, y = _exact_inputs(prepared, p, y, fill=0.5, extra_bad=(p < 0) | (p > 1))
@@ -479,7 +509,9 @@ def binary_cross_entropy(
     return _contributions(prepared, g if w is None else g * w, s)
 
   args = (p_raw, prepared.labels, eps, prepared.params["weights"], prepared.sample_weight)
-  return _reduce(prepared, (fast, exact, grad_p), args, reduction)
+  return _reduce(
+    prepared, (fast, exact, grad_p), args, reduction, fast_sign=-1, fast_ok=labels_in_range
+  )
 
 
 def binary_cross_entropy_with_logits(

@@ -12,21 +12,32 @@ Design notes:
   * Speed of the loss from logits. XLA:CPU runs a row reduction fast only when its fused
     body is plain arithmetic (no select or compare), so every guard (dropped rows, bad
     targets, ``0 * -inf``) is moved off the ``[N, C]`` arrays: the common case is two row
-    reductions, ``E = sum(exp(z - h))`` (``h`` the largest of the first few logits, so no
-    separate max pass: ``E >= 1``, no underflow) and ``sum(q (log E - (z - h)))``; a
-    target outside [0, 1] turns its row NaN through ``sqrt(t - t^2)`` (NaN exactly there),
-    not a compare; dropped rows are selected out on the ``[N]`` results. Only when a kept
-    row's result is not finite (an overflow of ``exp``, a ``-inf`` logit, a NaN) does a
-    ``lax.cond`` run the fully guarded formula for the batch. The gradient is a
-    ``custom_jvp`` whose tangent is ``sum_c (p_c sum(q) - q_c) t_c``: reverse mode writes
-    ``d logits`` in one elementwise pass. Rows longer than 32768 are summed in pieces.
-    Measured on a loaded 2-core CPU, f32, one-hot targets, against
-    ``optax.softmax_cross_entropy``: forward 1.0x at ``[256, 4096]``, 1.5x at
-    ``[4096, 32768]`` (the exact bad-target check costs about 0.4x of that; the two
-    reductions alone ran at 1.04x) and 0.35x at ``[1024, 131072]``; value-and-grad 0.7-0.9x
-    at the two large shapes. Logits of ``-inf`` (a masked vocabulary) take the guarded
-    fallback on every call; a softcap adds one elementwise ``tanh`` pass (about 2.5x the
-    plain forward).
+    reductions, ``E = sum(exp(z - s))`` and ``sum(q (lse - z))``, and two plain row
+    reductions of the targets, ``min`` and ``max``, which flag a row with a target outside
+    [0, 1] (or NaN) exactly; its result is made NaN on the ``[N]`` results, as dropped rows
+    are selected out there. The shift ``s`` is ``h``, the largest of the first few logits
+    (no separate max pass: ``E >= 1``, no underflow) or, when every row's ``h`` lies in
+    [-30, 60], 0: ``E >= e^-30`` then, and one elementwise pass is saved. Only when a kept
+    row's result is not finite (an overflow of ``exp``, a ``-inf`` logit, a NaN, a bad
+    target) does a ``lax.cond`` run the fully guarded formula for the batch. The gradient
+    is a ``custom_jvp`` whose tangent is ``sum_c (p_c sum(q) - q_c) t_c``: reverse mode
+    writes ``d logits`` in one elementwise pass. Rows longer than 32768 are summed in
+    pieces.
+  * Cost of the exact target check, measured (XLA:CPU, whose fusions of these reductions
+    run one pass per reduction and pay for every elementwise op in a pass): a per-entry
+    ``sqrt(t - t^2)`` folded into ``q`` cost about 0.45x of optax's time at ``[4096,
+    32768]``; ``min(t(1 - t), 0)`` or ``min(t, 1 - t)`` summed or min-reduced as a sibling
+    reduction about 0.4-0.5x; ``min(t, rsqrt(t - t^2))`` as much as the sqrt; a variadic
+    ``(sum, min)`` reduce or a ``uint32`` bitcast max (XLA's slower reduce-window path)
+    3-4x; the two plain ``min``/``max`` reductions about 0.3x, the cheapest found. With
+    the unshifted sum that pays for most of it.
+  * Measured on a loaded 2-core CPU (load average 4-5, interleaved rounds, median of
+    per-round ratios), f32, one-hot targets, against ``optax.softmax_cross_entropy``:
+    forward 1.0-1.15x at ``[256, 4096]`` (noisy: 1 ms), 1.18-1.34x at ``[4096, 32768]``
+    (before this check: 1.5-1.6x; the reductions without any target check: 0.96x) and
+    0.30x at ``[1024, 131072]``; value-and-grad 0.95x, 0.84x and 0.61x. Logits of
+    ``-inf`` (a masked vocabulary) take the guarded fallback on every call; a softcap adds
+    one elementwise ``tanh`` pass (about 2.5x the plain forward).
 """
 
 from __future__ import annotations
@@ -102,18 +113,24 @@ class Targets(NamedTuple):
   nan: jax.Array | None  # scalar: NaN when a traced option is outside its domain, else 0
 
 
-def coefficients(targets: Targets, num_classes: int | None = None) -> jax.Array:
+def coefficients(
+  targets: Targets, num_classes: int | None = None, *, check_range: bool = True
+) -> jax.Array:
   """``q = ((1 - e) t + e / C) w``, NaN in every row where a target lies outside [0, 1].
 
   ``num_classes``: ``C`` when ``targets.t`` holds a row in pieces (default: its last axis).
+  ``check_range=False`` leaves out the per-entry range check (the fast forward checks the
+  rows with two plain reductions instead, :func:`_rows_out_of_range`).
   """
   t = targets.t
   num_classes = t.shape[-1] if num_classes is None else num_classes
-  # t - t^2 >= 0 exactly for t in [0, 1] (t^2 rounds to at most t), < 0 outside, so its
-  # sqrt is finite or NaN and `r - r` is 0 or NaN: the bad-target flag without a compare
-  # (a fast reduction) and without a constant (a broadcast XLA would write out).
-  root = lax.stop_gradient(jnp.sqrt(t - t * t))
-  q = t + (root - root)
+  q = t
+  if check_range:
+    # t - t^2 >= 0 exactly for t in [0, 1] (t^2 rounds to at most t), < 0 outside, so its
+    # sqrt is finite or NaN and `r - r` is 0 or NaN: the bad-target flag without a compare
+    # (a fast reduction) and without a constant (a broadcast XLA would write out).
+    root = lax.stop_gradient(jnp.sqrt(t - t * t))
+    q = t + (root - root)
   if targets.label_smoothing is not None:
     eps = targets.label_smoothing
     q = (1 - eps) * q + eps / num_classes
@@ -208,15 +225,16 @@ def _pieces(num_classes: int) -> int:
   return 1
 
 
-def _row_sum(values, pieces: int):
-  """Row sums of ``values`` (``[..., C]``, or ``[..., P, C / P]`` pieces when ``P > 1``).
+def _row_sum(values, pieces: int, reduce=jnp.sum):
+  """Row sums (or another ``reduce``) of ``values`` (``[..., C]``, or ``[..., P, C / P]``
+  pieces when ``P > 1``).
 
   The pieces' sums are added after an optimization barrier, so that XLA cannot merge the
   two sums back into one long-row reduction.
   """
   if pieces == 1:
-    return jnp.sum(values, axis=-1)
-  return jnp.sum(lax.optimization_barrier(jnp.sum(values, axis=-1)), axis=-1)
+    return reduce(values, axis=-1)
+  return reduce(lax.optimization_barrier(reduce(values, axis=-1)), axis=-1)
 
 
 class _Config(NamedTuple):
@@ -236,27 +254,69 @@ def _capped(config, x, cap):
   return cap * jnp.tanh(x / cap) if config.softcap else x
 
 
-def _fast_stats(config, x, targets, cap):
-  """``(lse, ce)`` per row in two guard-free row reductions (module notes).
+# The exp-sum skips its shift when every row's shift (the head's max) lies in this range:
+# then ``E = sum(exp(z)) >= exp(h) >= e^-30``, so the terms that flush to zero (below
+# e^-87) change it by less than 2^17 e^-57 relative, and a logit past the head large
+# enough to overflow ``exp`` makes the row infinite, which takes the guarded fallback.
+_UNSHIFTED_RANGE = (-30.0, 60.0)
 
-  ``E = sum(exp(z - h)) >= 1`` (the shift's own term is 1), so ``log E`` cannot be
-  ``-inf``; it is ``inf`` or NaN only for an overflow, a NaN or an infinite shift, and
-  ``ce`` is NaN for ``0 * -inf`` or a bad target: the caller then falls back.
+
+def _fast_stats(config, x, targets, cap):
+  """``(lse, ce)`` per row in guard-free row reductions (module notes).
+
+  ``E = sum(exp(z - s))`` with ``s = h`` (the head's capped max: ``E >= 1``) or, when
+  every row's ``h`` lies in ``_UNSHIFTED_RANGE``, ``s = 0`` (one elementwise pass fewer);
+  ``log E`` is then ``inf`` or NaN only for an overflow, a NaN or an infinite shift, and
+  ``ce`` is NaN for ``0 * -inf``. A row with a target outside [0, 1] (or NaN) gets a NaN
+  ``ce`` from two plain row reductions of the targets (``min``, ``max``). The caller
+  falls back to the guarded formula for any non-finite kept row.
   """
   # tanh is increasing, so the shift is the capped max of the raw head (no [..., C] tanh).
   h = _capped(config, _shift(x), cap)
+  lo, hi = _UNSHIFTED_RANGE
+  unshifted = jnp.all((h > lo) & (h < hi))
+  lse, ce = lax.cond(
+    unshifted,
+    lambda: _fast_row_stats(config, x, targets, cap, None),
+    lambda: _fast_row_stats(config, x, targets, cap, h),
+  )
+  bad = _rows_out_of_range(config, targets.t)
+  return lse, jnp.where(bad, jnp.full_like(ce, jnp.nan), ce)
+
+
+def _fast_row_stats(config, x, targets, cap, h):
+  """``(lse, ce)``: ``sum(exp(z - h))`` (``h`` None: unshifted) and ``sum(q (lse - z))``."""
   xp = _split(config, x)
   extra = (None,) if config.pieces == 1 else (None, None)  # broadcast [...] to the rows
   # With a softcap, the capped logits are shared by both reductions, so XLA writes them
   # out once (measured: faster on CPU than a tanh inside each reduction).
   zp = _capped(config, xp, cap)
-  minus_zp = -zp
   pieces = _split(config, targets.t), _split(config, targets.class_weights)
-  q = coefficients(targets._replace(t=pieces[0], class_weights=pieces[1]), x.shape[-1])
-  lse = h + jnp.log(_row_sum(jnp.exp(zp - h[(..., *extra)]), config.pieces))
+  q = coefficients(
+    targets._replace(t=pieces[0], class_weights=pieces[1]), x.shape[-1], check_range=False
+  )
+  if h is None:
+    lse = jnp.log(_row_sum(jnp.exp(zp), config.pieces))
+  else:
+    lse = h + jnp.log(_row_sum(jnp.exp(zp - h[(..., *extra)]), config.pieces))
   # `lse - z`, not `log E - (z - h)`: no subexpression shared with the first reduction,
   # which XLA would otherwise write to memory as a [..., C] array.
-  return lse, _row_sum(q * (lse[(..., *extra)] + minus_zp), config.pieces)
+  return lse, _row_sum(q * (lse[(..., *extra)] - zp), config.pieces)
+
+
+def _rows_out_of_range(config, t):
+  """``[...]``: a row holds a target outside [0, 1] or a NaN (before smoothing/weights).
+
+  Two plain row reductions: on XLA:CPU a pass that only reads the targets costs less than
+  any per-entry check folded into the cross-entropy's reduction (measured: a ``sqrt``
+  there, or ``min(t, 1 - t)``). ``min``/``max`` propagate a NaN, and ``~(m >= 0)`` is
+  True for it. Exact: no rounding is involved (a denormal is read as 0 where the CPU
+  flushes denormals, as by every other check).
+  """
+  tp = _split(config, t)
+  low = _row_sum(tp, config.pieces, jnp.min)
+  high = _row_sum(tp, config.pieces, jnp.max)
+  return ~(low >= 0) | ~(high <= 1)
 
 
 def _guarded_stats(config, x, targets, valid, cap):
