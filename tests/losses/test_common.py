@@ -370,3 +370,22 @@ def test_class_weight_vector_and_sum():
     _common.class_weight_vector("f", [1.0, 2.0], 3, jnp.float32)
   assert float(_common.class_weight_sum(None, 7, jnp.float32)) == 7.0
   assert float(_common.class_weight_sum(w, 3, jnp.float32)) == 6.0
+
+
+def test_row_pieces_split_long_rows_on_the_cpu_only():
+  on_cpu = jax.default_backend() == "cpu"
+  assert _common.row_pieces(32768) == 1
+  assert _common.row_pieces(65536) == (2 if on_cpu else 1)
+  assert _common.row_pieces(131072) == (4 if on_cpu else 1)
+  assert _common.row_pieces(3 * 16384) == (2 if on_cpu else 1)
+  assert _common.row_pieces(32771) == 1  # a prime: no equal pieces, one long row
+
+
+@pytest.mark.parametrize("pieces", [1, 2, 4])
+def test_row_reduce_of_split_rows_is_the_row_reduction(pieces):
+  x = np.random.default_rng(0).normal(size=(3, 2, 16))
+  split = _common.split_rows(jnp.asarray(x), pieces)
+  assert split.shape == ((3, 2, 16) if pieces == 1 else (3, 2, pieces, 16 // pieces))
+  np.testing.assert_allclose(_common.row_reduce(split, pieces), x.sum(-1), **tol("float64"))
+  np.testing.assert_array_equal(_common.row_reduce(split, pieces, jnp.max), x.max(-1))
+  assert _common.split_rows(None, pieces) is None

@@ -14,6 +14,7 @@ import xentax
 from tests import _reference as ref
 from tests._tolerances import tol
 from xentax import gradcheck
+from xentax.losses import _common
 
 rng = np.random.default_rng(0)
 S = rng.normal(size=(6, 5)) * 2
@@ -368,3 +369,39 @@ def test_sample_weight_property(s, t, w, reduction):
   got = xentax.kl_divergence_with_logits(s, t, sample_weight=w, reduction=reduction)
   want = ref.kl_divergence_with_logits(s, t, sample_weight=w, reduction=reduction)
   np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_long_rows_reduced_in_pieces_match_reference_values_and_gradients():
+  # Rows longer than 32768 are reduced in pieces on the CPU; check that path, with a dropped
+  # row and a -inf teacher logit (which takes the guarded fallback) among them.
+  num_classes = 3 * 16384
+  assert jax.default_backend() != "cpu" or _common.row_pieces(num_classes) == 2
+  r = np.random.default_rng(1)
+  s, t = r.normal(size=(3, num_classes)) * 2, r.normal(size=(3, num_classes)) * 2
+  where = np.array([True, False, True])
+  kw = dict(temperature=1.5, where=where, reduction="none")
+  for teacher in (t, np.where(np.arange(num_classes) == 7, -np.inf, t)):
+    np.testing.assert_allclose(
+      xentax.kl_divergence_with_logits(s, teacher, **kw),
+      ref.kl_divergence_with_logits(s, teacher, **kw),
+      **tol("float64"),
+    )
+    np.testing.assert_allclose(
+      xentax.jensen_shannon_divergence_with_logits(s, teacher, beta=0.3, **kw),
+      ref.jensen_shannon_divergence_with_logits(s, teacher, beta=0.3, **kw),
+      **tol("float64"),
+    )
+  kw["reduction"] = "mean"
+  g_s, g_t = jax.grad(xentax.kl_divergence_with_logits, argnums=(0, 1))(s, t, **kw)
+  np.testing.assert_allclose(
+    g_s, gradcheck.kl_divergence_with_logits_grad(s, t, **kw), **tol("float64", "grad")
+  )
+  np.testing.assert_allclose(
+    g_t, gradcheck.kl_divergence_with_logits_teacher_grad(s, t, **kw), **tol("float64", "grad")
+  )
+  grad_jsd = jax.grad(xentax.jensen_shannon_divergence_with_logits)(s, t, beta=0.3, **kw)
+  np.testing.assert_allclose(
+    grad_jsd,
+    gradcheck.jensen_shannon_divergence_with_logits_grad(s, t, beta=0.3, **kw),
+    **tol("float64", "grad"),
+  )

@@ -209,45 +209,14 @@ def _shift(x) -> jax.Array:
   return lax.stop_gradient(jnp.max(x[..., :_SHIFT_COLUMNS], axis=-1))
 
 
-# XLA:CPU reduces rows longer than this several times slower per element (measured for the
-# sparse loss: the exp-sum of [1024, 131072] f32 took 4-5x the time of [4096, 32768]);
-# longer rows are summed in pieces of at most this length.
-_CPU_ROW_PIECE = 32768
-
-
-def _pieces(num_classes: int) -> int:
-  """How many equal pieces to sum a row in (1: in one go)."""
-  if num_classes <= _CPU_ROW_PIECE or jax.default_backend() != "cpu":
-    return 1
-  for pieces in range(2, 257):
-    if num_classes % pieces == 0 and num_classes // pieces <= _CPU_ROW_PIECE:
-      return pieces
-  return 1
-
-
-def _row_sum(values, pieces: int, reduce=jnp.sum):
-  """Row sums (or another ``reduce``) of ``values`` (``[..., C]``, or ``[..., P, C / P]``
-  pieces when ``P > 1``).
-
-  The pieces' sums are added after an optimization barrier, so that XLA cannot merge the
-  two sums back into one long-row reduction.
-  """
-  if pieces == 1:
-    return reduce(values, axis=-1)
-  return reduce(lax.optimization_barrier(reduce(values, axis=-1)), axis=-1)
-
-
 class _Config(NamedTuple):
   z_loss: bool  # the z-loss term is on
   softcap: bool  # logits are soft-capped (the cap itself is an array argument)
-  pieces: int  # a row is summed in this many pieces (see _row_sum)
+  pieces: int  # a row is summed in this many pieces (see _common.row_reduce)
 
 
 def _split(config, x):
-  """``[..., C] -> [..., P, C / P]`` (a free reshape), or ``x`` when ``P = 1``."""
-  if config.pieces == 1 or x is None:
-    return x
-  return x.reshape(*x.shape[:-1], config.pieces, x.shape[-1] // config.pieces)
+  return _common.split_rows(x, config.pieces)
 
 
 def _capped(config, x, cap):
@@ -296,12 +265,12 @@ def _fast_row_stats(config, x, targets, cap, h):
     targets._replace(t=pieces[0], class_weights=pieces[1]), x.shape[-1], check_range=False
   )
   if h is None:
-    lse = jnp.log(_row_sum(jnp.exp(zp), config.pieces))
+    lse = jnp.log(_common.row_reduce(jnp.exp(zp), config.pieces))
   else:
-    lse = h + jnp.log(_row_sum(jnp.exp(zp - h[(..., *extra)]), config.pieces))
+    lse = h + jnp.log(_common.row_reduce(jnp.exp(zp - h[(..., *extra)]), config.pieces))
   # `lse - z`, not `log E - (z - h)`: no subexpression shared with the first reduction,
   # which XLA would otherwise write to memory as a [..., C] array.
-  return lse, _row_sum(q * (lse[(..., *extra)] - zp), config.pieces)
+  return lse, _common.row_reduce(q * (lse[(..., *extra)] - zp), config.pieces)
 
 
 def _rows_out_of_range(config, t):
@@ -314,8 +283,8 @@ def _rows_out_of_range(config, t):
   flushes denormals, as by every other check).
   """
   tp = _split(config, t)
-  low = _row_sum(tp, config.pieces, jnp.min)
-  high = _row_sum(tp, config.pieces, jnp.max)
+  low = _common.row_reduce(tp, config.pieces, jnp.min)
+  high = _common.row_reduce(tp, config.pieces, jnp.max)
   return ~(low >= 0) | ~(high <= 1)
 
 
@@ -507,7 +476,7 @@ def categorical_cross_entropy_with_logits(
   config = _Config(
     z_loss=not _common.is_static_zero(z_loss),
     softcap=softcap is not None,
-    pieces=_pieces(inputs.logits.shape[-1]),
+    pieces=_common.row_pieces(inputs.logits.shape[-1]),
   )
   z = jnp.asarray(z_loss, dtype) if config.z_loss else None
   cap = None if softcap is None else jnp.asarray(softcap, dtype)

@@ -21,6 +21,13 @@ Design notes:
     (2-3x slower). The guarded formula is kept as a fallback, taken (``lax.cond``) only
     when some kept row's fast value is NaN: a ``-inf`` teacher logit (``0 * -inf``), an
     underflowed mixture in the JSD, or a NaN input (which stays NaN on both paths).
+  * Rows longer than 32768 are reduced in pieces (``_common.row_reduce``): XLA:CPU reduces
+    a long row to a per-row result several times slower per element than a short one
+    (a reduction straight to the batch's scalar does not suffer, which is why the naive
+    formula looked fast). Measured at ``[1024, 131072]`` f32, median of 5 interleaved
+    rounds on a loaded 2-core CPU: JSD forward 1.76x -> 0.34x the naive formula,
+    value-and-grad 1.28x -> 0.75x; KL forward 1.16x -> 0.26x
+    ``optax.kl_divergence_with_log_targets``, value-and-grad 0.80x -> 0.39x.
   * Both divergences are ``custom_jvp`` functions of the scaled logits whose tangent is
     the closed form below, written with ``[N]``-shaped statistics of the forward pass
     (``lse``, the divergence), so the reverse pass is one elementwise pass per side
@@ -106,11 +113,18 @@ def _safe_kl(s, t) -> jax.Array:
   return _weighted_log_ratio(jnp.exp(log_pt), log_pt, log_ps)
 
 
-def _fast_lse(x) -> jax.Array:
-  """``[..., 1]`` log-sum-exp without guards (an all ``-inf`` row gives NaN)."""
+def _fast_lse(x, pieces: int = 1) -> jax.Array:
+  """Log-sum-exp of each row without guards (an all ``-inf`` row gives NaN), shaped to
+  broadcast against ``x``: ``[..., 1]``, or ``[..., 1, 1]`` for rows split in ``pieces``
+  (:func:`xentax.losses._common.split_rows`)."""
   # Subtract the max so exp cannot overflow; stop_gradient: the result does not depend on it.
-  m = jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
-  return m + jnp.log(jnp.sum(jnp.exp(x - m), axis=-1, keepdims=True))
+  m = _expand(jax.lax.stop_gradient(_common.row_reduce(x, pieces, jnp.max)), pieces)
+  return m + _expand(jnp.log(_common.row_reduce(jnp.exp(x - m), pieces)), pieces)
+
+
+def _expand(row_values, pieces: int) -> jax.Array:
+  """``[...]`` row values broadcastable against ``[..., C]`` (or its split pieces)."""
+  return row_values[..., None] if pieces == 1 else row_values[..., None, None]
 
 
 def _with_fallback(fast, keep, safe) -> jax.Array:
@@ -122,18 +136,27 @@ def _with_fallback(fast, keep, safe) -> jax.Array:
 
 
 def _kl_value(s, t, inv, keep):
-  """``(KL, lse_s, lse_t)`` per row of ``s * inv``, ``t * inv``; one fused pass if possible."""
+  """``(KL, lse_s, lse_t)`` per row of ``s * inv``, ``t * inv`` (the two ``[..., 1]``); one
+  fused pass if possible, long rows in pieces (:func:`xentax.losses._common.row_reduce`)."""
+  pieces = _common.row_pieces(s.shape[-1])
+  sp, tp = _common.split_rows(s, pieces), _common.split_rows(t, pieces)
   # lse(x inv) = max(x) inv + log sum exp((x - max) inv) for inv > 0: the scaling stays
   # inside the fused reductions.
-  m_s = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
-  m_t = jax.lax.stop_gradient(jnp.max(t, axis=-1, keepdims=True))
-  lse_s = m_s * inv + jnp.log(jnp.sum(jnp.exp((s - m_s) * inv), axis=-1, keepdims=True))
-  lse_t = m_t * inv + jnp.log(jnp.sum(jnp.exp((t - m_t) * inv), axis=-1, keepdims=True))
+  m_s = _expand(jax.lax.stop_gradient(_common.row_reduce(sp, pieces, jnp.max)), pieces)
+  m_t = _expand(jax.lax.stop_gradient(_common.row_reduce(tp, pieces, jnp.max)), pieces)
+  lse_s = m_s * inv + _expand(
+    jnp.log(_common.row_reduce(jnp.exp((sp - m_s) * inv), pieces)), pieces
+  )
+  lse_t = m_t * inv + _expand(
+    jnp.log(_common.row_reduce(jnp.exp((tp - m_t) * inv), pieces)), pieces
+  )
   # sum_c p_t (log p_t - log p_s) = sum_c p_t ((t - s) / T - (lse_t - lse_s)), no guard: a
   # -inf teacher logit gives 0 * -inf = NaN, and that row sends us to the guarded form.
-  kl = jnp.sum(jnp.exp(t * inv - lse_t) * ((t - s) * inv - (lse_t - lse_s)), axis=-1)
+  terms = jnp.exp(tp * inv - lse_t) * ((tp - sp) * inv - (lse_t - lse_s))
+  kl = _common.row_reduce(terms, pieces)
   safe = lambda: _safe_kl(_zero_dropped(s, keep) * inv, _zero_dropped(t, keep) * inv)  # noqa: E731
-  return _with_fallback(kl, keep, safe), lse_s, lse_t
+  rows = s.shape[:-1] + (1,)
+  return _with_fallback(kl, keep, safe), lse_s.reshape(rows), lse_t.reshape(rows)
 
 
 @jax.custom_jvp
@@ -269,15 +292,19 @@ def _safe_log_mixture(log_p, log_q, beta) -> jax.Array:
 
 
 def _jsd_value(s, t, beta, keep):
-  """``(JSD, log Q, log P)`` per row; one fused pass unless a row needs the guarded form."""
-  log_q, log_p = s - _fast_lse(s), t - _fast_lse(t)
+  """``(JSD, log Q, log P)`` per row; one fused pass unless a row needs the guarded form,
+  long rows in pieces (:func:`xentax.losses._common.row_reduce`)."""
+  pieces = _common.row_pieces(s.shape[-1])
+  sp, tp = _common.split_rows(s, pieces), _common.split_rows(t, pieces)
+  log_q, log_p = sp - _fast_lse(sp, pieces), tp - _fast_lse(tp, pieces)
   q, p = jnp.exp(log_q), jnp.exp(log_p)
   log_m = jnp.log(beta * p + (1 - beta) * q)
   # No guard: a class with no mass on one side (0 * -inf) or both (M = 0) gives NaN, and
   # that row sends us to the guarded form.
-  jsd = jnp.sum(beta * p * (log_p - log_m) + (1 - beta) * q * (log_q - log_m), axis=-1)
+  terms = beta * p * (log_p - log_m) + (1 - beta) * q * (log_q - log_m)
+  jsd = _common.row_reduce(terms, pieces)
   safe = lambda: _safe_jsd(_zero_dropped(s, keep), _zero_dropped(t, keep), beta)  # noqa: E731
-  return _with_fallback(jsd, keep, safe), log_q, log_p
+  return _with_fallback(jsd, keep, safe), log_q.reshape(s.shape), log_p.reshape(t.shape)
 
 
 @jax.custom_jvp

@@ -222,22 +222,6 @@ def _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights
   return losses + _common.nan_where(bad, losses.dtype)
 
 
-# XLA:CPU reduces rows longer than this several times slower per element (measured: the
-# exp-sum of [1024, 131072] f32 took 4-5x the time of [4096, 32768]); longer rows are
-# summed in pieces of at most this length.
-_CPU_ROW_PIECE = 32768
-
-
-def _row_pieces(num_classes: int) -> int:
-  """How many equal pieces to sum a row in (1: in one go)."""
-  if num_classes <= _CPU_ROW_PIECE or jax.default_backend() != "cpu":
-    return 1
-  for pieces in range(2, 257):
-    if num_classes % pieces == 0 and num_classes // pieces <= _CPU_ROW_PIECE:
-      return pieces
-  return 1
-
-
 def _capped(x, cap):
   """``x`` upcast (inside the fusion), soft-capped when ``cap`` is not None."""
   return _up(x) if cap is None else softcap(x, cap)
@@ -245,14 +229,9 @@ def _capped(x, cap):
 
 def _sum_exp_shifted(x, shift, cap=None):
   """``sum_c exp(z_c - shift)`` per row, upcasting ``x`` inside the fused reduction."""
-  num_classes = x.shape[-1]
-  pieces = _row_pieces(num_classes)
-  if pieces == 1:
-    return jnp.sum(jnp.exp(_capped(x, cap) - shift[..., None]), axis=-1)
-  x_pieces = x.reshape(*x.shape[:-1], pieces, num_classes // pieces)
-  partial = jnp.sum(jnp.exp(_capped(x_pieces, cap) - shift[..., None, None]), axis=-1)
-  # The barrier keeps XLA from merging the two sums back into one long-row reduction.
-  return jnp.sum(lax.optimization_barrier(partial), axis=-1)
+  pieces = _common.row_pieces(x.shape[-1])
+  shift = shift[..., None] if pieces == 1 else shift[..., None, None]
+  return _common.row_reduce(jnp.exp(_capped(_common.split_rows(x, pieces), cap) - shift), pieces)
 
 
 def _stats(x, labels, cap=None):
