@@ -1,11 +1,42 @@
-"""Test set-up: 8 CPU devices for sharding tests, and float64 available everywhere.
+"""Test set-up: 8 CPU devices for sharding tests, float64 everywhere, one compilation cache.
 
 x64 is on for the whole suite so that float64 references and ``check_grads`` run in
 float64; float32 tests pass float32 arrays explicitly, which also checks that no
 default-dtype constant promotes a float32 loss to float64.
+
+Nearly all of the suite's time is XLA compiling small functions, and many tests compile the
+same program (a fresh ``jax.jit`` of the same computation, or the same function in the other
+xdist worker). A persistent compilation cache, fresh for each run and shared by its workers,
+compiles each program once: the controller makes the folder and removes it at the end. Set
+``XENTAX_TEST_JAX_CACHE`` to a folder yourself to keep the cache between runs (it is then
+never removed), or to an empty string to turn the cache off.
 """
+
+import os
+import shutil
+import tempfile
 
 import jax
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_enable_x64", True)
+
+CACHE_ENV = "XENTAX_TEST_JAX_CACHE"
+_made_cache = None  # the folder this (controller) process made and removes
+
+
+def pytest_configure(config):
+  global _made_cache
+  if CACHE_ENV not in os.environ and not hasattr(config, "workerinput"):
+    _made_cache = tempfile.mkdtemp(prefix="xentax-test-jax-cache-")
+    os.environ[CACHE_ENV] = _made_cache  # xdist workers start later and inherit it
+  folder = os.environ.get(CACHE_ENV)
+  if folder:
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+  if _made_cache is not None:
+    shutil.rmtree(_made_cache, ignore_errors=True)

@@ -83,17 +83,19 @@ def test_one_hot_equals_sparse_focal():
   np.testing.assert_allclose(dense, sparse, rtol=1e-12)
 
 
-@settings(max_examples=15, deadline=None)
+# A few shapes (one class, one example, both) rather than every (batch, classes): each new
+# shape recompiles every operation of the eager loss and its reference comparison.
+@settings(max_examples=12, deadline=None, derandomize=True)
 @given(
-  batch=st.integers(1, 5),
-  classes=st.integers(1, 6),
+  shape=st.sampled_from([(1, 1), (1, 6), (4, 2), (5, 6)]),
   gamma=st.sampled_from([0.0, 0.5, 2.0]),
   alpha=st.sampled_from([None, 0.25]),
   smoothing=st.sampled_from([0.0, 0.3]),
   reduction=st.sampled_from(REDUCTIONS),
   seed=st.integers(0, 2**16),
 )
-def test_property_matches_reference(batch, classes, gamma, alpha, smoothing, reduction, seed):
+def test_property_matches_reference(shape, gamma, alpha, smoothing, reduction, seed):
+  batch, classes = shape
   z, t = _logits((batch, classes), seed), _soft_targets((batch, classes), seed + 1)
   s = np.random.default_rng(seed).uniform(0, 2, batch)
   options = dict(gamma=gamma, alpha=alpha, label_smoothing=smoothing, sample_weight=s)
