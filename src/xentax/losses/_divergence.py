@@ -113,13 +113,20 @@ def _safe_kl(s, t) -> jax.Array:
   return _weighted_log_ratio(jnp.exp(log_pt), log_pt, log_ps)
 
 
-def _fast_lse(x, pieces: int = 1) -> jax.Array:
-  """Log-sum-exp of each row without guards (an all ``-inf`` row gives NaN), shaped to
-  broadcast against ``x``: ``[..., 1]``, or ``[..., 1, 1]`` for rows split in ``pieces``
-  (:func:`xentax.losses._common.split_rows`)."""
+def _fast_lse(x, pieces: int = 1, inv=None) -> jax.Array:
+  """Log-sum-exp of each row of ``x * inv`` (``inv`` None: of ``x``) without guards (an all
+  ``-inf`` row gives NaN), shaped to broadcast against ``x``: ``[..., 1]``, or
+  ``[..., 1, 1]`` for rows split in ``pieces`` (:func:`xentax.losses._common.split_rows`).
+
+  ``lse(x inv) = max(x) inv + log sum exp((x - max) inv)`` for ``inv > 0``: the scaling
+  stays inside the fused reductions.
+  """
   # Subtract the max so exp cannot overflow; stop_gradient: the result does not depend on it.
   m = _expand(jax.lax.stop_gradient(_common.row_reduce(x, pieces, jnp.max)), pieces)
-  return m + _expand(jnp.log(_common.row_reduce(jnp.exp(x - m), pieces)), pieces)
+  if inv is None:
+    return m + _expand(jnp.log(_common.row_reduce(jnp.exp(x - m), pieces)), pieces)
+  scaled = jnp.exp((x - m) * inv)
+  return m * inv + _expand(jnp.log(_common.row_reduce(scaled, pieces)), pieces)
 
 
 def _expand(row_values, pieces: int) -> jax.Array:
@@ -140,16 +147,7 @@ def _kl_value(s, t, inv, keep):
   fused pass if possible, long rows in pieces (:func:`xentax.losses._common.row_reduce`)."""
   pieces = _common.row_pieces(s.shape[-1])
   sp, tp = _common.split_rows(s, pieces), _common.split_rows(t, pieces)
-  # lse(x inv) = max(x) inv + log sum exp((x - max) inv) for inv > 0: the scaling stays
-  # inside the fused reductions.
-  m_s = _expand(jax.lax.stop_gradient(_common.row_reduce(sp, pieces, jnp.max)), pieces)
-  m_t = _expand(jax.lax.stop_gradient(_common.row_reduce(tp, pieces, jnp.max)), pieces)
-  lse_s = m_s * inv + _expand(
-    jnp.log(_common.row_reduce(jnp.exp((sp - m_s) * inv), pieces)), pieces
-  )
-  lse_t = m_t * inv + _expand(
-    jnp.log(_common.row_reduce(jnp.exp((tp - m_t) * inv), pieces)), pieces
-  )
+  lse_s, lse_t = _fast_lse(sp, pieces, inv), _fast_lse(tp, pieces, inv)
   # sum_c p_t (log p_t - log p_s) = sum_c p_t ((t - s) / T - (lse_t - lse_s)), no guard: a
   # -inf teacher logit gives 0 * -inf = NaN, and that row sends us to the guarded form.
   terms = jnp.exp(tp * inv - lse_t) * ((tp - sp) * inv - (lse_t - lse_s))
