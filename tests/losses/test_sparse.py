@@ -209,6 +209,45 @@ def test_focal_confident_prediction_has_finite_gradient():
   assert value == pytest.approx(ref.sparse_categorical_focal_loss_with_logits(z, [0]), rel=1e-10)
 
 
+def _focal_float64(z, y, gamma):
+  """Per-example ``(1 - p_y)^g (-log p_y)`` and its logit gradient (the docstring's closed
+  form), in float64 with ``1 - p_y`` summed from the other classes."""
+  z = np.asarray(z, np.float64)
+  rows = np.arange(len(y))
+  log_p = z - z.max(-1, keepdims=True)
+  log_p = log_p - np.log(np.exp(log_p).sum(-1, keepdims=True))
+  p = np.exp(log_p)
+  p_y, log_p_y = p[rows, y], log_p[rows, y]
+  onehot = np.zeros_like(z)
+  onehot[rows, y] = 1.0
+  one_minus = np.sum(p * (1 - onehot), -1)
+  loss = one_minus**gamma * -log_p_y
+  scale = one_minus ** (gamma - 1) * (one_minus - gamma * p_y * log_p_y)
+  return loss, (p - onehot) * scale[:, None]
+
+
+@pytest.mark.parametrize("num_classes", [5, 65536])  # 65536: summed in two pieces on CPU
+@pytest.mark.parametrize("extreme", [None, "overflow", "underflow"])
+def test_focal_fast_and_guarded_forms_match_float64(num_classes, extreme):
+  # Ordinary rows and a confident one (p_y rounds to 1 in float32) take the one-pass form;
+  # a logit ~100 above the target's (exp overflows) or every other logit ~120 below it
+  # (their sum flushes to 0) sends the batch to the guarded two-log-sum-exp form.
+  z = _logits((4, num_classes), scale=2.0)
+  y = np.array([0, 1, 2, 3])
+  z[1, 1] = 30.0
+  if extreme == "overflow":
+    z[2, 4] = z[2, 2] + 100.0
+  if extreme == "underflow":
+    z[3] = -120.0
+    z[3, 3] = 0.0
+  z = z.astype(np.float32)
+  f = lambda z: xentax.sparse_categorical_focal_loss_with_logits(z, y, reduction="none")  # noqa: E731
+  want, want_grad = _focal_float64(z, y, 2.0)
+  np.testing.assert_allclose(f(z), want, **tol(np.float32))
+  grad = jax.grad(lambda z: jnp.sum(f(z)))(jnp.asarray(z))
+  np.testing.assert_allclose(grad, want_grad, **tol(np.float32, "grad"))
+
+
 def test_out_of_range_label_raises_eagerly_with_position():
   with pytest.raises(ValueError, match=r"found 7 at position \(1,\)"):
     xentax.sparse_categorical_cross_entropy_with_logits(_logits((3, 5)), np.array([0, 7, 1]))

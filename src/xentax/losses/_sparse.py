@@ -531,18 +531,16 @@ def sparse_categorical_focal_loss_with_logits(
   weights = _validate.sample_weights(
     fn_name, sample_weight, inputs.labels.shape, inputs.scores.dtype
   )
-  x = _sanitize_logits(inputs)
-  if softcap is not None:
-    x = _softcap_autodiff(x, jnp.asarray(softcap, x.dtype))
-  lse = _common.logsumexp(x)
-  target_logit = jnp.take_along_axis(x, inputs.labels[..., None], axis=-1)[..., 0]
-  log_p = target_logit - lse
-  is_target = jnp.arange(x.shape[-1]) == inputs.labels[..., None]
-  log_1mp = _common.logsumexp(jnp.where(is_target, -jnp.inf, x)) - lse
+  cap = None if softcap is None else jnp.asarray(softcap, inputs.scores.dtype)
+  log_p, log_1mp = _target_log_probs(inputs, cap)
   losses = focal_scale(-log_p, log_1mp, gamma)
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
   if not _common.is_static_zero(label_smoothing):
+    x = _sanitize_logits(inputs)
+    if cap is not None:
+      x = _softcap_autodiff(x, cap)
+    lse = _common.logsumexp(x)
     eps = jnp.asarray(label_smoothing, x.dtype)
     per_class = focal_scale(lse[..., None] - x, _log1m_softmax(x, lse), gamma)
     if inputs.class_weights is not None:
@@ -555,6 +553,75 @@ def sparse_categorical_focal_loss_with_logits(
     denominator=inputs.target_weight,
     sample_weight=weights,
     reduction=reduction,
+  )
+
+
+def _target_log_probs(inputs: SparseInputs, cap):
+  """``(log p_y, log(1 - p_y))`` per example, exact also where ``p_y`` rounds to 1.
+
+  In the common case one fused pass over the logits: with the other classes' sum
+  ``r = sum_{c != y} exp(z_c - z_y)`` (the target masked inside the reduction),
+  ``log p_y = -log1p(r)`` and ``log(1 - p_y) = log(r) - log1p(r)``. Shifting by the target
+  logit needs no max pass. Only if some row's ``r`` is not finite and positive (a logit
+  more than ~88 above the target's in float32, all others ~104 below it, one class, a NaN
+  or an infinite logit, also in a dropped row) does the batch take the guarded form: two
+  log-sum-exps over sanitised logits. Dropped rows must be finite for the fast form, so
+  that autodiff through it cannot meet ``0 * inf`` there; a bad label makes its row NaN.
+  """
+  x, labels = inputs.scores, inputs.labels
+  num_classes = x.shape[-1]
+  pieces = _common.row_pieces(num_classes)
+  extra = (None,) if pieces == 1 else (None, None)  # broadcast [...] to the rows
+  target = jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
+  if cap is not None:
+    target = _softcap_autodiff(target, cap)
+  z = _common.split_rows(x, pieces)
+  if cap is not None:
+    z = _softcap_autodiff(z, cap)
+  classes = _common.split_rows(jnp.arange(num_classes, dtype=labels.dtype), pieces)
+  is_target = classes == labels[(..., *extra)]
+  r = _others_exp_sum(pieces, z, target[(..., *extra)], is_target)
+  ok = jnp.all(jnp.isfinite(r) & (r > 0))
+  # A bad label's row: NaN value and gradient.
+  r = r + _common.nan_where(inputs.bad, r.dtype)
+
+  def fast():
+    log1p_r = jnp.log1p(r)
+    return -log1p_r, jnp.log(r) - log1p_r
+
+  def guarded():
+    xs = _sanitize_logits(inputs)
+    if cap is not None:
+      xs = _softcap_autodiff(xs, cap)
+    lse = _common.logsumexp(xs)
+    target_logit = jnp.take_along_axis(xs, labels[..., None], axis=-1)[..., 0]
+    is_target = jnp.arange(num_classes) == labels[..., None]
+    return target_logit - lse, _common.logsumexp(jnp.where(is_target, -jnp.inf, xs)) - lse
+
+  return lax.cond(ok, fast, guarded)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _others_exp_sum(pieces, z, shift, is_target):
+  """``sum_c exp(z_c - shift)`` over the classes where ``is_target`` is False, per row.
+
+  A ``custom_jvp`` only so that a row whose terms are not finite (which sends the batch
+  to the guarded form, where this sum gets a zero cotangent) has a zero gradient, not
+  ``0 * inf``; the tangent is the plain ``sum_c e_c (t_c - t_shift)``.
+  """
+  terms = jnp.where(is_target, 0.0, jnp.exp(z - shift))
+  return _common.row_reduce(terms, pieces)
+
+
+@_others_exp_sum.defjvp
+def _others_exp_sum_jvp(pieces, primals, tangents):
+  z, shift, is_target = primals
+  t_z, t_shift, _ = tangents
+  terms = jnp.where(is_target, 0.0, jnp.exp(z - shift))
+  finite_terms = jnp.where(jnp.isfinite(terms), terms, 0.0)
+  return (
+    _common.row_reduce(terms, pieces),
+    _common.row_reduce(finite_terms * (t_z - t_shift), pieces),
   )
 
 
