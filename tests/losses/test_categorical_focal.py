@@ -3,6 +3,7 @@
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -129,11 +130,53 @@ def test_grad_wrt_each_float_option_matches_finite_differences(option):
   check_grads(lambda v: _loss(z, t, **{option: v}), (value,), order=1)
 
 
-def test_grad_matches_closed_form():
+# Whole numbers are integer powers (and 0 the cross-entropy); 1.5 takes jnp.power.
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 1.5, 2.0, 3])
+def test_grad_matches_closed_form(gamma):
   z, t = _logits((6, 5)), _soft_targets((6, 5))
-  got = jax.grad(xentax.categorical_focal_loss_with_logits)(z, t, gamma=1.5)
-  want = xentax.gradcheck.logits_grad("categorical_focal_loss_with_logits", z, t, gamma=1.5)
+  got = jax.grad(xentax.categorical_focal_loss_with_logits)(z, t, gamma=gamma)
+  want = xentax.gradcheck.logits_grad("categorical_focal_loss_with_logits", z, t, gamma=gamma)
   np.testing.assert_allclose(got, want, **tol(np.float64, "grad"))
+  check_grads(
+    lambda z: xentax.categorical_focal_loss_with_logits(z, t, gamma=gamma), (z,), order=2
+  )
+
+
+def _focal_float64(z, t, gamma, alpha):
+  """Per-example loss and logit gradient (the docstring's closed form) in float64."""
+  z = np.asarray(z, np.float64)
+  log_p = z - z.max(-1, keepdims=True)
+  log_p = log_p - np.log(np.exp(log_p).sum(-1, keepdims=True))
+  p = np.exp(log_p)
+  q = alpha * t
+  with np.errstate(invalid="ignore"):  # 0 log 0 = 0 at a -inf logit
+    loss = -np.sum(np.where(q > 0, q * (1 - p) ** gamma * log_p, 0.0), -1)
+    p_log_p = np.where(p > 0, p * log_p, 0.0)
+  b = q * ((1 - p) ** gamma - gamma * p_log_p * (1 - p) ** (gamma - 1))
+  return loss, p * b.sum(-1, keepdims=True) - b
+
+
+@pytest.mark.parametrize("num_classes", [5, 65536])  # 65536: summed in two pieces on CPU
+@pytest.mark.parametrize("extreme", [None, "overflow", "minus_inf"])
+def test_fast_and_guarded_forms_match_float64(num_classes, extreme):
+  # Ordinary rows and a confident one take the guard-free reductions; a logit ~100 above
+  # the head's max (exp overflows) or a -inf logit on a zero-mass class sends the batch to
+  # the guarded formula.
+  z = _logits((4, num_classes))
+  t = np.zeros((4, num_classes))
+  t[np.arange(4), [0, 1, 2, 3]] = 1.0
+  t[0, :4] = [0.1, 0.2, 0.3, 0.4]
+  z[1, 1] = 30.0
+  if extreme == "overflow":
+    z[2, -1] = 100.0
+  if extreme == "minus_inf":
+    z[3, -1] = -np.inf
+  z = z.astype(np.float32)
+  f = lambda z: xentax.categorical_focal_loss_with_logits(z, t, reduction="none")  # noqa: E731
+  want, want_grad = _focal_float64(z, t, 2.0, 0.25)
+  np.testing.assert_allclose(f(z), want, **tol(np.float32))
+  grad = jax.grad(lambda z: jnp.sum(f(z)))(jnp.asarray(z))
+  np.testing.assert_allclose(grad, want_grad, **tol(np.float32, "grad"))
 
 
 def test_jit_and_vmap_match_eager():

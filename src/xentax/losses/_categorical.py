@@ -120,7 +120,7 @@ def coefficients(
 
   ``num_classes``: ``C`` when ``targets.t`` holds a row in pieces (default: its last axis).
   ``check_range=False`` leaves out the per-entry range check (the fast forward checks the
-  rows with two plain reductions instead, :func:`_rows_out_of_range`).
+  rows with two plain reductions instead, :func:`rows_out_of_range`).
   """
   t = targets.t
   num_classes = t.shape[-1] if num_classes is None else num_classes
@@ -204,7 +204,7 @@ def prepare_logits(
   return LogitsInputs(x, Targets(t, eps, class_weights, nan), valid, sample_weight)
 
 
-def _shift(x) -> jax.Array:
+def head_max(x) -> jax.Array:
   """``[...]``: the largest of the first few logits of each row, a stand-in for the max."""
   return lax.stop_gradient(jnp.max(x[..., :_SHIFT_COLUMNS], axis=-1))
 
@@ -233,47 +233,63 @@ _UNSHIFTED_RANGE = (-30.0, 60.0)
 def _fast_stats(config, x, targets, cap):
   """``(lse, ce)`` per row in guard-free row reductions (module notes).
 
-  ``E = sum(exp(z - s))`` with ``s = h`` (the head's capped max: ``E >= 1``) or, when
-  every row's ``h`` lies in ``_UNSHIFTED_RANGE``, ``s = 0`` (one elementwise pass fewer);
-  ``log E`` is then ``inf`` or NaN only for an overflow, a NaN or an infinite shift, and
-  ``ce`` is NaN for ``0 * -inf``. A row with a target outside [0, 1] (or NaN) gets a NaN
-  ``ce`` from two plain row reductions of the targets (``min``, ``max``). The caller
-  falls back to the guarded formula for any non-finite kept row.
+  ``lse`` from :func:`fast_lse_and`; ``ce = sum(q (lse - z))`` is NaN for ``0 * -inf``. A
+  row with a target outside [0, 1] (or NaN) gets a NaN ``ce`` from two plain row
+  reductions of the targets (``min``, ``max``). The caller falls back to the guarded
+  formula for any non-finite kept row.
   """
-  # tanh is increasing, so the shift is the capped max of the raw head (no [..., C] tanh).
-  h = _capped(config, _shift(x), cap)
-  lo, hi = _UNSHIFTED_RANGE
-  unshifted = jnp.all((h > lo) & (h < hi))
-  lse, ce = lax.cond(
-    unshifted,
-    lambda: _fast_row_stats(config, x, targets, cap, None),
-    lambda: _fast_row_stats(config, x, targets, cap, h),
-  )
-  bad = _rows_out_of_range(config, targets.t)
-  return lse, jnp.where(bad, jnp.full_like(ce, jnp.nan), ce)
-
-
-def _fast_row_stats(config, x, targets, cap, h):
-  """``(lse, ce)``: ``sum(exp(z - h))`` (``h`` None: unshifted) and ``sum(q (lse - z))``."""
   xp = _split(config, x)
-  extra = (None,) if config.pieces == 1 else (None, None)  # broadcast [...] to the rows
   # With a softcap, the capped logits are shared by both reductions, so XLA writes them
   # out once (measured: faster on CPU than a tanh inside each reduction).
   zp = _capped(config, xp, cap)
-  pieces = _split(config, targets.t), _split(config, targets.class_weights)
-  q = coefficients(
-    targets._replace(t=pieces[0], class_weights=pieces[1]), x.shape[-1], check_range=False
+  parts = targets._replace(
+    t=_split(config, targets.t), class_weights=_split(config, targets.class_weights)
   )
-  if h is None:
-    lse = jnp.log(_common.row_reduce(jnp.exp(zp), config.pieces))
-  else:
-    lse = h + jnp.log(_common.row_reduce(jnp.exp(zp - h[(..., *extra)]), config.pieces))
-  # `lse - z`, not `log E - (z - h)`: no subexpression shared with the first reduction,
-  # which XLA would otherwise write to memory as a [..., C] array.
-  return lse, _common.row_reduce(q * (lse[(..., *extra)] - zp), config.pieces)
+
+  def ce_sum(lse):
+    # q inside the cond's branch, fused into the reduction: never written out. `lse - z`,
+    # not `log E - (z - h)`: no subexpression shared with the first reduction, which XLA
+    # would otherwise write to memory as a [..., C] array.
+    q = coefficients(parts, x.shape[-1], check_range=False)
+    return _common.row_reduce(q * (lse - zp), config.pieces)
+
+  lse, ce = fast_lse_and(
+    ce_sum,
+    zp,
+    # tanh is increasing: the shift is the capped max of the raw head (no [..., C] tanh).
+    _capped(config, head_max(x), cap),
+    config.pieces,
+  )
+  bad = rows_out_of_range(config.pieces, targets.t)
+  return lse, jnp.where(bad, jnp.full_like(ce, jnp.nan), ce)
 
 
-def _rows_out_of_range(config, t):
+def fast_lse_and(row_fn, z, h, pieces: int):
+  """``(lse, row_fn(lse))`` for rows ``z`` (or their pieces, :func:`_common.split_rows`),
+  with ``lse = s + log E``, ``E = sum(exp(z - s))``: no max pass.
+
+  ``h`` (``[...]``) is at most the row max (:func:`head_max`): with ``s = h``, ``E >= 1``.
+  When every row's ``h`` lies in ``_UNSHIFTED_RANGE``, ``s = 0``, which saves an
+  elementwise subtraction. ``lse`` is ``inf`` or NaN only for an overflow of ``exp``, a
+  NaN or an infinite ``h``; the caller then takes its guarded formula. ``row_fn`` gets
+  ``lse`` broadcast against the rows; it runs inside the same ``lax.cond`` branch as the
+  exp-sum (measured on XLA:CPU: 10-15% faster than a ``cond`` around ``lse`` alone).
+  """
+  rows = (..., None) if pieces == 1 else (..., None, None)
+
+  def unshifted():
+    lse = jnp.log(_common.row_reduce(jnp.exp(z), pieces))
+    return lse, row_fn(lse[rows])
+
+  def shifted():
+    lse = h + jnp.log(_common.row_reduce(jnp.exp(z - h[rows]), pieces))
+    return lse, row_fn(lse[rows])
+
+  lo, hi = _UNSHIFTED_RANGE
+  return lax.cond(jnp.all((h > lo) & (h < hi)), unshifted, shifted)
+
+
+def rows_out_of_range(pieces: int, t):
   """``[...]``: a row holds a target outside [0, 1] or a NaN (before smoothing/weights).
 
   Two plain row reductions: on XLA:CPU a pass that only reads the targets costs less than
@@ -282,9 +298,9 @@ def _rows_out_of_range(config, t):
   True for it. Exact: no rounding is involved (a denormal is read as 0 where the CPU
   flushes denormals, as by every other check).
   """
-  tp = _split(config, t)
-  low = _common.row_reduce(tp, config.pieces, jnp.min)
-  high = _common.row_reduce(tp, config.pieces, jnp.max)
+  tp = _common.split_rows(t, pieces)
+  low = _common.row_reduce(tp, pieces, jnp.min)
+  high = _common.row_reduce(tp, pieces, jnp.max)
   return ~(low >= 0) | ~(high <= 1)
 
 

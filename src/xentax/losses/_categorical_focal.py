@@ -11,14 +11,30 @@ Design notes:
     is ``-inf``; the guard is on ``log p`` itself so its gradient stays finite.
   * Inputs, masking, bad targets and options share
     :func:`xentax.losses._categorical.prepare_logits` with the categorical cross-entropy.
+  * Speed, as for the categorical cross-entropy from logits: the common case is two
+    guard-free row reductions, ``E = sum(exp(z - s))`` (``s`` the head's max, or 0) and
+    ``sum_c q_c (1 - p_c)^gamma (lse - z_c)``, plus the targets' row ``min`` and ``max``
+    (the exact range check). A static whole-number ``gamma`` (the default 2) is an integer
+    power, not ``exp(gamma log(1 - p))``; a traced ``gamma`` keeps ``jnp.power`` and its
+    gradient. Only when a row's result is not finite (an overflow, a ``-inf`` logit, a NaN,
+    a bad target) does a ``lax.cond`` run the guarded formula for the batch. The gradient
+    is a ``custom_jvp`` with the closed form below (one elementwise pass in reverse mode);
+    the targets', ``alpha``'s and a traced ``gamma``'s tangents come from ``jax.jvp`` of
+    the guarded per-row formula with ``lse`` held fixed.
 """
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from xentax.losses import _categorical, _common, _validate
+
+# The largest whole-number gamma computed as an integer power (repeated multiplication).
+_MAX_INTEGER_GAMMA = 16
 
 
 def _alpha_vector(fn_name, alpha, num_classes, dtype):
@@ -108,20 +124,169 @@ def categorical_focal_loss_with_logits(
   )
   x = inputs.logits
   dtype = x.dtype
-  valid = inputs.valid
-  if valid is not None:
-    # Dropped rows become zeros, so -inf or NaN there cannot leak into the gradient.
-    x = jnp.where(valid[..., None], x, jnp.zeros_like(x))
-  q = _categorical.coefficients(inputs.targets)
+  targets = inputs.targets
   if alpha is not None:
     alpha, nan = _alpha_vector(fn_name, alpha, x.shape[-1], dtype)
-    q = q * alpha if nan is None else q * alpha + nan
-  log_p = x - _common.logsumexp(x)[..., None]
-  # 1 - p without cancellation for small p; its power has an exact (0) gradient at p = 1.
-  modulator = jnp.power(-jnp.expm1(log_p), jnp.asarray(gamma, dtype))
-  losses = -jnp.sum(_common.safe_mul(q * modulator, log_p), axis=-1)
+    if targets.nan is not None:
+      nan = targets.nan if nan is None else targets.nan + nan
+    targets = targets._replace(class_weights=alpha, nan=nan)
+  power = _static_power(gamma)
+  gamma = None if power is not None else jnp.asarray(gamma, dtype)
+  losses = _logits_losses(power, x, targets, inputs.valid, gamma)
+  valid = inputs.valid
   if valid is None:
     valid = jnp.ones(losses.shape, bool)
   return _common.reduce_losses(
     losses, valid=valid, sample_weight=inputs.sample_weight, reduction=reduction
   )
+
+
+def _static_power(gamma) -> int | None:
+  """``gamma`` as a Python int when it is a static whole number in ``[0, 16]``, else None."""
+  if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
+    return None
+  whole = float(gamma).is_integer() and 0 <= gamma <= _MAX_INTEGER_GAMMA
+  return int(gamma) if whole else None
+
+
+def _modulator(one_minus_p, gamma, power):
+  """``(1 - p)^gamma``: an integer power for a static whole ``gamma`` (``power``)."""
+  if power is not None:
+    return lax.integer_pow(one_minus_p, power)
+  return jnp.power(one_minus_p, gamma)
+
+
+def _row_losses(power, x, lse, targets, gamma):
+  """``-sum_c q_c (1 - p_c)^gamma log p_c`` per row for a given ``lse``, every guard on."""
+  log_p = x - lse[..., None]
+  # 1 - p without cancellation for small p; its power has an exact (0) gradient at p = 1.
+  modulator = _modulator(-jnp.expm1(log_p), gamma, power)
+  # safe_mul: 0 log 0 = 0 where a class with no target mass has a -inf logit.
+  return -jnp.sum(_common.safe_mul(_categorical.coefficients(targets) * modulator, log_p), -1)
+
+
+def _fast_stats(power, x, targets, gamma):
+  """``(lse, loss)`` per row from guard-free row reductions (module notes); a row with a
+  target outside [0, 1] gets a NaN loss from the targets' row ``min`` and ``max``."""
+  num_classes = x.shape[-1]
+  pieces = _common.row_pieces(num_classes)
+  z = _common.split_rows(x, pieces)
+  parts = targets._replace(
+    t=_common.split_rows(targets.t, pieces),
+    class_weights=_common.split_rows(targets.class_weights, pieces),
+  )
+
+  def focal_sum(lse):
+    # q inside the branch, so that it is fused into the reduction, never written out.
+    q = _categorical.coefficients(parts, num_classes, check_range=False)
+    log_p = z - lse
+    return _common.row_reduce(q * _modulator(-jnp.expm1(log_p), gamma, power) * -log_p, pieces)
+
+  lse, losses = _categorical.fast_lse_and(focal_sum, z, _categorical.head_max(x), pieces)
+  bad = _categorical.rows_out_of_range(pieces, targets.t)
+  return lse, jnp.where(bad, jnp.full_like(losses, jnp.nan), losses)
+
+
+def _guarded_stats(power, x, targets, valid, gamma):
+  """``(lse, loss)`` per row with every guard: dropped rows zeroed, ``0 log 0 = 0``."""
+  if valid is not None:
+    x = jnp.where(valid[..., None], x, jnp.zeros_like(x))
+  lse = _common.logsumexp(x)
+  return lse, _row_losses(power, x, lse, targets, gamma)
+
+
+def _stats(power, x, targets, valid, gamma):
+  """``(lse, loss)``: the fast form, or the guarded one if a kept row is not finite."""
+  lse, losses = _fast_stats(power, x, targets, gamma)
+  finite = jnp.isfinite(losses) if valid is None else jnp.isfinite(losses) | ~valid
+  return lax.cond(
+    jnp.all(finite),
+    lambda: (lse, losses),
+    lambda: _guarded_stats(power, x, targets, valid, gamma),
+  )
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _logits_losses(power, x, targets, valid, gamma):
+  """Per-example focal losses (0 for dropped rows); ``x [..., C]``, class axis last.
+
+  ``power``: the static whole-number ``gamma`` (then ``gamma`` is None), or None for a
+  traced ``gamma``. A ``custom_jvp`` whose logit tangent is ``sum_c G_c t_c`` with the
+  closed form ``G = p sum(b) - b``, ``b_c = q_c A_c``,
+  ``A_c = (1 - p_c)^g - g p_c log(p_c) (1 - p_c)^(g - 1)`` inside ``jax.checkpoint``:
+  reverse mode saves only ``lse`` besides the inputs. ``A``'s limits are taken where
+  ``p_c = 0`` (``p log p = 0``) and ``p_c = 1`` (the second term is 0). Dropped rows get
+  zero tangents whatever they hold.
+  """
+  return _mask(_stats(power, x, targets, valid, gamma)[1], valid)
+
+
+@functools.partial(_logits_losses.defjvp, symbolic_zeros=True)
+def _logits_losses_jvp(power, primals, tangents):
+  x, targets, valid, gamma = primals
+  t_x, t_targets, _, t_gamma = tangents
+  lse, losses = _stats(power, x, targets, valid, gamma)
+  losses = _mask(losses, valid)
+  t_losses = jnp.zeros_like(losses)
+  if not _is_zero(t_x):
+    grad_dot = jax.checkpoint(functools.partial(_logit_grad_dot, power))
+    t_losses = t_losses + grad_dot(x, t_x, targets, lse, valid, gamma)
+  option_tangents = (t_targets, t_gamma)
+  if not all(_is_zero(t) for t in jax.tree.leaves(option_tangents, is_leaf=_is_zero)):
+    # Rarely needed (learning alpha or gamma, soft targets that are themselves outputs):
+    # the guarded per-row formula with the logits' statistics held fixed. Dropped rows
+    # are evaluated at zero logits (lse = log C), so they hold nothing that is not finite.
+    if valid is not None:
+      x = jnp.where(valid[..., None], x, jnp.zeros_like(x))
+      lse = jnp.where(valid, lse, jnp.log(jnp.asarray(x.shape[-1], lse.dtype)))
+
+    def from_options(targets, gamma):
+      return _mask(_row_losses(power, x, lse, targets, gamma), valid)
+
+    option_tangents = jax.tree.map(_instantiate, (targets, gamma), option_tangents, is_leaf=_is_zero)
+    t_losses = t_losses + jax.jvp(from_options, (targets, gamma), option_tangents)[1]
+  return losses, t_losses
+
+
+def _focal_weight(power, p, log_p, gamma):
+  """``A = (1 - p)^g - g p log(p) (1 - p)^(g - 1)`` with its limits at ``p = 0`` and 1."""
+  one_minus_p = -jnp.expm1(log_p)
+  p_log_p = jnp.where(p > 0, p * log_p, jnp.zeros_like(p))  # -> 0 as p -> 0
+  if power is not None:
+    if power == 0:
+      return jnp.ones_like(p)
+    second = power * p_log_p * lax.integer_pow(one_minus_p, power - 1)
+  else:
+    # -> 0 as p -> 1 (p log p ~ -(1 - p)), also for gamma < 1 where (1 - p)^(g - 1) is inf.
+    at_one = one_minus_p > 0
+    safe = jnp.where(at_one, one_minus_p, jnp.ones_like(one_minus_p))
+    second = jnp.where(at_one, gamma * p_log_p * jnp.power(safe, gamma - 1), 0.0)
+  return _modulator(one_minus_p, gamma, power) - second
+
+
+def _logit_grad_dot(power, x, t_x, targets, lse, valid, gamma):
+  """``sum_c (d loss / d z_c) t_c`` per example, from the closed form."""
+  log_p = x - lse[..., None]
+  p = jnp.exp(log_p)
+  # Bad targets make their rows' q NaN (the per-entry check): so is their gradient.
+  b = _categorical.coefficients(targets) * _focal_weight(power, p, log_p, gamma)
+  grad = p * jnp.sum(b, axis=-1, keepdims=True) - b
+  return jnp.sum(_mask(grad, valid) * t_x, axis=-1)
+
+
+def _mask(values, valid):
+  """Zero the dropped rows of ``[...]`` values or ``[..., C]`` rows."""
+  if valid is None:
+    return values
+  valid = valid if values.ndim == valid.ndim else valid[..., None]
+  return jnp.where(valid, values, jnp.zeros_like(values))
+
+
+def _is_zero(t) -> bool:
+  return t is None or isinstance(t, jax.custom_derivatives.SymbolicZero)
+
+
+def _instantiate(primal, tangent):
+  if primal is None:
+    return None
+  return jnp.zeros_like(primal) if _is_zero(tangent) else tangent
