@@ -137,9 +137,7 @@ def test_grad_matches_closed_form(gamma):
   got = jax.grad(xentax.categorical_focal_loss_with_logits)(z, t, gamma=gamma)
   want = xentax.gradcheck.logits_grad("categorical_focal_loss_with_logits", z, t, gamma=gamma)
   np.testing.assert_allclose(got, want, **tol(np.float64, "grad"))
-  check_grads(
-    lambda z: xentax.categorical_focal_loss_with_logits(z, t, gamma=gamma), (z,), order=2
-  )
+  check_grads(lambda z: xentax.categorical_focal_loss_with_logits(z, t, gamma=gamma), (z,), order=2)
 
 
 def _focal_float64(z, t, gamma, alpha):

@@ -243,7 +243,9 @@ def _logits_losses_jvp(power, primals, tangents):
     def from_options(targets, gamma):
       return _mask(_row_losses(power, x, lse, targets, gamma), valid)
 
-    option_tangents = jax.tree.map(_instantiate, (targets, gamma), option_tangents, is_leaf=_is_zero)
+    option_tangents = jax.tree.map(
+      _instantiate, (targets, gamma), option_tangents, is_leaf=_is_zero
+    )
     t_losses = t_losses + jax.jvp(from_options, (targets, gamma), option_tangents)[1]
   return losses, t_losses
 
