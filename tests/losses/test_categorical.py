@@ -3,6 +3,7 @@
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -325,3 +326,40 @@ def test_traced_bad_target_gives_nan_loss_and_gradient_for_its_row_only():
   assert np.isnan(losses[1]) and np.all(np.isfinite(losses[[0, 2]]))
   grad = np.asarray(jax.jit(jax.grad(lambda z: f(z, t)[1]))(z))
   assert np.all(np.isnan(grad[1]))
+
+
+@pytest.mark.parametrize("num_classes", [5, 65536])  # 65536: summed in two pieces on CPU
+def test_probs_values_and_gradients_match_float64_closed_form(num_classes):
+  # float32 probabilities, soft targets on a few classes, one zero probability under
+  # target mass (clamped at -100: zero gradient) and smoothing, so every class has mass.
+  rng = np.random.default_rng(0)
+  p = rng.uniform(0.01, 1.0, (4, num_classes))
+  p = p / p.sum(-1, keepdims=True)
+  p[0, 1] = 0.0
+  t = np.zeros((4, num_classes))
+  t[:, :3] = [0.2, 0.3, 0.5]
+  p, t = p.astype(np.float32), t.astype(np.float32)
+  f = lambda p: xentax.categorical_cross_entropy(p, t, label_smoothing=0.1, reduction="none")  # noqa: E731
+  q = 0.9 * t.astype(np.float64) + 0.1 / num_classes
+  p64 = p.astype(np.float64)
+  with np.errstate(divide="ignore"):
+    log_p = np.maximum(np.log(p64), -100.0)
+    want_grad = np.where(p64 > 0, -q / np.where(p64 > 0, p64, 1.0), 0.0)
+  np.testing.assert_allclose(f(p), -np.sum(q * log_p, -1), **tol(np.float32))
+  grad = jax.grad(lambda p: jnp.sum(f(p)))(jnp.asarray(p))
+  np.testing.assert_allclose(grad, want_grad, **tol(np.float32, "grad"))
+
+
+def test_probs_bad_values_under_jit_are_nan_and_dropped_rows_leak_nothing():
+  p = np.full((5, 4), 0.25)
+  t = np.full((5, 4), 0.25)
+  p[1, 0] = 1.5  # probability above 1
+  p[2, 0] = -0.1  # negative probability
+  t[3, 0] = 1.5  # target above 1
+  p[4] = np.nan  # dropped row holding NaN
+  where = np.array([True, True, True, True, False])
+  f = jax.jit(lambda p: xentax.categorical_cross_entropy(p, t, where=where, reduction="none"))
+  losses = np.asarray(f(p))
+  assert np.isfinite(losses[0]) and np.all(np.isnan(losses[1:4])) and losses[4] == 0
+  grad = np.asarray(jax.grad(lambda p: jnp.sum(f(p)))(p))
+  assert np.all(np.isfinite(grad[0])) and np.all(np.isnan(grad[1:4])) and np.all(grad[4] == 0)

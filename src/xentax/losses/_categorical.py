@@ -55,46 +55,6 @@ from xentax.losses import _common, _validate
 _SHIFT_COLUMNS = 128
 
 
-class DenseInputs(NamedTuple):
-  scores: jax.Array  # [..., C], class axis last, compute dtype, dropped rows zeroed
-  targets: jax.Array  # [..., C], smoothed and weighted target coefficients
-  valid: jax.Array  # [...]
-  bad: jax.Array  # [...], a target outside [0, 1] in a kept row
-
-
-def _prepare_dense(
-  fn_name, scores, targets, *, axis, class_weights, label_smoothing, where, fill
-) -> DenseInputs:
-  scores = _validate.float_array(fn_name, "logits/probs", scores)
-  targets = _validate.numeric_array(fn_name, "targets", targets)
-  _common.check_same_shape(fn_name, "logits/probs", scores, "targets", targets)
-  axis = _common.normalize_axis(fn_name, axis, scores.ndim)
-  _validate.check_num_classes(fn_name, scores.shape[axis])
-  option_bad = _validate.options(fn_name, label_smoothing=label_smoothing)
-  dtype = _common.compute_dtype(scores)
-  example_shape = scores.shape[:axis] + scores.shape[axis + 1 :]
-  valid = _common.broadcast_mask(fn_name, where, example_shape)
-  bad_targets = ((targets < 0) | (targets > 1)) & jnp.expand_dims(valid, axis)
-  _common.check_values(fn_name, "targets must lie in [0, 1]", targets, bad_targets)
-  bad = _validate.any_bad(jnp.any(bad_targets, axis=axis), option_bad)
-
-  scores = jnp.moveaxis(scores, axis, -1).astype(dtype)
-  targets = jnp.moveaxis(targets, axis, -1).astype(dtype)
-  num_classes = scores.shape[-1]
-
-  scores = jnp.where(valid[..., None], scores, jnp.full_like(scores, fill))
-  targets = jnp.where(valid[..., None], targets, jnp.zeros_like(targets))
-  if not _common.is_static_zero(label_smoothing):
-    eps = jnp.asarray(label_smoothing, dtype)
-    targets = (1 - eps) * targets + eps / num_classes
-  if class_weights is not None:
-    class_weights = _validate.to_array(fn_name, "class_weights", class_weights)
-    class_weights = _common.class_weight_vector(fn_name, class_weights, num_classes, dtype)
-    bad = _validate.any_bad(bad, _any(_validate.option(fn_name, "class_weights", class_weights)))
-    targets = targets * class_weights
-  return DenseInputs(scores, targets, valid, bad & valid)
-
-
 def _any(flags):
   return None if flags is None else jnp.any(flags)
 
@@ -159,6 +119,7 @@ def prepare_logits(
   where,
   sample_weight,
   softcap=None,
+  name="logits",
   **options,
 ) -> LogitsInputs:
   """Validate a dense loss's inputs and bring them to the class-last layout, guard-free.
@@ -167,10 +128,11 @@ def prepare_logits(
   their values (the loss selects them out per example), and a target outside [0, 1] in
   any row makes that row's coefficients NaN (:func:`coefficients`). ``options`` are
   further scalar options to check against their domains (``z_loss``, ``gamma``...).
+  ``name`` is the first input's name in error messages.
   """
-  logits = _validate.float_array(fn_name, "logits", logits)
+  logits = _validate.float_array(fn_name, name, logits)
   targets = _validate.numeric_array(fn_name, "targets", targets)
-  _common.check_same_shape(fn_name, "logits", logits, "targets", targets)
+  _common.check_same_shape(fn_name, name, logits, "targets", targets)
   axis = _common.normalize_axis(fn_name, axis, logits.ndim)
   _validate.check_num_classes(fn_name, logits.shape[axis])
   option_bad = _validate.options(
@@ -552,7 +514,7 @@ def categorical_cross_entropy(
   """
   fn_name = "categorical_cross_entropy"
   _common.check_reduction(fn_name, reduction)
-  inputs = _prepare_dense(
+  inputs = prepare_logits(
     fn_name,
     probs,
     targets,
@@ -560,16 +522,86 @@ def categorical_cross_entropy(
     class_weights=class_weights,
     label_smoothing=label_smoothing,
     where=where,
-    fill=1.0,
+    sample_weight=sample_weight,
+    name="probs",
   )
-  weights = _validate.sample_weights(
-    fn_name, sample_weight, inputs.valid.shape, inputs.scores.dtype
-  )
-  p = inputs.scores
-  bad_probs = _common.check_probabilities(fn_name, p, inputs.valid, axis)
-  bad = inputs.bad | jnp.any(bad_probs, axis=-1)
-  p = p + _common.nan_where(bad, p.dtype)[..., None]
-  losses = -jnp.sum(inputs.targets * _common.clamped_log(p), axis=-1)
+  p, valid = inputs.logits, inputs.valid
+  # Eager inputs: a ValueError naming the first bad probability (a checkify check if traced).
+  kept = jnp.ones(p.shape[:-1], bool) if valid is None else valid
+  _common.check_probabilities(fn_name, p, kept, axis % p.ndim)
+  losses = _probs_losses(p, inputs.targets, valid)
+  if valid is None:
+    valid = jnp.ones(losses.shape, bool)
   return _common.reduce_losses(
-    losses, valid=inputs.valid, sample_weight=weights, reduction=reduction
+    losses, valid=valid, sample_weight=inputs.sample_weight, reduction=reduction
   )
+
+
+def _probs_rows_bad(pieces, p, t):
+  """``[...]``: a row with a probability above 1 or a target outside [0, 1] (or NaN).
+
+  A negative probability needs no pass of its own: its ``log`` is NaN, and so is its row's
+  sum whatever its target (``0 * NaN``).
+  """
+  high = _common.row_reduce(_common.split_rows(p, pieces), pieces, jnp.max)
+  return rows_out_of_range(pieces, t) | ~(high <= 1)
+
+
+def _probs_row_losses(p, targets):
+  """``-sum_c q_c max(log p_c, -100)`` per row in one plain row reduction, NaN for a row
+  with a probability or target outside [0, 1]."""
+  num_classes = p.shape[-1]
+  pieces = _common.row_pieces(num_classes)
+  parts = targets._replace(
+    t=_common.split_rows(targets.t, pieces),
+    class_weights=_common.split_rows(targets.class_weights, pieces),
+  )
+  q = coefficients(parts, num_classes, check_range=False)
+  # max(log 0, -100) = -100, torch's clamp; max keeps a NaN (from NaN or p < 0) as NaN.
+  log_p = jnp.maximum(jnp.log(_common.split_rows(p, pieces)), -100.0)
+  losses = -_common.row_reduce(q * log_p, pieces)
+  bad = _probs_rows_bad(pieces, p, targets.t)
+  return jnp.where(bad, jnp.full_like(losses, jnp.nan), losses)
+
+
+@jax.custom_jvp
+def _probs_losses(p, targets, valid):
+  """Per-example ``-sum_c q_c max(log p_c, -100)`` (0 for dropped rows), class axis last.
+
+  No guard is needed in the forward pass: every input in range gives a finite row (a zero
+  probability is clamped), and a dropped row is selected out per example. A
+  ``custom_jvp`` with the closed form ``d l / d p_c = -q_c / p_c`` where ``log p_c >= -100``
+  (else 0, the clamp) and ``d l / d q_c = -max(log p_c, -100)``; a dropped row gets zero
+  tangents whatever it holds, a row with a bad input NaN ones.
+  """
+  return _mask(_probs_row_losses(p, targets), valid)
+
+
+@functools.partial(_probs_losses.defjvp, symbolic_zeros=True)
+def _probs_losses_jvp(primals, tangents):
+  p, targets, valid = primals
+  t_p, t_targets, _ = tangents
+  losses = _probs_losses(p, targets, valid)
+  t_losses = jnp.zeros_like(losses)
+  if not _is_symbolic_zero(t_p):
+    t_losses = t_losses + jax.checkpoint(_probs_grad_dot)(p, t_p, targets, valid)
+  if not all(_is_symbolic_zero(t) for t in jax.tree.leaves(t_targets, is_leaf=_is_leaf)):
+    t_targets = jax.tree.map(_instantiate, targets, t_targets, is_leaf=_is_leaf)
+    t_q = jax.jvp(coefficients, (targets,), (t_targets,))[1]
+    log_p = _common.clamped_log(p)
+    bad = _probs_rows_bad(1, p, targets.t)[..., None]
+    # Dropped rows may hold anything: select before the product with t_q.
+    t_losses = t_losses + jnp.sum(_mask(jnp.where(bad, jnp.nan, -log_p), valid) * t_q, -1)
+  return losses, t_losses
+
+
+def _probs_grad_dot(p, t_p, targets, valid):
+  """``sum_c (d loss / d p_c) t_c`` per example: ``-q_c / p_c`` above the clamp, else 0."""
+  q = coefficients(targets)  # NaN rows for a target outside [0, 1]
+  bad = _probs_rows_bad(1, p, targets.t) | jnp.any(p < 0, axis=-1)
+  # ~(log p < -100): True for NaN, so a NaN probability keeps a NaN gradient.
+  above_clamp = ~(jnp.log(p) < -100.0)
+  safe_p = jnp.where(above_clamp, p, jnp.ones_like(p))
+  grad = jnp.where(above_clamp, -q / safe_p, jnp.zeros_like(p))
+  grad = jnp.where(bad[..., None], jnp.nan, grad)
+  return jnp.sum(_mask(grad, valid) * t_p, axis=-1)
