@@ -7,7 +7,8 @@ import pytest
 
 from tests.bench._tiny import TINY
 from xentax import bench, cli
-from xentax.bench import _losses
+from xentax.bench import _losses, _run
+from xentax.bench._records import BenchRecord
 
 
 def test_bench_command_writes_json_and_tables(tmp_path, monkeypatch, capsys):
@@ -82,3 +83,29 @@ def test_targets_suite_times_every_loss_at_the_target_shapes_only(monkeypatch):
   # binary_cross_entropy's baseline is the naive formula, so it runs even with naive off.
   assert "naive" in {r.implementation for r in records if r.get("loss") == names[1]}
   assert "### targets" in bench.markdown(records)
+
+
+def test_targets_summary_is_xentax_over_its_baseline_and_over_the_checked_naive():
+  def record(impl, mode, median_s, ratio):
+    params = {"loss": "toy_loss", "mode": mode, "batch": 2, "classes": 8}
+    return BenchRecord(
+      suite="targets",
+      implementation=impl,
+      params=params,
+      median_s=median_s,
+      ratio=ratio,
+      baseline="naive",
+    )
+
+  records = [
+    record("naive", "forward", 1.0, 1.0),
+    record("naive (checked)", "forward", 4.0, 4.0),
+    record("xentax", "forward", 2.0, 2.5),
+    record("naive", "value_and_grad", 1.0, 1.0),
+    record("naive (checked)", "value_and_grad", 2.0, 2.0),
+    record("xentax", "value_and_grad", 0.5, 0.5),
+  ]
+  lines = _run.targets_summary(records)
+  assert lines[0] == "| loss (vs) | [2, 8] fwd | [2, 8] v&g |"
+  assert lines[2] == "| `toy_loss` (naive) | **2.50** | 0.50 |"
+  assert lines[3] == "| `toy_loss` (naive (checked), time over time) | 0.50 | 0.25 |"

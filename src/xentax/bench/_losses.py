@@ -7,6 +7,12 @@ Design notes:
     group; ratios are to optax's function where optax has one, else to the naive one. The
     ratio is the median of per-round ratios (every implementation timed once per round,
     interleaved), with their range as the spread.
+  * The probability-input losses have a second yardstick, "naive (checked)": the naive
+    formula plus the range checks that xentax's contract needs (a probability or target
+    outside [0, 1], or a label out of range, makes the result NaN), written as a user would
+    (``jnp.all`` over the inputs). The plain naive formula reads less than the contract
+    requires (the sparse one gathers one probability per row), so only the checked one
+    measures the formulation rather than the checking.
   * GB/s is the bytes of the logits (or probabilities) divided by the median time: the
     floor every implementation has to read at least once.
 """
@@ -44,6 +50,16 @@ def _binary_options(x, *, elementwise=True, pos_weight=True):
   if elementwise and pos_weight:
     options["pos_weight"] = jnp.linspace(0.5, 2.0, classes, dtype=jnp.float32)
   return options
+
+
+def _checked(value, *in_unit_interval, labels=None, num_classes=None):
+  """``value``, or NaN when an input leaves [0, 1] (NaN included) or a label its range."""
+  ok = jnp.array(True)
+  for a in in_unit_interval:
+    ok = ok & jnp.all((a >= 0) & (a <= 1))
+  if labels is not None:
+    ok = ok & jnp.all((labels >= 0) & (labels < num_classes))
+  return jnp.where(ok, value, jnp.nan)
 
 
 def _naive_jsd(s, t, *, beta):
@@ -179,6 +195,9 @@ LOSSES = {
     "binary_probs",
     {
       "naive": lambda p, y: -jnp.mean(y * jnp.log(p) + (1 - y) * jnp.log(1 - p)),
+      "naive (checked)": lambda p, y: _checked(
+        -jnp.mean(y * jnp.log(p) + (1 - y) * jnp.log(1 - p)), p, y
+      ),
       "xentax": lambda p, y: xentax.binary_cross_entropy(p, y),
       "xentax (weights, smoothing, where, sample_weight)": lambda p, y: xentax.binary_cross_entropy(
         p, y, label_smoothing=0.1, **_binary_options(p, pos_weight=False)
@@ -189,6 +208,7 @@ LOSSES = {
     "dense_probs",
     {
       "naive": lambda p, t: -jnp.mean(jnp.sum(t * jnp.log(p), -1)),
+      "naive (checked)": lambda p, t: _checked(-jnp.mean(jnp.sum(t * jnp.log(p), -1)), p, t),
       "xentax": lambda p, t: xentax.categorical_cross_entropy(p, t),
     },
   ),
@@ -196,6 +216,12 @@ LOSSES = {
     "sparse_probs",
     {
       "naive": lambda p, y: -jnp.mean(jnp.log(jnp.take_along_axis(p, y[:, None], -1))),
+      "naive (checked)": lambda p, y: _checked(
+        -jnp.mean(jnp.log(jnp.take_along_axis(p, y[:, None], -1))),
+        p,
+        labels=y,
+        num_classes=p.shape[-1],
+      ),
       "xentax": lambda p, y: xentax.sparse_categorical_cross_entropy(p, y),
       "xentax (all options: class_weights, sample_weight)": lambda p, y: (
         xentax.sparse_categorical_cross_entropy(

@@ -268,6 +268,44 @@ def _table(suite: str, rows: list[BenchRecord]) -> list[str]:
   return lines
 
 
+def targets_summary(records: list[BenchRecord]) -> list[str]:
+  """The issue-11 table: xentax with default options over its baseline, one row per loss
+  and one column per (shape, mode), bold above 1.0. A loss with a "naive (checked)" row
+  (the naive formula with xentax's range checks) gets a second row: xentax's median time
+  over that one's, the yardstick of equal work."""
+  cells: dict[tuple, dict[str, BenchRecord]] = {}
+  for r in records:
+    key = (r.get("loss"), (r.get("batch"), r.get("classes")), r.get("mode"))
+    cells.setdefault(key, {})[r.implementation] = r
+  shapes = list(dict.fromkeys(shape for _, shape, _ in cells))
+  columns = [(shape, mode) for shape in shapes for mode in ("forward", "value_and_grad")]
+  names = {"forward": "fwd", "value_and_grad": "v&g"}
+  lines = [
+    "| loss (vs) | " + " | ".join(f"[{b}, {c}] {names[mode]}" for (b, c), mode in columns) + " |",
+    "|---" * (len(columns) + 1) + "|",
+  ]
+
+  def cell(loss, shape, mode, ratio):
+    group = cells.get((loss, shape, mode), {})
+    value = ratio(group) if "xentax" in group else None
+    if value is None:
+      return "-"
+    return f"**{value:.2f}**" if value > 1.0 else f"{value:.2f}"
+
+  for loss in dict.fromkeys(loss for loss, _, _ in cells):
+    first = next(g for (name, _, _), g in cells.items() if name == loss)
+    baseline = next(iter(first.values())).baseline
+    row = [cell(loss, shape, mode, lambda g: g["xentax"].ratio) for shape, mode in columns]
+    lines.append(f"| `{loss}` ({baseline}) | " + " | ".join(row) + " |")
+    if "naive (checked)" in first:
+      row = [
+        cell(loss, shape, mode, lambda g: g["xentax"].median_s / g["naive (checked)"].median_s)
+        for shape, mode in columns
+      ]
+      lines.append(f"| `{loss}` (naive (checked), time over time) | " + " | ".join(row) + " |")
+  return lines
+
+
 def markdown(records: list[BenchRecord]) -> str:
   """One Markdown table per suite, after a line naming the device and versions."""
   if not records:
@@ -280,6 +318,8 @@ def markdown(records: list[BenchRecord]) -> str:
   ]
   for suite in dict.fromkeys(r.suite for r in records):
     lines += [f"### {suite}", ""]
+    if suite == "targets":
+      lines += targets_summary([r for r in records if r.suite == suite]) + [""]
     lines += _table(suite, [r for r in records if r.suite == suite])
     lines.append("")
   return "\n".join(lines)

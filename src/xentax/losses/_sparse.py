@@ -346,9 +346,13 @@ _TANH_SATURATION = 40.0
 
 
 def softcap(x, cap) -> jax.Array:
-  """``c tanh(x / c)`` in the compute dtype; a ``-inf`` logit becomes ``-c``, exactly."""
-  ratio = jnp.clip(_up(x) / cap, -_TANH_SATURATION, _TANH_SATURATION)
-  return cap * jnp.tanh(ratio)
+  """``c tanh(x / c)`` in the compute dtype; a ``-inf`` logit becomes ``-c``, exactly.
+
+  No clip here (``tanh`` saturates to exactly +-1 on its own): measured on XLA:CPU, a clip
+  before the ``tanh`` made a fused ``[4096, 32768]`` pass 5x slower. Only the derivatives
+  clip, to keep ``inf * 0`` out.
+  """
+  return cap * jnp.tanh(_up(x) / cap)
 
 
 def softcap_derivatives(x, cap):
