@@ -289,7 +289,7 @@ def _stats(config, x, targets, valid, cap):
 
 def _assemble(config, lse, ce, valid, z):
   losses = ce + z * jnp.square(lse) if config.z_loss else ce
-  return _mask(losses, valid)
+  return _common.mask_rows(losses, valid)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -316,42 +316,26 @@ def _logits_losses_jvp(config, primals, tangents):
   lse, ce = _stats(config, x, targets, valid, cap)
   losses = _assemble(config, lse, ce, valid, z)
   t_losses = jnp.zeros_like(losses)
-  t_cap = None if not config.softcap or _is_symbolic_zero(t_cap) else t_cap
-  if not _is_symbolic_zero(t_x) or t_cap is not None:
+  t_cap = None if not config.softcap or _common.is_symbolic_zero(t_cap) else t_cap
+  if not _common.is_symbolic_zero(t_x) or t_cap is not None:
     grad_dot = jax.checkpoint(functools.partial(_logit_grad_dot, config))
-    t_x = jnp.zeros_like(x) if _is_symbolic_zero(t_x) else t_x
+    t_x = jnp.zeros_like(x) if _common.is_symbolic_zero(t_x) else t_x
     t_losses = t_losses + grad_dot(x, t_x, targets, lse, valid, z, cap, t_cap)
-  if not all(_is_symbolic_zero(t) for t in jax.tree.leaves(t_targets, is_leaf=_is_leaf)):
-    t_targets = jax.tree.map(_instantiate, targets, t_targets, is_leaf=_is_leaf)
+  if not all(_common.is_symbolic_zero(t) for t in jax.tree.leaves(t_targets, is_leaf=_is_leaf)):
+    t_targets = jax.tree.map(_common.instantiate_tangent, targets, t_targets, is_leaf=_is_leaf)
     q, t_q = jax.jvp(coefficients, (targets,), (t_targets,))
     zx = _capped(config, x, cap)
     # d l / d q_c = lse - z_c, and 0 where q_c = 0 meets z_c = -inf (0 log 0 = 0).
     minus_log_p = lse[..., None] - zx
     minus_log_p = jnp.where((q == 0) & jnp.isinf(zx), jnp.zeros_like(zx), minus_log_p)
-    t_losses = t_losses + _mask(jnp.sum(minus_log_p * t_q, axis=-1), valid)
-  if config.z_loss and not _is_symbolic_zero(t_z):
-    t_losses = t_losses + _mask(jnp.square(lse) * t_z, valid)
+    t_losses = t_losses + _common.mask_rows(jnp.sum(minus_log_p * t_q, axis=-1), valid)
+  if config.z_loss and not _common.is_symbolic_zero(t_z):
+    t_losses = t_losses + _common.mask_rows(jnp.square(lse) * t_z, valid)
   return losses, t_losses
 
 
 def _is_leaf(t) -> bool:
   return isinstance(t, jax.custom_derivatives.SymbolicZero)
-
-
-def _instantiate(primal, tangent):
-  return jnp.zeros_like(primal) if _is_symbolic_zero(tangent) else tangent
-
-
-def _mask(values, valid):
-  """Zero the dropped rows of ``[...]`` values or ``[..., C]`` rows."""
-  if valid is None:
-    return values
-  valid = valid if values.ndim == valid.ndim else valid[..., None]
-  return jnp.where(valid, values, jnp.zeros_like(values))
-
-
-def _is_symbolic_zero(t) -> bool:
-  return t is None or isinstance(t, jax.custom_derivatives.SymbolicZero)
 
 
 def _logit_grad_dot(config, x, t_x, targets, lse, valid, z, cap, t_cap):
@@ -363,13 +347,15 @@ def _logit_grad_dot(config, x, t_x, targets, lse, valid, z, cap, t_cap):
   zx = _capped(config, x, cap)
   grad = coef[..., None] * jnp.exp(zx - lse[..., None]) - q  # d l / d z
   if not config.softcap:
-    return jnp.sum(_mask(grad, valid) * t_x, axis=-1)
+    return jnp.sum(_common.mask_rows(grad, valid) * t_x, axis=-1)
   tanh = zx / cap
   slope = 1 - jnp.square(tanh)  # dz/dx
   # Masked after every product, so a NaN in a dropped row cannot meet a zero cotangent.
-  out = jnp.sum(_mask(grad * slope, valid) * t_x, axis=-1)
+  out = jnp.sum(_common.mask_rows(grad * slope, valid) * t_x, axis=-1)
   if t_cap is not None:
-    out = out + jnp.sum(_mask(grad * (tanh - x / cap * slope), valid), axis=-1) * t_cap  # dz/dc
+    out = (
+      out + jnp.sum(_common.mask_rows(grad * (tanh - x / cap * slope), valid), axis=-1) * t_cap
+    )  # dz/dc
   return out
 
 
@@ -574,7 +560,7 @@ def _probs_losses(p, targets, valid):
   (else 0, the clamp) and ``d l / d q_c = -max(log p_c, -100)``; a dropped row gets zero
   tangents whatever it holds, a row with a bad input NaN ones.
   """
-  return _mask(_probs_row_losses(p, targets), valid)
+  return _common.mask_rows(_probs_row_losses(p, targets), valid)
 
 
 @functools.partial(_probs_losses.defjvp, symbolic_zeros=True)
@@ -583,15 +569,17 @@ def _probs_losses_jvp(primals, tangents):
   t_p, t_targets, _ = tangents
   losses = _probs_losses(p, targets, valid)
   t_losses = jnp.zeros_like(losses)
-  if not _is_symbolic_zero(t_p):
+  if not _common.is_symbolic_zero(t_p):
     t_losses = t_losses + jax.checkpoint(_probs_grad_dot)(p, t_p, targets, valid)
-  if not all(_is_symbolic_zero(t) for t in jax.tree.leaves(t_targets, is_leaf=_is_leaf)):
-    t_targets = jax.tree.map(_instantiate, targets, t_targets, is_leaf=_is_leaf)
+  if not all(_common.is_symbolic_zero(t) for t in jax.tree.leaves(t_targets, is_leaf=_is_leaf)):
+    t_targets = jax.tree.map(_common.instantiate_tangent, targets, t_targets, is_leaf=_is_leaf)
     t_q = jax.jvp(coefficients, (targets,), (t_targets,))[1]
     log_p = _common.clamped_log(p)
     bad = _probs_rows_bad(1, p, targets.t)[..., None]
     # Dropped rows may hold anything: select before the product with t_q.
-    t_losses = t_losses + jnp.sum(_mask(jnp.where(bad, jnp.nan, -log_p), valid) * t_q, -1)
+    t_losses = t_losses + jnp.sum(
+      _common.mask_rows(jnp.where(bad, jnp.nan, -log_p), valid) * t_q, -1
+    )
   return losses, t_losses
 
 
@@ -604,4 +592,4 @@ def _probs_grad_dot(p, t_p, targets, valid):
   safe_p = jnp.where(above_clamp, p, jnp.ones_like(p))
   grad = jnp.where(above_clamp, -q / safe_p, jnp.zeros_like(p))
   grad = jnp.where(bad[..., None], jnp.nan, grad)
-  return jnp.sum(_mask(grad, valid) * t_p, axis=-1)
+  return jnp.sum(_common.mask_rows(grad, valid) * t_p, axis=-1)

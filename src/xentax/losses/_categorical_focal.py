@@ -218,7 +218,7 @@ def _logits_losses(power, x, targets, valid, gamma):
   ``p_c = 0`` (``p log p = 0``) and ``p_c = 1`` (the second term is 0). Dropped rows get
   zero tangents whatever they hold.
   """
-  return _mask(_stats(power, x, targets, valid, gamma)[1], valid)
+  return _common.mask_rows(_stats(power, x, targets, valid, gamma)[1], valid)
 
 
 @functools.partial(_logits_losses.defjvp, symbolic_zeros=True)
@@ -226,13 +226,16 @@ def _logits_losses_jvp(power, primals, tangents):
   x, targets, valid, gamma = primals
   t_x, t_targets, _, t_gamma = tangents
   lse, losses = _stats(power, x, targets, valid, gamma)
-  losses = _mask(losses, valid)
+  losses = _common.mask_rows(losses, valid)
   t_losses = jnp.zeros_like(losses)
-  if not _is_zero(t_x):
+  if not _common.is_symbolic_zero(t_x):
     grad_dot = jax.checkpoint(functools.partial(_logit_grad_dot, power))
     t_losses = t_losses + grad_dot(x, t_x, targets, lse, valid, gamma)
   option_tangents = (t_targets, t_gamma)
-  if not all(_is_zero(t) for t in jax.tree.leaves(option_tangents, is_leaf=_is_zero)):
+  if not all(
+    _common.is_symbolic_zero(t)
+    for t in jax.tree.leaves(option_tangents, is_leaf=_common.is_symbolic_zero)
+  ):
     # Rarely needed (learning alpha or gamma, soft targets that are themselves outputs):
     # the guarded per-row formula with the logits' statistics held fixed. Dropped rows
     # are evaluated at zero logits (lse = log C), so they hold nothing that is not finite.
@@ -241,10 +244,13 @@ def _logits_losses_jvp(power, primals, tangents):
       lse = jnp.where(valid, lse, jnp.log(jnp.asarray(x.shape[-1], lse.dtype)))
 
     def from_options(targets, gamma):
-      return _mask(_row_losses(power, x, lse, targets, gamma), valid)
+      return _common.mask_rows(_row_losses(power, x, lse, targets, gamma), valid)
 
     option_tangents = jax.tree.map(
-      _instantiate, (targets, gamma), option_tangents, is_leaf=_is_zero
+      _common.instantiate_tangent,
+      (targets, gamma),
+      option_tangents,
+      is_leaf=_common.is_symbolic_zero,
     )
     t_losses = t_losses + jax.jvp(from_options, (targets, gamma), option_tangents)[1]
   return losses, t_losses
@@ -273,22 +279,4 @@ def _logit_grad_dot(power, x, t_x, targets, lse, valid, gamma):
   # Bad targets make their rows' q NaN (the per-entry check): so is their gradient.
   b = _categorical.coefficients(targets) * _focal_weight(power, p, log_p, gamma)
   grad = p * jnp.sum(b, axis=-1, keepdims=True) - b
-  return jnp.sum(_mask(grad, valid) * t_x, axis=-1)
-
-
-def _mask(values, valid):
-  """Zero the dropped rows of ``[...]`` values or ``[..., C]`` rows."""
-  if valid is None:
-    return values
-  valid = valid if values.ndim == valid.ndim else valid[..., None]
-  return jnp.where(valid, values, jnp.zeros_like(values))
-
-
-def _is_zero(t) -> bool:
-  return t is None or isinstance(t, jax.custom_derivatives.SymbolicZero)
-
-
-def _instantiate(primal, tangent):
-  if primal is None:
-    return None
-  return jnp.zeros_like(primal) if _is_zero(tangent) else tangent
+  return jnp.sum(_common.mask_rows(grad, valid) * t_x, axis=-1)

@@ -236,6 +236,26 @@ def row_reduce(values, pieces: int, reduce=jnp.sum):
   return reduce(lax.optimization_barrier(reduce(values, axis=-1)), axis=-1)
 
 
+def mask_rows(values, valid):
+  """Zero the dropped rows of ``[...]`` values or ``[..., C]`` rows (``valid`` None: all kept)."""
+  if valid is None:
+    return values
+  valid = valid if values.ndim == valid.ndim else valid[..., None]
+  return jnp.where(valid, values, jnp.zeros_like(values))
+
+
+def is_symbolic_zero(t) -> bool:
+  """A ``custom_jvp`` tangent that is known to be zero (or absent)."""
+  return t is None or isinstance(t, jax.custom_derivatives.SymbolicZero)
+
+
+def instantiate_tangent(primal, tangent):
+  """``tangent`` as an array: zeros of the primal's shape for a symbolic zero."""
+  if primal is None:
+    return None
+  return jnp.zeros_like(primal) if is_symbolic_zero(tangent) else tangent
+
+
 def clamped_log(p) -> jax.Array:
   """``max(log(p), -100)`` as torch's binary_cross_entropy does, with a finite gradient."""
   # `~(p <= 0)` rather than `p > 0` so a NaN input stays NaN instead of becoming -100.

@@ -278,15 +278,15 @@ def _logits_losses_jvp(config, primals, tangents):
   stats = (labels, valid, bad, class_weights, eps, z)
   losses = _losses_from_stats(config, x, lse, target, *stats, cap)
   t_losses = jnp.zeros_like(losses)
-  if not _is_symbolic_zero(t_x):
+  if not _common.is_symbolic_zero(t_x):
     grad_dot = jax.checkpoint(functools.partial(_logit_grad_dot, config))
     t_losses = t_losses + grad_dot(x, t_x, lse, *stats, cap)
-  if cap is not None and not _is_symbolic_zero(t_cap):
+  if cap is not None and not _common.is_symbolic_zero(t_cap):
     cap_grad = jax.checkpoint(functools.partial(_softcap_grad, config))
     t_losses = t_losses + cap_grad(x, lse, *stats, cap) * t_cap
   options = (class_weights, eps, z)
   t_options = (t_class_weights, t_eps, t_z)
-  if not all(_is_symbolic_zero(t) for t in t_options):
+  if not all(_common.is_symbolic_zero(t) for t in t_options):
     # Tangents of the options (rarely needed: meta-learning class weights, say), with
     # the logits' statistics held fixed.
     def from_options(class_weights, eps, z):
@@ -296,15 +296,10 @@ def _logits_losses_jvp(config, primals, tangents):
 
     # An option left out (class_weights=None) has no tangent at all.
     t_options = tuple(
-      None if p is None else jnp.zeros_like(p) if _is_symbolic_zero(t) else t
-      for p, t in zip(options, t_options, strict=True)
+      _common.instantiate_tangent(p, t) for p, t in zip(options, t_options, strict=True)
     )
     t_losses = t_losses + jax.jvp(from_options, options, t_options)[1]
   return losses, t_losses
-
-
-def _is_symbolic_zero(t) -> bool:
-  return t is None or isinstance(t, jax.custom_derivatives.SymbolicZero)
 
 
 def _logit_grad(config, x, lse, labels, valid, bad, class_weights, eps, z, cap):

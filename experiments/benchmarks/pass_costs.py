@@ -1,0 +1,107 @@
+"""What single fused passes cost on XLA:CPU: the measurements behind the issue-11 notes.
+
+    python experiments/benchmarks/pass_costs.py softcap    # tanh vs clip + tanh vs exp
+    python experiments/benchmarks/pass_costs.py focal      # categorical focal, by part
+    python experiments/benchmarks/pass_costs.py probs      # probability CE rows, in pieces or not
+
+Each prints median milliseconds over 5 interleaved rounds and the median per-round ratio
+to the first row (xentax.bench._measure.time_side_by_side). Results seen on the idle
+2-core CPU are in pass_costs.md.
+"""
+
+import statistics
+import sys
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+import xentax
+from xentax.bench import _measure
+from xentax.losses import _categorical, _common
+
+
+def _report(fns, args, repeats=5):
+  compiled = {k: _measure.compile_ahead(jax.jit(f), *args[0])[0] for k, f in fns.items()}
+  timings = _measure.time_side_by_side(compiled, args, repeats=repeats, max_spread=None)
+  first = next(iter(timings.values()))
+  for name, t in timings.items():
+    ratio = statistics.median(t.ratios_to(first))
+    print(f"{name:12s} {t.median_s * 1e3:8.1f} ms  ratio {ratio:.2f}")
+
+
+def softcap():
+  x = jax.random.normal(jax.random.key(0), (4096, 32768)) * 2
+  c = 30.0
+  _report(
+    {
+      "exp": lambda x: jnp.sum(jnp.exp(x)),
+      "tanh": lambda x: jnp.sum(c * jnp.tanh(x / c)),
+      "clip_tanh": lambda x: jnp.sum(c * jnp.tanh(jnp.clip(x / c, -40, 40))),
+      "exp_of_tanh": lambda x: jnp.sum(jnp.exp(c * jnp.tanh(x / c))),
+    },
+    [(x,), (x + 0.1,)],
+  )
+
+
+def focal():
+  n, c = 4096, 32768
+  k1, k2 = jax.random.split(jax.random.key(0))
+  x = jax.random.normal(k1, (n, c)) * 2
+  t = jax.nn.one_hot(jax.random.randint(k2, (n,), 0, c), c)
+
+  def core(x, t, check, shift=True):
+    h = lax.stop_gradient(jnp.max(x[:, :128], -1))
+    lse = h + jnp.log(jnp.sum(jnp.exp(x - h[:, None]), -1))
+    if not shift:
+      lse = jnp.log(jnp.sum(jnp.exp(x), -1))
+    log_p = x - lse[:, None]
+    losses = jnp.sum(0.25 * t * lax.integer_pow(-jnp.expm1(log_p), 2) * -log_p, -1)
+    if check:
+      bad = ~(jnp.min(t, -1) >= 0) | ~(jnp.max(t, -1) <= 1)
+      losses = jnp.where(bad, jnp.nan, losses)
+    return jnp.mean(losses)
+
+  _report(
+    {
+      "naive": lambda x, t: (
+        -jnp.mean(jnp.sum(0.25 * t * (1 - jax.nn.softmax(x)) ** 2 * jax.nn.log_softmax(x), -1))
+      ),
+      "xentax": lambda x, t: xentax.categorical_focal_loss_with_logits(x, t),
+      "core": lambda x, t: core(x, t, False),
+      "core_check": lambda x, t: core(x, t, True),
+      "core_unshifted": lambda x, t: core(x, t, False, shift=False),
+      "t_min_max": lambda x, t: jnp.mean(jnp.min(t, -1)) + jnp.mean(jnp.max(t, -1)),
+      "exp_sum": lambda x, t: jnp.mean(jnp.log(jnp.sum(jnp.exp(x), -1))),
+    },
+    [(x, t), (x + 0.1, t)],
+  )
+
+
+def probs():
+  n, c = 1024, 131072
+  pieces = _common.row_pieces(c)
+  k1, k2 = jax.random.split(jax.random.key(0))
+  p = jax.nn.softmax(jax.random.normal(k1, (n, c)) * 2)
+  t = jax.nn.one_hot(jax.random.randint(k2, (n,), 0, c), c)
+
+  def rows(p, t, main_pieces, check_pieces):
+    pp, tp = _common.split_rows(p, main_pieces), _common.split_rows(t, main_pieces)
+    losses = -_common.row_reduce(tp * jnp.maximum(jnp.log(pp), -100.0), main_pieces)
+    bad = _categorical._probs_rows_bad(check_pieces, p, t)
+    return jnp.mean(jnp.where(bad, jnp.nan, losses))
+
+  _report(
+    {
+      "naive": lambda p, t: -jnp.mean(jnp.sum(t * jnp.log(p), -1)),
+      "all_pieces": lambda p, t: rows(p, t, pieces, pieces),
+      "main_pieces": lambda p, t: rows(p, t, pieces, 1),
+      "check_pieces": lambda p, t: rows(p, t, 1, pieces),
+      "no_pieces": lambda p, t: rows(p, t, 1, 1),
+    },
+    [(p, t), (p * 0.999, t)],
+  )
+
+
+if __name__ == "__main__":
+  {"softcap": softcap, "focal": focal, "probs": probs}[sys.argv[1]]()
