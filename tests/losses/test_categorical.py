@@ -363,3 +363,23 @@ def test_probs_bad_values_under_jit_are_nan_and_dropped_rows_leak_nothing():
   assert np.isfinite(losses[0]) and np.all(np.isnan(losses[1:4])) and losses[4] == 0
   grad = np.asarray(jax.grad(lambda p: jnp.sum(f(p)))(p))
   assert np.all(np.isfinite(grad[0])) and np.all(np.isnan(grad[1:4])) and np.all(grad[4] == 0)
+
+
+def test_option_gradients_ignore_a_dropped_row_with_nan_targets():
+  # Dropped rows may hold anything, also in the targets: the gradients of traced options
+  # stay those of the kept rows (float64 reference: the kept row alone).
+  p = np.array([[0.2, 0.5, 0.3], [0.1, 0.6, 0.3]])
+  t = np.array([[0.0, 1.0, 0.0], [np.nan, 0.3, 0.7]])
+  where = np.array([True, False])
+  for loss, scores in [
+    (xentax.categorical_cross_entropy, p),
+    (xentax.categorical_cross_entropy_with_logits, np.log(p)),
+  ]:
+
+    def f(eps, w, scores=scores, rows=slice(None), where=where, loss=loss):
+      return loss(scores[rows], t[rows], label_smoothing=eps, class_weights=w, where=where[rows])
+
+    got = jax.grad(f, argnums=(0, 1))(0.1, jnp.ones(3))
+    want = jax.grad(f, argnums=(0, 1))(0.1, jnp.ones(3), rows=slice(0, 1))
+    for g, w in zip(got, want, strict=True):
+      np.testing.assert_allclose(g, w, **tol(np.float64, "grad"))

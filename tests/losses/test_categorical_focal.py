@@ -206,3 +206,12 @@ def test_edge_cases_are_finite_or_nan_as_specified():
   assert np.all(np.asarray(g)[2] == 0)
   with pytest.raises(ValueError, match="alpha"):
     xentax.categorical_focal_loss_with_logits(z2, _soft_targets((3, 4)), alpha=np.ones(3))
+
+
+def test_second_derivatives_are_finite_at_a_minus_inf_logit():
+  # Reverse over reverse meets log p = -inf where p = 0: p log p must be taken as 0 there.
+  z = jnp.array([[1.0, 2.0, -jnp.inf]])
+  t = jnp.array([[0.0, 1.0, 0.0]])
+  f = lambda z: xentax.categorical_focal_loss_with_logits(z, t, gamma=2)  # noqa: E731
+  np.testing.assert_allclose(jax.jacrev(jax.grad(f))(z), jax.hessian(f)(z), rtol=1e-6)
+  assert np.all(np.isfinite(jax.jacrev(jax.grad(f))(z)))

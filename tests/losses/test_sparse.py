@@ -655,3 +655,19 @@ def test_sample_weight_property_matches_reference(weights, reduction, kind, cap)
   got = SPARSE_LOSSES[kind](x, y, sample_weight=weights, reduction=reduction, **options)
   want = SPARSE_REFERENCES[kind](x, y, sample_weight=weights, reduction=reduction, **options)
   np.testing.assert_allclose(got, want, **tol(np.float64))
+
+
+def test_focal_softcap_gradients_ignore_a_dropped_row_holding_nan():
+  z = jnp.array([[1.0, 2.0, 0.5], [jnp.nan, 0.0, 0.0]])
+  y = jnp.array([1, -100])
+
+  def f(z, cap, rows=slice(None)):
+    return xentax.sparse_categorical_focal_loss_with_logits(
+      z[rows], y[rows], ignore_index=-100, softcap=cap
+    )
+
+  grad_z, grad_cap = jax.grad(f, argnums=(0, 1))(z, 5.0)
+  assert np.all(np.asarray(grad_z)[1] == 0)
+  want_z, want_cap = jax.grad(f, argnums=(0, 1))(z, 5.0, rows=slice(0, 1))
+  np.testing.assert_allclose(grad_z, want_z, **tol(np.float32, "grad"))
+  np.testing.assert_allclose(grad_cap, want_cap, **tol(np.float32, "grad"))

@@ -323,12 +323,15 @@ def _logits_losses_jvp(config, primals, tangents):
     t_losses = t_losses + grad_dot(x, t_x, targets, lse, valid, z, cap, t_cap)
   if not all(_common.is_symbolic_zero(t) for t in jax.tree.leaves(t_targets, is_leaf=_is_leaf)):
     t_targets = jax.tree.map(_common.instantiate_tangent, targets, t_targets, is_leaf=_is_leaf)
-    q, t_q = jax.jvp(coefficients, (targets,), (t_targets,))
+    # Dropped rows' targets may hold anything: zeroed, so 0 * NaN cannot reach an option.
+    masked = targets._replace(t=_common.mask_rows(targets.t, valid))
+    q, t_q = jax.jvp(coefficients, (masked,), (t_targets,))
     zx = _capped(config, x, cap)
     # d l / d q_c = lse - z_c, and 0 where q_c = 0 meets z_c = -inf (0 log 0 = 0).
     minus_log_p = lse[..., None] - zx
     minus_log_p = jnp.where((q == 0) & jnp.isinf(zx), jnp.zeros_like(zx), minus_log_p)
-    t_losses = t_losses + _common.mask_rows(jnp.sum(minus_log_p * t_q, axis=-1), valid)
+    # Masked before the product: a dropped row's NaN must not meet a zero cotangent.
+    t_losses = t_losses + jnp.sum(_common.mask_rows(minus_log_p, valid) * t_q, axis=-1)
   if config.z_loss and not _common.is_symbolic_zero(t_z):
     t_losses = t_losses + _common.mask_rows(jnp.square(lse) * t_z, valid)
   return losses, t_losses
@@ -573,7 +576,9 @@ def _probs_losses_jvp(primals, tangents):
     t_losses = t_losses + jax.checkpoint(_probs_grad_dot)(p, t_p, targets, valid)
   if not all(_common.is_symbolic_zero(t) for t in jax.tree.leaves(t_targets, is_leaf=_is_leaf)):
     t_targets = jax.tree.map(_common.instantiate_tangent, targets, t_targets, is_leaf=_is_leaf)
-    t_q = jax.jvp(coefficients, (targets,), (t_targets,))[1]
+    # Dropped rows' targets may hold anything: zeroed, so 0 * NaN cannot reach an option.
+    masked = targets._replace(t=_common.mask_rows(targets.t, valid))
+    t_q = jax.jvp(coefficients, (masked,), (t_targets,))[1]
     log_p = _common.clamped_log(p)
     bad = _probs_rows_bad(1, p, targets.t)[..., None]
     # Dropped rows may hold anything: select before the product with t_q.

@@ -242,6 +242,7 @@ def _logits_losses_jvp(power, primals, tangents):
     if valid is not None:
       x = jnp.where(valid[..., None], x, jnp.zeros_like(x))
       lse = jnp.where(valid, lse, jnp.log(jnp.asarray(x.shape[-1], lse.dtype)))
+      targets = targets._replace(t=_common.mask_rows(targets.t, valid))
 
     def from_options(targets, gamma):
       return _common.mask_rows(_row_losses(power, x, lse, targets, gamma), valid)
@@ -259,7 +260,8 @@ def _logits_losses_jvp(power, primals, tangents):
 def _focal_weight(power, p, log_p, gamma):
   """``A = (1 - p)^g - g p log(p) (1 - p)^(g - 1)`` with its limits at ``p = 0`` and 1."""
   one_minus_p = -jnp.expm1(log_p)
-  p_log_p = jnp.where(p > 0, p * log_p, jnp.zeros_like(p))  # -> 0 as p -> 0
+  # -> 0 as p -> 0; the where inside the product keeps second derivatives finite at -inf.
+  p_log_p = p * jnp.where(p > 0, log_p, jnp.zeros_like(log_p))
   if power is not None:
     if power == 0:
       return jnp.ones_like(p)

@@ -572,14 +572,14 @@ def _target_log_probs(inputs: SparseInputs, cap):
   pieces = _common.row_pieces(num_classes)
   extra = (None,) if pieces == 1 else (None, None)  # broadcast [...] to the rows
   target = jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
+  # A dropped row's target logit may be NaN: zeroed ([...] only), so its softcap slope
+  # cannot meet a zero cotangent.
+  target = jnp.where(inputs.valid, target, jnp.zeros_like(target))
   if cap is not None:
     target = _softcap_autodiff(target, cap)
-  z = _common.split_rows(x, pieces)
-  if cap is not None:
-    z = _softcap_autodiff(z, cap)
   classes = _common.split_rows(jnp.arange(num_classes, dtype=labels.dtype), pieces)
   is_target = classes == labels[(..., *extra)]
-  r = _others_exp_sum(pieces, z, target[(..., *extra)], is_target)
+  r = _others_exp_sum(pieces, _common.split_rows(x, pieces), target[(..., *extra)], is_target, cap)
   ok = jnp.all(jnp.isfinite(r) & (r > 0))
   # A bad label's row: NaN value and gradient.
   r = r + _common.nan_where(inputs.bad, r.dtype)
@@ -601,27 +601,39 @@ def _target_log_probs(inputs: SparseInputs, cap):
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _others_exp_sum(pieces, z, shift, is_target):
-  """``sum_c exp(z_c - shift)`` over the classes where ``is_target`` is False, per row.
+def _others_exp_sum(pieces, x, shift, is_target, cap):
+  """``sum_c exp(z_c - shift)`` over the classes where ``is_target`` is False, per row, with
+  ``z`` the soft-capped ``x`` (``cap`` None: ``z = x``).
 
-  A ``custom_jvp`` only so that a row whose terms are not finite (which sends the batch
-  to the guarded form, where this sum gets a zero cotangent) has a zero gradient, not
-  ``0 * inf``; the tangent is the plain ``sum_c e_c (t_c - t_shift)``.
+  A ``custom_jvp`` only so that a term that is not finite (its row sends the batch to the
+  guarded form, where this sum gets a zero cotangent) has a zero tangent, not ``0 * inf``;
+  elsewhere the tangent is ``sum_c e_c (dz_c - d shift)``.
   """
-  terms = jnp.where(is_target, 0.0, jnp.exp(z - shift))
-  return _common.row_reduce(terms, pieces)
+  z = x if cap is None else softcap(x, cap)
+  return _common.row_reduce(jnp.where(is_target, 0.0, jnp.exp(z - shift)), pieces)
 
 
 @_others_exp_sum.defjvp
 def _others_exp_sum_jvp(pieces, primals, tangents):
-  z, shift, is_target = primals
-  t_z, t_shift, _ = tangents
+  x, shift, is_target, cap = primals
+  t_x, t_shift, _, t_cap = tangents
+  z = x if cap is None else softcap(x, cap)
   terms = jnp.where(is_target, 0.0, jnp.exp(z - shift))
-  finite_terms = jnp.where(jnp.isfinite(terms), terms, 0.0)
-  return (
-    _common.row_reduce(terms, pieces),
-    _common.row_reduce(finite_terms * (t_z - t_shift), pieces),
-  )
+  # The target's own term is 0 whatever its logit, whose slope may be NaN.
+  keep = ~is_target & jnp.isfinite(terms)
+
+  def coefficient(slope):
+    # Selected after the product (a non-finite term's slope may be NaN) and before the
+    # tangent, so that the transpose multiplies a zero cotangent by 0, never by NaN.
+    return jnp.where(keep, terms * slope, 0.0)
+
+  t_terms = -coefficient(1.0) * t_shift
+  if cap is None:
+    t_terms = t_terms + coefficient(1.0) * t_x
+  else:
+    d_x, d_c = softcap_derivatives(x, cap)
+    t_terms = t_terms + coefficient(d_x) * t_x + coefficient(d_c) * t_cap
+  return _common.row_reduce(terms, pieces), _common.row_reduce(t_terms, pieces)
 
 
 @jax.custom_jvp
