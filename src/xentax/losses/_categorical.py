@@ -276,14 +276,20 @@ def _guarded_stats(config, x, targets, valid, cap):
   return lse, -jnp.sum(_common.safe_mul(coefficients(targets), log_p), axis=-1)
 
 
+def fast_or_guarded(fast, guarded, valid):
+  """``fast`` (``(lse, losses)``), or ``guarded()`` for the batch if a kept row's loss is not
+  finite (an overflow, a ``-inf`` logit, a NaN, a bad target)."""
+  losses = fast[1]
+  finite = jnp.isfinite(losses) if valid is None else jnp.isfinite(losses) | ~valid
+  return lax.cond(jnp.all(finite), lambda: fast, guarded)
+
+
 def _stats(config, x, targets, valid, cap):
   """``(lse, ce)``: the fast form, or the guarded one if a kept row is not finite."""
-  lse, ce = _fast_stats(config, x, targets, cap)
-  finite = jnp.isfinite(ce) if valid is None else jnp.isfinite(ce) | ~valid
-  return lax.cond(
-    jnp.all(finite),
-    lambda: (lse, ce),
+  return fast_or_guarded(
+    _fast_stats(config, x, targets, cap),
     lambda: _guarded_stats(config, x, targets, valid, cap),
+    valid,
   )
 
 

@@ -197,12 +197,10 @@ def _guarded_stats(power, x, targets, valid, gamma):
 
 def _stats(power, x, targets, valid, gamma):
   """``(lse, loss)``: the fast form, or the guarded one if a kept row is not finite."""
-  lse, losses = _fast_stats(power, x, targets, gamma)
-  finite = jnp.isfinite(losses) if valid is None else jnp.isfinite(losses) | ~valid
-  return lax.cond(
-    jnp.all(finite),
-    lambda: (lse, losses),
+  return _categorical.fast_or_guarded(
+    _fast_stats(power, x, targets, gamma),
     lambda: _guarded_stats(power, x, targets, valid, gamma),
+    valid,
   )
 
 
