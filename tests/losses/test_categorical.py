@@ -383,3 +383,48 @@ def test_option_gradients_ignore_a_dropped_row_with_nan_targets():
     want = jax.grad(f, argnums=(0, 1))(0.1, jnp.ones(3), rows=slice(0, 1))
     for g, w in zip(got, want, strict=True):
       np.testing.assert_allclose(g, w, **tol(np.float64, "grad"))
+
+
+# No denormals: XLA:CPU flushes them to zero, so -1e-45 counts as 0 (as in every check).
+_EDGE_TARGETS = [
+  0.0,
+  -0.0,
+  1.0,
+  0.5,
+  -1e-30,
+  -1.2e-38,
+  1.0000001,
+  2.0,
+  -1.0,
+  np.inf,
+  -np.inf,
+  np.nan,
+]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+  picks=st.lists(st.sampled_from(range(len(_EDGE_TARGETS))), min_size=4, max_size=4),
+  num_classes=st.sampled_from([5, 65536]),
+  focal=st.booleans(),
+)
+def test_fast_range_check_flags_exactly_the_rows_with_a_target_outside_0_1(
+  picks, num_classes, focal
+):
+  """Under jit (no eager ValueError), row n is NaN iff its target holds a value outside
+  [0, 1] or a NaN: the fast form's folded min/max check, edge values included (tiny
+  negatives, -0.0, the float just above 1), for short rows and rows summed in pieces."""
+  rng = np.random.default_rng(len(picks) + num_classes)
+  z = rng.normal(size=(4, num_classes)).astype(np.float32)
+  t = np.zeros((4, num_classes), np.float32)
+  t[:, 1] = 0.5
+  values = np.array([_EDGE_TARGETS[i] for i in picks], np.float32)
+  t[:, num_classes - 2] = values
+  fn = (
+    xentax.categorical_focal_loss_with_logits
+    if focal
+    else (xentax.categorical_cross_entropy_with_logits)
+  )
+  losses = np.asarray(jax.jit(lambda z, t: fn(z, t, reduction="none"))(z, t))
+  outside = ~((values >= 0) & (values <= 1))
+  np.testing.assert_array_equal(np.isnan(losses), outside)

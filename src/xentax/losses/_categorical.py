@@ -9,35 +9,28 @@ Design notes:
   * ``"mean"`` divides by the number of kept examples, as torch does for probability
     targets (class weights do not enter the denominator there); with ``sample_weight`` it
     is the weighted mean ``sum(s l) / sum(s)``.
-  * Speed of the loss from logits. XLA:CPU runs a row reduction fast only when its fused
-    body is plain arithmetic (no select or compare), so every guard (dropped rows, bad
-    targets, ``0 * -inf``) is moved off the ``[N, C]`` arrays: the common case is two row
-    reductions, ``E = sum(exp(z - s))`` and ``sum(q (lse - z))``, and two plain row
-    reductions of the targets, ``min`` and ``max``, which flag a row with a target outside
-    [0, 1] (or NaN) exactly; its result is made NaN on the ``[N]`` results, as dropped rows
-    are selected out there. The shift ``s`` is ``h``, the largest of the first few logits
-    (no separate max pass: ``E >= 1``, no underflow) or, when every row's ``h`` lies in
-    [-30, 60], 0: ``E >= e^-30`` then, and one elementwise pass is saved. Only when a kept
-    row's result is not finite (an overflow of ``exp``, a ``-inf`` logit, a NaN, a bad
-    target) does a ``lax.cond`` run the fully guarded formula for the batch. The gradient
-    is a ``custom_jvp`` whose tangent is ``sum_c (p_c sum(q) - q_c) t_c``: reverse mode
-    writes ``d logits`` in one elementwise pass. Rows longer than 32768 are summed in
-    pieces.
-  * Cost of the exact target check, measured (XLA:CPU, whose fusions of these reductions
-    run one pass per reduction and pay for every elementwise op in a pass): a per-entry
-    ``sqrt(t - t^2)`` folded into ``q`` cost about 0.45x of optax's time at ``[4096,
-    32768]``; ``min(t(1 - t), 0)`` or ``min(t, 1 - t)`` summed or min-reduced as a sibling
-    reduction about 0.4-0.5x; ``min(t, rsqrt(t - t^2))`` as much as the sqrt; a variadic
-    ``(sum, min)`` reduce or a ``uint32`` bitcast max (XLA's slower reduce-window path)
-    3-4x; the two plain ``min``/``max`` reductions about 0.3x, the cheapest found. With
-    the unshifted sum that pays for most of it.
-  * Measured on a loaded 2-core CPU (load average 4-5, interleaved rounds, median of
-    per-round ratios), f32, one-hot targets, against ``optax.softmax_cross_entropy``:
-    forward 1.0-1.15x at ``[256, 4096]`` (noisy: 1 ms), 1.18-1.34x at ``[4096, 32768]``
-    (before this check: 1.5-1.6x; the reductions without any target check: 0.96x) and
-    0.30x at ``[1024, 131072]``; value-and-grad 0.95x, 0.84x and 0.61x. Logits of
-    ``-inf`` (a masked vocabulary) take the guarded fallback on every call; a softcap adds
-    one elementwise ``tanh`` pass (about 2.5x the plain forward).
+  * Speed of the loss from logits. XLA:CPU runs a chain of row reductions over the same
+    rows as one fused loop (its "ynn" fusions) when each reduction's body is plain
+    arithmetic and each row statistic reaches the next reduction through arithmetic only:
+    a select or compare anywhere splits the loop into passes over memory. So every guard
+    (dropped rows, bad targets, ``0 * -inf``) is moved off the ``[N, C]`` arrays, and the
+    common case is one loop: the row max ``m``, ``E = sum(exp(z - m))``, the targets' row
+    ``min`` and ``max`` and ``sum(q (lse + r - z))``, where ``r`` (:func:`range_nan`) is 0,
+    or NaN for a row with a target outside [0, 1] (``sqrt(min(min t, 1 - max t))`` minus
+    itself: exact, no compare). Only when a kept row's result is not finite (a ``-inf``
+    logit, a NaN, a bad target) does a ``lax.cond`` run the fully guarded formula for the
+    batch. The gradient is a ``custom_jvp`` whose tangent is ``sum_c (p_c sum(q) - q_c)
+    t_c``: reverse mode writes ``d logits`` in one elementwise pass. Rows longer than 32768
+    are reduced in pieces.
+  * Measured (idle 2-core CPU, f32, one-hot targets, median of interleaved rounds, against
+    ``optax.softmax_cross_entropy``, the `xentax bench` rows of this loss):
+    the forward at ``[4096, 32768]`` went from 1.30x (a head-of-row shift, the targets'
+    ``min``/``max`` as separate passes and a select) to 1.02x with the single loop; at
+    ``[1024, 131072]`` 0.25x. Earlier attempts, for the record: a per-entry
+    ``sqrt(t - t^2)`` folded into ``q`` cost about 0.45x of optax's time; a variadic
+    ``(min, max)`` reduce or a ``uint32`` bitcast max fall out of the fused loop (3-4x).
+    Logits of ``-inf`` (a masked vocabulary) take the guarded fallback on every call; a
+    softcap adds one elementwise ``tanh`` pass.
 """
 
 from __future__ import annotations
@@ -50,9 +43,6 @@ import jax.numpy as jnp
 from jax import lax
 
 from xentax.losses import _common, _validate
-
-# The shift of the fast log-sum-exp is the largest of the first few logits of each row.
-_SHIFT_COLUMNS = 128
 
 
 def _any(flags):
@@ -80,7 +70,7 @@ def coefficients(
 
   ``num_classes``: ``C`` when ``targets.t`` holds a row in pieces (default: its last axis).
   ``check_range=False`` leaves out the per-entry range check (the fast forward checks the
-  rows with two plain reductions instead, :func:`rows_out_of_range`).
+  rows with two plain reductions instead, :func:`range_nan`).
   """
   t = targets.t
   num_classes = t.shape[-1] if num_classes is None else num_classes
@@ -166,9 +156,9 @@ def prepare_logits(
   return LogitsInputs(x, Targets(t, eps, class_weights, nan), valid, sample_weight)
 
 
-def head_max(x) -> jax.Array:
-  """``[...]``: the largest of the first few logits of each row, a stand-in for the max."""
-  return lax.stop_gradient(jnp.max(x[..., :_SHIFT_COLUMNS], axis=-1))
+def row_max(z, pieces: int) -> jax.Array:
+  """``[...]``: each row's max, for rows ``z`` (or their pieces, :func:`_common.split_rows`)."""
+  return lax.stop_gradient(_common.row_reduce(z, pieces, jnp.max))
 
 
 class _Config(NamedTuple):
@@ -185,85 +175,57 @@ def _capped(config, x, cap):
   return cap * jnp.tanh(x / cap) if config.softcap else x
 
 
-# The exp-sum skips its shift when every row's shift (the head's max) lies in this range:
-# then ``E = sum(exp(z)) >= exp(h) >= e^-30``, so the terms that flush to zero (below
-# e^-87) change it by less than 2^17 e^-57 relative, and a logit past the head large
-# enough to overflow ``exp`` makes the row infinite, which takes the guarded fallback.
-_UNSHIFTED_RANGE = (-30.0, 60.0)
-
-
 def _fast_stats(config, x, targets, cap):
   """``(lse, ce)`` per row in guard-free row reductions (module notes).
 
-  ``lse`` from :func:`fast_lse_and`; ``ce = sum(q (lse - z))`` is NaN for ``0 * -inf``. A
-  row with a target outside [0, 1] (or NaN) gets a NaN ``ce`` from two plain row
-  reductions of the targets (``min``, ``max``). The caller falls back to the guarded
-  formula for any non-finite kept row.
+  ``ce = sum(q (lse - z))`` is NaN for ``0 * -inf`` and, through :func:`range_nan`, in a
+  row with a target outside [0, 1] (or NaN). The caller falls back to the guarded formula
+  for any non-finite kept row.
   """
   xp = _split(config, x)
-  # With a softcap, the capped logits are shared by both reductions, so XLA writes them
-  # out once (measured: faster on CPU than a tanh inside each reduction).
+  # With a softcap, the capped logits are shared by the reductions, so XLA writes them out
+  # once (measured: faster on CPU than a tanh inside each reduction).
   zp = _capped(config, xp, cap)
   parts = targets._replace(
     t=_split(config, targets.t), class_weights=_split(config, targets.class_weights)
   )
-
-  def ce_sum(lse):
-    # q inside the cond's branch, fused into the reduction: never written out. `lse - z`,
-    # not `log E - (z - h)`: no subexpression shared with the first reduction, which XLA
-    # would otherwise write to memory as a [..., C] array.
-    q = coefficients(parts, x.shape[-1], check_range=False)
-    return _common.row_reduce(q * (lse - zp), config.pieces)
-
-  lse, ce = fast_lse_and(
-    ce_sum,
-    zp,
-    # tanh is increasing: the shift is the capped max of the raw head (no [..., C] tanh).
-    _capped(config, head_max(x), cap),
-    config.pieces,
-  )
-  bad = rows_out_of_range(config.pieces, targets.t)
-  return lse, jnp.where(bad, jnp.full_like(ce, jnp.nan), ce)
+  # tanh is increasing: the capped max of the raw logits is the max of the capped ones.
+  lse = fast_lse(zp, _capped(config, row_max(xp, config.pieces), cap), config.pieces)
+  checked = lse + range_nan(config.pieces, targets.t)
+  q = coefficients(parts, x.shape[-1], check_range=False)
+  # `checked - z`, not `log E - (z - m)`: no subexpression shared with the exp-sum, which
+  # XLA would otherwise write to memory as a [..., C] array.
+  return lse, _common.row_reduce(q * (checked[_rows(config.pieces)] - zp), config.pieces)
 
 
-def fast_lse_and(row_fn, z, h, pieces: int):
-  """``(lse, row_fn(lse))`` for rows ``z`` (or their pieces, :func:`_common.split_rows`),
-  with ``lse = s + log E``, ``E = sum(exp(z - s))``: no max pass.
+def _rows(pieces: int):
+  """The index that broadcasts a ``[...]`` row statistic against rows or their pieces."""
+  return (..., None) if pieces == 1 else (..., None, None)
 
-  ``h`` (``[...]``) is at most the row max (:func:`head_max`): with ``s = h``, ``E >= 1``.
-  When every row's ``h`` lies in ``_UNSHIFTED_RANGE``, ``s = 0``, which saves an
-  elementwise subtraction. ``lse`` is ``inf`` or NaN only for an overflow of ``exp``, a
-  NaN or an infinite ``h``; the caller then takes its guarded formula. ``row_fn`` gets
-  ``lse`` broadcast against the rows; it runs inside the same ``lax.cond`` branch as the
-  exp-sum (measured on XLA:CPU: 10-15% faster than a ``cond`` around ``lse`` alone).
+
+def fast_lse(z, m, pieces: int) -> jax.Array:
+  """``m + log(sum(exp(z - m)))`` per row of ``z`` (or of its pieces), ``m`` the row max.
+
+  Guard-free: not finite only for a NaN or infinite max, where the caller takes its
+  guarded formula.
   """
-  rows = (..., None) if pieces == 1 else (..., None, None)
-
-  def unshifted():
-    lse = jnp.log(_common.row_reduce(jnp.exp(z), pieces))
-    return lse, row_fn(lse[rows])
-
-  def shifted():
-    lse = h + jnp.log(_common.row_reduce(jnp.exp(z - h[rows]), pieces))
-    return lse, row_fn(lse[rows])
-
-  lo, hi = _UNSHIFTED_RANGE
-  return lax.cond(jnp.all((h > lo) & (h < hi)), unshifted, shifted)
+  return m + jnp.log(_common.row_reduce(jnp.exp(z - m[_rows(pieces)]), pieces))
 
 
-def rows_out_of_range(pieces: int, t):
-  """``[...]``: a row holds a target outside [0, 1] or a NaN (before smoothing/weights).
+def range_nan(pieces: int, t) -> jax.Array:
+  """``[...]``: 0, or NaN for a row holding a target outside [0, 1] (or a NaN).
 
-  Two plain row reductions: on XLA:CPU a pass that only reads the targets costs less than
-  any per-entry check folded into the cross-entropy's reduction (measured: a ``sqrt``
-  there, or ``min(t, 1 - t)``). ``min``/``max`` propagate a NaN, and ``~(m >= 0)`` is
-  True for it. Exact: no rounding is involved (a denormal is read as 0 where the CPU
-  flushes denormals, as by every other check).
+  Added to ``lse`` before the loss's last reduction, it makes that row's loss NaN. From
+  two plain row reductions (``min``, ``max``, which propagate a NaN) and no select: on
+  XLA:CPU the whole forward then stays one fused loop (module notes). Exact:
+  ``min(low, 1 - high)`` has the sign of the check (``1 - high`` is exact in sign), and
+  the ``sqrt`` of a negative number is NaN.
   """
   tp = _common.split_rows(t, pieces)
   low = _common.row_reduce(tp, pieces, jnp.min)
   high = _common.row_reduce(tp, pieces, jnp.max)
-  return ~(low >= 0) | ~(high <= 1)
+  root = jnp.sqrt(jnp.minimum(low, 1 - high))
+  return root - root
 
 
 def _guarded_stats(config, x, targets, valid, cap):
@@ -539,7 +501,7 @@ def _probs_rows_bad(pieces, p, t):
   sum whatever its target (``0 * NaN``).
   """
   high = _common.row_reduce(_common.split_rows(p, pieces), pieces, jnp.max)
-  return rows_out_of_range(pieces, t) | ~(high <= 1)
+  return jnp.isnan(range_nan(pieces, t)) | ~(high <= 1)
 
 
 def _probs_row_losses(p, targets):

@@ -11,16 +11,16 @@ Design notes:
     is ``-inf``; the guard is on ``log p`` itself so its gradient stays finite.
   * Inputs, masking, bad targets and options share
     :func:`xentax.losses._categorical.prepare_logits` with the categorical cross-entropy.
-  * Speed, as for the categorical cross-entropy from logits: the common case is two
-    guard-free row reductions, ``E = sum(exp(z - s))`` (``s`` the head's max, or 0) and
-    ``sum_c q_c (1 - p_c)^gamma (lse - z_c)``, plus the targets' row ``min`` and ``max``
-    (the exact range check). A static whole-number ``gamma`` (the default 2) is an integer
-    power, not ``exp(gamma log(1 - p))``; a traced ``gamma`` keeps ``jnp.power`` and its
-    gradient. Only when a row's result is not finite (an overflow, a ``-inf`` logit, a NaN,
-    a bad target) does a ``lax.cond`` run the guarded formula for the batch. The gradient
-    is a ``custom_jvp`` with the closed form below (one elementwise pass in reverse mode);
-    the targets', ``alpha``'s and a traced ``gamma``'s tangents come from ``jax.jvp`` of
-    the guarded per-row formula with ``lse`` held fixed.
+  * Speed, as for the categorical cross-entropy from logits: the common case is one fused
+    loop of guard-free row reductions (the row max, ``E = sum(exp(z - m))``, the targets'
+    row ``min`` and ``max`` folded in as the exact range check, then
+    ``sum_c q_c (1 - p_c)^gamma (lse - z_c)``). A static whole-number ``gamma`` (the
+    default 2) is an integer power, not ``exp(gamma log(1 - p))``; a traced ``gamma`` keeps
+    ``jnp.power`` and its gradient. Only when a row's result is not finite (a ``-inf``
+    logit, a NaN, a bad target) does a ``lax.cond`` run the guarded formula for the
+    batch. The gradient is a ``custom_jvp`` with the closed form below (one elementwise
+    pass in reverse mode); the targets', ``alpha``'s and a traced ``gamma``'s tangents
+    come from ``jax.jvp`` of the guarded per-row formula with ``lse`` held fixed.
 """
 
 from __future__ import annotations
@@ -176,15 +176,12 @@ def _fast_stats(power, x, targets, gamma):
     class_weights=_common.split_rows(targets.class_weights, pieces),
   )
 
-  def focal_sum(lse):
-    # q inside the branch, so that it is fused into the reduction, never written out.
-    q = _categorical.coefficients(parts, num_classes, check_range=False)
-    log_p = z - lse
-    return _common.row_reduce(q * _modulator(-jnp.expm1(log_p), gamma, power) * -log_p, pieces)
-
-  lse, losses = _categorical.fast_lse_and(focal_sum, z, _categorical.head_max(x), pieces)
-  bad = _categorical.rows_out_of_range(pieces, targets.t)
-  return lse, jnp.where(bad, jnp.full_like(losses, jnp.nan), losses)
+  lse = _categorical.fast_lse(z, _categorical.row_max(z, pieces), pieces)
+  checked = lse + _categorical.range_nan(pieces, targets.t)
+  q = _categorical.coefficients(parts, num_classes, check_range=False)
+  log_p = z - (checked[..., None] if pieces == 1 else checked[..., None, None])
+  losses = _common.row_reduce(q * _modulator(-jnp.expm1(log_p), gamma, power) * -log_p, pieces)
+  return lse, losses
 
 
 def _guarded_stats(power, x, targets, valid, gamma):
