@@ -428,3 +428,28 @@ def test_fast_range_check_flags_exactly_the_rows_with_a_target_outside_0_1(
   losses = np.asarray(jax.jit(lambda z, t: fn(z, t, reduction="none"))(z, t))
   outside = ~((values >= 0) & (values <= 1))
   np.testing.assert_array_equal(np.isnan(losses), outside)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+  picks=st.lists(st.sampled_from(range(len(_EDGE_TARGETS))), min_size=4, max_size=4),
+  num_classes=st.sampled_from([5, 65536]),
+  on_probs=st.booleans(),
+)
+def test_probs_fast_range_check_flags_exactly_the_rows_with_a_value_outside_0_1(
+  picks, num_classes, on_probs
+):
+  """``categorical_cross_entropy`` under jit: row n's loss and gradient are NaN iff its
+  probabilities or its targets (whichever gets the edge value) hold a value outside [0, 1]
+  or a NaN. On rows of 65536 XLA:CPU's fused max/min drop a NaN; this caught it."""
+  p = np.full((4, num_classes), 1.0 / num_classes, np.float32)
+  t = np.zeros((4, num_classes), np.float32)
+  t[:, 1] = 0.5
+  values = np.array([_EDGE_TARGETS[i] for i in picks], np.float32)
+  (p if on_probs else t)[:, num_classes - 2] = values
+  losses = jax.jit(lambda p, t: xentax.categorical_cross_entropy(p, t, reduction="none"))(p, t)
+  outside = ~((values >= 0) & (values <= 1))
+  np.testing.assert_array_equal(np.isnan(np.asarray(losses)), outside)
+  grads = jax.jit(jax.grad(lambda p: xentax.categorical_cross_entropy(p, t, reduction="sum")))(p)
+  np.testing.assert_array_equal(np.isnan(np.asarray(grads)).all(axis=1), outside)
+  np.testing.assert_array_equal(np.isfinite(np.asarray(grads)).all(axis=1), ~outside)

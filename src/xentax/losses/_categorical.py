@@ -22,6 +22,12 @@ Design notes:
     batch. The gradient is a ``custom_jvp`` whose tangent is ``sum_c (p_c sum(q) - q_c)
     t_c``: reverse mode writes ``d logits`` in one elementwise pass. Rows longer than 32768
     are reduced in pieces.
+  * The loss from probabilities is one such loop too: the row ``min`` and ``max`` of ``p``
+    and ``t``, then ``-sum(q (max(log p, -100) + (p - p) + r))`` with ``r`` NaN for a row
+    outside [0, 1]. XLA:CPU's fused ``max``/``min`` drop a NaN on long rows (measured
+    with jax 0.10.2: ``jnp.max`` of a 32768-wide row holding a NaN is finite), so a NaN or
+    infinite ``p`` is caught by ``p - p`` in the sum, and the tangents flag bad rows with
+    compares. Before, a NaN or negative probability in a row of 65536 gave a finite loss.
   * Measured (idle 2-core CPU, f32, one-hot targets, median of interleaved rounds, against
     ``optax.softmax_cross_entropy``, the `xentax bench` rows of this loss):
     the forward at ``[4096, 32768]`` went from 1.30x (a head-of-row shift, the targets'
@@ -213,13 +219,14 @@ def fast_lse(z, m, pieces: int) -> jax.Array:
 
 
 def range_nan(pieces: int, t) -> jax.Array:
-  """``[...]``: 0, or NaN for a row holding a target outside [0, 1] (or a NaN).
+  """``[...]``: 0, or NaN for a row holding a target outside [0, 1] (or, on short rows, a NaN).
 
   Added to ``lse`` before the loss's last reduction, it makes that row's loss NaN. From
-  two plain row reductions (``min``, ``max``, which propagate a NaN) and no select: on
-  XLA:CPU the whole forward then stays one fused loop (module notes). Exact:
-  ``min(low, 1 - high)`` has the sign of the check (``1 - high`` is exact in sign), and
-  the ``sqrt`` of a negative number is NaN.
+  two plain row reductions (``min``, ``max``) and no select: on XLA:CPU the whole forward
+  then stays one fused loop (module notes). Exact: ``min(low, 1 - high)`` has the sign of
+  the check (``1 - high`` is exact in sign), and the ``sqrt`` of a negative number is NaN.
+  XLA:CPU's fused ``max`` and ``min`` drop a NaN on long rows: a NaN target reaches the
+  loss through its coefficient ``q`` instead.
   """
   tp = _common.split_rows(t, pieces)
   low = _common.row_reduce(tp, pieces, jnp.min)
@@ -494,31 +501,33 @@ def categorical_cross_entropy(
   )
 
 
-def _probs_rows_bad(pieces, p, t):
-  """``[...]``: a row with a probability above 1 or a target outside [0, 1] (or NaN).
-
-  A negative probability needs no pass of its own: its ``log`` is NaN, and so is its row's
-  sum whatever its target (``0 * NaN``).
-  """
-  high = _common.row_reduce(_common.split_rows(p, pieces), pieces, jnp.max)
-  return jnp.isnan(range_nan(pieces, t)) | ~(high <= 1)
+def _probs_rows_bad(p, t):
+  """``[...]``: a row with a probability or a target outside [0, 1] (or NaN), for the
+  tangents: compares, as XLA:CPU's fused max and min can drop a NaN."""
+  outside = ~((p >= 0) & (p <= 1)) | ~((t >= 0) & (t <= 1))
+  return jnp.any(outside, axis=-1)
 
 
 def _probs_row_losses(p, targets):
-  """``-sum_c q_c max(log p_c, -100)`` per row in one plain row reduction, NaN for a row
-  with a probability or target outside [0, 1]."""
+  """``-sum_c q_c max(log p_c, -100)`` per row in one fused loop of plain row reductions,
+  NaN for a row with a probability or target outside [0, 1] (module notes)."""
   num_classes = p.shape[-1]
   pieces = _common.row_pieces(num_classes)
   parts = targets._replace(
     t=_common.split_rows(targets.t, pieces),
     class_weights=_common.split_rows(targets.class_weights, pieces),
   )
+  pp = _common.split_rows(p, pieces)
+  # 0, or NaN for a row with a probability or target outside [0, 1], added to every log
+  # (no select). XLA:CPU's fused max and min drop a NaN on long rows, so a NaN or infinite
+  # probability is caught by `p - p` in the sum instead, and a negative one by the row min.
+  low = _common.row_reduce(pp, pieces, jnp.min)
+  root = jnp.sqrt(jnp.minimum(low, 1 - _common.row_reduce(pp, pieces, jnp.max)))
+  nan = range_nan(pieces, targets.t) + (root - root)
   q = coefficients(parts, num_classes, check_range=False)
-  # max(log 0, -100) = -100, torch's clamp; max keeps a NaN (from NaN or p < 0) as NaN.
-  log_p = jnp.maximum(jnp.log(_common.split_rows(p, pieces)), -100.0)
-  losses = -_common.row_reduce(q * log_p, pieces)
-  bad = _probs_rows_bad(pieces, p, targets.t)
-  return jnp.where(bad, jnp.full_like(losses, jnp.nan), losses)
+  # max(log 0, -100) = -100, torch's clamp.
+  log_p = jnp.maximum(jnp.log(pp), -100.0) + (pp - pp) + nan[_rows(pieces)]
+  return -_common.row_reduce(q * log_p, pieces)
 
 
 @jax.custom_jvp
@@ -548,7 +557,7 @@ def _probs_losses_jvp(primals, tangents):
     masked = targets._replace(t=_common.mask_rows(targets.t, valid))
     t_q = jax.jvp(coefficients, (masked,), (t_targets,))[1]
     log_p = _common.clamped_log(p)
-    bad = _probs_rows_bad(1, p, targets.t)[..., None]
+    bad = _probs_rows_bad(p, targets.t)[..., None]
     # Dropped rows may hold anything: select before the product with t_q.
     t_losses = t_losses + jnp.sum(
       _common.mask_rows(jnp.where(bad, jnp.nan, -log_p), valid) * t_q, -1
@@ -559,7 +568,7 @@ def _probs_losses_jvp(primals, tangents):
 def _probs_grad_dot(p, t_p, targets, valid):
   """``sum_c (d loss / d p_c) t_c`` per example: ``-q_c / p_c`` above the clamp, else 0."""
   q = coefficients(targets)  # NaN rows for a target outside [0, 1]
-  bad = _probs_rows_bad(1, p, targets.t) | jnp.any(p < 0, axis=-1)
+  bad = _probs_rows_bad(p, targets.t)
   # ~(log p < -100): True for NaN, so a NaN probability keeps a NaN gradient.
   above_clamp = ~(jnp.log(p) < -100.0)
   safe_p = jnp.where(above_clamp, p, jnp.ones_like(p))
