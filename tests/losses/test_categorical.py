@@ -453,3 +453,23 @@ def test_probs_fast_range_check_flags_exactly_the_rows_with_a_value_outside_0_1(
   grads = jax.jit(jax.grad(lambda p: xentax.categorical_cross_entropy(p, t, reduction="sum")))(p)
   np.testing.assert_array_equal(np.isnan(np.asarray(grads)).all(axis=1), outside)
   np.testing.assert_array_equal(np.isfinite(np.asarray(grads)).all(axis=1), ~outside)
+
+
+def test_softcap_gradient_is_finite_at_a_kept_minus_inf_logit():
+  """The cap's gradient with a -inf logit (soft-capped to -c) matches float64 central
+  differences of the NumPy formula; it was NaN (``-inf / c * 0`` in dz/dc)."""
+  z = np.array([[0.3, -np.inf, 1.2, 0.1], [0.5, 0.2, -0.4, 2.0]], np.float32)
+  t = np.array([[0.5, 0.0, 0.5, 0.0], [0.0, 1.0, 0.0, 0.0]], np.float32)
+
+  def numpy_loss(cap):
+    capped = cap * np.tanh(z.astype(np.float64) / cap)
+    log_p = capped - np.log(np.sum(np.exp(capped), axis=-1, keepdims=True))
+    return np.mean(-np.sum(t * log_p, axis=-1))
+
+  h = 1e-6
+  expected = (numpy_loss(2.5 + h) - numpy_loss(2.5 - h)) / (2 * h)
+  grad_z, grad_cap = jax.grad(
+    lambda z, cap: xentax.categorical_cross_entropy_with_logits(z, t, softcap=cap), (0, 1)
+  )(z, 2.5)
+  np.testing.assert_allclose(float(grad_cap), expected, rtol=1e-4)
+  assert np.all(np.isfinite(np.asarray(grad_z)))

@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _validate
+from xentax.losses import _common, _sparse, _validate
 
 
 def _any(flags):
@@ -326,14 +326,12 @@ def _logit_grad_dot(config, x, t_x, targets, lse, valid, z, cap, t_cap):
   grad = coef[..., None] * jnp.exp(zx - lse[..., None]) - q  # d l / d z
   if not config.softcap:
     return jnp.sum(_common.mask_rows(grad, valid) * t_x, axis=-1)
-  tanh = zx / cap
-  slope = 1 - jnp.square(tanh)  # dz/dx
+  # Clipped derivatives: finite at an infinite logit (no inf * 0 in dz/dc).
+  slope, d_cap = _sparse.softcap_derivatives(x, cap)
   # Masked after every product, so a NaN in a dropped row cannot meet a zero cotangent.
   out = jnp.sum(_common.mask_rows(grad * slope, valid) * t_x, axis=-1)
   if t_cap is not None:
-    out = (
-      out + jnp.sum(_common.mask_rows(grad * (tanh - x / cap * slope), valid), axis=-1) * t_cap
-    )  # dz/dc
+    out = out + jnp.sum(_common.mask_rows(grad * d_cap, valid), axis=-1) * t_cap
   return out
 
 
