@@ -401,6 +401,21 @@ _EDGE_TARGETS = [
   np.nan,
 ]
 
+# Compiled once per shape for every hypothesis example.
+_EDGE_LOGITS_LOSSES = {
+  focal: jax.jit(functools.partial(fn, reduction="none"))
+  for focal, fn in [
+    (False, xentax.categorical_cross_entropy_with_logits),
+    (True, xentax.categorical_focal_loss_with_logits),
+  ]
+}
+
+
+@jax.jit
+def _edge_probs_loss_and_grad(p, t):
+  losses = xentax.categorical_cross_entropy(p, t, reduction="none")
+  return losses, jax.grad(lambda p: xentax.categorical_cross_entropy(p, t, reduction="sum"))(p)
+
 
 @settings(max_examples=25, deadline=None)
 @given(
@@ -420,12 +435,7 @@ def test_fast_range_check_flags_exactly_the_rows_with_a_target_outside_0_1(
   t[:, 1] = 0.5
   values = np.array([_EDGE_TARGETS[i] for i in picks], np.float32)
   t[:, num_classes - 2] = values
-  fn = (
-    xentax.categorical_focal_loss_with_logits
-    if focal
-    else (xentax.categorical_cross_entropy_with_logits)
-  )
-  losses = np.asarray(jax.jit(lambda z, t: fn(z, t, reduction="none"))(z, t))
+  losses = np.asarray(_EDGE_LOGITS_LOSSES[focal](z, t))
   outside = ~((values >= 0) & (values <= 1))
   np.testing.assert_array_equal(np.isnan(losses), outside)
 
@@ -447,10 +457,9 @@ def test_probs_fast_range_check_flags_exactly_the_rows_with_a_value_outside_0_1(
   t[:, 1] = 0.5
   values = np.array([_EDGE_TARGETS[i] for i in picks], np.float32)
   (p if on_probs else t)[:, num_classes - 2] = values
-  losses = jax.jit(lambda p, t: xentax.categorical_cross_entropy(p, t, reduction="none"))(p, t)
+  losses, grads = _edge_probs_loss_and_grad(p, t)
   outside = ~((values >= 0) & (values <= 1))
   np.testing.assert_array_equal(np.isnan(np.asarray(losses)), outside)
-  grads = jax.jit(jax.grad(lambda p: xentax.categorical_cross_entropy(p, t, reduction="sum")))(p)
   np.testing.assert_array_equal(np.isnan(np.asarray(grads)).all(axis=1), outside)
   np.testing.assert_array_equal(np.isfinite(np.asarray(grads)).all(axis=1), ~outside)
 
