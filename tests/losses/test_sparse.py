@@ -671,3 +671,37 @@ def test_focal_softcap_gradients_ignore_a_dropped_row_holding_nan():
   want_z, want_cap = jax.grad(f, argnums=(0, 1))(z, 5.0, rows=slice(0, 1))
   np.testing.assert_allclose(grad_z, want_z, **tol(np.float32, "grad"))
   np.testing.assert_allclose(grad_cap, want_cap, **tol(np.float32, "grad"))
+
+
+@pytest.mark.parametrize("num_classes", [7, 65536])
+def test_softcap_with_smoothing_in_one_fused_loop_matches_reference(num_classes):
+  """Softcap + smoothing (+ class weights, z-loss, where, ignore_index) take the single
+  fused loop: values against the float64 reference for short rows and rows reduced in
+  pieces; a dropped row holding NaN gives 0, a kept NaN row NaN and the rest unchanged."""
+  rng = np.random.default_rng(num_classes)
+  z = (4 * rng.normal(size=(6, num_classes))).astype(np.float32)
+  y = rng.integers(0, num_classes, 6)
+  y[4] = 3
+  options = dict(
+    softcap=5.0,
+    label_smoothing=0.2,
+    z_loss=0.01,
+    class_weights=np.linspace(0.5, 2.0, num_classes).astype(np.float32),
+    ignore_index=3,
+  )
+  where = np.array([True, True, True, False, True, True])
+  f = jax.jit(
+    lambda z: xentax.sparse_categorical_cross_entropy_with_logits(
+      z, y, where=where, reduction="none", **options
+    )
+  )
+  want = ref.sparse_categorical_cross_entropy_with_logits(
+    z.astype(np.float64), y, where=where, reduction="none", **options
+  )
+  np.testing.assert_allclose(np.asarray(f(z)), want, rtol=2e-6, atol=1e-6)
+  z[3, 1] = np.nan  # dropped by `where`
+  z[4, 2] = np.nan  # dropped by ignore_index
+  z[5, 0] = np.nan  # kept
+  got = np.asarray(f(z))
+  assert got[3] == 0 and got[4] == 0 and np.isnan(got[5])
+  np.testing.assert_allclose(got[:3], want[:3], rtol=2e-6, atol=1e-6)

@@ -266,8 +266,52 @@ def _logits_losses(config, x, labels, valid, bad, class_weights, eps, z, cap):
   whatever they hold. ``cap`` (None, or the softcap ``c``) soft-caps the logits inside
   the same passes; the tangent then carries ``1 - (z / c)^2`` and the softcap's own term.
   """
-  lse, target = _stats(x, labels, cap)
-  return _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights, eps, z, cap)
+  stats = (labels, valid, bad, class_weights, eps, z)
+  if not config.smoothing or cap is None:
+    # Without a softcap the smoothing sum is a separate pass (a matrix-vector product with
+    # class weights), measured faster than one fused loop: 56 vs 66 ms at [4096, 32768].
+    lse, target = _stats(x, labels, cap)
+    return _losses_from_stats(config, x, lse, target, *stats, cap)
+  fast = _smoothed_losses(config, x, *stats, cap)
+
+  def guarded():
+    lse, target = _stats(x, labels, cap)
+    return _losses_from_stats(config, x, lse, target, *stats, cap)
+
+  # Dropped rows may hold anything; bad rows are NaN by design.
+  finite = jnp.isfinite(fast) | ~valid | bad
+  losses = lax.cond(jnp.all(finite), lambda: fast, guarded)
+  losses = jnp.where(valid, losses, jnp.zeros_like(losses))
+  return losses + _common.nan_where(bad, losses.dtype)
+
+
+def _smoothed_losses(config, x, labels, valid, bad, class_weights, eps, z, cap):
+  """Per-row losses with label smoothing and a softcap in one fused loop of guard-free row
+  reductions: the exp-sum shifted by the target logit, then ``sum_c (f_c h - e/C w_c z_c)``
+  where ``h`` is every term but the smoothing sum, entered as the first term (``f`` one-hot
+  at class 0).
+
+  On XLA:CPU this keeps ``lse`` and the smoothing sum in one loop; as separate outputs they
+  shared the capped logits, which XLA then wrote out (every option on, forward at ``[4096,
+  32768]``: 199 ms, now 104 ms; plain 44 ms). Not masked; NaN or infinite where a guard is
+  needed (an overflow, ``0 * inf`` at a zero class weight), which the caller's fallback
+  handles.
+  """
+  num_classes = x.shape[-1]
+  pieces = _common.row_pieces(num_classes)
+  rows = (..., None) if pieces == 1 else (..., None, None)
+  target = _capped(jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0], cap)
+  zp = _capped(_common.split_rows(x, pieces), cap)
+  lse = target + jnp.log(_common.row_reduce(jnp.exp(zp - target[rows]), pieces))
+  terms = config.terms(labels, class_weights, eps, z)
+  head = terms.loss(lse, target, jnp.zeros_like(lse))
+  first = jnp.zeros(zp.shape[-1], zp.dtype).at[0].set(1)
+  if pieces > 1:
+    first = jnp.zeros(zp.shape[-2:], zp.dtype).at[0, 0].set(1)
+  smooth = (eps / num_classes) * zp
+  if class_weights is not None:
+    smooth = smooth * _common.split_rows(class_weights, pieces)
+  return _common.row_reduce(first * head[rows] - smooth, pieces)
 
 
 @functools.partial(_logits_losses.defjvp, symbolic_zeros=True)
