@@ -675,9 +675,9 @@ def test_focal_softcap_gradients_ignore_a_dropped_row_holding_nan():
 
 @pytest.mark.parametrize("num_classes", [7, 65536])
 def test_softcap_with_smoothing_in_one_fused_loop_matches_reference(num_classes):
-  """Softcap + smoothing (+ class weights, z-loss, where, ignore_index) take the single
-  fused loop: values against the float64 reference for short rows and rows reduced in
-  pieces; a dropped row holding NaN gives 0, a kept NaN row NaN and the rest unchanged."""
+  """Softcap + smoothing (+ class weights, z-loss, where, ignore_index): values against the
+  float64 reference for short rows (the single fused loop) and rows reduced in pieces (the
+  two-pass form); a dropped row holding NaN gives 0, a kept NaN row NaN, the rest as before."""
   rng = np.random.default_rng(num_classes)
   z = (4 * rng.normal(size=(6, num_classes))).astype(np.float32)
   y = rng.integers(0, num_classes, 6)
