@@ -242,7 +242,9 @@ def range_nan(pieces: int, t) -> jax.Array:
   tp = _common.split_rows(t, pieces)
   low = _common.row_reduce(tp, pieces, jnp.min)
   high = _common.row_reduce(tp, pieces, jnp.max)
-  root = jnp.sqrt(jnp.minimum(low, 1 - high))
+  # No gradient: at one-hot targets the sqrt's derivative is infinite (second derivatives
+  # through the targets would be NaN).
+  root = lax.stop_gradient(jnp.sqrt(jnp.minimum(low, 1 - high)))
   return root - root
 
 
