@@ -524,3 +524,18 @@ def test_second_derivatives_through_one_hot_targets_are_finite(fn):
   t = jnp.array([[0.0, 0.0, 1.0, 0.0]])
   hessian = jax.hessian(lambda t: fn(x, t) ** 2)(t)
   assert np.all(np.isfinite(np.asarray(hessian)))
+
+
+def test_z_loss_gradient_ignores_a_dropped_row_holding_nan():
+  """Reverse mode: the z-loss weight's gradient comes from kept rows only (review finding)."""
+  x = np.array([[0.5, -1.0, 2.0], [np.nan, 0.0, 0.0]])
+  t = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+  where = np.array([True, False])
+
+  def loss(z, x):
+    return xentax.categorical_cross_entropy_with_logits(x, t, z_loss=z, where=where)
+
+  got = jax.grad(loss)(0.01, x)
+  lse = np.log(np.sum(np.exp(x[0])))
+  # mean over the one kept row: d/dz (z lse^2) = lse^2
+  np.testing.assert_allclose(float(got), lse**2, rtol=1e-6)

@@ -317,7 +317,8 @@ def _logits_losses_jvp(config, primals, tangents):
     # Masked before the product: a dropped row's NaN must not meet a zero cotangent.
     t_losses = t_losses + jnp.sum(_common.mask_rows(minus_log_p, valid) * t_q, axis=-1)
   if config.z_loss and not _common.is_symbolic_zero(t_z):
-    t_losses = t_losses + _common.mask_rows(jnp.square(lse) * t_z, valid)
+    # lse masked before the product: a dropped NaN row must not meet a zero cotangent.
+    t_losses = t_losses + jnp.square(_common.mask_rows(lse, valid)) * t_z
   return losses, t_losses
 
 
