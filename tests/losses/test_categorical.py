@@ -401,6 +401,9 @@ _EDGE_TARGETS = [
   np.nan,
 ]
 
+# Which edge value each of the four rows gets.
+_EDGE_PICKS = st.lists(st.sampled_from(range(len(_EDGE_TARGETS))), min_size=4, max_size=4)
+
 # Compiled once per shape for every hypothesis example.
 _EDGE_LOGITS_LOSSES = {
   focal: jax.jit(functools.partial(fn, reduction="none"))
@@ -419,7 +422,7 @@ def _edge_probs_loss_and_grad(p, t):
 
 @settings(max_examples=25, deadline=None)
 @given(
-  picks=st.lists(st.sampled_from(range(len(_EDGE_TARGETS))), min_size=4, max_size=4),
+  picks=_EDGE_PICKS,
   num_classes=st.sampled_from([5, 65536]),
   focal=st.booleans(),
 )
@@ -442,7 +445,7 @@ def test_fast_range_check_flags_exactly_the_rows_with_a_target_outside_0_1(
 
 @settings(max_examples=25, deadline=None)
 @given(
-  picks=st.lists(st.sampled_from(range(len(_EDGE_TARGETS))), min_size=4, max_size=4),
+  picks=_EDGE_PICKS,
   num_classes=st.sampled_from([5, 65536]),
   on_probs=st.booleans(),
 )

@@ -196,7 +196,7 @@ def _fast_stats(config, x, targets, z, cap):
   parts = targets._replace(
     t=_split(config, targets.t), class_weights=_split(config, targets.class_weights)
   )
-  rows = _rows(config.pieces)
+  rows = _common.row_axes(config.pieces)
   # tanh is increasing: the capped max of the raw logits is the max of the capped ones.
   lse = fast_lse(zp, _capped(config, row_max(xp, config.pieces), cap), config.pieces)
   checked = lse + range_nan(config.pieces, targets.t)
@@ -208,16 +208,8 @@ def _fast_stats(config, x, targets, z, cap):
     # lambda lse^2 enters the row's sum as its first term (the others get + 0), so `lse`
     # is not needed outside the fused loop: an output of its own would split the loop in
     # two and, with a softcap, write the capped logits to memory (measured: 1.5x, 3.4x).
-    first = jnp.zeros(zp.shape[-1], zp.dtype).at[0].set(1)
-    if config.pieces > 1:
-      first = jnp.zeros(zp.shape[-2:], zp.dtype).at[0, 0].set(1)
-    terms = terms + first * (z * jnp.square(lse))[rows]
+    terms = terms + _common.first_term(zp, config.pieces) * (z * jnp.square(lse))[rows]
   return lse, _common.row_reduce(terms, config.pieces)
-
-
-def _rows(pieces: int):
-  """The index that broadcasts a ``[...]`` row statistic against rows or their pieces."""
-  return (..., None) if pieces == 1 else (..., None, None)
 
 
 def fast_lse(z, m, pieces: int) -> jax.Array:
@@ -226,7 +218,7 @@ def fast_lse(z, m, pieces: int) -> jax.Array:
   Guard-free: not finite only for a NaN or infinite max, where the caller takes its
   guarded formula.
   """
-  return m + jnp.log(_common.row_reduce(jnp.exp(z - m[_rows(pieces)]), pieces))
+  return m + jnp.log(_common.row_reduce(jnp.exp(z - m[_common.row_axes(pieces)]), pieces))
 
 
 def range_nan(pieces: int, t) -> jax.Array:
@@ -534,7 +526,7 @@ def _probs_row_losses(p, targets):
   nan = range_nan(pieces, targets.t) + (root - root)
   q = coefficients(parts, num_classes, check_range=False)
   # max(log 0, -100) = -100, torch's clamp.
-  log_p = jnp.maximum(jnp.log(pp), -100.0) + (pp - pp) + nan[_rows(pieces)]
+  log_p = jnp.maximum(jnp.log(pp), -100.0) + (pp - pp) + nan[_common.row_axes(pieces)]
   return -_common.row_reduce(q * log_p, pieces)
 
 

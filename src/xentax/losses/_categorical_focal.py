@@ -179,7 +179,7 @@ def _fast_stats(power, x, targets, gamma):
   lse = _categorical.fast_lse(z, _categorical.row_max(z, pieces), pieces)
   checked = lse + _categorical.range_nan(pieces, targets.t)
   q = _categorical.coefficients(parts, num_classes, check_range=False)
-  log_p = z - (checked[..., None] if pieces == 1 else checked[..., None, None])
+  log_p = z - checked[_common.row_axes(pieces)]
   losses = _common.row_reduce(q * _modulator(-jnp.expm1(log_p), gamma, power) * -log_p, pieces)
   return lse, losses
 

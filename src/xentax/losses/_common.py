@@ -224,6 +224,19 @@ def split_rows(x, pieces: int):
   return x.reshape(*x.shape[:-1], pieces, x.shape[-1] // pieces)
 
 
+def row_axes(pieces: int):
+  """The index that broadcasts a ``[...]`` row statistic against rows or their pieces."""
+  return (..., None) if pieces == 1 else (..., None, None)
+
+
+def first_term(rows, pieces: int):
+  """Ones at each row's first entry, zeros elsewhere, shaped like the trailing axes of
+  ``rows`` (``[C]``, or ``[P, C / P]`` for pieces): adds a per-row term inside a fused row
+  sum without a select."""
+  shape = rows.shape[-1:] if pieces == 1 else rows.shape[-2:]
+  return jnp.zeros(shape, rows.dtype).at[(0,) * len(shape)].set(1)
+
+
 def row_reduce(values, pieces: int, reduce=jnp.sum):
   """Row sums (or another ``reduce``) of ``values``: ``[..., C]``, or the ``[..., P, C / P]``
   pieces of :func:`split_rows` when ``P > 1``.

@@ -301,19 +301,16 @@ def _smoothed_losses(config, x, labels, valid, bad, class_weights, eps, z, cap):
   """
   num_classes = x.shape[-1]
   pieces = _common.row_pieces(num_classes)
-  rows = (..., None) if pieces == 1 else (..., None, None)
+  rows = _common.row_axes(pieces)
   target = _capped(jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0], cap)
   zp = _capped(_common.split_rows(x, pieces), cap)
   lse = target + jnp.log(_common.row_reduce(jnp.exp(zp - target[rows]), pieces))
   terms = config.terms(labels, class_weights, eps, z)
   head = terms.loss(lse, target, jnp.zeros_like(lse))
-  first = jnp.zeros(zp.shape[-1], zp.dtype).at[0].set(1)
-  if pieces > 1:
-    first = jnp.zeros(zp.shape[-2:], zp.dtype).at[0, 0].set(1)
   smooth = (eps / num_classes) * zp
   if class_weights is not None:
     smooth = smooth * _common.split_rows(class_weights, pieces)
-  return _common.row_reduce(first * head[rows] - smooth, pieces)
+  return _common.row_reduce(_common.first_term(zp, pieces) * head[rows] - smooth, pieces)
 
 
 @functools.partial(_logits_losses.defjvp, symbolic_zeros=True)
