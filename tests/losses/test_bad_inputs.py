@@ -218,6 +218,32 @@ def test_nan_in_a_dropped_example_does_not_leak(loss, reduction):
   assert (grad[0] == 0).all()
 
 
+@pytest.mark.parametrize("value", [np.nan, -np.inf, np.inf])
+@pytest.mark.parametrize("loss", [k for k in LOSSES if not k.startswith("binary")])
+def test_option_gradients_ignore_a_dropped_example_holding_nan_or_inf(loss, value):
+  """Reverse mode, every float option on and traced: a dropped example's NaN or infinite
+  scores change no gradient (a zero cotangent times a NaN statistic once made the options'
+  gradients NaN). With a softcap, also without it (the cap makes an infinite logit finite)."""
+  fn, scores, labels, every = LOSSES[loss]
+  where = np.arange(N) != 0
+  dirty = np.array(scores)
+  dirty[0] = value
+  option_sets = [every] + (
+    [tuple(k for k in every if k != "softcap")] if "softcap" in every else []
+  )
+  for names in option_sets:
+    options = [jnp.asarray(GOOD[k], jnp.float64) for k in names]
+
+    def f(s, *values, names=names):
+      kw = dict(zip(names, values, strict=True))
+      return fn(s, labels, where=where, reduction="sum", **kw)
+
+    grads = jax.grad(f, argnums=tuple(range(len(names) + 1)))
+    got, want = grads(jnp.asarray(dirty), *options), grads(jnp.asarray(scores), *options)
+    for name, g, w in zip(("scores", *names), got, want, strict=True):
+      np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15, err_msg=f"{name} of {names}")
+
+
 def test_nan_label_in_an_ignored_example_does_not_leak():
   z = jnp.asarray(LOGITS).at[1].set(-jnp.inf)
   y = LABELS.copy()

@@ -189,7 +189,9 @@ def _kl_per_example_jvp(primals, tangents):
     if not isinstance(dx, _SymbolicZero):
       tangent = tangent + jnp.sum(g * dx, axis=-1) * inv
   if not isinstance(d_inv, _SymbolicZero):
-    # d/d(1/T) = sum_c G x; a -inf logit has G = 0 there (0 * inf = 0).
+    # d/d(1/T) = sum_c G x; a -inf logit has G = 0 there (0 * inf = 0), and a dropped
+    # row's logits (NaN, say) are zeroed first.
+    s, t = _zero_dropped(s, keep), _zero_dropped(t, keep)
     scaled = _common.safe_mul(g_s, s) + _common.safe_mul(g_t, t)
     tangent = tangent + jnp.sum(scaled, axis=-1) * d_inv
   return kl, tangent
@@ -411,6 +413,9 @@ def jensen_shannon_divergence_with_logits(
   elif isinstance(beta, int | float) and beta == 1:
     losses = kl_per_example(t, s, inv, keep)  # reverse KL(Q || P), Liger's beta = 1
   else:
+    # Dropped rows zeroed before the scaling: their zero cotangent times a NaN or infinite
+    # logit would make the temperature's gradient NaN.
+    s, t = _zero_dropped(s, keep), _zero_dropped(t, keep)
     losses = _jsd_per_example(s * inv, t * inv, jnp.asarray(beta, s.dtype), keep)
   weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, s.dtype)
   return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)

@@ -331,10 +331,15 @@ def _logits_losses_jvp(config, primals, tangents):
   t_options = (t_class_weights, t_eps, t_z)
   if not all(_common.is_symbolic_zero(t) for t in t_options):
     # Tangents of the options (rarely needed: meta-learning class weights, say), with
-    # the logits' statistics held fixed.
+    # the logits' statistics held fixed. Dropped rows' statistics are zeroed first: their
+    # masked cotangent times a NaN or infinite statistic would otherwise be NaN.
+    kept_x = jnp.where(valid[..., None], x, jnp.zeros_like(x))
+    kept_lse = jnp.where(valid, lse, jnp.zeros_like(lse))
+    kept_target = jnp.where(valid, target, jnp.zeros_like(target))
+
     def from_options(class_weights, eps, z):
       return _losses_from_stats(
-        config, x, lse, target, labels, valid, bad, class_weights, eps, z, cap
+        config, kept_x, kept_lse, kept_target, labels, valid, bad, class_weights, eps, z, cap
       )
 
     # An option left out (class_weights=None) has no tangent at all.
@@ -475,7 +480,8 @@ def sparse_categorical_cross_entropy(
   p_y = jnp.take_along_axis(p, inputs.labels[..., None], axis=-1)[..., 0]
   p_y = jnp.where(inputs.valid, p_y, jnp.ones_like(p_y))
   # A NaN anywhere in the row (not only at the target) makes the example NaN.
-  row_bad = jnp.any(bad_probs | jnp.isnan(p), axis=-1)
+  # Dropped rows stay out: a NaN there would reach the class weights' gradient (0 * NaN).
+  row_bad = jnp.any(bad_probs | jnp.isnan(p), axis=-1) & inputs.valid
   p_y = p_y + _common.nan_where(inputs.bad | row_bad, p_y.dtype)
   losses = -_common.clamped_log(p_y)
   if inputs.target_weight is not None:
