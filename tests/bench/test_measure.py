@@ -1,5 +1,7 @@
 """Measuring compiled functions (``xentax.bench._measure``): timing, memory, device."""
 
+import time
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -48,6 +50,7 @@ def test_time_side_by_side_times_each_function_on_its_own_inputs():
     warmup=1,
     compile_seconds={"a": 0.5},
     max_spread=None,
+    min_sample_s=0,
   )
   assert set(timings) == {"a", "b"}
   assert timings["a"].repeats == 3 and timings["a"].compile_s == 0.5
@@ -69,8 +72,27 @@ def test_noisy_timings_are_remeasured_and_then_warned_about():
       return jnp.zeros(())
 
   with pytest.warns(bench.BenchWarning, match="too noisy"):
-    timings = bench.time_side_by_side({"noisy": Noisy()}, [()], repeats=4, max_spread=0.5)
+    timings = bench.time_side_by_side(
+      {"noisy": Noisy()}, [()], repeats=4, max_spread=0.5, min_sample_s=0
+    )
   assert timings["noisy"].repeats == 8  # re-measured with twice the repeats
+
+
+def test_short_calls_are_timed_in_groups_and_reported_per_call():
+  calls = []
+
+  def sleeper():
+    calls.append(1)
+    time.sleep(0.002)
+    return jnp.zeros(())
+
+  timings = bench.time_side_by_side(
+    {"f": sleeper}, [()], repeats=3, warmup=1, max_spread=None, min_sample_s=0.02
+  )
+  group = timings["f"].calls
+  assert 1 < group <= 10  # ceil(20 ms / the warm-up call's 2 ms or more)
+  assert len(calls) == 1 + 3 * (1 + group)  # warm-up, then (untimed + a group) per repeat
+  assert 0.002 <= timings["f"].median_s < 0.02  # per call, not per group
 
 
 def test_peak_device_bytes_is_an_int_or_unknown():

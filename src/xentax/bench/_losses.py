@@ -375,6 +375,7 @@ def run(
                 "median_s": timing.median_s,
                 "spread": timing.spread,
                 "repeats": timing.repeats,
+                "calls_per_sample": timing.calls,
                 # Median of the per-round ratios (each round times every implementation
                 # back to back), and their range: robust to drift on a shared machine.
                 "ratio": statistics.median(ratios),

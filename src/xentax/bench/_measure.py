@@ -9,6 +9,9 @@ Design notes:
   * Inputs are rotated between a few copies so that no cache can serve a repeat, and each
     timed call follows an untimed call of the same function, so one implementation's
     allocations do not slow down the next one's timed call.
+  * A call shorter than ``min_sample_s`` is timed as several calls back to back (dispatched
+    asynchronously, one wait at the end), so a sub-millisecond loss is measured by its
+    throughput rather than by the jitter of one dispatch and wake-up.
   * Memory comes from ``compiled.memory_analysis()`` (exact temporaries, also on CPU, also
     without running) and, where the backend has it, ``device.memory_stats()``.
 """
@@ -16,6 +19,7 @@ Design notes:
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 import statistics
 import time
@@ -27,6 +31,9 @@ import jaxlib
 
 # A spread ((max - min) / median) above this makes a ratio untrustworthy: re-measure once.
 MAX_SPREAD = 1.0
+# Calls shorter than this are timed in groups of back-to-back calls (at most MAX_CALLS).
+MIN_SAMPLE_S = 0.02
+MAX_CALLS = 64
 
 
 class BenchWarning(UserWarning):
@@ -42,7 +49,8 @@ class Timing:
   min_s: float
   max_s: float
   repeats: int
-  samples: tuple[float, ...] = ()  # the timed calls, in round order
+  samples: tuple[float, ...] = ()  # seconds per call of each sample, in round order
+  calls: int = 1  # back-to-back calls per sample
 
   def ratios_to(self, baseline: Timing) -> list[float]:
     """Per-round ratios to ``baseline`` (timed in the same rounds, interleaved)."""
@@ -102,6 +110,7 @@ def time_side_by_side(
   warmup: int = 1,
   compile_seconds: dict[str, float] | None = None,
   max_spread: float | None = MAX_SPREAD,
+  min_sample_s: float = MIN_SAMPLE_S,
 ) -> dict[str, Timing]:
   """Time several compiled functions on the same inputs, interleaved repeat by repeat.
 
@@ -117,20 +126,29 @@ def time_side_by_side(
     warmup: untimed calls per function first.
     compile_seconds: name -> compile time, copied into the timings.
     max_spread: re-measure above this spread (None: never).
+    min_sample_s: a function whose last warm-up call took less is timed as
+      ``ceil(min_sample_s / t)`` calls back to back per sample (at most ``MAX_CALLS``; 0:
+      always one call). Each sample is then the group's time over its number of calls.
 
   Returns:
     name -> :class:`Timing`.
   """
   if not isinstance(arg_sets, dict):
     arg_sets = {name: arg_sets for name in compiled}
+  calls = {}
   for name, fn in compiled.items():
+    elapsed = float("inf")
     for i in range(warmup):
+      start = time.perf_counter()
       jax.block_until_ready(fn(*arg_sets[name][i % len(arg_sets[name])]))
-  timings = _timings(_samples(compiled, arg_sets, repeats), compile_seconds or {})
+      elapsed = time.perf_counter() - start
+    calls[name] = _calls_per_sample(elapsed, min_sample_s)
+  timings = _timings(_samples(compiled, arg_sets, repeats, calls), compile_seconds or {}, calls)
   if max_spread is None or repeats < 2:
     return timings
   if any(t.spread > max_spread for t in timings.values()):
-    timings = _timings(_samples(compiled, arg_sets, 2 * repeats), compile_seconds or {})
+    samples = _samples(compiled, arg_sets, 2 * repeats, calls)
+    timings = _timings(samples, compile_seconds or {}, calls)
     noisy = {name: t.spread for name, t in timings.items() if t.spread > max_spread}
     if noisy:
       spreads = ", ".join(f"{name} {spread:.0%}" for name, spread in noisy.items())
@@ -143,7 +161,13 @@ def time_side_by_side(
   return timings
 
 
-def _samples(compiled, arg_sets, repeats) -> dict[str, list[float]]:
+def _calls_per_sample(elapsed: float, min_sample_s: float) -> int:
+  if not elapsed > 0:
+    return MAX_CALLS
+  return max(1, min(MAX_CALLS, math.ceil(min_sample_s / elapsed)))
+
+
+def _samples(compiled, arg_sets, repeats, calls) -> dict[str, list[float]]:
   samples = {name: [] for name in compiled}
   for r in range(repeats):
     names = list(compiled) if r % 2 == 0 else list(reversed(compiled))
@@ -153,12 +177,14 @@ def _samples(compiled, arg_sets, repeats) -> dict[str, list[float]]:
       # (a neighbour that freed a large buffer, say) does not land in this one's time.
       jax.block_until_ready(compiled[name](*args))
       start = time.perf_counter()
-      jax.block_until_ready(compiled[name](*args))
-      samples[name].append(time.perf_counter() - start)
+      for _ in range(calls[name]):
+        out = compiled[name](*args)
+      jax.block_until_ready(out)
+      samples[name].append((time.perf_counter() - start) / calls[name])
   return samples
 
 
-def _timings(samples, compile_seconds) -> dict[str, Timing]:
+def _timings(samples, compile_seconds, calls) -> dict[str, Timing]:
   return {
     name: Timing(
       compile_s=compile_seconds.get(name, float("nan")),
@@ -167,6 +193,7 @@ def _timings(samples, compile_seconds) -> dict[str, Timing]:
       max_s=max(times),
       repeats=len(times),
       samples=tuple(times),
+      calls=calls[name],
     )
     for name, times in samples.items()
   }
