@@ -529,8 +529,10 @@ def sparse_categorical_focal_loss_with_logits(
     \ell_n = (1 - \epsilon) w_{y} (1 - p_{y})^{\gamma} (-\log p_{y})
       + \frac{\epsilon}{C} \sum_c w_c (1 - p_c)^{\gamma} (-\log p_c)
 
-  which is the smoothed cross-entropy for ``gamma = 0``. ``log(1 - p_c)`` is exact for
-  every class (the largest class's from the log-sum-exp of the others).
+  which is the smoothed cross-entropy for ``gamma = 0``. The smoothing sum takes
+  ``log(1 - p_c) = log1p(-p_c)`` with ``p_c`` clipped just below 1: only a class whose
+  probability rounds to 1 is affected, and its term is then below ``w_c 2^-24`` in float32
+  (the exact, guarded form takes over where a term is infinite).
 
   Gradient: ``d l / d z_c = w_y (p_c - [c = y]) (1 - p_y)^(g - 1) ((1 - p_y) - g p_y log p_y)``,
   which for ``g = 0`` is the cross-entropy's ``w_y (p_c - [c = y])``; with smoothing,
@@ -585,16 +587,11 @@ def sparse_categorical_focal_loss_with_logits(
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
   if not _common.is_static_zero(label_smoothing):
-    x = _sanitize_logits(inputs)
-    if cap is not None:
-      x = _softcap_autodiff(x, cap)
-    lse = _common.logsumexp(x)
-    eps = jnp.asarray(label_smoothing, x.dtype)
-    per_class = focal_scale(lse[..., None] - x, _log1m_softmax(x, lse), gamma)
-    if inputs.class_weights is not None:
-      per_class = _common.safe_mul(inputs.class_weights, per_class)
+    eps = jnp.asarray(label_smoothing, inputs.scores.dtype)
+    smoothing = _focal_class_sum(inputs, cap, gamma)
     # safe_mul: with eps == 0 an infinite class term must not turn 0 * inf into NaN.
-    losses = (1 - eps) * losses + _common.safe_mul(eps / x.shape[-1], jnp.sum(per_class, -1))
+    num_classes = inputs.scores.shape[-1]
+    losses = (1 - eps) * losses + _common.safe_mul(eps / num_classes, smoothing)
   return _common.reduce_losses(
     losses,
     valid=inputs.valid,
@@ -698,6 +695,55 @@ def _softcap_autodiff_jvp(primals, tangents):
   t_x, t_cap = tangents
   d_x, d_cap = softcap_derivatives(x, cap)
   return softcap(x, cap), d_x * t_x + d_cap * t_cap
+
+
+def _focal_class_sum(inputs: SparseInputs, cap, gamma) -> jax.Array:
+  """``sum_c w_c (1 - p_c)^gamma (-log p_c)`` per example, the focal loss's smoothing sum.
+
+  In the common case one guard-free elementwise pass after the log-sum-exp
+  (:func:`_focal_class_sum_fast`); a kept row where that is not finite (an infinite class
+  term, or a zero class weight against it) sends the batch to the exact, guarded form.
+  """
+  x = _sanitize_logits(inputs)
+  if cap is not None:
+    x = _softcap_autodiff(x, cap)
+  lse = _common.logsumexp(x)
+  weights = inputs.class_weights
+  fast = _focal_class_sum_fast(x, lse, gamma, weights)
+  finite = jnp.isfinite(fast) | ~inputs.valid | inputs.bad
+
+  def guarded():
+    per_class = focal_scale(lse[..., None] - x, _log1m_softmax(x, lse), gamma)
+    if weights is not None:
+      per_class = _common.safe_mul(weights, per_class)
+    return jnp.sum(per_class, -1)
+
+  return lax.cond(jnp.all(finite), lambda: fast, guarded)
+
+
+def _focal_class_sum_fast(x, lse, gamma, weights) -> jax.Array:
+  """:func:`_focal_class_sum` without a compare or select per class (on XLA:CPU a select
+  inside the fused reduction made it 5-6x slower: ``[1024, 32768]``, 240 vs 36 ms).
+
+  ``p_c`` is clipped below 1 (at ``1 - epsneg``), so ``log1p(-p_c)`` and its derivative stay
+  finite. That changes only a class whose probability rounds to 1, the row's largest, whose
+  term ``(1 - p)^gamma (-log p)`` is then below ``2^-24`` (float32; ``2^-53`` in float64)
+  anyway. ``-log p_c`` enters the modulator's derivative clipped at the largest float, so
+  ``0 * inf`` cannot arise there; an infinite term is left infinite (the caller's guard).
+  """
+  dtype = x.dtype
+  finfo = jnp.finfo(dtype)
+  ce = lse[..., None] - x
+  p = jnp.exp(-ce)
+  log_1mp = jnp.log1p(-jnp.minimum(p, 1 - finfo.epsneg))
+  modulator = jnp.exp(jnp.asarray(gamma, dtype) * log_1mp)
+  frozen = jax.lax.stop_gradient(modulator)
+  # The weights multiply the cross-entropy term first: weighting the whole product made the
+  # fused loop 2.6x slower on XLA:CPU ([1024, 32768]: 78 vs 30 ms).
+  weighted = ce if weights is None else weights * ce
+  # Value: modulator * w ce. Gradient: modulator * d(w ce) + min(w ce, max) * d modulator.
+  per_class = frozen * weighted + (modulator - frozen) * jnp.minimum(weighted, finfo.max)
+  return jnp.sum(per_class, -1)
 
 
 def _log1m_softmax(x, lse) -> jax.Array:
