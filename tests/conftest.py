@@ -18,6 +18,10 @@ import tempfile
 
 import jax
 
+# LLVM's optimisation of the compiled kernels is much of a small program's compile time, and
+# no test times anything: level 0 took 11% off the categorical and sparse loss tests (95 ->
+# 85 s). Set before the first computation initialises the CPU backend.
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_enable_x64", True)
 
