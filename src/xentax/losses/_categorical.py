@@ -165,11 +165,6 @@ def prepare_logits(
   return LogitsInputs(x, Targets(t, eps, class_weights, nan), valid, sample_weight)
 
 
-def row_max(z, pieces: int) -> jax.Array:
-  """``[...]``: each row's max, for rows ``z`` (or their pieces, :func:`_common.split_rows`)."""
-  return lax.stop_gradient(_common.row_reduce(z, pieces, jnp.max))
-
-
 class _Config(NamedTuple):
   z_loss: bool  # the z-loss term is on
   softcap: bool  # logits are soft-capped (the cap itself is an array argument)
@@ -198,7 +193,9 @@ def _fast_stats(config, x, targets, z, cap):
   )
   rows = _common.row_axes(config.pieces)
   # tanh is increasing: the capped max of the raw logits is the max of the capped ones.
-  lse = fast_lse(zp, _capped(config, row_max(xp, config.pieces), cap), config.pieces)
+  lse = _common.fast_lse(
+    zp, _capped(config, _common.row_max(xp, config.pieces), cap), config.pieces
+  )
   checked = lse + range_nan(config.pieces, targets.t)
   q = coefficients(parts, x.shape[-1], check_range=False)
   # `checked - z`, not `log E - (z - m)`: no subexpression shared with the exp-sum, which
@@ -210,15 +207,6 @@ def _fast_stats(config, x, targets, z, cap):
     # two and, with a softcap, write the capped logits to memory (measured: 1.5x, 3.4x).
     terms = terms + _common.first_term(zp, config.pieces) * (z * jnp.square(lse))[rows]
   return lse, _common.row_reduce(terms, config.pieces)
-
-
-def fast_lse(z, m, pieces: int) -> jax.Array:
-  """``m + log(sum(exp(z - m)))`` per row of ``z`` (or of its pieces), ``m`` the row max.
-
-  Guard-free: not finite only for a NaN or infinite max, where the caller takes its
-  guarded formula.
-  """
-  return m + jnp.log(_common.row_reduce(jnp.exp(z - m[_common.row_axes(pieces)]), pieces))
 
 
 def range_nan(pieces: int, t) -> jax.Array:

@@ -176,7 +176,7 @@ def _fast_stats(power, x, targets, gamma):
     class_weights=_common.split_rows(targets.class_weights, pieces),
   )
 
-  lse = _categorical.fast_lse(z, _categorical.row_max(z, pieces), pieces)
+  lse = _common.fast_lse(z, _common.row_max(z, pieces), pieces)
   checked = lse + _categorical.range_nan(pieces, targets.t)
   q = _categorical.coefficients(parts, num_classes, check_range=False)
   log_p = z - checked[_common.row_axes(pieces)]

@@ -249,6 +249,20 @@ def row_reduce(values, pieces: int, reduce=jnp.sum):
   return reduce(lax.optimization_barrier(reduce(values, axis=-1)), axis=-1)
 
 
+def row_max(z, pieces: int) -> jax.Array:
+  """``[...]``: each row's max, for rows ``z`` (or their pieces, :func:`split_rows`)."""
+  return lax.stop_gradient(row_reduce(z, pieces, jnp.max))
+
+
+def fast_lse(z, m, pieces: int) -> jax.Array:
+  """``m + log(sum(exp(z - m)))`` per row of ``z`` (or of its pieces), ``m`` the row max.
+
+  Guard-free: not finite only for a NaN or infinite max, where the caller takes its
+  guarded formula.
+  """
+  return m + jnp.log(row_reduce(jnp.exp(z - m[row_axes(pieces)]), pieces))
+
+
 def mask_rows(values, valid):
   """Zero the dropped rows of ``[...]`` values or ``[..., C]`` rows (``valid`` None: all kept)."""
   if valid is None:

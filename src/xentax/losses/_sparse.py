@@ -333,9 +333,7 @@ def _logits_losses_jvp(config, primals, tangents):
     # Tangents of the options (rarely needed: meta-learning class weights, say), with
     # the logits' statistics held fixed. Dropped rows' statistics are zeroed first: their
     # masked cotangent times a NaN or infinite statistic would otherwise be NaN.
-    kept_x = jnp.where(valid[..., None], x, jnp.zeros_like(x))
-    kept_lse = jnp.where(valid, lse, jnp.zeros_like(lse))
-    kept_target = jnp.where(valid, target, jnp.zeros_like(target))
+    kept_x, kept_lse, kept_target = (_common.mask_rows(v, valid) for v in (x, lse, target))
 
     def from_options(class_weights, eps, z):
       return _losses_from_stats(
@@ -720,8 +718,7 @@ def _fast_focal_class_sum(x, gamma, weights, ignored) -> jax.Array:
   """
   pieces = _common.row_pieces(x.shape[-1])
   z = _common.split_rows(x, pieces)
-  m = _common.row_reduce(z, pieces, jnp.max)[_common.row_axes(pieces)]
-  lse = m + jnp.log(_common.row_reduce(jnp.exp(z - m), pieces))[_common.row_axes(pieces)]
+  lse = _common.fast_lse(z, _common.row_max(z, pieces), pieces)[_common.row_axes(pieces)]
   terms = _focal_class_terms(z, lse, gamma, _common.split_rows(weights, pieces))
   fast = _common.row_reduce(terms, pieces)
   finite = jnp.all(jnp.isfinite(fast) | ignored)
@@ -732,20 +729,16 @@ def _fast_focal_class_sum(x, gamma, weights, ignored) -> jax.Array:
 def _fast_focal_class_sum_jvp(primals, tangents):
   # Only the inputs with a tangent enter the exact form's jvp: a zero tangent for gamma or
   # the weights, instantiated, would cost a pass over [..., C] of its own.
-  args = list(primals[:3])
-  moving = [
-    i for i, t in enumerate(tangents[:3]) if args[i] is not None and not _common.is_symbolic_zero(t)
-  ]
+  primals, tangents = primals[:3], tangents[:3]
+  moving = [i for i, t in enumerate(tangents) if not _common.is_symbolic_zero(t)]
 
   def exact(*values):
+    args = list(primals)
     for i, value in zip(moving, values, strict=True):
       args[i] = value
     return _exact_focal_class_sum(*args)
 
-  if not moving:
-    value = _exact_focal_class_sum(*args)
-    return value, jnp.zeros_like(value)
-  return jax.jvp(exact, [args[i] for i in moving], [tangents[i] for i in moving])
+  return jax.jvp(exact, [primals[i] for i in moving], [tangents[i] for i in moving])
 
 
 def _focal_class_terms(z, lse, gamma, weights) -> jax.Array:
