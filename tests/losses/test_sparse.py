@@ -705,3 +705,45 @@ def test_softcap_with_smoothing_in_one_fused_loop_matches_reference(num_classes)
   got = np.asarray(f(z))
   assert got[3] == 0 and got[4] == 0 and np.isnan(got[5])
   np.testing.assert_allclose(got[:3], want[:3], rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gradient_is_the_same_with_kept_or_recomputed_exponentials(name, dtype, monkeypatch):
+  # Small logits keep their exponentials for the backward pass; large ones recompute them
+  # there. Both must give the closed-form gradient, with a logit gap beyond exp overflow
+  # (row 1) and a dropped row holding NaN and +inf (row 0), which contributes nothing.
+  from xentax.losses import _common
+
+  z, y = _logits((12, 5)), _labels(12, 5)
+  z[1, (y[1] + 1) % 5] = 1000.0
+  options = dict(OPTIONS[name])
+  where = np.asarray(options.pop("where", np.ones(12, bool))).copy()
+  where[0] = False
+  z[0, :2] = [np.nan, np.inf]
+  z = z.astype(dtype)
+
+  def f(z):
+    return xentax.sparse_categorical_cross_entropy_with_logits(z, y, where=where, **options)
+
+  clean = z.copy()
+  clean[0] = 0.0
+  want = xentax.gradcheck.logits_grad(
+    "sparse_categorical_cross_entropy_with_logits",
+    clean.astype(np.float64),
+    y,
+    where=where,
+    **options,
+  )
+  kept = jax.grad(f)(z)
+  tangent = np.random.default_rng(2).normal(size=z.shape).astype(dtype)
+  kept_jvp = jax.jvp(f, (z,), (tangent,))[1]
+  monkeypatch.setattr(_common, "KEEP_EXP_MAX_ENTRIES", 0)
+  jax.clear_caches()
+  recomputed = jax.grad(f)(z)
+  recomputed_jvp = jax.jvp(f, (z,), (tangent,))[1]
+  for grad in (kept, recomputed):
+    np.testing.assert_allclose(grad, want, **tol(dtype))
+    assert np.all(grad[0] == 0)
+  np.testing.assert_allclose(kept_jvp, recomputed_jvp, **tol(dtype))
+  np.testing.assert_allclose(kept_jvp, np.sum(want * tangent), **tol(dtype))

@@ -179,8 +179,9 @@ def _capped(config, x, cap):
   return cap * jnp.tanh(x / cap) if config.softcap else x
 
 
-def _fast_stats(config, x, targets, z, cap):
-  """``(lse, loss)`` per row in guard-free row reductions (module notes).
+def _fast_stats(config, x, targets, z, cap, lse=None):
+  """``(lse, loss)`` per row in guard-free row reductions (module notes); ``lse`` given
+  (unsplit, uncapped rows) skips its own reductions.
 
   ``loss = sum(q (lse - z)) + lambda lse^2`` is NaN for ``0 * -inf`` and, through
   :func:`range_nan`, in a row with a target outside [0, 1] (or NaN). The caller falls back
@@ -193,9 +194,10 @@ def _fast_stats(config, x, targets, z, cap):
   )
   rows = _common.row_axes(config.pieces)
   # tanh is increasing: the capped max of the raw logits is the max of the capped ones.
-  lse = _common.fast_lse(
-    zp, _capped(config, _common.row_max(xp, config.pieces), cap), config.pieces
-  )
+  if lse is None:
+    lse = _common.fast_lse(
+      zp, _capped(config, _common.row_max(xp, config.pieces), cap), config.pieces
+    )
   checked = lse + range_nan(config.pieces, targets.t)
   q = coefficients(parts, x.shape[-1], check_range=False)
   # `checked - z`, not `log E - (z - m)`: no subexpression shared with the exp-sum, which
@@ -246,15 +248,15 @@ def fast_or_guarded(fast, guarded, valid):
   return lax.cond(jnp.all(finite), lambda: fast, guarded)
 
 
-def _stats(config, x, targets, valid, z, cap):
-  """``(lse, loss)`` per row (0 for dropped rows): the fast form, or the guarded one if a
-  kept row is not finite."""
+def _stats(config, x, targets, valid, z, cap, lse=None):
+  """``(lse, loss)`` per row (0 for dropped rows): the fast form (from ``lse`` when given),
+  or the guarded one if a kept row is not finite."""
 
   def guarded():
     lse, ce = _guarded_stats(config, x, targets, valid, cap)
     return lse, ce + z * jnp.square(lse) if config.z_loss else ce
 
-  lse, losses = fast_or_guarded(_fast_stats(config, x, targets, z, cap), guarded, valid)
+  lse, losses = fast_or_guarded(_fast_stats(config, x, targets, z, cap, lse), guarded, valid)
   return lse, _common.mask_rows(losses, valid)
 
 
@@ -278,10 +280,19 @@ def _logits_losses(config, x, targets, valid, z, cap):
 def _logits_losses_jvp(config, primals, tangents):
   x, targets, valid, z, cap = primals
   t_x, t_targets, _, t_z, t_cap = tangents
-  lse, losses = _stats(config, x, targets, valid, z, cap)
+  keep_exp = not config.softcap and config.pieces == 1 and _common.keeps_exp(x, t_x)
+  if keep_exp:
+    lse, exp_shifted, exp_sum = _common.lse_keeping_exp(x)
+    lse, losses = _stats(config, x, targets, valid, z, cap, lse)
+  else:
+    lse, losses = _stats(config, x, targets, valid, z, cap)
   t_losses = jnp.zeros_like(losses)
   t_cap = None if not config.softcap or _common.is_symbolic_zero(t_cap) else t_cap
-  if not _common.is_symbolic_zero(t_x) or t_cap is not None:
+  if keep_exp:
+    t_losses = t_losses + _logit_grad_dot_kept(
+      config, exp_shifted, exp_sum, t_x, targets, lse, valid, z
+    )
+  elif not _common.is_symbolic_zero(t_x) or t_cap is not None:
     grad_dot = jax.checkpoint(functools.partial(_logit_grad_dot, config))
     t_x = jnp.zeros_like(x) if _common.is_symbolic_zero(t_x) else t_x
     t_losses = t_losses + grad_dot(x, t_x, targets, lse, valid, z, cap, t_cap)
@@ -323,6 +334,20 @@ def _logit_grad_dot(config, x, t_x, targets, lse, valid, z, cap, t_cap):
   if t_cap is not None:
     out = out + jnp.sum(_common.mask_rows(grad * d_cap, valid), axis=-1) * t_cap
   return out
+
+
+def _logit_grad_dot_kept(config, exp_shifted, exp_sum, t_x, targets, lse, valid, z):
+  """:func:`_logit_grad_dot` (no softcap) from kept exponentials: ``G = a p - q`` with
+  ``p = exp_shifted / exp_sum`` and ``a = sum(q) + 2 lambda lse`` per row, so that reverse
+  mode forms ``d logits`` from the kept exponentials and ``q`` in one multiply pass."""
+  q = coefficients(targets)
+  coef = jnp.sum(q, axis=-1)  # NaN for a row with a bad target: so is its gradient
+  if config.z_loss:
+    coef = coef + 2 * z * lse
+  # Dropped rows may hold NaN or +inf (exponentials NaN or inf): zeroed by selecting, in
+  # the rows and the coefficients (an all -inf dropped row has exp_sum = 0).
+  kept_exp, coef, q = (_common.mask_rows(v, valid) for v in (exp_shifted, coef / exp_sum, q))
+  return coef * jnp.sum(kept_exp * t_x, axis=-1) - jnp.sum(q * t_x, axis=-1)
 
 
 def categorical_cross_entropy_with_logits(

@@ -263,6 +263,39 @@ def fast_lse(z, m, pieces: int) -> jax.Array:
   return m + jnp.log(row_reduce(jnp.exp(z - m[row_axes(pieces)]), pieces))
 
 
+# Logits with at most this many entries are exponentiated once under differentiation and
+# the exponentials kept for the backward pass (at most 32 MiB in float32, the size of
+# ``d logits`` itself), instead of being recomputed there: on XLA:CPU the ``exp`` pass is
+# most of the cost once the logits fit in cache. Measured, sparse value-and-grad against
+# optax at [256, 4096]: 2.1x recomputing, 1.0x keeping; at [4096, 32768] recomputing is as
+# fast and needs no [..., C] residual.
+KEEP_EXP_MAX_ENTRIES = 2**23
+
+
+def keeps_exp(x, t_x) -> bool:
+  """Whether a loss's jvp rule keeps the exponentials of logits ``x`` (see above): a logit
+  tangent, logits in their compute dtype (bf16 logits would gain a float32 ``[..., C]``
+  residual) and at most :data:`KEEP_EXP_MAX_ENTRIES` entries."""
+  return (
+    not is_symbolic_zero(t_x)
+    and x.dtype == compute_dtype(x)
+    and x.size <= KEEP_EXP_MAX_ENTRIES
+  )
+
+
+def lse_keeping_exp(x):
+  """``(lse, exp(x - m), sum exp(x - m))`` per row, ``m`` the row max (zero where not
+  finite): :func:`logsumexp`, with its exponentials returned for the gradient."""
+  m = jnp.max(x, axis=-1)
+  m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+  exp_shifted = jnp.exp(x - m[..., None])
+  exp_sum = jnp.sum(exp_shifted, axis=-1)
+  empty = exp_sum == 0  # an all -inf row: lse is -inf; NaN stays NaN (test ==, not >)
+  lse = jnp.log(jnp.where(empty, jnp.ones_like(exp_sum), exp_sum)) + m
+  lse = jnp.where(empty, jnp.full_like(lse, -jnp.inf), lse)
+  return lse, exp_shifted, exp_sum
+
+
 def mask_rows(values, valid):
   """Zero the dropped rows of ``[...]`` values or ``[..., C]`` rows (``valid`` None: all kept)."""
   if valid is None:

@@ -317,11 +317,19 @@ def _smoothed_losses(config, x, labels, valid, bad, class_weights, eps, z, cap):
 def _logits_losses_jvp(config, primals, tangents):
   x, labels, valid, bad, class_weights, eps, z, cap = primals
   t_x, _, _, _, t_class_weights, t_eps, t_z, t_cap = tangents
-  lse, target = _stats(x, labels, cap)
   stats = (labels, valid, bad, class_weights, eps, z)
+  keep_exp = cap is None and _common.keeps_exp(x, t_x)
+  if keep_exp:
+    lse, target, exp_shifted, exp_sum = _stats_keeping_exp(x, labels)
+  else:
+    lse, target = _stats(x, labels, cap)
   losses = _losses_from_stats(config, x, lse, target, *stats, cap)
   t_losses = jnp.zeros_like(losses)
-  if not _common.is_symbolic_zero(t_x):
+  if keep_exp:
+    t_losses = t_losses + _logit_grad_dot_kept(
+      config, exp_shifted, exp_sum, t_x, lse, *stats
+    )
+  elif not _common.is_symbolic_zero(t_x):
     grad_dot = jax.checkpoint(functools.partial(_logit_grad_dot, config))
     t_losses = t_losses + grad_dot(x, t_x, lse, *stats, cap)
   if cap is not None and not _common.is_symbolic_zero(t_cap):
@@ -346,6 +354,43 @@ def _logits_losses_jvp(config, primals, tangents):
     )
     t_losses = t_losses + jax.jvp(from_options, options, t_options)[1]
   return losses, t_losses
+
+
+def _stats_keeping_exp(x, labels):
+  """``(lse, z[label], exp(x - m), sum exp(x - m))`` per row (:func:`._common.lse_keeping_exp`)."""
+  x = _up(x)
+  lse, exp_shifted, exp_sum = _common.lse_keeping_exp(x)
+  target = jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
+  return lse, target, exp_shifted, exp_sum
+
+
+def _logit_grad_dot_kept(
+  config, exp_shifted, exp_sum, t_x, lse, labels, valid, bad, class_weights, eps, z
+):
+  """:func:`_logit_grad_dot` from kept exponentials: ``G = a p - b onehot(y) - c w`` with
+  ``p = exp_shifted / exp_sum`` enters as per-row coefficients around three linear maps of
+  ``t_x`` (a row sum against the kept exponentials, a gather of the target, a row sum
+  against the class weights), so reverse mode writes ``d logits`` in one multiply pass
+  plus a scatter of the target term, with no per-entry compare."""
+  terms = config.terms(labels, class_weights, eps, z)
+  coef_p, coef_target, coef_weight = terms.grad_coefficients(jnp.ones_like(lse), lse)
+  coef_p = coef_p + _common.nan_where(bad, lse.dtype)  # bad labels: NaN gradient for the row
+  # Dropped rows may hold NaN or +inf (exponentials NaN or inf): zero them by selecting,
+  # in the rows and in the coefficients (an all -inf dropped row has exp_sum = 0).
+  kept_exp, coef_p, coef_target, coef_weight = (
+    _common.mask_rows(v, valid)
+    for v in (exp_shifted, coef_p / exp_sum, coef_target, coef_weight)
+  )
+  t_x = _up(t_x)
+  t_target = jnp.take_along_axis(t_x, labels[..., None], axis=-1)[..., 0]
+  t_losses = coef_p * jnp.sum(kept_exp * t_x, axis=-1) - coef_target * t_target
+  if config.smoothing:
+    if class_weights is None:
+      t_weighted = jnp.sum(t_x, axis=-1)
+    else:
+      t_weighted = jnp.dot(t_x, class_weights, precision=lax.Precision.HIGHEST)
+    t_losses = t_losses - coef_weight * t_weighted
+  return t_losses
 
 
 def _logit_grad(config, x, lse, labels, valid, bad, class_weights, eps, z, cap):
