@@ -277,9 +277,7 @@ def keeps_exp(x, t_x) -> bool:
   tangent, logits in their compute dtype (bf16 logits would gain a float32 ``[..., C]``
   residual) and at most :data:`KEEP_EXP_MAX_ENTRIES` entries."""
   return (
-    not is_symbolic_zero(t_x)
-    and x.dtype == compute_dtype(x)
-    and x.size <= KEEP_EXP_MAX_ENTRIES
+    not is_symbolic_zero(t_x) and x.dtype == compute_dtype(x) and x.size <= KEEP_EXP_MAX_ENTRIES
   )
 
 

@@ -326,9 +326,7 @@ def _logits_losses_jvp(config, primals, tangents):
   losses = _losses_from_stats(config, x, lse, target, *stats, cap)
   t_losses = jnp.zeros_like(losses)
   if keep_exp:
-    t_losses = t_losses + _logit_grad_dot_kept(
-      config, exp_shifted, exp_sum, t_x, lse, *stats
-    )
+    t_losses = t_losses + _logit_grad_dot_kept(config, exp_shifted, exp_sum, t_x, lse, *stats)
   elif not _common.is_symbolic_zero(t_x):
     grad_dot = jax.checkpoint(functools.partial(_logit_grad_dot, config))
     t_losses = t_losses + grad_dot(x, t_x, lse, *stats, cap)
@@ -378,8 +376,7 @@ def _logit_grad_dot_kept(
   # Dropped rows may hold NaN or +inf (exponentials NaN or inf): zero them by selecting,
   # in the rows and in the coefficients (an all -inf dropped row has exp_sum = 0).
   kept_exp, coef_p, coef_target, coef_weight = (
-    _common.mask_rows(v, valid)
-    for v in (exp_shifted, coef_p / exp_sum, coef_target, coef_weight)
+    _common.mask_rows(v, valid) for v in (exp_shifted, coef_p / exp_sum, coef_target, coef_weight)
   )
   t_x = _up(t_x)
   t_target = jnp.take_along_axis(t_x, labels[..., None], axis=-1)[..., 0]
