@@ -176,11 +176,27 @@ def _fast_stats(power, x, targets, gamma):
     class_weights=_common.split_rows(targets.class_weights, pieces),
   )
 
-  lse = _common.fast_lse(z, _common.row_max(z, pieces), pieces)
-  checked = lse + _categorical.range_nan(pieces, targets.t)
+  rows = _common.row_axes(pieces)
+  m = _common.row_max(z, pieces)
   q = _categorical.coefficients(parts, num_classes, check_range=False)
-  log_p = z - checked[_common.row_axes(pieces)]
-  losses = _common.row_reduce(q * _modulator(-jnp.expm1(log_p), gamma, power) * -log_p, pieces)
+  if pieces == 1:
+    # One exponential per entry, shared by both row reductions: XLA:CPU computes it once
+    # in the fused loop (an expm1 in the second reduction cost 1.28x the naive formula's
+    # time at [4096, 32768]; now 1.08x). 1 - e / E is as accurate as -expm1(z - lse): near
+    # p = 1 both carry the rounding of E (lse - m = log E); for small p neither cancels.
+    # Rows in pieces keep the expm1 (there a shared exponential was written out: 1.5x).
+    exp_shifted = jnp.exp(z - m[rows])
+    exp_sum = _common.row_reduce(exp_shifted, pieces)
+    lse = m + jnp.log(exp_sum)
+    checked = lse + _categorical.range_nan(pieces, targets.t)
+    one_minus_p = 1 - exp_shifted * (1 / exp_sum)[rows]
+    minus_log_p = checked[rows] - z
+  else:
+    lse = _common.fast_lse(z, m, pieces)
+    checked = lse + _categorical.range_nan(pieces, targets.t)
+    minus_log_p = checked[rows] - z
+    one_minus_p = -jnp.expm1(-minus_log_p)
+  losses = _common.row_reduce(q * _modulator(one_minus_p, gamma, power) * minus_log_p, pieces)
   return lse, losses
 
 
