@@ -121,12 +121,21 @@ def _fast_lse(x, pieces: int = 1, inv=None) -> jax.Array:
   ``lse(x inv) = max(x) inv + log sum exp((x - max) inv)`` for ``inv > 0``: the scaling
   stays inside the fused reductions.
   """
+  return _lse_and_exp(x, pieces, inv)[0]
+
+
+def _lse_and_exp(x, pieces: int = 1, inv=None):
+  """``(lse, exp((x - m) inv), sum exp((x - m) inv))`` per row (:func:`_fast_lse`), the
+  exponentials and their sum shaped like ``x`` and ``lse``."""
   # Subtract the max so exp cannot overflow; stop_gradient: the result does not depend on it.
   m = _expand(jax.lax.stop_gradient(_common.row_reduce(x, pieces, jnp.max)), pieces)
   if inv is None:
-    return m + _expand(jnp.log(_common.row_reduce(jnp.exp(x - m), pieces)), pieces)
-  scaled = jnp.exp((x - m) * inv)
-  return m * inv + _expand(jnp.log(_common.row_reduce(scaled, pieces)), pieces)
+    exp_shifted = jnp.exp(x - m)
+  else:
+    exp_shifted = jnp.exp((x - m) * inv)
+    m = m * inv
+  exp_sum = _expand(_common.row_reduce(exp_shifted, pieces), pieces)
+  return m + jnp.log(exp_sum), exp_shifted, exp_sum
 
 
 def _expand(row_values, pieces: int) -> jax.Array:
@@ -147,10 +156,15 @@ def _kl_value(s, t, inv, keep):
   fused pass if possible, long rows in pieces (:func:`xentax.losses._common.row_reduce`)."""
   pieces = _common.row_pieces(s.shape[-1])
   sp, tp = _common.split_rows(s, pieces), _common.split_rows(t, pieces)
-  lse_s, lse_t = _fast_lse(sp, pieces, inv), _fast_lse(tp, pieces, inv)
+  lse_s = _fast_lse(sp, pieces, inv)
+  lse_t, exp_t, exp_sum_t = _lse_and_exp(tp, pieces, inv)
+  # One exponential per teacher entry, shared with its exp-sum on rows reduced in one
+  # piece (XLA:CPU computes it once in the fused loop: forward at [4096, 32768] 1.07x ->
+  # 0.90x optax); rows in pieces recompute it (a shared one was written out there).
+  p_t = exp_t * (1 / exp_sum_t) if pieces == 1 else jnp.exp(tp * inv - lse_t)
   # sum_c p_t (log p_t - log p_s) = sum_c p_t ((t - s) / T - (lse_t - lse_s)), no guard: a
   # -inf teacher logit gives 0 * -inf = NaN, and that row sends us to the guarded form.
-  terms = jnp.exp(tp * inv - lse_t) * ((tp - sp) * inv - (lse_t - lse_s))
+  terms = p_t * ((tp - sp) * inv - (lse_t - lse_s))
   kl = _common.row_reduce(terms, pieces)
   safe = lambda: _safe_kl(_zero_dropped(s, keep) * inv, _zero_dropped(t, keep) * inv)  # noqa: E731
   rows = s.shape[:-1] + (1,)
