@@ -542,3 +542,45 @@ def test_z_loss_gradient_ignores_a_dropped_row_holding_nan():
   lse = np.log(np.sum(np.exp(x[0])))
   # mean over the one kept row: d/dz (z lse^2) = lse^2
   np.testing.assert_allclose(float(got), lse**2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(OPTIONS) + ["z_loss"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gradient_is_the_same_with_kept_or_recomputed_exponentials(name, dtype, monkeypatch):
+  # Small logits keep their exponentials for the backward pass; large ones recompute them
+  # there. Both must give the closed-form gradient, with a logit gap beyond exp overflow
+  # (row 1), a -inf logit without target mass (row 2: the guarded fallback) and a dropped
+  # row holding NaN and +inf (row 0), which contributes nothing.
+  from xentax.losses import _common
+
+  z, t = _logits((12, 5)), _soft_targets((12, 5))
+  z[1, 2] = 1000.0
+  t[2] = [0.5, 0.5, 0.0, 0.0, 0.0]
+  z[2, 3] = -np.inf
+  options = dict(OPTIONS.get(name, NEW_OPTIONS.get(name)))
+  where = np.asarray(options.pop("where", np.ones(12, bool))).copy()
+  where[0] = False
+  z[0, :2] = [np.nan, np.inf]
+  z, t = z.astype(dtype), t.astype(dtype)
+
+  def f(z):
+    return xentax.categorical_cross_entropy_with_logits(z, t, where=where, **options)
+
+  clean = z.astype(np.float64)
+  clean[0] = 0.0
+  want = xentax.gradcheck.logits_grad(
+    "categorical_cross_entropy_with_logits", clean, t.astype(np.float64), where=where, **options
+  )
+  kept = jax.grad(f)(z)
+  tangent = np.random.default_rng(2).normal(size=z.shape).astype(dtype)
+  tangent[2, 3] = 0.0
+  kept_jvp = jax.jvp(f, (z,), (tangent,))[1]
+  monkeypatch.setattr(_common, "DENSE_KEEP_EXP_MAX_ENTRIES", 0)
+  jax.clear_caches()
+  recomputed = jax.grad(f)(z)
+  recomputed_jvp = jax.jvp(f, (z,), (tangent,))[1]
+  for grad in (kept, recomputed):
+    np.testing.assert_allclose(grad, want, **tol(dtype, "grad"))
+    assert np.all(grad[0] == 0)
+  np.testing.assert_allclose(kept_jvp, recomputed_jvp, **tol(dtype, "grad"))
+  np.testing.assert_allclose(kept_jvp, np.sum(want * tangent), **tol(dtype, "grad"))

@@ -738,7 +738,7 @@ def test_gradient_is_the_same_with_kept_or_recomputed_exponentials(name, dtype, 
   kept = jax.grad(f)(z)
   tangent = np.random.default_rng(2).normal(size=z.shape).astype(dtype)
   kept_jvp = jax.jvp(f, (z,), (tangent,))[1]
-  monkeypatch.setattr(_common, "KEEP_EXP_MAX_ENTRIES", 0)
+  monkeypatch.setattr(_common, "SPARSE_KEEP_EXP_MAX_ENTRIES", 0)
   jax.clear_caches()
   recomputed = jax.grad(f)(z)
   recomputed_jvp = jax.jvp(f, (z,), (tangent,))[1]

@@ -281,7 +281,8 @@ def _logits_losses(config, x, targets, valid, z, cap):
 def _logits_losses_jvp(config, primals, tangents):
   x, targets, valid, z, cap = primals
   t_x, t_targets, _, t_z, t_cap = tangents
-  keep_exp = not config.softcap and config.pieces == 1 and _common.keeps_exp(x, t_x)
+  max_entries = _common.DENSE_KEEP_EXP_MAX_ENTRIES
+  keep_exp = not config.softcap and config.pieces == 1 and _common.keeps_exp(x, t_x, max_entries)
   if keep_exp:
     lse, exp_shifted, exp_sum = _common.lse_keeping_exp(x)
     lse, losses = _stats(config, x, targets, valid, z, cap, lse)

@@ -318,7 +318,7 @@ def _logits_losses_jvp(config, primals, tangents):
   x, labels, valid, bad, class_weights, eps, z, cap = primals
   t_x, _, _, _, t_class_weights, t_eps, t_z, t_cap = tangents
   stats = (labels, valid, bad, class_weights, eps, z)
-  keep_exp = cap is None and _common.keeps_exp(x, t_x)
+  keep_exp = cap is None and _common.keeps_exp(x, t_x, _common.SPARSE_KEEP_EXP_MAX_ENTRIES)
   if keep_exp:
     lse, target, exp_shifted, exp_sum = _stats_keeping_exp(x, labels)
   else:
