@@ -26,9 +26,13 @@ def _reduce(losses, kept, denom, reduction, sample_weight=None):
   return losses.sum() / d if d != 0 else 0.0
 
 
-def _log_softmax(z):
+def _logsumexp(z):
   m = np.max(z)
-  return z - (m + np.log(np.sum(np.exp(z - m))))
+  return m + np.log(np.sum(np.exp(z - m)))
+
+
+def _log_softmax(z):
+  return z - _logsumexp(z)
 
 
 def _clamped_log(p):
@@ -114,7 +118,8 @@ def categorical_cross_entropy_with_logits(
       row = softcap * np.tanh(row / softcap)
     q = (1 - label_smoothing) * t_moved[index] + label_smoothing / num_classes
     log_p = _log_softmax(row)
-    lse = row[0] - log_p[0]
+    # Not row[0] - log_p[0]: for a huge |row[0]| (say -1e30) that difference cancels to 0.
+    lse = _logsumexp(row)
     ce = -sum(w[c] * q[c] * log_p[c] for c in range(num_classes) if q[c] * w[c] != 0)
     return ce + z_loss * lse**2
 

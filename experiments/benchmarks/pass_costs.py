@@ -3,6 +3,7 @@
     python experiments/benchmarks/pass_costs.py softcap    # tanh vs clip + tanh vs exp
     python experiments/benchmarks/pass_costs.py focal      # categorical focal, by part
     python experiments/benchmarks/pass_costs.py probs      # probability CE rows, in pieces or not
+    python experiments/benchmarks/pass_costs.py keep       # kept vs recomputed exponentials
 
 Each prints median milliseconds over 5 interleaved rounds and the median per-round ratio
 to the first row (xentax.bench._measure.time_side_by_side). Results seen on the idle
@@ -18,7 +19,7 @@ from jax import lax
 
 import xentax
 from xentax.bench import _measure
-from xentax.losses import _categorical, _common
+from xentax.losses import _common
 
 
 def _report(fns, args, repeats=5):
@@ -88,7 +89,9 @@ def probs():
   def rows(p, t, main_pieces, check_pieces):
     pp, tp = _common.split_rows(p, main_pieces), _common.split_rows(t, main_pieces)
     losses = -_common.row_reduce(tp * jnp.maximum(jnp.log(pp), -100.0), main_pieces)
-    bad = _categorical._probs_rows_bad(check_pieces, p, t)
+    pp, tp = _common.split_rows(p, check_pieces), _common.split_rows(t, check_pieces)
+    outside = ~((pp >= 0) & (pp <= 1)) | ~((tp >= 0) & (tp <= 1))
+    bad = _common.row_reduce(outside, check_pieces, jnp.any)
     return jnp.mean(jnp.where(bad, jnp.nan, losses))
 
   _report(
@@ -103,5 +106,36 @@ def probs():
   )
 
 
+def keep():
+  """Value-and-grad of the sparse and categorical CE from logits at C = 4096 with the
+  exponentials kept for the backward pass against recomputing them there, whatever the
+  default thresholds in ``losses._common`` would choose (each patched while tracing)."""
+  c = 4096
+  for loss, limit in [
+    ("sparse_categorical_cross_entropy_with_logits", "SPARSE_KEEP_EXP_MAX_ENTRIES"),
+    ("categorical_cross_entropy_with_logits", "DENSE_KEEP_EXP_MAX_ENTRIES"),
+  ]:
+    fn = getattr(xentax, loss)
+    for n in (256, 512, 1024, 1536, 2048):
+      k1, k2 = jax.random.split(jax.random.key(n))
+      x = jax.random.normal(k1, (n, c)) * 2
+      y = jax.random.randint(k2, (n,), 0, c)
+      t = y if "sparse" in loss else jax.nn.one_hot(y, c)
+      args = [(x, t), (x + 0.1, t)]
+      compiled = {}
+      saved = getattr(_common, limit)
+      try:
+        for name, max_entries in [("recompute", 0), ("keep", n * c)]:
+          setattr(_common, limit, max_entries)
+          # A new function each time, so that JAX traces it under the patched threshold.
+          grad = jax.value_and_grad(lambda x, t, fn=fn: fn(x, t))
+          compiled[name] = _measure.compile_ahead(grad, *args[0])[0]
+      finally:
+        setattr(_common, limit, saved)
+      timings = _measure.time_side_by_side(compiled, args, repeats=9, max_spread=None)
+      ratio = statistics.median(timings["keep"].ratios_to(timings["recompute"]))
+      print(f"{loss[:30]:30s} [{n}, {c}]  keep / recompute {ratio:.2f}")
+
+
 if __name__ == "__main__":
-  {"softcap": softcap, "focal": focal, "probs": probs}[sys.argv[1]]()
+  {"softcap": softcap, "focal": focal, "probs": probs, "keep": keep}[sys.argv[1]]()

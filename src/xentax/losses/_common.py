@@ -267,9 +267,11 @@ def fast_lse(z, m, pieces: int) -> jax.Array:
 # the exponentials kept for the backward pass, instead of being recomputed there: the
 # ``exp`` pass is most of the cost while the working set (logits, exponentials, ``d
 # logits``, and dense targets) stays in cache. Measured on the 2-core CPU (32 MiB L3),
-# value-and-grad time keeping over recomputing, f32, C = 4096: sparse 0.63 (256 rows), 0.69
-# (1024), 0.82 (1536), 1.01 (2048); dense 0.68 (256), 0.84 (512), 0.98 (768), 1.62 (1024).
-# Larger logits recompute, and reverse mode saves no [..., C] residual.
+# value-and-grad time keeping over recomputing, f32, C = 4096, three runs of
+# ``experiments/benchmarks/pass_costs.py keep``: sparse 0.53-0.73 (256 rows), 0.44-0.92
+# (1024), 0.91-1.20 (1536), 0.89-1.00 (2048); dense 0.73-1.21 (256), 0.85-1.07 (512),
+# 0.98-1.33 (1024), 1.39-1.47 (2048). Larger logits recompute, and reverse mode then saves
+# no [..., C] residual.
 SPARSE_KEEP_EXP_MAX_ENTRIES = 2**22
 DENSE_KEEP_EXP_MAX_ENTRIES = 2**21
 

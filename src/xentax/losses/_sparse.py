@@ -262,7 +262,9 @@ def _logits_losses(config, x, labels, valid, bad, class_weights, eps, z, cap):
   ``G = a p - b onehot(y) - c w`` (:meth:`SparseTerms.grad_coefficients`) inside
   ``jax.checkpoint``: reverse mode then saves only ``lse [...]`` besides the inputs and
   computes ``d logits`` in one elementwise pass (written in the logits' dtype), while
-  forward mode and higher derivatives keep working. Dropped rows get a zero gradient
+  forward mode and higher derivatives keep working. Small logits without a softcap
+  (:func:`._common.keeps_exp`) keep their exponentials instead, so ``exp`` runs once per
+  entry (:func:`_logit_grad_dot_kept`). Dropped rows get a zero gradient
   whatever they hold. ``cap`` (None, or the softcap ``c``) soft-caps the logits inside
   the same passes; the tangent then carries ``1 - (z / c)^2`` and the softcap's own term.
   """
