@@ -544,7 +544,7 @@ def test_z_loss_gradient_ignores_a_dropped_row_holding_nan():
   np.testing.assert_allclose(float(got), lse**2, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", list(OPTIONS) + ["z_loss"])
+@pytest.mark.parametrize("name", ["plain", "label_smoothing", "all", "z_loss"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_gradient_is_the_same_with_kept_or_recomputed_exponentials(name, dtype, monkeypatch):
   # Small logits keep their exponentials for the backward pass; large ones recompute them

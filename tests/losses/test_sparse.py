@@ -707,7 +707,7 @@ def test_softcap_with_smoothing_in_one_fused_loop_matches_reference(num_classes)
   np.testing.assert_allclose(got[:3], want[:3], rtol=2e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", list(OPTIONS))
+@pytest.mark.parametrize("name", ["plain", "where", "label_smoothing", "z_loss", "all"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_gradient_is_the_same_with_kept_or_recomputed_exponentials(name, dtype, monkeypatch):
   # Small logits keep their exponentials for the backward pass; large ones recompute them
