@@ -29,9 +29,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from xentax.losses import _categorical, _common, _validate
+from xentax.losses import _categorical, _common, _sparse, _validate
 
 # The largest whole-number gamma computed as an integer power (repeated multiplication).
 _MAX_INTEGER_GAMMA = 16
@@ -149,18 +148,11 @@ def _static_power(gamma) -> int | None:
   return int(gamma) if whole else None
 
 
-def _modulator(one_minus_p, gamma, power):
-  """``(1 - p)^gamma``: an integer power for a static whole ``gamma`` (``power``)."""
-  if power is not None:
-    return lax.integer_pow(one_minus_p, power)
-  return jnp.power(one_minus_p, gamma)
-
-
 def _row_losses(power, x, lse, targets, gamma):
   """``-sum_c q_c (1 - p_c)^gamma log p_c`` per row for a given ``lse``, every guard on."""
   log_p = x - lse[..., None]
   # 1 - p without cancellation for small p; its power has an exact (0) gradient at p = 1.
-  modulator = _modulator(-jnp.expm1(log_p), gamma, power)
+  modulator = _sparse.focal_modulator(-jnp.expm1(log_p), gamma, power)
   # safe_mul: 0 log 0 = 0 where a class with no target mass has a -inf logit.
   return -jnp.sum(_common.safe_mul(_categorical.coefficients(targets) * modulator, log_p), -1)
 
@@ -196,7 +188,9 @@ def _fast_stats(power, x, targets, gamma):
     checked = lse + _categorical.range_nan(pieces, targets.t)
     minus_log_p = checked[rows] - z
     one_minus_p = -jnp.expm1(-minus_log_p)
-  losses = _common.row_reduce(q * _modulator(one_minus_p, gamma, power) * minus_log_p, pieces)
+  losses = _common.row_reduce(
+    q * _sparse.focal_modulator(one_minus_p, gamma, power) * minus_log_p, pieces
+  )
   return lse, losses
 
 
@@ -268,28 +262,11 @@ def _logits_losses_jvp(power, primals, tangents):
   return losses, t_losses
 
 
-def _focal_weight(power, p, log_p, gamma):
-  """``A = (1 - p)^g - g p log(p) (1 - p)^(g - 1)`` with its limits at ``p = 0`` and 1."""
-  one_minus_p = -jnp.expm1(log_p)
-  # -> 0 as p -> 0; the where inside the product keeps second derivatives finite at -inf.
-  p_log_p = p * jnp.where(p > 0, log_p, jnp.zeros_like(log_p))
-  if power is not None:
-    if power == 0:
-      return jnp.ones_like(p)
-    second = power * p_log_p * lax.integer_pow(one_minus_p, power - 1)
-  else:
-    # -> 0 as p -> 1 (p log p ~ -(1 - p)), also for gamma < 1 where (1 - p)^(g - 1) is inf.
-    at_one = one_minus_p > 0
-    safe = jnp.where(at_one, one_minus_p, jnp.ones_like(one_minus_p))
-    second = jnp.where(at_one, gamma * p_log_p * jnp.power(safe, gamma - 1), 0.0)
-  return _modulator(one_minus_p, gamma, power) - second
-
-
 def _logit_grad_dot(power, x, t_x, targets, lse, valid, gamma):
   """``sum_c (d loss / d z_c) t_c`` per example, from the closed form."""
   log_p = x - lse[..., None]
   p = jnp.exp(log_p)
   # Bad targets make their rows' q NaN (the per-entry check): so is their gradient.
-  b = _categorical.coefficients(targets) * _focal_weight(power, p, log_p, gamma)
+  b = _categorical.coefficients(targets) * _sparse.focal_weight(power, p, log_p, gamma)
   grad = p * jnp.sum(b, axis=-1, keepdims=True) - b
   return jnp.sum(_common.mask_rows(grad, valid) * t_x, axis=-1)

@@ -771,18 +771,44 @@ def _fast_focal_class_sum(x, gamma, weights, ignored) -> jax.Array:
 
 @functools.partial(_fast_focal_class_sum.defjvp, symbolic_zeros=True)
 def _fast_focal_class_sum_jvp(primals, tangents):
-  # Only the inputs with a tangent enter the exact form's jvp: a zero tangent for gamma or
-  # the weights, instantiated, would cost a pass over [..., C] of its own.
-  primals, tangents = primals[:3], tangents[:3]
-  moving = [i for i, t in enumerate(tangents) if not _common.is_symbolic_zero(t)]
+  x, gamma, weights, ignored = primals
+  t_x = tangents[0]
+  out = _fast_focal_class_sum(x, gamma, weights, ignored)
+  t_out = jnp.zeros_like(out)
+  if not _common.is_symbolic_zero(t_x):
+    t_out = t_out + jax.checkpoint(_focal_class_grad_dot)(x, t_x, gamma, weights)
+  # gamma and the weights (rarely moving): the exact form's jvp with x held fixed. Only the
+  # inputs with a tangent enter it: a zero tangent, instantiated, would cost a pass over
+  # [..., C] of its own.
+  moving = [i for i in (1, 2) if not _common.is_symbolic_zero(tangents[i])]
+  if moving:
 
-  def exact(*values):
-    args = list(primals)
-    for i, value in zip(moving, values, strict=True):
-      args[i] = value
-    return _exact_focal_class_sum(*args)
+    def exact(*values):
+      args = [x, gamma, weights]
+      for i, value in zip(moving, values, strict=True):
+        args[i] = value
+      return _exact_focal_class_sum(*args)
 
-  return jax.jvp(exact, [primals[i] for i in moving], [tangents[i] for i in moving])
+    moved = jax.jvp(exact, [primals[i] for i in moving], [tangents[i] for i in moving])
+    t_out = t_out + moved[1]
+  return out, t_out
+
+
+def _focal_class_grad_dot(x, t_x, gamma, weights) -> jax.Array:
+  """``sum_c (d S / d x_c) t_c`` for the smoothing sum ``S = sum_c w_c (1 - p_c)^g (-log
+  p_c)``: the dense focal loss with the class weights as targets, so ``d S / d x = p sum(b)
+  - b`` with ``b_c = w_c A_c`` (:func:`focal_weight`, its limits at ``p = 0`` and 1 taken).
+  A closed form: autodiff of the exact form (an argmax, a masked log-sum-exp, their
+  selects) was most of the focal loss's value-and-grad with label smoothing.
+  """
+  lse = _common.logsumexp(x)
+  log_p = x - lse[..., None]
+  p = jnp.exp(log_p)
+  b = focal_weight(None, p, log_p, gamma)
+  if weights is not None:
+    b = weights * b
+  grad = p * jnp.sum(b, axis=-1, keepdims=True) - b
+  return jnp.sum(grad * t_x, axis=-1)
 
 
 def _focal_class_terms(z, lse, gamma, weights) -> jax.Array:
@@ -824,6 +850,30 @@ def _log1m_softmax(x, lse) -> jax.Array:
   # Double where: the largest class's p never enters log1p, so its gradient stays finite.
   p = jnp.exp(jnp.where(is_max, -jnp.inf, x - lse[..., None]))
   return jnp.where(is_max, largest[..., None], jnp.log1p(-p))
+
+
+def focal_modulator(one_minus_p, gamma, power):
+  """``(1 - p)^gamma``: an integer power for a static whole ``gamma`` (``power``)."""
+  if power is not None:
+    return lax.integer_pow(one_minus_p, power)
+  return jnp.power(one_minus_p, gamma)
+
+
+def focal_weight(power, p, log_p, gamma):
+  """``A = (1 - p)^g - g p log(p) (1 - p)^(g - 1)`` with its limits at ``p = 0`` and 1."""
+  one_minus_p = -jnp.expm1(log_p)
+  # -> 0 as p -> 0; the where inside the product keeps second derivatives finite at -inf.
+  p_log_p = p * jnp.where(p > 0, log_p, jnp.zeros_like(log_p))
+  if power is not None:
+    if power == 0:
+      return jnp.ones_like(p)
+    second = power * p_log_p * lax.integer_pow(one_minus_p, power - 1)
+  else:
+    # -> 0 as p -> 1 (p log p ~ -(1 - p)), also for gamma < 1 where (1 - p)^(g - 1) is inf.
+    at_one = one_minus_p > 0
+    safe = jnp.where(at_one, one_minus_p, jnp.ones_like(one_minus_p))
+    second = jnp.where(at_one, gamma * p_log_p * jnp.power(safe, gamma - 1), 0.0)
+  return focal_modulator(one_minus_p, gamma, power) - second
 
 
 def focal_scale(ce, log_1mp, gamma) -> jax.Array:
