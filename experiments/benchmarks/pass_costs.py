@@ -4,6 +4,7 @@
     python experiments/benchmarks/pass_costs.py focal      # categorical focal, by part
     python experiments/benchmarks/pass_costs.py probs      # probability CE rows, in pieces or not
     python experiments/benchmarks/pass_costs.py keep       # kept vs recomputed exponentials
+    python experiments/benchmarks/pass_costs.py focal_smoothing  # sparse focal v&g, by part
 
 Each prints median milliseconds over 5 interleaved rounds and the median per-round ratio
 to the first row (xentax.bench._measure.time_side_by_side). Results seen on the idle
@@ -137,5 +138,37 @@ def keep():
       print(f"{loss[:30]:30s} [{n}, {c}]  keep / recompute {ratio:.2f}")
 
 
+def focal_smoothing():
+  """Value-and-grad at [256, 4096]: the sparse focal loss with and without label
+  smoothing, and its smoothing sum alone (the fast form, and the guarded exact form)."""
+  from xentax.losses import _sparse
+
+  n, c = 256, 4096
+  x = jax.random.normal(jax.random.key(0), (n, c))
+  y = jnp.arange(n) % c
+  ignored = jnp.zeros((n,), bool)
+  gamma = jnp.float32(2.0)
+  focal = xentax.sparse_categorical_focal_loss_with_logits
+  _report(
+    {
+      "focal": jax.value_and_grad(lambda x: focal(x, y)),
+      "focal_ls": jax.value_and_grad(lambda x: focal(x, y, label_smoothing=0.1)),
+      "class_sum": jax.value_and_grad(
+        lambda x: jnp.mean(_sparse._fast_focal_class_sum(x, gamma, None, ignored))
+      ),
+      "exact_sum": jax.value_and_grad(
+        lambda x: jnp.mean(_sparse._exact_focal_class_sum(x, gamma, None))
+      ),
+    },
+    [(x,), (x + 0.1,)],
+  )
+
+
 if __name__ == "__main__":
-  {"softcap": softcap, "focal": focal, "probs": probs, "keep": keep}[sys.argv[1]]()
+  {
+    "softcap": softcap,
+    "focal": focal,
+    "probs": probs,
+    "keep": keep,
+    "focal_smoothing": focal_smoothing,
+  }[sys.argv[1]]()

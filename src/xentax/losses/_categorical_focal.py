@@ -180,13 +180,13 @@ def _fast_stats(power, x, targets, gamma):
     exp_shifted = jnp.exp(z - m[rows])
     exp_sum = _common.row_reduce(exp_shifted, pieces)
     lse = m + jnp.log(exp_sum)
-    checked = lse + _categorical.range_nan(pieces, targets.t)
-    one_minus_p = 1 - exp_shifted * (1 / exp_sum)[rows]
-    minus_log_p = checked[rows] - z
   else:
     lse = _common.fast_lse(z, m, pieces)
-    checked = lse + _categorical.range_nan(pieces, targets.t)
-    minus_log_p = checked[rows] - z
+  checked = lse + _categorical.range_nan(pieces, targets.t)
+  minus_log_p = checked[rows] - z
+  if pieces == 1:
+    one_minus_p = 1 - exp_shifted * (1 / exp_sum)[rows]
+  else:
     one_minus_p = -jnp.expm1(-minus_log_p)
   losses = _common.row_reduce(
     q * _sparse.focal_modulator(one_minus_p, gamma, power) * minus_log_p, pieces

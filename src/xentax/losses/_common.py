@@ -185,16 +185,7 @@ def safe_mul(coef, x) -> jax.Array:
 
 def logsumexp(x, axis: int = -1) -> jax.Array:
   """log(sum(exp(x))) along ``axis``; ``-inf`` (with zero gradient) for an all ``-inf`` row."""
-  # Subtract the max so exp cannot overflow; stop_gradient since the result does not
-  # depend on it and its gradient would only add cancelling terms.
-  m = lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
-  m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
-  s = jnp.sum(jnp.exp(x - m), axis=axis)
-  # Guard log(0): its gradient 1/0 would otherwise turn into NaN for all -inf rows. Test
-  # `s == 0`, not `s > 0`: a NaN logit makes `s` NaN, which must stay NaN, not become -inf.
-  empty = s == 0
-  out = jnp.log(jnp.where(empty, jnp.ones_like(s), s)) + jnp.squeeze(m, axis)
-  return jnp.where(empty, jnp.full_like(out, -jnp.inf), out)
+  return lse_keeping_exp(jnp.moveaxis(x, axis, -1))[0]
 
 
 # XLA:CPU reduces rows longer than this several times slower per element (measured: the
@@ -284,13 +275,17 @@ def keeps_exp(x, t_x, max_entries: int) -> bool:
 
 
 def lse_keeping_exp(x):
-  """``(lse, exp(x - m), sum exp(x - m))`` per row, ``m`` the row max (zero where not
-  finite): :func:`logsumexp`, with its exponentials returned for the gradient."""
-  m = jnp.max(x, axis=-1)
+  """``(lse, exp(x - m), sum exp(x - m))`` per row of ``x [..., C]``, ``m`` the row max
+  (zero where not finite): the log-sum-exp of :func:`logsumexp`, with its exponentials."""
+  # Subtract the max so exp cannot overflow; stop_gradient since the result does not
+  # depend on it and its gradient would only add cancelling terms.
+  m = lax.stop_gradient(jnp.max(x, axis=-1))
   m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
   exp_shifted = jnp.exp(x - m[..., None])
   exp_sum = jnp.sum(exp_shifted, axis=-1)
-  empty = exp_sum == 0  # an all -inf row: lse is -inf; NaN stays NaN (test ==, not >)
+  # Guard log(0): its gradient 1/0 would otherwise turn into NaN for all -inf rows. Test
+  # `s == 0`, not `s > 0`: a NaN logit makes `s` NaN, which must stay NaN, not become -inf.
+  empty = exp_sum == 0
   lse = jnp.log(jnp.where(empty, jnp.ones_like(exp_sum), exp_sum)) + m
   lse = jnp.where(empty, jnp.full_like(lse, -jnp.inf), lse)
   return lse, exp_shifted, exp_sum
