@@ -623,17 +623,12 @@ def sparse_categorical_focal_loss_with_logits(
   weights = _validate.sample_weights(
     fn_name, sample_weight, inputs.labels.shape, inputs.scores.dtype
   )
-  cap = None if softcap is None else jnp.asarray(softcap, inputs.scores.dtype)
-  log_p, log_1mp = _target_log_probs(inputs, cap)
-  losses = focal_scale(-log_p, log_1mp, gamma)
-  if inputs.target_weight is not None:
-    losses = inputs.target_weight * losses
+  dtype = inputs.scores.dtype
+  cap = None if softcap is None else jnp.asarray(softcap, dtype)
+  eps = None
   if not _common.is_static_zero(label_smoothing):
-    eps = jnp.asarray(label_smoothing, inputs.scores.dtype)
-    smoothing = _focal_class_sum(inputs, cap, gamma)
-    # safe_mul: with eps == 0 an infinite class term must not turn 0 * inf into NaN.
-    num_classes = inputs.scores.shape[-1]
-    losses = (1 - eps) * losses + _common.safe_mul(eps / num_classes, smoothing)
+    eps = jnp.asarray(label_smoothing, dtype)
+  losses = _focal_losses(inputs, eps, jnp.asarray(gamma, dtype), cap)
   return _common.reduce_losses(
     losses,
     valid=inputs.valid,
@@ -643,8 +638,110 @@ def sparse_categorical_focal_loss_with_logits(
   )
 
 
+@jax.custom_jvp
+def _focal_losses(inputs: SparseInputs, eps, gamma, cap) -> jax.Array:
+  """The sparse focal loss per example (``eps`` None: no label smoothing).
+
+  A ``custom_jvp``: the logits' tangent is the closed form :func:`_focal_grad_dot` inside
+  ``jax.checkpoint``, so reverse mode saves three ``[...]`` statistics besides the inputs
+  and writes ``d logits`` from one pass (two with label smoothing). Autodiff through the
+  value's ``lax.cond`` fallbacks kept both branches' ``[..., C]`` residuals and
+  materialised several ``[..., C]`` intermediates (value-and-grad with label smoothing at
+  ``[256, 4096]``: 22 ms, against 2 ms without).
+  """
+  return _focal_losses_and_stats(inputs, eps, gamma, cap)[0]
+
+
+def _focal_losses_and_stats(inputs: SparseInputs, eps, gamma, cap):
+  """``(losses, (lse, log p_y, log(1 - p_y)))`` per example."""
+  log_p, log_1mp, lse = _target_log_probs(inputs, cap)
+  losses = focal_scale(-log_p, log_1mp, gamma)
+  if inputs.target_weight is not None:
+    losses = inputs.target_weight * losses
+  if eps is not None:
+    smoothing = _focal_class_sum(inputs, cap, gamma)
+    # safe_mul: with eps == 0 an infinite class term must not turn 0 * inf into NaN.
+    num_classes = inputs.scores.shape[-1]
+    losses = (1 - eps) * losses + _common.safe_mul(eps / num_classes, smoothing)
+  return losses, (lse, log_p, log_1mp)
+
+
+@functools.partial(_focal_losses.defjvp, symbolic_zeros=True)
+def _focal_losses_jvp(primals, tangents):
+  inputs, eps, gamma, cap = primals
+  t_inputs, t_eps, t_gamma, t_cap = tangents
+  losses, stats = _focal_losses_and_stats(inputs, eps, gamma, cap)
+  t_losses = jnp.zeros_like(losses)
+  if not _common.is_symbolic_zero(t_inputs.scores):
+    grad_dot = jax.checkpoint(_focal_grad_dot)
+    t_losses = t_losses + grad_dot(inputs, t_inputs.scores, *stats, eps, gamma, cap)
+  # The options (class weights, eps, gamma, the softcap), rarely moving: the value's own
+  # jvp with the logits held fixed. Only the options with a tangent enter it.
+  options = {
+    "class_weights": (inputs.class_weights, t_inputs.class_weights),
+    "target_weight": (inputs.target_weight, t_inputs.target_weight),
+    "eps": (eps, t_eps),
+    "gamma": (gamma, t_gamma),
+    "cap": (cap, t_cap),
+  }
+  moving = {k: v for k, v in options.items() if v[0] is not None}
+  moving = {k: v for k, v in moving.items() if not _common.is_symbolic_zero(v[1])}
+  if moving:
+
+    def value(*values):
+      args = dict(zip(moving, values, strict=True))
+      moved = inputs._replace(
+        class_weights=args.get("class_weights", inputs.class_weights),
+        target_weight=args.get("target_weight", inputs.target_weight),
+      )
+      return _focal_losses_and_stats(
+        moved, args.get("eps", eps), args.get("gamma", gamma), args.get("cap", cap)
+      )[0]
+
+    primal_values = [v[0] for v in moving.values()]
+    t_losses = t_losses + jax.jvp(value, primal_values, [v[1] for v in moving.values()])[1]
+  return losses, t_losses
+
+
+def _focal_grad_dot(inputs: SparseInputs, t_x, lse, log_p, log_1mp, eps, gamma, cap):
+  """``sum_c (d loss / d x_c) t_c`` per example, from the closed form
+  ``d loss / d z_c = a p_c - (eps / C) w_c A_c - [c = y] b`` with ``b = (1 - eps) w_y A_y``,
+  ``a = b + (eps / C) sum_c w_c A_c`` and ``A`` :func:`focal_weight`; times ``1 - (z / c)^2``
+  with a softcap. ``A_y`` comes from the exact ``log p_y`` (``1 - p_y`` without
+  cancellation); dropped rows get 0 whatever they hold, bad rows NaN.
+  """
+  x, labels, valid = inputs.scores, inputs.labels, inputs.valid
+  num_classes = x.shape[-1]
+  target = focal_weight(None, jnp.exp(log_p), log_p, gamma)
+  if inputs.target_weight is not None:
+    target = inputs.target_weight * target
+  if eps is not None:
+    target = (1 - eps) * target
+  target = target + _common.nan_where(inputs.bad, target.dtype)
+  z = x if cap is None else softcap(x, cap)
+  log_probs = z - lse[..., None]
+  probs = jnp.exp(log_probs)
+  coef_p = target
+  if eps is not None:
+    class_terms = focal_weight(None, probs, log_probs, gamma)
+    if inputs.class_weights is not None:
+      class_terms = inputs.class_weights * class_terms
+    scale = eps / num_classes
+    coef_p = coef_p + scale * jnp.sum(class_terms, axis=-1)
+  grad = coef_p[..., None] * probs
+  if eps is not None:
+    grad = grad - scale * class_terms
+  is_target = jnp.arange(num_classes, dtype=labels.dtype) == labels[..., None]
+  grad = grad - jnp.where(is_target, target[..., None], 0.0)
+  if cap is not None:
+    grad = grad * softcap_derivatives(x, cap)[0]
+  # Selected after the products: a dropped row may hold NaN or infinite logits.
+  grad = jnp.where(valid[..., None], grad, 0.0)
+  return jnp.sum(grad * t_x, axis=-1)
+
+
 def _target_log_probs(inputs: SparseInputs, cap):
-  """``(log p_y, log(1 - p_y))`` per example, exact also where ``p_y`` rounds to 1.
+  """``(log p_y, log(1 - p_y), lse)`` per example, exact also where ``p_y`` rounds to 1.
 
   In the common case one fused pass over the logits: with the other classes' sum
   ``r = sum_{c != y} exp(z_c - z_y)`` (the target masked inside the reduction),
@@ -674,7 +771,7 @@ def _target_log_probs(inputs: SparseInputs, cap):
 
   def fast():
     log1p_r = jnp.log1p(r)
-    return -log1p_r, jnp.log(r) - log1p_r
+    return -log1p_r, jnp.log(r) - log1p_r, target + log1p_r
 
   def guarded():
     xs = _sanitize_logits(inputs)
@@ -683,7 +780,8 @@ def _target_log_probs(inputs: SparseInputs, cap):
     lse = _common.logsumexp(xs)
     target_logit = jnp.take_along_axis(xs, labels[..., None], axis=-1)[..., 0]
     is_target = jnp.arange(num_classes) == labels[..., None]
-    return target_logit - lse, _common.logsumexp(jnp.where(is_target, -jnp.inf, xs)) - lse
+    log_1mp = _common.logsumexp(jnp.where(is_target, -jnp.inf, xs)) - lse
+    return target_logit - lse, log_1mp, lse
 
   return lax.cond(ok, fast, guarded)
 
@@ -761,23 +859,34 @@ def _fast_focal_class_sum(x, gamma, weights, ignored) -> jax.Array:
   The logits' tangent is the closed form :func:`_focal_class_grad_dot`; those of ``gamma``
   and the weights are the exact form's.
   """
+  return _focal_class_sum_and_lse(x, gamma, weights, ignored)[0]
+
+
+def _focal_class_sum_and_lse(x, gamma, weights, ignored):
+  """``(sum, lse)`` per row: :func:`_fast_focal_class_sum` and the guard-free log-sum-exp
+  of its pass (not finite only in a row that is NaN or infinite, or all ``-inf``)."""
   pieces = _common.row_pieces(x.shape[-1])
   z = _common.split_rows(x, pieces)
-  lse = _common.fast_lse(z, _common.row_max(z, pieces), pieces)[_common.row_axes(pieces)]
-  terms = _focal_class_terms(z, lse, gamma, _common.split_rows(weights, pieces))
+  lse = _common.fast_lse(z, _common.row_max(z, pieces), pieces)
+  terms = _focal_class_terms(
+    z, lse[_common.row_axes(pieces)], gamma, _common.split_rows(weights, pieces)
+  )
   fast = _common.row_reduce(terms, pieces)
   finite = jnp.all(jnp.isfinite(fast) | ignored)
-  return lax.cond(finite, lambda: fast, lambda: _exact_focal_class_sum(x, gamma, weights))
+  exact = lambda: _exact_focal_class_sum(x, gamma, weights)  # noqa: E731
+  return lax.cond(finite, lambda: fast, exact), lse
 
 
 @functools.partial(_fast_focal_class_sum.defjvp, symbolic_zeros=True)
 def _fast_focal_class_sum_jvp(primals, tangents):
   x, gamma, weights, ignored = primals
   t_x = tangents[0]
-  out = _fast_focal_class_sum(x, gamma, weights, ignored)
+  out, lse = _focal_class_sum_and_lse(x, gamma, weights, ignored)
   t_out = jnp.zeros_like(out)
   if not _common.is_symbolic_zero(t_x):
-    t_out = t_out + jax.checkpoint(_focal_class_grad_dot)(x, t_x, gamma, weights)
+    # The forward's lse is a [...] residual: recomputing it in the backward pass cost two
+    # more passes over the logits (value-and-grad of the sum at [256, 4096]: 7.3 -> 3.7 ms).
+    t_out = t_out + jax.checkpoint(_focal_class_grad_dot)(x, lse, t_x, gamma, weights)
   # gamma and the weights (rarely moving): the exact form's jvp with x held fixed. Only the
   # inputs with a tangent enter it: a zero tangent, instantiated, would cost a pass over
   # [..., C] of its own.
@@ -795,14 +904,13 @@ def _fast_focal_class_sum_jvp(primals, tangents):
   return out, t_out
 
 
-def _focal_class_grad_dot(x, t_x, gamma, weights) -> jax.Array:
+def _focal_class_grad_dot(x, lse, t_x, gamma, weights) -> jax.Array:
   """``sum_c (d S / d x_c) t_c`` for the smoothing sum ``S = sum_c w_c (1 - p_c)^g (-log
   p_c)``: the dense focal loss with the class weights as targets, so ``d S / d x = p sum(b)
   - b`` with ``b_c = w_c A_c`` (:func:`focal_weight`, its limits at ``p = 0`` and 1 taken).
   A closed form: autodiff of the exact form (an argmax, a masked log-sum-exp, their
   selects) was most of the focal loss's value-and-grad with label smoothing.
   """
-  lse = _common.logsumexp(x)
   log_p = x - lse[..., None]
   p = jnp.exp(log_p)
   b = focal_weight(None, p, log_p, gamma)
