@@ -4,7 +4,7 @@
     python experiments/benchmarks/pass_costs.py focal      # categorical focal, by part
     python experiments/benchmarks/pass_costs.py probs      # probability CE rows, in pieces or not
     python experiments/benchmarks/pass_costs.py keep       # kept vs recomputed exponentials
-    python experiments/benchmarks/pass_costs.py focal_smoothing  # sparse focal v&g: closed form vs autodiff
+    python experiments/benchmarks/pass_costs.py focal_smoothing [NxC]  # closed form vs autodiff
 
 Each prints median milliseconds over 5 interleaved rounds and the median per-round ratio
 to the first row (xentax.bench._measure.time_side_by_side). Results seen on the idle
@@ -138,13 +138,13 @@ def keep():
       print(f"{loss[:30]:30s} [{n}, {c}]  keep / recompute {ratio:.2f}")
 
 
-def focal_smoothing():
-  """Value-and-grad at [256, 4096]: the sparse focal loss plain, with label smoothing and
-  with every option, each through its custom_jvp (the closed-form logit gradient) and
-  through autodiff of the same value (the gradient before the custom_jvp)."""
+def focal_smoothing(shape="256x4096"):
+  """Value-and-grad at [256, 4096] (or ``shape``, "NxC"): the sparse focal loss plain, with
+  label smoothing and with every option, each through its custom_jvp (the closed-form logit
+  gradient) and through autodiff of the same value (the gradient before the custom_jvp)."""
   from xentax.losses import _sparse
 
-  n, c = 256, 4096
+  n, c = (int(v) for v in shape.split("x"))
   x = jax.random.normal(jax.random.key(0), (n, c))
   y = jnp.arange(n) % c
   w = jnp.linspace(0.5, 2.0, c)
@@ -182,4 +182,4 @@ if __name__ == "__main__":
     "probs": probs,
     "keep": keep,
     "focal_smoothing": focal_smoothing,
-  }[sys.argv[1]]()
+  }[sys.argv[1]](*sys.argv[2:])

@@ -748,3 +748,44 @@ def test_gradient_is_the_same_with_kept_or_recomputed_exponentials(name, dtype, 
     assert np.all(grad[0] == 0)
   np.testing.assert_allclose(kept_jvp, recomputed_jvp, **tol(dtype))
   np.testing.assert_allclose(kept_jvp, np.sum(want * tangent), **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_focal_smoothing_gradient_is_the_same_with_shared_or_recomputed_terms(dtype, monkeypatch):
+  # With label smoothing, small logits share the gradient's class terms between its row
+  # sum and its output pass; large ones recompute them past an optimization barrier. Both
+  # must give the closed-form gradient, with a -inf logit and a confident row (the value's
+  # guarded forms) and a dropped row holding NaN and +inf, which contributes nothing.
+  from xentax.losses import _common
+
+  z, y = _logits((12, 5)), _labels(12, 5)
+  z[1, (y[1] + 1) % 5] = -np.inf
+  z[2, y[2]] = 60.0
+  where = np.ones(12, bool)
+  where[0] = False
+  z[0, :2] = [np.nan, np.inf]
+  z = z.astype(dtype)
+  options = dict(
+    gamma=1.5,
+    label_smoothing=0.2,
+    softcap=20.0,
+    class_weights=np.linspace(0.5, 2.0, 5).astype(dtype),
+    sample_weight=np.linspace(0.1, 1.0, 12).astype(dtype),
+  )
+
+  def f(z):
+    return xentax.sparse_categorical_focal_loss_with_logits(z, y, where=where, **options)
+
+  clean = z.copy()
+  clean[0] = 0.0
+  want = xentax.gradcheck.logits_grad(
+    "sparse_categorical_focal_loss_with_logits", clean.astype(np.float64), y, where=where, **options
+  )
+  shared = jax.grad(f)(z)
+  assert "optimization_barrier" not in str(jax.make_jaxpr(jax.grad(f))(z))
+  monkeypatch.setattr(_common, "SPARSE_KEEP_EXP_MAX_ENTRIES", 0)
+  recomputed = jax.grad(f)(z)
+  assert "optimization_barrier" in str(jax.make_jaxpr(jax.grad(f))(z))  # the other path
+  for grad in (shared, recomputed):
+    np.testing.assert_allclose(grad, want, **tol(dtype))
+    assert np.all(grad[0] == 0)
