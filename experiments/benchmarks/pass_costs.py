@@ -5,6 +5,7 @@
     python experiments/benchmarks/pass_costs.py probs      # probability CE rows, in pieces or not
     python experiments/benchmarks/pass_costs.py keep       # kept vs recomputed exponentials
     python experiments/benchmarks/pass_costs.py focal_smoothing [NxC]  # closed form vs autodiff
+    python experiments/benchmarks/pass_costs.py every_option  # every option on, value-and-grad
 
 Each prints median milliseconds over 5 interleaved rounds and the median per-round ratio
 to the first row (xentax.bench._measure.time_side_by_side). Results seen on the idle
@@ -175,6 +176,35 @@ def focal_smoothing(shape="256x4096"):
   )
 
 
+def every_option():
+  """Value-and-grad at [4096, 32768]: the categorical cross-entropy plain, and the
+  categorical, sparse and sparse focal losses with every option (softcap included)."""
+  n, c = 4096, 32768
+  k1, k2 = jax.random.split(jax.random.key(0))
+  x = jax.random.normal(k1, (n, c)) * 2
+  t = jax.nn.softmax(jax.random.normal(k2, (n, c)))
+  y = jnp.arange(n) % c
+  common = dict(class_weights=jnp.linspace(0.5, 2.0, c), softcap=30.0, sample_weight=jnp.ones((n,)))
+  smoothing = dict(common, label_smoothing=0.1)
+  cat = dict(smoothing, z_loss=1e-4, where=jnp.ones((n,), bool))
+  sparse = dict(smoothing, z_loss=1e-4, ignore_index=-1)
+  _report(
+    {
+      "cat_plain": jax.value_and_grad(xentax.categorical_cross_entropy_with_logits),
+      "cat_every": jax.value_and_grad(
+        lambda x, t: xentax.categorical_cross_entropy_with_logits(x, t, **cat)
+      ),
+      "sparse_every": jax.value_and_grad(
+        lambda x, t: xentax.sparse_categorical_cross_entropy_with_logits(x, y, **sparse)
+      ),
+      "focal_every": jax.value_and_grad(
+        lambda x, t: xentax.sparse_categorical_focal_loss_with_logits(x, y, **smoothing)
+      ),
+    },
+    [(x, t), (x + 0.1, t)],
+  )
+
+
 if __name__ == "__main__":
   {
     "softcap": softcap,
@@ -182,4 +212,5 @@ if __name__ == "__main__":
     "probs": probs,
     "keep": keep,
     "focal_smoothing": focal_smoothing,
+    "every_option": every_option,
   }[sys.argv[1]](*sys.argv[2:])

@@ -332,11 +332,11 @@ def _logit_grad_dot(config, x, t_x, targets, lse, valid, z, cap, t_cap):
   grad = coef[..., None] * jnp.exp(zx - lse[..., None]) - q  # d l / d z
   if not config.softcap:
     return jnp.sum(_common.mask_rows(grad, valid) * t_x, axis=-1)
-  # Clipped derivatives: finite at an infinite logit (no inf * 0 in dz/dc).
-  slope, d_cap = _sparse.softcap_derivatives(x, cap)
   # Masked after every product, so a NaN in a dropped row cannot meet a zero cotangent.
-  out = jnp.sum(_common.mask_rows(grad * slope, valid) * t_x, axis=-1)
+  out = jnp.sum(_common.mask_rows(grad * _sparse.softcap_slope(x, cap), valid) * t_x, axis=-1)
   if t_cap is not None:
+    # Clipped: finite at an infinite logit (no inf * 0 in dz/dc).
+    d_cap = _sparse.softcap_derivatives(x, cap)[1]
     out = out + jnp.sum(_common.mask_rows(grad * d_cap, valid), axis=-1) * t_cap
   return out
 

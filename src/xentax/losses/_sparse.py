@@ -413,7 +413,7 @@ def _logit_grad_dot(config, x, t_x, lse, labels, valid, bad, class_weights, eps,
   grad = _logit_grad(config, x, lse, labels, valid, bad, class_weights, eps, z, cap)
   if cap is not None:
     # Select after the product: a dropped row may hold NaN, whose softcap slope is NaN.
-    grad = jnp.where(valid[..., None], grad * softcap_derivatives(x, cap)[0], 0.0)
+    grad = jnp.where(valid[..., None], grad * softcap_slope(x, cap), 0.0)
   # Linear in t_x, upcast inside the product: the transpose writes d logits in x's dtype.
   return jnp.sum(grad * _up(t_x), axis=-1)
 
@@ -438,6 +438,12 @@ def softcap(x, cap) -> jax.Array:
   clip, to keep ``inf * 0`` out.
   """
   return cap * jnp.tanh(_up(x) / cap)
+
+
+def softcap_slope(x, cap) -> jax.Array:
+  """``d z / d x = 1 - tanh(x / c)^2`` of ``z = c tanh(x / c)``: 0 at ``+-inf`` without a
+  clip (``tanh`` saturates to exactly +-1), so no ``[..., C]`` clip pass feeds it."""
+  return 1 - jnp.square(jnp.tanh(_up(x) / cap))
 
 
 def softcap_derivatives(x, cap):
@@ -754,7 +760,7 @@ def _focal_grad_dot(recompute, inputs: SparseInputs, t_x, lse, log_p, log_1mp, e
   is_target = jnp.arange(num_classes, dtype=labels.dtype) == labels[..., None]
   grad = grad - jnp.where(is_target, target[..., None], 0.0)
   if cap is not None:
-    grad = grad * softcap_derivatives(x, cap)[0]
+    grad = grad * softcap_slope(x, cap)
   # Selected after the products: a dropped row may hold NaN or infinite logits.
   grad = jnp.where(valid[..., None], grad, 0.0)
   return jnp.sum(grad * t_x, axis=-1)
