@@ -789,3 +789,22 @@ def test_focal_smoothing_gradient_is_the_same_with_shared_or_recomputed_terms(dt
   for grad in (shared, recomputed):
     np.testing.assert_allclose(grad, want, **tol(dtype))
     assert np.all(grad[0] == 0)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_focal_confident_rows_have_exact_gradients_and_finite_hessians(gamma):
+  # Row 0: p_y rounds to 1 in float32; row 1: a logit 100 above the target sends the batch
+  # to the guarded form, where z_y - lse rounds to 0. The tiny gradient entries must match
+  # the float64 closed form relatively, and second derivatives stay finite for gamma < 1.
+  x = np.array([[0.0, 20.0, 0.0, 0.0], [0.0, 100.0, 0.0, 0.0]], np.float32)
+  y = np.array([1, 0])
+
+  def f(x):
+    return xentax.sparse_categorical_focal_loss_with_logits(x, y, gamma=gamma)
+
+  want = xentax.gradcheck.logits_grad(
+    "sparse_categorical_focal_loss_with_logits", x.astype(np.float64), y, gamma=gamma
+  )
+  # atol: row 1's e^-100 entries are subnormal in float32, flushed to 0 by XLA:CPU.
+  np.testing.assert_allclose(jax.grad(f)(x), want, rtol=1e-5, atol=1e-40)
+  assert np.all(np.isfinite(jax.hessian(f)(x)))

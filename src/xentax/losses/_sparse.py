@@ -721,7 +721,12 @@ def _focal_grad_dot(recompute, inputs: SparseInputs, t_x, lse, log_p, log_1mp, e
   """
   x, labels, valid = inputs.scores, inputs.labels, inputs.valid
   num_classes = x.shape[-1]
-  target = focal_weight(None, jnp.exp(log_p), log_p, gamma)
+  # p_y and 1 - p_y both exact: 1 - p_y from log(1 - p_y), and log p_y from it where p_y
+  # is near 1 (the guarded form's `z_y - lse` rounds to 0 there).
+  one_minus_p_y = jnp.exp(log_1mp)
+  log_p = jnp.where(log_p < -0.5, log_p, jnp.log1p(-one_minus_p_y))
+  p_y = jnp.exp(log_p)
+  target = focal_weight(None, p_y, log_p, gamma, one_minus_p=one_minus_p_y)
   if inputs.target_weight is not None:
     target = inputs.target_weight * target
   if eps is not None:
@@ -754,11 +759,12 @@ def _focal_grad_dot(recompute, inputs: SparseInputs, t_x, lse, log_p, log_1mp, e
   probs, class_terms = probs_and_terms(x, lse)
   if eps is not None:
     class_terms = weights * class_terms
-  grad = coef_p[..., None] * probs
+  # The target's entry a p_y - b as (a - b) p_y - b (1 - p_y): no cancellation as p_y -> 1.
+  target_entry = (coef_p - target) * p_y - target * one_minus_p_y
+  is_target = jnp.arange(num_classes, dtype=labels.dtype) == labels[..., None]
+  grad = jnp.where(is_target, target_entry[..., None], coef_p[..., None] * probs)
   if eps is not None:
     grad = grad - scale * class_terms
-  is_target = jnp.arange(num_classes, dtype=labels.dtype) == labels[..., None]
-  grad = grad - jnp.where(is_target, target[..., None], 0.0)
   if cap is not None:
     grad = grad * softcap_slope(x, cap)
   # Selected after the products: a dropped row may hold NaN or infinite logits.
@@ -994,9 +1000,11 @@ def focal_modulator(one_minus_p, gamma, power):
   return jnp.power(one_minus_p, gamma)
 
 
-def focal_weight(power, p, log_p, gamma):
-  """``A = (1 - p)^g - g p log(p) (1 - p)^(g - 1)`` with its limits at ``p = 0`` and 1."""
-  one_minus_p = -jnp.expm1(log_p)
+def focal_weight(power, p, log_p, gamma, one_minus_p=None):
+  """``A = (1 - p)^g - g p log(p) (1 - p)^(g - 1)`` with its limits at ``p = 0`` and 1
+  (``one_minus_p``, when given, is ``1 - p`` computed exactly by the caller)."""
+  if one_minus_p is None:
+    one_minus_p = -jnp.expm1(log_p)
   # -> 0 as p -> 0; the where inside the product keeps second derivatives finite at -inf.
   p_log_p = p * jnp.where(p > 0, log_p, jnp.zeros_like(log_p))
   if power is not None:
