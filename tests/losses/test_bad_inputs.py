@@ -244,6 +244,77 @@ def test_option_gradients_ignore_a_dropped_example_holding_nan_or_inf(loss, valu
       np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15, err_msg=f"{name} of {names}")
 
 
+def _focal_terms(log_p, gamma):
+  """``-(1 - p)^gamma log p`` per class, float64 NumPy; 0 where ``p = 0`` meets ``-inf``."""
+  with np.errstate(invalid="ignore"):
+    return np.where(np.isinf(log_p), 0.0, -((1 - np.exp(log_p)) ** gamma) * log_p)
+
+
+_SMOOTHED = {
+  "sparse": lambda z, y, t, **kw: xentax.sparse_categorical_cross_entropy_with_logits(z, y, **kw),
+  "sparse_focal": lambda z, y, t, **kw: xentax.sparse_categorical_focal_loss_with_logits(
+    z, y, gamma=2.0, **kw
+  ),
+  "categorical": lambda z, y, t, **kw: xentax.categorical_cross_entropy_with_logits(z, t, **kw),
+  "categorical_focal": lambda z, y, t, **kw: xentax.categorical_focal_loss_with_logits(
+    z, t, gamma=2.0, **kw
+  ),
+}
+
+
+@functools.cache
+def _smoothing_grads(loss):
+  """Jitted ``(value, d / d eps, d / d class_weights)`` of the summed loss at eps = 0."""
+  fn = _SMOOTHED[loss]
+
+  def value(z, y, eps, w):
+    kw = {} if loss.endswith("categorical_focal") else {"class_weights": w}
+    return fn(
+      z,
+      y,
+      jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype),
+      label_smoothing=eps,
+      reduction="sum",
+      **kw,
+    )
+
+  return jax.jit(jax.value_and_grad(value, argnums=(2, 3)))
+
+
+@pytest.mark.parametrize("loss", list(_SMOOTHED))
+@settings(max_examples=15, deadline=None)
+@given(
+  seed=st.integers(0, 2**16),
+  holes=st.lists(st.booleans(), min_size=12, max_size=12),
+)
+def test_smoothing_derivative_at_a_traced_zero_leaves_out_infinite_terms(loss, seed, holes):
+  """At a traced ``label_smoothing = 0`` a ``-inf`` logit in a kept row has a term ``0 * inf``,
+  taken as 0. Its one-sided derivative in ``eps`` is +inf; every loss returns, as documented,
+  the derivative of the finite terms (the sparse losses once left out the row's whole
+  smoothing sum, and a class weight's gradient was NaN)."""
+  r = np.random.default_rng(seed)
+  z = r.normal(size=(3, 4)) * 3
+  y = r.integers(0, 4, size=3)
+  onehot = np.eye(4)[y]
+  z[np.asarray(holes).reshape(3, 4) & (onehot == 0)] = -np.inf  # never on a target
+  lse = np.log(np.exp(z).sum(-1, keepdims=True))
+  log_p = np.where(np.isinf(z), -np.inf, np.where(np.isinf(z), 0.0, z) - lse)
+  if loss.endswith("focal"):
+    terms = _focal_terms(log_p, 2.0)
+  else:
+    terms = np.where(np.isinf(z), 0.0, -log_p)
+  scale = 0.25 if loss == "categorical_focal" else 1.0  # Keras's default alpha
+  value, (d_eps, d_w) = _smoothing_grads(loss)(z, y, 0.0, np.ones(4))
+  np.testing.assert_allclose(value, scale * np.sum(onehot * terms), **tol(np.float64))
+  # d/d eps of sum_c q_c F_c with q = (1 - e) t + e / C, the -inf classes' F_c held at 0.
+  want = scale * np.sum((1 / 4 - onehot) * terms)
+  np.testing.assert_allclose(d_eps, want, **tol(np.float64, "grad"))
+  if not loss.endswith("categorical_focal"):
+    # Class weights at eps = 0 (mean of none: "sum"): d / d w_c = sum over rows of class c.
+    want = np.array([np.sum(terms[y == c, c]) for c in range(4)])
+    np.testing.assert_allclose(d_w, want, **tol(np.float64, "grad"))
+
+
 def test_nan_label_in_an_ignored_example_does_not_leak():
   z = jnp.asarray(LOGITS).at[1].set(-jnp.inf)
   y = LABELS.copy()

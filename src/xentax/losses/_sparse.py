@@ -342,6 +342,13 @@ def _logits_losses_jvp(config, primals, tangents):
     # the logits' statistics held fixed. Dropped rows' statistics are zeroed first: their
     # masked cotangent times a NaN or infinite statistic would otherwise be NaN.
     kept_x, kept_lse, kept_target = (_common.mask_rows(v, valid) for v in (x, lse, target))
+    if config.smoothing and cap is None:
+      # At eps = 0 an infinite logit's smoothing term (0 * inf, taken as 0) is left out of
+      # the options' derivatives, its lse - z_c set to 0, as the categorical losses do:
+      # d / d eps is then that of the finite terms (the one-sided derivative is +inf), and
+      # a class weight's cotangent does not meet 0 * inf = NaN.
+      held = jnp.isinf(kept_x) & (jnp.asarray(eps) == 0)
+      kept_x = jnp.where(held, kept_lse[..., None], kept_x)
 
     def from_options(class_weights, eps, z):
       return _losses_from_stats(
@@ -658,14 +665,22 @@ def _focal_losses(inputs: SparseInputs, eps, gamma, cap) -> jax.Array:
   return _focal_losses_and_stats(inputs, eps, gamma, cap)[0]
 
 
-def _focal_losses_and_stats(inputs: SparseInputs, eps, gamma, cap):
-  """``(losses, (lse, log p_y, log(1 - p_y)))`` per example."""
+def _focal_losses_and_stats(inputs: SparseInputs, eps, gamma, cap, for_options=False):
+  """``(losses, (lse, log p_y, log(1 - p_y)))`` per example.
+
+  ``for_options``: the value whose jvp gives the options' tangents (logits held fixed);
+  its smoothing sum leaves out an infinite logit's term at ``eps = 0``
+  (:func:`_focal_class_sum_holding`).
+  """
   log_p, log_1mp, lse = _target_log_probs(inputs, cap)
   losses = focal_scale(-log_p, log_1mp, gamma)
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
   if eps is not None:
-    smoothing = _focal_class_sum(inputs, cap, gamma)
+    if for_options and cap is None:
+      smoothing = _focal_class_sum_holding(inputs, gamma, jnp.asarray(eps) == 0)
+    else:
+      smoothing = _focal_class_sum(inputs, cap, gamma)
     # safe_mul: with eps == 0 an infinite class term must not turn 0 * inf into NaN.
     num_classes = inputs.scores.shape[-1]
     losses = (1 - eps) * losses + _common.safe_mul(eps / num_classes, smoothing)
@@ -704,7 +719,11 @@ def _focal_losses_jvp(primals, tangents):
         target_weight=args.get("target_weight", inputs.target_weight),
       )
       return _focal_losses_and_stats(
-        moved, args.get("eps", eps), args.get("gamma", gamma), args.get("cap", cap)
+        moved,
+        args.get("eps", eps),
+        args.get("gamma", gamma),
+        args.get("cap", cap),
+        for_options=True,
       )[0]
 
     primal_values = [v[0] for v in moving.values()]
@@ -877,6 +896,21 @@ def _focal_class_sum(inputs: SparseInputs, cap, gamma) -> jax.Array:
     x = _softcap_autodiff(x, cap)
   ignored = ~inputs.valid | inputs.bad
   return _fast_focal_class_sum(x, jnp.asarray(gamma, x.dtype), inputs.class_weights, ignored)
+
+
+def _focal_class_sum_holding(inputs: SparseInputs, gamma, hold) -> jax.Array:
+  """:func:`_focal_class_sum` (no softcap) for the options' derivatives: where ``hold``
+  (``eps = 0``), an infinite logit's term (``0 * inf``, taken as 0) is left out, its
+  ``lse - z_c`` set to 0, as the categorical focal loss does. ``d / d eps`` is then that of
+  the finite terms (the one-sided derivative is +inf), and neither a class weight's nor
+  ``gamma``'s cotangent meets ``0 * inf = NaN``."""
+  x = _sanitize_logits(inputs)
+  lse = _common.logsumexp(x)[..., None]
+  ce = lse - jnp.where(jnp.isinf(x) & hold, lse, x)
+  per_class = focal_scale(ce, _log1m_softmax(x, lse[..., 0]), gamma)
+  if inputs.class_weights is not None:
+    per_class = _common.safe_mul(inputs.class_weights, per_class)
+  return jnp.sum(per_class, -1)
 
 
 @jax.custom_jvp

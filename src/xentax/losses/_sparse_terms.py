@@ -180,7 +180,9 @@ class SparseTerms(NamedTuple):
       smooth = self.class_weight_sum(lse.dtype) * lse - weighted_logit_sum
       eps = jnp.asarray(self.label_smoothing, loss.dtype)
       # safe_mul, not a plain product: with eps == 0 a -inf logit must not turn 0 * inf into
-      # NaN; unlike a `where` on eps it keeps the exact gradient d loss / d eps at eps == 0.
+      # NaN; unlike a `where` on eps it keeps the exact gradient d loss / d eps at eps == 0
+      # where the sum is finite. (Where it is infinite, the dense losses' option tangents
+      # leave out the infinite classes' terms instead of the whole row's.)
       loss = (1 - eps) * loss + _common.safe_mul(eps / self.num_classes, smooth)
     if not _common.is_static_zero(self.z_loss):
       loss = loss + jnp.asarray(self.z_loss, loss.dtype) * jnp.square(lse)
