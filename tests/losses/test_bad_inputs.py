@@ -309,6 +309,10 @@ def test_smoothing_derivative_at_a_traced_zero_leaves_out_infinite_terms(loss, s
   # d/d eps of sum_c q_c F_c with q = (1 - e) t + e / C, the -inf classes' F_c held at 0.
   want = scale * np.sum((1 / 4 - onehot) * terms)
   np.testing.assert_allclose(d_eps, want, **tol(np.float64, "grad"))
+  if np.isinf(z).any():
+    # At eps > 0 nothing is held: the loss is +inf, and so is (or NaN) its derivative.
+    value, (d_eps, _) = _smoothing_grads(loss)(z, y, 0.1, np.ones(4))
+    assert value == np.inf and not np.isfinite(d_eps)
   if not loss.endswith("categorical_focal"):
     # Class weights at eps = 0 (mean of none: "sum"): d / d w_c = sum over rows of class c.
     want = np.array([np.sum(terms[y == c, c]) for c in range(4)])

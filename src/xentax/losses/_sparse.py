@@ -346,9 +346,14 @@ def _logits_losses_jvp(config, primals, tangents):
       # At eps = 0 an infinite logit's smoothing term (0 * inf, taken as 0) is left out of
       # the options' derivatives, its lse - z_c set to 0, as the categorical losses do:
       # d / d eps is then that of the finite terms (the one-sided derivative is +inf), and
-      # a class weight's cotangent does not meet 0 * inf = NaN.
-      held = jnp.isinf(kept_x) & (jnp.asarray(eps) == 0)
-      kept_x = jnp.where(held, kept_lse[..., None], kept_x)
+      # a class weight's cotangent does not meet 0 * inf = NaN. Under a cond: otherwise
+      # the select wrote an [..., C] copy of the logits on every call.
+      kept_x = lax.cond(
+        (jnp.asarray(eps) == 0) & jnp.any(jnp.isinf(kept_x)),
+        lambda x: jnp.where(jnp.isinf(x), kept_lse[..., None], x),
+        lambda x: x,
+        kept_x,
+      )
 
     def from_options(class_weights, eps, z):
       return _losses_from_stats(
@@ -678,7 +683,15 @@ def _focal_losses_and_stats(inputs: SparseInputs, eps, gamma, cap, for_options=F
     losses = inputs.target_weight * losses
   if eps is not None:
     if for_options and cap is None:
-      smoothing = _focal_class_sum_holding(inputs, gamma, jnp.asarray(eps) == 0)
+      # Only where it matters: the held form is the exact, multi-pass one (a softcapped
+      # logit is finite). Both sums inside the cond, so that reverse mode transposes only
+      # the one taken (a zero cotangent through the other met 0 * inf).
+      hold = (jnp.asarray(eps) == 0) & jnp.any(jnp.isinf(_sanitize_logits(inputs)))
+      smoothing = lax.cond(
+        hold,
+        lambda: _focal_class_sum_holding(inputs, gamma),
+        lambda: _focal_class_sum(inputs, cap, gamma),
+      )
     else:
       smoothing = _focal_class_sum(inputs, cap, gamma)
     # safe_mul: with eps == 0 an infinite class term must not turn 0 * inf into NaN.
@@ -898,15 +911,15 @@ def _focal_class_sum(inputs: SparseInputs, cap, gamma) -> jax.Array:
   return _fast_focal_class_sum(x, jnp.asarray(gamma, x.dtype), inputs.class_weights, ignored)
 
 
-def _focal_class_sum_holding(inputs: SparseInputs, gamma, hold) -> jax.Array:
-  """:func:`_focal_class_sum` (no softcap) for the options' derivatives: where ``hold``
-  (``eps = 0``), an infinite logit's term (``0 * inf``, taken as 0) is left out, its
-  ``lse - z_c`` set to 0, as the categorical focal loss does. ``d / d eps`` is then that of
-  the finite terms (the one-sided derivative is +inf), and neither a class weight's nor
-  ``gamma``'s cotangent meets ``0 * inf = NaN``."""
+def _focal_class_sum_holding(inputs: SparseInputs, gamma) -> jax.Array:
+  """:func:`_focal_class_sum` (no softcap) for the options' derivatives at ``eps = 0``: an
+  infinite logit's term (``0 * inf``, taken as 0) is left out, its ``lse - z_c`` set to 0,
+  as the categorical focal loss does. ``d / d eps`` is then that of the finite terms (the
+  one-sided derivative is +inf), and a class weight's cotangent does not meet
+  ``0 * inf = NaN``."""
   x = _sanitize_logits(inputs)
   lse = _common.logsumexp(x)[..., None]
-  ce = lse - jnp.where(jnp.isinf(x) & hold, lse, x)
+  ce = lse - jnp.where(jnp.isinf(x), lse, x)
   per_class = focal_scale(ce, _log1m_softmax(x, lse[..., 0]), gamma)
   if inputs.class_weights is not None:
     per_class = _common.safe_mul(inputs.class_weights, per_class)

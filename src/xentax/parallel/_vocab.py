@@ -53,7 +53,9 @@ def vocab_parallel_cross_entropy(
   axis last, sharded over ``axis_name``, shard ``k`` holding classes
   ``[k V / P, (k + 1) V / P)``) and the full ``labels [...]``. The result equals
   :func:`xentax.sparse_categorical_cross_entropy_with_logits` on the gathered logits,
-  with the same options, in value and gradient.
+  with the same options, in value and gradient (one exception: the options' derivatives
+  at a traced ``label_smoothing = 0`` with a ``-inf`` logit in a kept row, README "Errors
+  and edge cases").
 
   Communication: two all-reduces over ``axis_name`` in the forward pass and none in the
   backward pass (plus one over ``batch_axis_name`` for the reduction when given).
