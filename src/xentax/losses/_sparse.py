@@ -675,7 +675,7 @@ def _focal_losses_and_stats(inputs: SparseInputs, eps, gamma, cap, for_options=F
 
   ``for_options``: the value whose jvp gives the options' tangents (logits held fixed);
   its smoothing sum leaves out an infinite logit's term at ``eps = 0``
-  (:func:`_focal_class_sum_holding`).
+  (:func:`_exact_focal_class_sum`).
   """
   log_p, log_1mp, lse = _target_log_probs(inputs, cap)
   losses = focal_scale(-log_p, log_1mp, gamma)
@@ -683,13 +683,14 @@ def _focal_losses_and_stats(inputs: SparseInputs, eps, gamma, cap, for_options=F
     losses = inputs.target_weight * losses
   if eps is not None:
     if for_options and cap is None:
-      # Only where it matters: the held form is the exact, multi-pass one (a softcapped
-      # logit is finite). Both sums inside the cond, so that reverse mode transposes only
-      # the one taken (a zero cotangent through the other met 0 * inf).
-      hold = (jnp.asarray(eps) == 0) & jnp.any(jnp.isinf(_sanitize_logits(inputs)))
+      # At eps = 0 an infinite logit's term is held out (:func:`_exact_focal_class_sum`),
+      # and only then: the held form is the exact, multi-pass one (a softcapped logit is
+      # finite). Both sums inside the cond, so that reverse mode transposes only the one
+      # taken (a zero cotangent through the other met 0 * inf).
+      x = _sanitize_logits(inputs)
       smoothing = lax.cond(
-        hold,
-        lambda: _focal_class_sum_holding(inputs, gamma),
+        (jnp.asarray(eps) == 0) & jnp.any(jnp.isinf(x)),
+        lambda: _exact_focal_class_sum(x, gamma, inputs.class_weights, hold_infinite=True),
         lambda: _focal_class_sum(inputs, cap, gamma),
       )
     else:
@@ -911,21 +912,6 @@ def _focal_class_sum(inputs: SparseInputs, cap, gamma) -> jax.Array:
   return _fast_focal_class_sum(x, jnp.asarray(gamma, x.dtype), inputs.class_weights, ignored)
 
 
-def _focal_class_sum_holding(inputs: SparseInputs, gamma) -> jax.Array:
-  """:func:`_focal_class_sum` (no softcap) for the options' derivatives at ``eps = 0``: an
-  infinite logit's term (``0 * inf``, taken as 0) is left out, its ``lse - z_c`` set to 0,
-  as the categorical focal loss does. ``d / d eps`` is then that of the finite terms (the
-  one-sided derivative is +inf), and a class weight's cotangent does not meet
-  ``0 * inf = NaN``."""
-  x = _sanitize_logits(inputs)
-  lse = _common.logsumexp(x)[..., None]
-  ce = lse - jnp.where(jnp.isinf(x), lse, x)
-  per_class = focal_scale(ce, _log1m_softmax(x, lse[..., 0]), gamma)
-  if inputs.class_weights is not None:
-    per_class = _common.safe_mul(inputs.class_weights, per_class)
-  return jnp.sum(per_class, -1)
-
-
 @jax.custom_jvp
 def _fast_focal_class_sum(x, gamma, weights, ignored) -> jax.Array:
   """:func:`_exact_focal_class_sum` in one guard-free pass in the common case.
@@ -1018,11 +1004,18 @@ def _focal_class_terms(z, lse, gamma, weights) -> jax.Array:
   return jnp.exp(gamma * log_1mp) * weighted
 
 
-def _exact_focal_class_sum(x, gamma, weights) -> jax.Array:
+def _exact_focal_class_sum(x, gamma, weights, hold_infinite=False) -> jax.Array:
   """The smoothing sum with every guard: ``log(1 - p)`` exact for every class, ``0 * inf``
-  kept out of values and derivatives; ``x`` has its dropped rows zeroed."""
+  kept out of values and derivatives; ``x`` has its dropped rows zeroed.
+
+  ``hold_infinite``: for the options' derivatives at ``eps = 0``, an infinite logit's term
+  (``0 * inf``, taken as 0) is left out, its ``lse - z_c`` set to 0, as the categorical
+  focal loss does. ``d / d eps`` is then that of the finite terms (the one-sided derivative
+  is +inf), and a class weight's cotangent does not meet ``0 * inf = NaN``.
+  """
   lse = _common.logsumexp(x)
-  per_class = focal_scale(lse[..., None] - x, _log1m_softmax(x, lse), gamma)
+  z = jnp.where(jnp.isinf(x), lse[..., None], x) if hold_infinite else x
+  per_class = focal_scale(lse[..., None] - z, _log1m_softmax(x, lse), gamma)
   if weights is not None:
     per_class = _common.safe_mul(weights, per_class)
   return jnp.sum(per_class, -1)
