@@ -1,0 +1,200 @@
+"""The prototype Pallas sparse cross-entropy kernels on a GPU: compiled test, tiling sweep, rows.
+
+  PYTHONPATH=src python3 experiments/benchmarks/gpu_pallas_sparse.py OUT.json [--quick]
+
+1. Compiled test: value and gradient of ``xentax.losses._pallas_sparse.sparse_cross_entropy``
+   (mean / sum / none, ``ignore_index``, a class count that is not a multiple of the chunk)
+   against a float64 NumPy reference; prints PASS or FAIL per case.
+2. Reference: the device copy (``x * c``, read + write) of the logits' shape in each dtype.
+3. Sweep: each tiling of the kernels, forward and value-and-grad (mean), timed interleaved with
+   optax and the current xentax loss; GB/s counts one read of the logits (forward) or one read
+   and one write (value-and-grad), the bandwidth bound of each mode.
+The JSON is rewritten after every step, so a killed run keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import xentax
+from xentax.bench import _measure
+from xentax.bench._gpu import sparse_inputs
+from xentax.losses import _pallas_sparse as ps
+
+QUICK = "--quick" in sys.argv
+OUT = next((a for a in sys.argv[1:] if not a.startswith("--")), "pallas.json")
+SHAPE = (512, 8192) if QUICK else (8192, 131072)
+REPEATS = 3 if QUICK else 10
+INTERPRET = jax.default_backend() != "gpu"
+CONFIGS = [  # block_rows, block_cols, num_warps, num_stages
+  (1, 4096, 8, 1),
+  (1, 8192, 16, 1),
+  (1, 16384, 32, 1),
+  (2, 4096, 8, 1),
+  (1, 4096, 8, 3),
+]
+RECORDS: list[dict] = []
+
+
+def _save():
+  with open(OUT, "w") as f:
+    json.dump({"device": _measure.device_info(), "records": RECORDS}, f, indent=1)
+
+
+def _say(msg):
+  print(msg, flush=True)
+
+
+def reference(x, y, keep):
+  x = np.asarray(x, np.float64)
+  m = x.max(1, keepdims=True)
+  lse = (m + np.log(np.exp(x - m).sum(1, keepdims=True)))[:, 0]
+  loss = np.where(keep, lse - x[np.arange(len(y)), np.where(keep, y, 0)], 0.0)
+  p = np.exp(x - lse[:, None])
+  p[np.arange(len(y)), np.where(keep, y, 0)] -= 1
+  return loss, p * keep[:, None]
+
+
+def compiled_test():
+  rng = np.random.default_rng(0)
+  cases = [
+    (64, 50257, "bfloat16", None),
+    (128, 4096, "float32", None),
+    (96, 1000, "float32", -100),
+    (33, 32768, "float32", None),
+  ]
+  for n, c, dtype, ignore in cases:
+    x = jnp.asarray(rng.normal(size=(n, c)) * 3, dtype)
+    y = rng.integers(0, c, n).astype(np.int32)
+    if ignore is not None:
+      y[::5] = ignore
+    keep = y != (ignore if ignore is not None else -1)
+    loss64, grad64 = reference(np.asarray(x.astype(jnp.float32)), y, keep)
+    tol = 2e-2 if dtype == "bfloat16" else 2e-5
+    for red in ("mean", "sum", "none"):
+      rec = {"kind": "test", "n": n, "c": c, "dtype": dtype, "ignore_index": ignore, "red": red}
+      try:
+        weights = np.arange(n) % 3 + 1.0 if red == "none" else 1.0
+
+        def f(x, red=red, weights=weights, y=y, ignore=ignore):
+          out = ps.sparse_cross_entropy(
+            x, jnp.asarray(y), reduction=red, ignore_index=ignore, interpret=INTERPRET
+          )
+          return jnp.sum(out * weights)
+
+        value, grad = jax.jit(jax.value_and_grad(f))(x)
+        forward = jax.jit(f)(x)
+        denom = keep.sum() if red == "mean" else 1.0
+        want_v = (loss64 * weights).sum() / denom
+        want_g = grad64 * (np.broadcast_to(weights, (n,))[:, None] / denom)
+        err_v = abs(float(value) - want_v) / max(1.0, abs(want_v))
+        err_f = abs(float(forward) - want_v) / max(1.0, abs(want_v))
+        err_g = float(np.abs(np.asarray(grad, np.float64) - want_g).max())
+        ok = err_v < tol and err_f < tol and err_g < tol * max(1.0, np.abs(want_g).max())
+        rec.update(err_value=err_v, err_forward=err_f, err_grad=err_g, passed=bool(ok))
+      except Exception as err:
+        traceback.print_exc()
+        rec.update(passed=False, error=f"{type(err).__name__}: {err}"[:2000])
+      RECORDS.append(rec)
+      _say(
+        f"test {n}x{c} {dtype} ignore={ignore} {red}: "
+        + ("PASS" if rec["passed"] else "FAIL")
+        + f" { ({k: v for k, v in rec.items() if k.startswith('err')}) }"
+      )
+  _save()
+
+
+def copy_rate(x):
+  compiled, seconds = _measure.compile_ahead(lambda x: x * jnp.asarray(1.0000001, x.dtype), x)
+  t = _measure.time_side_by_side({"copy": compiled}, [(x,), (x + 1,)], repeats=REPEATS)["copy"]
+  return 2 * x.nbytes / t.median_s / 1e9
+
+
+def _pallas(config, mode):
+  cfg = dict(zip(("block_rows", "block_cols", "num_warps", "num_stages"), config, strict=True))
+
+  def f(x, y):
+    return ps.sparse_cross_entropy(x, y, config=cfg, interpret=INTERPRET)
+
+  return f if mode == "forward" else jax.value_and_grad(f)
+
+
+def sweep(dtype):
+  args = [sparse_inputs(*SHAPE, jnp.dtype(dtype), seed) for seed in (0, 1)]
+  copy = copy_rate(args[0][0])
+  RECORDS.append({"kind": "copy", "dtype": dtype, "shape": SHAPE, "gbps": copy})
+  _say(f"copy {dtype} {SHAPE}: {copy:.0f} GB/s (read + write)")
+  _save()
+  baselines = {
+    "optax": lambda x, y: optax.softmax_cross_entropy_with_integer_labels(x, y).mean(),
+    "xentax (XLA)": xentax.sparse_categorical_cross_entropy_with_logits,
+  }
+  for mode in ("forward", "value_and_grad"):
+    fns = {n: (f if mode == "forward" else jax.value_and_grad(f)) for n, f in baselines.items()}
+    for config in CONFIGS:
+      fns[f"pallas {config}"] = _pallas(config, mode)
+    compiled, seconds, memory = {}, {}, {}
+    for name, fn in fns.items():
+      try:
+        compiled[name], seconds[name] = _measure.compile_ahead(fn, *args[0])
+        memory[name] = _measure.memory_bytes(compiled[name])
+      except Exception as err:
+        traceback.print_exc()
+        RECORDS.append(
+          {
+            "kind": "sweep",
+            "impl": name,
+            "mode": mode,
+            "dtype": dtype,
+            "error": f"{type(err).__name__}: {err}"[:2000],
+          }
+        )
+    timings = _measure.time_side_by_side(compiled, args, repeats=REPEATS, compile_seconds=seconds)
+    moved = args[0][0].nbytes * (1 if mode == "forward" else 2)
+    for name, t in timings.items():
+      rec = {
+        "kind": "sweep",
+        "impl": name,
+        "mode": mode,
+        "dtype": dtype,
+        "shape": SHAPE,
+        "median_ms": t.median_s * 1e3,
+        "spread": t.spread,
+        "compile_s": t.compile_s,
+        "gbps": moved / t.median_s / 1e9,
+        "pct_of_copy": 100 * moved / t.median_s / 1e9 / copy,
+        "x_optax": t.median_s / timings["optax"].median_s,
+        "ratios_to_optax": t.ratios_to(timings["optax"]),
+        **memory[name],
+      }
+      RECORDS.append(rec)
+      _say(
+        f"{mode:15s} {dtype:9s} {name:32s} {rec['median_ms']:8.3f} ms  {rec['gbps']:6.0f} GB/s"
+        f"  {rec['pct_of_copy']:5.1f}% of copy  {rec['x_optax']:.3f}x optax"
+        f"  temp {(rec.get('temp_bytes') or 0) / 2**20:.0f} MiB"
+      )
+    _save()
+
+
+def main():
+  start = time.time()
+  _say(f"backend {jax.default_backend()}, devices {jax.devices()}, interpret={INTERPRET}")
+  compiled_test()
+  for dtype in ("bfloat16", "float32"):
+    try:
+      sweep(dtype)
+    except Exception:
+      traceback.print_exc()
+  _say(f"done in {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+  main()
