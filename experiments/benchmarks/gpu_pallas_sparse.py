@@ -14,6 +14,7 @@ The JSON is rewritten after every step, so a killed run keeps what it measured.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -31,16 +32,39 @@ from xentax.losses import _pallas_sparse as ps
 
 QUICK = "--quick" in sys.argv
 OUT = next((a for a in sys.argv[1:] if not a.startswith("--")), "pallas.json")
-SHAPE = (512, 8192) if QUICK else (8192, 131072)
+SHAPE = (64, 4096) if QUICK else (8192, 131072)
 REPEATS = 3 if QUICK else 10
 INTERPRET = jax.default_backend() != "gpu"
-CONFIGS = [  # block_rows, block_cols, num_warps, num_stages
-  (1, 4096, 8, 1),
-  (1, 8192, 16, 1),
-  (1, 16384, 32, 1),
-  (2, 4096, 8, 1),
-  (1, 4096, 8, 3),
-]
+
+
+def _cfg(rows, cols, warps, **flags):
+  return {"block_rows": rows, "block_cols": cols, "num_warps": warps, **flags}
+
+
+LATE = {"reverse": True, "evict": True}
+CONFIGS = {  # per mode: the tilings and flags swept (DEFAULT_CONFIG fills the rest)
+  "forward": [
+    _cfg(1, 4096, 8),
+    _cfg(1, 8192, 8),
+    _cfg(1, 16384, 8),
+    _cfg(1, 4096, 4),
+    _cfg(2, 4096, 8),
+    _cfg(1, 2048, 4, lanes=True),
+    _cfg(1, 4096, 8, lanes=True),
+    _cfg(1, 8192, 8, lanes=True),
+  ],
+  "value_and_grad": [
+    _cfg(1, 4096, 8),
+    _cfg(1, 4096, 8, reverse=True),
+    _cfg(1, 4096, 8, **LATE),
+    _cfg(1, 8192, 8, **LATE),
+    _cfg(1, 4096, 4, **LATE),
+    _cfg(1, 2048, 4, **LATE),
+    _cfg(2, 4096, 8, **LATE),
+    _cfg(1, 4096, 8, lanes=True, **LATE),
+  ],
+}
+TEST_CONFIGS = [{}, {"lanes": True, **LATE}]
 RECORDS: list[dict] = []
 
 
@@ -71,7 +95,7 @@ def compiled_test():
     (96, 1000, "float32", -100),
     (33, 32768, "float32", None),
   ]
-  for n, c, dtype, ignore in cases:
+  for (n, c, dtype, ignore), config in itertools.product(cases, TEST_CONFIGS):
     x = jnp.asarray(rng.normal(size=(n, c)) * 3, dtype)
     y = rng.integers(0, c, n).astype(np.int32)
     if ignore is not None:
@@ -81,12 +105,18 @@ def compiled_test():
     tol = 2e-2 if dtype == "bfloat16" else 2e-5
     for red in ("mean", "sum", "none"):
       rec = {"kind": "test", "n": n, "c": c, "dtype": dtype, "ignore_index": ignore, "red": red}
+      rec["config"] = config
       try:
         weights = np.arange(n) % 3 + 1.0 if red == "none" else 1.0
 
-        def f(x, red=red, weights=weights, y=y, ignore=ignore):
+        def f(x, red=red, weights=weights, y=y, ignore=ignore, config=config):
           out = ps.sparse_cross_entropy(
-            x, jnp.asarray(y), reduction=red, ignore_index=ignore, interpret=INTERPRET
+            x,
+            jnp.asarray(y),
+            reduction=red,
+            ignore_index=ignore,
+            config=config,
+            interpret=INTERPRET,
           )
           return jnp.sum(out * weights)
 
@@ -105,7 +135,7 @@ def compiled_test():
         rec.update(passed=False, error=f"{type(err).__name__}: {err}"[:2000])
       RECORDS.append(rec)
       _say(
-        f"test {n}x{c} {dtype} ignore={ignore} {red}: "
+        f"test {n}x{c} {dtype} ignore={ignore} {red} {config}: "
         + ("PASS" if rec["passed"] else "FAIL")
         + f" { ({k: v for k, v in rec.items() if k.startswith('err')}) }"
       )
@@ -118,9 +148,7 @@ def copy_rate(x):
   return 2 * x.nbytes / t.median_s / 1e9
 
 
-def _pallas(config, mode):
-  cfg = dict(zip(("block_rows", "block_cols", "num_warps", "num_stages"), config, strict=True))
-
+def _pallas(cfg, mode):
   def f(x, y):
     return ps.sparse_cross_entropy(x, y, config=cfg, interpret=INTERPRET)
 
@@ -139,8 +167,9 @@ def sweep(dtype):
   }
   for mode in ("forward", "value_and_grad"):
     fns = {n: (f if mode == "forward" else jax.value_and_grad(f)) for n, f in baselines.items()}
-    for config in CONFIGS:
-      fns[f"pallas {config}"] = _pallas(config, mode)
+    for config in CONFIGS[mode]:
+      name = " ".join(f"{k}={v}" for k, v in config.items() if k != "block_rows" or v != 1)
+      fns[f"pallas {name.replace('block_', '').replace('num_', '')}"] = _pallas(config, mode)
     compiled, seconds, memory = {}, {}, {}
     for name, fn in fns.items():
       try:

@@ -34,125 +34,178 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-DEFAULT_CONFIG = {"block_rows": 1, "block_cols": 4096, "num_warps": 8, "num_stages": 1}
+DEFAULT_CONFIG = {
+  "block_rows": 1,
+  "block_cols": 4096,
+  "num_warps": 8,
+  "num_stages": 1,
+  "lanes": False,  # per-lane running max and sum (one reduction per row, not per chunk)
+  "reverse": False,  # the gradient pass walks the row backwards (latest chunks still in L2)
+  "evict": False,  # first-pass loads ask L2 to keep the lines, second-pass ones to drop them
+}
+# A finite floor for the per-lane running max: exp(-(x - floor)) underflows to 0, and a -inf
+# logit gives exp(-inf) = 0 instead of the NaN of -inf - (-inf).
+_FLOOR = float(jnp.finfo(jnp.float32).min)
 
 
-def _chunk(x_ref, start, block_cols, num_classes, masked):
+def _chunk(x_ref, start, block_cols, num_classes, masked, eviction_policy=None):
   """Loads ``x[:, start:start + block_cols]`` as float32; columns past ``C`` read as -inf."""
   view = x_ref.at[:, pl.ds(start, block_cols)]
   cols = start + jax.lax.broadcasted_iota(jnp.int32, (1, block_cols), 1)
-  if masked:
-    x = plgpu.load(view, mask=cols < num_classes, other=-jnp.inf)
-  else:
-    x = view[...]
+  mask = cols < num_classes if masked else None
+  other = -jnp.inf if masked else None
+  x = plgpu.load(view, mask=mask, other=other, eviction_policy=eviction_policy)
   return x.astype(jnp.float32), cols
 
 
-def _row_stats(x_ref, y, *, block_cols, num_classes):
-  """One pass over the row block: ``lse`` and the target logit, each ``[block_rows]``."""
-  rows = y.shape[0]
+def _chunk_loop(num_classes, block_cols, step, carry, *, reverse=False):
+  """``step(start, carry, masked)`` over the column chunks (the partial one masked)."""
   num_full = num_classes // block_cols
+  tail = num_classes % block_cols
+  if tail and reverse:
+    carry = step(jnp.int32(num_full * block_cols), carry, True)
+  if num_full:
+    if reverse:
+      body = lambda j, c: step((num_full - 1 - j) * block_cols, c, False)  # noqa: E731
+    else:
+      body = lambda j, c: step(j * block_cols, c, False)  # noqa: E731
+    carry = jax.lax.fori_loop(0, num_full, body, carry)
+  if tail and not reverse:
+    # A traced start: the tail chunk reaches past C, and only the mask keeps it in bounds.
+    carry = step(jnp.int32(num_full * block_cols), carry, True)
+  return carry
+
+
+def _row_lse(x_ref, *, rows, block_cols, num_classes, lanes, eviction_policy):
+  """``lse`` of each row of the block in one pass: an online log-sum-exp.
+
+  Per chunk (``lanes=False``): ``m' = max(m, max_c x_c)``, ``s' = s e^(m - m') + sum_c
+  e^(x_c - m')``. Per lane (``lanes=True``), one exponential per entry and no reduction until
+  the end: with ``d = x - m``, ``s' = s e^(-d) + 1`` if ``d > 0`` else ``s + e^d``; then
+  ``lse = M + log sum_lanes s e^(m - M)``.
+  """
+
+  def load(start, masked):
+    x, _ = _chunk(x_ref, start, block_cols, num_classes, masked, eviction_policy)
+    return x
+
+  if lanes:
+
+    def step(start, carry, masked):
+      m, s = carry
+      x = load(start, masked)
+      d = x - m
+      e = jnp.exp(-jnp.abs(d))
+      return jnp.maximum(m, x), jnp.where(d > 0, s * e + 1.0, s + e)
+
+    shape = (rows, block_cols)
+    m, s = _chunk_loop(
+      num_classes, block_cols, step, (jnp.full(shape, _FLOOR), jnp.zeros(shape, jnp.float32))
+    )
+    top = jnp.max(m, axis=1)
+    return top + jnp.log(jnp.sum(s * jnp.exp(m - top[:, None]), axis=1))
 
   def step(start, carry, masked):
-    m, s, t = carry
-    x, cols = _chunk(x_ref, start, block_cols, num_classes, masked)
+    m, s = carry
+    x = load(start, masked)
     m_new = jnp.maximum(m, jnp.max(x, axis=1))
     shift = jnp.where(m_new == -jnp.inf, 0.0, m_new)  # all -inf so far: keep exp finite
-    s = s * jnp.exp(m - shift) + jnp.sum(jnp.exp(x - shift[:, None]), axis=1)
-    t = t + jnp.sum(jnp.where(cols == y[:, None], x, 0.0), axis=1)
-    return m_new, s, t
+    return m_new, s * jnp.exp(m - shift) + jnp.sum(jnp.exp(x - shift[:, None]), axis=1)
 
-  init = (
-    jnp.full((rows,), -jnp.inf, jnp.float32),
-    jnp.zeros((rows,), jnp.float32),
-    jnp.zeros((rows,), jnp.float32),
+  init = (jnp.full((rows,), -jnp.inf, jnp.float32), jnp.zeros((rows,), jnp.float32))
+  m, s = _chunk_loop(num_classes, block_cols, step, init)
+  return m + jnp.log(s)
+
+
+def _forward_kernel(x_ref, lse_ref, *, num_classes, config):
+  lse_ref[...] = _row_lse(
+    x_ref,
+    rows=lse_ref.shape[0],
+    block_cols=config["block_cols"],
+    num_classes=num_classes,
+    lanes=config["lanes"],
+    eviction_policy=None,
   )
-  carry = init
-  if num_full:
-    carry = jax.lax.fori_loop(
-      0, num_full, lambda j, c: step(j * block_cols, c, masked=False), carry
-    )
-  if num_classes % block_cols:
-    # A traced start: the tail chunk reaches past C, and only the mask keeps it in bounds.
-    carry = step(jnp.int32(num_full * block_cols), carry, masked=True)
-  m, s, t = carry
-  return m + jnp.log(s), t
 
 
-def _forward_kernel(x_ref, y_ref, loss_ref, lse_ref, *, block_cols, num_classes):
-  y = y_ref[...]
-  lse, target = _row_stats(x_ref, y, block_cols=block_cols, num_classes=num_classes)
-  loss_ref[...] = lse - target
-  lse_ref[...] = lse
-
-
-def _gradient_kernel(x_ref, y_ref, scale_ref, loss_ref, g_ref, *, block_cols, num_classes):
+def _gradient_kernel(x_ref, y_ref, scale_ref, lse_ref, g_ref, *, num_classes, config):
+  block_cols = config["block_cols"]
   y = y_ref[...]
   scale = scale_ref[...]
-  lse, target = _row_stats(x_ref, y, block_cols=block_cols, num_classes=num_classes)
-  loss_ref[...] = lse - target
-  num_chunks = pl.cdiv(num_classes, block_cols)
-  masked = num_classes % block_cols != 0
+  lse = _row_lse(
+    x_ref,
+    rows=y.shape[0],
+    block_cols=block_cols,
+    num_classes=num_classes,
+    lanes=config["lanes"],
+    eviction_policy="evict_last" if config["evict"] else None,
+  )
+  lse_ref[...] = lse
 
-  def write(j, _):
-    start = j * block_cols
-    x, cols = _chunk(x_ref, start, block_cols, num_classes, masked)
+  def write(start, carry, masked):
+    x, cols = _chunk(
+      x_ref, start, block_cols, num_classes, masked, "evict_first" if config["evict"] else None
+    )
     g = (jnp.exp(x - lse[:, None]) - jnp.where(cols == y[:, None], 1.0, 0.0)) * scale[:, None]
     view = g_ref.at[:, pl.ds(start, block_cols)]
-    if masked:
-      plgpu.store(view, g.astype(g_ref.dtype), mask=cols < num_classes)
-    else:
-      view[...] = g.astype(g_ref.dtype)
-    return 0
+    plgpu.store(view, g.astype(g_ref.dtype), mask=cols < num_classes if masked else None)
+    return carry
 
-  jax.lax.fori_loop(0, num_chunks, write, 0)
+  _chunk_loop(num_classes, block_cols, write, 0, reverse=config["reverse"])
 
 
 def _params(config, n, c):
-  block_rows = config["block_rows"] if n % config["block_rows"] == 0 else 1
-  block_cols = min(config["block_cols"], pl.next_power_of_2(c))
+  config = {**DEFAULT_CONFIG, **dict(config or {})}
+  if n % config["block_rows"]:
+    config["block_rows"] = 1
+  config["block_cols"] = min(config["block_cols"], pl.next_power_of_2(c))
   compiler = plgpu.CompilerParams(num_warps=config["num_warps"], num_stages=config["num_stages"])
-  return block_rows, block_cols, compiler
+  return config, compiler
+
+
+def _target(logits, labels):
+  return jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0].astype(jnp.float32)
 
 
 def forward(logits, labels, *, config=None, interpret=False):
-  """Per-row ``(loss, lse)`` in float32, reading the logits once."""
-  config = {**DEFAULT_CONFIG, **dict(config or {})}
+  """Per-row ``(loss, lse)`` in float32, reading the logits once (the target is a gather)."""
   n, c = logits.shape
-  block_rows, block_cols, compiler = _params(config, n, c)
-  row = pl.BlockSpec((block_rows,), lambda i: (i,))
-  return pl.pallas_call(
-    functools.partial(_forward_kernel, block_cols=block_cols, num_classes=c),
-    out_shape=(jax.ShapeDtypeStruct((n,), jnp.float32),) * 2,
-    grid=(n // block_rows,),
-    in_specs=[pl.BlockSpec((block_rows, c), lambda i: (i, 0)), row],
-    out_specs=(row, row),
+  config, compiler = _params(config, n, c)
+  rows = config["block_rows"]
+  lse = pl.pallas_call(
+    functools.partial(_forward_kernel, num_classes=c, config=config),
+    out_shape=jax.ShapeDtypeStruct((n,), jnp.float32),
+    grid=(n // rows,),
+    in_specs=[pl.BlockSpec((rows, c), lambda i: (i, 0))],
+    out_specs=pl.BlockSpec((rows,), lambda i: (i,)),
     compiler_params=compiler,
     interpret=interpret,
     name="xentax_sparse_ce_forward",
-  )(logits, labels)
+  )(logits)
+  return lse - _target(logits, labels), lse
 
 
 def gradient(logits, labels, scale, *, config=None, interpret=False):
   """Per-row loss (float32) and ``scale[:, None] * (softmax - onehot)`` in the logits' dtype."""
-  config = {**DEFAULT_CONFIG, **dict(config or {})}
   n, c = logits.shape
-  block_rows, block_cols, compiler = _params(config, n, c)
-  row = pl.BlockSpec((block_rows,), lambda i: (i,))
-  full = pl.BlockSpec((block_rows, c), lambda i: (i, 0))
-  return pl.pallas_call(
-    functools.partial(_gradient_kernel, block_cols=block_cols, num_classes=c),
+  config, compiler = _params(config, n, c)
+  rows = config["block_rows"]
+  row = pl.BlockSpec((rows,), lambda i: (i,))
+  full = pl.BlockSpec((rows, c), lambda i: (i, 0))
+  lse, grad = pl.pallas_call(
+    functools.partial(_gradient_kernel, num_classes=c, config=config),
     out_shape=(
       jax.ShapeDtypeStruct((n,), jnp.float32),
       jax.ShapeDtypeStruct((n, c), logits.dtype),
     ),
-    grid=(n // block_rows,),
+    grid=(n // rows,),
     in_specs=[full, row, row],
     out_specs=(row, full),
     compiler_params=compiler,
     interpret=interpret,
     name="xentax_sparse_ce_gradient",
   )(logits, labels, scale.astype(jnp.float32))
+  return lse - _target(logits, labels), grad
 
 
 def _row_weights(labels, num_classes, where, ignore_index):
