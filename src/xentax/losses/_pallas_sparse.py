@@ -42,6 +42,7 @@ DEFAULT_CONFIG = {
   "lanes": False,  # per-lane running max and sum (one reduction per row, not per chunk)
   "reverse": False,  # the gradient pass walks the row backwards (latest chunks still in L2)
   "evict": False,  # first-pass loads ask L2 to keep the lines, second-pass ones to drop them
+  "splits": 0,  # > 0: split_gradient over this many programs a row, where C / splits is 2^k
 }
 # A finite floor for the per-lane running max: exp(-(x - floor)) underflows to 0, and a -inf
 # logit gives exp(-inf) = 0 instead of the NaN of -inf - (-inf).
@@ -208,12 +209,96 @@ def gradient(logits, labels, scale, *, config=None, interpret=False):
   return lse - _target(logits, labels), grad
 
 
+def _split_gradient_kernel(
+  x_ref, y_ref, scale_ref, count_in_ref, lse_ref, g_ref, m_ref, s_ref, count_ref, *, splits
+):
+  """One program per ``1 / splits`` of a row, the segment held in registers (one read).
+
+  Each program publishes its segment's ``(max, sum exp)``, counts itself in with an atomic
+  (acquire-release, GPU scope), waits until the row's ``splits`` programs are in, combines
+  their partials into ``lse`` and writes its gradient segment from the values it holds. The
+  grid is 1-D with a row's segments adjacent: programs of earlier rows never wait on later
+  ones, so the waits resolve under in-order dispatch (the assumption of decoupled look-back).
+  """
+  del count_in_ref  # aliased to count_ref
+  pid = pl.program_id(0)
+  row = pid // splits
+  seg = x_ref.shape[1]
+  x = x_ref[...].astype(jnp.float32)
+  m = jnp.max(x, axis=1)
+  shift = jnp.where(m == -jnp.inf, 0.0, m)
+  total = jnp.sum(jnp.exp(x - shift[:, None]), axis=1)
+  m_ref[pl.ds(pid, 1)] = m
+  s_ref[pl.ds(pid, 1)] = total
+  if splits > 1:
+    plgpu.debug_barrier()  # every thread's stores before the release
+    arrived = plgpu.atomic_add(count_ref, row, jnp.int32(1)) + 1
+    jax.lax.while_loop(
+      lambda n: n < splits, lambda n: plgpu.atomic_add(count_ref, row, jnp.int32(0)), arrived
+    )
+  ms = plgpu.load(m_ref.at[pl.ds(row * splits, splits)], volatile=True)
+  ss = plgpu.load(s_ref.at[pl.ds(row * splits, splits)], volatile=True)
+  top = jnp.max(ms)
+  top_shift = jnp.where(top == -jnp.inf, 0.0, top)
+  lse = top + jnp.log(jnp.sum(ss * jnp.exp(ms - top_shift)))
+  lse_ref[...] = jnp.full(lse_ref.shape, lse)
+  cols = (pid % splits) * seg + jax.lax.broadcasted_iota(jnp.int32, (1, seg), 1)
+  y = y_ref[...]
+  g = (jnp.exp(x - lse) - jnp.where(cols == y[:, None], 1.0, 0.0)) * scale_ref[...][:, None]
+  g_ref[...] = g.astype(g_ref.dtype)
+
+
+def split_gradient(logits, labels, scale, *, splits=8, num_warps=8, interpret=False):
+  """``gradient`` with each row split over ``splits`` programs: the logits are read once.
+
+  Needs ``C / splits`` to be a power of two. Not for ``interpret=True`` with ``splits > 1``
+  (the interpreter runs programs one after another, so the first would wait forever).
+  """
+  n, c = logits.shape
+  seg = c // splits
+  if c % splits or seg != pl.next_power_of_2(seg):
+    raise ValueError(f"split_gradient: C / splits must be a power of two; C={c}, {splits=}.")
+  row = pl.BlockSpec((1,), lambda i: (i // splits,))
+  part = pl.BlockSpec((1, seg), lambda i: (i // splits, i % splits))
+  whole = pl.BlockSpec((n * splits,), lambda i: (0,))
+  count = pl.BlockSpec((n,), lambda i: (0,))
+  lse, grad, _, _, _ = pl.pallas_call(
+    functools.partial(_split_gradient_kernel, splits=splits),
+    out_shape=(
+      jax.ShapeDtypeStruct((n,), jnp.float32),
+      jax.ShapeDtypeStruct((n, c), logits.dtype),
+      jax.ShapeDtypeStruct((n * splits,), jnp.float32),
+      jax.ShapeDtypeStruct((n * splits,), jnp.float32),
+      jax.ShapeDtypeStruct((n,), jnp.int32),
+    ),
+    grid=(n * splits,),
+    in_specs=[part, row, row, count],
+    out_specs=(row, part, whole, whole, count),
+    input_output_aliases={3: 4},
+    compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=1),
+    interpret=interpret,
+    name="xentax_sparse_ce_split_gradient",
+  )(logits, labels, scale.astype(jnp.float32), jnp.zeros((n,), jnp.int32))
+  return lse - _target(logits, labels), grad
+
+
 def _row_weights(labels, num_classes, where, ignore_index):
   keep = jnp.ones(labels.shape, bool) if where is None else where
   if ignore_index is not None:
     keep = keep & (labels != ignore_index)
   safe = jnp.where(keep, labels, 0).astype(jnp.int32)
   return safe, keep.astype(jnp.float32)
+
+
+def _gradient(logits, labels, scale, config, interpret):
+  splits = dict(config)["splits"]
+  segment = logits.shape[1] // max(splits, 1)
+  if splits and logits.shape[1] % splits == 0 and segment == pl.next_power_of_2(segment):
+    warps = dict(config)["num_warps"]
+    return split_gradient(
+      logits, labels, scale, splits=splits, num_warps=warps, interpret=interpret
+    )
+  return gradient(logits, labels, scale, config=config, interpret=interpret)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
@@ -226,7 +311,7 @@ def _reduced(logits, labels, weights, reduction, config, interpret):
 def _reduced_fwd(logits, labels, weights, reduction, config, interpret):
   denom = jnp.sum(weights) if reduction == "mean" else jnp.float32(1)
   scale = weights / denom
-  loss, grad = gradient(logits, labels, scale, config=config, interpret=interpret)
+  loss, grad = _gradient(logits, labels, scale, config, interpret)
   value = jnp.sum(jnp.where(weights > 0, loss, 0.0)) / denom
   return value, (grad, labels, weights)
 
@@ -251,7 +336,7 @@ def _rows_fwd(logits, labels, weights, config, interpret):
 
 def _rows_bwd(config, interpret, res, g):
   logits, labels, weights = res
-  _, grad = gradient(logits, labels, g * weights, config=config, interpret=interpret)
+  _, grad = _gradient(logits, labels, g * weights, config, interpret)
   return (grad, None, jnp.zeros_like(weights))
 
 
