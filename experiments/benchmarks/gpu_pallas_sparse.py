@@ -56,11 +56,12 @@ CONFIGS = {  # per mode: the tilings and flags swept (DEFAULT_CONFIG fills the r
   ]
   + (
     [
-      _cfg(1, 4096, 8, splits=8),
       _cfg(1, 4096, 4, splits=16),
       _cfg(1, 4096, 8, splits=16),
+      _cfg(1, 4096, 2, splits=32),
       _cfg(1, 4096, 4, splits=32),
-      _cfg(1, 4096, 16, splits=8),
+      _cfg(1, 4096, 2, splits=64),
+      _cfg(1, 4096, 4, splits=64),
     ]
     if SPLIT
     else []

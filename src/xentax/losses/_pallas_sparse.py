@@ -216,7 +216,8 @@ def _split_gradient_kernel(
 
   Each program publishes its segment's ``(max, sum exp)``, counts itself in with an atomic
   (acquire-release, GPU scope), waits until the row's ``splits`` programs are in, combines
-  their partials into ``lse`` and writes its gradient segment from the values it holds. The
+  their partials into ``lse`` and writes its gradient segment from the exponentials it holds,
+  ``e^(x - m_seg) e^(m_seg - lse)`` (one exponential per entry in all). The
   grid is 1-D with a row's segments adjacent: programs of earlier rows never wait on later
   ones, so the waits resolve under in-order dispatch (the assumption of decoupled look-back).
   """
@@ -227,7 +228,8 @@ def _split_gradient_kernel(
   x = x_ref[...].astype(jnp.float32)
   m = jnp.max(x, axis=1)
   shift = jnp.where(m == -jnp.inf, 0.0, m)
-  total = jnp.sum(jnp.exp(x - shift[:, None]), axis=1)
+  e = jnp.exp(x - shift[:, None])  # kept: the gradient is e * exp(shift - lse)
+  total = jnp.sum(e, axis=1)
   m_ref[pl.ds(pid, 1)] = m
   s_ref[pl.ds(pid, 1)] = total
   if splits > 1:
@@ -244,7 +246,8 @@ def _split_gradient_kernel(
   lse_ref[...] = jnp.full(lse_ref.shape, lse)
   cols = (pid % splits) * seg + jax.lax.broadcasted_iota(jnp.int32, (1, seg), 1)
   y = y_ref[...]
-  g = (jnp.exp(x - lse) - jnp.where(cols == y[:, None], 1.0, 0.0)) * scale_ref[...][:, None]
+  p = e * jnp.exp(shift - lse)[:, None]
+  g = (p - jnp.where(cols == y[:, None], 1.0, 0.0)) * scale_ref[...][:, None]
   g_ref[...] = g.astype(g_ref.dtype)
 
 
