@@ -46,22 +46,20 @@ SPLIT = "--with-split" in sys.argv  # only after --split-smoke has finished on t
 CONFIGS = {  # per mode: the tilings and flags swept (DEFAULT_CONFIG fills the rest)
   "forward": [
     _cfg(1, 4096, 8),
-    _cfg(1, 8192, 8),
     _cfg(1, 4096, 4),
   ],
   "value_and_grad": [
     _cfg(1, 4096, 8, reverse=True),
     _cfg(1, 4096, 4, **LATE),
-    _cfg(1, 8192, 8, **LATE),
   ]
   + (
     [
+      _cfg(1, 4096, 4, splits=8),
+      _cfg(1, 4096, 8, splits=8),
+      _cfg(1, 4096, 2, splits=16),
       _cfg(1, 4096, 4, splits=16),
-      _cfg(1, 4096, 8, splits=16),
       _cfg(1, 4096, 2, splits=32),
-      _cfg(1, 4096, 4, splits=32),
-      _cfg(1, 4096, 2, splits=64),
-      _cfg(1, 4096, 4, splits=64),
+      _cfg(1, 4096, 1, splits=32),
     ]
     if SPLIT
     else []
