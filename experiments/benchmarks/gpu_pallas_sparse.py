@@ -43,29 +43,21 @@ def _cfg(rows, cols, warps, **flags):
 
 LATE = {"reverse": True, "evict": True}
 SPLIT = "--with-split" in sys.argv  # only after --split-smoke has finished on this device
+TWO_PASS = {"segment": 0}
 CONFIGS = {  # per mode: the tilings and flags swept (DEFAULT_CONFIG fills the rest)
-  "forward": [
-    _cfg(1, 4096, 8),
-    _cfg(1, 4096, 4),
-  ],
+  "forward": [_cfg(1, 4096, 8), _cfg(1, 4096, 4)],
   "value_and_grad": [
-    _cfg(1, 4096, 8, reverse=True),
-    _cfg(1, 4096, 4, **LATE),
+    _cfg(1, 4096, 8, reverse=False, evict=False, **TWO_PASS),
+    _cfg(1, 4096, 4, **TWO_PASS),
   ]
   + (
-    [
-      _cfg(1, 4096, 4, splits=8),
-      _cfg(1, 4096, 8, splits=8),
-      _cfg(1, 4096, 2, splits=16),
-      _cfg(1, 4096, 4, splits=16),
-      _cfg(1, 4096, 2, splits=32),
-      _cfg(1, 4096, 1, splits=32),
-    ]
+    [_cfg(1, 4096, 4), _cfg(1, 4096, 2, segment=4096), _cfg(1, 4096, 4, segment=4096)]
     if SPLIT
     else []
   ),
 }
-TEST_CONFIGS = [{}, {"lanes": True, **LATE}] + ([{"splits": 8}] if SPLIT else [])
+TEST_CONFIGS = [{}, TWO_PASS, {"lanes": True, "reverse": False, "evict": False, **TWO_PASS}]
+SHAPES = {"bfloat16": [SHAPE, (SHAPE[0], 128256 * SHAPE[1] // 131072)], "float32": [SHAPE]}
 
 
 def split_smoke():
@@ -172,11 +164,11 @@ def _pallas(cfg, mode):
   return f if mode == "forward" else jax.value_and_grad(f)
 
 
-def sweep(dtype):
-  args = [sparse_inputs(*SHAPE, jnp.dtype(dtype), seed) for seed in (0, 1)]
+def sweep(dtype, shape):
+  args = [sparse_inputs(*shape, jnp.dtype(dtype), seed) for seed in (0, 1)]
   copy = copy_rate(args[0][0])
-  RECORDS.append({"kind": "copy", "dtype": dtype, "shape": SHAPE, "gbps": copy})
-  _say(f"copy {dtype} {SHAPE}: {copy:.0f} GB/s (read + write)")
+  RECORDS.append({"kind": "copy", "dtype": dtype, "shape": shape, "gbps": copy})
+  _say(f"copy {dtype} {shape}: {copy:.0f} GB/s (read + write)")
   _save()
   baselines = {
     "optax": lambda x, y: optax.softmax_cross_entropy_with_integer_labels(x, y).mean(),
@@ -211,7 +203,7 @@ def sweep(dtype):
         "impl": name,
         "mode": mode,
         "dtype": dtype,
-        "shape": SHAPE,
+        "shape": shape,
         "median_ms": t.median_s * 1e3,
         "spread": t.spread,
         "compile_s": t.compile_s,
@@ -223,7 +215,8 @@ def sweep(dtype):
       }
       RECORDS.append(rec)
       _say(
-        f"{mode:15s} {dtype:9s} {name:32s} {rec['median_ms']:8.3f} ms  {rec['gbps']:6.0f} GB/s"
+        f"{mode:15s} {dtype:9s} {shape[1]:6d} {name:32s} {rec['median_ms']:8.3f} ms"
+        f"  {rec['gbps']:6.0f} GB/s"
         f"  {rec['pct_of_copy']:5.1f}% of copy  {rec['x_optax']:.3f}x optax"
         f"  temp {(rec.get('temp_bytes') or 0) / 2**20:.0f} MiB"
       )
@@ -236,9 +229,11 @@ def main():
   start = time.time()
   _say(f"backend {jax.default_backend()}, devices {jax.devices()}, interpret={INTERPRET}")
   compiled_test()
-  for dtype in ("bfloat16", "float32"):
+  if not SPLIT:
+    ps.DEFAULT_CONFIG["segment"] = 0
+  for dtype, shape in [(d, s) for d, shapes in SHAPES.items() for s in shapes]:
     try:
-      sweep(dtype)
+      sweep(dtype, shape)
     except Exception:
       traceback.print_exc()
   _say(f"done in {time.time() - start:.0f} s")

@@ -37,12 +37,12 @@ from jax.experimental.pallas import triton as plgpu
 DEFAULT_CONFIG = {
   "block_rows": 1,
   "block_cols": 4096,
-  "num_warps": 8,
+  "num_warps": 4,
   "num_stages": 1,
   "lanes": False,  # per-lane running max and sum (one reduction per row, not per chunk)
-  "reverse": False,  # the gradient pass walks the row backwards (latest chunks still in L2)
-  "evict": False,  # first-pass loads ask L2 to keep the lines, second-pass ones to drop them
-  "splits": 0,  # > 0: split_gradient over this many programs a row, where C / splits is 2^k
+  "reverse": True,  # the gradient pass walks the row backwards (latest chunks still in L2)
+  "evict": True,  # first-pass loads ask L2 to keep the lines, second-pass ones to drop them
+  "segment": 8192,  # > 0: the gradient by split_gradient, a program per this many columns
 }
 # A finite floor for the per-lane running max: exp(-(x - floor)) underflows to 0, and a -inf
 # logit gives exp(-inf) = 0 instead of the NaN of -inf - (-inf).
@@ -210,73 +210,77 @@ def gradient(logits, labels, scale, *, config=None, interpret=False):
 
 
 def _split_gradient_kernel(
-  x_ref, y_ref, scale_ref, count_in_ref, lse_ref, g_ref, m_ref, s_ref, count_ref, *, splits
+  x_ref, y_ref, scale_ref, count_in_ref, lse_ref, g_ref, m_ref, s_ref, count_ref, *, segment
 ):
-  """One program per ``1 / splits`` of a row, the segment held in registers (one read).
+  """One program per ``segment`` columns of a row, held in registers: the row is read once.
 
-  Each program publishes its segment's ``(max, sum exp)``, counts itself in with an atomic
-  (acquire-release, GPU scope), waits until the row's ``splits`` programs are in, combines
-  their partials into ``lse`` and writes its gradient segment from the exponentials it holds,
-  ``e^(x - m_seg) e^(m_seg - lse)`` (one exponential per entry in all). The
-  grid is 1-D with a row's segments adjacent: programs of earlier rows never wait on later
-  ones, so the waits resolve under in-order dispatch (the assumption of decoupled look-back).
+  Each program publishes its segment's ``(max m_k, sum_c e^(x_c - m_k))``, counts itself in
+  with an atomic (acquire-release, GPU scope), waits until the row's ``K`` programs are in,
+  combines the partials, ``lse = M + log sum_k s_k e^(m_k - M)``, and writes its gradient
+  segment from the exponentials it holds, ``e^(x_c - m_k) e^(m_k - lse)`` (one exponential
+  per entry in all). The grid is 1-D with a row's segments adjacent: programs of earlier rows
+  never wait on later ones, so the waits resolve under in-order dispatch.
   """
   del count_in_ref  # aliased to count_ref
+  num_classes = x_ref.shape[1]
+  splits = pl.cdiv(num_classes, segment)
+  slots = pl.next_power_of_2(splits)  # partials per row, padded to a power of two
   pid = pl.program_id(0)
-  row = pid // splits
-  seg = x_ref.shape[1]
-  x = x_ref[...].astype(jnp.float32)
+  row, part = pid // splits, pid % splits
+  masked = num_classes % segment != 0
+  x, cols = _chunk(x_ref, part * segment, segment, num_classes, masked)
   m = jnp.max(x, axis=1)
   shift = jnp.where(m == -jnp.inf, 0.0, m)
-  e = jnp.exp(x - shift[:, None])  # kept: the gradient is e * exp(shift - lse)
-  total = jnp.sum(e, axis=1)
-  m_ref[pl.ds(pid, 1)] = m
-  s_ref[pl.ds(pid, 1)] = total
+  e = jnp.exp(x - shift[:, None])
+  m_ref[pl.ds(row * slots + part, 1)] = m
+  s_ref[pl.ds(row * slots + part, 1)] = jnp.sum(e, axis=1)
   if splits > 1:
     plgpu.debug_barrier()  # every thread's stores before the release
     arrived = plgpu.atomic_add(count_ref, row, jnp.int32(1)) + 1
     jax.lax.while_loop(
       lambda n: n < splits, lambda n: plgpu.atomic_add(count_ref, row, jnp.int32(0)), arrived
     )
-  ms = plgpu.load(m_ref.at[pl.ds(row * splits, splits)], volatile=True)
-  ss = plgpu.load(s_ref.at[pl.ds(row * splits, splits)], volatile=True)
+  valid = jax.lax.broadcasted_iota(jnp.int32, (slots,), 0) < splits
+  ms = plgpu.load(m_ref.at[pl.ds(row * slots, slots)], mask=valid, other=-jnp.inf, volatile=True)
+  ss = plgpu.load(s_ref.at[pl.ds(row * slots, slots)], mask=valid, other=0.0, volatile=True)
   top = jnp.max(ms)
   top_shift = jnp.where(top == -jnp.inf, 0.0, top)
   lse = top + jnp.log(jnp.sum(ss * jnp.exp(ms - top_shift)))
   lse_ref[...] = jnp.full(lse_ref.shape, lse)
-  cols = (pid % splits) * seg + jax.lax.broadcasted_iota(jnp.int32, (1, seg), 1)
-  y = y_ref[...]
   p = e * jnp.exp(shift - lse)[:, None]
-  g = (p - jnp.where(cols == y[:, None], 1.0, 0.0)) * scale_ref[...][:, None]
-  g_ref[...] = g.astype(g_ref.dtype)
+  g = (p - jnp.where(cols == y_ref[...][:, None], 1.0, 0.0)) * scale_ref[...][:, None]
+  view = g_ref.at[:, pl.ds(part * segment, segment)]
+  plgpu.store(view, g.astype(g_ref.dtype), mask=cols < num_classes if masked else None)
 
 
-def split_gradient(logits, labels, scale, *, splits=8, num_warps=8, interpret=False):
-  """``gradient`` with each row split over ``splits`` programs: the logits are read once.
+def split_gradient(logits, labels, scale, *, segment=8192, num_warps=4, interpret=False):
+  """``gradient`` with each row split over ``ceil(C / segment)`` programs: one read.
 
-  Needs ``C / splits`` to be a power of two. Not for ``interpret=True`` with ``splits > 1``
-  (the interpreter runs programs one after another, so the first would wait forever).
+  ``segment`` is a power of two. With ``interpret=True`` only ``C <= segment`` runs (the
+  interpreter runs programs one after another, so a program that waits would wait forever).
   """
   n, c = logits.shape
-  seg = c // splits
-  if c % splits or seg != pl.next_power_of_2(seg):
-    raise ValueError(f"split_gradient: C / splits must be a power of two; C={c}, {splits=}.")
+  segment = min(segment, pl.next_power_of_2(c))
+  if segment != pl.next_power_of_2(segment):
+    raise ValueError(f"split_gradient: segment must be a power of two, got {segment}.")
+  splits = pl.cdiv(c, segment)
+  slots = pl.next_power_of_2(splits)
   row = pl.BlockSpec((1,), lambda i: (i // splits,))
-  part = pl.BlockSpec((1, seg), lambda i: (i // splits, i % splits))
-  whole = pl.BlockSpec((n * splits,), lambda i: (0,))
+  full = pl.BlockSpec((1, c), lambda i: (i // splits, 0))
+  partials = pl.BlockSpec((n * slots,), lambda i: (0,))
   count = pl.BlockSpec((n,), lambda i: (0,))
   lse, grad, _, _, _ = pl.pallas_call(
-    functools.partial(_split_gradient_kernel, splits=splits),
+    functools.partial(_split_gradient_kernel, segment=segment),
     out_shape=(
       jax.ShapeDtypeStruct((n,), jnp.float32),
       jax.ShapeDtypeStruct((n, c), logits.dtype),
-      jax.ShapeDtypeStruct((n * splits,), jnp.float32),
-      jax.ShapeDtypeStruct((n * splits,), jnp.float32),
+      jax.ShapeDtypeStruct((n * slots,), jnp.float32),
+      jax.ShapeDtypeStruct((n * slots,), jnp.float32),
       jax.ShapeDtypeStruct((n,), jnp.int32),
     ),
     grid=(n * splits,),
-    in_specs=[part, row, row, count],
-    out_specs=(row, part, whole, whole, count),
+    in_specs=[full, row, row, count],
+    out_specs=(row, full, partials, partials, count),
     input_output_aliases={3: 4},
     compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=1),
     interpret=interpret,
@@ -285,21 +289,23 @@ def split_gradient(logits, labels, scale, *, splits=8, num_warps=8, interpret=Fa
   return lse - _target(logits, labels), grad
 
 
-def _row_weights(labels, num_classes, where, ignore_index):
+def _row_weights(labels, where, ignore_index):
   keep = jnp.ones(labels.shape, bool) if where is None else where
   if ignore_index is not None:
     keep = keep & (labels != ignore_index)
-  safe = jnp.where(keep, labels, 0).astype(jnp.int32)
-  return safe, keep.astype(jnp.float32)
+  return jnp.where(keep, labels, 0).astype(jnp.int32), keep.astype(jnp.float32)
 
 
 def _gradient(logits, labels, scale, config, interpret):
-  splits = dict(config)["splits"]
-  segment = logits.shape[1] // max(splits, 1)
-  if splits and logits.shape[1] % splits == 0 and segment == pl.next_power_of_2(segment):
-    warps = dict(config)["num_warps"]
+  config = dict(config)
+  if config["segment"]:
     return split_gradient(
-      logits, labels, scale, splits=splits, num_warps=warps, interpret=interpret
+      logits,
+      labels,
+      scale,
+      segment=config["segment"],
+      num_warps=config["num_warps"],
+      interpret=interpret,
     )
   return gradient(logits, labels, scale, config=config, interpret=interpret)
 
@@ -370,7 +376,7 @@ def sparse_cross_entropy(
     )
   if reduction not in ("mean", "sum", "none"):
     raise ValueError(f"sparse_cross_entropy: reduction must be mean, sum or none; {reduction!r}.")
-  safe, weights = _row_weights(labels, logits.shape[1], where, ignore_index)
+  safe, weights = _row_weights(labels, where, ignore_index)
   config = tuple(sorted({**DEFAULT_CONFIG, **(config or {})}.items()))  # hashable: static
   if reduction == "none":
     return _rows(logits, safe, weights, config, interpret)
