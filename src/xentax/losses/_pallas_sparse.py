@@ -232,20 +232,23 @@ def _split_gradient_kernel(
   m = jnp.max(x, axis=1)
   shift = jnp.where(m == -jnp.inf, 0.0, m)
   e = jnp.exp(x - shift[:, None])
-  m_ref[pl.ds(row * slots + part, 1)] = m
-  s_ref[pl.ds(row * slots + part, 1)] = jnp.sum(e, axis=1)
-  if splits > 1:
+  total = jnp.sum(e, axis=1)
+  if splits == 1:  # the whole row is here: no partials through memory
+    lse = m + jnp.log(total)
+  else:
+    m_ref[pl.ds(row * slots + part, 1)] = m
+    s_ref[pl.ds(row * slots + part, 1)] = total
     plgpu.debug_barrier()  # every thread's stores before the release
     arrived = plgpu.atomic_add(count_ref, row, jnp.int32(1)) + 1
     jax.lax.while_loop(
       lambda n: n < splits, lambda n: plgpu.atomic_add(count_ref, row, jnp.int32(0)), arrived
     )
-  valid = jax.lax.broadcasted_iota(jnp.int32, (slots,), 0) < splits
-  ms = plgpu.load(m_ref.at[pl.ds(row * slots, slots)], mask=valid, other=-jnp.inf, volatile=True)
-  ss = plgpu.load(s_ref.at[pl.ds(row * slots, slots)], mask=valid, other=0.0, volatile=True)
-  top = jnp.max(ms)
-  top_shift = jnp.where(top == -jnp.inf, 0.0, top)
-  lse = top + jnp.log(jnp.sum(ss * jnp.exp(ms - top_shift)))
+    valid = jax.lax.broadcasted_iota(jnp.int32, (slots,), 0) < splits
+    ms = plgpu.load(m_ref.at[pl.ds(row * slots, slots)], mask=valid, other=-jnp.inf, volatile=True)
+    ss = plgpu.load(s_ref.at[pl.ds(row * slots, slots)], mask=valid, other=0.0, volatile=True)
+    top = jnp.max(ms)
+    top_shift = jnp.where(top == -jnp.inf, 0.0, top)
+    lse = top + jnp.log(jnp.sum(ss * jnp.exp(ms - top_shift)))
   lse_ref[...] = jnp.full(lse_ref.shape, lse)
   p = e * jnp.exp(shift - lse)[:, None]
   g = (p - jnp.where(cols == y_ref[...][:, None], 1.0, 0.0)) * scale_ref[...][:, None]
