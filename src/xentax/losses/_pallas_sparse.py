@@ -49,8 +49,14 @@ DEFAULT_CONFIG = {
 _FLOOR = float(jnp.finfo(jnp.float32).min)
 
 
+def _index(i):
+  """An index in JAX's default integer type, as the other dimensions' static slices get."""
+  return jnp.asarray(i, jax.dtypes.canonicalize_dtype(jnp.int64))
+
+
 def _chunk(x_ref, start, block_cols, num_classes, masked, eviction_policy=None):
   """Loads ``x[:, start:start + block_cols]`` as float32; columns past ``C`` read as -inf."""
+  start = _index(start)
   view = x_ref.at[:, pl.ds(start, block_cols)]
   cols = start + jax.lax.broadcasted_iota(jnp.int32, (1, block_cols), 1)
   mask = cols < num_classes if masked else None
@@ -144,6 +150,7 @@ def _gradient_kernel(x_ref, y_ref, scale_ref, lse_ref, g_ref, *, num_classes, co
   lse_ref[...] = lse
 
   def write(start, carry, masked):
+    start = _index(start)
     x, cols = _chunk(
       x_ref, start, block_cols, num_classes, masked, "evict_first" if config["evict"] else None
     )
@@ -225,7 +232,7 @@ def _split_gradient_kernel(
   num_classes = x_ref.shape[1]
   splits = pl.cdiv(num_classes, segment)
   slots = pl.next_power_of_2(splits)  # partials per row, padded to a power of two
-  pid = pl.program_id(0)
+  pid = _index(pl.program_id(0))
   row, part = pid // splits, pid % splits
   masked = num_classes % segment != 0
   x, cols = _chunk(x_ref, part * segment, segment, num_classes, masked)
@@ -267,6 +274,11 @@ def split_gradient(logits, labels, scale, *, segment=8192, num_warps=4, interpre
   if segment != pl.next_power_of_2(segment):
     raise ValueError(f"split_gradient: segment must be a power of two, got {segment}.")
   splits = pl.cdiv(c, segment)
+  if interpret and splits > 1:
+    raise ValueError(
+      f"split_gradient: the interpreter runs one program at a time, so C={c} over {splits}"
+      f" segments of {segment} would wait forever; use segment >= C or segment=0 (two passes)."
+    )
   slots = pl.next_power_of_2(splits)
   row = pl.BlockSpec((1,), lambda i: (i // splits,))
   full = pl.BlockSpec((1, c), lambda i: (i // splits, 0))
