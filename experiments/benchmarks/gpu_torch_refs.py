@@ -39,8 +39,10 @@ def _save():
     json.dump({"info": info, "records": RECORDS}, f, indent=1)
 
 
-def bench(name, fn, **fields):
+def bench(name, fn, reset=None, **fields):
   try:
+    if reset is not None:  # the previous case's buffers freed before the base is read
+      reset()
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
@@ -119,20 +121,23 @@ def fused():
 
     LigerFusedLinearCrossEntropyFunction.apply(h, w, y)[0].backward()
 
-  def fresh(fn):  # gradients of the previous case freed: each peak counts its own
+  def clear():
+    h.grad = w.grad = None
+
+  def fresh(fn):  # each call allocates its own gradients, as a training step does
     def run():
-      h.grad = w.grad = None
+      clear()
       fn()
 
     return run
 
-  base = bench("full logits (torch)", fresh(full), **fields)
+  base = bench("full logits (torch)", fresh(full), reset=clear, **fields)
   for name, fn in (
     ("cut cross-entropy (default)", cce),
     ("cut cross-entropy (filter_eps=None)", lambda: cce(filter_eps=None)),
     ("liger fused linear CE", liger),
   ):
-    rec = bench(name, fresh(fn), **fields)
+    rec = bench(name, fresh(fn), reset=clear, **fields)
     if "median_ms" in rec and "median_ms" in base:
       rec["x_full_logits"] = rec["median_ms"] / base["median_ms"]
   _save()
