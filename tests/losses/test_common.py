@@ -310,7 +310,12 @@ def test_check_values_concrete_raises_with_position_and_count():
 
 
 def test_check_values_traced_does_not_raise():
-  jax.jit(lambda v: _common.check_values("f", "x bad", v, v > 1) or v)(jnp.array([2.0]))
+  v = jnp.array([2.0])
+  with pytest.raises(ValueError, match="x bad"):  # the same value, concrete, is flagged
+    _common.check_values("f", "x bad", v, v > 1)
+  out = jax.jit(lambda v: (_common.check_values("f", "x bad", v, v > 1), v))(v)
+  assert out[0] is None
+  np.testing.assert_array_equal(out[1], v)
 
 
 def test_check_probabilities_flags_kept_entries_and_reports_the_input_layout():

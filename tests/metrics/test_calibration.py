@@ -32,6 +32,17 @@ def test_hand_computed():
   np.testing.assert_allclose(metrics.expected_calibration_error(perfect, np.array([0, 1])), 0.0)
 
 
+def test_width_bins_are_closed_on_the_right():
+  """Bin b is (b/B, (b+1)/B]: a confidence on an edge falls in the bin below it."""
+  z = np.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, -np.inf, -np.inf], [0.0, -np.inf, -np.inf, 0.0]])
+  bins = metrics.calibration_bins(z, np.array([0, 0, 3]), num_bins=4)  # confidences 1/4, 1/2, 1/2
+  np.testing.assert_array_equal(bins.count, [1, 2, 0, 0])
+  np.testing.assert_allclose(bins.confidence, [0.25, 0.5, 0.0, 0.0])
+  np.testing.assert_allclose(bins.accuracy, [1.0, 0.5, 0.0, 0.0])
+  one = metrics.calibration_bins(np.array([[0.0, -np.inf]]), np.array([0]), num_bins=4)
+  np.testing.assert_array_equal(one.count, [0, 0, 0, 1])  # confidence 1 in the last bin
+
+
 def test_mass_bins_are_equal_count():
   bins = metrics.calibration_bins(Z, Y, num_bins=10, binning="mass")
   counts = np.asarray(bins.count)
