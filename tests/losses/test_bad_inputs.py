@@ -18,7 +18,7 @@ import xentax
 from tests import _reference as ref
 from tests._tolerances import tol
 
-REDUCTIONS = ["none", "sum", "mean"]
+REDUCTIONS = ["none", "sum", "mean", "sum_over_batch_size"]
 N, C = 4, 3
 rng = np.random.default_rng(0)
 LOGITS = rng.normal(size=(N, C)) * 2
@@ -183,9 +183,10 @@ def _call(loss, **kw):
 # --- NaN inputs ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("traced", [False, True])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("loss", list(LOSSES))
-def test_nan_in_a_kept_example_gives_nan_loss_and_gradient(loss, reduction):
+def test_nan_in_a_kept_example_gives_nan_loss_and_gradient(loss, reduction, traced):
   fn, scores, labels, _ = LOSSES[loss]
   scores = np.array(scores)
   scores[0, 1] = np.nan
@@ -195,6 +196,9 @@ def test_nan_in_a_kept_example_gives_nan_loss_and_gradient(loss, reduction):
   def total(s):
     out = fn(s, labels, reduction=reduction)
     return out[first] if reduction == "none" else out
+
+  if traced:
+    total = jax.jit(total)
 
   value = total(jnp.asarray(scores))
   grad = jax.grad(total)(jnp.asarray(scores))
@@ -217,9 +221,10 @@ def test_sparse_nan_logit_was_minus_inf():
   assert np.isnan(grad[0]).all() and np.isfinite(grad[1]).all()
 
 
+@pytest.mark.parametrize("traced", [False, True])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("loss", [k for k in LOSSES if not k.startswith("binary")])
-def test_nan_in_a_dropped_example_does_not_leak(loss, reduction):
+def test_nan_in_a_dropped_example_does_not_leak(loss, reduction, traced):
   fn, scores, labels, _ = LOSSES[loss]
   scores = np.array(scores)
   scores[0] = np.nan
@@ -228,6 +233,9 @@ def test_nan_in_a_dropped_example_does_not_leak(loss, reduction):
   def f(s):
     return fn(s, labels, where=where, reduction=reduction)
 
+  if traced:
+    f = jax.jit(f)
+
   value = f(jnp.asarray(scores))
   clean = np.array(scores)
   clean[0] = LOSSES[loss][1][0]
@@ -235,6 +243,79 @@ def test_nan_in_a_dropped_example_does_not_leak(loss, reduction):
   grad = jax.grad(lambda s: jnp.sum(f(s)))(jnp.asarray(scores))
   assert np.isfinite(grad).all()
   assert (grad[0] == 0).all()
+
+
+IGNORING = [k for k in LOSSES if k in ("sparse_logits", "sparse_probs", "sparse_focal", "fused")]
+IGNORING += ["distillation", "poly1", "nll"]
+
+
+@pytest.mark.parametrize("traced", [False, True])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("loss", IGNORING)
+def test_ignored_example_holding_nan_matches_the_reference(loss, reduction, traced):
+  """ignore_index drops the example under every reduction, whichever path it takes."""
+  fn, scores, labels, _ = LOSSES[loss]
+  scores, labels = np.array(scores), np.array(labels)
+  scores[1] = np.nan
+  labels[1] = -100
+
+  def f(s):
+    return fn(s, labels, ignore_index=-100, reduction=reduction)
+
+  if traced:
+    f = jax.jit(f)
+  clean = np.array(scores)
+  clean[1] = LOSSES[loss][1][1]
+  want = REFERENCES[loss](clean, labels, ignore_index=-100, reduction=reduction)
+  np.testing.assert_allclose(f(jnp.asarray(scores)), want, rtol=1e-12)
+  grad = jax.grad(lambda s: jnp.sum(f(s)))(jnp.asarray(scores))
+  assert np.isfinite(grad).all() and (grad[1] == 0).all()
+
+
+# The losses of logits: a -inf logit is a class of probability 0.
+LOGIT_LOSSES = ["sparse_logits", "sparse_focal", "dense_logits", "dense_focal", "binary_logits"]
+LOGIT_LOSSES += ["binary_focal", "kl", "jsd", "distillation", "poly1", "nll"]
+
+
+@pytest.mark.parametrize("traced", [False, True])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("loss", LOGIT_LOSSES)
+def test_minus_inf_score_matches_the_reference_and_its_finite_limit(loss, reduction, traced):
+  """-inf in a kept example: the reference's value (inf where a target needs that class), and
+  where it is finite, the gradient of the limit (-inf replaced by -1e4, whose probability is 0
+  in float64)."""
+  fn, scores, labels, _ = LOSSES[loss]
+  scores = np.array(scores)
+  scores[0, 1] = -np.inf  # label 0: not the target class of the sparse losses
+
+  def f(s):
+    return fn(s, labels, reduction=reduction)
+
+  if traced:
+    f = jax.jit(f)
+  want = np.asarray(REFERENCES[loss](scores, labels, reduction=reduction))
+  value = f(jnp.asarray(scores))
+  np.testing.assert_allclose(value, want, rtol=1e-12)
+  if np.all(np.isfinite(want)):
+    surrogate = np.maximum(scores, -1e4)
+    grad = jax.grad(lambda s: jnp.sum(f(s)))(jnp.asarray(scores))
+    want_grad = jax.grad(lambda s: jnp.sum(f(s)))(jnp.asarray(surrogate))
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_traced_option_outside_its_domain_is_nan_under_every_reduction(loss, reduction):
+  fn, scores, labels, names = LOSSES[loss]
+  name = names[0]
+
+  def f(s, option):
+    return jnp.sum(fn(s, labels, reduction=reduction, **{name: option}))
+
+  value, grad = jax.jit(jax.value_and_grad(f))(jnp.asarray(scores), jnp.asarray(BAD[name][0]))
+  assert np.isnan(value) and np.isnan(grad).any()
+  with pytest.raises(ValueError, match=name):
+    fn(jnp.asarray(scores), labels, reduction=reduction, **{name: BAD[name][0]})
 
 
 @pytest.mark.parametrize("value", [np.nan, -np.inf, np.inf])
