@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import xentax
+from tests import _reference as ref
 
 SETTINGS = settings(max_examples=10, deadline=None, derandomize=True)
 finite = st.floats(-20, 20, allow_nan=False, allow_subnormal=False)
@@ -48,10 +49,18 @@ def _four_losses(z, y, smoothing, gamma):
 
 @SETTINGS
 @given(logits_and_labels(), st.floats(0, 1), st.floats(0, 5))
-def test_losses_are_non_negative(zy, smoothing, gamma):
+def test_losses_are_non_negative_and_equal_the_reference(zy, smoothing, gamma):
   z, y = zy
   values = np.asarray(_four_losses(z, y, smoothing, gamma))
   assert np.all(values >= 0), values
+  b = (z > 0).astype(z.dtype)
+  want = [
+    ref.sparse_categorical_cross_entropy_with_logits(z, y, label_smoothing=smoothing),
+    ref.sparse_categorical_focal_loss_with_logits(z, y, gamma=gamma),
+    ref.binary_cross_entropy_with_logits(z, b),
+    ref.binary_focal_loss_with_logits(z, b, gamma=gamma),
+  ]
+  np.testing.assert_allclose(values, want, rtol=1e-9, atol=1e-12)
 
 
 @jax.jit
