@@ -11,11 +11,16 @@ Design notes:
   * Small inputs get the full Jacobian (``2n`` evaluations, batched with ``jax.vmap``);
     large ones get ``num_directions`` random unit directions ``v``, comparing ``<grad, v>``
     with the central difference along ``v`` (``2k`` evaluations).
+  * Arguments are checked before any evaluation: a step that is not finite and > 0 would
+    divide by zero or give meaningless quotients, and directions must be ``[k, n]`` for
+    ``n`` flattened parameters; each raises an error naming the function, the argument and
+    the fix instead of returning NaN or failing inside a broadcast.
 """
 
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Callable
 
 import jax
@@ -25,11 +30,62 @@ from jax import test_util as jax_test_util
 from jax.flatten_util import ravel_pytree
 
 from xentax.gradcheck._report import GradReport, compare
-from xentax.gradcheck._tolerances import FD_STEP, dtype_name, finite_difference_noise, tolerance
+from xentax.gradcheck._tolerances import (
+  FD_STEP,
+  check_step,
+  dtype_name,
+  finite_difference_noise,
+  tolerance,
+)
 
 
 def _to_float64(tree):
   return jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x, np.float64)), tree)
+
+
+def _check_directions(fn_name: str, directions, size: int) -> np.ndarray:
+  """``directions`` as a float64 ``[k, n]`` NumPy array, ``n = size`` flattened parameters.
+
+  Raises:
+    TypeError: directions that are not an array of real numbers.
+    ValueError: a shape other than ``[k, n]``, or a value that is not finite.
+  """
+  try:
+    v = np.asarray(directions)
+  except ValueError:  # a ragged list
+    v = np.asarray(directions, dtype=object)
+  if v.dtype.kind not in "iuf":
+    raise TypeError(
+      f"{fn_name}: directions must be a [k, {size}] array of real numbers, got dtype "
+      f"{v.dtype}; pass a float array, one direction per row."
+    )
+  if v.ndim != 2 or v.shape[1] != size:
+    hint = " (directions[None] for a single direction)" if v.shape == (size,) else ""
+    raise ValueError(
+      f"{fn_name}: directions have shape {v.shape}, but params flatten to n = {size} entries "
+      f"(jax.flatten_util.ravel_pytree order); pass a [k, {size}] array, one direction per "
+      f"row{hint}."
+    )
+  v = v.astype(np.float64)
+  if not np.all(np.isfinite(v)):
+    position = tuple(int(i) for i in np.argwhere(~np.isfinite(v))[0])
+    raise ValueError(
+      f"{fn_name}: directions must be finite; found {v[position]} at position {position}. "
+      "Pass finite directions (unit vectors keep the differences on the scale of the step)."
+    )
+  return v
+
+
+def _check_count(fn_name: str, name: str, value, minimum: int, fix: str) -> int:
+  """A Python or NumPy integer ``>= minimum`` (``max_full``, ``num_directions``), as an int."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise TypeError(
+      f"{fn_name}: {name}={value!r} must be an integer >= {minimum}, got "
+      f"{type(value).__name__}; {fix}."
+    )
+  if value < minimum:
+    raise ValueError(f"{fn_name}: {name}={value!r} must be an integer >= {minimum}; {fix}.")
+  return int(value)
 
 
 def _evaluate(fn_name: str, f, points, batched: bool) -> np.ndarray:
@@ -87,7 +143,8 @@ def finite_difference_jacobian(f: Callable, params, *, eps: float = FD_STEP, bat
     ``f(params).shape + leaf.shape``.
 
   Raises:
-    ValueError: ``f`` does not return float64 on float64 parameters.
+    ValueError: ``f`` does not return float64 on float64 parameters, or ``eps`` is not
+      finite and > 0 (TypeError: not a real number).
 
   Example:
     >>> import jax.numpy as jnp
@@ -97,6 +154,7 @@ def finite_difference_jacobian(f: Callable, params, *, eps: float = FD_STEP, bat
     >>> [round(float(v), 6) for v in g["w"]]
     [2.0, -4.0]
   """
+  eps = check_step("finite_difference_jacobian", eps)
   jac, _ = central_differences(f, params, eps=eps, batched=batched)
   return jac
 
@@ -114,6 +172,7 @@ def central_differences(
   inputs (the gradient-check matrix runs each case in three dtypes) compile it once.
   ``args`` are cast to float64 like ``params`` (integer and boolean leaves unchanged).
   """
+  eps = check_step("central_differences", eps)
   with jax.enable_x64(True):
     params = _to_float64(params)
     args = jax.tree_util.tree_map(_float64_leaf, tuple(args))
@@ -157,18 +216,34 @@ def finite_difference_directional(
   Args:
     f: function of one pytree of float arrays.
     params: the point; cast to float64.
-    directions: ``[k, n]`` directions in the flattened (``ravel_pytree``) parameter space.
-    eps: the step ``h``.
+    directions: ``[k, n]`` directions in the flattened (``ravel_pytree``) parameter space,
+      ``n`` the number of parameter entries; finite.
+    eps: the step ``h``: finite and > 0.
     batched: as :func:`finite_difference_jacobian`.
 
   Returns:
     ``[k, *f(params).shape]`` float64 directional derivatives.
+
+  Raises:
+    ValueError: ``eps`` not finite and > 0, ``directions`` not of shape ``[k, n]`` or not
+      finite, or ``f`` not returning float64 on float64 parameters. TypeError: ``eps`` or
+      ``directions`` not real numbers.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from xentax import gradcheck
+    >>> d = gradcheck.finite_difference_directional(
+    ...     lambda w: jnp.sum(w**2), jnp.array([1.0, 2.0]), [[1.0, 0.0], [0.0, 1.0]])
+    >>> [round(float(v), 6) for v in d]
+    [2.0, 4.0]
   """
+  fn_name = "finite_difference_directional"
+  eps = check_step(fn_name, eps)
   with jax.enable_x64(True):
     flat, unravel = ravel_pytree(_to_float64(params))
-    v = jnp.asarray(np.asarray(directions, np.float64))
+    v = jnp.asarray(_check_directions(fn_name, directions, flat.size))
     points = jnp.concatenate([flat[None] + eps * v, flat[None] - eps * v])
-    values = _evaluate("finite_difference_directional", lambda p: f(unravel(p)), points, batched)
+    values = _evaluate(fn_name, lambda p: f(unravel(p)), points, batched)
   k = v.shape[0]
   return (values[:k] - values[k:]) / (2 * eps)
 
@@ -220,6 +295,11 @@ def check_finite_differences(
     A :class:`GradReport` (reference ``"finite_difference"``); for large inputs its
     ``worst`` is the index of a direction.
 
+  Raises:
+    ValueError: ``eps`` not finite and > 0, ``max_full < 0`` or ``num_directions < 1``
+      (a check along no direction could never fail). TypeError: ``eps`` not a real
+      number, ``max_full`` or ``num_directions`` not an integer.
+
   Example:
     >>> import jax.numpy as jnp
     >>> from xentax import gradcheck
@@ -229,6 +309,18 @@ def check_finite_differences(
     >>> gradcheck.check_finite_differences(f, jnp.array([0.5, -1.0]), grad=lambda w: -w).passed
     False
   """
+  fn_name = "check_finite_differences"
+  eps = check_step(fn_name, eps)
+  max_full = _check_count(
+    fn_name, "max_full", max_full, 0, "pass 0 to compare along random directions only"
+  )
+  num_directions = _check_count(
+    fn_name,
+    "num_directions",
+    num_directions,
+    1,
+    "a check along no direction could never fail, so pass at least 1 (the default is 16)",
+  )
   if grad is None:
     grad = jax.grad(f)(params)
   elif callable(grad):
@@ -303,8 +395,10 @@ def check_grads_report(
     (e.g. ``['VJP of VJP']``).
 
   Raises:
-    ValueError: ``f`` does not return float64 on float64 arguments.
+    ValueError: ``f`` does not return float64 on float64 arguments, or ``eps`` is not
+      finite and > 0 (TypeError: not a real number).
   """
+  eps = check_step("check_grads_report", eps)
   tol = tolerance("float64", "finite_difference")
   atol = tol["atol"] if atol is None else atol
   rtol = tol["rtol"] if rtol is None else rtol

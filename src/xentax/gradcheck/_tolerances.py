@@ -35,6 +35,8 @@ Design notes:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 #: Step of the float64 central differences (see the module notes for the choice).
@@ -53,13 +55,41 @@ TOLERANCES: dict[tuple[str, str], dict[str, float]] = {
 }
 
 
+def check_step(fn_name: str, eps) -> float:
+  """The finite-difference step ``eps`` as a float, or an error naming ``fn_name``.
+
+  Raises:
+    TypeError: ``eps`` is not a real number (a string, a boolean, an array).
+    ValueError: ``eps`` is 0, negative, infinite or NaN: the differences divide by
+      ``2 eps``, so such a step gives NaN or infinite derivatives, or none at all.
+  """
+  kind = "b" if isinstance(eps, bool) else np.asarray(eps).dtype.kind
+  if np.ndim(eps) != 0 or kind not in "iuf":
+    raise TypeError(
+      f"{fn_name}: eps={eps!r} must be a real number, the finite-difference step, got "
+      f"{type(eps).__name__}; pass a float such as eps={FD_STEP} (the default, FD_STEP)."
+    )
+  step = float(eps)
+  if not (math.isfinite(step) and step > 0):
+    raise ValueError(
+      f"{fn_name}: eps={step!r} is not a usable finite-difference step; it must be finite "
+      f"and > 0 (the differences divide by 2 * eps). Pass a small positive step such as "
+      f"eps={FD_STEP} (the default, FD_STEP, near the float64 optimum)."
+    )
+  return step
+
+
 def finite_difference_noise(scale: float, eps: float = FD_STEP) -> float:
   """Round-off bound of a float64 central difference of a function of size ``scale``.
 
   ``f(x + h) - f(x - h)`` loses about ``eps_64 |f|`` to rounding in each evaluation, so the
   difference quotient carries an error of about ``eps_64 |f| / h``; the factor 4 covers
   both evaluations and the rounding inside ``f``.
+
+  Raises:
+    ValueError: ``eps`` is not finite and > 0 (TypeError: not a real number).
   """
+  eps = check_step("finite_difference_noise", eps)
   return 4 * float(np.finfo(np.float64).eps) * scale / eps
 
 

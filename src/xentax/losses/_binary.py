@@ -263,6 +263,10 @@ def _reduce(
     return jnp.sum(exact(*args))
 
   def total(*args):
+    if prepared.scores.size == 0:
+      # An empty batch has nothing to sum fast, and ``fast_ok``'s checks (the labels' min
+      # and max) are reductions with no identity on no entries.
+      return exact_total(*args)
     # The options go in behind a barrier: their broadcasts then belong to this sum alone.
     fast_total = jnp.sum(fast(*args[:2], *lax.optimization_barrier(args[2:])))
     if fast_sign != 1:

@@ -11,7 +11,10 @@ Design notes:
     loss runs under :func:`xentax.checked`), and the caller turns the offending examples
     into NaN so a wrong value never looks plausible.
   * Masking (``where``, ``ignore_index``) and reduction live in :func:`reduce_losses`, so
-    every loss has the same "mean over what is left, 0 if nothing is left" rule.
+    every loss has the same "mean over what is left, 0 if nothing is left" rule. An empty
+    batch (a zero-size example axis) takes the same path: 0 for every scalar reduction,
+    an empty array for ``"none"``, zero gradients; the value checks have nothing to report
+    there and record no check.
 """
 
 from __future__ import annotations
@@ -112,8 +115,11 @@ def check_values(fn_name: str, what: str, values, bad) -> None:
   """Report entries of ``values`` flagged by ``bad``.
 
   Raises ``ValueError`` when ``bad`` is concrete, else adds a checkify check that
-  :func:`xentax.checked` turns into an error (and that is free otherwise).
+  :func:`xentax.checked` turns into an error (and that is free otherwise). An empty
+  ``bad`` (an empty batch) has nothing to report: no check is recorded.
   """
+  if jnp.size(bad) == 0:
+    return
   if is_concrete(values, bad):
     bad_np = np.asarray(bad)
     if bad_np.any():

@@ -120,7 +120,9 @@ def tokens_loss(
   if chunk_size is None:
     chunk_size = auto_chunk_size(num_tokens, vocab_size)
   chunk_size = max(1, min(chunk_size, num_tokens))
-  num_chunks = -(-num_tokens // chunk_size)
+  # At least one chunk: an empty batch becomes one padded (dropped) row, since the loop
+  # body slices a chunk out of the tokens even when the loop runs no iterations.
+  num_chunks = max(1, -(-num_tokens // chunk_size))
   config = TokensConfig(
     chunk_size=chunk_size,
     num_chunks=num_chunks,
