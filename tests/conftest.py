@@ -10,6 +10,14 @@ xdist worker). A persistent compilation cache, fresh for each run and shared by 
 compiles each program once: the controller makes the folder and removes it at the end. Set
 ``XENTAX_TEST_JAX_CACHE`` to a folder yourself to keep the cache between runs (it is then
 never removed), or to an empty string to turn the cache off.
+
+The ``slow`` marker (registered in ``pyproject.toml``; ``--strict-markers`` refuses any
+other name) tags what is not needed to check a change to a loss: the CLI, the experiments,
+the report sections, the bench suites, training runs, multi-process runs, the gradcheck
+matrix and a few long end-to-end or hypothesis tests. ``pytest -m "not slow"`` is the fast
+inner loop; plain ``pytest`` (the README's command, and ``.ci/run``) still runs everything.
+Every loss's value, gradient and bad-input tests stay unmarked: ``tests/test_markers.py``
+fails if a module under ``tests/losses`` is marked ``slow`` as a whole.
 """
 
 import os

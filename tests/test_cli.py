@@ -13,6 +13,8 @@ from xentax import cli
 from xentax.records import read_jsonl
 from xentax.training import TrainConfig
 
+pytestmark = pytest.mark.slow  # runs the CLI end to end (training runs, subprocesses)
+
 
 def _run(argv):
   try:

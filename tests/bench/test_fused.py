@@ -3,8 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from xentax.bench import _fused
+
+pytestmark = pytest.mark.slow  # runs the fused bench suite
 
 
 def test_time_comparison_records():

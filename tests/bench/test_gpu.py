@@ -12,6 +12,8 @@ import xentax
 from xentax import cli
 from xentax.bench import _gpu, _run
 
+pytestmark = pytest.mark.slow  # runs the GPU bench suite on the CPU
+
 TINY = {
   "matmul": (32, 16, 24),
   "copy": (16, 64),

@@ -6,6 +6,8 @@ import pytest
 
 from xentax.bench import _losses
 
+pytestmark = pytest.mark.slow  # runs the losses bench suite
+
 
 def test_losses_suite_runs_bfloat16_inputs():
   name = "sparse_categorical_cross_entropy_with_logits"

@@ -1,8 +1,11 @@
 """The ``parallel`` suite (``xentax.bench._parallel``) at tiny sizes: records, not speed."""
 
 import jax
+import pytest
 
 from xentax.bench import _parallel
+
+pytestmark = pytest.mark.slow  # runs the parallel bench suite
 
 
 def test_parallel_suite_compares_one_device_with_all():

@@ -10,6 +10,8 @@ from xentax import bench, cli
 from xentax.bench import _losses, _run
 from xentax.bench._records import BenchRecord
 
+pytestmark = pytest.mark.slow  # runs the bench command
+
 
 def test_bench_command_writes_json_and_tables(tmp_path, monkeypatch, capsys):
   # Fewer compilations than TINY: the suites' own tests cover their sizes and every loss.

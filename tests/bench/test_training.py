@@ -1,6 +1,10 @@
 """The ``training`` suite (``xentax.bench._training``) at tiny sizes: records, not speed."""
 
+import pytest
+
 from xentax.bench import _training
+
+pytestmark = pytest.mark.slow  # runs the training bench suite
 
 
 def test_training_suite_records_each_loop():

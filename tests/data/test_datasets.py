@@ -66,6 +66,7 @@ def test_bad_options_are_clear_errors():
     )
 
 
+@pytest.mark.slow  # reads the docstrings of the whole standard library
 def test_next_word_corpus_from_stdlib_docstrings():
   stats = data.corpus_stats()
   assert stats["distinct_words"] > 5000 and stats["words"] > 100_000

@@ -10,6 +10,8 @@ from xentax import data, experiments
 from xentax.records import read_jsonl
 from xentax.training import next_word_mlp
 
+pytestmark = pytest.mark.slow  # runs an experiment
+
 
 def _reference_first_loss(config):
   """Float64 NumPy cross-entropy of the initial model on the first batch (no xentax)."""

@@ -7,6 +7,8 @@ import pytest
 
 from xentax import cli, data, experiments, records
 
+pytestmark = pytest.mark.slow  # runs experiments through the CLI
+
 
 def test_unknown_experiment_or_scale_is_a_clear_error(tmp_path):
   with pytest.raises(ValueError, match="unknown experiment 'nope'; choose from binary, "):

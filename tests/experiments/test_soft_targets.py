@@ -8,6 +8,8 @@ import xentax
 from xentax import experiments
 from xentax.experiments import _soft_targets
 
+pytestmark = pytest.mark.slow  # runs the soft-target experiments
+
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):

@@ -1,8 +1,11 @@
 """The finite-difference step-size study: a V with its bottom far below both ends."""
 
 import numpy as np
+import pytest
 
 from xentax import experiments, gradcheck
+
+pytestmark = pytest.mark.slow  # runs the step-size experiment
 
 
 def test_step_size_errors_form_a_v_with_central_below_forward():

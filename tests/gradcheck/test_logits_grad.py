@@ -12,6 +12,8 @@ from tests import _reference
 from xentax import gradcheck
 from xentax.gradcheck import _matrix
 
+pytestmark = pytest.mark.slow  # closed forms against autodiff for every loss x option
+
 LOSSES = list(_matrix.LOSS_OPTIONS)
 
 

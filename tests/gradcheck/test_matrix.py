@@ -9,6 +9,8 @@ import pytest
 from xentax import cli, gradcheck
 from xentax.gradcheck import _matrix
 
+pytestmark = pytest.mark.slow  # runs the full gradcheck matrix
+
 KEYS = {"loss", "options", "dtype", "reference", "max_abs_error", "max_rel_error", "passed"}
 
 

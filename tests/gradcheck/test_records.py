@@ -5,6 +5,7 @@ import pytest
 from xentax import gradcheck
 
 
+@pytest.mark.slow  # runs part of the gradcheck matrix twice
 def test_check_matrix_gives_the_same_checks_as_run_matrix():
   names = ["binary_cross_entropy", "logistic_regression"]
   checks = gradcheck.check_matrix(("float64",), losses=names)

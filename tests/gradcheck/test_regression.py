@@ -8,6 +8,8 @@ import pytest
 import xentax
 from xentax import gradcheck
 
+pytestmark = pytest.mark.slow  # closed forms, Hessians and per-example grads
+
 
 def _data(seed=0, n=7, d=3, num_classes=4):
   rng = np.random.default_rng(seed)

@@ -79,6 +79,7 @@ logits = hnp.arrays(np.float64, (20, 3), elements=st.floats(-30, 30, allow_nan=F
 labels = hnp.arrays(np.int64, (20,), elements=st.integers(0, 2))
 
 
+@pytest.mark.slow  # hypothesis: 12 examples, most of this module's time
 @settings(max_examples=12, deadline=None)
 @given(logits, labels, st.sampled_from(["width", "mass"]), st.integers(1, 20))
 def test_properties(z, y, binning, num_bins):

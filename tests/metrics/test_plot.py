@@ -10,6 +10,8 @@ import pytest
 
 from xentax import metrics
 
+pytestmark = pytest.mark.slow  # draws figures, one in a fresh process
+
 matplotlib = pytest.importorskip("matplotlib")
 
 

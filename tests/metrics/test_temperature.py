@@ -9,6 +9,8 @@ from scipy import optimize
 from tests import _reference as ref
 from xentax import metrics
 
+pytestmark = pytest.mark.slow  # fits temperatures against SciPy
+
 rng = np.random.default_rng(8)
 
 

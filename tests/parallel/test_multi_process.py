@@ -9,8 +9,11 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 import xentax
+
+pytestmark = pytest.mark.slow  # starts two JAX processes
 
 WORKER = Path(__file__).with_name("_two_process_worker.py")
 

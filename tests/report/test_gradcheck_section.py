@@ -1,7 +1,11 @@
 """The report's gradient-verification section renders gradcheck records and the study."""
 
+import pytest
+
 from xentax.gradcheck import _matrix
 from xentax.report import SECTIONS, _gradcheck_section
+
+pytestmark = pytest.mark.slow  # builds a report section (the gradcheck matrix)
 
 
 def test_section_writes_table_and_figure(tmp_path):

@@ -1,10 +1,13 @@
 """The large-vocabulary report section renders fused-suite records and the experiment."""
 
 import jax.numpy as jnp
+import pytest
 
 from xentax import bench, experiments
 from xentax.bench import _fused
 from xentax.report import _large_vocab_section
+
+pytestmark = pytest.mark.slow  # builds a report section
 
 
 def test_memory_sweep_shows_fused_flat_and_full_growing():

@@ -7,6 +7,8 @@ import pytest
 from xentax import cli
 from xentax.report import _report, _worked_examples, reproduce
 
+pytestmark = pytest.mark.slow  # builds the report
+
 
 def test_worked_examples_match_the_deck_and_hand_values():
   rows = _worked_examples.worked_examples()

@@ -1,7 +1,11 @@
 """The soft-targets report section renders distillation and calibration records."""
 
+import pytest
+
 from xentax import experiments
 from xentax.report import _report, _soft_targets_section
+
+pytestmark = pytest.mark.slow  # builds a report section
 
 
 def _row(run, acc, **extra):

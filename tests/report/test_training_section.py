@@ -6,8 +6,12 @@ experiment's runner and files included, is exercised within the suite's time bud
 
 import json
 
+import pytest
+
 from xentax import experiments
 from xentax.report import SECTIONS, _training_section
+
+pytestmark = pytest.mark.slow  # smoke-runs every training experiment
 
 
 def test_training_section_smoke_runs_every_experiment(tmp_path):

@@ -15,6 +15,8 @@ from tests._tolerances import tol
 from xentax import data, training
 from xentax.training import TrainConfig, _data_parallel, _loop
 
+pytestmark = pytest.mark.slow  # trains on 4 devices and in a fresh process
+
 CONFIG = TrainConfig(model="mlp", epochs=2, batch_size=64, seed=3, model_options={"hidden": (32,)})
 
 

@@ -14,6 +14,8 @@ import xentax
 from xentax import data, training
 from xentax.training import TrainConfig
 
+pytestmark = pytest.mark.slow  # trains models
+
 
 @pytest.fixture(scope="module")
 def small_digits():

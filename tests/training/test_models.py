@@ -6,6 +6,8 @@ import pytest
 
 from xentax import data, training
 
+pytestmark = pytest.mark.slow  # compiles the Flax models
+
 RNG = np.random.default_rng(0)
 
 
