@@ -18,13 +18,21 @@ matrix and a few long end-to-end or hypothesis tests. ``pytest -m "not slow"`` i
 inner loop; plain ``pytest`` (the README's command, and ``.ci/run``) still runs everything.
 Every loss's value, gradient and bad-input tests stay unmarked: ``tests/test_markers.py``
 fails if a module under ``tests/losses`` is marked ``slow`` as a whole.
+
+Parametrised tests run every combination of their parameters (loss x reduction x traced,
+say) in the full suite. The fast loop keeps an *each-choice* subset of each one
+(:func:`each_choice`): every value of every parameter in at least one case, so every loss,
+every reduction and both the traced and the concrete path still meet every test; the other
+combinations are marked ``slow`` at collection.
 """
 
+import collections
 import os
 import shutil
 import tempfile
 
 import jax
+import pytest
 
 # LLVM's optimisation of the compiled kernels is much of a small program's compile time, and
 # no test times anything: level 0 took 11% off the categorical and sparse loss tests (95 ->
@@ -52,3 +60,34 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
   if _made_cache is not None:
     shutil.rmtree(_made_cache, ignore_errors=True)
+
+
+def each_choice(cases: list) -> set:
+  """Indices of a small subset of ``cases`` covering every ``(parameter, value)`` pair.
+
+  ``cases`` are ``{parameter: value key}`` dicts; greedy set cover, the case covering the
+  most uncovered pairs first (ties: the earliest), so the choice is the same in every worker.
+  """
+  pairs = [set(case.items()) for case in cases]
+  uncovered = set().union(*pairs)
+  chosen = set()
+  while uncovered:
+    best = max(range(len(cases)), key=lambda i: (len(pairs[i] & uncovered), -i))
+    chosen.add(best)
+    uncovered -= pairs[best]
+  return chosen
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+  groups = collections.defaultdict(list)
+  for item in items:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and item.get_closest_marker("slow") is None:
+      groups[(item.path, item.originalname)].append(item)
+  for group in groups.values():
+    # A parameter's value by its repr: the same object in every case that uses it.
+    keep = each_choice([{k: repr(v) for k, v in item.callspec.params.items()} for item in group])
+    for i, item in enumerate(group):
+      if i not in keep:
+        item.add_marker(pytest.mark.slow)
