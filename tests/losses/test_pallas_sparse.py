@@ -154,3 +154,59 @@ def test_bad_arguments(z_shape, y_shape, reduction, match):
     ps.sparse_cross_entropy(
       jnp.zeros(z_shape), jnp.zeros(y_shape, jnp.int32), reduction=reduction, interpret=True
     )
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_dropped_rows_holding_nan_or_inf_give_zero_loss_and_gradient(config):
+  z = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
+  z[1] = np.nan
+  z[2] = -np.inf
+  labels = np.array([1, -100, 3, 0])
+  where = np.array([True, True, False, True])
+  cfg = {**CONFIGS[config], "block_cols": 4}
+
+  def loss(z):
+    return ps.sparse_cross_entropy(
+      z, jnp.asarray(labels), where=where, ignore_index=-100, config=cfg, interpret=True
+    )
+
+  value, grad = jax.value_and_grad(loss)(jnp.asarray(z))
+  kept = np.array([True, False, False, True])
+  clean = np.where(kept[:, None], z, 0.0)
+  want = _reference.sparse_categorical_cross_entropy_with_logits(
+    clean, np.where(kept, labels, 0), where=kept
+  )
+  np.testing.assert_allclose(value, want, rtol=1e-6)
+  want_grad = _grad_reference(clean, np.where(kept, labels, 0), kept, "mean", np.ones(4))
+  np.testing.assert_allclose(grad, want_grad, atol=1e-7)
+
+
+def test_all_rows_dropped_or_no_rows_give_zero():
+  z = jnp.ones((3, 5), jnp.float32)
+  value, grad = jax.value_and_grad(
+    lambda z: ps.sparse_cross_entropy(z, jnp.zeros(3, jnp.int32), where=False, interpret=True)
+  )(z)
+  assert value == 0 and np.all(np.asarray(grad) == 0)
+  empty = jnp.zeros((0, 5), jnp.float32)
+  for reduction, shape in (("mean", ()), ("sum", ()), ("none", (0,))):
+    out = ps.sparse_cross_entropy(empty, jnp.zeros(0, jnp.int32), reduction=reduction)
+    assert out.shape == shape and np.all(np.asarray(out) == 0)
+  grad = jax.grad(lambda z: ps.sparse_cross_entropy(z, jnp.zeros(0, jnp.int32)))(empty)
+  assert grad.shape == (0, 5)
+
+
+def test_a_scalar_where_broadcasts_and_a_label_outside_the_classes_is_nan():
+  z = jnp.asarray(np.random.default_rng(1).normal(size=(4, 6)), jnp.float32)
+  labels = jnp.asarray([1, 2, 3, 4], jnp.int32)
+  every = ps.sparse_cross_entropy(z, labels, where=True, interpret=True)
+  np.testing.assert_allclose(every, ps.sparse_cross_entropy(z, labels, interpret=True))
+  bad = jnp.asarray([1, 6, 3, -1], jnp.int32)
+  rows = ps.sparse_cross_entropy(z, bad, reduction="none", interpret=True)
+  rows = np.asarray(rows)
+  assert np.isnan(rows[1]) and np.isnan(rows[3]) and np.all(np.isfinite(rows[[0, 2]]))
+  value, grad = jax.value_and_grad(lambda z: ps.sparse_cross_entropy(z, bad, interpret=True))(z)
+  assert np.isnan(value) and np.isnan(grad).any()
+  with pytest.raises(TypeError, match="where must be boolean"):
+    ps.sparse_cross_entropy(z, labels, where=jnp.ones(4), interpret=True)
+  with pytest.raises(TypeError, match="labels must be integers"):
+    ps.sparse_cross_entropy(z, labels.astype(jnp.float32), interpret=True)

@@ -5,24 +5,26 @@ Per row ``n`` with logits ``z`` over ``C`` classes and label ``y``:
   loss_n = lse(z) - z_y,          lse(z) = m + log sum_c exp(z_c - m),  m = max_c z_c
   d loss_n / d z_c = softmax(z)_c - [c = y]
 
-Two kernels, each reading a block of rows in column chunks of ``block_cols``:
+Three kernels, each reading the logits in column chunks or segments:
 
   * ``forward``: one pass, an online log-sum-exp (running max ``m`` and rescaled sum ``s``,
-    Milakov and Gimelshein 2018) and the target logit; writes only per-row ``loss`` and ``lse``.
-    Logits are read once: the memory traffic is ``N C`` elements.
-  * ``gradient``: the same pass, then a second pass over the row that writes
-    ``scale_n (exp(z_c - lse) - [c = y])`` in the logits' dtype (Liger-Kernel's way). A row is
-    ``C`` elements, so the second read of a block of rows is served from L2 while the grid
-    walks the rows: the traffic is one read and one write of ``N C`` elements.
+    Milakov and Gimelshein 2018); writes only per-row ``lse``. The target logit is a gather
+    outside the kernel. Logits are read once.
+  * ``split_gradient`` (the default, ``segment > 0``): each row split over ``ceil(C /
+    segment)`` programs that keep their segment's exponentials in registers and combine
+    partial log-sum-exps through an atomic count; writes ``scale_n (softmax - onehot)`` in the
+    logits' dtype. One read and one write of the logits.
+  * ``gradient`` (``segment=0``, or rows of more than ``MAX_SPLITS`` segments): the same
+    output in two passes over each row (Liger-Kernel's way), the second walking backwards.
 
-``sparse_cross_entropy`` wraps both in a ``custom_vjp``: under ``"mean"``/``"sum"`` the
-differentiated call runs ``gradient`` alone (the loss comes with it) and keeps its output as
-the residual, so the backward pass is ``g * residual`` (a no-op for the cotangent 1 of a
-top-level ``grad``); under ``"none"`` the forward keeps only ``lse`` and the backward runs
-``gradient`` with ``scale = g``.
+``sparse_cross_entropy`` wraps them in a ``custom_vjp``: under ``"mean"``/``"sum"`` the
+differentiated call runs a gradient kernel alone (the loss comes with it) and keeps its output
+as the residual, so the backward pass is ``g * residual`` (a no-op for the cotangent 1 of a
+top-level ``grad``); under ``"none"`` the forward keeps only ``lse`` and the backward runs a
+gradient kernel with ``scale = g``.
 
-Ignored rows (``where`` false or ``label == ignore_index``) get weight 0: their loss is 0 and
-their gradient row is written as zeros. Labels of kept rows must lie in ``[0, C)``.
+Dropped rows (``where`` false or ``label == ignore_index``) have weight 0: loss 0 and a
+gradient row of zeros, whatever their logits hold.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ DEFAULT_CONFIG = {
   "evict": True,  # first-pass loads ask L2 to keep the lines, second-pass ones to drop them
   "segment": 8192,  # > 0: the gradient by split_gradient, a program per this many columns
 }
+# Segments a row may be split over: a row's programs wait on each other, so all of them must
+# be resident at once (4-warp programs: far below the capacity of an H100/H200, MIG slices too).
+MAX_SPLITS = 32
 # A finite floor for the per-lane running max: exp(-(x - floor)) underflows to 0, and a -inf
 # logit gives exp(-inf) = 0 instead of the NaN of -inf - (-inf).
 _FLOOR = float(jnp.finfo(jnp.float32).min)
@@ -155,6 +160,7 @@ def _gradient_kernel(x_ref, y_ref, scale_ref, lse_ref, g_ref, *, num_classes, co
       x_ref, start, block_cols, num_classes, masked, "evict_first" if config["evict"] else None
     )
     g = (jnp.exp(x - lse[:, None]) - jnp.where(cols == y[:, None], 1.0, 0.0)) * scale[:, None]
+    g = jnp.where(scale[:, None] == 0, 0.0, g)  # a dropped row: 0 even where its logits are not
     view = g_ref.at[:, pl.ds(start, block_cols)]
     plgpu.store(view, g.astype(g_ref.dtype), mask=cols < num_classes if masked else None)
     return carry
@@ -225,8 +231,10 @@ def _split_gradient_kernel(
   with an atomic (acquire-release, GPU scope), waits until the row's ``K`` programs are in,
   combines the partials, ``lse = M + log sum_k s_k e^(m_k - M)``, and writes its gradient
   segment from the exponentials it holds, ``e^(x_c - m_k) e^(m_k - lse)`` (one exponential
-  per entry in all). The grid is 1-D with a row's segments adjacent: programs of earlier rows
-  never wait on later ones, so the waits resolve under in-order dispatch.
+  per entry in all). The grid is 1-D with a row's segments adjacent, and a program waits only on
+  its own row's. The waits resolve when a row's programs can be resident together (at most
+  ``MAX_SPLITS``) and blocks start in grid order, which CUDA does in practice but does not
+  promise; a ticket counter for the logical program id would drop the second condition.
   """
   del count_in_ref  # aliased to count_ref
   num_classes = x_ref.shape[1]
@@ -258,7 +266,8 @@ def _split_gradient_kernel(
     lse = top + jnp.log(jnp.sum(ss * jnp.exp(ms - top_shift)))
   lse_ref[...] = jnp.full(lse_ref.shape, lse)
   p = e * jnp.exp(shift - lse)[:, None]
-  g = (p - jnp.where(cols == y_ref[...][:, None], 1.0, 0.0)) * scale_ref[...][:, None]
+  scale = scale_ref[...][:, None]
+  g = jnp.where(scale == 0, 0.0, (p - jnp.where(cols == y_ref[...][:, None], 1.0, 0.0)) * scale)
   view = g_ref.at[:, pl.ds(part * segment, segment)]
   plgpu.store(view, g.astype(g_ref.dtype), mask=cols < num_classes if masked else None)
 
@@ -304,16 +313,24 @@ def split_gradient(logits, labels, scale, *, segment=8192, num_warps=4, interpre
   return lse - _target(logits, labels), grad
 
 
-def _row_weights(labels, where, ignore_index):
-  keep = jnp.ones(labels.shape, bool) if where is None else where
+def _row_weights(labels, num_classes, where, ignore_index):
+  """Safe labels and row weights: 1 kept, 0 dropped, NaN for a kept label outside [0, C)."""
+  keep = jnp.ones(labels.shape, bool)
+  if where is not None:
+    where = jnp.asarray(where)
+    if where.dtype != jnp.bool_:
+      raise TypeError(f"sparse_cross_entropy: where must be boolean, got dtype {where.dtype}.")
+    keep = jnp.broadcast_to(where, labels.shape)
   if ignore_index is not None:
     keep = keep & (labels != ignore_index)
-  return jnp.where(keep, labels, 0).astype(jnp.int32), keep.astype(jnp.float32)
+  in_range = (labels >= 0) & (labels < num_classes)
+  weights = jnp.where(keep, jnp.where(in_range, 1.0, jnp.nan), 0.0).astype(jnp.float32)
+  return jnp.where(keep & in_range, labels, 0).astype(jnp.int32), weights
 
 
 def _gradient(logits, labels, scale, config, interpret):
   config = dict(config)
-  if config["segment"]:
+  if config["segment"] and pl.cdiv(logits.shape[1], config["segment"]) <= MAX_SPLITS:
     return split_gradient(
       logits,
       labels,
@@ -325,18 +342,26 @@ def _gradient(logits, labels, scale, config, interpret):
   return gradient(logits, labels, scale, config=config, interpret=interpret)
 
 
+def _weighted(loss, weights):
+  """``w l``, with a dropped row (``w = 0``) exactly 0 whatever its loss."""
+  return jnp.where(weights == 0, 0.0, weights * loss)
+
+
+def _denominator(weights, reduction):
+  """The kept rows' count under ``"mean"`` (at least 1: an all-dropped batch gives 0)."""
+  return jnp.maximum(jnp.sum(weights), 1.0) if reduction == "mean" else jnp.float32(1)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def _reduced(logits, labels, weights, reduction, config, interpret):
   loss, _ = forward(logits, labels, config=config, interpret=interpret)
-  total = jnp.sum(jnp.where(weights > 0, loss, 0.0))
-  return total / jnp.sum(weights) if reduction == "mean" else total
+  return jnp.sum(_weighted(loss, weights)) / _denominator(weights, reduction)
 
 
 def _reduced_fwd(logits, labels, weights, reduction, config, interpret):
-  denom = jnp.sum(weights) if reduction == "mean" else jnp.float32(1)
-  scale = weights / denom
-  loss, grad = _gradient(logits, labels, scale, config, interpret)
-  value = jnp.sum(jnp.where(weights > 0, loss, 0.0)) / denom
+  denom = _denominator(weights, reduction)
+  loss, grad = _gradient(logits, labels, weights / denom, config, interpret)
+  value = jnp.sum(_weighted(loss, weights)) / denom
   return value, (grad, labels, weights)
 
 
@@ -351,7 +376,7 @@ _reduced.defvjp(_reduced_fwd, _reduced_bwd)
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _rows(logits, labels, weights, config, interpret):
   loss, _ = forward(logits, labels, config=config, interpret=interpret)
-  return jnp.where(weights > 0, loss, 0.0)
+  return _weighted(loss, weights)
 
 
 def _rows_fwd(logits, labels, weights, config, interpret):
@@ -379,8 +404,10 @@ def sparse_cross_entropy(
 ):
   """Sparse softmax cross-entropy ``lse(z_n) - z_{n, y_n}`` of ``[N, C]`` logits.
 
-  ``reduction``: ``"mean"`` over kept rows, ``"sum"``, or ``"none"`` (``[N]``, 0 where ignored).
-  ``config``: kernel tiling (``block_rows``, ``block_cols``, ``num_warps``, ``num_stages``).
+  ``reduction``: ``"mean"`` over kept rows (0 when none is kept), ``"sum"``, or ``"none"``
+  (``[N]``, 0 where dropped). ``where``: boolean, broadcast to ``[N]``. A kept label outside
+  ``[0, C)`` makes its row NaN (and a mean or sum NaN), value and gradient alike.
+  ``config``: the keys of ``DEFAULT_CONFIG`` (tiling, flags, ``segment``).
   ``interpret=True`` runs the kernels in Pallas's interpreter (any backend).
   """
   if logits.ndim != 2:
@@ -391,7 +418,17 @@ def sparse_cross_entropy(
     )
   if reduction not in ("mean", "sum", "none"):
     raise ValueError(f"sparse_cross_entropy: reduction must be mean, sum or none; {reduction!r}.")
-  safe, weights = _row_weights(labels, where, ignore_index)
+  if logits.shape[1] == 0:
+    raise ValueError("sparse_cross_entropy: logits have 0 classes; a softmax needs C >= 1.")
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise TypeError(f"sparse_cross_entropy: labels must be integers, got dtype {labels.dtype}.")
+  if logits.shape[0] == 0:  # no rows: 0 (an empty array for "none"), gradient of zeros
+    return (
+      jnp.sum(logits.astype(jnp.float32), axis=1)
+      if reduction == "none"
+      else (jnp.sum(logits.astype(jnp.float32)))
+    )
+  safe, weights = _row_weights(labels, logits.shape[1], where, ignore_index)
   config = tuple(sorted({**DEFAULT_CONFIG, **(config or {})}.items()))  # hashable: static
   if reduction == "none":
     return _rows(logits, safe, weights, config, interpret)
