@@ -62,20 +62,31 @@ def pytest_unconfigure(config):
     shutil.rmtree(_made_cache, ignore_errors=True)
 
 
-def each_choice(cases: list) -> set:
+def each_choice(cases: list, optional: frozenset = frozenset()) -> set:
   """Indices of a small subset of ``cases`` covering every ``(parameter, value)`` pair.
 
   ``cases`` are ``{parameter: value key}`` dicts; greedy set cover, the case covering the
   most uncovered pairs first (ties: the earliest), so the choice is the same in every worker.
+  Cases in ``optional`` (expected failures, skips) are never chosen: their pairs count only
+  where another case has them too.
   """
   pairs = [set(case.items()) for case in cases]
-  uncovered = set().union(*pairs)
-  chosen = set()
+  candidates = [i for i in range(len(cases)) if i not in optional]
+  if not candidates:
+    return set()
+  uncovered = set().union(*(pairs[i] for i in candidates))
+  chosen = {candidates[0]}  # at least one case, also when no case has parameters
+  uncovered -= pairs[candidates[0]]
   while uncovered:
-    best = max(range(len(cases)), key=lambda i: (len(pairs[i] & uncovered), -i))
+    best = max(candidates, key=lambda i: (len(pairs[i] & uncovered), -i))
     chosen.add(best)
     uncovered -= pairs[best]
   return chosen
+
+
+def _value_key(value) -> tuple:
+  """A parameter value's identity across the cases of one test: its type and repr."""
+  return (type(value).__qualname__, repr(value))
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
@@ -84,10 +95,15 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     callspec = getattr(item, "callspec", None)
     if callspec is not None and item.get_closest_marker("slow") is None:
-      groups[(item.path, item.originalname)].append(item)
+      groups[item.nodeid.split("[")[0]].append(item)
   for group in groups.values():
-    # A parameter's value by its repr: the same object in every case that uses it.
-    keep = each_choice([{k: repr(v) for k, v in item.callspec.params.items()} for item in group])
+    cases = [{k: _value_key(v) for k, v in item.callspec.params.items()} for item in group]
+    optional = frozenset(
+      i
+      for i, item in enumerate(group)
+      if any(item.get_closest_marker(m) for m in ("xfail", "skip", "skipif"))
+    )
+    keep = each_choice(cases, optional)
     for i, item in enumerate(group):
       if i not in keep:
         item.add_marker(pytest.mark.slow)
