@@ -36,6 +36,8 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from xentax.losses import _sparse_terms, _validate
+
 DEFAULT_CONFIG = {
   "block_rows": 1,
   "block_cols": 4096,
@@ -313,19 +315,22 @@ def split_gradient(logits, labels, scale, *, segment=8192, num_warps=4, interpre
   return lse - _target(logits, labels), grad
 
 
-def _row_weights(labels, num_classes, where, ignore_index):
-  """Safe labels and row weights: 1 kept, 0 dropped, NaN for a kept label outside [0, C)."""
-  keep = jnp.ones(labels.shape, bool)
-  if where is not None:
-    where = jnp.asarray(where)
-    if where.dtype != jnp.bool_:
-      raise TypeError(f"sparse_cross_entropy: where must be boolean, got dtype {where.dtype}.")
-    keep = jnp.broadcast_to(where, labels.shape)
-  if ignore_index is not None:
-    keep = keep & (labels != ignore_index)
-  in_range = (labels >= 0) & (labels < num_classes)
-  weights = jnp.where(keep, jnp.where(in_range, 1.0, jnp.nan), 0.0).astype(jnp.float32)
-  return jnp.where(keep & in_range, labels, 0).astype(jnp.int32), weights
+def _row_weights(fn_name, labels, num_classes, where, ignore_index):
+  """Safe labels and row weights from the shared label checks: 1 kept, 0 dropped, NaN for a
+  kept label outside ``[0, C)`` (an error when the labels are concrete)."""
+  labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
+  prepared = _sparse_terms.prepare_labels(
+    fn_name,
+    labels,
+    num_classes=num_classes,
+    class_weights=None,
+    ignore_index=ignore_index,
+    where=where,
+    dtype=jnp.float32,
+    shown=shown,
+  )
+  weights = jnp.where(prepared.bad, jnp.nan, prepared.valid.astype(jnp.float32))
+  return prepared.labels.astype(jnp.int32), weights
 
 
 def _gradient(logits, labels, scale, config, interpret):
@@ -406,29 +411,25 @@ def sparse_cross_entropy(
 
   ``reduction``: ``"mean"`` over kept rows (0 when none is kept), ``"sum"``, or ``"none"``
   (``[N]``, 0 where dropped). ``where``: boolean, broadcast to ``[N]``. A kept label outside
-  ``[0, C)`` makes its row NaN (and a mean or sum NaN), value and gradient alike.
+  ``[0, C)`` is an error when concrete; traced, it makes its row NaN (and a mean or sum NaN),
+  value and gradient alike, as in the library's losses.
   ``config``: the keys of ``DEFAULT_CONFIG`` (tiling, flags, ``segment``).
   ``interpret=True`` runs the kernels in Pallas's interpreter (any backend).
   """
   if logits.ndim != 2:
     raise ValueError(f"sparse_cross_entropy: logits must be [N, C], got shape {logits.shape}.")
-  if labels.shape != logits.shape[:1]:
+  if jnp.shape(labels) != logits.shape[:1]:
     raise ValueError(
-      f"sparse_cross_entropy: labels must be [N] = {logits.shape[:1]}, got {labels.shape}."
+      f"sparse_cross_entropy: labels must be [N] = {logits.shape[:1]}, got {jnp.shape(labels)}."
     )
   if reduction not in ("mean", "sum", "none"):
     raise ValueError(f"sparse_cross_entropy: reduction must be mean, sum or none; {reduction!r}.")
   if logits.shape[1] == 0:
     raise ValueError("sparse_cross_entropy: logits have 0 classes; a softmax needs C >= 1.")
-  if not jnp.issubdtype(labels.dtype, jnp.integer):
-    raise TypeError(f"sparse_cross_entropy: labels must be integers, got dtype {labels.dtype}.")
+  safe, weights = _row_weights("sparse_cross_entropy", labels, logits.shape[1], where, ignore_index)
   if logits.shape[0] == 0:  # no rows: 0 (an empty array for "none"), gradient of zeros
-    return (
-      jnp.sum(logits.astype(jnp.float32), axis=1)
-      if reduction == "none"
-      else (jnp.sum(logits.astype(jnp.float32)))
-    )
-  safe, weights = _row_weights(labels, logits.shape[1], where, ignore_index)
+    rows = jnp.sum(logits.astype(jnp.float32), axis=1)
+    return rows if reduction == "none" else jnp.sum(rows)
   config = tuple(sorted({**DEFAULT_CONFIG, **(config or {})}.items()))  # hashable: static
   if reduction == "none":
     return _rows(logits, safe, weights, config, interpret)
