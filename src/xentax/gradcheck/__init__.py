@@ -1,8 +1,9 @@
 """Gradient verification: closed forms, finite differences and reports for every loss.
 
-``jax.grad`` of each xentax loss is checked against a hand-derived closed form (the deck's
-``X^T (y_pred - y)`` and its generalisations with weights, smoothing, z-loss and masks) and
-against float64 central differences; :class:`GradReport` says by how much they differ.
+``jax.grad`` of each xentax loss is checked against a hand-derived closed form (softmax
+regression's ``X^T (y_pred - y)`` and its generalisations with weights, smoothing, z-loss
+and masks) and against float64 central differences; :class:`GradReport` says by how much
+they differ.
 """
 
 from xentax.gradcheck._binary_grads import binary_cross_entropy_grad as binary_cross_entropy_grad

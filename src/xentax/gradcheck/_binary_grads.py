@@ -1,10 +1,11 @@
 """Closed-form gradients of the binary (sigmoid) losses with respect to their inputs.
 
 Design notes:
-  The binary losses are elementwise, so each gradient is elementwise too; ``"mean"``
-  divides by the number of kept entries (``weights`` do not enter the denominator), or by
-  the kept entries' total ``sample_weight`` (an example of a binary loss is one entry). As in
-  :mod:`xentax.gradcheck._softmax_grads`, nothing here is shared with :mod:`xentax.losses`.
+  * The binary losses are elementwise, so each gradient is elementwise too: an example of
+    a binary loss is one entry.
+  * ``"mean"`` divides by the number of kept entries (``weights`` do not enter the
+    denominator), or by the kept entries' total ``sample_weight``.
+  * Nothing is shared with :mod:`xentax.losses`, so these formulas can check it.
 """
 
 from __future__ import annotations
@@ -41,20 +42,34 @@ def binary_cross_entropy_grad(
   sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
-  """Gradient of :func:`xentax.binary_cross_entropy` w.r.t. the probabilities.
+  r"""Gradient of :func:`xentax.binary_cross_entropy` w.r.t. the probabilities.
 
   ``l = -w [y' max(log p, -100) + (1 - y') max(log(1 - p), -100)]`` with ``y' = y (1 - e) +
   e / 2``, so, where neither clamp is active (``y`` standing for ``y'``),
 
   .. math::
-    \\frac{\\partial \\ell}{\\partial p} = w \\left( \\frac{1 - y}{1 - p} - \\frac{y}{p} \\right)
-      = w \\frac{p - y}{p (1 - p)}
+    \frac{\partial \ell}{\partial p} = w \left( \frac{1 - y}{1 - p} - \frac{y}{p} \right)
+      = w \frac{p - y}{p (1 - p)}
 
   and each term is 0 where its clamp is active. Sample weights ``s`` scale it by ``s``
   (and ``"mean"`` divides by ``sum s`` over kept entries).
 
+  Args:
+    probs, labels, weights, label_smoothing, where, sample_weight, reduction: as for
+      :func:`xentax.binary_cross_entropy` (``probs`` and ``labels`` of one shape).
+
   Returns:
     ``probs.shape``, float64 for float64 probabilities, float32 otherwise.
+
+  Raises:
+    TypeError / ValueError: as the loss (shapes, labels or probabilities outside
+      ``[0, 1]``, options outside their domain, an unknown reduction).
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> xentax.gradcheck.binary_cross_entropy_grad(
+    ...     jnp.array([0.5, 0.5]), jnp.array([1.0, 0.0])).tolist()
+    [-1.0, 1.0]
   """
   check_reduction("binary_cross_entropy_grad", reduction)
   check_inputs(
@@ -90,18 +105,32 @@ def binary_cross_entropy_with_logits_grad(
   sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
-  """Gradient of :func:`xentax.binary_cross_entropy_with_logits` w.r.t. the logits.
+  r"""Gradient of :func:`xentax.binary_cross_entropy_with_logits` w.r.t. the logits.
 
   With ``y' = y (1 - e) + e / 2``, ``s = sigmoid(z)`` and ``l = -w [p_w y' log s + (1 - y')
   log(1 - s)]``; using ``d log s / dz = 1 - s`` and ``d log(1 - s) / dz = -s``:
 
   .. math::
-    \\frac{\\partial \\ell}{\\partial z} = w \\left[ (p_w y' + 1 - y')\\, s - p_w y' \\right]
+    \frac{\partial \ell}{\partial z} = w \left[ (p_w y' + 1 - y')\, s - p_w y' \right]
 
-  which for ``p_w = w = 1`` is the deck's ``y_pred - y``.
+  which for ``p_w = w = 1`` is logistic regression's ``y_pred - y = sigmoid(z) - y``.
+
+  Args:
+    logits, labels, pos_weight, weights, label_smoothing, where, sample_weight, reduction:
+      as for :func:`xentax.binary_cross_entropy_with_logits` (``logits`` and ``labels`` of
+      one shape).
 
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
+
+  Raises:
+    TypeError / ValueError: as the loss.
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> xentax.gradcheck.binary_cross_entropy_with_logits_grad(  # (sigmoid(0) - y) / 2
+    ...     jnp.zeros(2), jnp.array([1.0, 0.0])).tolist()
+    [-0.25, 0.25]
   """
   check_reduction("binary_cross_entropy_with_logits_grad", reduction)
   check_inputs(
@@ -134,21 +163,36 @@ def binary_focal_loss_with_logits_grad(
   sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
-  """Gradient of :func:`xentax.binary_focal_loss_with_logits` w.r.t. the logits.
+  r"""Gradient of :func:`xentax.binary_focal_loss_with_logits` w.r.t. the logits.
 
   ``l = a_t m^g B`` with ``s = sigmoid(z)``, ``B = -(y log s + (1 - y) log(1 - s))``,
   ``m = 1 - p_t = y (1 - s) + (1 - y) s`` and ``a_t = a y + (1 - a)(1 - y)``. Since
   ``dB/dz = s - y`` and ``dm/dz = s (1 - s)(1 - 2y)``:
 
   .. math::
-    \\frac{\\partial \\ell}{\\partial z} = a_t \\left[ m^{\\gamma} (s - y)
-      + \\gamma\\, m^{\\gamma - 1} s (1 - s) (1 - 2y)\\, B \\right]
+    \frac{\partial \ell}{\partial z} = a_t \left[ m^{\gamma} (s - y)
+      + \gamma\, m^{\gamma - 1} s (1 - s) (1 - 2y)\, B \right]
 
   which holds for soft labels too (so for the smoothed ``y' = y (1 - e) + e / 2``, which
   replaces ``y`` everywhere); ``gamma = 0`` gives ``a_t (s - y)``.
 
+  Args:
+    logits, labels, gamma, alpha, label_smoothing, where, sample_weight, reduction: as for
+      :func:`xentax.binary_focal_loss_with_logits` (``logits`` and ``labels`` of one shape).
+
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
+
+  Raises:
+    TypeError / ValueError: as the loss.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, xentax
+    >>> z, y = jnp.array([1.5, -0.5]), jnp.array([1.0, 0.0])
+    >>> closed = xentax.gradcheck.binary_focal_loss_with_logits_grad(z, y)
+    >>> auto = jax.grad(xentax.binary_focal_loss_with_logits)(z, y)
+    >>> bool(jnp.allclose(closed, auto, atol=1e-6))
+    True
   """
   check_reduction("binary_focal_loss_with_logits_grad", reduction)
   check_inputs(

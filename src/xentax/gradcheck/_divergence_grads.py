@@ -1,12 +1,13 @@
 r"""Closed-form gradients of the divergences (KL, generalised JSD) and the distillation loss.
 
 Design notes:
-  Derived from the definitions with ``p = softmax(z / T)`` and ``d p_c / d z_j = p_c
-  ([c = j] - p_j) / T``; written independently of :mod:`xentax.losses`. They hold where the
-  divergence is finite (the student gives mass wherever the teacher does). Each returns
-  ``d loss / d first argument`` in the argument's layout; the teacher side of the KL has
-  its own function. ``sample_weight`` ``s_n`` scales example ``n``'s gradient by ``s_n``,
-  and the mean divides by ``sum_K s_n`` (``"sum_over_batch_size"``: by ``|K|``).
+  * Derived from the definitions with ``p = softmax(z / T)`` and ``d p_c / d z_j = p_c
+    ([c = j] - p_j) / T``, independently of :mod:`xentax.losses`. They hold where the
+    divergence is finite (the student gives mass wherever the teacher does).
+  * Each returns ``d loss / d first argument`` in the argument's layout; the teacher side
+    of the KL has its own function.
+  * ``sample_weight`` ``s_n`` scales example ``n``'s gradient by ``s_n``; the mean divides
+    by ``sum_K s_n`` over the kept examples ``K`` (``"sum_over_batch_size"``: by ``|K|``).
 """
 
 from __future__ import annotations
@@ -51,8 +52,23 @@ def kl_divergence_with_logits_grad(
   .. math::
     \frac{\partial \ell}{\partial z^s} = \frac{q - p}{T}
 
+  Args:
+    student_logits, teacher_logits, temperature, axis, where, sample_weight, reduction: as
+      for :func:`xentax.kl_divergence_with_logits` (both logits of one shape).
+
   Returns:
     ``student_logits.shape``, float64 for float64 logits, float32 otherwise.
+
+  Raises:
+    ValueError: an unknown reduction (the inputs are not validated: pass what the loss
+      accepts).
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> g = xentax.gradcheck.kl_divergence_with_logits_grad(  # q - p
+    ...     jnp.zeros((1, 2)), jnp.log(jnp.array([[0.75, 0.25]])))
+    >>> jnp.round(g, 6).tolist()
+    [[-0.25, 0.25]]
   """
   check_reduction("kl_divergence_with_logits_grad", reduction)
   log_q, log_p, temperature = _pair(student_logits, teacher_logits, axis, temperature)
@@ -82,8 +98,24 @@ def kl_divergence_with_logits_teacher_grad(
 
   (0 for classes with ``p_j = 0``).
 
+  Args:
+    student_logits, teacher_logits, temperature, axis, where, sample_weight, reduction: as
+      for :func:`xentax.kl_divergence_with_logits`.
+
   Returns:
     ``teacher_logits.shape``, float64 for float64 logits, float32 otherwise.
+
+  Raises:
+    ValueError: an unknown reduction (the inputs are not validated: pass what the loss
+      accepts).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, xentax
+    >>> s, t = jnp.array([[2.0, 0.5, -1.0]]), jnp.array([[0.0, 1.0, 0.5]])
+    >>> closed = xentax.gradcheck.kl_divergence_with_logits_teacher_grad(s, t)
+    >>> auto = jax.grad(xentax.kl_divergence_with_logits, argnums=1)(s, t)
+    >>> bool(jnp.allclose(closed, auto, atol=1e-6))
+    True
   """
   check_reduction("kl_divergence_with_logits_teacher_grad", reduction)
   log_q, log_p, temperature = _pair(student_logits, teacher_logits, axis, temperature)
@@ -120,8 +152,24 @@ def jensen_shannon_divergence_with_logits_grad(
   gradient is :func:`kl_divergence_with_logits_grad` or, for ``KL(Q || P)``,
   ``Q (log Q - log P - KL(Q || P)) / T``.
 
+  Args:
+    student_logits, teacher_logits, beta, temperature, axis, where, sample_weight,
+      reduction: as for :func:`xentax.jensen_shannon_divergence_with_logits`.
+
   Returns:
     ``student_logits.shape``, float64 for float64 logits, float32 otherwise.
+
+  Raises:
+    ValueError: an unknown reduction (the inputs are not validated: pass what the loss
+      accepts).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, xentax
+    >>> s, t = jnp.array([[2.0, 0.5, -1.0]]), jnp.array([[0.0, 1.0, 0.5]])
+    >>> closed = xentax.gradcheck.jensen_shannon_divergence_with_logits_grad(s, t, beta=0.3)
+    >>> auto = jax.grad(xentax.jensen_shannon_divergence_with_logits)(s, t, beta=0.3)
+    >>> bool(jnp.allclose(closed, auto, atol=1e-6))
+    True
   """
   check_reduction("jensen_shannon_divergence_with_logits_grad", reduction)
   log_q, log_p, temperature = _pair(student_logits, teacher_logits, axis, temperature)
@@ -162,8 +210,25 @@ def distillation_loss_grad(
     \frac{\partial \ell}{\partial z^s} = \alpha T (q_T - p_T)
       + (1 - \alpha)(\mathrm{softmax}(z^s) - \mathrm{onehot}(y))
 
+  Args:
+    student_logits, teacher_logits, labels, temperature, alpha, axis, ignore_index, where,
+      sample_weight, reduction: as for :func:`xentax.distillation_loss` (``labels`` of the
+      per-example shape, the logits' without ``axis``).
+
   Returns:
     ``student_logits.shape``, float64 for float64 logits, float32 otherwise.
+
+  Raises:
+    ValueError: an unknown reduction (the inputs are not validated: pass what the loss
+      accepts).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, xentax
+    >>> s, t, y = jnp.array([[2.0, 0.5, -1.0]]), jnp.array([[0.0, 1.0, 0.5]]), jnp.array([0])
+    >>> closed = xentax.gradcheck.distillation_loss_grad(s, t, y, temperature=2.0)
+    >>> auto = jax.grad(xentax.distillation_loss)(s, t, y, temperature=2.0)
+    >>> bool(jnp.allclose(closed, auto, atol=1e-6))
+    True
   """
   check_reduction("distillation_loss_grad", reduction)
   log_q, log_p, temperature = _pair(student_logits, teacher_logits, axis, temperature)

@@ -124,11 +124,11 @@ def _batched_values(f: Callable, treedef, shapes: tuple, num_args: int) -> Calla
 
 
 def finite_difference_jacobian(f: Callable, params, *, eps: float = FD_STEP, batched: bool = True):
-  """Central-difference Jacobian of ``f`` at ``params``, in float64.
+  r"""Central-difference Jacobian of ``f`` at ``params``, in float64.
 
   .. math::
-    \\frac{\\partial f}{\\partial x_i} \\approx \\frac{f(x + h e_i) - f(x - h e_i)}{2h},
-    \\quad \\text{error} \\approx \\frac{h^2}{6} |f'''| + \\frac{u |f|}{h}
+    \frac{\partial f}{\partial x_i} \approx \frac{f(x + h e_i) - f(x - h e_i)}{2h},
+    \quad \text{error} \approx \frac{h^2}{6} |f'''| + \frac{u |f|}{h}
 
   Args:
     f: function of one pytree of float arrays, returning an array (a scalar loss gives the
@@ -397,6 +397,12 @@ def check_grads_report(
   Raises:
     ValueError: ``f`` does not return float64 on float64 arguments, or ``eps`` is not
       finite and > 0 (TypeError: not a real number).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from xentax import gradcheck
+    >>> gradcheck.check_grads_report(jnp.sin, (jnp.array([0.5, 1.0]),)).passed
+    True
   """
   eps = check_step("check_grads_report", eps)
   tol = tolerance("float64", "finite_difference")

@@ -1,14 +1,15 @@
 """Masking and reduction for the closed-form gradients, shared by every loss's formula.
 
 Design notes:
-  A loss ``L = R(l_1, ..., l_N)`` reduces per-example losses ``l_n`` that each depend on
-  their own scores only. Its gradient is therefore the per-example gradient ``g_n = d l_n /
-  d s_n`` scaled by ``d R / d l_n``: ``1`` for ``"sum"``, ``1 / D`` for ``"mean"`` (``D``
-  the kept count, or ``sum w[y_n]`` over kept examples for the weighted sparse losses; it
-  does not depend on the scores), and ``0`` for dropped examples. For ``"none"`` the
-  Jacobian is block diagonal with blocks ``g_n``, so the closed form returns those rows:
-  the gradient of ``sum(l_n)``, what ``jax.grad(lambda s: loss(s, reduction="none").sum())``
-  returns. Written independently of :mod:`xentax.losses` so it can check it.
+  * A loss ``L = R(l_1, ..., l_N)`` reduces per-example losses ``l_n`` that each depend on
+    their own scores only, so its gradient is the per-example gradient ``g_n = d l_n /
+    d s_n`` times ``d R / d l_n``: ``1`` for ``"sum"``, ``1 / D`` for ``"mean"`` (``D``
+    the kept count, or ``sum w[y_n]`` over kept examples for the weighted sparse losses;
+    it does not depend on the scores), and ``0`` for dropped examples.
+  * For ``"none"`` the Jacobian is block diagonal with blocks ``g_n``; the closed form
+    returns those rows, the gradient of ``sum(l_n)`` (what
+    ``jax.grad(lambda s: loss(s, reduction="none").sum())`` returns).
+  * Written independently of :mod:`xentax.losses` so it can check it.
 """
 
 from __future__ import annotations

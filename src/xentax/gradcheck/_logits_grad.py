@@ -1,9 +1,9 @@
 """``logits_grad``: the closed-form gradient of any loss of the family, by name or function.
 
 Design notes:
-  One closed-form function per loss (``<loss name>_grad``, same arguments as the loss);
-  :func:`logits_grad` only looks the right one up, so a test or the gradient-check matrix can
-  loop over the family without a branch per loss.
+  * One closed-form function per loss (``<loss name>_grad``, same arguments as the loss);
+    :func:`logits_grad` only looks the right one up, so a test or the gradient-check
+    matrix can loop over the family without a branch per loss.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def logits_grad(loss: str | Callable, scores, labels, **options) -> jax.Array:
   and ``jax.grad(lambda s: loss(s, labels, **options).sum())(scores)`` for ``"none"`` (each
   per-example loss depends on its own row only, so that is the whole Jacobian's diagonal
   blocks). Each formula is derived in the docstring of the ``<loss>_grad`` function it
-  dispatches to; with no options they all reduce to the deck's ``y_pred - y`` per example.
+  dispatches to; with no options the cross-entropies all reduce to ``y_pred - y`` per
+  example (``softmax(z) - y``, or ``sigmoid(z) - y`` for the binary ones).
 
   Args:
     loss: the loss's name, e.g. ``"sparse_categorical_cross_entropy_with_logits"``, or the

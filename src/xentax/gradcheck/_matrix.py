@@ -6,14 +6,14 @@ Design notes:
     ``jax.grad`` of the xentax loss at those rounded inputs, in that dtype; both references
     (the closed form of :func:`xentax.gradcheck.logits_grad` and float64 central
     differences of the loss) are computed in float64 at the *same* rounded inputs, so the
-    error measured is the error of the gradient, not of the rounding of the inputs.
+    error reported is that of the gradient, not of the rounding of the inputs.
   * Option sets per loss: none, each option alone, and all of them together under each
     reduction. ``where`` drops two examples, ``ignore_index`` two others.
-  * Besides the losses, the matrix checks the deck's models (softmax and logistic
-    regression, ``X^T (y_pred - y) / n``) against their closed forms. Those rows
-    compute ``X @ W`` in the tested dtype; in bfloat16 the rounding of the logits
-    themselves would dominate and says nothing about the loss, so they run in float64 and
-    float32 only.
+  * Besides the losses, the matrix checks softmax regression and logistic regression
+    (the models trained by SGD with gradient ``X^T (y_pred - y) / n``) and the fused
+    linear cross-entropy against their closed forms. Those rows compute ``X @ W`` in the
+    tested dtype; in bfloat16 the rounding of the logits would dominate and says nothing
+    about the loss, so they run in float64 and float32 only.
   * Nearly all of the run time is XLA compiling small functions. So every case uses the
     same ``[6, 5]`` shape (binary losses included); the float64 reference of a case is
     one function object, compiled once for its three dtypes; and two threads run checks
@@ -162,7 +162,7 @@ FUSED_OPTIONS = {
   "softcap": 3.0,
   "sample_weight": np.linspace(0.25, 2.0, NUM_EXAMPLES),
 }
-# The deck's models in the matrix; the per-example gradients and the Hessian are checked
+# The linear models in the matrix; the per-example gradients and the Hessian are checked
 # by the tests (they compile many more shapes, which would double the matrix's run time).
 MODELS = ("softmax_regression", "logistic_regression", "fused_linear_cross_entropy")
 
@@ -423,7 +423,8 @@ def _model_inputs(seed: int = 1):
 
 
 def check_model(model: str, targets: str, dtype) -> list[GradReport]:
-  """The deck's models and the softmax Hessian, against their closed forms and differences."""
+  """A linear model (softmax or logistic regression, the fused loss) or the softmax Hessian,
+  against its closed form and float64 central differences."""
   X, W, b, y, soft, w, yb = (_round(v, dtype) for v in _model_inputs())
   up = jax.tree_util.tree_map(_upcast, (X, W, b, soft, w, yb))
   X64, W64, b64, soft64, w64, yb64 = up
@@ -500,7 +501,8 @@ def run_matrix(
   Args:
     dtypes: any of ``"float64"``, ``"float32"``, ``"bfloat16"``.
     losses: restrict to these losses (names of xentax losses, or the models
-      ``"softmax_regression"`` and ``"logistic_regression"``); default all.
+      ``"softmax_regression"``, ``"logistic_regression"`` and
+      ``"fused_linear_cross_entropy"``); default all.
 
   Returns:
     A list of dicts with ``loss``, ``options`` (a dict; ``"array"`` marks a random array),
@@ -510,6 +512,12 @@ def run_matrix(
 
   Raises:
     ValueError: an unknown dtype or loss.
+
+  Example:
+    >>> from xentax import gradcheck
+    >>> records = gradcheck.run_matrix(["float64"], losses=["logistic_regression"])
+    >>> [(r["reference"], r["passed"]) for r in records]
+    [('analytic', True), ('finite_difference', True)]
   """
   dtypes = tuple(dtypes)
   unknown = [d for d in dtypes if d not in DTYPES]
@@ -562,7 +570,16 @@ def _option_names(loss: str) -> tuple[str, ...]:
 
 
 def format_table(records: list[dict]) -> str:
-  """One line per (loss, options): the max relative error per dtype and reference."""
+  """One line per (loss, options): the max relative error per dtype and reference.
+
+  Example:
+    >>> from xentax import gradcheck
+    >>> records = gradcheck.run_matrix(["float64"], losses=["logistic_regression"])
+    >>> print(gradcheck.format_table(records))  # doctest: +ELLIPSIS
+    loss                 options                          float64 analytic  float64 fd
+    -------------------  -------------------------------  ----------------  ----------
+    logistic_regression  targets=integer, reduction=mean  ...e-... ok        ...e-... ok
+  """
   columns = sorted(
     {(r["dtype"], r["reference"]) for r in records},
     key=lambda c: (DTYPES.index(c[0]), c[1]),
@@ -614,7 +631,14 @@ def summarize(records: list[dict]) -> list[dict]:
 
 
 def format_summary(records: list[dict]) -> str:
-  """A few lines: checks passed and worst errors per dtype and reference."""
+  """A few lines: checks passed and worst errors per dtype and reference.
+
+  Example:
+    >>> from xentax import gradcheck
+    >>> records = gradcheck.run_matrix(["float64"], losses=["logistic_regression"])
+    >>> print(gradcheck.format_summary(records).splitlines()[-1])
+    2 checks, 2 passed, 0 failed
+  """
   lines = []
   for row in summarize(records):
     lines.append(

@@ -1,9 +1,10 @@
 r"""Closed-form gradients of the NLL, poly-1 and causal-LM losses.
 
 Design notes:
-  Written from each loss's definition, independently of :mod:`xentax.losses`; the causal-LM
-  gradient is the sparse cross-entropy's ``p - onehot(y)`` placed at the shifted positions
-  (zero for the last ``shift`` positions, whose logits predict nothing).
+  * Written from each loss's definition, independently of :mod:`xentax.losses`.
+  * The causal-LM gradient is the sparse cross-entropy's ``p - onehot(y)`` placed at the
+    shifted positions, zero for the last ``shift`` positions (their logits predict
+    nothing).
 """
 
 from __future__ import annotations
@@ -40,8 +41,22 @@ def nll_loss_grad(
 
   ``"mean"`` divides by ``sum s_n w_{y_n}`` over kept examples (``s_n`` the sample weight).
 
+  Args:
+    log_probs, labels, axis, class_weights, ignore_index, where, sample_weight, reduction:
+      as for :func:`xentax.nll_loss`.
+
   Returns:
     ``log_probs.shape``, float64 for float64 input, float32 otherwise.
+
+  Raises:
+    ValueError: an unknown reduction (the inputs are not validated: pass what the loss
+      accepts).
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> xentax.gradcheck.nll_loss_grad(
+    ...     jnp.log(jnp.array([[0.5, 0.5]])), jnp.array([1])).tolist()  # -onehot(y)
+    [[-0.0, -1.0]]
   """
   check_reduction("nll_loss_grad", reduction)
   x, kept, onehot = _setup(log_probs, labels, axis, ignore_index, where)
@@ -73,8 +88,22 @@ def poly1_cross_entropy_with_logits_grad(
   .. math::
     \frac{\partial \ell}{\partial z} = (1 + \epsilon\, p_y)(p - \mathrm{onehot}(y))
 
+  Args:
+    logits, labels, epsilon, axis, ignore_index, where, sample_weight, reduction: as for
+      :func:`xentax.poly1_cross_entropy_with_logits`.
+
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
+
+  Raises:
+    ValueError: an unknown reduction (the inputs are not validated: pass what the loss
+      accepts).
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> xentax.gradcheck.poly1_cross_entropy_with_logits_grad(  # (1 + 2 * 0.5)(p - onehot(y))
+    ...     jnp.zeros((1, 2)), jnp.array([0])).tolist()
+    [[-1.0, 1.0]]
   """
   check_reduction("poly1_cross_entropy_with_logits_grad", reduction)
   z, kept, onehot = _setup(logits, labels, axis, ignore_index, where)
@@ -105,8 +134,23 @@ def causal_lm_cross_entropy_with_logits_grad(
   sequences with positive kept weight, ``S_b`` the kept weight of sequence ``b``); the
   last ``shift`` positions get 0.
 
+  Args:
+    logits, labels, shift, normalization, ignore_index, where, sample_weight, reduction: as
+      for :func:`xentax.causal_lm_cross_entropy_with_logits` (``logits [..., L, C]``,
+      ``labels [..., L]``).
+
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
+
+  Raises:
+    ValueError: an unknown reduction (the inputs are not validated: pass what the loss
+      accepts).
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> xentax.gradcheck.causal_lm_cross_entropy_with_logits_grad(
+    ...     jnp.zeros((1, 3, 2)), jnp.array([[0, 1, 0]])).tolist()
+    [[[0.25, -0.25], [-0.25, 0.25], [0.0, 0.0]]]
   """
   check_reduction("causal_lm_cross_entropy_with_logits_grad", reduction)
   logits = jnp.asarray(logits)

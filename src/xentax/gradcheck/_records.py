@@ -1,10 +1,11 @@
 """The typed record of one gradient check, and the matrix run with progress.
 
 Design notes:
-  :func:`xentax.gradcheck.run_matrix` returns one dict per check (its table and summary
-  formatters read those); :func:`check_matrix` runs the same matrix loss by loss, shows a
-  progress bar, and returns :class:`GradCheckRecord` objects, which the report renders
-  and :mod:`xentax.records` writes as JSON. Keys a newer matrix adds land in ``extra``.
+  * :func:`xentax.gradcheck.run_matrix` returns one dict per check (its table and summary
+    formatters read those); :func:`check_matrix` runs the same matrix loss by loss, shows
+    a progress bar, and returns :class:`GradCheckRecord` objects, which the report renders
+    and :mod:`xentax.records` writes as JSON.
+  * Keys this class does not know (a newer matrix's) land in ``extra`` instead of failing.
 """
 
 from __future__ import annotations
@@ -60,7 +61,13 @@ class GradCheckRecord:
 
 
 def checked_names() -> tuple[str, ...]:
-  """The names :func:`run_matrix` accepts in ``losses`` (the losses, then the models)."""
+  """The names :func:`run_matrix` accepts in ``losses`` (the losses, then the models).
+
+  Example:
+    >>> from xentax import gradcheck
+    >>> "softmax_regression" in gradcheck.checked_names()
+    True
+  """
   from xentax.gradcheck import _matrix
 
   return (*_matrix.LOSS_OPTIONS, *_matrix.MODELS)
@@ -74,8 +81,17 @@ def check_matrix(
 ) -> list[GradCheckRecord]:
   """:func:`run_matrix`, one loss at a time (with a ``rich`` bar if ``progress``).
 
+  Returns:
+    One :class:`GradCheckRecord` per check, in the matrix's order.
+
   Raises:
     ValueError: an unknown dtype or loss (before any check runs).
+
+  Example:
+    >>> from xentax import gradcheck
+    >>> records = gradcheck.check_matrix(["float64"], losses=["logistic_regression"])
+    >>> [(r.loss, r.reference, r.passed) for r in records]
+    [('logistic_regression', 'analytic', True), ('logistic_regression', 'finite_difference', True)]
   """
   from xentax.gradcheck._matrix import run_matrix
 

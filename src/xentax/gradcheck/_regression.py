@@ -1,10 +1,13 @@
-"""Closed-form gradients of the deck's models: softmax and logistic regression, per example.
+"""Closed-form gradients of softmax and logistic regression, in full and per example.
 
 Design notes:
-  These are the hand-derived gradients of the deck's pseudocode (``gradient = X_j^T
-  (y_pred - y_j)``), written as plain array formulas so they can be compared with
-  ``jax.grad``. They share no code with :mod:`xentax.losses`; the losses they differentiate
-  are the mean sparse/soft cross-entropy and the mean binary cross-entropy of a linear model.
+  * Softmax regression and logistic regression trained by SGD take the step
+    ``gradient = X_j^T (y_pred - y_j)``; these functions write that gradient (and the
+    softmax Hessian, and the fused linear loss's) as plain array formulas to compare with
+    ``jax.grad``.
+  * They share no code with :mod:`xentax.losses`, so they can check it: the losses they
+    differentiate are the mean sparse/soft cross-entropy and the mean binary
+    cross-entropy of a linear model.
 """
 
 from __future__ import annotations
@@ -58,22 +61,22 @@ def _targets(fn_name: str, Y, n: int, num_classes: int, dtype) -> jax.Array:
 
 
 def softmax_regression_grad(X, W, b, Y) -> tuple[jax.Array, jax.Array]:
-  """Gradient of the mean cross-entropy of softmax regression ``softmax(X W + b)``.
+  r"""Gradient of the mean cross-entropy of softmax regression ``softmax(X W + b)``.
 
   .. math::
-    J(W, b) = -\\frac{1}{n} \\sum_j \\sum_c Y_{jc} \\log \\mathrm{softmax}(X_j W + b)_c
+    J(W, b) = -\frac{1}{n} \sum_j \sum_c Y_{jc} \log \mathrm{softmax}(X_j W + b)_c
 
   Derivation: with ``z_j = X_j W + b`` and ``p_j = softmax(z_j)``, and targets summing to
   one, ``-sum_c Y_c log p_c = lse(z) - sum_c Y_c z_c``; since ``d lse / d z = p``, the
-  gradient of example ``j`` with respect to its logits is ``p_j - Y_j`` (the deck's
-  ``y_pred - y``). The chain rule through ``z_j = X_j W + b`` gives
+  gradient of example ``j`` with respect to its logits is ``p_j - Y_j`` (``y_pred - y``).
+  The chain rule through ``z_j = X_j W + b`` gives
   ``d/dW = X_j^T (p_j - Y_j)`` (an outer product) and ``d/db = p_j - Y_j``; averaging over
   the ``n`` examples:
 
   .. math::
-    \\frac{\\partial J}{\\partial W} = \\frac{1}{n} X^T (\\mathrm{softmax}(XW + b) - Y),
-    \\qquad
-    \\frac{\\partial J}{\\partial b} = \\frac{1}{n} \\sum_j (\\mathrm{softmax}(X_j W + b) - Y_j)
+    \frac{\partial J}{\partial W} = \frac{1}{n} X^T (\mathrm{softmax}(XW + b) - Y),
+    \qquad
+    \frac{\partial J}{\partial b} = \frac{1}{n} \sum_j (\mathrm{softmax}(X_j W + b) - Y_j)
 
   Args:
     X: ``[n, d]`` inputs.
@@ -83,6 +86,11 @@ def softmax_regression_grad(X, W, b, Y) -> tuple[jax.Array, jax.Array]:
 
   Returns:
     ``(dW, db)`` of shapes ``[d, C]`` and ``[C]``.
+
+  Raises:
+    TypeError: non-float ``X``, ``W`` or ``b``, or non-numeric ``Y``.
+    ValueError: shapes other than the above, or (on concrete inputs) a label outside
+      ``[0, C)`` or a target outside ``[0, 1]``.
 
   Example:
     >>> import jax, jax.numpy as jnp, xentax
@@ -99,7 +107,7 @@ def softmax_regression_grad(X, W, b, Y) -> tuple[jax.Array, jax.Array]:
 
 
 def softmax_regression_per_example_grad(X, W, b, Y) -> tuple[jax.Array, jax.Array]:
-  """The deck's inner loop: the gradient of each example's loss, ``X_j^T (p_j - Y_j)``.
+  """The per-example gradients of softmax regression (SGD's step), ``X_j^T (p_j - Y_j)``.
 
   Example ``j`` alone has loss ``-sum_c Y_jc log softmax(X_j W + b)_c``, whose gradient is
   the outer product ``X_j^T (softmax(X_j W + b) - Y_j)`` with respect to ``W`` and
@@ -115,6 +123,16 @@ def softmax_regression_per_example_grad(X, W, b, Y) -> tuple[jax.Array, jax.Arra
 
   Returns:
     ``(dW, db)`` of shapes ``[n, d, C]`` and ``[n, C]``: one gradient per example.
+
+  Raises:
+    As :func:`softmax_regression_grad`.
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> X, W, b, y = jnp.ones((4, 3)), jnp.zeros((3, 2)), jnp.zeros(2), jnp.array([0, 1, 1, 1])
+    >>> dW, db = xentax.gradcheck.softmax_regression_per_example_grad(X, W, b, y)
+    >>> dW.shape, db[0].tolist()  # example 0: [0.5, 0.5] - onehot(0)
+    ((4, 3, 2), [-0.5, 0.5])
   """
   fn_name = "softmax_regression_per_example_grad"
   X, W, b = _linear_model(fn_name, X, W, b, vector=False)
@@ -124,19 +142,19 @@ def softmax_regression_per_example_grad(X, W, b, Y) -> tuple[jax.Array, jax.Arra
 
 
 def logistic_regression_grad(X, w, b, y) -> tuple[jax.Array, jax.Array]:
-  """Gradient of the mean binary cross-entropy of logistic regression ``sigmoid(X w + b)``.
+  r"""Gradient of the mean binary cross-entropy of logistic regression ``sigmoid(X w + b)``.
 
   .. math::
-    J(w, b) = -\\frac{1}{n} \\sum_j \\left[ y_j \\log \\sigma(z_j)
-      + (1 - y_j) \\log(1 - \\sigma(z_j)) \\right], \\quad z = X w + b
+    J(w, b) = -\frac{1}{n} \sum_j \left[ y_j \log \sigma(z_j)
+      + (1 - y_j) \log(1 - \sigma(z_j)) \right], \quad z = X w + b
 
   Derivation: ``d log sigma(z) / dz = 1 - sigma(z)`` and ``d log(1 - sigma(z)) / dz =
   -sigma(z)``, so ``dJ_j / dz_j = -y_j (1 - sigma) + (1 - y_j) sigma = sigma(z_j) - y_j``,
-  the deck's ``y_pred - y`` once more. Through ``z = X w + b``:
+  ``y_pred - y`` once more. Through ``z = X w + b``:
 
   .. math::
-    \\frac{\\partial J}{\\partial w} = \\frac{1}{n} X^T (\\sigma(Xw + b) - y), \\qquad
-    \\frac{\\partial J}{\\partial b} = \\frac{1}{n} \\sum_j (\\sigma(X_j w + b) - y_j)
+    \frac{\partial J}{\partial w} = \frac{1}{n} X^T (\sigma(Xw + b) - y), \qquad
+    \frac{\partial J}{\partial b} = \frac{1}{n} \sum_j (\sigma(X_j w + b) - y_j)
 
   Args:
     X: ``[n, d]`` inputs.
@@ -146,6 +164,18 @@ def logistic_regression_grad(X, w, b, y) -> tuple[jax.Array, jax.Array]:
 
   Returns:
     ``(dw, db)`` of shapes ``[d]`` and ``[]``.
+
+  Raises:
+    TypeError: non-float ``X``, ``w`` or ``b``, or non-numeric ``y``.
+    ValueError: shapes other than the above, or (on concrete inputs) a label outside
+      ``[0, 1]``.
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> dw, db = xentax.gradcheck.logistic_regression_grad(  # sigmoid(0) - 1 = -0.5
+    ...     jnp.ones((2, 3)), jnp.zeros(3), 0.0, jnp.array([1.0, 1.0]))
+    >>> dw.tolist(), float(db)
+    ([-0.5, -0.5, -0.5], -0.5)
   """
   fn_name = "logistic_regression_grad"
   X, w, b = _linear_model(fn_name, X, w, b, vector=True)
@@ -159,11 +189,11 @@ def logistic_regression_grad(X, w, b, y) -> tuple[jax.Array, jax.Array]:
 
 
 def softmax_cross_entropy_hessian(logits) -> jax.Array:
-  """Hessian of ``-sum_c y_c log softmax(z)_c`` with respect to the logits ``z``.
+  r"""Hessian of ``-sum_c y_c log softmax(z)_c`` with respect to the logits ``z``.
 
   .. math::
-    \\frac{\\partial^2 \\ell}{\\partial z \\partial z^T} = \\mathrm{diag}(p) - p p^T,
-    \\quad p = \\mathrm{softmax}(z)
+    \frac{\partial^2 \ell}{\partial z \partial z^T} = \mathrm{diag}(p) - p p^T,
+    \quad p = \mathrm{softmax}(z)
 
   Derivation: the gradient is ``p - y`` (see :func:`softmax_regression_grad`) and ``y``
   does not depend on ``z``, so the Hessian is the Jacobian of the softmax,
@@ -176,6 +206,14 @@ def softmax_cross_entropy_hessian(logits) -> jax.Array:
 
   Returns:
     ``[..., C, C]`` one Hessian per row.
+
+  Raises:
+    TypeError: non-float logits. ValueError: scalar logits or an empty class axis.
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> xentax.gradcheck.softmax_cross_entropy_hessian(jnp.zeros(2)).tolist()
+    [[0.25, -0.25], [-0.25, 0.25]]
   """
   logits = _validate.float_array("softmax_cross_entropy_hessian", "logits", logits)
   if logits.ndim == 0:
@@ -191,7 +229,7 @@ def softmax_cross_entropy_hessian(logits) -> jax.Array:
 def fused_linear_cross_entropy_grad(
   hidden, weight, labels, *, bias=None, softcap=None, **options
 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-  """Gradient of :func:`xentax.fused_linear_cross_entropy` w.r.t. hidden, weight and bias.
+  r"""Gradient of :func:`xentax.fused_linear_cross_entropy` w.r.t. hidden, weight and bias.
 
   Derivation: with ``u = hidden @ weight + bias`` and ``z = c tanh(u / c)`` (``z = u``
   without softcap), let ``G = d loss / d z`` be the closed-form sparse cross-entropy
@@ -200,11 +238,12 @@ def fused_linear_cross_entropy_grad(
   ``G_u = G (1 - (z / c)^2)``:
 
   .. math::
-    \\frac{\\partial L}{\\partial h} = G_u W^T, \\quad
-    \\frac{\\partial L}{\\partial W} = h^T G_u, \\quad
-    \\frac{\\partial L}{\\partial b} = \\sum_n G_{u,n}
+    \frac{\partial L}{\partial h} = G_u W^T, \quad
+    \frac{\partial L}{\partial W} = h^T G_u, \quad
+    \frac{\partial L}{\partial b} = \sum_n G_{u,n}
 
-  (the deck's ``X^T (y_pred - y)`` with ``X = hidden`` when there are no options).
+  (softmax regression's ``X^T (y_pred - y)`` with ``X = hidden`` when there are no
+  options).
 
   Args:
     hidden: ``[..., D]``; weight: ``[D, V]``; labels: ``[...]``; bias: optional ``[V]``.
@@ -215,6 +254,21 @@ def fused_linear_cross_entropy_grad(
 
   Returns:
     ``(d_hidden, d_weight, d_bias)``; ``d_bias`` is None without a bias.
+
+  Raises:
+    TypeError / ValueError: non-float ``hidden`` or ``weight``, shapes other than the
+      above, a ``softcap`` outside its domain, or as
+      :func:`~xentax.gradcheck.sparse_categorical_cross_entropy_with_logits_grad`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, xentax
+    >>> h = jax.random.normal(jax.random.key(0), (4, 3))
+    >>> w = jax.random.normal(jax.random.key(1), (3, 5))
+    >>> y = jnp.array([0, 1, 2, 3])
+    >>> d_h, d_w, _ = xentax.gradcheck.fused_linear_cross_entropy_grad(h, w, y)
+    >>> auto_h, auto_w = jax.grad(xentax.fused_linear_cross_entropy, argnums=(0, 1))(h, w, y)
+    >>> bool(jnp.allclose(d_h, auto_h, atol=1e-6) & jnp.allclose(d_w, auto_w, atol=1e-6))
+    True
   """
   from xentax.gradcheck._softmax_grads import sparse_categorical_cross_entropy_with_logits_grad
 

@@ -1,9 +1,10 @@
 """``GradReport``: how far a gradient is from its reference, and whether that is close enough.
 
 Design notes:
-  Library code returns reports and never asserts; tests (and the ``xentax gradcheck``
-  command) decide what to do with ``report.passed``. Errors are measured in float64 after
-  converting both sides, so a bfloat16 gradient is compared exactly as it is.
+  * Library code returns reports and never asserts; tests (and the ``xentax gradcheck``
+    command) decide what to do with ``report.passed``.
+  * Errors are computed in float64 after converting both sides, so a bfloat16 gradient is
+    compared exactly as it is.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """Closed-form gradients of the softmax (categorical) losses with respect to their inputs.
 
 Design notes:
-  Each function takes exactly the arguments of the loss it differentiates and returns an
-  array of the scores' shape: ``d loss / d scores`` (for ``reduction="none"``, the gradient of
-  the sum of the per-example losses; see :mod:`xentax.gradcheck._grad_common`). The
-  formulas are derived in the docstrings from the loss's definition and share no code with
-  :mod:`xentax.losses`. They hold where the loss is differentiable: finite logits, and
-  probabilities whose logarithm is above the -100 clamp.
+  * Each function takes exactly the arguments of the loss it differentiates and returns
+    ``d loss / d scores`` in the scores' shape (for ``reduction="none"``, the gradient of
+    the sum of the per-example losses; see :mod:`xentax.gradcheck._grad_common`).
+  * Each formula is derived in its docstring from the loss's definition and shares no code
+    with :mod:`xentax.losses`, so it can check it.
+  * They hold where the loss is differentiable: finite logits, and probabilities whose
+    logarithm is above the -100 clamp.
 """
 
 from __future__ import annotations
@@ -62,33 +63,46 @@ def sparse_categorical_cross_entropy_with_logits_grad(
   sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
-  """Gradient of :func:`xentax.sparse_categorical_cross_entropy_with_logits` w.r.t. logits.
+  r"""Gradient of :func:`xentax.sparse_categorical_cross_entropy_with_logits` w.r.t. logits.
 
   Per example, with ``p = softmax(z)``, ``lse = logsumexp(z)``, ``W = sum_c w_c``:
 
   .. math::
-    \\ell = (1 - \\epsilon) w_y (\\mathrm{lse} - z_y)
-      + \\frac{\\epsilon}{C} \\sum_c w_c (\\mathrm{lse} - z_c) + \\lambda\\, \\mathrm{lse}^2
+    \ell = (1 - \epsilon) w_y (\mathrm{lse} - z_y)
+      + \frac{\epsilon}{C} \sum_c w_c (\mathrm{lse} - z_c) + \lambda\, \mathrm{lse}^2
 
   Since ``d lse / dz = p`` and ``d z_y / dz = onehot(y)``:
 
   .. math::
-    \\frac{\\partial \\ell}{\\partial z} = (1 - \\epsilon) w_y (p - \\mathrm{onehot}(y))
-      + \\frac{\\epsilon}{C} (W p - w) + 2 \\lambda\\, \\mathrm{lse}\\, p
+    \frac{\partial \ell}{\partial z} = (1 - \epsilon) w_y (p - \mathrm{onehot}(y))
+      + \frac{\epsilon}{C} (W p - w) + 2 \lambda\, \mathrm{lse}\, p
 
-  With no options this is the deck's ``y_pred - y``. ``"mean"`` divides by ``sum w_{y_n}``
-  over kept examples (their count when unweighted); ignored and masked examples get 0.
-  With ``softcap`` ``c`` the loss sees ``z = c tanh(u / c)`` of the raw logits ``u``, so
-  the gradient above (at ``z``) is multiplied by ``d z / d u = 1 - (z / c)^2``. Sample
-  weights ``s_n`` multiply example ``n``'s gradient by ``s_n`` and enter the mean's
-  denominator as ``sum s_n w_{y_n}`` (:func:`~xentax.gradcheck._grad_common.reduce_grad`).
+  With no options this is softmax regression's ``y_pred - y``. ``"mean"`` divides by
+  ``sum w_{y_n}`` over kept examples (their count when unweighted); ignored and masked
+  examples get 0. With ``softcap`` ``c`` the loss sees ``z = c tanh(u / c)`` of the raw
+  logits ``u``, so the gradient above (at ``z``) is multiplied by ``d z / d u = 1 -
+  (z / c)^2``. Sample weights ``s_n`` multiply example ``n``'s gradient by ``s_n`` and
+  enter the mean's denominator as ``sum s_n w_{y_n}``
+  (:func:`~xentax.gradcheck._grad_common.reduce_grad`).
 
   Args:
     logits, labels, axis, class_weights, ignore_index, label_smoothing, z_loss, softcap,
-    where, sample_weight, reduction: as for the loss.
+      where, sample_weight, reduction: as for
+      :func:`xentax.sparse_categorical_cross_entropy_with_logits` (``labels`` of the
+      per-example shape, ``logits.shape`` without ``axis``).
 
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
+
+  Raises:
+    TypeError / ValueError: as the loss (shapes, labels out of range, options outside
+      their domain, an unknown reduction).
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> xentax.gradcheck.sparse_categorical_cross_entropy_with_logits_grad(
+    ...     jnp.zeros((1, 2)), jnp.array([0])).tolist()  # softmax(z) - onehot(y)
+    [[-0.5, 0.5]]
   """
   fn_name = "sparse_categorical_cross_entropy_with_logits_grad"
   check_reduction(fn_name, reduction)
@@ -141,16 +155,29 @@ def sparse_categorical_cross_entropy_grad(
   sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
-  """Gradient of :func:`xentax.sparse_categorical_cross_entropy` w.r.t. the probabilities.
+  r"""Gradient of :func:`xentax.sparse_categorical_cross_entropy` w.r.t. the probabilities.
 
   ``l = -w_y max(log p_y, -100)`` depends on the target probability only:
 
   .. math::
-    \\frac{\\partial \\ell}{\\partial p_c} = -\\frac{w_y}{p_y} [c = y]
-      \\quad (0 \\text{ where } \\log p_y < -100)
+    \frac{\partial \ell}{\partial p_c} = -\frac{w_y}{p_y} [c = y]
+      \quad (0 \text{ where } \log p_y < -100)
+
+  Args:
+    probs, labels, axis, class_weights, ignore_index, where, sample_weight, reduction: as
+      for :func:`xentax.sparse_categorical_cross_entropy`.
 
   Returns:
     ``probs.shape``, float64 for float64 probabilities, float32 otherwise.
+
+  Raises:
+    TypeError / ValueError: as the loss (also a probability outside ``[0, 1]``).
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> xentax.gradcheck.sparse_categorical_cross_entropy_grad(
+    ...     jnp.array([[0.5, 0.5]]), jnp.array([0])).tolist()  # -1 / p_y at the label
+    [[-2.0, -0.0]]
   """
   fn_name = "sparse_categorical_cross_entropy_grad"
   check_reduction(fn_name, reduction)
@@ -194,14 +221,14 @@ def sparse_categorical_focal_loss_with_logits_grad(
   sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
-  """Gradient of :func:`xentax.sparse_categorical_focal_loss_with_logits` w.r.t. logits.
+  r"""Gradient of :func:`xentax.sparse_categorical_focal_loss_with_logits` w.r.t. logits.
 
   ``l = -w_y (1 - p_y)^g log p_y``. With ``d p_y / d z_c = p_y ([c = y] - p_c)`` and
   ``d l / d p_y = w_y [g (1 - p_y)^(g-1) log p_y - (1 - p_y)^g / p_y]``:
 
   .. math::
-    \\frac{\\partial \\ell}{\\partial z_c} = w_y (p_c - [c = y])
-      \\left[ (1 - p_y)^{\\gamma} - \\gamma\\, p_y \\log p_y\\, (1 - p_y)^{\\gamma - 1} \\right]
+    \frac{\partial \ell}{\partial z_c} = w_y (p_c - [c = y])
+      \left[ (1 - p_y)^{\gamma} - \gamma\, p_y \log p_y\, (1 - p_y)^{\gamma - 1} \right]
 
   ``gamma = 0`` gives the weighted cross-entropy's ``w_y (p - onehot(y))``. ``1 - p_y`` is
   computed as the sum of the other probabilities, so it keeps its digits when ``p_y`` is
@@ -213,13 +240,29 @@ def sparse_categorical_focal_loss_with_logits_grad(
   ``A_c = (1 - p_c)^g - g p_c log p_c (1 - p_c)^(g - 1)``, so
 
   .. math::
-    \\frac{\\partial \\ell}{\\partial z} = p \\sum_c a_c A_c - a \\odot A
+    \frac{\partial \ell}{\partial z} = p \sum_c a_c A_c - a \odot A
 
   (the formula above when ``e = 0``). With ``softcap`` the gradient at ``z = c tanh(u / c)``
   is multiplied by ``1 - (z / c)^2``; sample weights scale each example's gradient.
 
+  Args:
+    logits, labels, gamma, class_weights, ignore_index, label_smoothing, softcap, axis,
+      where, sample_weight, reduction: as for
+      :func:`xentax.sparse_categorical_focal_loss_with_logits`.
+
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
+
+  Raises:
+    TypeError / ValueError: as the loss.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, xentax
+    >>> z, y = jnp.array([[2.0, 0.5, -1.0]]), jnp.array([1])
+    >>> closed = xentax.gradcheck.sparse_categorical_focal_loss_with_logits_grad(z, y)
+    >>> auto = jax.grad(xentax.sparse_categorical_focal_loss_with_logits)(z, y)
+    >>> bool(jnp.allclose(closed, auto, atol=1e-6))
+    True
   """
   fn_name = "sparse_categorical_focal_loss_with_logits_grad"
   check_reduction(fn_name, reduction)
@@ -293,11 +336,27 @@ def categorical_cross_entropy_with_logits_grad(
     \frac{\partial \ell}{\partial z} = \big(p (\textstyle\sum_c a_c
       + 2 \lambda\, \mathrm{lse}(u)) - a\big)\, (1 - \tanh^2(z / c))
 
-  which for one-hot targets, no options is the deck's ``y_pred - y``. ``"mean"`` divides by
-  the number of kept examples (their total sample weight when weighted).
+  which for one-hot targets and no options is softmax regression's ``y_pred - y``.
+  ``"mean"`` divides by the number of kept examples (their total sample weight when
+  weighted).
+
+  Args:
+    logits, targets, axis, class_weights, label_smoothing, z_loss, softcap, where,
+      sample_weight, reduction: as for :func:`xentax.categorical_cross_entropy_with_logits`
+      (``targets`` of the logits' shape).
 
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
+
+  Raises:
+    TypeError / ValueError: as the loss (shapes, targets outside ``[0, 1]``, options
+      outside their domain, an unknown reduction).
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> xentax.gradcheck.categorical_cross_entropy_with_logits_grad(
+    ...     jnp.zeros((1, 2)), jnp.array([[1.0, 0.0]])).tolist()
+    [[-0.5, 0.5]]
   """
   fn_name = "categorical_cross_entropy_with_logits_grad"
   check_reduction(fn_name, reduction)
@@ -352,8 +411,15 @@ def categorical_focal_loss_with_logits_grad(
 
   (``g = 0``, ``alpha = 1``: the cross-entropy's ``p sum(q) - q``).
 
+  Args:
+    logits, targets, gamma, alpha, axis, label_smoothing, where, sample_weight, reduction:
+      as for :func:`xentax.categorical_focal_loss_with_logits`.
+
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
+
+  Raises:
+    TypeError / ValueError: as the loss.
   """
   fn_name = "categorical_focal_loss_with_logits_grad"
   check_reduction(fn_name, reduction)
@@ -393,16 +459,29 @@ def categorical_cross_entropy_grad(
   sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
-  """Gradient of :func:`xentax.categorical_cross_entropy` w.r.t. the probabilities.
+  r"""Gradient of :func:`xentax.categorical_cross_entropy` w.r.t. the probabilities.
 
   ``l = -sum_c a_c max(log p_c, -100)`` with ``a_c = w_c q_c``, so
 
   .. math::
-    \\frac{\\partial \\ell}{\\partial p_c} = -\\frac{a_c}{p_c}
-      \\quad (0 \\text{ where } \\log p_c < -100)
+    \frac{\partial \ell}{\partial p_c} = -\frac{a_c}{p_c}
+      \quad (0 \text{ where } \log p_c < -100)
+
+  Args:
+    probs, targets, axis, class_weights, label_smoothing, where, sample_weight, reduction:
+      as for :func:`xentax.categorical_cross_entropy`.
 
   Returns:
     ``probs.shape``, float64 for float64 probabilities, float32 otherwise.
+
+  Raises:
+    TypeError / ValueError: as the loss (also a probability outside ``[0, 1]``).
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> xentax.gradcheck.categorical_cross_entropy_grad(
+    ...     jnp.array([[0.5, 0.5]]), jnp.array([[1.0, 0.0]])).tolist()  # -q / p
+    [[-2.0, -0.0]]
   """
   fn_name = "categorical_cross_entropy_grad"
   check_reduction(fn_name, reduction)

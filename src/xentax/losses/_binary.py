@@ -1,40 +1,36 @@
 r"""Binary (elementwise, sigmoid) cross-entropy: from probabilities, from logits, focal.
 
 Design notes:
-  * The deck's "binary" pseudocode applies a softmax to ``X_j theta``; for one output that
-    is always 1. The binary losses here use the deck's binary formula
-    ``-y log p - (1 - y) log(1 - p)`` with ``p = sigmoid(z)``, elementwise on any shape.
+  * The loss is ``-y log p - (1 - y) log(1 - p)`` with ``p = sigmoid(z)``, elementwise on
+    any shape: an example is one entry. (A softmax over one output is always 1, so the
+    binary loss is never a one-class softmax.)
   * From logits, ``log p = log_sigmoid(z)`` and ``log(1 - p) = log_sigmoid(-z)`` never
     round ``p`` to 0 or 1, and a zero coefficient times an infinite log is 0, so ``+-inf``
     logits give a finite loss (or ``+inf`` where the true value is infinite) and a finite
     gradient.
   * Labels may be soft, in [0, 1]; outside that range they raise on concrete inputs and
     give NaN under ``jit``.
-  * Speed: two formulas per loss. The *exact* one guards every edge (dropped entries
-    replaced, ``0 * inf = 0``, NaN for bad values) with selects. The *fast* one is
-    arithmetic only: on XLA:CPU a compare or select stops the elementwise loss from fusing
-    into the reduction, which then materialises one or more full-size arrays (the exact
-    formula ran at about 1.3x optax, the fast one at or under it). The fast formula is
-    exact wherever the inputs are finite and valid, and is built so that anything else
-    (a NaN, an infinite logit, a label or probability outside [0, 1], a bad option) makes
-    its *sum* non-finite: ``sqrt(min(y (1 - y), 0))`` is 0 for ``y`` in [0, 1] and NaN
-    outside, and an infinite logit meets a ``0 * inf`` or an ``inf``. A reduced loss uses
-    the fast sum and, only when that sum is not finite, recomputes it with the exact
-    formula under ``lax.cond`` (so the common case pays one scalar test). Gradients always
-    come from the exact formula: the fast value is wrapped in a ``custom_jvp`` whose
-    tangent is the exact formula's, so no guard is lost under ``grad`` or ``jvp``.
+  * Two formulas per loss. The *exact* one guards every edge (dropped entries replaced,
+    ``0 * inf = 0``, NaN for bad values) with selects. The *fast* one is arithmetic only:
+    on XLA:CPU a compare or select stops the elementwise loss from fusing into the
+    reduction, which then writes full-size arrays to memory. The fast formula is exact
+    wherever the inputs are finite and valid, and anything else (a NaN, an infinite
+    logit, a label or probability outside [0, 1], a bad option) makes its *sum*
+    non-finite: ``sqrt(min(y (1 - y), 0))`` is 0 for ``y`` in [0, 1] and NaN outside, and
+    an infinite logit meets a ``0 * inf`` or an ``inf``.
+  * A reduced loss uses the fast sum and recomputes it with the exact formula under
+    ``lax.cond`` only when that sum is not finite, so the common case pays one scalar
+    test. Under ``vmap`` the ``cond`` becomes a select that computes both sums.
     ``reduction="none"`` returns the exact formula (its output is materialised anyway).
-    Under ``vmap`` the ``cond`` becomes a select that computes both sums.
-  * ``binary_cross_entropy`` (probabilities) carries no range check in its fast sum: its
-    clamps are NaN-propagating ``max``, so a probability below 0 makes ``log p`` NaN and
-    one above 1 makes ``log1p(-p)`` NaN; the labels are checked by two plain reductions
-    (``min(y) >= 0``, ``max(y) <= 1``) that join the ``cond``'s test, and the minus sign
-    is applied to the sum. Measured on a loaded 2-core CPU (load 4-5), f32, forward,
-    against the naive ``-mean(y log p + (1 - y) log(1 - p))``: 1.11-1.33x at ``[256,
-    4096]``, ``[4096, 32768]`` and ``[1024, 131072]`` (before: 1.4-1.85x with a per-entry
-    ``sqrt(min(y (1 - y), 0) + min(p (1 - p), 0))``; without any label check 0.98-1.08x;
-    the labels' ``min(y, 1 - y)`` injected into ``log1p``'s argument cost as much as the
-    two reductions), value-and-grad 0.5-1.0x.
+  * Gradients always come from the exact formula: the fast value is wrapped in a
+    ``custom_jvp`` whose tangent is the exact formula's, so no guard is lost under
+    ``grad`` or ``jvp``.
+  * ``binary_cross_entropy`` (probabilities) has no per-entry range check in its fast
+    sum: its clamps are NaN-propagating ``max``, so a probability below 0 makes ``log p``
+    NaN and one above 1 makes ``log1p(-p)`` NaN. The labels are checked by two plain
+    reductions (``min(y) >= 0``, ``max(y) <= 1``) that join the ``cond``'s test: on
+    XLA:CPU they cost less than any per-entry check inside the sum (see
+    experiments/benchmarks/).
 """
 
 from __future__ import annotations
@@ -47,7 +43,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from xentax.losses import _common, _validate
+from xentax.losses import _common, _doc, _validate
 from xentax.losses._sparse import focal_scale
 
 
@@ -409,6 +405,7 @@ def _safe_log(y) -> jax.Array:
 # --- Public losses ------------------------------------------------------------------------
 
 
+@_doc.shared
 def binary_cross_entropy(
   probs,
   labels,
@@ -426,33 +423,37 @@ def binary_cross_entropy(
     \quad y' = y (1 - \epsilon) + \epsilon / 2
 
   The clamp at -100 is torch's: ``p = 0`` with ``y = 1`` gives 100, not ``inf``; with
-  ``y = 0`` it gives 0 (``0 log 0 = 0``). The deck's example ``y = 1, p = 0.8`` gives
-  0.2231. Label smoothing is Keras's binary convention (``BinaryCrossentropy``), the same
-  as :func:`binary_cross_entropy_with_logits`'s.
+  ``y = 0`` it gives 0 (``0 log 0 = 0``). ``y = 1, p = 0.8`` gives ``-log 0.8 = 0.2231``.
+  Label smoothing is Keras's binary convention (``BinaryCrossentropy``), the same as
+  :func:`binary_cross_entropy_with_logits`'s. ``weights`` never enter the ``"mean"``
+  denominator (as in torch); ``"sum_over_batch_size"`` is torch's ``(l * s).mean()``.
 
   Gradient: ``d l / d p = w (p - y') / (p (1 - p))`` (each term 0 where its clamp is
   active).
 
   Args:
-    probs: predicted probabilities of the positive class, any shape, in [0, 1].
+    probs: predicted probabilities of the positive class, any shape, in [0, 1]. An
+      example is one entry: the per-example shape is ``probs.shape``.
     labels: same shape, hard or soft labels in [0, 1].
-    weights: elementwise weights (torch's ``weight``), broadcast to ``probs.shape``; they
-      multiply the loss and never enter a denominator.
-    label_smoothing: ``epsilon`` in [0, 1]; labels become ``y (1 - e) + e / 2``.
-    where: boolean mask broadcast to ``probs.shape``; False entries are dropped.
-    sample_weight: per-entry weights ``s`` (Keras's name), broadcast to ``probs.shape``
-      (an example of a binary loss is one entry), finite and >= 0. Unlike ``weights`` they
-      enter the ``"mean"`` denominator: ``sum s l / sum s``.
-    reduction: ``"none"`` (``s l``), ``"sum"``, ``"mean"`` (over kept entries, ``sum s l /
-      sum s``; ``weights`` do not enter the denominator, as in torch) or
-      ``"sum_over_batch_size"`` (``sum s l / count``: torch's ``(l * s).mean()``).
+    weights: elementwise weights ``w`` (torch's ``weight``), broadcastable to
+      ``probs.shape``; they multiply the loss and, unlike ``sample_weight``, never enter
+      a denominator.
+    label_smoothing: ``epsilon`` in [0, 1]; labels become ``y (1 - epsilon) + epsilon / 2``
+      (Keras's binary convention, not the categorical ``epsilon / C``).
+    $where
+    $sample_weight
+    $reduction
 
   Returns:
-    The loss, float32 (float64 for float64 probs).
+    The loss, float32 (float64 for float64 probs): a scalar, or ``probs.shape`` for
+    ``"none"``.
 
   Raises:
-    ValueError: shapes differ, unknown reduction, a concrete probability or label outside
-    [0, 1], or a concrete option outside its domain (NaN under ``jit``).
+    TypeError: ``probs`` not floating-point, ``labels`` neither integer nor float, or
+      ``where`` not boolean.
+    ValueError: shapes differ (or an option does not broadcast to them), unknown
+      reduction, a concrete probability or label outside [0, 1], or a concrete option
+      outside its domain (under ``jit`` these give NaN instead).
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -495,8 +496,8 @@ def binary_cross_entropy(
 
   def labels_in_range(p, y, *_):
     # Two plain reductions of the labels: cheaper on XLA:CPU than any per-entry check in
-    # the sum (measured). Exact; a NaN label makes both comparisons False. Labels of
-    # dropped entries count too: a bad one there only costs the exact (guarded) sum.
+    # the sum. Exact; a NaN label makes both comparisons False. Labels of dropped entries
+    # count too: a bad one there only costs the exact (guarded) sum.
     return (jnp.min(y) >= 0) & (jnp.max(y) <= 1)
 
   def grad_p(p, y, eps, w, s):
@@ -518,6 +519,7 @@ def binary_cross_entropy(
   )
 
 
+@_doc.shared
 def binary_cross_entropy_with_logits(
   logits,
   labels,
@@ -535,31 +537,39 @@ def binary_cross_entropy_with_logits(
     \ell = -w \left[ p_w\, y' \log \sigma(z) + (1 - y') \log \sigma(-z) \right],
     \quad y' = y (1 - \epsilon) + \epsilon / 2
 
-  Gradient: ``d l / d z = w [(p_w y' + 1 - y') sigmoid(z) - p_w y']``; with no options the
-  deck's ``y_pred - y``.
+  ``log sigma(+-z)`` is computed as ``log_sigmoid``, so ``+-inf`` logits give a finite
+  loss (``+inf`` only where the true value is infinite) and a finite gradient. ``weights``
+  never enter the ``"mean"`` denominator (as in torch); ``"sum_over_batch_size"`` is
+  torch's ``(l * s).mean()``.
+
+  Gradient: ``d l / d z = w [(p_w y' + 1 - y') sigmoid(z) - p_w y']``; with no options,
+  logistic regression's ``y_pred - y = sigmoid(z) - y``.
 
   Args:
-    logits: any shape.
+    logits: any shape. An example is one entry: the per-example shape is
+      ``logits.shape``.
     labels: same shape, hard or soft labels in [0, 1].
-    pos_weight: weight of the positive term, broadcast to ``logits.shape`` (torch: one
-      per class along the last axis, ``num_negatives / num_positives``).
-    weights: elementwise weights (torch's ``weight``), broadcast to ``logits.shape``;
-      they multiply the loss and never enter a denominator.
-    label_smoothing: ``epsilon`` in [0, 1]; labels become ``y (1 - e) + e / 2``.
-    where: boolean mask broadcast to ``logits.shape``.
-    sample_weight: per-entry weights ``s`` (Keras's name), broadcast to ``logits.shape``
-      (an example of a binary loss is one entry), finite and >= 0. Unlike ``weights`` they
-      enter the ``"mean"`` denominator: ``sum s l / sum s``.
-    reduction: ``"none"`` (``s l``), ``"sum"``, ``"mean"`` (over kept entries, ``sum s l /
-      sum s``) or ``"sum_over_batch_size"`` (``sum s l / count``: torch's
-      ``(l * s).mean()``).
+    pos_weight: weight ``p_w`` of the positive term, broadcastable to ``logits.shape``
+      (torch: one per class along the last axis, ``num_negatives / num_positives``).
+    weights: elementwise weights ``w`` (torch's ``weight``), broadcastable to
+      ``logits.shape``; they multiply the loss and, unlike ``sample_weight``, never enter
+      a denominator.
+    label_smoothing: ``epsilon`` in [0, 1]; labels become ``y (1 - epsilon) + epsilon / 2``
+      (Keras's binary convention, not the categorical ``epsilon / C``).
+    $where
+    $sample_weight
+    $reduction
 
   Returns:
-    The loss, float32 (float64 for float64 logits).
+    The loss, float32 (float64 for float64 logits): a scalar, or ``logits.shape`` for
+    ``"none"``.
 
   Raises:
-    ValueError: shapes differ, unknown reduction, a concrete label outside [0, 1], or a
-    concrete option outside its domain (NaN under ``jit``).
+    TypeError: ``logits`` not floating-point, ``labels`` neither integer nor float, or
+      ``where`` not boolean.
+    ValueError: shapes differ (or an option does not broadcast to them), unknown
+      reduction, a concrete label outside [0, 1], or a concrete option outside its domain
+      (under ``jit`` these give NaN instead).
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -609,6 +619,7 @@ def binary_cross_entropy_with_logits(
   return _reduce(prepared, (fast, exact, grad_x), args, reduction)
 
 
+@_doc.shared
 def binary_focal_loss_with_logits(
   logits,
   labels,
@@ -627,30 +638,48 @@ def binary_focal_loss_with_logits(
     1 - p_t = y'\, \sigma(-z) + (1 - y')\, \sigma(z), \quad
     \alpha_t = \alpha y' + (1 - \alpha)(1 - y')
 
-  with ``y' = y (1 - e) + e / 2`` (Keras's ``BinaryFocalCrossentropy`` smooths the labels
-  the same way, before ``p_t`` and ``alpha_t``). ``log(1 - p_t)`` is a log-sum-exp of
-  ``log y' + log_sigmoid(-z)`` and ``log(1 - y') + log_sigmoid(z)``, so it never rounds to
-  ``log 0`` for finite logits. ``alpha=None`` applies no class balance (torchvision's
-  ``alpha < 0``).
+  with ``y' = y (1 - epsilon) + epsilon / 2`` (Keras's ``BinaryFocalCrossentropy`` smooths
+  the labels the same way, before ``p_t`` and ``alpha_t``). ``log(1 - p_t)`` is a
+  log-sum-exp of ``log y' + log_sigmoid(-z)`` and ``log(1 - y') + log_sigmoid(z)``, so it
+  never rounds to ``log 0`` for finite logits. ``alpha=None`` applies no class balance
+  (torchvision's ``alpha < 0``). At ``y = 1, p = 0.8`` the loss is
+  ``0.2^2 (-log 0.8) = 0.0089``.
 
-  Gradient for ``y = 1`` (``p = sigmoid(z)``):
-  ``d l / d z = alpha (1 - p)^g (g p log p - (1 - p))``; ``y = 0`` mirrors it with
-  ``z -> -z`` and ``alpha -> 1 - alpha``.
+  Gradient, with ``s = sigmoid(z)`` and ``m = 1 - p_t``:
+  ``d l / d z = alpha_t [m^g (s - y') + g m^(g - 1) s (1 - s) (1 - 2 y') BCE]`` (the second
+  term 0 where ``m = 0``); for ``y = 1`` and no smoothing it is
+  ``alpha (1 - s)^g (g s log s - (1 - s))``, and ``y = 0`` mirrors it with ``z -> -z`` and
+  ``alpha -> 1 - alpha``.
 
   Args:
-    logits: any shape.
+    logits: any shape. An example is one entry: the per-example shape is
+      ``logits.shape``.
     labels: same shape, hard or soft labels in [0, 1].
-    gamma: focusing parameter (>= 0); 0 gives the (alpha-weighted) cross-entropy.
+    gamma: focusing parameter (finite, >= 0); 0 gives the (alpha-weighted)
+      cross-entropy.
     alpha: weight of positives in [0, 1] (negatives get ``1 - alpha``), or None.
-    label_smoothing: ``epsilon`` in [0, 1]; labels become ``y (1 - e) + e / 2``.
-    where: boolean mask broadcast to ``logits.shape``.
-    sample_weight: per-entry weights ``s`` (Keras's name), broadcast to ``logits.shape``,
-      finite and >= 0; they enter the ``"mean"`` denominator: ``sum s l / sum s``.
-    reduction: ``"none"`` (``s l``), ``"sum"``, ``"mean"`` (over kept entries, ``sum s l /
-      sum s``) or ``"sum_over_batch_size"`` (``sum s l / count``).
+    label_smoothing: ``epsilon`` in [0, 1]; labels become ``y (1 - epsilon) + epsilon / 2``
+      (Keras's binary convention, not the categorical ``epsilon / C``).
+    $where
+    $sample_weight
+    $reduction
 
   Returns:
-    The loss, float32 (float64 for float64 logits).
+    The loss, float32 (float64 for float64 logits): a scalar, or ``logits.shape`` for
+    ``"none"``.
+
+  Raises:
+    TypeError: ``logits`` not floating-point, ``labels`` neither integer nor float, or
+      ``where`` not boolean.
+    ValueError: shapes differ (or ``where`` or ``sample_weight`` does not broadcast to
+      them), unknown reduction, a concrete label outside [0, 1], or a concrete option
+      outside its domain (under ``jit`` these give NaN instead).
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> float(xentax.binary_focal_loss_with_logits(
+    ...     jnp.log(jnp.array(4.0)), jnp.array(1.0)))  # doctest: +ELLIPSIS
+    0.00892...
 
   References:
     Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.

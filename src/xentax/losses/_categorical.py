@@ -1,47 +1,40 @@
 r"""Dense (one-hot or soft target) categorical cross-entropy, from probabilities and logits.
 
 Design notes:
-  * The deck's categorical pseudocode computes ``entropy_i = -Q_i log P_i`` per class and
-    then writes ``cross_entropy_loss = (entropy_i)``, dropping the sum. The loss here is the
-    deck's formula slide instead: ``H(y, p) = -sum_i y_i log p_i``.
+  * The loss is ``H(y, p) = -sum_c y_c log p_c``, summed over the class axis: one value
+    per example.
   * ``0 log 0 = 0``: classes with zero target mass contribute nothing, even where their
     logit is ``-inf`` or their probability is 0.
   * ``"mean"`` divides by the number of kept examples, as torch does for probability
     targets (class weights do not enter the denominator there); with ``sample_weight`` it
     is the weighted mean ``sum(s l) / sum(s)``.
-  * Speed of the loss from logits. XLA:CPU runs a chain of row reductions over the same
-    rows as one fused loop (its "ynn" fusions) when each reduction's body is plain
+  * From logits, the common case is one fused loop. XLA:CPU runs a chain of row
+    reductions over the same rows as one loop when each reduction's body is plain
     arithmetic and each row statistic reaches the next reduction through arithmetic only:
     a select or compare anywhere splits the loop into passes over memory. So every guard
-    (dropped rows, bad targets, ``0 * -inf``) is moved off the ``[N, C]`` arrays, and the
-    common case is one loop: the row max ``m``, ``E = sum(exp(z - m))``, the targets' row
-    ``min`` and ``max`` and ``sum(q (lse + r - z))``, where ``r`` (:func:`range_nan`) is 0,
-    or NaN for a row with a target outside [0, 1] (``sqrt(min(min t, 1 - max t))`` minus
-    itself: exact, no compare). Only when a kept row's result is not finite (a ``-inf``
-    logit, a NaN, a bad target) does a ``lax.cond`` run the fully guarded formula for the
-    batch. The z-loss term ``lambda lse^2`` is added inside the loop as the first term of the
-    row's sum, so ``lse`` need not leave it (an output of its own splits the loop in two:
-    1.5x, and 3.4x with a softcap, whose ``tanh`` values were then written out). The
-    gradient is a ``custom_jvp`` whose tangent is ``sum_c (p_c sum(q) - q_c)
-    t_c``: reverse mode writes ``d logits`` in one elementwise pass. Rows longer than 32768
-    are reduced in pieces. Under differentiation, logits of at most 2^21 entries keep their
-    exponentials for the backward pass (``_common.keeps_exp``): in cache, ``exp`` is the
-    cost (value-and-grad at ``[256, 4096]``: 1.27x -> 1.0x optax).
+    (dropped rows, bad targets, ``0 * -inf``) is kept off the ``[N, C]`` arrays, and the
+    loop computes the row max ``m``, ``E = sum(exp(z - m))``, the targets' row ``min`` and
+    ``max`` and ``sum(q (lse + r - z))``, where ``r`` (:func:`range_nan`) is 0, or NaN for
+    a row with a target outside [0, 1]. Only when a kept row's result is not finite (a
+    ``-inf`` logit, a NaN, a bad target) does a ``lax.cond`` run the fully guarded formula
+    for the batch, so logits of ``-inf`` (a masked vocabulary) take that path on every
+    call. A softcap adds one elementwise ``tanh`` pass.
+  * The targets' range is checked by those two plain row reductions: a per-entry check
+    folded into ``q``, a variadic ``(min, max)`` reduce or a ``uint32`` bitcast max each
+    cost an extra pass or fall out of the fused loop (see experiments/benchmarks/).
+  * The z-loss term ``lambda lse^2`` enters the row's sum as its first term, so ``lse``
+    need not leave the loop: an output of its own splits the loop in two and, with a
+    softcap, writes the capped logits to memory.
+  * The gradient is a ``custom_jvp`` whose tangent is ``sum_c (p_c sum(q) - q_c) t_c``:
+    reverse mode writes ``d logits`` in one elementwise pass. On CPU, rows longer than
+    ``_common.CPU_ROW_PIECE`` are reduced in pieces. Under differentiation, small logits
+    (``_common.keeps_exp``) keep their exponentials for the backward pass: while the
+    working set stays in cache, ``exp`` is the cost, not the memory traffic.
   * The loss from probabilities is one such loop too: the row ``min`` and ``max`` of ``p``
     and ``t``, then ``-sum(q (max(log p, -100) + (p - p) + r))`` with ``r`` NaN for a row
-    outside [0, 1]. XLA:CPU's fused ``max``/``min`` drop a NaN on long rows (measured
-    with jax 0.10.2: ``jnp.max`` of a 32768-wide row holding a NaN is finite), so a NaN or
-    infinite ``p`` is caught by ``p - p`` in the sum, and the tangents flag bad rows with
-    compares. Before, a NaN or negative probability in a row of 65536 gave a finite loss.
-  * Measured (idle 2-core CPU, f32, one-hot targets, median of interleaved rounds, against
-    ``optax.softmax_cross_entropy``, the `xentax bench` rows of this loss):
-    the forward at ``[4096, 32768]`` went from 1.30x (a head-of-row shift, the targets'
-    ``min``/``max`` as separate passes and a select) to 1.02x with the single loop; at
-    ``[1024, 131072]`` 0.25x. Earlier attempts, for the record: a per-entry
-    ``sqrt(t - t^2)`` folded into ``q`` cost about 0.45x of optax's time; a variadic
-    ``(min, max)`` reduce or a ``uint32`` bitcast max fall out of the fused loop (3-4x).
-    Logits of ``-inf`` (a masked vocabulary) take the guarded fallback on every call; a
-    softcap adds one elementwise ``tanh`` pass.
+    outside [0, 1]. XLA:CPU's fused ``max`` and ``min`` can drop a NaN on long rows, so a
+    NaN or infinite ``p`` is caught by ``p - p`` in the sum, and the tangents flag bad
+    rows with compares.
 """
 
 from __future__ import annotations
@@ -54,7 +47,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _sparse, _validate
+from xentax.losses import _common, _doc, _sparse, _validate
 
 
 def _any(flags):
@@ -209,7 +202,7 @@ def _fast_stats(config, x, targets, z, cap, lse=None):
   if config.z_loss:
     # lambda lse^2 enters the row's sum as its first term (the others get + 0), so `lse`
     # is not needed outside the fused loop: an output of its own would split the loop in
-    # two and, with a softcap, write the capped logits to memory (measured: 1.5x, 3.4x).
+    # two and, with a softcap, write the capped logits to memory.
     terms = terms + _common.first_term(zp, config.pieces) * (z * jnp.square(lse))[rows]
   return lse, _common.row_reduce(terms, config.pieces)
 
@@ -355,6 +348,7 @@ def _logit_grad_dot_kept(config, exp_shifted, exp_sum, t_x, targets, lse, valid,
   return coef * jnp.sum(kept_exp * t_x, axis=-1) - jnp.sum(q * t_x, axis=-1)
 
 
+@_doc.shared
 def categorical_cross_entropy_with_logits(
   logits,
   targets,
@@ -376,37 +370,38 @@ def categorical_cross_entropy_with_logits(
     \quad q = (1 - \epsilon)\, y + \epsilon / C
 
   with ``z = softcap * tanh(logits / softcap)`` when ``softcap`` is set (else the logits).
+  ``0 log 0 = 0``: a class with zero target mass contributes nothing, even at a ``-inf``
+  logit. Class weights do not enter the ``"mean"`` denominator (torch's convention for
+  probability targets).
 
   Gradient: ``d l_n / d z_n = softmax(z_n) (sum_c w_c q_c + 2 lambda_z lse(z_n)) - w q``;
-  for one-hot targets and no options, the deck's ``y_pred - y`` (times
-  ``1 - (z / softcap)^2`` with a softcap).
+  for one-hot targets and no options, the softmax-regression gradient ``y_pred - y``.
 
   Args:
-    logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``.
+    logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``; the per-example
+      shape is ``logits.shape`` without ``axis``.
     targets: one-hot or soft distributions, same shape as ``logits``, entries in [0, 1].
     axis: the class axis.
-    class_weights: ``[C]`` per-class weights (torch's ``weight`` with probability targets).
-    label_smoothing: ``epsilon``, torch's convention.
-    z_loss: ``lambda_z``; adds ``lambda_z * logsumexp(z)^2`` per example (PaLM), not
-      multiplied by the class weights, as
-      :func:`xentax.sparse_categorical_cross_entropy_with_logits` does.
-    softcap: if set, logits become ``c * tanh(logits / c)`` before everything else
-      (Gemma 2), as in :func:`xentax.fused_linear_cross_entropy`; ``c`` must be finite
-      and positive, and may be traced (its gradient is exact).
-    where: boolean mask of the per-example shape (``logits.shape`` without ``axis``).
-    sample_weight: per-example weights ``s_n`` (Keras's name), broadcastable to the
-      per-example shape, finite and >= 0; each loss is multiplied by its weight.
-    reduction: ``"none"``, ``"sum"``, ``"mean"`` (``sum(s_n l_n) / sum(s_n)`` over kept
-      examples: their count when unweighted; class weights do not enter it, as in torch)
-      or ``"sum_over_batch_size"`` (``sum(s_n l_n)`` / the number of kept examples,
-      Keras's default).
+    $class_weights
+    $label_smoothing
+    $z_loss
+    $softcap
+    $where
+    $sample_weight
+    $reduction
 
   Returns:
-    The loss, float32 (float64 for float64 logits).
+    The loss, float32 (float64 for float64 logits): a scalar, or the per-example shape
+    for ``"none"``.
 
   Raises:
-    ValueError: shapes differ, unknown reduction, an option outside its domain, or a
-    concrete target outside [0, 1] (NaN for that example under ``jit``).
+    TypeError: ``logits`` not floating-point, ``targets`` neither integer nor float, or
+      ``where`` not boolean.
+    ValueError: shapes differ (or ``where``, ``sample_weight`` or ``class_weights`` does
+      not fit them), a scalar input, ``axis`` out of range or of size 0, unknown
+      reduction, a concrete option outside its domain, or a concrete target outside
+      [0, 1]. Under ``jit`` the last two give NaN instead: a bad target its example's
+      loss, a bad option every example's.
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -447,6 +442,7 @@ def categorical_cross_entropy_with_logits(
   )
 
 
+@_doc.shared
 def categorical_cross_entropy(
   probs,
   targets,
@@ -460,39 +456,50 @@ def categorical_cross_entropy(
 ) -> jax.Array:
   r"""Cross-entropy between target distributions and predicted probabilities.
 
-  The deck's formula ``H(y, p) = -sum_i y_i log p_i`` (its pseudocode omits the sum),
-  with each ``log`` clamped at -100 as torch's ``binary_cross_entropy`` does, so a zero
-  probability gives a large finite loss, and ``0 log 0 = 0``. Probabilities are used as
-  given, not renormalised.
-
   .. math::
-    \ell_n = -\sum_c w_c\, q_{n,c} \max(\log p_{n,c}, -100)
+    \ell_n = -\sum_c w_c\, q_{n,c} \max(\log p_{n,c}, -100),
+    \quad q = (1 - \epsilon)\, y + \epsilon / C
+
+  ``H(y, p) = -sum_c y_c log p_c`` with each ``log`` clamped at -100 as torch's
+  ``binary_cross_entropy`` does, so a zero probability gives a large finite loss, and
+  ``0 log 0 = 0``. Probabilities are used as given, not renormalised. Class weights do not
+  enter the ``"mean"`` denominator (torch's convention for probability targets).
 
   Gradient: ``d l_n / d p_{n,c} = -w_c q_{n,c} / p_{n,c}`` (0 where the clamp is active).
 
   Args:
-    probs: ``[..., C, ...]`` probabilities in [0, 1], class axis at ``axis``.
-    targets: one-hot or soft distributions, same shape as ``probs``.
+    probs: ``[..., C, ...]`` probabilities in [0, 1], class axis at ``axis``; the
+      per-example shape is ``probs.shape`` without ``axis``.
+    targets: one-hot or soft distributions, same shape as ``probs``, entries in [0, 1].
     axis: the class axis.
-    class_weights: ``[C]`` per-class weights.
-    label_smoothing: ``epsilon``, torch's convention.
-    where: boolean mask of the per-example shape.
-    sample_weight: per-example weights, as in :func:`categorical_cross_entropy_with_logits`.
-    reduction: ``"none"``, ``"sum"``, ``"mean"`` or ``"sum_over_batch_size"``, as in
-      :func:`categorical_cross_entropy_with_logits`.
+    $class_weights
+    $label_smoothing
+    $where
+    $sample_weight
+    $reduction
 
   Returns:
-    The loss, float32 (float64 for float64 probs).
+    The loss, float32 (float64 for float64 probs): a scalar, or the per-example shape
+    for ``"none"``.
 
   Raises:
-    ValueError: as :func:`categorical_cross_entropy_with_logits`, and for a concrete
-    probability outside [0, 1] (NaN under ``jit``).
+    TypeError: ``probs`` not floating-point, ``targets`` neither integer nor float, or
+      ``where`` not boolean.
+    ValueError: shapes differ (or ``where``, ``sample_weight`` or ``class_weights`` does
+      not fit them), a scalar input, ``axis`` out of range or of size 0, unknown
+      reduction, a concrete option outside its domain, or a concrete probability or
+      target outside [0, 1]. Under ``jit`` the last two give NaN instead: a bad
+      probability or target its example's loss, a bad option every example's.
 
   Example:
     >>> import jax.numpy as jnp, xentax
     >>> float(xentax.categorical_cross_entropy(
     ...     jnp.array([0.2, 0.8]), jnp.array([0.0, 1.0])))  # doctest: +ELLIPSIS
     0.2231...
+
+  References:
+    ``torch.nn.functional.binary_cross_entropy`` (the clamp) and
+    ``torch.nn.functional.cross_entropy`` with probability targets.
   """
   fn_name = "categorical_cross_entropy"
   _common.check_reduction(fn_name, reduction)
@@ -591,10 +598,10 @@ def _probs_grad_dot(p, t_p, targets, valid, row_nan):
   """``sum_c (d loss / d p_c) t_c`` per example: ``-q_c / p_c`` above the clamp, else 0;
   ``row_nan`` (0 or NaN per row) is added to every entry."""
   q = coefficients(targets, check_range=False)
-  # log p >= -100 as a compare on p, without a log per entry (value-and-grad at [1024,
-  # 131072]: 562 -> 367 ms). A subnormal p counts as clamped: XLA:CPU flushes subnormals,
-  # and its log of one is below -100 (float32; a backend that does not would clamp the
-  # value of p in [e^-100, 1.2e-38) but not its gradient).
+  # log p >= -100 as a compare on p: no log per entry in the backward pass. A subnormal p
+  # counts as clamped: XLA:CPU flushes subnormals, and its log of one is below -100
+  # (float32; a backend that does not would clamp the value of p in [e^-100, 1.2e-38) but
+  # not its gradient).
   above_clamp = ~(p < _clamp_threshold(p.dtype))  # True for NaN: its gradient stays NaN
   safe_p = jnp.where(above_clamp, p, jnp.ones_like(p))
   grad = jnp.where(above_clamp, -q / safe_p, jnp.zeros_like(p)) + row_nan[..., None]

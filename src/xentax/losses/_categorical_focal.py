@@ -11,16 +11,17 @@ Design notes:
     is ``-inf``; the guard is on ``log p`` itself so its gradient stays finite.
   * Inputs, masking, bad targets and options share
     :func:`xentax.losses._categorical.prepare_logits` with the categorical cross-entropy.
-  * Speed, as for the categorical cross-entropy from logits: the common case is one fused
-    loop of guard-free row reductions (the row max, ``E = sum(exp(z - m))``, the targets'
-    row ``min`` and ``max`` folded in as the exact range check, then
-    ``sum_c q_c (1 - p_c)^gamma (lse - z_c)``). A static whole-number ``gamma`` (the
-    default 2) is an integer power, not ``exp(gamma log(1 - p))``; a traced ``gamma`` keeps
-    ``jnp.power`` and its gradient. Only when a row's result is not finite (a ``-inf``
-    logit, a NaN, a bad target) does a ``lax.cond`` run the guarded formula for the
-    batch. The gradient is a ``custom_jvp`` with the closed form below (one elementwise
-    pass in reverse mode); the targets', ``alpha``'s and a traced ``gamma``'s tangents
-    come from ``jax.jvp`` of the guarded per-row formula with ``lse`` held fixed.
+  * The common case is one fused loop of guard-free row reductions, for the reason given
+    in :mod:`xentax.losses._categorical` (a select or compare splits the loop on XLA:CPU):
+    the row max, ``E = sum(exp(z - m))``, the targets' row ``min`` and ``max`` folded in as
+    the exact range check, then ``sum_c q_c (1 - p_c)^gamma (lse - z_c)``. Only when a
+    row's result is not finite (a ``-inf`` logit, a NaN, a bad target) does a
+    ``lax.cond`` run the guarded formula for the batch.
+  * A static whole-number ``gamma`` (the default 2) is an integer power, not
+    ``exp(gamma log(1 - p))``; a traced ``gamma`` keeps ``jnp.power`` and its gradient.
+  * The gradient is a ``custom_jvp`` with the closed form below (one elementwise pass in
+    reverse mode); the targets', ``alpha``'s and a traced ``gamma``'s tangents come from
+    ``jax.jvp`` of the guarded per-row formula with ``lse`` held fixed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _categorical, _common, _sparse, _validate
+from xentax.losses import _categorical, _common, _doc, _sparse, _validate
 
 # The largest whole-number gamma computed as an integer power (repeated multiplication).
 _MAX_INTEGER_GAMMA = 16
@@ -51,6 +52,7 @@ def _alpha_vector(fn_name, alpha, num_classes, dtype):
   return vector, nan
 
 
+@_doc.shared
 def categorical_focal_loss_with_logits(
   logits,
   targets,
@@ -70,33 +72,41 @@ def categorical_focal_loss_with_logits(
     \quad p = \mathrm{softmax}(z), \quad q = (1 - \epsilon)\, y + \epsilon / C
 
   the per-example value of Keras 3's ``CategoricalFocalCrossentropy(from_logits=True)``
-  (without its clipping of ``p`` to ``[1e-7, 1 - 1e-7]``). ``gamma = 0`` and
-  ``alpha = 1`` give :func:`xentax.categorical_cross_entropy_with_logits`.
+  (without its clipping of ``p`` to ``[1e-7, 1 - 1e-7]``; Keras smooths the targets the
+  same way, into ``q``). The modulator is taken per class, not only at the target. ``gamma = 0`` and
+  ``alpha = 1`` give :func:`xentax.categorical_cross_entropy_with_logits`. ``0 log 0 = 0``:
+  a class with zero target mass contributes nothing, even at a ``-inf`` logit.
 
   Gradient: with ``b_c = alpha_c q_c ((1 - p_c)^g - g p_c (1 - p_c)^(g - 1) log p_c)``,
   ``d l_n / d z_n = p sum_c b_c - b`` (the cross-entropy's ``p sum(q) - q`` with ``q``
   replaced by ``b``).
 
   Args:
-    logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``.
+    logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``; the per-example
+      shape is ``logits.shape`` without ``axis``.
     targets: one-hot or soft distributions, same shape as ``logits``, entries in [0, 1].
     gamma: focusing parameter (finite, >= 0), Keras's default 2.
     alpha: balancing weight in [0, 1]: a scalar (Keras's default 0.25, as in Lin et al.)
-      or ``[C]`` per-class values; None for no weighting (``alpha = 1``).
+      or ``[C]`` per-class values; None for no weighting (``alpha = 1``). It does not
+      enter the ``"mean"`` denominator.
     axis: the class axis.
-    label_smoothing: ``epsilon``, Keras's and torch's convention.
-    where: boolean mask of the per-example shape (``logits.shape`` without ``axis``).
-    sample_weight: per-example weights ``s_n``, broadcastable to the per-example shape.
-    reduction: ``"none"``, ``"sum"``, ``"mean"`` (``sum(s_n l_n) / sum(s_n)`` over kept
-      examples) or ``"sum_over_batch_size"`` (``sum(s_n l_n)`` / the number of kept
-      examples, Keras's default).
+    $label_smoothing
+    $where
+    $sample_weight
+    $reduction
 
   Returns:
-    The loss, float32 (float64 for float64 logits).
+    The loss, float32 (float64 for float64 logits): a scalar, or the per-example shape
+    for ``"none"``.
 
   Raises:
-    ValueError: shapes differ, unknown reduction, an option outside its domain, or a
-    concrete target outside [0, 1] (NaN for that example under ``jit``).
+    TypeError: ``logits`` not floating-point, ``targets`` neither integer nor float, or
+      ``where`` not boolean.
+    ValueError: shapes differ (or ``where``, ``sample_weight`` or ``alpha`` does not fit
+      them), a scalar input, ``axis`` out of range or of size 0, unknown reduction, a
+      concrete option outside its domain, or a concrete target outside [0, 1]. Under
+      ``jit`` the last two give NaN instead: a bad target its example's loss, a bad
+      option every example's.
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -173,10 +183,10 @@ def _fast_stats(power, x, targets, gamma):
   q = _categorical.coefficients(parts, num_classes, check_range=False)
   if pieces == 1:
     # One exponential per entry, shared by both row reductions: XLA:CPU computes it once
-    # in the fused loop (an expm1 in the second reduction cost 1.28x the naive formula's
-    # time at [4096, 32768]; now 1.08x). 1 - e / E is as accurate as -expm1(z - lse): near
-    # p = 1 both carry the rounding of E (lse - m = log E); for small p neither cancels.
-    # Rows in pieces keep the expm1 (there a shared exponential was written out: 1.5x).
+    # in the fused loop, where an expm1 in the second reduction would be a second
+    # transcendental per entry. 1 - e / E is as accurate as -expm1(z - lse): near p = 1
+    # both carry the rounding of E (lse - m = log E); for small p neither cancels. Rows in
+    # pieces keep the expm1: there a shared exponential is written to memory.
     exp_shifted = jnp.exp(z - m[rows])
     exp_sum = _common.row_reduce(exp_shifted, pieces)
     lse = m + jnp.log(exp_sum)

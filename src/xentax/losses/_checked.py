@@ -42,6 +42,11 @@ def checked(fn: Callable) -> Callable:
   Returns:
     A function with ``fn``'s signature and result.
 
+  Raises:
+    checkify.JaxRuntimeError: a failed value check, when the wrapper is called on
+      concrete arguments; inside an outer ``jit``, ``jax.errors.JaxRuntimeError`` whose
+      text contains the same message.
+
   Example:
     >>> import jax, jax.numpy as jnp, xentax
     >>> loss = xentax.checked(xentax.sparse_categorical_cross_entropy_with_logits)

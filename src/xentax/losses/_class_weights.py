@@ -1,12 +1,13 @@
 r"""Class weights from label counts: inverse frequency and effective number of samples.
 
 Design notes:
-  Both helpers take integer labels and return a ``[C]`` weight vector ready for the
-  ``class_weights`` argument of the losses. A class absent from the labels gets weight 0
-  (its weight would be infinite; it never appears as a target anyway), and the weights are
-  normalised so that they sum to the number of classes present, the normalisation of Cui
-  et al. (for inverse frequency this is scikit-learn's ``"balanced"`` up to that factor
-  when every class is present).
+  * Both helpers take integer labels and return a ``[C]`` float32 vector ready for the
+    losses' ``class_weights`` argument.
+  * A class absent from the labels gets weight 0: its weight would be infinite, and it
+    never appears as a target anyway.
+  * The weights sum to the number of classes present, Cui et al.'s normalisation; for
+    inverse frequency with every class present this is scikit-learn's ``"balanced"`` up
+    to that factor.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from xentax.losses import _common, _validate
 
 
 def _counts(fn_name, labels, num_classes, ignore_index, where):
+  """``[C]`` float32 count of each class among the kept labels; checks the label range."""
   _validate.integer_labels(fn_name, labels)
   if not isinstance(num_classes, int) or num_classes < 1:
     raise ValueError(f"{fn_name}: num_classes={num_classes!r} must be a positive int.")
@@ -33,6 +35,8 @@ def _counts(fn_name, labels, num_classes, ignore_index, where):
 
 
 def _normalise(raw, counts):
+  """``raw`` with absent classes set to 0, scaled to sum to the number of classes present
+  (all zeros when nothing is present)."""
   present = counts > 0
   raw = jnp.where(present, raw, 0.0)
   total = jnp.sum(raw)
@@ -58,7 +62,11 @@ def inverse_frequency_class_weights(
     where: boolean mask of the labels' shape; False entries are not counted.
 
   Returns:
-    ``[C]`` float32 weights.
+    ``[C]`` float32 weights (all 0 when no label is counted).
+
+  Raises:
+    TypeError: float labels. ValueError: ``num_classes`` not a positive int, or a counted
+    label outside ``[0, C)`` (concrete labels; under ``jit`` it is not counted).
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -85,19 +93,21 @@ def effective_number_class_weights(
 
   normalised to sum to the number of classes present (absent classes get 0). ``beta -> 1``
   approaches :func:`inverse_frequency_class_weights`; ``beta = 0`` gives equal weights.
+  A traced ``beta`` is differentiable; the labels enter only through their counts.
 
   Args:
     labels: integer labels, any shape.
     num_classes: ``C``.
     beta: in ``[0, 1)``; Cui et al. use 0.9 to 0.9999.
     ignore_index: label value not counted.
-    where: boolean mask of the labels' shape.
+    where: boolean mask of the labels' shape; False entries are not counted.
 
   Returns:
-    ``[C]`` float32 weights.
+    ``[C]`` float32 weights (all 0 when no label is counted).
 
   Raises:
-    ValueError: a Python ``beta`` outside ``[0, 1)``, or a label out of range.
+    As :func:`inverse_frequency_class_weights`, and ``ValueError`` for a Python ``beta``
+    outside ``[0, 1)``.
 
   Example:
     >>> import jax.numpy as jnp, xentax

@@ -37,6 +37,7 @@ def compute_dtype(x) -> jnp.dtype:
 
 
 def check_reduction(fn_name: str, reduction: str) -> None:
+  """``ValueError`` unless ``reduction`` is one of :data:`REDUCTIONS`."""
   if reduction not in REDUCTIONS:
     raise ValueError(
       f"{fn_name}: reduction={reduction!r} is not supported; choose one of {REDUCTIONS}."
@@ -44,6 +45,7 @@ def check_reduction(fn_name: str, reduction: str) -> None:
 
 
 def check_same_shape(fn_name: str, name_a: str, a, name_b: str, b) -> None:
+  """``ValueError`` naming both arguments unless ``a`` and ``b`` have the same shape."""
   if jnp.shape(a) != jnp.shape(b):
     raise ValueError(
       f"{fn_name}: {name_a} has shape {jnp.shape(a)} but {name_b} has shape "
@@ -52,6 +54,7 @@ def check_same_shape(fn_name: str, name_a: str, a, name_b: str, b) -> None:
 
 
 def normalize_axis(fn_name: str, axis: int, ndim: int) -> int:
+  """``axis`` in ``[0, ndim)``; ``ValueError`` for a scalar input or an axis out of range."""
   if ndim == 0:
     raise ValueError(f"{fn_name}: logits/probs must have a class axis, got a scalar.")
   if not -ndim <= axis < ndim:
@@ -88,6 +91,7 @@ def broadcast_mask(fn_name: str, where, shape) -> jax.Array:
 
 
 def broadcast_param(fn_name: str, arg_name: str, value, shape, dtype) -> jax.Array:
+  """``value`` in ``dtype`` broadcast to ``shape``, or a ``ValueError`` naming ``arg_name``."""
   value = jnp.asarray(value, dtype=dtype)
   try:
     return jnp.broadcast_to(value, shape)
@@ -98,6 +102,7 @@ def broadcast_param(fn_name: str, arg_name: str, value, shape, dtype) -> jax.Arr
 
 
 def class_weight_vector(fn_name: str, class_weights, num_classes: int, dtype) -> jax.Array:
+  """``class_weights`` as a ``[num_classes]`` array of ``dtype``, else ``ValueError``."""
   class_weights = jnp.asarray(class_weights, dtype=dtype)
   if class_weights.shape != (num_classes,):
     raise ValueError(
@@ -108,6 +113,7 @@ def class_weight_vector(fn_name: str, class_weights, num_classes: int, dtype) ->
 
 
 def is_concrete(*xs) -> bool:
+  """True when no argument is a tracer (values can be checked eagerly)."""
   return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
@@ -194,9 +200,8 @@ def logsumexp(x, axis: int = -1) -> jax.Array:
   return lse_keeping_exp(jnp.moveaxis(x, axis, -1))[0]
 
 
-# XLA:CPU reduces rows longer than this several times slower per element (measured: the
-# exp-sum of [1024, 131072] f32 took 4-5x the time of [4096, 32768]; a JSD's per-row sum
-# 2.6x); longer rows are reduced in pieces of at most this length.
+# XLA:CPU reduces a row longer than this to a per-row result several times slower per
+# element than a shorter one; longer rows are reduced in pieces of at most this length.
 CPU_ROW_PIECE = 32768
 
 
@@ -261,14 +266,12 @@ def fast_lse(z, m, pieces: int) -> jax.Array:
 
 
 # Logits with at most this many entries are exponentiated once under differentiation and
-# the exponentials kept for the backward pass, instead of being recomputed there: the
-# ``exp`` pass is most of the cost while the working set (logits, exponentials, ``d
-# logits``, and dense targets) stays in cache. Measured on the 2-core CPU (32 MiB L3),
-# value-and-grad time keeping over recomputing, f32, C = 4096, three runs of
-# ``experiments/benchmarks/pass_costs.py keep``: sparse 0.53-0.73 (256 rows), 0.44-0.92
-# (1024), 0.91-1.20 (1536), 0.89-1.00 (2048); dense 0.73-1.21 (256), 0.85-1.07 (512),
-# 0.98-1.33 (1024), 1.39-1.47 (2048). Larger logits recompute, and reverse mode then saves
-# no [..., C] residual.
+# the exponentials kept for the backward pass, instead of being recomputed there: keeping
+# them is faster while the working set (logits, exponentials, ``d logits``, and dense
+# targets) stays in cache, and the ``exp`` pass is then most of the cost. The dense loss
+# holds more of these arrays, so its limit is lower (see
+# ``experiments/benchmarks/pass_costs.py``). Larger logits recompute, and reverse mode then
+# saves no [..., C] residual.
 SPARSE_KEEP_EXP_MAX_ENTRIES = 2**22
 DENSE_KEEP_EXP_MAX_ENTRIES = 2**21
 

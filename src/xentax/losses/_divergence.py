@@ -16,18 +16,15 @@ Design notes:
     NaN there cannot leak into the loss or either gradient.
   * Speed: the common case is one fused pass per row. ``KL = sum_c p_t (t_c - s_c) - lse_t +
     lse_s`` (``sum_c p_t = 1``) needs no per-class guard, so XLA:CPU fuses the maxes, sums
-    and the weighted sum into one loop nest; guards (selects, ``isfinite`` on the maxes)
-    inside the reductions split it into several passes with ``[N, C]`` temporaries
-    (2-3x slower). The guarded formula is kept as a fallback, taken (``lax.cond``) only
+    and the weighted sum into one loop nest; a guard (a select, ``isfinite`` on a max)
+    inside a fused row reduction splits it into several passes with ``[N, C]``
+    temporaries. The guarded formula is kept as a fallback, taken (``lax.cond``) only
     when some kept row's fast value is NaN: a ``-inf`` teacher logit (``0 * -inf``), an
     underflowed mixture in the JSD, or a NaN input (which stays NaN on both paths).
-  * Rows longer than 32768 are reduced in pieces (``_common.row_reduce``): XLA:CPU reduces
-    a long row to a per-row result several times slower per element than a short one
-    (a reduction straight to the batch's scalar does not suffer, which is why the naive
-    formula looked fast). Measured at ``[1024, 131072]`` f32, median of 5 interleaved
-    rounds on a loaded 2-core CPU: JSD forward 1.76x -> 0.34x the naive formula,
-    value-and-grad 1.28x -> 0.75x; KL forward 1.16x -> 0.26x
-    ``optax.kl_divergence_with_log_targets``, value-and-grad 0.80x -> 0.39x.
+  * Rows longer than ``_common.CPU_ROW_PIECE`` are reduced in pieces on the CPU backend
+    (``_common.row_reduce``): XLA:CPU reduces a long row to a per-row result several times
+    slower per element than a short one (a reduction straight to the batch's scalar does
+    not suffer).
   * Both divergences are ``custom_jvp`` functions of the scaled logits whose tangent is
     the closed form below, written with ``[N]``-shaped statistics of the forward pass
     (``lse``, the divergence), so the reverse pass is one elementwise pass per side
@@ -43,7 +40,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _validate
+from xentax.losses import _common, _doc, _validate
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
 from xentax.losses._sparse_terms import prepare_labels
 
@@ -159,8 +156,8 @@ def _kl_value(s, t, inv, keep):
   lse_s = _fast_lse(sp, pieces, inv)
   lse_t, exp_t, exp_sum_t = _lse_and_exp(tp, pieces, inv)
   # One exponential per teacher entry, shared with its exp-sum on rows reduced in one
-  # piece (XLA:CPU computes it once in the fused loop: forward at [4096, 32768] 1.07x ->
-  # 0.90x optax); rows in pieces recompute it (a shared one was written out there).
+  # piece (XLA:CPU computes it once in the fused loop); rows in pieces recompute it, since
+  # a shared one would be written out to memory between the pieces.
   p_t = exp_t * (1 / exp_sum_t) if pieces == 1 else jnp.exp(tp * inv - lse_t)
   # sum_c p_t (log p_t - log p_s) = sum_c p_t ((t - s) / T - (lse_t - lse_s)), no guard: a
   # -inf teacher logit gives 0 * -inf = NaN, and that row sends us to the guarded form.
@@ -214,6 +211,7 @@ def _kl_per_example_jvp(primals, tangents):
 kl_per_example.defjvp(_kl_per_example_jvp, symbolic_zeros=True)
 
 
+@_doc.shared
 def kl_divergence_with_logits(
   student_logits,
   teacher_logits,
@@ -231,33 +229,37 @@ def kl_divergence_with_logits(
     \quad p^s = \mathrm{softmax}(z^s / T),\; p^t = \mathrm{softmax}(z^t / T)
 
   No ``T^2`` factor (see :func:`distillation_loss`). Gradients:
-  ``d l / d z^s = (p^s - p^t) / T`` and ``d l / d z^t = p^t (log p^t - log p^s - l) / T``.
+  ``d l / d z^s = (p^s - p^t) / T`` and ``d l / d z^t = p^t (log p^t - log p^s - l) / T``;
+  wrap the teacher in ``jax.lax.stop_gradient`` to freeze it. ``0 log 0 = 0``: a class
+  the teacher gives no mass (a ``-inf`` teacher logit) adds 0 to the value and both
+  gradients whatever the student says there; a class the student gives no mass and the
+  teacher some makes the divergence ``+inf``. Unweighted ``"mean"`` over ``[N, C]``
+  logits is torch's ``F.kl_div(log_softmax(s / T), log_softmax(t / T), log_target=True,
+  reduction="batchmean")``.
 
   Args:
-    student_logits: ``[..., C, ...]`` the distribution being fitted, class axis at ``axis``.
+    student_logits: ``[..., C, ...]`` the distribution being fitted, class axis at
+      ``axis``; the per-example shape is its shape without ``axis``.
     teacher_logits: the target distribution's logits, same shape.
-    temperature: ``T > 0`` dividing both sets of logits (may be a traced scalar).
+    temperature: ``T``, finite and > 0, dividing both sets of logits; may be traced, and
+      its gradient is exact.
     axis: the class axis.
-    where: boolean mask of the per-example shape (the logits' shape without ``axis``);
-      False examples are dropped.
-    sample_weight: per-example weights ``s_n >= 0`` broadcastable to the per-example
-      shape (Keras's ``sample_weight``); ``None`` weighs every example 1.
-    reduction: ``"none"`` (``s_n l_n``), ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n``
-      over kept examples: torch's ``reduction="batchmean"`` for ``[N, C]`` logits without
-      weights; 0 when nothing is kept) or ``"sum_over_batch_size"`` (``sum s_n l_n`` over
-      the number of kept examples, Keras's default).
+    $where
+    $sample_weight
+    $reduction
 
   Returns:
-    The divergence (>= 0), float32 (float64 for float64 logits).
+    The divergence (>= 0), float32 (float64 for float64 logits); the per-example shape
+    for ``"none"``.
 
   Raises:
     TypeError: non-float logits, a non-boolean ``where`` or a non-numeric ``temperature``
-    or ``sample_weight``.
+      or ``sample_weight``.
     ValueError: shapes that differ, a bad ``axis``, an unknown reduction, a
-    ``sample_weight`` that does not broadcast, or a concrete ``temperature`` that is not
-    finite and ``> 0`` or concrete weight that is negative or not finite (a traced one
-    makes the affected examples' loss and gradients NaN, and :func:`xentax.checked`
-    reports it).
+      ``sample_weight`` that does not broadcast, or a concrete ``temperature`` that is not
+      finite and ``> 0`` or concrete weight that is negative or not finite (a traced one
+      makes the affected examples' loss and gradients NaN, and :func:`xentax.checked`
+      reports it).
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -363,6 +365,7 @@ def _jsd_per_example_jvp(primals, tangents):
 _jsd_per_example.defjvp(_jsd_per_example_jvp, symbolic_zeros=True)
 
 
+@_doc.shared
 def jensen_shannon_divergence_with_logits(
   student_logits,
   teacher_logits,
@@ -388,19 +391,25 @@ def jensen_shannon_divergence_with_logits(
   formula itself is 0 there; Liger special-cases both ends the same way). A traced ``beta``
   always uses the formula.
 
-  Gradient: ``d l / d z^s = (1 - beta) Q (log Q - log M - sum_c Q_c (log Q_c - log M_c)) / T``
-  (and symmetrically for the teacher, which also receives a gradient).
+  Gradients: ``d l / d z^s = (1 - beta) Q (log Q - log M - KL(Q || M)) / T``,
+  ``d l / d z^t = beta P (log P - log M - KL(P || M)) / T`` (wrap the teacher in
+  ``jax.lax.stop_gradient`` to freeze it) and ``d l / d beta = KL(P || M) - KL(Q || M)``.
+  ``0 log 0 = 0`` as in :func:`kl_divergence_with_logits`.
 
   Args:
     student_logits: ``[..., C, ...]`` student logits (Liger's ``input``), class axis at
-      ``axis``.
+      ``axis``; the per-example shape is its shape without ``axis``.
     teacher_logits: teacher logits (Liger's ``target``), same shape.
     beta: the mixing weight in ``[0, 1]`` (a traced scalar is allowed).
-    temperature: ``T > 0`` dividing both sets of logits.
-    axis, where, sample_weight, reduction: as in :func:`kl_divergence_with_logits`.
+    temperature: ``T``, finite and > 0, dividing both sets of logits.
+    axis: the class axis.
+    $where
+    $sample_weight
+    $reduction
 
   Returns:
-    The divergence, float32 (float64 for float64 logits).
+    The divergence, float32 (float64 for float64 logits); the per-example shape for
+    ``"none"``.
 
   Raises:
     TypeError / ValueError as :func:`kl_divergence_with_logits`, and ``ValueError`` for a
@@ -435,6 +444,7 @@ def jensen_shannon_divergence_with_logits(
   return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
 
 
+@_doc.shared
 def distillation_loss(
   student_logits,
   teacher_logits,
@@ -457,8 +467,9 @@ def distillation_loss(
 
   The ``T^2`` keeps the soft term's gradient on the scale of the hard term's as ``T`` grows
   (the soft gradient is ``(p^s - p^t) / T``). The hard term is the sparse cross-entropy at
-  temperature 1. An example dropped by ``where`` or ``ignore_index`` leaves both terms, so
-  ``"mean"`` is ``alpha T^2 mean(KL) + (1 - alpha) mean(CE)`` over the kept examples.
+  temperature 1. An example dropped by ``where`` or ``ignore_index`` leaves both terms and
+  ``sample_weight`` scales the mixed loss, so the unweighted ``"mean"`` is
+  ``alpha T^2 mean(KL) + (1 - alpha) mean(CE)`` over the kept examples.
 
   Gradient: ``d l / d z^s = alpha T (p^s_T - p^t_T) + (1 - alpha) (softmax(z^s) - onehot(y))``;
   the teacher receives ``alpha T p^t_T (log p^t_T - log p^s_T - KL)`` unless stopped.
@@ -466,25 +477,24 @@ def distillation_loss(
   Args:
     student_logits: ``[..., C, ...]`` student logits, class axis at ``axis``.
     teacher_logits: teacher logits, same shape (wrap in ``jax.lax.stop_gradient`` to freeze).
-    labels: integer class indices, the logits' shape without ``axis``.
-    temperature: ``T > 0`` for the soft term.
+    labels: integer class indices for the hard term, the per-example shape:
+      ``student_logits.shape`` without ``axis``.
+    temperature: ``T``, finite and > 0, for the soft term.
     alpha: weight of the soft term in ``[0, 1]``; ``1 - alpha`` weights the hard term.
     axis: the class axis.
-    ignore_index: label value whose examples are dropped from both terms.
-    where: boolean mask of the labels' shape.
-    sample_weight: per-example weights ``s_n >= 0`` broadcastable to the labels' shape,
-      applied to the mixed loss (both terms).
-    reduction: ``"none"``, ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n`` over kept
-      examples) or ``"sum_over_batch_size"`` (divided by the number of kept examples).
+    $ignore_index
+    $where
+    $sample_weight
+    $reduction
 
   Returns:
-    The loss, float32 (float64 for float64 logits).
+    The loss, float32 (float64 for float64 logits); ``labels.shape`` for ``"none"``.
 
   Raises:
     TypeError / ValueError as the KL and sparse cross-entropy (``sample_weight`` as in
-    :func:`kl_divergence_with_logits`); a concrete label out of
-    range, ``temperature`` not finite and ``> 0`` or ``alpha`` outside ``[0, 1]`` raises
-    ``ValueError`` (under ``jit``: NaN loss and gradients for the kept examples).
+    :func:`kl_divergence_with_logits`); a concrete label out of range, ``temperature``
+    not finite and ``> 0`` or ``alpha`` outside ``[0, 1]`` raises ``ValueError`` (under
+    ``jit``: NaN loss and gradients for the kept examples).
 
   Example:
     >>> import jax.numpy as jnp, xentax

@@ -1,16 +1,18 @@
 """Fused linear + cross-entropy: the loss of ``hidden @ weight + bias`` without the logits.
 
+The public function and its ``"vocab"`` schedule; the ``"tokens"`` schedule is in
+:mod:`._fused_tokens`.
+
 Design notes:
   * The vocabulary is processed in blocks of ``block_size`` columns. The forward pass keeps
     an online log-sum-exp (running max and rescaled sum), the target logit and, for label
     smoothing, the weighted logit sum: four ``[N]`` vectors. Only one ``[N, block_size]``
     slice of logits exists at a time.
-  * The backward pass saves only the per-token log-normaliser, recomputes each block's
-    logits, forms that block's ``d logits``, adds its share of
-    ``d hidden`` and writes its block of ``d weight`` (and ``d bias``) once. This costs one
-    more matmul than the full-logits loss (four instead of three) and saves the
-    ``[N, V]`` logits and their gradient; this is Cut Cross-Entropy's scheme (Wijmans et
-    al., 2024) in plain JAX.
+  * Only the inputs and ``[N]`` statistics are saved. The backward pass recomputes each
+    block's logits, forms that block's ``d logits``, adds its share of ``d hidden`` and
+    writes its block of ``d weight`` (and ``d bias``) once: one matmul more than the
+    full-logits loss (four instead of three), no ``[N, V]`` logits or gradient. This is
+    Cut Cross-Entropy's scheme (Wijmans et al., 2024) in plain JAX.
   * When ``V`` is not a multiple of the block size, the last block starts at ``V - block``
     and its columns already covered by the previous block are masked ("fresh" columns);
     the backward pass visits blocks last-to-first so the overlap is written correctly.
@@ -27,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _fused_tokens, _validate
+from xentax.losses import _common, _doc, _fused_tokens, _validate
 from xentax.losses._sparse_terms import SparseOptions, prepare_labels
 
 # About 64 MB of float32 logits per block when the block size is chosen automatically, and
@@ -54,6 +56,7 @@ def auto_block_size(num_tokens: int, vocab_size: int) -> int:
   return min(block, _AUTO_BLOCK_MAX_COLUMNS, vocab_size)
 
 
+@_doc.shared
 def fused_linear_cross_entropy(
   hidden,
   weight,
@@ -73,80 +76,88 @@ def fused_linear_cross_entropy(
   schedule: str = "auto",
   chunk_size: int | None = None,
 ):
-  """Sparse cross-entropy of ``hidden @ weight + bias`` without materialising the logits.
+  r"""Sparse cross-entropy of ``hidden @ weight + bias`` without materialising the logits.
 
   Equals ``sparse_categorical_cross_entropy_with_logits(hidden @ weight + bias, labels,
-  ...)`` with the same options, in value and in gradients with respect to ``hidden``,
-  ``weight`` and ``bias``, while holding at most one ``[tokens, block_size]`` slice of
-  logits (and its gradient) at a time.
+  ...)`` with the same options, in value and in the gradients with respect to ``hidden``,
+  ``weight`` and ``bias``, while holding only a slice of the ``[N, V]`` logits (and of
+  their gradient) at a time. The classes are the ``V`` columns of ``weight`` (``C = V``
+  below).
 
   .. math::
-    z = \\mathrm{softcap}(h W + b), \\quad
-    \\ell_n = (1 - \\epsilon) w_{y_n} (\\mathrm{lse}(z_n) - z_{n,y_n})
-      + \\frac{\\epsilon}{V} \\sum_c w_c (\\mathrm{lse}(z_n) - z_{n,c})
-      + \\lambda_z \\mathrm{lse}(z_n)^2
+    z = \mathrm{softcap}(h W + b), \quad
+    \ell_n = (1 - \epsilon)\, w_{y_n} (\mathrm{lse}(z_n) - z_{n,y_n})
+      + \frac{\epsilon}{V} \sum_c w_c (\mathrm{lse}(z_n) - z_{n,c})
+      + \lambda_z \mathrm{lse}(z_n)^2
 
-  Gradient: with ``G = d l / d z`` (see the sparse loss), ``d h = G W^T``,
-  ``d W = h^T G``, ``d b = sum_n G_n``, each accumulated block by block; softcap
-  multiplies ``G`` by ``1 - (z / c)^2``.
+  Gradient: with ``p_n = softmax(z_n)`` and ``G_n = d l_n / d z_n = (1 - e) w_{y_n} (p_n -
+  onehot(y_n)) + (e / V) (sum(w) p_n - w) + 2 lambda_z lse(z_n) p_n``, each row times its
+  reduction factor (``s_n``, divided by the mean's denominator), ``d hidden = G W^T``,
+  ``d weight = h^T G`` and ``d bias = sum_n G_n``, accumulated slice by slice; a softcap
+  multiplies ``G`` by ``1 - (z / c)^2`` first. The gradients of ``class_weights``,
+  ``label_smoothing``, ``z_loss``, ``softcap`` and ``sample_weight`` are exact too.
 
-  Two schedules compute the same loss and gradients:
+  Schedules (``schedule``) compute the same loss and gradients in two orders:
 
-  * ``"tokens"``: chunks of ``chunk_size`` tokens, each with its full-vocabulary logits;
-    under differentiation the gradients are computed in the forward pass and the backward
-    pass only scales them (three matmuls, like the full-logits loss; Liger-Kernel's scheme).
-    Needs a scalar loss (any ``reduction`` but ``"none"``); a cotangent on the
-    returned ``lse`` costs one more pass. Peak O(chunk_size * V + N * D), plus a float32
-    ``d weight`` accumulator for a 16-bit weight.
-  * ``"vocab"``: blocks of ``block_size`` vocabulary columns with an online log-sum-exp;
-    the backward pass recomputes each block's logits (four matmuls; Cut Cross-Entropy's
-    scheme). Saved are the inputs and the ``[N]`` log-normaliser; peak
-    O(N * block_size + N * D). Handles every reduction and sharded vocabularies.
-  * ``"auto"`` (default) picks ``"tokens"`` unless ``reduction="none"``, a ``block_size``
-    is given without a ``chunk_size``, the weight is 16-bit and its float32 ``d weight``
-    accumulator (``4 * D * V`` bytes) exceeds 256 MiB, or the default backend is an
-    accelerator (on an H200 the vocab schedule ran bf16 value-and-grad at 0.79x full
-    logits against 0.99x for tokens, ``experiments/benchmarks/gpu-h200.json``).
-    On a loaded 2-core CPU (``xentax bench --suite fused --quick``), value-and-grad at
-    ``[2048, 512] x [512, 32768]`` float32 against full logits: ``"tokens"`` 0.94x,
-    ``"vocab"`` 1.17x. Temporaries at ``[8192, 4096] x [4096, 131072]`` (same command):
-    float32 342 MB (tokens) and 369 MB (vocab); bfloat16 2492 MB (tokens) and 503 MB
-    (vocab).
+  * ``"tokens"``: chunks of ``chunk_size`` tokens, each with its full ``[chunk_size, V]``
+    logits. Under differentiation the gradients are formed in the forward pass and the
+    backward pass only scales them: three matmuls, as for full logits (Liger-Kernel's
+    scheme). Needs a scalar loss (``reduction="none"`` raises); a cotangent on the
+    returned ``lse`` costs one more pass. Peak memory O(chunk_size * V + N * D), plus a
+    float32 ``[D, V]`` ``d weight`` accumulator for a 16-bit weight.
+  * ``"vocab"``: blocks of ``block_size`` vocabulary columns with an online log-sum-exp.
+    The backward pass recomputes each block's logits: four matmuls (Cut Cross-Entropy's
+    scheme). Saved are the inputs and three ``[N]`` vectors; peak memory
+    O(N * block_size + N * D). Takes every reduction, and a sharded vocabulary
+    (:func:`xentax.parallel.vocab_parallel_fused_linear_cross_entropy`).
+  * ``"auto"`` (default): ``"tokens"`` on the CPU backend, where one matmul fewer wins;
+    ``"vocab"`` on accelerators, where the extra matmul is cheap and the token chunks'
+    ``[chunk_size, V]`` buffers are not (see experiments/benchmarks/). Also ``"vocab"``
+    for ``reduction="none"``, for a ``block_size`` given without a ``chunk_size``, and
+    for a 16-bit weight whose float32 accumulator (``4 D V`` bytes) exceeds 256 MiB.
+
+  ``chunk_size`` and ``block_size`` trade memory for speed: the logits slice, and so the
+  peak, grows linearly with them, while a larger slice means fewer loop steps and wider
+  matmuls, which is faster only until the slice outgrows the cache. The defaults keep a
+  slice at 2^24 logits (64 MiB in float32) at most.
 
   Args:
-    hidden: ``[..., D]`` activations (float32, bfloat16, ...).
+    hidden: ``[..., D]`` activations, any float dtype.
     weight: ``[D, V]`` output projection (flax ``Dense`` kernel layout; pass
       ``embedding.T`` for a tied head).
-    labels: ``[...]`` integer targets in ``[0, V)``.
+    labels: ``[...]`` integer targets in ``[0, V)``, the per-example shape:
+      ``hidden.shape`` without its last axis.
     bias: optional ``[V]``.
-    block_size: vocabulary columns per block; None picks at most 2^24 logits and 8192
-      columns per block.
-    ignore_index, class_weights, label_smoothing, z_loss, where, sample_weight,
-      reduction: as in :func:`xentax.sparse_categorical_cross_entropy_with_logits`
-      (``sample_weight`` has the labels' shape or broadcasts to it; ``"mean"`` divides by
-      ``sum(s_n w[y_n])``, ``"sum_over_batch_size"`` by the kept count). Both schedules
-      take every reduction but ``"none"``, which needs ``"vocab"``; the gradient with
-      respect to ``sample_weight`` is exact in both.
-    softcap: if set, logits become ``c * tanh(logits / c)`` before the loss (Gemma 2);
-      ``c`` must be finite and positive, and may be traced (its gradient is exact).
-    return_lse: also return the ``[...]`` per-token log-normaliser ``logsumexp(z)`` (0 for
-      dropped tokens), so a z-loss can be logged without a second pass.
+    block_size: vocabulary columns per block of the ``"vocab"`` schedule, in ``[1, V]``;
+      None picks at most 2^24 logits and 8192 columns, a multiple of 128.
+    $ignore_index
+    $class_weights
+    $label_smoothing
+    $z_loss
+    $softcap
+    $where
+    $sample_weight
+    $reduction_weighted
+    return_lse: also return the per-token log-normaliser ``lse(z)``, of the labels' shape
+      (0 for dropped tokens), so a z-loss can be logged without a second pass.
     schedule: ``"auto"``, ``"tokens"`` or ``"vocab"`` (see above).
-    chunk_size: tokens per chunk of the ``"tokens"`` schedule; None keeps each chunk's
-      logits at 2^24 entries and 512 rows at most (a multiple of 8 rows).
+    chunk_size: tokens per chunk of the ``"tokens"`` schedule; None keeps a chunk at 2^24
+      logits and 512 rows at most (a multiple of 8 rows).
 
   Returns:
-    The loss (float32 for bfloat16/float16/float32 inputs, accumulated in float32), or
-    ``(loss, lse)`` with ``return_lse=True``.
+    The loss, computed and returned in float32 (float64 for float64 inputs);
+    ``labels.shape`` for ``"none"``. With ``return_lse=True``, ``(loss, lse)``. The
+    gradients have their inputs' dtypes.
 
   Raises:
-    TypeError: float labels, or forward-mode differentiation (``jax.jvp``/``jacfwd``),
-      which a ``custom_vjp`` does not support.
+    TypeError: non-float ``hidden``, ``weight`` or ``bias``, float labels, a
+      ``block_size`` that is not an integer, or forward-mode differentiation
+      (``jax.jvp``, ``jax.jacfwd``), which a ``custom_vjp`` does not support.
     ValueError: shapes that do not fit, a ``block_size`` outside ``[1, V]``, an unknown
       reduction or schedule, ``schedule="tokens"`` with ``reduction="none"``, or (on
-      concrete inputs) a label out of range or an option outside its domain (under
-      ``jit``: NaN loss and gradient); see the README's "Errors and edge cases".
-      TypeError also for a ``block_size`` that is not an integer.
+      concrete inputs) a label out of range or an option outside its domain; under
+      ``jit`` such an example's loss and gradient are NaN instead, and
+      :func:`xentax.checked` reports it.
 
   Example:
     >>> import jax, jax.numpy as jnp, xentax
@@ -376,6 +387,7 @@ def _varying_axes(x) -> frozenset:
 
 
 def _block_weights(config: _Config, class_weights, start, dtype):
+  """``[block]`` class weights of the block starting at local column ``start`` (ones if None)."""
   if class_weights is None:
     return jnp.ones((config.block_size,), dtype)
   start = _column_offset(config) + start
@@ -421,6 +433,7 @@ def _forward_terms(config: _Config, h, weight, bias, labels, class_weights, cap)
 
 
 def _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z):
+  """Per-token losses from the ``[N]`` row statistics of :func:`_forward_terms`."""
   return config.options.terms(labels, class_weights, eps, z).loss(lse, target, weighted_sum)
 
 

@@ -27,18 +27,21 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _validate
+from xentax.losses import _common, _doc, _validate
 from xentax.losses._sparse_terms import prepare_labels
 
 _AUTO_CHUNK_ELEMENTS = 1 << 22  # about 16 MB of float32 logits per chunk and side
 
 
 class _Config(NamedTuple):
+  """Static settings of one fused call (hashable: a ``custom_vjp`` nondiff argument)."""
+
   chunk_size: int
   num_chunks: int
   teacher_grad: bool  # filled in by the forward rule
 
 
+@_doc.shared
 def fused_linear_distillation(
   student_hidden,
   student_weight,
@@ -66,31 +69,41 @@ def fused_linear_distillation(
     \quad z^s = h^s W^s,\; z^t = h^t W^t
 
   Gradient: with ``G^s = alpha T (p^s_T - p^t_T) + (1 - alpha)(softmax(z^s) - onehot(y))``
-  and ``G^t = alpha T p^t_T (log p^t_T - log p^s_T - KL)`` per token (times the reduction's
-  ``1 / N_kept``), ``d h^s = G^s W^{sT}``, ``d W^s = h^{sT} G^s`` and likewise for the
-  teacher. ``temperature`` and ``alpha`` may be traced but not differentiated: ``jax.grad``
-  with respect to either raises ``TypeError`` (use :func:`xentax.distillation_loss` to
-  learn them).
+  and ``G^t = alpha T p^t_T (log p^t_T - log p^s_T - KL)`` per token (times its reduction
+  factor, ``s_n`` divided by the mean's denominator), ``d h^s = G^s W^{sT}``,
+  ``d W^s = h^{sT} G^s`` and likewise for the teacher. ``temperature`` and ``alpha`` may
+  be traced but not differentiated: ``jax.grad`` with respect to either raises
+  ``TypeError`` (use :func:`xentax.distillation_loss` to learn them).
 
   Memory: the forward rule saves only the gradients themselves (``[N, D]`` and ``[D, V]``
-  per side); the peak is O(chunk_size * V + N * D + D * V) instead of O(N * V).
+  per side); the peak is O(chunk_size * V + N * D + D * V) instead of O(N * V). A larger
+  ``chunk_size`` means fewer loop steps and wider matmuls, and a peak that grows linearly
+  with it. An example dropped by ``where`` or ``ignore_index`` leaves both terms, and
+  ``sample_weight`` scales the mixed loss; its gradient is exact (the forward rule saves
+  the per-token losses as one ``[N]`` vector).
 
   Args:
     student_hidden: ``[..., Ds]`` student activations.
     student_weight: ``[Ds, V]`` student output projection (flax ``Dense`` kernel layout).
     teacher_hidden: ``[..., Dt]`` teacher activations (same leading shape).
     teacher_weight: ``[Dt, V]`` teacher output projection.
-    labels: ``[...]`` integer targets in ``[0, V)`` for the hard term.
-    temperature: ``T > 0`` of the soft term.
-    alpha: weight of the soft term; ``1 - alpha`` weights the hard cross-entropy.
-    chunk_size: tokens per chunk; None picks at most 2^22 logits per chunk and side.
-    ignore_index: label value whose tokens are dropped from both terms.
-    where: boolean mask of the labels' shape.
-    sample_weight: per-token weights ``s_n >= 0`` broadcastable to the labels' shape;
-      differentiable (its exact cotangent is the per-token loss, saved by the forward
-      rule as one ``[N]`` vector).
-    reduction: ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n`` over kept tokens; 0 when
-      none is kept) or ``"sum_over_batch_size"`` (``sum s_n l_n`` over the kept count).
+    labels: ``[...]`` integer targets in ``[0, V)`` for the hard term, the per-example
+      shape: ``student_hidden.shape`` without its last axis.
+    temperature: ``T``, finite and > 0, of the soft term.
+    alpha: weight of the soft term in ``[0, 1]``; ``1 - alpha`` weights the hard
+      cross-entropy.
+    chunk_size: tokens per chunk, a positive int; None picks at most 2^22 logits per
+      chunk and side.
+    $ignore_index
+    where: boolean mask broadcastable to the per-example shape; False tokens are dropped:
+      left out of every sum and denominator, zero gradient whatever their inputs hold.
+    $sample_weight
+    reduction: ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n`` over the kept tokens,
+      their count when unweighted; 0 with zero gradient when none is kept) or
+      ``"sum_over_batch_size"`` (``sum s_n l_n`` / the number of kept tokens, Keras's
+      default). ``"none"`` is not offered: the gradients are formed in the forward pass
+      for a scalar loss; use :func:`xentax.distillation_loss` on explicit logits for
+      per-token values.
 
   Returns:
     The scalar loss, float32 (float64 for float64 inputs).
@@ -98,10 +111,10 @@ def fused_linear_distillation(
   Raises:
     TypeError: non-float inputs, float labels, forward-mode differentiation (a
       ``custom_vjp`` has no JVP), or a gradient taken with respect to ``temperature`` or
-      ``alpha``. ValueError: shapes that do not fit, a bad ``chunk_size``,
-      ``reduction="none"`` or an unknown reduction, or (concrete inputs) a label out of
-      range, ``temperature`` not finite and ``> 0`` or ``alpha`` outside ``[0, 1]`` (traced:
-      NaN loss and gradients).
+      ``alpha``.
+    ValueError: shapes that do not fit, a bad ``chunk_size``, ``reduction="none"`` or an
+      unknown reduction, or (concrete inputs) a label out of range, ``temperature`` not
+      finite and ``> 0`` or ``alpha`` outside ``[0, 1]`` (traced: NaN loss and gradients).
 
   Example:
     >>> import jax, jax.numpy as jnp, xentax
@@ -200,6 +213,7 @@ def fused_linear_distillation(
 
 
 def _check_head(fn_name, side, h, w):
+  """``ValueError`` unless ``h`` is ``[..., D]`` and ``w`` is ``[D, V]``."""
   if w.ndim != 2 or h.ndim < 1 or h.shape[-1] != w.shape[0]:
     raise ValueError(
       f"{fn_name}: {side}_hidden has shape {h.shape} and {side}_weight {w.shape}; they must "
@@ -208,6 +222,7 @@ def _check_head(fn_name, side, h, w):
 
 
 def _pad(x, length):
+  """``x`` padded with zeros along its first axis to ``length``."""
   return jnp.pad(x, [(0, length - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
 
 

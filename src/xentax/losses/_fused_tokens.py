@@ -54,14 +54,12 @@ from xentax.losses import _common
 from xentax.losses._sparse_terms import SparseOptions
 
 # At most 2^24 logits per chunk (64 MB in float32), so the temporaries of value-and-grad
-# stay flat in V, and at most 512 rows: measured on a 2-core CPU (value-and-grad, median of
-# interleaved per-round ratios to full logits), 512 rows ran at 0.80x and 256 at 0.88x at
-# [2048, 512] x [512, 32768]; at [1024, 256] x [256, 8192] one chunk of all 1024 rows ran at
-# 1.11x, 512 rows at 0.94x and 256 at 0.91x.
+# stay flat in V, and at most 512 rows: a chunk of more rows outgrows the CPU caches and
+# runs slower, not faster (see experiments/benchmarks/).
 _AUTO_CHUNK_ELEMENTS = 1 << 24
 _AUTO_CHUNK_MAX_ROWS = 512
-# Columns of d W updated per step of the inner loop (measured: 8192 is as fast as the whole
-# vocabulary at V = 32768 and bounds the update's temporaries).
+# Columns of d W updated per step of the inner loop: wide enough to run as fast as one
+# whole-vocabulary update, narrow enough to bound the update's temporaries.
 _COLUMN_BLOCK = 8192
 
 
@@ -186,6 +184,7 @@ class _Chunk(NamedTuple):
 def _chunk(
   config: TokensConfig, i, h, weight, bias, labels, valid, softcap, sample_weight=None
 ) -> _Chunk:
+  """Chunk ``i``'s rows, full-vocabulary logits and row statistics (see :class:`_Chunk`)."""
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
   start = i * config.chunk_size
   h_c = lax.dynamic_slice_in_dim(h, start, config.chunk_size)
@@ -480,19 +479,16 @@ _tokens.defvjp(_tokens_fwd, _tokens_bwd, symbolic_zeros=True)
 
 
 SCHEDULES = ("auto", "tokens", "vocab")
-# "auto" keeps the token-chunked schedule for a low-precision weight only while its extra
-# float32 `d W` accumulator (4 * D * V bytes) fits in this many bytes. Measured with
-# memory_analysis on XLA:CPU: a float32 weight needs no extra buffer (XLA places the
-# accumulator in the gradient's output buffer: 323-344 MiB of temporaries at
-# [8192, 4096] x [4096, V] for V from 32768 to 262144), while a bfloat16 weight needs it
-# (868 MiB at V = 32768, 2377 MiB at V = 131072, against 480 MiB for the
-# vocabulary-blocked schedule at every V).
+# "auto" keeps the token-chunked schedule for a 16-bit weight only while its extra float32
+# `d W` accumulator (4 * D * V bytes) fits in this many bytes. A float32 weight needs no
+# extra buffer (XLA places the accumulator in the gradient's output buffer, as
+# `compiled.memory_analysis()` shows); a 16-bit weight's accumulator grows with V, while
+# the vocabulary-blocked schedule's temporaries do not.
 TOKENS_ACCUMULATOR_BUDGET = 1 << 28
-# Backends where "auto" may pick the tokens schedule. On an NVIDIA H200 (xentax bench
-# --suite gpu, experiments/benchmarks/gpu-h200.json) the vocabulary-blocked schedule ran
-# bfloat16 value-and-grad at 0.79x full logits at [8192, 4096] x [4096, 32768] against
-# 0.99x for tokens (2.46x at V = 131072): there its fourth matmul is cheap and the token
-# chunks' [chunk, V] buffers are not. On XLA:CPU the tokens schedule wins (docstring above).
+# Backends where "auto" may pick the tokens schedule. On XLA:CPU its three matmuls beat the
+# vocabulary-blocked schedule's four; on a GPU the fourth matmul is cheap and the token
+# chunks' [chunk, V] buffers are not, so the vocabulary-blocked schedule is faster there
+# (see experiments/benchmarks/).
 TOKENS_BACKENDS = ("cpu",)
 
 
@@ -537,8 +533,8 @@ def choose_schedule(
 
 # XLA:CPU has no bfloat16/float16 dynamic-slice: its float normalisation converts the whole
 # operand to float32 around the slice, and loop-invariant code motion then hoists that
-# weight-sized float32 copy out of the loop (2 GiB for a [4096, 131072] weight). Slicing the
-# same bits as unsigned integers keeps the loop in the weight's own dtype.
+# weight-sized float32 copy out of the loop. Slicing the same bits as unsigned integers
+# keeps the loop in the weight's own dtype.
 _BITS = {2: jnp.uint16}
 
 

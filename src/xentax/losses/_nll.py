@@ -5,10 +5,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _validate
+from xentax.losses import _common, _doc, _validate
 from xentax.losses._sparse import prepare_sparse
 
 
+@_doc.shared
 def nll_loss(
   log_probs,
   labels,
@@ -28,30 +29,29 @@ def nll_loss(
   .. math::
     \ell_n = -w_{y_n}\, x_{n, y_n}
 
-  ``"mean"`` divides by ``sum(w[y_n])`` over kept examples, as torch does (0 when nothing
-  is kept, where torch returns NaN); a NaN anywhere in a kept row (not only at the target,
-  which is all torch reads) makes that row's loss NaN. Gradient:
-  ``d l_n / d x_n = -w_{y_n} onehot(y_n)``;
-  ``-inf`` entries off the target contribute nothing and get a zero gradient.
+  ``"mean"`` is torch's weighted mean, ``(nll_loss(reduction="none") * s).sum() /
+  (s * weight[y]).sum()`` over the kept examples, but 0 when nothing is kept, where torch
+  returns NaN; with nothing dropped, ``"sum_over_batch_size"`` is torch's
+  ``(nll_loss(reduction="none") * s).mean()``. A NaN anywhere in a kept row (not only at
+  the target, which is all torch reads) makes that row's loss NaN.
+
+  Gradient: ``d l_n / d x_n = -w_{y_n} onehot(y_n)``; ``-inf`` entries off the target
+  contribute nothing and get a zero gradient.
 
   Args:
     log_probs: ``[..., C, ...]`` log-probabilities, class axis at ``axis`` (torch puts it
       at 1: pass ``axis=1`` for torch's ``[N, C, d1, ...]`` layout).
-    labels: integer class indices, ``log_probs.shape`` without ``axis``.
+    labels: integer class indices, the per-example shape: ``log_probs.shape`` without
+      ``axis``.
     axis: the class axis.
-    class_weights: ``[C]`` per-class weights (torch's ``weight``).
-    ignore_index: label value whose examples are dropped (torch's default is -100; here
-      None keeps every example).
-    where: boolean mask of the labels' shape.
-    sample_weight: per-example weights ``s_n >= 0`` broadcastable to the labels' shape
-      (Keras's ``sample_weight``), multiplying ``l_n``.
-    reduction: ``"none"`` (``s_n l_n``), ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n
-      w_{y_n}`` over kept examples: torch's ``(nll_loss(reduction="none") * s).sum() /
-      (s * weight[y]).sum()``) or ``"sum_over_batch_size"`` (``sum s_n l_n`` over the
-      number of kept examples: torch's ``(nll_loss(reduction="none") * s).mean()``).
+    $class_weights
+    $ignore_index
+    $where
+    $sample_weight
+    $reduction_weighted
 
   Returns:
-    The loss, float32 (float64 for float64 input).
+    The loss, float32 (float64 for float64 input); ``labels.shape`` for ``"none"``.
 
   Raises:
     TypeError: float labels, non-float input or a non-numeric ``sample_weight``.

@@ -5,10 +5,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _validate
+from xentax.losses import _common, _doc, _validate
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
 
 
+@_doc.shared
 def poly1_cross_entropy_with_logits(
   logits,
   labels,
@@ -31,21 +32,19 @@ def poly1_cross_entropy_with_logits(
 
   Args:
     logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``.
-    labels: integer class indices, ``logits.shape`` without ``axis``.
+    labels: integer class indices, the per-example shape: ``logits.shape`` without
+      ``axis``.
     epsilon: weight of the ``1 - p_y`` term, finite and ``>= -1`` (may be a traced scalar).
       ``-1`` removes the first polynomial term; below it the loss could be negative
       (``-log p + eps (1 - p) >= (1 + eps)(1 - p)``).
     axis: the class axis.
-    ignore_index: label value whose examples are dropped.
-    where: boolean mask of the labels' shape.
-    sample_weight: per-example weights ``s_n >= 0`` broadcastable to the labels' shape
-      (Keras's ``sample_weight``), multiplying ``l_n``.
-    reduction: ``"none"`` (``s_n l_n``), ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n``
-      over kept examples) or ``"sum_over_batch_size"`` (``sum s_n l_n`` over the number
-      of kept examples, Keras's default).
+    $ignore_index
+    $where
+    $sample_weight
+    $reduction
 
   Returns:
-    The loss, float32 (float64 for float64 logits).
+    The loss, float32 (float64 for float64 logits); ``labels.shape`` for ``"none"``.
 
   Raises:
     As :func:`xentax.sparse_categorical_cross_entropy_with_logits`, and ``ValueError`` for a

@@ -1,16 +1,22 @@
 """Sparse (integer-label) categorical cross-entropy: from probabilities, from logits, focal.
 
 Design notes:
-  * Labels carry the scores' shape without the class axis; the class axis is moved last
-    once, in :func:`prepare_sparse`, which also builds the validity mask (``where`` and
-    ``ignore_index``), checks the label range and gathers the target class weights.
+  * Labels carry the scores' shape without the class axis; :func:`prepare_sparse` moves the
+    class axis last once, builds the validity mask (``where``, ``ignore_index``), checks the
+    label range and gathers the target class weights.
   * The loss from logits is assembled from four per-example terms (log-normaliser, target
-    logit, weighted logit sum, target weight) by :class:`._sparse_terms.SparseTerms`, so
-    the fused linear cross-entropy (which computes those terms block by block) shares the
-    exact semantics of :func:`sparse_categorical_cross_entropy_with_logits`.
-  * Rows that are ignored are replaced by zeros before any arithmetic, so ``-inf`` or NaN
-    there cannot leak into the loss or the gradient; rows with an out-of-range label get a
-    NaN added to their logits, so their loss and gradient are NaN under ``jit``.
+    logit, weighted logit sum, target weight) by :class:`._sparse_terms.SparseTerms`, which
+    the fused linear cross-entropy (computing the terms block by block) shares, so an option
+    means the same thing in both.
+  * Ignored rows are zeroed or selected away before any arithmetic, so ``-inf`` or NaN there
+    cannot leak into the loss or the gradient; a kept row with an out-of-range label gets a
+    NaN added, so its loss and gradient are NaN under ``jit``.
+  * Logit derivatives are closed forms in ``custom_jvp`` rules inside ``jax.checkpoint``:
+    reverse mode saves per-example statistics only, writes ``d logits`` in one pass, and
+    never differentiates through a ``lax.cond`` (which keeps both branches' residuals).
+  * The fast paths are guard-free fused passes (a select inside a fused row reduction is
+    much slower on XLA:CPU); a batch where a fast pass is not finite takes the exact,
+    guarded form.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _validate
+from xentax.losses import _common, _doc, _validate
 from xentax.losses._sparse_terms import SparseOptions, prepare_labels
 
 
@@ -77,6 +83,7 @@ def prepare_sparse(
   return SparseInputs(scores, *labels)
 
 
+@_doc.shared
 def sparse_categorical_cross_entropy_with_logits(
   logits,
   labels,
@@ -91,52 +98,45 @@ def sparse_categorical_cross_entropy_with_logits(
   sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
-  """Cross-entropy between integer labels and ``softmax(logits)``, computed from logits.
+  r"""Cross-entropy between integer labels and ``softmax(logits)``, computed from logits.
 
-  The deck's sparse categorical cross-entropy ``-log softmax(z)_y``, computed stably as
+  The sparse categorical cross-entropy ``-log softmax(z)_y``, computed stably as
   ``logsumexp(z) - z_y``, with torch's ``cross_entropy`` options.
 
   .. math::
-    \\ell_n = (1 - \\epsilon)\\, w_{y_n} (\\mathrm{lse}(z_n) - z_{n,y_n})
-      + \\frac{\\epsilon}{C} \\sum_c w_c (\\mathrm{lse}(z_n) - z_{n,c})
-      + \\lambda_z \\mathrm{lse}(z_n)^2
+    \ell_n = (1 - \epsilon)\, w_{y_n} (\mathrm{lse}(z_n) - z_{n,y_n})
+      + \frac{\epsilon}{C} \sum_c w_c (\mathrm{lse}(z_n) - z_{n,c})
+      + \lambda_z \mathrm{lse}(z_n)^2
 
   Gradient: ``d l_n / d z_n = (1 - e) w_y (softmax(z_n) - onehot(y_n))
   + (e / C) (sum(w) softmax(z_n) - w) + 2 lambda_z lse(z_n) softmax(z_n)``; without
-  options this is the deck's ``y_pred - y``. With ``softcap`` the logits are first replaced
-  by ``z = c tanh(u / c)`` and the gradient with respect to the raw logits ``u`` is that
-  times ``1 - (z / c)^2``.
+  options this is the softmax-regression gradient ``y_pred - y``. With ``softcap`` the
+  loss is that of the capped logits ``z``, a ``-inf`` logit becoming ``-c`` (as in
+  :func:`xentax.fused_linear_cross_entropy`). With nothing dropped,
+  ``"sum_over_batch_size"`` is torch's ``(loss(reduction="none") * s).mean()``.
 
   Args:
     logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``.
-    labels: integer class indices, ``logits.shape`` without ``axis``.
+    labels: integer class indices, the per-example shape: ``logits.shape`` without
+      ``axis``.
     axis: the class axis of ``logits``.
-    class_weights: ``[C]`` per-class weights (torch's ``weight``).
-    ignore_index: label value whose examples are dropped (torch's ``ignore_index``).
-    label_smoothing: ``epsilon``; the target becomes ``(1 - e) onehot(y) + e / C``.
-    z_loss: ``lambda_z``; adds ``lambda_z * logsumexp(z)^2`` per example (PaLM). It is not
-      multiplied by the class weight.
-    softcap: if set, logits become ``c * tanh(logits / c)`` before the loss (Gemma 2), as
-      in :func:`xentax.fused_linear_cross_entropy`; ``c`` must be finite and positive, and
-      may be traced (its gradient is exact). A ``-inf`` logit becomes ``-c``.
-    where: boolean mask of the labels' shape; False examples are dropped.
-    sample_weight: per-example weights ``s_n >= 0`` (Keras's name), broadcastable to the
-      labels' shape; each loss is multiplied by ``s_n`` (a zero weight drops the example,
-      even an infinite loss). ``"mean"`` then divides by ``sum(s_n w[y_n])`` (the weighted
-      mean), ``"sum_over_batch_size"`` by the number of kept examples.
-    reduction: ``"none"`` (per-example, dropped entries are 0), ``"sum"``, ``"mean"``:
-      ``sum(s_n l_n) / sum(s_n w[y_n])`` over kept examples (their count when unweighted),
-      as torch does, 0 with zero gradient when nothing is kept; or
-      ``"sum_over_batch_size"``: ``sum(s_n l_n) / (number of kept examples)`` (Keras's
-      default, torch's ``(loss(reduction="none") * s).mean()``).
+    $class_weights
+    $ignore_index
+    $label_smoothing
+    $z_loss
+    $softcap
+    $where
+    $sample_weight
+    $reduction_weighted
 
   Returns:
     The loss, float32 (float64 for float64 logits); ``labels.shape`` for ``"none"``.
 
   Raises:
-    TypeError: float labels. ValueError: shapes that do not match, an unknown reduction,
-    or (on concrete inputs) a label outside ``[0, C)`` that is not ``ignore_index``;
-    under ``jit`` such an example's loss and gradient are NaN instead.
+    TypeError: float labels, or a non-numeric option. ValueError: shapes that do not
+    match, an unknown reduction, or (on concrete inputs) a label outside ``[0, C)`` that
+    is not ``ignore_index`` or an option or weight outside its domain; under ``jit`` the
+    affected examples' loss and gradient are NaN instead.
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -260,20 +260,20 @@ def _logits_losses(config, x, labels, valid, bad, class_weights, eps, z, cap):
   ``x`` stays in its own dtype (bf16 included) and is upcast inside each fused pass.
   A ``custom_jvp`` whose tangent is ``sum_c G_c t_c`` with the closed-form logit gradient
   ``G = a p - b onehot(y) - c w`` (:meth:`SparseTerms.grad_coefficients`) inside
-  ``jax.checkpoint``: reverse mode then saves only ``lse [...]`` besides the inputs and
-  computes ``d logits`` in one elementwise pass (written in the logits' dtype), while
-  forward mode and higher derivatives keep working. Small logits without a softcap
-  (:func:`._common.keeps_exp`) keep their exponentials instead, so ``exp`` runs once per
-  entry (:func:`_logit_grad_dot_kept`). Dropped rows get a zero gradient
-  whatever they hold. ``cap`` (None, or the softcap ``c``) soft-caps the logits inside
-  the same passes; the tangent then carries ``1 - (z / c)^2`` and the softcap's own term.
+  ``jax.checkpoint``: reverse mode saves only ``lse [...]`` besides the inputs and writes
+  ``d logits`` (in the logits' dtype) in one elementwise pass; forward mode and higher
+  derivatives still work. Small logits in their compute dtype, without a softcap
+  (:func:`._common.keeps_exp`), keep their exponentials instead, so ``exp`` runs once per
+  entry while the working set stays in cache (:func:`_logit_grad_dot_kept`). Dropped rows
+  get a zero gradient whatever they hold. ``cap`` (None, or the softcap ``c``) soft-caps
+  the logits inside the same passes; the tangent then carries ``1 - (z / c)^2`` and the
+  softcap's own term.
   """
   stats = (labels, valid, bad, class_weights, eps, z)
   if not config.smoothing or cap is None or _common.row_pieces(x.shape[-1]) > 1:
     # Without a softcap the smoothing sum is a separate pass (a matrix-vector product with
-    # class weights), measured faster than one fused loop: 56 vs 66 ms at [4096, 32768].
-    # Rows reduced in pieces cannot form one loop (the pieces' barrier): 654 vs 300 ms at
-    # [1024, 131072] with every option.
+    # the class weights), faster than one fused loop; rows reduced in pieces cannot form
+    # one loop (the pieces' barrier) (see experiments/benchmarks/).
     lse, target = _stats(x, labels, cap)
     return _losses_from_stats(config, x, lse, target, *stats, cap)
   fast = _smoothed_losses(config, x, *stats, cap)
@@ -295,11 +295,10 @@ def _smoothed_losses(config, x, labels, valid, bad, class_weights, eps, z, cap):
   where ``h`` is every term but the smoothing sum, entered as the first term (``f`` one-hot
   at class 0).
 
-  On XLA:CPU this keeps ``lse`` and the smoothing sum in one loop; as separate outputs they
-  shared the capped logits, which XLA then wrote out (every option on, forward at ``[4096,
-  32768]``: 199 ms, now 104 ms; plain 44 ms). Not masked; NaN or infinite where a guard is
-  needed (an overflow of the shifted sum, a NaN; the capped logits are finite), which
-  the caller's fallback handles.
+  One loop, not ``lse`` and the smoothing sum as two outputs: two outputs sharing the
+  capped logits make XLA:CPU write those logits to memory. Not masked; NaN or infinite
+  where a guard is needed (an overflow of the shifted sum, a NaN; the capped logits are
+  finite), which the caller's fallback handles.
   """
   num_classes = x.shape[-1]
   pieces = _common.row_pieces(num_classes)
@@ -346,8 +345,8 @@ def _logits_losses_jvp(config, primals, tangents):
       # At eps = 0 an infinite logit's smoothing term (0 * inf, taken as 0) is left out of
       # the options' derivatives, its lse - z_c set to 0, as the categorical losses do:
       # d / d eps is then that of the finite terms (the one-sided derivative is +inf), and
-      # a class weight's cotangent does not meet 0 * inf = NaN. Under a cond: otherwise
-      # the select wrote an [..., C] copy of the logits on every call.
+      # a class weight's cotangent does not meet 0 * inf = NaN. Under a cond: a bare select
+      # would write an [..., C] copy of the logits on every call.
       kept_x = lax.cond(
         (jnp.asarray(eps) == 0) & jnp.any(jnp.isinf(kept_x)),
         lambda x: jnp.where(jnp.isinf(x), kept_lse[..., None], x),
@@ -445,9 +444,8 @@ _TANH_SATURATION = 40.0
 def softcap(x, cap) -> jax.Array:
   """``c tanh(x / c)`` in the compute dtype; a ``-inf`` logit becomes ``-c``, exactly.
 
-  No clip here (``tanh`` saturates to exactly +-1 on its own): measured on XLA:CPU, a clip
-  before the ``tanh`` made a fused ``[4096, 32768]`` pass 5x slower. Only the derivatives
-  clip, to keep ``inf * 0`` out.
+  No clip here: ``tanh`` saturates to exactly +-1 on its own, and a clip before it slows
+  the fused passes on XLA:CPU. Only the derivatives clip, to keep ``inf * 0`` out.
   """
   return cap * jnp.tanh(_up(x) / cap)
 
@@ -474,6 +472,7 @@ def _sanitize_logits(inputs: SparseInputs) -> jax.Array:
   return x + _common.nan_where(inputs.bad, x.dtype)[..., None]
 
 
+@_doc.shared
 def sparse_categorical_cross_entropy(
   probs,
   labels,
@@ -485,33 +484,34 @@ def sparse_categorical_cross_entropy(
   sample_weight=None,
   reduction: str = "mean",
 ) -> jax.Array:
-  """Cross-entropy between integer labels and predicted probabilities.
+  r"""Cross-entropy between integer labels and predicted probabilities.
 
-  The deck's sparse categorical pseudocode: ``-log(Y_pred[i, y_true[i]])``, averaged.
+  ``-log(probs[n, labels[n]])`` per example, weighted by the target's class weight.
 
   .. math::
-    \\ell_n = -w_{y_n} \\max(\\log p_{n, y_n}, -100)
+    \ell_n = -w_{y_n} \max(\log p_{n, y_n}, -100)
 
   The log is clamped at -100 as torch's ``binary_cross_entropy`` does, so a zero
   probability on the true class gives a large finite loss. Probabilities are used as
-  given (Keras renormalises them to sum to one; xentax does not).
+  given (Keras renormalises them to sum to one; xentax does not). A NaN anywhere in a
+  kept row (not only at the target) makes that example's loss NaN.
 
-  Gradient: ``d l_n / d p_{n,y} = -w_y / p_{n,y}`` (0 where the clamp is active).
+  Gradient: ``d l_n / d p_{n,y} = -w_y / p_{n,y}`` (0 where the clamp is active), 0 for
+  every other class.
 
   Args:
     probs: ``[..., C, ...]`` probabilities in ``[0, 1]``, class axis at ``axis``.
-    labels: integer class indices, ``probs.shape`` without ``axis``.
+    labels: integer class indices, the per-example shape: ``probs.shape`` without
+      ``axis``.
     axis: the class axis of ``probs``.
-    class_weights: ``[C]`` per-class weights.
-    ignore_index: label value whose examples are dropped.
-    where: boolean mask of the labels' shape; False examples are dropped.
-    sample_weight: per-example weights ``s_n``, as in
-      :func:`sparse_categorical_cross_entropy_with_logits`.
-    reduction: ``"none"``, ``"sum"``, ``"mean"`` (``sum(s_n l_n) / sum(s_n w[y_n])``) or
-      ``"sum_over_batch_size"`` (``sum(s_n l_n) / (number of kept examples)``).
+    $class_weights
+    $ignore_index
+    $where
+    $sample_weight
+    $reduction_weighted
 
   Returns:
-    The loss, float32 (float64 for float64 probs).
+    The loss, float32 (float64 for float64 probs); ``labels.shape`` for ``"none"``.
 
   Raises:
     TypeError / ValueError as :func:`sparse_categorical_cross_entropy_with_logits`; also
@@ -522,6 +522,10 @@ def sparse_categorical_cross_entropy(
     >>> float(xentax.sparse_categorical_cross_entropy(
     ...     jnp.array([[0.2, 0.8]]), jnp.array([1])))  # doctest: +ELLIPSIS
     0.2231...
+
+  References:
+    Keras's ``SparseCategoricalCrossentropy`` (``from_logits=False``); the clamp is
+    ``torch.nn.functional.binary_cross_entropy``'s.
   """
   fn_name = "sparse_categorical_cross_entropy"
   _common.check_reduction(fn_name, reduction)
@@ -555,6 +559,7 @@ def sparse_categorical_cross_entropy(
   )
 
 
+@_doc.shared
 def sparse_categorical_focal_loss_with_logits(
   logits,
   labels,
@@ -578,7 +583,7 @@ def sparse_categorical_focal_loss_with_logits(
   Computed in log space: ``log p_y = z_y - lse(z)`` and, exactly even when ``p_y``
   rounds to 1, ``log(1 - p_y) = lse(z_{c != y}) - lse(z)``, so a confident correct
   prediction gives a finite loss and gradient. ``gamma = 0`` is the weighted
-  cross-entropy. ``"mean"`` divides by ``sum(w[y_n])`` as the weighted cross-entropy does.
+  cross-entropy. The class weights are the "alpha" of Lin et al. for many classes.
 
   With label smoothing the target is ``q = (1 - e) onehot(y) + e / C``, as in
   :func:`sparse_categorical_cross_entropy_with_logits`, and the focal weight applies to
@@ -597,27 +602,34 @@ def sparse_categorical_focal_loss_with_logits(
   Gradient: ``d l / d z_c = w_y (p_c - [c = y]) (1 - p_y)^(g - 1) ((1 - p_y) - g p_y log p_y)``,
   which for ``g = 0`` is the cross-entropy's ``w_y (p_c - [c = y])``; with smoothing,
   ``d l / d z = p sum_c a_c A_c - a A`` with ``a = w q`` and
-  ``A_c = (1 - p_c)^g - g p_c log p_c (1 - p_c)^(g - 1)``. With ``softcap`` the logits are
-  first ``z = c tanh(u / c)`` and the gradient in ``u`` is multiplied by ``1 - (z / c)^2``.
+  ``A_c = (1 - p_c)^g - g p_c log p_c (1 - p_c)^(g - 1)``.
 
   Args:
     logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``.
-    labels: integer class indices, ``logits.shape`` without ``axis``.
-    gamma: focusing parameter (>= 0).
-    class_weights: ``[C]`` per-class weights (the "alpha" of Lin et al. for many classes).
-    ignore_index: label value whose examples are dropped.
-    label_smoothing: ``epsilon`` in ``[0, 1]`` (see above).
-    softcap: if set, logits become ``c * tanh(logits / c)`` first, as in
-      :func:`sparse_categorical_cross_entropy_with_logits` (``c > 0``, may be traced).
+    labels: integer class indices, the per-example shape: ``logits.shape`` without
+      ``axis``.
+    gamma: focusing parameter ``gamma``, finite and >= 0 (may be traced).
+    $class_weights
+    $ignore_index
+    $label_smoothing
+    $softcap
     axis: the class axis of ``logits``.
-    where: boolean mask of the labels' shape.
-    sample_weight: per-example weights ``s_n``, as in
-      :func:`sparse_categorical_cross_entropy_with_logits`.
-    reduction: ``"none"``, ``"sum"``, ``"mean"`` (``sum(s_n l_n) / sum(s_n w[y_n])``) or
-      ``"sum_over_batch_size"`` (``sum(s_n l_n) / (number of kept examples)``).
+    $where
+    $sample_weight
+    $reduction_weighted
 
   Returns:
-    The loss, float32 (float64 for float64 logits).
+    The loss, float32 (float64 for float64 logits); ``labels.shape`` for ``"none"``.
+
+  Raises:
+    As :func:`sparse_categorical_cross_entropy_with_logits`; a concrete ``gamma``
+    outside its domain raises ``ValueError`` too (traced: NaN loss and gradients).
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> z = jnp.log(jnp.array([[0.2, 0.8]]))
+    >>> round(float(xentax.sparse_categorical_focal_loss_with_logits(z, jnp.array([1]))), 4)
+    0.0089
 
   References:
     Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017; Keras's
@@ -663,9 +675,8 @@ def _focal_losses(inputs: SparseInputs, eps, gamma, cap) -> jax.Array:
   A ``custom_jvp``: the logits' tangent is the closed form :func:`_focal_grad_dot` inside
   ``jax.checkpoint``, so reverse mode saves three ``[...]`` statistics besides the inputs
   and writes ``d logits`` from one pass (two with label smoothing). Autodiff through the
-  value's ``lax.cond`` fallbacks kept both branches' ``[..., C]`` residuals and
-  materialised several ``[..., C]`` intermediates (value-and-grad with label smoothing at
-  ``[256, 4096]``: 17-22 ms, against 2.4-3.1 ms now; ``pass_costs.py focal_smoothing``).
+  value's ``lax.cond`` fallbacks would keep both branches' ``[..., C]`` residuals and
+  materialise several ``[..., C]`` intermediates (see experiments/benchmarks/).
   """
   return _focal_losses_and_stats(inputs, eps, gamma, cap)[0]
 
@@ -686,7 +697,7 @@ def _focal_losses_and_stats(inputs: SparseInputs, eps, gamma, cap, for_options=F
       # At eps = 0 an infinite logit's term is held out (:func:`_exact_focal_class_sum`),
       # and only then: the held form is the exact, multi-pass one (a softcapped logit is
       # finite). Both sums inside the cond, so that reverse mode transposes only the one
-      # taken (a zero cotangent through the other met 0 * inf).
+      # taken (a zero cotangent through the other would meet 0 * inf).
       x = _sanitize_logits(inputs)
       smoothing = lax.cond(
         (jnp.asarray(eps) == 0) & jnp.any(jnp.isinf(x)),
@@ -779,13 +790,11 @@ def _focal_grad_dot(recompute, inputs: SparseInputs, t_x, lse, log_p, log_1mp, e
     if weights is None:
       weights = jnp.ones((num_classes,), lse.dtype)
     scale = eps / num_classes
-    # The row sum as a matrix-vector product: as a row reduction on XLA:CPU it formed one
-    # library fusion with the output pass, whose other inputs were then written to memory
-    # as [..., C] arrays (value-and-grad with label smoothing at [4096, 32768]: 1648 ->
-    # 799 ms; every option 2383 -> 1174 ms). Beyond the cache, the output pass recomputes
-    # its terms from the logits (past an optimization barrier, so that XLA cannot share
-    # them with the product's operand): 677 and 1113 ms; in cache, at [256, 4096], sharing
-    # is faster (every option 4.9 against 7.0 ms).
+    # The row sum as a matrix-vector product: as a row reduction, XLA:CPU fuses it with
+    # the output pass and writes that pass's other inputs to memory as [..., C] arrays.
+    # Beyond the cache the output pass recomputes its terms from the logits (past an
+    # optimization barrier, so XLA cannot share them with the product's operand); while
+    # the working set stays in cache, sharing them is faster.
     row_terms = probs_and_terms(x, lse)[1]
     coef_p = coef_p + scale * jnp.dot(row_terms, weights, precision=lax.Precision.HIGHEST)
     if recompute:
@@ -916,14 +925,13 @@ def _focal_class_sum(inputs: SparseInputs, cap, gamma) -> jax.Array:
 def _fast_focal_class_sum(x, gamma, weights, ignored) -> jax.Array:
   """:func:`_exact_focal_class_sum` in one guard-free pass in the common case.
 
-  The pass (:func:`_focal_class_terms`) has no compare or select per class: on XLA:CPU a
-  select inside the fused reduction made it 5-6x slower (``[1024, 32768]``: 240 vs 36 ms).
-  A row not ``ignored`` where it is not finite (an infinite class term, a zero class weight
-  against one) sends the batch to the exact form. A ``custom_jvp``: differentiating
-  through the ``lax.cond`` made reverse mode keep both branches' residuals (value-and-grad
-  with every option at ``[4096, 32768]``: 9.9 GB of temporaries, 3.5x the naive formula).
-  The logits' tangent is the closed form :func:`_focal_class_grad_dot`; those of ``gamma``
-  and the weights are the exact form's.
+  The pass (:func:`_focal_class_terms`) has no compare or select per class: a select
+  inside a fused row reduction is much slower on XLA:CPU. A row not ``ignored`` where it
+  is not finite (an infinite class term, a zero class weight against one) sends the batch
+  to the exact form. A ``custom_jvp``: differentiating through the ``lax.cond`` would make
+  reverse mode keep both branches' ``[..., C]`` residuals. The logits' tangent is the
+  closed form :func:`_focal_class_grad_dot`; those of ``gamma`` and the weights are the
+  exact form's.
   """
   return _focal_class_sum_and_lse(x, gamma, weights, ignored)[0]
 
@@ -976,7 +984,7 @@ def _focal_class_grad_dot(x, lse, t_x, gamma, weights) -> jax.Array:
   p_c)``: the dense focal loss with the class weights as targets, so ``d S / d x = p sum(b)
   - b`` with ``b_c = w_c A_c`` (:func:`focal_weight`, its limits at ``p = 0`` and 1 taken).
   A closed form: autodiff of the exact form (an argmax, a masked log-sum-exp, their
-  selects) was most of the focal loss's value-and-grad with label smoothing.
+  selects) would dominate the focal loss's value-and-grad with label smoothing.
   """
   log_p = x - lse[..., None]
   p = jnp.exp(log_p)
@@ -998,8 +1006,8 @@ def _focal_class_terms(z, lse, gamma, weights) -> jax.Array:
   finfo = jnp.finfo(z.dtype)
   ce = lse - z
   log_1mp = jnp.log1p(-jnp.minimum(jnp.exp(-ce), 1 - finfo.epsneg))
-  # The weights multiply the cross-entropy factor first: weighting the whole product made
-  # the fused loop 2.6x slower on XLA:CPU ([1024, 32768]: 78 vs 30 ms).
+  # The weights multiply the cross-entropy factor first: weighting the whole product slows
+  # the fused loop on XLA:CPU.
   weighted = ce if weights is None else weights * ce
   return jnp.exp(gamma * log_1mp) * weighted
 

@@ -43,6 +43,7 @@ DOMAINS = {
 
 
 def is_traced(x) -> bool:
+  """True for a tracer (a value known only when the computation runs)."""
   return isinstance(x, jax.core.Tracer)
 
 
@@ -64,6 +65,7 @@ def to_array(fn_name: str, arg_name: str, x):
 
 
 def _dtype(fn_name: str, arg_name: str, x):
+  """``x``'s dtype, or a ``TypeError`` naming the argument for a non-array."""
   try:
     return jnp.result_type(x)
   except TypeError:
@@ -126,6 +128,7 @@ def integer_labels(fn_name: str, labels, ignore_index=None) -> tuple[jax.Array, 
 
 
 def check_num_classes(fn_name: str, num_classes: int, what: str = "the class axis") -> None:
+  """``ValueError`` for zero classes: a cross-entropy needs at least one."""
   if num_classes == 0:
     raise ValueError(f"{fn_name}: {what} has size 0; a cross-entropy needs at least one class.")
 
@@ -210,6 +213,7 @@ def option(fn_name: str, name: str, value):
 
 
 def _is_real(value) -> bool:
+  """True for a float or integer dtype (not bool, complex or a string)."""
   try:
     dtype = jnp.result_type(value)
   except TypeError:

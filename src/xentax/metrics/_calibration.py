@@ -85,6 +85,10 @@ def calibration_bins(
     :class:`CalibrationBins`, the statistics the ECE, the MCE and the reliability diagram
     are computed from.
 
+  Raises:
+    ValueError: ``num_bins < 1`` or an unknown ``binning`` (TypeError: ``num_bins`` not an
+      integer); otherwise as the sparse losses (float labels, shapes, labels out of range).
+
   Example:
     >>> import jax.numpy as jnp, xentax
     >>> bins = xentax.metrics.calibration_bins(jnp.zeros((4, 2)), jnp.array([0, 1, 0, 0]),
@@ -147,6 +151,9 @@ def expected_calibration_error(
   Returns:
     A scalar, float32 (float64 for float64 logits).
 
+  Raises:
+    As :func:`calibration_bins`.
+
   Example:
     >>> import jax.numpy as jnp, xentax
     >>> z = jnp.log(jnp.array([[0.9, 0.1], [0.9, 0.1]]))
@@ -178,7 +185,15 @@ def maximum_calibration_error(
 ) -> jax.Array:
   r"""Largest gap ``max_b |acc_b - conf_b|`` over the non-empty bins (0 if all are empty).
 
-  Arguments as :func:`expected_calibration_error`.
+  Args:
+    logits, labels, num_bins, binning, axis, ignore_index, where: as in
+      :func:`expected_calibration_error`.
+
+  Returns:
+    A scalar in ``[0, 1]``, float32 (float64 for float64 logits).
+
+  Raises:
+    As :func:`calibration_bins`.
 
   Example:
     >>> import jax.numpy as jnp, xentax

@@ -1,11 +1,11 @@
 r"""Per-example measures of a classifier's predictions: accuracy, perplexity, entropy, Brier.
 
 Design notes:
-  Every measure takes ``(logits, labels)`` with integer labels, and ``axis``, ``where`` and
-  ``ignore_index`` exactly as the sparse losses do (the same :func:`prepare_sparse` and
-  :func:`reduce_losses`), so a measure and its loss always agree on which examples count.
-  They are pure functions of arrays and jit-able; a label out of range raises on concrete
-  inputs and gives NaN under ``jit``.
+  * Every measure takes ``(logits, labels)`` with integer labels, and ``axis``, ``where``
+    and ``ignore_index`` exactly as the sparse losses do (the same :func:`prepare_sparse`
+    and :func:`reduce_losses`), so a measure and its loss agree on which examples count.
+  * Pure, jit-able functions of arrays; a label out of range raises on concrete inputs and
+    gives NaN under ``jit``.
 """
 
 from __future__ import annotations
@@ -54,7 +54,11 @@ def top_k_accuracy(
       hits) or ``"none"`` (per-example 0/1, 0 where dropped).
 
   Returns:
-    Float32 (float64 for float64 logits).
+    Float32 (float64 for float64 logits): a scalar, or the labels' shape for ``"none"``.
+
+  Raises:
+    ValueError: ``k < 1`` or an unknown reduction (TypeError: ``k`` not an integer);
+      otherwise as the sparse losses (float labels, shapes, labels out of range).
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -90,6 +94,10 @@ def perplexity(
   Returns:
     A scalar, float32 (float64 for float64 logits).
 
+  Raises:
+    As the sparse losses: TypeError for non-float logits or float labels, ValueError for
+    shapes that do not fit or (on concrete inputs) a label out of range (NaN under ``jit``).
+
   Example:
     >>> import jax.numpy as jnp, xentax
     >>> float(xentax.metrics.perplexity(jnp.zeros((2, 4)), jnp.array([0, 3])))
@@ -122,7 +130,12 @@ def predictive_entropy(
     reduction: ``"none"``, ``"sum"`` or ``"mean"`` (over kept examples).
 
   Returns:
-    Float32 (float64 for float64 logits), in ``[0, log C]``.
+    Float32 (float64 for float64 logits), in ``[0, log C]``; a scalar, or the per-example
+    shape (the logits' without ``axis``) for ``"none"``.
+
+  Raises:
+    ValueError: ``ignore_index`` without labels, or an unknown reduction; otherwise as the
+      sparse losses.
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -172,7 +185,10 @@ def brier_score(
     reduction: ``"none"``, ``"sum"`` or ``"mean"`` (over kept examples).
 
   Returns:
-    Float32 (float64 for float64 logits).
+    Float32 (float64 for float64 logits): a scalar, or the labels' shape for ``"none"``.
+
+  Raises:
+    ValueError: an unknown reduction; otherwise as the sparse losses.
 
   Example:
     >>> import jax.numpy as jnp, xentax

@@ -34,7 +34,14 @@ def reliability_diagram(
     A :class:`matplotlib.figure.Figure` with two axes (diagram, counts).
 
   Raises:
-    ImportError: matplotlib is not installed. ValueError / TypeError as the ECE.
+    ImportError: matplotlib is not installed. TypeError / ValueError: as
+      :func:`xentax.metrics.expected_calibration_error`.
+
+  Example:
+    >>> import jax.numpy as jnp, xentax
+    >>> fig = xentax.metrics.reliability_diagram(jnp.zeros((4, 2)), jnp.array([0, 1, 0, 0]))
+    >>> len(fig.axes)
+    2
 
   References:
     DeGroot and Fienberg, 1983; Niculescu-Mizil and Caruana, 2005; Guo et al., 2017.

@@ -1,12 +1,12 @@
 r"""Temperature scaling: the one-parameter NLL fit of Guo et al. (2017).
 
 Design notes:
-  The mean NLL of ``softmax(a z)`` is convex in the *inverse* temperature ``a = 1 / T``
-  (a log-sum-exp of linear functions of ``a`` minus a linear term), with derivative
-  ``g(a) = mean_n (E_{p_a}[z_n] - z_{n,y_n})``, increasing in ``a`` (its derivative is the
-  mean predictive variance of the logit). So the fit is a 1-D root find, done by a
-  safeguarded Newton iteration inside a bracket that bisection keeps valid: a fixed number
-  of steps in ``lax`` loops, hence jit-able and deterministic.
+  * Fit the *inverse* temperature ``a = 1 / T``: the mean NLL of ``softmax(a z)`` is convex
+    in ``a`` (a log-sum-exp of linear functions of ``a`` minus a linear term), with slope
+    ``g(a) = mean_n (E_{p_a}[z_n] - z_{n,y_n})`` and curvature the mean predictive
+    variance of the logit. The fit is the root of ``g``.
+  * Safeguarded Newton inside a bracket that bisection keeps valid, a fixed number of
+    steps in ``lax`` loops: jit-able and deterministic.
 """
 
 from __future__ import annotations

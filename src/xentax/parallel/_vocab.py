@@ -47,7 +47,7 @@ def vocab_parallel_cross_entropy(
   sample_weight=None,
   reduction: str = "mean",
 ):
-  """Sparse cross-entropy from logits whose class axis is sharded over ``axis_name``.
+  r"""Sparse cross-entropy from logits whose class axis is sharded over ``axis_name``.
 
   Call inside ``jax.shard_map`` with ``logits_shard`` of shape ``[..., V / P]`` (the class
   axis last, sharded over ``axis_name``, shard ``k`` holding classes
@@ -55,14 +55,22 @@ def vocab_parallel_cross_entropy(
   :func:`xentax.sparse_categorical_cross_entropy_with_logits` on the gathered logits,
   with the same options, in value and gradient (one exception: the options' derivatives
   at a traced ``label_smoothing = 0`` with a ``-inf`` logit in a kept row, README "Errors
-  and edge cases").
+  and edge cases"). Without options, with ``m = pmax_k max_j z_{kj}`` and ``psum`` over
+  the shards:
+
+  .. math::
+    \ell_n = m + \log \mathrm{psum}_k \sum_j e^{z_{n,kj} - m} - z_{n,y_n}
+
+  Gradient: every shard knows ``lse(z_n)``, so its block of ``softmax(z_n) - onehot(y_n)``
+  is local (with options, the dense loss's gradient restricted to the shard's columns).
 
   Communication: two all-reduces over ``axis_name`` in the forward pass and none in the
   backward pass (plus one over ``batch_axis_name`` for the reduction when given).
 
   Args:
     logits_shard: ``[..., V / P]`` this device's slice of the logits.
-    labels: ``[...]`` global class indices in ``[0, V)``.
+    labels: ``[...]`` global class indices in ``[0, V)``, the per-example shape:
+      ``logits_shard.shape`` without its last axis.
     axis_name: the mesh axis the classes are sharded over.
     batch_axis_name: the mesh axis the examples are sharded over, if any: ``"sum"``,
       ``"mean"`` and ``"sum_over_batch_size"`` are then over the global batch (the mean's
@@ -74,17 +82,29 @@ def vocab_parallel_cross_entropy(
       labels' shape, sharded with the examples over ``batch_axis_name``).
 
   Returns:
-    The loss, replicated over ``axis_name``.
+    The loss, replicated over ``axis_name``: float32 (float64 for float64 logits);
+    ``labels.shape`` for ``"none"``.
+
+  Raises:
+    TypeError: non-float logits or float labels. ValueError: a scalar ``logits_shard``,
+      labels of another shape, an unknown reduction, an ``axis_name`` or
+      ``batch_axis_name`` that is not an axis of the enclosing ``shard_map``, or (on
+      concrete inputs) a label out of range or an option outside its domain (NaN under
+      ``jit``), as the dense loss.
 
   Example:
     >>> import functools, jax, jax.numpy as jnp, xentax
-    >>> from jax.sharding import PartitionSpec as P
-    >>> mesh = jax.make_mesh((1,), ("vocab",))
+    >>> from jax.sharding import AxisType, PartitionSpec as P
+    >>> mesh = jax.make_mesh((1,), ("vocab",), axis_types=(AxisType.Auto,))
     >>> loss = jax.shard_map(
     ...     functools.partial(xentax.parallel.vocab_parallel_cross_entropy, axis_name="vocab"),
     ...     mesh=mesh, in_specs=(P(None, "vocab"), P()), out_specs=P())
     >>> float(loss(jnp.zeros((2, 4)), jnp.array([0, 3])))  # doctest: +ELLIPSIS
     1.386...
+
+  References:
+    Shoeybi et al., "Megatron-LM: Training Multi-Billion Parameter Language Models Using
+    Model Parallelism", 2019 (vocab-parallel cross-entropy).
   """
   fn_name = "vocab_parallel_cross_entropy"
   _common.check_reduction(fn_name, reduction)
@@ -255,25 +275,48 @@ def vocab_parallel_fused_linear_cross_entropy(
   Call inside ``jax.shard_map``: ``weight_shard [D, V / P]`` (and ``bias_shard [V / P]``)
   is this device's slice over ``axis_name``; ``hidden [..., D]`` and ``labels [...]`` are
   replicated over ``axis_name`` and may be sharded over ``batch_axis_name`` (data
-  parallelism). Each device runs the blockwise loss over its own columns; the shards are
-  combined with two all-reduces in the forward pass; the backward pass all-reduces
-  ``d hidden`` over ``axis_name`` (and ``d weight`` over ``batch_axis_name``).
+  parallelism). The loss is the sparse cross-entropy of ``z = softcap(hidden @ W + b)``
+  with the full ``W = [W_0, ..., W_{P-1}]``, equal in value and gradient to
+  :func:`xentax.fused_linear_cross_entropy` on the gathered weight. Each device runs the
+  blockwise loss over its own columns; the shards are combined with two all-reduces in the
+  forward pass. Gradient: with ``G = d loss / d z`` (as for the fused loss),
+  ``d hidden = sum_k G_k W_k^T`` (all-reduced over ``axis_name``), ``d W_k = h^T G_k``
+  (all-reduced over ``batch_axis_name``) and ``d b_k = sum_n G_{n,k}``.
 
   Args:
-    hidden: ``[..., D]``.
-    weight_shard: ``[D, V / P]``.
-    labels: ``[...]`` global indices in ``[0, V)``.
+    hidden: ``[..., D]`` activations, any float dtype.
+    weight_shard: ``[D, V / P]`` this device's columns of the output projection.
+    labels: ``[...]`` global indices in ``[0, V)``, the per-example shape: ``hidden.shape``
+      without its last axis.
     axis_name: the mesh axis the vocabulary is sharded over.
     batch_axis_name: the mesh axis the tokens are sharded over, if any.
     bias_shard: optional ``[V / P]``.
     block_size, ignore_index, class_weights (``[V]``, replicated), label_smoothing,
       z_loss, softcap, where, sample_weight, reduction, return_lse: as in
-      :func:`xentax.fused_linear_cross_entropy` (``sample_weight`` has the local labels'
-      shape and is sharded with them over ``batch_axis_name``; the mean's denominator
-      ``sum(s_n w[y_n])`` is all-reduced over it).
+      :func:`xentax.fused_linear_cross_entropy` (``block_size`` counts local columns, in
+      ``[1, V / P]``; ``sample_weight`` has the local labels' shape and is sharded with
+      them over ``batch_axis_name``; the mean's denominator ``sum(s_n w[y_n])`` is
+      all-reduced over it).
 
   Returns:
-    The loss (replicated), or ``(loss, lse)``.
+    The loss (replicated over ``axis_name``), float32 (float64 for float64 inputs); or
+    ``(loss, lse)`` with ``return_lse``.
+
+  Raises:
+    TypeError / ValueError: as :func:`xentax.fused_linear_cross_entropy`; also
+      ``ValueError`` for an ``axis_name`` or ``batch_axis_name`` that is not an axis of the
+      enclosing ``shard_map``.
+
+  Example:
+    >>> import functools, jax, jax.numpy as jnp, xentax
+    >>> from jax.sharding import AxisType, PartitionSpec as P
+    >>> mesh = jax.make_mesh((1,), ("vocab",), axis_types=(AxisType.Auto,))
+    >>> loss = jax.shard_map(
+    ...     functools.partial(xentax.parallel.vocab_parallel_fused_linear_cross_entropy,
+    ...                       axis_name="vocab"),
+    ...     mesh=mesh, in_specs=(P(), P(None, "vocab"), P()), out_specs=P())
+    >>> float(loss(jnp.ones((2, 3)), jnp.zeros((3, 4)), jnp.array([0, 3])))  # doctest: +ELLIPSIS
+    1.386...
   """
   return fused_linear_cross_entropy_impl(
     "vocab_parallel_fused_linear_cross_entropy",
