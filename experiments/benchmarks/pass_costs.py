@@ -21,7 +21,7 @@ from jax import lax
 
 import xentax
 from xentax.bench import _measure
-from xentax.losses import _common
+from xentax.losses import _rows
 
 
 def _report(fns, args, repeats=5):
@@ -83,17 +83,17 @@ def focal():
 
 def probs():
   n, c = 1024, 131072
-  pieces = _common.row_pieces(c)
+  pieces = _rows.row_pieces(c)
   k1, k2 = jax.random.split(jax.random.key(0))
   p = jax.nn.softmax(jax.random.normal(k1, (n, c)) * 2)
   t = jax.nn.one_hot(jax.random.randint(k2, (n,), 0, c), c)
 
   def rows(p, t, main_pieces, check_pieces):
-    pp, tp = _common.split_rows(p, main_pieces), _common.split_rows(t, main_pieces)
-    losses = -_common.row_reduce(tp * jnp.maximum(jnp.log(pp), -100.0), main_pieces)
-    pp, tp = _common.split_rows(p, check_pieces), _common.split_rows(t, check_pieces)
+    pp, tp = _rows.split_rows(p, main_pieces), _rows.split_rows(t, main_pieces)
+    losses = -_rows.row_reduce(tp * jnp.maximum(jnp.log(pp), -100.0), main_pieces)
+    pp, tp = _rows.split_rows(p, check_pieces), _rows.split_rows(t, check_pieces)
     outside = ~((pp >= 0) & (pp <= 1)) | ~((tp >= 0) & (tp <= 1))
-    bad = _common.row_reduce(outside, check_pieces, jnp.any)
+    bad = _rows.row_reduce(outside, check_pieces, jnp.any)
     return jnp.mean(jnp.where(bad, jnp.nan, losses))
 
   _report(
@@ -111,7 +111,7 @@ def probs():
 def keep():
   """Value-and-grad of the sparse and categorical CE from logits at C = 4096 with the
   exponentials kept for the backward pass against recomputing them there, whatever the
-  default thresholds in ``losses._common`` would choose (each patched while tracing)."""
+  default thresholds in ``losses._rows`` would choose (each patched while tracing)."""
   c = 4096
   for loss, limit in [
     ("sparse_categorical_cross_entropy_with_logits", "SPARSE_KEEP_EXP_MAX_ENTRIES"),
@@ -125,15 +125,15 @@ def keep():
       t = y if "sparse" in loss else jax.nn.one_hot(y, c)
       args = [(x, t), (x + 0.1, t)]
       compiled = {}
-      saved = getattr(_common, limit)
+      saved = getattr(_rows, limit)
       try:
         for name, max_entries in [("recompute", 0), ("keep", n * c)]:
-          setattr(_common, limit, max_entries)
+          setattr(_rows, limit, max_entries)
           # A new function each time, so that JAX traces it under the patched threshold.
           grad = jax.value_and_grad(lambda x, t, fn=fn: fn(x, t))
           compiled[name] = _measure.compile_ahead(grad, *args[0])[0]
       finally:
-        setattr(_common, limit, saved)
+        setattr(_rows, limit, saved)
       timings = _measure.time_side_by_side(compiled, args, repeats=9, max_spread=None)
       ratio = statistics.median(timings["keep"].ratios_to(timings["recompute"]))
       print(f"{loss[:30]:30s} [{n}, {c}]  keep / recompute {ratio:.2f}")
@@ -143,7 +143,7 @@ def focal_smoothing(shape="256x4096"):
   """Value-and-grad at [256, 4096] (or ``shape``, "NxC"): the sparse focal loss plain, with
   label smoothing and with every option, each through its custom_jvp (the closed-form logit
   gradient) and through autodiff of the same value (the gradient before the custom_jvp)."""
-  from xentax.losses import _sparse
+  from xentax.losses import _sparse, _sparse_focal
 
   n, c = (int(v) for v in shape.split("x"))
   x = jax.random.normal(jax.random.key(0), (n, c))
@@ -158,7 +158,7 @@ def focal_smoothing(shape="256x4096"):
     )
     eps = None if label_smoothing == 0 else jnp.float32(label_smoothing)
     cap = None if softcap is None else jnp.float32(softcap)
-    losses = _sparse._focal_losses_and_stats(inputs, eps, jnp.float32(2.0), cap)[0]
+    losses = _sparse_focal._focal_losses_and_stats(inputs, eps, jnp.float32(2.0), cap)[0]
     weights = jnp.ones(n) if sample_weight is None else sample_weight
     denominator = n if class_weights is None else jnp.sum(class_weights[y])
     return jnp.sum(weights * losses) / denominator

@@ -9,7 +9,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from tests._tolerances import tol
-from xentax.losses import _common
+from xentax.losses import _common, _reduce, _rows, _validate
 
 # ---------------------------------------------------------------- dtypes
 
@@ -59,7 +59,7 @@ def test_reduce_losses_matches_numpy(reduction, weighted):
   losses = rng.uniform(0, 3, size=(4, 3))
   valid = rng.uniform(size=(4, 3)) > 0.3
   denominator = rng.uniform(0.5, 2, size=(4, 3)) if weighted else None
-  got = _common.reduce_losses(
+  got = _reduce.reduce_losses(
     jnp.asarray(losses), valid=jnp.asarray(valid), denominator=denominator, reduction=reduction
   )
   np.testing.assert_allclose(got, _np_reduce(losses, valid, denominator, reduction), rtol=1e-12)
@@ -85,7 +85,7 @@ def _np_weighted_reduce(losses, valid, denominator, sample_weight, reduction):
   return numerator / d if d else 0.0
 
 
-@pytest.mark.parametrize("reduction", _common.REDUCTIONS)
+@pytest.mark.parametrize("reduction", _reduce.REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_reduce_losses_with_sample_weights_matches_numpy(reduction, weighted):
   rng = np.random.default_rng(2)
@@ -95,7 +95,7 @@ def test_reduce_losses_with_sample_weights_matches_numpy(reduction, weighted):
   sample_weight = rng.uniform(0, 2, size=(5, 3))
   sample_weight[0, 0] = 0.0
   denominator = rng.uniform(0.5, 2, size=(5, 3)) if weighted else None
-  got = _common.reduce_losses(
+  got = _reduce.reduce_losses(
     jnp.asarray(losses),
     valid=jnp.asarray(valid),
     denominator=denominator,
@@ -122,7 +122,7 @@ def test_reduce_losses_sample_weight_gradient_matches_finite_differences():
 
 
 def _weighted_total(w, *, losses, valid, reduction):
-  return _common.reduce_losses(losses, valid=valid, sample_weight=w, reduction=reduction)
+  return _reduce.reduce_losses(losses, valid=valid, sample_weight=w, reduction=reduction)
 
 
 def test_sample_weights_validation():
@@ -148,7 +148,7 @@ def test_reduce_losses_dropped_nan_does_not_leak_into_value_or_gradient():
   valid = jnp.array([True, False, False, True])
   for reduction in ("sum", "mean"):
     value, grad = jax.value_and_grad(
-      lambda x, r=reduction: _common.reduce_losses(x, valid=valid, reduction=r)
+      lambda x, r=reduction: _reduce.reduce_losses(x, valid=valid, reduction=r)
     )(losses)
     assert float(value) == (3.0 if reduction == "sum" else 1.5)
     kept_grad = 1.0 if reduction == "sum" else 0.5
@@ -159,14 +159,14 @@ def test_reduce_losses_mean_of_nothing_is_zero_with_zero_gradient():
   losses = jnp.array([1.0, 2.0])
   valid = jnp.zeros(2, bool)
   value, grad = jax.value_and_grad(
-    lambda x: _common.reduce_losses(x, valid=valid, denominator=x, reduction="mean")
+    lambda x: _reduce.reduce_losses(x, valid=valid, denominator=x, reduction="mean")
   )(losses)
   assert float(value) == 0.0
   np.testing.assert_array_equal(grad, [0.0, 0.0])
 
 
 def test_reduce_losses_zero_weight_mean_is_zero_not_nan():
-  got = _common.reduce_losses(
+  got = _reduce.reduce_losses(
     jnp.array([1.0, 2.0]),
     valid=jnp.array([True, True]),
     denominator=jnp.zeros(2),
@@ -194,14 +194,14 @@ def test_reduce_losses_over_a_sharded_batch_is_global(reduction):
 
 
 def _reduce_sharded(losses, valid, weights, *, reduction):
-  return _common.reduce_losses(
+  return _reduce.reduce_losses(
     losses, valid=valid, denominator=weights, reduction=reduction, axis_name="batch"
   )
 
 
 def test_check_reduction_names_the_choices():
   with pytest.raises(ValueError, match=r"f: reduction='avg' is not supported.*'mean'"):
-    _common.check_reduction("f", "avg")
+    _reduce.check_reduction("f", "avg")
 
 
 # ---------------------------------------------------------------- logsumexp
@@ -217,7 +217,7 @@ def test_logsumexp_matches_numpy(dtype):
   x = np.random.default_rng(2).normal(size=(5, 7)) * 30
   x[0] += 1000.0  # would overflow exp without the max shift
   x[1] -= 1000.0  # would underflow
-  got = _common.logsumexp(jnp.asarray(x, dtype))
+  got = _rows.logsumexp(jnp.asarray(x, dtype))
   assert got.dtype == dtype
   np.testing.assert_allclose(got, _np_logsumexp(x.astype(dtype).astype(np.float64)), **tol(dtype))
 
@@ -225,7 +225,7 @@ def test_logsumexp_matches_numpy(dtype):
 def test_logsumexp_other_axis():
   x = np.random.default_rng(3).normal(size=(3, 4, 2))
   np.testing.assert_allclose(
-    _common.logsumexp(jnp.asarray(x), axis=1),
+    _rows.logsumexp(jnp.asarray(x), axis=1),
     _np_logsumexp(np.moveaxis(x, 1, -1)),
     rtol=1e-12,
   )
@@ -242,7 +242,7 @@ def test_logsumexp_edge_rows():
       [nan, -inf, -inf],
     ]
   )
-  got = np.asarray(_common.logsumexp(x))
+  got = np.asarray(_rows.logsumexp(x))
   assert got[0] == -inf
   assert got[1] == 0.0
   assert got[2] == inf
@@ -253,7 +253,7 @@ def test_logsumexp_gradient_is_softmax_and_zero_on_empty_rows():
   x = np.array([[1.0, 2.0, -jnp.inf], [-jnp.inf, -jnp.inf, -jnp.inf]])
 
   def finite_total(v):
-    lse = _common.logsumexp(v)
+    lse = _rows.logsumexp(v)
     return jnp.sum(jnp.where(jnp.isfinite(lse), lse, 0.0))
 
   grad = jax.grad(finite_total)(jnp.asarray(x))
@@ -305,15 +305,15 @@ def test_check_values_concrete_raises_with_position_and_count():
   values = np.array([[0.1, 2.0], [-1.0, 0.5]])
   bad = (values < 0) | (values > 1)
   with pytest.raises(ValueError, match=r"f: x bad; found 2.0 at position \(0, 1\) \(2 bad entries"):
-    _common.check_values("f", "x bad", values, bad)
-  _common.check_values("f", "x bad", values, np.zeros_like(bad))  # nothing flagged: no error
+    _validate.check_values("f", "x bad", values, bad)
+  _validate.check_values("f", "x bad", values, np.zeros_like(bad))  # nothing flagged: no error
 
 
 def test_check_values_traced_does_not_raise():
   v = jnp.array([2.0])
   with pytest.raises(ValueError, match="x bad"):  # the same value, concrete, is flagged
-    _common.check_values("f", "x bad", v, v > 1)
-  out = jax.jit(lambda v: (_common.check_values("f", "x bad", v, v > 1), v))(v)
+    _validate.check_values("f", "x bad", v, v > 1)
+  out = jax.jit(lambda v: (_validate.check_values("f", "x bad", v, v > 1), v))(v)
   assert out[0] is None
   np.testing.assert_array_equal(out[1], v)
 
@@ -321,16 +321,16 @@ def test_check_values_traced_does_not_raise():
 def test_check_probabilities_flags_kept_entries_and_reports_the_input_layout():
   p = np.array([[0.2, 0.8], [1.5, -0.5], [0.3, 0.7]])
   valid = np.array([True, False, True])
-  bad = _common.check_probabilities("f", jnp.asarray(p), jnp.asarray(valid), axis=-1)
+  bad = _validate.check_probabilities("f", jnp.asarray(p), jnp.asarray(valid), axis=-1)
   np.testing.assert_array_equal(bad, np.zeros((3, 2), bool))  # the bad row is dropped
   p[2, 1] = 1.2
   # Class axis last here; the caller's axis is 0, so the position is (class, example).
   message = r"f: probs must lie in \[0, 1\]; found 1.2 at position \(1, 2\)"
   with pytest.raises(ValueError, match=message):
-    _common.check_probabilities("f", jnp.asarray(p), jnp.asarray(valid), axis=0)
-  traced = jax.jit(lambda q: _common.check_probabilities("f", q, jnp.asarray(valid), -1))(p)
+    _validate.check_probabilities("f", jnp.asarray(p), jnp.asarray(valid), axis=0)
+  traced = jax.jit(lambda q: _validate.check_probabilities("f", q, jnp.asarray(valid), -1))(p)
   np.testing.assert_array_equal(traced, [[False, False], [False, False], [False, True]])
-  nan_row = jax.jit(lambda q: _common.check_probabilities("f", q, jnp.ones(1, bool), -1))(
+  nan_row = jax.jit(lambda q: _validate.check_probabilities("f", q, jnp.ones(1, bool), -1))(
     jnp.array([[jnp.nan, 0.5]])
   )
   assert not nan_row.any()  # NaN is left to propagate, not flagged
@@ -346,51 +346,51 @@ def test_nan_where():
 
 
 def test_broadcast_mask():
-  np.testing.assert_array_equal(_common.broadcast_mask("f", None, (2,)), [True, True])
+  np.testing.assert_array_equal(_validate.broadcast_mask("f", None, (2,)), [True, True])
   np.testing.assert_array_equal(
-    _common.broadcast_mask("f", np.array([True, False]), (3, 2)), [[True, False]] * 3
+    _validate.broadcast_mask("f", np.array([True, False]), (3, 2)), [[True, False]] * 3
   )
   with pytest.raises(TypeError, match="f: where must be a boolean mask"):
-    _common.broadcast_mask("f", np.array([1, 0]), (2,))
+    _validate.broadcast_mask("f", np.array([1, 0]), (2,))
   with pytest.raises(ValueError, match=r"f: where has shape \(3,\).*\(2,\)"):
-    _common.broadcast_mask("f", np.ones(3, bool), (2,))
+    _validate.broadcast_mask("f", np.ones(3, bool), (2,))
 
 
 def test_normalize_axis_and_example_shape():
-  assert _common.normalize_axis("f", -1, 3) == 2
+  assert _validate.normalize_axis("f", -1, 3) == 2
   with pytest.raises(ValueError, match="axis=3 is out of range"):
-    _common.normalize_axis("f", 3, 3)
+    _validate.normalize_axis("f", 3, 3)
   with pytest.raises(ValueError, match="must have a class axis"):
-    _common.normalize_axis("f", 0, 0)
-  assert _common.check_example_shape("f", (2, 5, 3), 1, np.zeros((2, 3))) == (2, 3)
+    _validate.normalize_axis("f", 0, 0)
+  assert _validate.check_example_shape("f", (2, 5, 3), 1, np.zeros((2, 3))) == (2, 3)
   message = r"labels have shape \(2, 5\).*need labels of shape \(2, 3\)"
   with pytest.raises(ValueError, match=message):
-    _common.check_example_shape("f", (2, 5, 3), 1, np.zeros((2, 5)))
+    _validate.check_example_shape("f", (2, 5, 3), 1, np.zeros((2, 5)))
 
 
 def test_class_weight_vector_and_sum():
-  w = _common.class_weight_vector("f", [1, 2, 3], 3, jnp.float32)
+  w = _validate.class_weight_vector("f", [1, 2, 3], 3, jnp.float32)
   assert w.dtype == jnp.float32
   with pytest.raises(ValueError, match=r"class_weights has shape \(2,\); it must be \(3,\)"):
-    _common.class_weight_vector("f", [1.0, 2.0], 3, jnp.float32)
+    _validate.class_weight_vector("f", [1.0, 2.0], 3, jnp.float32)
   assert float(_common.class_weight_sum(None, 7, jnp.float32)) == 7.0
   assert float(_common.class_weight_sum(w, 3, jnp.float32)) == 6.0
 
 
 def test_row_pieces_split_long_rows_on_the_cpu_only():
   on_cpu = jax.default_backend() == "cpu"
-  assert _common.row_pieces(32768) == 1
-  assert _common.row_pieces(65536) == (2 if on_cpu else 1)
-  assert _common.row_pieces(131072) == (4 if on_cpu else 1)
-  assert _common.row_pieces(3 * 16384) == (2 if on_cpu else 1)
-  assert _common.row_pieces(32771) == 1  # a prime: no equal pieces, one long row
+  assert _rows.row_pieces(32768) == 1
+  assert _rows.row_pieces(65536) == (2 if on_cpu else 1)
+  assert _rows.row_pieces(131072) == (4 if on_cpu else 1)
+  assert _rows.row_pieces(3 * 16384) == (2 if on_cpu else 1)
+  assert _rows.row_pieces(32771) == 1  # a prime: no equal pieces, one long row
 
 
 @pytest.mark.parametrize("pieces", [1, 2, 4])
 def test_row_reduce_of_split_rows_is_the_row_reduction(pieces):
   x = np.random.default_rng(0).normal(size=(3, 2, 16))
-  split = _common.split_rows(jnp.asarray(x), pieces)
+  split = _rows.split_rows(jnp.asarray(x), pieces)
   assert split.shape == ((3, 2, 16) if pieces == 1 else (3, 2, pieces, 16 // pieces))
-  np.testing.assert_allclose(_common.row_reduce(split, pieces), x.sum(-1), **tol("float64"))
-  np.testing.assert_array_equal(_common.row_reduce(split, pieces, jnp.max), x.max(-1))
-  assert _common.split_rows(None, pieces) is None
+  np.testing.assert_allclose(_rows.row_reduce(split, pieces), x.sum(-1), **tol("float64"))
+  np.testing.assert_array_equal(_rows.row_reduce(split, pieces, jnp.max), x.max(-1))
+  assert _rows.split_rows(None, pieces) is None

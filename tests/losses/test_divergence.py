@@ -14,7 +14,7 @@ import xentax
 from tests import _reference as ref
 from tests._tolerances import tol
 from xentax import gradcheck
-from xentax.losses import _common
+from xentax.losses import _rows
 
 rng = np.random.default_rng(0)
 S = rng.normal(size=(6, 5)) * 2
@@ -392,7 +392,7 @@ def test_long_rows_reduced_in_pieces_match_reference_values_and_gradients():
   # Rows longer than 32768 are reduced in pieces on the CPU; check that path, with a dropped
   # row and a -inf teacher logit (which takes the guarded fallback) among them.
   num_classes = 3 * 16384
-  assert jax.default_backend() != "cpu" or _common.row_pieces(num_classes) == 2
+  assert jax.default_backend() != "cpu" or _rows.row_pieces(num_classes) == 2
   r = np.random.default_rng(1)
   s, t = r.normal(size=(3, num_classes)) * 2, r.normal(size=(3, num_classes)) * 2
   where = np.array([True, False, True])

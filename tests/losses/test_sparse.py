@@ -713,7 +713,7 @@ def test_gradient_is_the_same_with_kept_or_recomputed_exponentials(name, dtype, 
   # Small logits keep their exponentials for the backward pass; large ones recompute them
   # there. Both must give the closed-form gradient, with a logit gap beyond exp overflow
   # (row 1) and a dropped row holding NaN and +inf (row 0), which contributes nothing.
-  from xentax.losses import _common
+  from xentax.losses import _rows
 
   z, y = _logits((12, 5)), _labels(12, 5)
   z[1, (y[1] + 1) % 5] = 1000.0
@@ -739,7 +739,7 @@ def test_gradient_is_the_same_with_kept_or_recomputed_exponentials(name, dtype, 
   kept_exps = str(jax.make_jaxpr(jax.grad(f))(z)).count("exp")
   tangent = np.random.default_rng(2).normal(size=z.shape).astype(dtype)
   kept_jvp = jax.jvp(f, (z,), (tangent,))[1]
-  monkeypatch.setattr(_common, "SPARSE_KEEP_EXP_MAX_ENTRIES", 0)
+  monkeypatch.setattr(_rows, "SPARSE_KEEP_EXP_MAX_ENTRIES", 0)
   recomputed = jax.grad(f)(z)
   assert str(jax.make_jaxpr(jax.grad(f))(z)).count("exp") > kept_exps  # the other path
   recomputed_jvp = jax.jvp(f, (z,), (tangent,))[1]
@@ -756,7 +756,7 @@ def test_focal_smoothing_gradient_is_the_same_with_shared_or_recomputed_terms(dt
   # sum and its output pass; large ones recompute them past an optimization barrier. Both
   # must give the closed-form gradient, with a -inf logit and a confident row (the value's
   # guarded forms) and a dropped row holding NaN and +inf, which contributes nothing.
-  from xentax.losses import _common
+  from xentax.losses import _rows
 
   z, y = _logits((12, 5)), _labels(12, 5)
   z[1, (y[1] + 1) % 5] = -np.inf
@@ -783,7 +783,7 @@ def test_focal_smoothing_gradient_is_the_same_with_shared_or_recomputed_terms(dt
   )
   shared = jax.grad(f)(z)
   assert "optimization_barrier" not in str(jax.make_jaxpr(jax.grad(f))(z))
-  monkeypatch.setattr(_common, "SPARSE_KEEP_EXP_MAX_ENTRIES", 0)
+  monkeypatch.setattr(_rows, "SPARSE_KEEP_EXP_MAX_ENTRIES", 0)
   recomputed = jax.grad(f)(z)
   assert "optimization_barrier" in str(jax.make_jaxpr(jax.grad(f))(z))  # the other path
   for grad in (shared, recomputed):

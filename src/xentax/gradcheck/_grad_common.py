@@ -98,47 +98,49 @@ def check_inputs(
   Returns:
     ``(scores, labels)`` as JAX arrays.
   """
-  from xentax.losses import _common, _validate
+  from xentax.losses import contract
 
-  scores = _validate.float_array(fn_name, "logits/probs", scores)
+  scores = contract.float_array(fn_name, "logits/probs", scores)
   if kind == "sparse":
-    labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
-    axis = _common.normalize_axis(fn_name, axis, scores.ndim)
-    _common.check_example_shape(fn_name, scores.shape, axis, labels)
+    labels, shown = contract.integer_labels(fn_name, labels, ignore_index)
+    axis = contract.normalize_axis(fn_name, axis, scores.ndim)
+    contract.check_example_shape(fn_name, scores.shape, axis, labels)
     num_classes = scores.shape[axis]
-    kept = _common.broadcast_mask(fn_name, where, labels.shape)
+    kept = contract.broadcast_mask(fn_name, where, labels.shape)
     if ignore_index is not None:
       kept = kept & (labels != ignore_index)
     bad = kept & ~((labels >= 0) & (labels < num_classes))
     allowed = f"labels must lie in [0, {num_classes})"
     if ignore_index is not None:
       allowed += f" or equal ignore_index={ignore_index}"
-    _common.check_values(fn_name, allowed, shown, bad)
+    contract.check_values(fn_name, allowed, shown, bad)
   else:
     name = "targets" if kind == "dense" else "labels"
-    labels = _validate.numeric_array(fn_name, name, labels)
-    _common.check_same_shape(fn_name, "logits/probs", scores, name, labels)
-    axis = _common.normalize_axis(fn_name, axis, scores.ndim) if kind == "dense" else -1
-    _common.check_values(fn_name, f"{name} must lie in [0, 1]", labels, (labels < 0) | (labels > 1))
+    labels = contract.numeric_array(fn_name, name, labels)
+    contract.check_same_shape(fn_name, "logits/probs", scores, name, labels)
+    axis = contract.normalize_axis(fn_name, axis, scores.ndim) if kind == "dense" else -1
+    contract.check_values(
+      fn_name, f"{name} must lie in [0, 1]", labels, (labels < 0) | (labels > 1)
+    )
     num_classes = scores.shape[axis] if scores.ndim else 1
-  _validate.check_num_classes(fn_name, num_classes)
+  contract.check_num_classes(fn_name, num_classes)
   if probabilities:
-    _common.check_values(fn_name, "probs must lie in [0, 1]", scores, (scores < 0) | (scores > 1))
+    contract.check_values(fn_name, "probs must lie in [0, 1]", scores, (scores < 0) | (scores > 1))
   if class_weights is not None:
-    class_weights = _validate.to_array(fn_name, "class_weights", class_weights)
-    _common.class_weight_vector(fn_name, class_weights, num_classes, jnp.float64)
-    _validate.option(fn_name, "class_weights", class_weights)
+    class_weights = contract.to_array(fn_name, "class_weights", class_weights)
+    contract.class_weight_vector(fn_name, class_weights, num_classes, jnp.float64)
+    contract.option(fn_name, "class_weights", class_weights)
   for name, value in options.items():
     if value is None:
       continue
     if name in ("weights", "pos_weight"):
-      value = _validate.to_array(fn_name, name, value)
-      _common.broadcast_param(fn_name, name, value, scores.shape, scores.dtype)
+      value = contract.to_array(fn_name, name, value)
+      contract.broadcast_param(fn_name, name, value, scores.shape, scores.dtype)
     if name == "sample_weight":
       example_shape = scores.shape if kind == "binary" else jnp.shape(labels)
       if kind == "dense":
         example_shape = scores.shape[:axis] + scores.shape[axis + 1 :]
-      _validate.sample_weights(fn_name, value, example_shape, jnp.float64)
+      contract.sample_weights(fn_name, value, example_shape, jnp.float64)
       continue
-    _validate.option(fn_name, name, value)
+    contract.option(fn_name, name, value)
   return scores, labels

@@ -15,14 +15,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _validate
+from xentax.losses import contract
 
 
 def _linear_model(fn_name: str, X, W, b, *, vector: bool):
   """Check ``X [n, d]``, ``W [d, C]`` (``w [d]`` when ``vector``) and ``b [C]`` (scalar)."""
-  X = _validate.float_array(fn_name, "X", X)
-  W = _validate.float_array(fn_name, "w" if vector else "W", W)
-  b = _validate.float_array(fn_name, "b", jnp.asarray(b, W.dtype) if _is_scalar(b) else b)
+  X = contract.float_array(fn_name, "X", X)
+  W = contract.float_array(fn_name, "w" if vector else "W", W)
+  b = contract.float_array(fn_name, "b", jnp.asarray(b, W.dtype) if _is_scalar(b) else b)
   want_w = "[d]" if vector else "[d, C]"
   want_b = "[]" if vector else f"[{W.shape[-1] if W.ndim else 'C'}]"
   ok = X.ndim == 2 and W.ndim == (1 if vector else 2) and W.shape[:1] == X.shape[1:]
@@ -33,7 +33,7 @@ def _linear_model(fn_name: str, X, W, b, *, vector: bool):
       f"they must be X [n, d], {'w' if vector else 'W'} {want_w} and b {want_b}."
     )
   if not vector:
-    _validate.check_num_classes(fn_name, W.shape[1], "W's class axis")
+    contract.check_num_classes(fn_name, W.shape[1], "W's class axis")
   return X, W, b
 
 
@@ -46,17 +46,17 @@ def _targets(fn_name: str, Y, n: int, num_classes: int, dtype) -> jax.Array:
 
   Labels must lie in ``[0, C)`` and targets in ``[0, 1]``, as for the losses.
   """
-  Y = _validate.numeric_array(fn_name, "Y", Y)
+  Y = contract.numeric_array(fn_name, "Y", Y)
   if jnp.issubdtype(Y.dtype, jnp.integer) and Y.shape == (n,):
     bad = (Y < 0) | (Y >= num_classes)
-    _common.check_values(fn_name, f"labels Y must lie in [0, {num_classes})", Y, bad)
+    contract.check_values(fn_name, f"labels Y must lie in [0, {num_classes})", Y, bad)
     return jax.nn.one_hot(Y, num_classes, dtype=dtype)
   if Y.shape != (n, num_classes) or jnp.issubdtype(Y.dtype, jnp.integer):
     raise ValueError(
       f"{fn_name}: Y has shape {Y.shape} and dtype {Y.dtype}; pass integer labels of shape "
       f"[n] = [{n}] or one-hot/soft float targets of shape [n, C] = [{n}, {num_classes}]."
     )
-  _common.check_values(fn_name, "targets Y must lie in [0, 1]", Y, (Y < 0) | (Y > 1))
+  contract.check_values(fn_name, "targets Y must lie in [0, 1]", Y, (Y < 0) | (Y > 1))
   return Y.astype(dtype)
 
 
@@ -179,10 +179,10 @@ def logistic_regression_grad(X, w, b, y) -> tuple[jax.Array, jax.Array]:
   """
   fn_name = "logistic_regression_grad"
   X, w, b = _linear_model(fn_name, X, w, b, vector=True)
-  y = _validate.numeric_array(fn_name, "y", y)
+  y = contract.numeric_array(fn_name, "y", y)
   if y.shape != X.shape[:1]:
     raise ValueError(f"{fn_name}: y has shape {y.shape}; X {X.shape} needs y of shape [n].")
-  _common.check_values(fn_name, "labels y must lie in [0, 1]", y, (y < 0) | (y > 1))
+  contract.check_values(fn_name, "labels y must lie in [0, 1]", y, (y < 0) | (y > 1))
   residual = jax.nn.sigmoid(X @ w + b) - y.astype(w.dtype)
   n = X.shape[0]
   return X.T @ residual / n, jnp.sum(residual) / n
@@ -215,13 +215,13 @@ def softmax_cross_entropy_hessian(logits) -> jax.Array:
     >>> xentax.gradcheck.softmax_cross_entropy_hessian(jnp.zeros(2)).tolist()
     [[0.25, -0.25], [-0.25, 0.25]]
   """
-  logits = _validate.float_array("softmax_cross_entropy_hessian", "logits", logits)
+  logits = contract.float_array("softmax_cross_entropy_hessian", "logits", logits)
   if logits.ndim == 0:
     raise ValueError(
       "softmax_cross_entropy_hessian: logits must have a class axis [..., C], got a scalar; "
       "pass logits[None] for a single class."
     )
-  _validate.check_num_classes("softmax_cross_entropy_hessian", logits.shape[-1])
+  contract.check_num_classes("softmax_cross_entropy_hessian", logits.shape[-1])
   p = jax.nn.softmax(logits, axis=-1)
   return jnp.eye(p.shape[-1], dtype=p.dtype) * p[..., None, :] - p[..., :, None] * p[..., None, :]
 
@@ -273,8 +273,8 @@ def fused_linear_cross_entropy_grad(
   from xentax.gradcheck._softmax_grads import sparse_categorical_cross_entropy_with_logits_grad
 
   fn_name = "fused_linear_cross_entropy_grad"
-  hidden = _validate.float_array(fn_name, "hidden", hidden)
-  weight = _validate.float_array(fn_name, "weight", weight)
+  hidden = contract.float_array(fn_name, "hidden", hidden)
+  weight = contract.float_array(fn_name, "weight", weight)
   if weight.ndim != 2 or hidden.ndim < 1 or hidden.shape[-1] != weight.shape[0]:
     raise ValueError(
       f"{fn_name}: hidden has shape {hidden.shape} and weight {weight.shape}; they must be "
@@ -283,7 +283,7 @@ def fused_linear_cross_entropy_grad(
   if bias is not None and jnp.shape(bias) != weight.shape[1:]:
     raise ValueError(f"{fn_name}: bias has shape {jnp.shape(bias)}; it must be {weight.shape[1:]}.")
   if softcap is not None:
-    _validate.option(fn_name, "softcap", softcap)
+    contract.option(fn_name, "softcap", softcap)
   u = hidden @ weight + (0 if bias is None else jnp.asarray(bias))
   z = u if softcap is None else softcap * jnp.tanh(u / softcap)
   g = sparse_categorical_cross_entropy_with_logits_grad(z, labels, **options)

@@ -37,7 +37,7 @@ from xentax.losses._sparse import (
 from xentax.losses._sparse import (
   sparse_categorical_cross_entropy_with_logits as sparse_categorical_cross_entropy_with_logits,
 )
-from xentax.losses._sparse import (
+from xentax.losses._sparse_focal import (
   sparse_categorical_focal_loss_with_logits as sparse_categorical_focal_loss_with_logits,
 )
 

@@ -41,10 +41,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.custom_derivatives import SymbolicZero
 
-from xentax.losses import _common, _doc, _validate
-from xentax.losses._sparse import focal_scale
+from xentax.losses import _common, _doc, _engine, _reduce, _rows, _validate
+from xentax.losses._focal import focal_scale
 
 
 class _Prepared(NamedTuple):
@@ -75,20 +74,20 @@ def _prepare(
   """
   scores = _validate.float_array(fn_name, "logits/probs", scores)
   labels = _validate.numeric_array(fn_name, "labels", labels)
-  _common.check_same_shape(fn_name, "logits/probs", scores, "labels", labels)
+  _validate.check_same_shape(fn_name, "logits/probs", scores, "labels", labels)
   dtype = _common.compute_dtype(scores)
   valid = None
   if where is not None:
-    _common.broadcast_mask(fn_name, where, scores.shape)  # type and shape checks
+    _validate.broadcast_mask(fn_name, where, scores.shape)  # type and shape checks
     valid = jnp.asarray(where)
   bad = (labels < 0) | (labels > 1)
-  _common.check_values(fn_name, "labels must lie in [0, 1]", labels, _and(bad, valid))
+  _validate.check_values(fn_name, "labels must lie in [0, 1]", labels, _and(bad, valid))
   small, param_bad, any_bad = {}, (), None
   for name, value in (params or {}).items():
     if value is not None:
       value = _validate.to_array(fn_name, name, value)
       flag = _validate.option(fn_name, name, value)
-      _common.broadcast_param(fn_name, name, value, scores.shape, dtype)  # shape check
+      _validate.broadcast_param(fn_name, name, value, scores.shape, dtype)  # shape check
       value = jnp.asarray(value, dtype)
       if flag is not None:
         any_bad = _validate.any_bad(any_bad, jnp.any(flag))
@@ -147,7 +146,7 @@ def _contributions(prepared: _Prepared, losses, sample_weight) -> jax.Array:
     valid = jnp.broadcast_to(prepared.valid, losses.shape)
   if sample_weight is not None:
     sample_weight = jnp.broadcast_to(sample_weight, losses.shape)
-  return _common.reduce_losses(losses, valid=valid, sample_weight=sample_weight, reduction="none")
+  return _reduce.reduce_losses(losses, valid=valid, sample_weight=sample_weight, reduction="none")
 
 
 def _fast_contributions(prepared: _Prepared, losses, sample_weight) -> jax.Array:
@@ -190,48 +189,7 @@ def _opaque(dtype, eps=None, gamma=None, alpha=None) -> _Opaque:
   )
 
 
-def _with_closed_form_grad(value: Callable, exact: Callable, grad_x: Callable) -> Callable:
-  """``value(*args)`` with the tangent of ``exact`` (the same function, with every guard).
-
-  ``value`` and ``exact`` return the same array (the per-entry contributions, or their
-  sum). The first argument's tangent uses the closed form ``grad_x`` (the elementwise
-  ``d contribution / d args[0]``, guarded like ``exact``): one fused pass where autodiff of
-  ``exact`` takes several. The other arguments (labels, options, weights) are rarely
-  differentiated; their tangents are ``jax.jvp`` of ``exact``. ``value`` itself is never
-  differentiated, so the ``lax.cond`` inside it leaves no residuals.
-  """
-  fn = jax.custom_jvp(value)
-
-  def jvp(primals, tangents):
-    active = [
-      i
-      for i, (p, t) in enumerate(zip(primals, tangents, strict=True))
-      if i > 0 and p is not None and not isinstance(t, SymbolicZero)
-    ]
-
-    def exact_of_active(*values):
-      args = list(primals)
-      for i, v in zip(active, values, strict=True):
-        args[i] = v
-      return exact(*args)
-
-    out = value(*primals)
-    tangent = jnp.zeros_like(out)
-    if not isinstance(tangents[0], SymbolicZero):
-      dx = grad_x(*primals) * tangents[0]
-      tangent = jnp.sum(dx) if out.ndim == 0 else dx
-    if active:
-      _, other = jax.jvp(
-        exact_of_active, [primals[i] for i in active], [tangents[i] for i in active]
-      )
-      tangent = tangent + other
-    return out, tangent
-
-  fn.defjvp(jvp, symbolic_zeros=True)
-  return fn
-
-
-def _reduce(
+def _reduce_entries(
   prepared: _Prepared,
   fns: tuple[Callable, Callable, Callable],
   args,
@@ -245,14 +203,14 @@ def _reduce(
   ``fns`` are ``(fast, exact, grad_x)``: ``fast(*args)`` and ``exact(*args)`` return the
   per-entry ``s_n l_n`` (0 where dropped; ``fast`` may return them times ``fast_sign``,
   which is then applied to the sum, one multiply instead of a negation per entry),
-  ``grad_x`` its derivative in ``args[0]`` (see :func:`_with_closed_form_grad`);
+  ``grad_x`` its derivative in ``args[0]`` (see :func:`._engine.closed_form`);
   ``fast_ok(*args)``, if given, is a scalar that must also be True for the fast sum to be
   used (a check the fast formula does not carry itself). The ``"mean"`` denominators are
-  those of :func:`xentax.losses._common.reduce_losses`.
+  those of :func:`xentax.losses._reduce.reduce_losses`.
   """
   fast, exact, grad_x = fns
   if reduction == "none":
-    return _with_closed_form_grad(exact, exact, grad_x)(*args)
+    return _engine.closed_form(exact, exact, grad_x)(*args)
   any_bad = prepared.any_bad
 
   def exact_total(*args):
@@ -274,13 +232,13 @@ def _reduce(
       use_fast = use_fast & lax.stop_gradient(fast_ok(*args))
     # The common case pays one scalar test; a NaN, an infinity or a bad value recomputes
     # the sum with every guard.
-    return lax.cond(use_fast, lambda: fast_total, lambda: exact_total(*args))
+    return _engine.fast_or_guarded(fast_total, lambda: exact_total(*args), use_fast)
 
-  total = _with_closed_form_grad(total, exact_total, grad_x)(*args)
+  total = _engine.closed_form(total, exact_total, grad_x)(*args)
   if reduction == "sum":
     return total
   denom = _denominator(prepared, reduction, total.dtype)
-  return _common.mean_of(total, denom)
+  return _reduce.mean_of(total, denom)
 
 
 def _denominator(prepared: _Prepared, reduction: str, dtype) -> jax.Array:
@@ -349,7 +307,7 @@ def _fast_bce_from_logits(x, y, pos_weight, k: _Opaque) -> jax.Array:
 def _focal(x, y, gamma, alpha) -> jax.Array:
   """Exact sigmoid focal loss, its modulator in log space."""
   ce = _bce_from_logits(x, y)
-  log_1mpt = _common.logsumexp(
+  log_1mpt = _rows.logsumexp(
     jnp.stack(
       [_safe_log(y) + jax.nn.log_sigmoid(-x), _safe_log(1 - y) + jax.nn.log_sigmoid(x)],
       axis=-1,
@@ -461,7 +419,7 @@ def binary_cross_entropy(
     0.2231...
   """
   fn_name = "binary_cross_entropy"
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   prepared = _prepare(
     fn_name,
     probs,
@@ -474,7 +432,7 @@ def binary_cross_entropy(
   p_raw = prepared.scores
   kept = True if prepared.valid is None else prepared.valid
   bad_probs = ((p_raw < 0) | (p_raw > 1)) & kept
-  _common.check_values(fn_name, "probs must lie in [0, 1]", p_raw, bad_probs)
+  _validate.check_values(fn_name, "probs must lie in [0, 1]", p_raw, bad_probs)
   eps = _scalar(label_smoothing, p_raw.dtype)
 
   def exact(p, y, eps, w, s):
@@ -514,7 +472,7 @@ def binary_cross_entropy(
     return _contributions(prepared, g if w is None else g * w, s)
 
   args = (p_raw, prepared.labels, eps, prepared.params["weights"], prepared.sample_weight)
-  return _reduce(
+  return _reduce_entries(
     prepared, (fast, exact, grad_p), args, reduction, fast_sign=-1, fast_ok=labels_in_range
   )
 
@@ -578,7 +536,7 @@ def binary_cross_entropy_with_logits(
     0.2231...
   """
   fn_name = "binary_cross_entropy_with_logits"
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   prepared = _prepare(
     fn_name,
     logits,
@@ -616,7 +574,7 @@ def binary_cross_entropy_with_logits(
     params["weights"],
     prepared.sample_weight,
   )
-  return _reduce(prepared, (fast, exact, grad_x), args, reduction)
+  return _reduce_entries(prepared, (fast, exact, grad_x), args, reduction)
 
 
 @_doc.shared
@@ -685,7 +643,7 @@ def binary_focal_loss_with_logits(
     Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
   """
   fn_name = "binary_focal_loss_with_logits"
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   prepared = _prepare(
     fn_name,
     logits,
@@ -713,4 +671,4 @@ def binary_focal_loss_with_logits(
     return _contributions(prepared, _focal_grad(x, _smooth(y, eps), gamma, alpha), s)
 
   args = (prepared.scores, prepared.labels, eps, gamma, alpha, prepared.sample_weight)
-  return _reduce(prepared, (fast, exact, grad_x), args, reduction)
+  return _reduce_entries(prepared, (fast, exact, grad_x), args, reduction)

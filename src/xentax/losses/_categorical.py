@@ -27,8 +27,8 @@ Design notes:
     softcap, writes the capped logits to memory.
   * The gradient is a ``custom_jvp`` whose tangent is ``sum_c (p_c sum(q) - q_c) t_c``:
     reverse mode writes ``d logits`` in one elementwise pass. On CPU, rows longer than
-    ``_common.CPU_ROW_PIECE`` are reduced in pieces. Under differentiation, small logits
-    (``_common.keeps_exp``) keep their exponentials for the backward pass: while the
+    ``_rows.CPU_ROW_PIECE`` are reduced in pieces. Under differentiation, small logits
+    (``_rows.keeps_exp``) keep their exponentials for the backward pass: while the
     working set stays in cache, ``exp`` is the cost, not the memory traffic.
   * The loss from probabilities is one such loop too: the row ``min`` and ``max`` of ``p``
     and ``t``, then ``-sum(q (max(log p, -100) + (p - p) + r))`` with ``r`` NaN for a row
@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _doc, _sparse, _validate
+from xentax.losses import _common, _doc, _engine, _reduce, _rows, _softcap, _validate
 
 
 def _any(flags):
@@ -127,21 +127,21 @@ def prepare_logits(
   """
   logits = _validate.float_array(fn_name, name, logits)
   targets = _validate.numeric_array(fn_name, "targets", targets)
-  _common.check_same_shape(fn_name, name, logits, "targets", targets)
-  axis = _common.normalize_axis(fn_name, axis, logits.ndim)
+  _validate.check_same_shape(fn_name, name, logits, "targets", targets)
+  axis = _validate.normalize_axis(fn_name, axis, logits.ndim)
   _validate.check_num_classes(fn_name, logits.shape[axis])
   option_bad = _validate.options(
     fn_name, label_smoothing=label_smoothing, softcap=softcap, **options
   )
   dtype = _common.compute_dtype(logits)
   example_shape = logits.shape[:axis] + logits.shape[axis + 1 :]
-  valid = None if where is None else _common.broadcast_mask(fn_name, where, example_shape)
+  valid = None if where is None else _validate.broadcast_mask(fn_name, where, example_shape)
   # Eager inputs: a ValueError naming the first bad target; traced ones: a checkify check
   # (free unless under xentax.checked; the NaN rows come from `coefficients`).
   bad = (targets < 0) | (targets > 1)
   if valid is not None:
     bad = bad & jnp.expand_dims(valid, axis)
-  _common.check_values(fn_name, "targets must lie in [0, 1]", targets, bad)
+  _validate.check_values(fn_name, "targets must lie in [0, 1]", targets, bad)
   sample_weight = _validate.sample_weights(fn_name, sample_weight, example_shape, dtype)
 
   x = jnp.moveaxis(logits, axis, -1).astype(dtype)
@@ -152,7 +152,7 @@ def prepare_logits(
     eps = jnp.asarray(label_smoothing, dtype)
   if class_weights is not None:
     class_weights = _validate.to_array(fn_name, "class_weights", class_weights)
-    class_weights = _common.class_weight_vector(fn_name, class_weights, num_classes, dtype)
+    class_weights = _validate.class_weight_vector(fn_name, class_weights, num_classes, dtype)
     option_bad = _validate.any_bad(
       option_bad, _any(_validate.option(fn_name, "class_weights", class_weights))
     )
@@ -164,11 +164,11 @@ def prepare_logits(
 class _Config(NamedTuple):
   z_loss: bool  # the z-loss term is on
   softcap: bool  # logits are soft-capped (the cap itself is an array argument)
-  pieces: int  # a row is summed in this many pieces (see _common.row_reduce)
+  pieces: int  # a row is summed in this many pieces (see _rows.row_reduce)
 
 
 def _split(config, x):
-  return _common.split_rows(x, config.pieces)
+  return _rows.split_rows(x, config.pieces)
 
 
 def _capped(config, x, cap):
@@ -188,12 +188,10 @@ def _fast_stats(config, x, targets, z, cap, lse=None):
   parts = targets._replace(
     t=_split(config, targets.t), class_weights=_split(config, targets.class_weights)
   )
-  rows = _common.row_axes(config.pieces)
+  rows = _rows.row_axes(config.pieces)
   # tanh is increasing: the capped max of the raw logits is the max of the capped ones.
   if lse is None:
-    lse = _common.fast_lse(
-      zp, _capped(config, _common.row_max(xp, config.pieces), cap), config.pieces
-    )
+    lse = _rows.fast_lse(zp, _capped(config, _rows.row_max(xp, config.pieces), cap), config.pieces)
   checked = lse + range_nan(config.pieces, targets.t)
   q = coefficients(parts, x.shape[-1], check_range=False)
   # `checked - z`, not `log E - (z - m)`: no subexpression shared with the exp-sum, which
@@ -203,8 +201,8 @@ def _fast_stats(config, x, targets, z, cap, lse=None):
     # lambda lse^2 enters the row's sum as its first term (the others get + 0), so `lse`
     # is not needed outside the fused loop: an output of its own would split the loop in
     # two and, with a softcap, write the capped logits to memory.
-    terms = terms + _common.first_term(zp, config.pieces) * (z * jnp.square(lse))[rows]
-  return lse, _common.row_reduce(terms, config.pieces)
+    terms = terms + _rows.first_term(zp, config.pieces) * (z * jnp.square(lse))[rows]
+  return lse, _rows.row_reduce(terms, config.pieces)
 
 
 def range_nan(pieces: int, t) -> jax.Array:
@@ -217,9 +215,9 @@ def range_nan(pieces: int, t) -> jax.Array:
   XLA:CPU's fused ``max`` and ``min`` drop a NaN on long rows: a NaN target reaches the
   loss through its coefficient ``q`` instead.
   """
-  tp = _common.split_rows(t, pieces)
-  low = _common.row_reduce(tp, pieces, jnp.min)
-  high = _common.row_reduce(tp, pieces, jnp.max)
+  tp = _rows.split_rows(t, pieces)
+  low = _rows.row_reduce(tp, pieces, jnp.min)
+  high = _rows.row_reduce(tp, pieces, jnp.max)
   # No gradient: at one-hot targets the sqrt's derivative is infinite (second derivatives
   # through the targets would be NaN).
   root = lax.stop_gradient(jnp.sqrt(jnp.minimum(low, 1 - high)))
@@ -231,17 +229,9 @@ def _guarded_stats(config, x, targets, valid, cap):
   x = _capped(config, x, cap)
   if valid is not None:
     x = jnp.where(valid[..., None], x, jnp.zeros_like(x))
-  lse = _common.logsumexp(x)
+  lse = _rows.logsumexp(x)
   log_p = x - lse[..., None]
   return lse, -jnp.sum(_common.safe_mul(coefficients(targets), log_p), axis=-1)
-
-
-def fast_or_guarded(fast, guarded, valid):
-  """``fast`` (``(lse, losses)``), or ``guarded()`` for the batch if a kept row's loss is not
-  finite (an overflow, a ``-inf`` logit, a NaN, a bad target)."""
-  losses = fast[1]
-  finite = jnp.isfinite(losses) if valid is None else jnp.isfinite(losses) | ~valid
-  return lax.cond(jnp.all(finite), lambda: fast, guarded)
 
 
 def _stats(config, x, targets, valid, z, cap, lse=None):
@@ -252,8 +242,9 @@ def _stats(config, x, targets, valid, z, cap, lse=None):
     lse, ce = _guarded_stats(config, x, targets, valid, cap)
     return lse, ce + z * jnp.square(lse) if config.z_loss else ce
 
-  lse, losses = fast_or_guarded(_fast_stats(config, x, targets, z, cap, lse), guarded, valid)
-  return lse, _common.mask_rows(losses, valid)
+  fast = _fast_stats(config, x, targets, z, cap, lse)
+  lse, losses = _engine.fast_or_guarded(fast, guarded, _engine.all_finite(fast[1], valid))
+  return lse, _rows.mask_rows(losses, valid)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -264,7 +255,7 @@ def _logits_losses(config, x, targets, valid, z, cap):
   A ``custom_jvp`` whose logit tangent is ``sum_c G_c t_c`` with the closed form
   ``G = (p (sum(q) + 2 lambda lse) - q) dz/dx`` inside ``jax.checkpoint``: reverse mode
   saves only ``lse`` ([...]) besides the inputs and forms ``d logits`` in one elementwise
-  pass; small logits without a softcap (:func:`._common.keeps_exp`) keep their
+  pass; small logits without a softcap (:func:`._rows.keeps_exp`) keep their
   exponentials instead, so ``exp`` runs once per entry (:func:`_logit_grad_dot_kept`).
   Tangents of the targets and options (``d l / d q_c = lse - z_c``, 0 where ``q_c = 0``
   meets ``z_c = -inf``), of ``lambda`` (``lse^2``) and of the cap (``sum_c G_c dz_c/dc``)
@@ -277,10 +268,10 @@ def _logits_losses(config, x, targets, valid, z, cap):
 def _logits_losses_jvp(config, primals, tangents):
   x, targets, valid, z, cap = primals
   t_x, t_targets, _, t_z, t_cap = tangents
-  max_entries = _common.DENSE_KEEP_EXP_MAX_ENTRIES
-  keep_exp = not config.softcap and config.pieces == 1 and _common.keeps_exp(x, t_x, max_entries)
+  max_entries = _rows.DENSE_KEEP_EXP_MAX_ENTRIES
+  keep_exp = not config.softcap and config.pieces == 1 and _rows.keeps_exp(x, t_x, max_entries)
   if keep_exp:
-    lse, exp_shifted, exp_sum = _common.lse_keeping_exp(x)
+    lse, exp_shifted, exp_sum = _rows.lse_keeping_exp(x)
     lse, losses = _stats(config, x, targets, valid, z, cap, lse)
   else:
     lse, losses = _stats(config, x, targets, valid, z, cap)
@@ -297,17 +288,17 @@ def _logits_losses_jvp(config, primals, tangents):
   if not all(_common.is_symbolic_zero(t) for t in jax.tree.leaves(t_targets, is_leaf=_is_leaf)):
     t_targets = jax.tree.map(_common.instantiate_tangent, targets, t_targets, is_leaf=_is_leaf)
     # Dropped rows' targets may hold anything: zeroed, so 0 * NaN cannot reach an option.
-    masked = targets._replace(t=_common.mask_rows(targets.t, valid))
+    masked = targets._replace(t=_rows.mask_rows(targets.t, valid))
     q, t_q = jax.jvp(coefficients, (masked,), (t_targets,))
     zx = _capped(config, x, cap)
     # d l / d q_c = lse - z_c, and 0 where q_c = 0 meets z_c = -inf (0 log 0 = 0).
     minus_log_p = lse[..., None] - zx
     minus_log_p = jnp.where((q == 0) & jnp.isinf(zx), jnp.zeros_like(zx), minus_log_p)
     # Masked before the product: a dropped row's NaN must not meet a zero cotangent.
-    t_losses = t_losses + jnp.sum(_common.mask_rows(minus_log_p, valid) * t_q, axis=-1)
+    t_losses = t_losses + jnp.sum(_rows.mask_rows(minus_log_p, valid) * t_q, axis=-1)
   if config.z_loss and not _common.is_symbolic_zero(t_z):
     # lse masked before the product: a dropped NaN row must not meet a zero cotangent.
-    t_losses = t_losses + jnp.square(_common.mask_rows(lse, valid)) * t_z
+    t_losses = t_losses + jnp.square(_rows.mask_rows(lse, valid)) * t_z
   return losses, t_losses
 
 
@@ -324,13 +315,13 @@ def _logit_grad_dot(config, x, t_x, targets, lse, valid, z, cap, t_cap):
   zx = _capped(config, x, cap)
   grad = coef[..., None] * jnp.exp(zx - lse[..., None]) - q  # d l / d z
   if not config.softcap:
-    return jnp.sum(_common.mask_rows(grad, valid) * t_x, axis=-1)
+    return jnp.sum(_rows.mask_rows(grad, valid) * t_x, axis=-1)
   # Masked after every product, so a NaN in a dropped row cannot meet a zero cotangent.
-  out = jnp.sum(_common.mask_rows(grad * _sparse.softcap_slope(x, cap), valid) * t_x, axis=-1)
+  out = jnp.sum(_rows.mask_rows(grad * _softcap.softcap_slope(x, cap), valid) * t_x, axis=-1)
   if t_cap is not None:
     # Clipped: finite at an infinite logit (no inf * 0 in dz/dc).
-    d_cap = _sparse.softcap_derivatives(x, cap)[1]
-    out = out + jnp.sum(_common.mask_rows(grad * d_cap, valid), axis=-1) * t_cap
+    d_cap = _softcap.softcap_derivatives(x, cap)[1]
+    out = out + jnp.sum(_rows.mask_rows(grad * d_cap, valid), axis=-1) * t_cap
   return out
 
 
@@ -344,7 +335,7 @@ def _logit_grad_dot_kept(config, exp_shifted, exp_sum, t_x, targets, lse, valid,
     coef = coef + 2 * z * lse
   # Dropped rows may hold NaN or +inf (exponentials NaN or inf): zeroed by selecting, in
   # the rows and the coefficients (an all -inf dropped row has exp_sum = 0).
-  kept_exp, coef, q = (_common.mask_rows(v, valid) for v in (exp_shifted, coef / exp_sum, q))
+  kept_exp, coef, q = (_rows.mask_rows(v, valid) for v in (exp_shifted, coef / exp_sum, q))
   return coef * jnp.sum(kept_exp * t_x, axis=-1) - jnp.sum(q * t_x, axis=-1)
 
 
@@ -414,7 +405,7 @@ def categorical_cross_entropy_with_logits(
     ``torch.nn.functional.cross_entropy`` with probability targets.
   """
   fn_name = "categorical_cross_entropy_with_logits"
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   inputs = prepare_logits(
     fn_name,
     logits,
@@ -431,13 +422,13 @@ def categorical_cross_entropy_with_logits(
   config = _Config(
     z_loss=not _common.is_static_zero(z_loss),
     softcap=softcap is not None,
-    pieces=_common.row_pieces(inputs.logits.shape[-1]),
+    pieces=_rows.row_pieces(inputs.logits.shape[-1]),
   )
   z = jnp.asarray(z_loss, dtype) if config.z_loss else None
   cap = None if softcap is None else jnp.asarray(softcap, dtype)
   losses = _logits_losses(config, inputs.logits, inputs.targets, inputs.valid, z, cap)
   valid = jnp.ones(losses.shape, bool) if inputs.valid is None else inputs.valid
-  return _common.reduce_losses(
+  return _reduce.reduce_losses(
     losses, valid=valid, sample_weight=inputs.sample_weight, reduction=reduction
   )
 
@@ -502,7 +493,7 @@ def categorical_cross_entropy(
     ``torch.nn.functional.cross_entropy`` with probability targets.
   """
   fn_name = "categorical_cross_entropy"
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   inputs = prepare_logits(
     fn_name,
     probs,
@@ -517,11 +508,11 @@ def categorical_cross_entropy(
   p, valid = inputs.logits, inputs.valid
   # Eager inputs: a ValueError naming the first bad probability (a checkify check if traced).
   kept = jnp.ones(p.shape[:-1], bool) if valid is None else valid
-  _common.check_probabilities(fn_name, p, kept, axis % p.ndim)
+  _validate.check_probabilities(fn_name, p, kept, axis % p.ndim)
   losses = _probs_losses(p, inputs.targets, valid)
   if valid is None:
     valid = jnp.ones(losses.shape, bool)
-  return _common.reduce_losses(
+  return _reduce.reduce_losses(
     losses, valid=valid, sample_weight=inputs.sample_weight, reduction=reduction
   )
 
@@ -537,22 +528,22 @@ def _probs_row_losses(p, targets):
   """``-sum_c q_c max(log p_c, -100)`` per row in one fused loop of plain row reductions,
   NaN for a row with a probability or target outside [0, 1] (module notes)."""
   num_classes = p.shape[-1]
-  pieces = _common.row_pieces(num_classes)
+  pieces = _rows.row_pieces(num_classes)
   parts = targets._replace(
-    t=_common.split_rows(targets.t, pieces),
-    class_weights=_common.split_rows(targets.class_weights, pieces),
+    t=_rows.split_rows(targets.t, pieces),
+    class_weights=_rows.split_rows(targets.class_weights, pieces),
   )
-  pp = _common.split_rows(p, pieces)
+  pp = _rows.split_rows(p, pieces)
   # 0, or NaN for a row with a probability or target outside [0, 1], added to every log
   # (no select). XLA:CPU's fused max and min drop a NaN on long rows, so a NaN or infinite
   # probability is caught by `p - p` in the sum instead, and a negative one by the row min.
-  low = _common.row_reduce(pp, pieces, jnp.min)
-  root = jnp.sqrt(jnp.minimum(low, 1 - _common.row_reduce(pp, pieces, jnp.max)))
+  low = _rows.row_reduce(pp, pieces, jnp.min)
+  root = jnp.sqrt(jnp.minimum(low, 1 - _rows.row_reduce(pp, pieces, jnp.max)))
   nan = range_nan(pieces, targets.t) + (root - root)
   q = coefficients(parts, num_classes, check_range=False)
   # max(log 0, -100) = -100, torch's clamp.
-  log_p = jnp.maximum(jnp.log(pp), -100.0) + (pp - pp) + nan[_common.row_axes(pieces)]
-  return -_common.row_reduce(q * log_p, pieces)
+  log_p = jnp.maximum(jnp.log(pp), -100.0) + (pp - pp) + nan[_rows.row_axes(pieces)]
+  return -_rows.row_reduce(q * log_p, pieces)
 
 
 @jax.custom_jvp
@@ -565,7 +556,7 @@ def _probs_losses(p, targets, valid):
   (else 0, the clamp) and ``d l / d q_c = -max(log p_c, -100)``; a dropped row gets zero
   tangents whatever it holds, a row with a bad input NaN ones.
   """
-  return _common.mask_rows(_probs_row_losses(p, targets), valid)
+  return _rows.mask_rows(_probs_row_losses(p, targets), valid)
 
 
 @functools.partial(_probs_losses.defjvp, symbolic_zeros=True)
@@ -573,7 +564,7 @@ def _probs_losses_jvp(primals, tangents):
   p, targets, valid = primals
   t_p, t_targets, _ = tangents
   row_losses = _probs_row_losses(p, targets)
-  losses = _common.mask_rows(row_losses, valid)
+  losses = _rows.mask_rows(row_losses, valid)
   t_losses = jnp.zeros_like(losses)
   if not _common.is_symbolic_zero(t_p):
     # A row's loss is NaN exactly where it holds a probability or target outside [0, 1]
@@ -583,14 +574,12 @@ def _probs_losses_jvp(primals, tangents):
   if not all(_common.is_symbolic_zero(t) for t in jax.tree.leaves(t_targets, is_leaf=_is_leaf)):
     t_targets = jax.tree.map(_common.instantiate_tangent, targets, t_targets, is_leaf=_is_leaf)
     # Dropped rows' targets may hold anything: zeroed, so 0 * NaN cannot reach an option.
-    masked = targets._replace(t=_common.mask_rows(targets.t, valid))
+    masked = targets._replace(t=_rows.mask_rows(targets.t, valid))
     t_q = jax.jvp(coefficients, (masked,), (t_targets,))[1]
     log_p = _common.clamped_log(p)
     bad = _probs_rows_bad(p, targets.t)[..., None]
     # Dropped rows may hold anything: select before the product with t_q.
-    t_losses = t_losses + jnp.sum(
-      _common.mask_rows(jnp.where(bad, jnp.nan, -log_p), valid) * t_q, -1
-    )
+    t_losses = t_losses + jnp.sum(_rows.mask_rows(jnp.where(bad, jnp.nan, -log_p), valid) * t_q, -1)
   return losses, t_losses
 
 
@@ -605,7 +594,7 @@ def _probs_grad_dot(p, t_p, targets, valid, row_nan):
   above_clamp = ~(p < _clamp_threshold(p.dtype))  # True for NaN: its gradient stays NaN
   safe_p = jnp.where(above_clamp, p, jnp.ones_like(p))
   grad = jnp.where(above_clamp, -q / safe_p, jnp.zeros_like(p)) + row_nan[..., None]
-  return jnp.sum(_common.mask_rows(grad, valid) * t_p, axis=-1)
+  return jnp.sum(_rows.mask_rows(grad, valid) * t_p, axis=-1)
 
 
 def _clamp_threshold(dtype) -> float:

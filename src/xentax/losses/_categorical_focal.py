@@ -31,7 +31,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _categorical, _common, _doc, _sparse, _validate
+from xentax.losses import _categorical, _common, _doc, _engine, _focal, _reduce, _rows, _validate
 
 # The largest whole-number gamma computed as an integer power (repeated multiplication).
 _MAX_INTEGER_GAMMA = 16
@@ -119,7 +119,7 @@ def categorical_focal_loss_with_logits(
     ``keras.losses.CategoricalFocalCrossentropy``.
   """
   fn_name = "categorical_focal_loss_with_logits"
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   inputs = _categorical.prepare_logits(
     fn_name,
     logits,
@@ -145,7 +145,7 @@ def categorical_focal_loss_with_logits(
   valid = inputs.valid
   if valid is None:
     valid = jnp.ones(losses.shape, bool)
-  return _common.reduce_losses(
+  return _reduce.reduce_losses(
     losses, valid=valid, sample_weight=inputs.sample_weight, reduction=reduction
   )
 
@@ -162,7 +162,7 @@ def _row_losses(power, x, lse, targets, gamma):
   """``-sum_c q_c (1 - p_c)^gamma log p_c`` per row for a given ``lse``, every guard on."""
   log_p = x - lse[..., None]
   # 1 - p without cancellation for small p; its power has an exact (0) gradient at p = 1.
-  modulator = _sparse.focal_modulator(-jnp.expm1(log_p), gamma, power)
+  modulator = _focal.focal_modulator(-jnp.expm1(log_p), gamma, power)
   # safe_mul: 0 log 0 = 0 where a class with no target mass has a -inf logit.
   return -jnp.sum(_common.safe_mul(_categorical.coefficients(targets) * modulator, log_p), -1)
 
@@ -171,15 +171,15 @@ def _fast_stats(power, x, targets, gamma):
   """``(lse, loss)`` per row from guard-free row reductions (module notes); a row with a
   target outside [0, 1] gets a NaN loss from the targets' row ``min`` and ``max``."""
   num_classes = x.shape[-1]
-  pieces = _common.row_pieces(num_classes)
-  z = _common.split_rows(x, pieces)
+  pieces = _rows.row_pieces(num_classes)
+  z = _rows.split_rows(x, pieces)
   parts = targets._replace(
-    t=_common.split_rows(targets.t, pieces),
-    class_weights=_common.split_rows(targets.class_weights, pieces),
+    t=_rows.split_rows(targets.t, pieces),
+    class_weights=_rows.split_rows(targets.class_weights, pieces),
   )
 
-  rows = _common.row_axes(pieces)
-  m = _common.row_max(z, pieces)
+  rows = _rows.row_axes(pieces)
+  m = _rows.row_max(z, pieces)
   q = _categorical.coefficients(parts, num_classes, check_range=False)
   if pieces == 1:
     # One exponential per entry, shared by both row reductions: XLA:CPU computes it once
@@ -188,18 +188,18 @@ def _fast_stats(power, x, targets, gamma):
     # both carry the rounding of E (lse - m = log E); for small p neither cancels. Rows in
     # pieces keep the expm1: there a shared exponential is written to memory.
     exp_shifted = jnp.exp(z - m[rows])
-    exp_sum = _common.row_reduce(exp_shifted, pieces)
+    exp_sum = _rows.row_reduce(exp_shifted, pieces)
     lse = m + jnp.log(exp_sum)
   else:
-    lse = _common.fast_lse(z, m, pieces)
+    lse = _rows.fast_lse(z, m, pieces)
   checked = lse + _categorical.range_nan(pieces, targets.t)
   minus_log_p = checked[rows] - z
   if pieces == 1:
     one_minus_p = 1 - exp_shifted * (1 / exp_sum)[rows]
   else:
     one_minus_p = -jnp.expm1(-minus_log_p)
-  losses = _common.row_reduce(
-    q * _sparse.focal_modulator(one_minus_p, gamma, power) * minus_log_p, pieces
+  losses = _rows.row_reduce(
+    q * _focal.focal_modulator(one_minus_p, gamma, power) * minus_log_p, pieces
   )
   return lse, losses
 
@@ -208,17 +208,15 @@ def _guarded_stats(power, x, targets, valid, gamma):
   """``(lse, loss)`` per row with every guard: dropped rows zeroed, ``0 log 0 = 0``."""
   if valid is not None:
     x = jnp.where(valid[..., None], x, jnp.zeros_like(x))
-  lse = _common.logsumexp(x)
+  lse = _rows.logsumexp(x)
   return lse, _row_losses(power, x, lse, targets, gamma)
 
 
 def _stats(power, x, targets, valid, gamma):
   """``(lse, loss)``: the fast form, or the guarded one if a kept row is not finite."""
-  return _categorical.fast_or_guarded(
-    _fast_stats(power, x, targets, gamma),
-    lambda: _guarded_stats(power, x, targets, valid, gamma),
-    valid,
-  )
+  fast = _fast_stats(power, x, targets, gamma)
+  guarded = lambda: _guarded_stats(power, x, targets, valid, gamma)  # noqa: E731
+  return _engine.fast_or_guarded(fast, guarded, _engine.all_finite(fast[1], valid))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -233,7 +231,7 @@ def _logits_losses(power, x, targets, valid, gamma):
   ``p_c = 0`` (``p log p = 0``) and ``p_c = 1`` (the second term is 0). Dropped rows get
   zero tangents whatever they hold.
   """
-  return _common.mask_rows(_stats(power, x, targets, valid, gamma)[1], valid)
+  return _rows.mask_rows(_stats(power, x, targets, valid, gamma)[1], valid)
 
 
 @functools.partial(_logits_losses.defjvp, symbolic_zeros=True)
@@ -241,34 +239,24 @@ def _logits_losses_jvp(power, primals, tangents):
   x, targets, valid, gamma = primals
   t_x, t_targets, _, t_gamma = tangents
   lse, losses = _stats(power, x, targets, valid, gamma)
-  losses = _common.mask_rows(losses, valid)
+  losses = _rows.mask_rows(losses, valid)
   t_losses = jnp.zeros_like(losses)
   if not _common.is_symbolic_zero(t_x):
     grad_dot = jax.checkpoint(functools.partial(_logit_grad_dot, power))
     t_losses = t_losses + grad_dot(x, t_x, targets, lse, valid, gamma)
-  option_tangents = (t_targets, t_gamma)
-  if not all(
-    _common.is_symbolic_zero(t)
-    for t in jax.tree.leaves(option_tangents, is_leaf=_common.is_symbolic_zero)
-  ):
-    # Rarely needed (learning alpha or gamma, soft targets that are themselves outputs):
-    # the guarded per-row formula with the logits' statistics held fixed. Dropped rows
-    # are evaluated at zero logits (lse = log C), so they hold nothing that is not finite.
+  options, t_options = (targets, gamma), (t_targets, t_gamma)
+  if _engine.any_moves(options, t_options):
+    # The guarded per-row formula with the logits' statistics held. Dropped rows are
+    # evaluated at zero logits (lse = log C), so they hold nothing that is not finite.
     if valid is not None:
       x = jnp.where(valid[..., None], x, jnp.zeros_like(x))
       lse = jnp.where(valid, lse, jnp.log(jnp.asarray(x.shape[-1], lse.dtype)))
-      targets = targets._replace(t=_common.mask_rows(targets.t, valid))
+      options = (targets._replace(t=_rows.mask_rows(targets.t, valid)), gamma)
 
     def from_options(targets, gamma):
-      return _common.mask_rows(_row_losses(power, x, lse, targets, gamma), valid)
+      return _rows.mask_rows(_row_losses(power, x, lse, targets, gamma), valid)
 
-    option_tangents = jax.tree.map(
-      _common.instantiate_tangent,
-      (targets, gamma),
-      option_tangents,
-      is_leaf=_common.is_symbolic_zero,
-    )
-    t_losses = t_losses + jax.jvp(from_options, (targets, gamma), option_tangents)[1]
+    t_losses = _engine.plus(t_losses, _engine.held_jvp(from_options, options, t_options))
   return losses, t_losses
 
 
@@ -277,6 +265,6 @@ def _logit_grad_dot(power, x, t_x, targets, lse, valid, gamma):
   log_p = x - lse[..., None]
   p = jnp.exp(log_p)
   # Bad targets make their rows' q NaN (the per-entry check): so is their gradient.
-  b = _categorical.coefficients(targets) * _sparse.focal_weight(power, p, log_p, gamma)
+  b = _categorical.coefficients(targets) * _focal.focal_weight(power, p, log_p, gamma)
   grad = p * jnp.sum(b, axis=-1, keepdims=True) - b
-  return jnp.sum(_common.mask_rows(grad, valid) * t_x, axis=-1)
+  return jnp.sum(_rows.mask_rows(grad, valid) * t_x, axis=-1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _doc, _validate
+from xentax.losses import _doc, _reduce, _validate
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
 
 NORMALIZATIONS = ("token", "sequence")
@@ -92,7 +92,7 @@ def causal_lm_cross_entropy_with_logits(
     ``ForCausalLMLoss``.
   """
   fn_name = "causal_lm_cross_entropy_with_logits"
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   if normalization not in NORMALIZATIONS:
     raise ValueError(
       f"{fn_name}: normalization={normalization!r} is not supported; choose one of "
@@ -109,7 +109,7 @@ def causal_lm_cross_entropy_with_logits(
   length = labels.shape[-1]
   if not isinstance(shift, int) or not 1 <= shift < length:
     raise ValueError(f"{fn_name}: shift={shift!r} must be an int in [1, L={length}).")
-  mask = _common.broadcast_mask(fn_name, where, labels.shape)[..., shift:]
+  mask = _validate.broadcast_mask(fn_name, where, labels.shape)[..., shift:]
   losses = sparse_categorical_cross_entropy_with_logits(
     logits[..., :-shift, :],
     # The original labels, so the cross-entropy checks (and names) them in their own dtype.
@@ -123,8 +123,8 @@ def causal_lm_cross_entropy_with_logits(
   if weights is not None:
     weights = weights[..., shift:]
   if reduction != "mean" or normalization == "token":
-    return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
-  per_token = _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction="none")
+    return _reduce.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
+  per_token = _reduce.reduce_losses(losses, valid=valid, sample_weight=weights, reduction="none")
   if weights is None:
     kept_weight = jnp.sum(valid, axis=-1).astype(losses.dtype)
   else:
@@ -132,4 +132,4 @@ def causal_lm_cross_entropy_with_logits(
   # `~(w <= 0)`, not `w > 0`: a NaN weight keeps its sequence, whose mean is then NaN.
   kept = ~(kept_weight <= 0)
   per_sequence = jnp.sum(per_token, axis=-1) / jnp.where(kept, kept_weight, 1.0)
-  return _common.reduce_losses(per_sequence, valid=kept, reduction="mean")
+  return _reduce.reduce_losses(per_sequence, valid=kept, reduction="mean")

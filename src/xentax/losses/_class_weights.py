@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _validate
+from xentax.losses import _validate
 
 
 def _counts(fn_name, labels, num_classes, ignore_index, where):
@@ -24,11 +24,11 @@ def _counts(fn_name, labels, num_classes, ignore_index, where):
   if not isinstance(num_classes, int) or num_classes < 1:
     raise ValueError(f"{fn_name}: num_classes={num_classes!r} must be a positive int.")
   labels = jnp.asarray(labels)
-  valid = _common.broadcast_mask(fn_name, where, labels.shape)
+  valid = _validate.broadcast_mask(fn_name, where, labels.shape)
   if ignore_index is not None:
     valid = valid & (labels != ignore_index)
   bad = valid & ((labels < 0) | (labels >= num_classes))
-  _common.check_values(fn_name, f"labels must lie in [0, {num_classes})", labels, bad)
+  _validate.check_values(fn_name, f"labels must lie in [0, {num_classes})", labels, bad)
   safe = jnp.where(valid & ~bad, labels, num_classes)  # out-of-range rows go to a spare bin
   counts = jnp.zeros((num_classes + 1,), jnp.float32).at[jnp.ravel(safe)].add(1.0)
   return counts[:num_classes]

@@ -21,8 +21,8 @@ Design notes:
     temporaries. The guarded formula is kept as a fallback, taken (``lax.cond``) only
     when some kept row's fast value is NaN: a ``-inf`` teacher logit (``0 * -inf``), an
     underflowed mixture in the JSD, or a NaN input (which stays NaN on both paths).
-  * Rows longer than ``_common.CPU_ROW_PIECE`` are reduced in pieces on the CPU backend
-    (``_common.row_reduce``): XLA:CPU reduces a long row to a per-row result several times
+  * Rows longer than ``_rows.CPU_ROW_PIECE`` are reduced in pieces on the CPU backend
+    (``_rows.row_reduce``): XLA:CPU reduces a long row to a per-row result several times
     slower per element than a short one (a reduction straight to the batch's scalar does
     not suffer).
   * Both divergences are ``custom_jvp`` functions of the scaled logits whose tangent is
@@ -40,7 +40,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _doc, _validate
+from xentax.losses import _common, _doc, _engine, _reduce, _rows, _validate
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
 from xentax.losses._sparse_terms import prepare_labels
 
@@ -63,12 +63,12 @@ def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperat
   bad = _validate.any_bad(bad, _validate.options(fn_name, temperature=temperature))
   s = jnp.asarray(student_logits)
   t = jnp.asarray(teacher_logits)
-  _common.check_same_shape(fn_name, "student_logits", s, "teacher_logits", t)
-  axis = _common.normalize_axis(fn_name, axis, s.ndim)
+  _validate.check_same_shape(fn_name, "student_logits", s, "teacher_logits", t)
+  axis = _validate.normalize_axis(fn_name, axis, s.ndim)
   dtype = _common.compute_dtype(jnp.result_type(s, t))
   s = jnp.moveaxis(s, axis, -1).astype(dtype)
   t = jnp.moveaxis(t, axis, -1).astype(dtype)
-  valid = _common.broadcast_mask(fn_name, where, s.shape[:-1])
+  valid = _validate.broadcast_mask(fn_name, where, s.shape[:-1])
   # 1 / T is applied inside the row computations: a separate `s / T` pass over [N, C] is
   # not fused into the reductions on XLA:CPU (and costs a full read and write per side).
   inv_temperature = 1 / jnp.asarray(temperature, dtype)
@@ -90,7 +90,7 @@ def _zero_dropped(x, keep) -> jax.Array:
 
 
 def _log_softmax(x) -> jax.Array:
-  return x - _common.logsumexp(x)[..., None]
+  return x - _rows.logsumexp(x)[..., None]
 
 
 def _weighted_log_ratio(p, log_p, log_q) -> jax.Array:
@@ -113,7 +113,7 @@ def _safe_kl(s, t) -> jax.Array:
 def _fast_lse(x, pieces: int = 1, inv=None) -> jax.Array:
   """Log-sum-exp of each row of ``x * inv`` (``inv`` None: of ``x``) without guards (an all
   ``-inf`` row gives NaN), shaped to broadcast against ``x``: ``[..., 1]``, or
-  ``[..., 1, 1]`` for rows split in ``pieces`` (:func:`xentax.losses._common.split_rows`).
+  ``[..., 1, 1]`` for rows split in ``pieces`` (:func:`xentax.losses._rows.split_rows`).
 
   ``lse(x inv) = max(x) inv + log sum exp((x - max) inv)`` for ``inv > 0``: the scaling
   stays inside the fused reductions.
@@ -125,13 +125,13 @@ def _lse_and_exp(x, pieces: int = 1, inv=None):
   """``(lse, exp((x - m) inv), sum exp((x - m) inv))`` per row (:func:`_fast_lse`), the
   exponentials and their sum shaped like ``x`` and ``lse``."""
   # Subtract the max so exp cannot overflow; stop_gradient: the result does not depend on it.
-  m = _expand(jax.lax.stop_gradient(_common.row_reduce(x, pieces, jnp.max)), pieces)
+  m = _expand(jax.lax.stop_gradient(_rows.row_reduce(x, pieces, jnp.max)), pieces)
   if inv is None:
     exp_shifted = jnp.exp(x - m)
   else:
     exp_shifted = jnp.exp((x - m) * inv)
     m = m * inv
-  exp_sum = _expand(_common.row_reduce(exp_shifted, pieces), pieces)
+  exp_sum = _expand(_rows.row_reduce(exp_shifted, pieces), pieces)
   return m + jnp.log(exp_sum), exp_shifted, exp_sum
 
 
@@ -144,15 +144,15 @@ def _with_fallback(fast, keep, safe) -> jax.Array:
   """``keep * fast`` unless a kept row is NaN, then ``keep * safe()`` for every row."""
   # Dropped rows may hold anything, and bad rows (keep = NaN) are NaN on either path:
   # neither should cost the guarded pass.
-  needs_guard = jnp.any(jnp.isnan(fast) & (keep == 1))
-  return _apply_keep(jax.lax.cond(needs_guard, safe, lambda: fast), keep)
+  ok = ~jnp.any(jnp.isnan(fast) & (keep == 1))
+  return _apply_keep(_engine.fast_or_guarded(fast, safe, ok), keep)
 
 
 def _kl_value(s, t, inv, keep):
   """``(KL, lse_s, lse_t)`` per row of ``s * inv``, ``t * inv`` (the two ``[..., 1]``); one
-  fused pass if possible, long rows in pieces (:func:`xentax.losses._common.row_reduce`)."""
-  pieces = _common.row_pieces(s.shape[-1])
-  sp, tp = _common.split_rows(s, pieces), _common.split_rows(t, pieces)
+  fused pass if possible, long rows in pieces (:func:`xentax.losses._rows.row_reduce`)."""
+  pieces = _rows.row_pieces(s.shape[-1])
+  sp, tp = _rows.split_rows(s, pieces), _rows.split_rows(t, pieces)
   lse_s = _fast_lse(sp, pieces, inv)
   lse_t, exp_t, exp_sum_t = _lse_and_exp(tp, pieces, inv)
   # One exponential per teacher entry, shared with its exp-sum on rows reduced in one
@@ -162,7 +162,7 @@ def _kl_value(s, t, inv, keep):
   # sum_c p_t (log p_t - log p_s) = sum_c p_t ((t - s) / T - (lse_t - lse_s)), no guard: a
   # -inf teacher logit gives 0 * -inf = NaN, and that row sends us to the guarded form.
   terms = p_t * ((tp - sp) * inv - (lse_t - lse_s))
-  kl = _common.row_reduce(terms, pieces)
+  kl = _rows.row_reduce(terms, pieces)
   safe = lambda: _safe_kl(_zero_dropped(s, keep) * inv, _zero_dropped(t, keep) * inv)  # noqa: E731
   rows = s.shape[:-1] + (1,)
   return _with_fallback(kl, keep, safe), lse_s.reshape(rows), lse_t.reshape(rows)
@@ -271,12 +271,12 @@ def kl_divergence_with_logits(
     Kullback and Leibler, 1951; ``torch.nn.functional.kl_div`` with ``log_target=True``.
   """
   fn_name = "kl_divergence_with_logits"
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   s, t, valid, keep, inv = _prepare_pair(
     fn_name, student_logits, teacher_logits, axis, where, temperature
   )
   weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, s.dtype)
-  return _common.reduce_losses(
+  return _reduce.reduce_losses(
     kl_per_example(s, t, inv, keep), valid=valid, sample_weight=weights, reduction=reduction
   )
 
@@ -309,16 +309,16 @@ def _safe_log_mixture(log_p, log_q, beta) -> jax.Array:
 
 def _jsd_value(s, t, beta, keep):
   """``(JSD, log Q, log P)`` per row; one fused pass unless a row needs the guarded form,
-  long rows in pieces (:func:`xentax.losses._common.row_reduce`)."""
-  pieces = _common.row_pieces(s.shape[-1])
-  sp, tp = _common.split_rows(s, pieces), _common.split_rows(t, pieces)
+  long rows in pieces (:func:`xentax.losses._rows.row_reduce`)."""
+  pieces = _rows.row_pieces(s.shape[-1])
+  sp, tp = _rows.split_rows(s, pieces), _rows.split_rows(t, pieces)
   log_q, log_p = sp - _fast_lse(sp, pieces), tp - _fast_lse(tp, pieces)
   q, p = jnp.exp(log_q), jnp.exp(log_p)
   log_m = jnp.log(beta * p + (1 - beta) * q)
   # No guard: a class with no mass on one side (0 * -inf) or both (M = 0) gives NaN, and
   # that row sends us to the guarded form.
   terms = beta * p * (log_p - log_m) + (1 - beta) * q * (log_q - log_m)
-  jsd = _common.row_reduce(terms, pieces)
+  jsd = _rows.row_reduce(terms, pieces)
   safe = lambda: _safe_jsd(_zero_dropped(s, keep), _zero_dropped(t, keep), beta)  # noqa: E731
   return _with_fallback(jsd, keep, safe), log_q.reshape(s.shape), log_p.reshape(t.shape)
 
@@ -426,7 +426,7 @@ def jensen_shannon_divergence_with_logits(
     "On-Policy Distillation of Language Models" (GKD), 2024; Liger-Kernel's ``LigerJSD``.
   """
   fn_name = "jensen_shannon_divergence_with_logits"
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   bad = _validate.options(fn_name, beta=beta)
   s, t, valid, keep, inv = _prepare_pair(
     fn_name, student_logits, teacher_logits, axis, where, temperature, bad
@@ -441,7 +441,7 @@ def jensen_shannon_divergence_with_logits(
     s, t = _zero_dropped(s, keep), _zero_dropped(t, keep)
     losses = _jsd_per_example(s * inv, t * inv, jnp.asarray(beta, s.dtype), keep)
   weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, s.dtype)
-  return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
+  return _reduce.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
 
 
 @_doc.shared
@@ -506,12 +506,12 @@ def distillation_loss(
     Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural Network", 2015.
   """
   fn_name = "distillation_loss"
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
   _validate.float_array(fn_name, "student_logits", student_logits)
   option_bad = _validate.options(fn_name, temperature=temperature, alpha=alpha)
   num_classes = jnp.shape(student_logits)[
-    _common.normalize_axis(fn_name, axis, jnp.ndim(student_logits))
+    _validate.normalize_axis(fn_name, axis, jnp.ndim(student_logits))
   ]
   # Validated here first so a bad label is reported under this function's name.
   prepared = prepare_labels(
@@ -538,4 +538,4 @@ def distillation_loss(
   soft = kl_per_example(s, t, inv, keep)
   losses = alpha * jnp.square(temperature) * soft + (1 - alpha) * hard
   weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, dtype)
-  return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
+  return _reduce.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)

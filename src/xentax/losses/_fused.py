@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _doc, _fused_tokens, _validate
+from xentax.losses import _common, _doc, _fused_tokens, _reduce, _validate
 from xentax.losses._sparse_terms import SparseOptions, prepare_labels
 
 # About 64 MB of float32 logits per block when the block size is chosen automatically, and
@@ -218,7 +218,7 @@ def fused_linear_cross_entropy_impl(
 ):
   """:func:`fused_linear_cross_entropy`, optionally inside ``shard_map`` with ``weight``
   sharded along the vocabulary over ``axis_name`` and tokens over ``batch_axis_name``."""
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   hidden = _validate.float_array(fn_name, "hidden", hidden)
   weight = _validate.float_array(fn_name, "weight", weight)
   labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
@@ -322,7 +322,7 @@ def fused_linear_cross_entropy_impl(
     None if softcap is None else jnp.asarray(softcap, dtype),
   )
   target_weight = prepared.target_weight
-  loss = _common.reduce_losses(
+  loss = _reduce.reduce_losses(
     losses.reshape(batch_shape),
     valid=prepared.valid,
     denominator=target_weight,

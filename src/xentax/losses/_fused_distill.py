@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _doc, _validate
+from xentax.losses import _common, _doc, _reduce, _rows, _validate
 from xentax.losses._sparse_terms import prepare_labels
 
 _AUTO_CHUNK_ELEMENTS = 1 << 22  # about 16 MB of float32 logits per chunk and side
@@ -133,7 +133,7 @@ def fused_linear_distillation(
     ``LigerFusedLinearJSD``; Wijmans et al., "Cut Your Losses", 2024.
   """
   fn_name = "fused_linear_distillation"
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   if reduction == "none":
     raise ValueError(
       f"{fn_name}: reduction='none' is not supported (the gradients are formed in the "
@@ -201,9 +201,9 @@ def fused_linear_distillation(
   config = _Config(chunk_size=chunk_size, num_chunks=num_chunks, teacher_grad=True)
   return _fused_distill(
     config,
-    _rows(hs, valid, num_chunks * chunk_size),
+    _padded_rows(hs, valid, num_chunks * chunk_size),
     ws,
-    _rows(ht, valid, num_chunks * chunk_size),
+    _padded_rows(ht, valid, num_chunks * chunk_size),
     wt,
     _pad(prepared.labels.reshape(-1), num_chunks * chunk_size),
     _pad(coef, num_chunks * chunk_size),
@@ -226,7 +226,7 @@ def _pad(x, length):
   return jnp.pad(x, [(0, length - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
 
 
-def _rows(h, valid, length):
+def _padded_rows(h, valid, length):
   """``[N, D]`` rows, dropped tokens zeroed (so inf/NaN there cannot leak), padded."""
   h = h.reshape(-1, h.shape[-1])
   return _pad(jnp.where(valid[:, None], h, jnp.zeros((), h.dtype)), length)
@@ -237,14 +237,14 @@ def _chunk_terms(hs, ws, ht, wt, labels, coef, temperature, alpha, teacher_grad)
   dtype = coef.dtype
   zs = jnp.dot(hs, ws, preferred_element_type=dtype).astype(dtype)
   zt = jnp.dot(ht, wt, preferred_element_type=dtype).astype(dtype)
-  log_ps = zs / temperature - _common.logsumexp(zs / temperature)[:, None]
-  log_pt = zt / temperature - _common.logsumexp(zt / temperature)[:, None]
+  log_ps = zs / temperature - _rows.logsumexp(zs / temperature)[:, None]
+  log_pt = zt / temperature - _rows.logsumexp(zt / temperature)[:, None]
   pt = jnp.exp(log_pt)
   has_mass = pt > 0
   # 0 log 0 = 0: select the log-ratio first so -inf logits never meet a zero weight.
   ratio = jnp.where(has_mass, log_pt - jnp.where(has_mass, log_ps, 0.0), 0.0)
   kl = jnp.sum(jnp.where(has_mass, pt * ratio, 0.0), axis=1)
-  lse = _common.logsumexp(zs)
+  lse = _rows.logsumexp(zs)
   target = jnp.take_along_axis(zs, labels[:, None], axis=1)[:, 0]
   ce = lse - target
   losses = alpha * jnp.square(temperature) * kl + (1 - alpha) * ce

@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common
+from xentax.losses import _common, _reduce
 from xentax.losses._sparse_terms import SparseOptions
 
 # At most 2^24 logits per chunk (64 MB in float32), so the temporaries of value-and-grad
@@ -152,7 +152,7 @@ def tokens_loss(
   lse = lse[:num_tokens]
   if reduction == "sum":
     return total, lse
-  # The mean as `_common.reduce_losses` takes it: 0 with zero gradient when nothing is kept.
+  # The mean as `_reduce.reduce_losses` takes it: 0 with zero gradient when nothing is kept.
   valid = valid[:num_tokens]
   if sample_weight is not None:
     sample_weight = sample_weight[:num_tokens]
@@ -161,7 +161,7 @@ def tokens_loss(
     denom = jnp.sum(valid, dtype=dtype)
   else:
     denom = jnp.sum(jnp.where(valid, target_weight, jnp.zeros_like(target_weight)))
-  loss = _common.mean_of(total, denom)
+  loss = _reduce.mean_of(total, denom)
   return loss, lse
 
 

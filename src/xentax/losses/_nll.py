@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _doc, _validate
+from xentax.losses import _common, _doc, _reduce, _validate
 from xentax.losses._sparse import prepare_sparse
 
 
@@ -68,7 +68,7 @@ def nll_loss(
     ``torch.nn.functional.nll_loss``.
   """
   fn_name = "nll_loss"
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   inputs = prepare_sparse(
     fn_name,
     log_probs,
@@ -90,7 +90,7 @@ def nll_loss(
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
   weights = _validate.sample_weights(fn_name, sample_weight, inputs.valid.shape, x.dtype)
-  return _common.reduce_losses(
+  return _reduce.reduce_losses(
     losses,
     valid=inputs.valid,
     denominator=inputs.target_weight,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _doc, _validate
+from xentax.losses import _common, _doc, _reduce, _validate
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
 
 
@@ -62,7 +62,7 @@ def poly1_cross_entropy_with_logits(
     Functions", ICLR 2022; ``optax.losses.poly_loss_cross_entropy``.
   """
   fn_name = "poly1_cross_entropy_with_logits"
-  _common.check_reduction(fn_name, reduction)
+  _reduce.check_reduction(fn_name, reduction)
   logits = _validate.float_array(fn_name, "logits", logits)
   labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
   bad = _validate.options(fn_name, epsilon=epsilon)
@@ -74,10 +74,10 @@ def poly1_cross_entropy_with_logits(
   ce = sparse_categorical_cross_entropy_with_logits(
     logits, shown, axis=axis, ignore_index=ignore_index, where=where, reduction="none"
   )
-  valid = _common.broadcast_mask(fn_name, where, labels.shape)
+  valid = _validate.broadcast_mask(fn_name, where, labels.shape)
   if ignore_index is not None:
     valid = valid & (labels != ignore_index)
   # p_y = exp(-CE): no second softmax; dropped examples have CE = 0, masked below.
   losses = ce + jnp.asarray(epsilon, ce.dtype) * (1 - jnp.exp(-ce))
   weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, ce.dtype)
-  return _common.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
+  return _reduce.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)

@@ -67,7 +67,7 @@ def prepare_labels(
   """
   if ignore_index is not None and not isinstance(ignore_index, int | np.integer):
     raise TypeError(f"{fn_name}: ignore_index={ignore_index!r} must be an integer or None.")
-  valid = _common.broadcast_mask(fn_name, where, labels.shape)
+  valid = _validate.broadcast_mask(fn_name, where, labels.shape)
   if ignore_index is not None:
     valid = valid & (labels != ignore_index)
   in_range = (labels >= 0) & (labels < num_classes)
@@ -75,13 +75,13 @@ def prepare_labels(
   allowed = f"labels must lie in [0, {num_classes})"
   if ignore_index is not None:
     allowed += f" or equal ignore_index={ignore_index}"
-  _common.check_values(fn_name, allowed, labels if shown is None else shown, bad)
+  _validate.check_values(fn_name, allowed, labels if shown is None else shown, bad)
   safe_labels = jnp.where(valid & in_range, labels, jnp.zeros_like(labels))
 
   target_weight = None
   if class_weights is not None:
     class_weights = _validate.to_array(fn_name, "class_weights", class_weights)
-    class_weights = _common.class_weight_vector(fn_name, class_weights, num_classes, dtype)
+    class_weights = _validate.class_weight_vector(fn_name, class_weights, num_classes, dtype)
     weights_bad = _validate.option(fn_name, "class_weights", class_weights)
     option_bad = _validate.any_bad(option_bad, None if weights_bad is None else weights_bad.any())
     target_weight = class_weights[safe_labels]

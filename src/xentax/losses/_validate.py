@@ -13,6 +13,10 @@ Design notes:
     off a NumPy ``int64`` label ``2**32 + 1`` would otherwise wrap to ``1``, a valid
     class. Labels that do not fit the dtype JAX will use are replaced by an out-of-range
     sentinel, so the usual range check reports them, with their real value.
+  * Bad *values* are found in one place, :func:`check_values`: concrete inputs raise
+    ``ValueError`` naming the value and its position; traced ones record a
+    ``checkify.debug_check`` (free unless under :func:`xentax.checked`). An empty batch
+    has nothing to report and records no check.
 """
 
 from __future__ import annotations
@@ -282,4 +286,126 @@ def any_bad(bad, *flags):
   for flag in flags:
     if flag is not None:
       bad = flag if bad is None else bad | flag
+  return bad
+
+
+def check_same_shape(fn_name: str, name_a: str, a, name_b: str, b) -> None:
+  """``ValueError`` naming both arguments unless ``a`` and ``b`` have the same shape."""
+  if jnp.shape(a) != jnp.shape(b):
+    raise ValueError(
+      f"{fn_name}: {name_a} has shape {jnp.shape(a)} but {name_b} has shape "
+      f"{jnp.shape(b)}; they must be equal."
+    )
+
+
+def normalize_axis(fn_name: str, axis: int, ndim: int) -> int:
+  """``axis`` in ``[0, ndim)``; ``ValueError`` for a scalar input or an axis out of range."""
+  if ndim == 0:
+    raise ValueError(f"{fn_name}: logits/probs must have a class axis, got a scalar.")
+  if not -ndim <= axis < ndim:
+    raise ValueError(f"{fn_name}: axis={axis} is out of range for an array with {ndim} dims.")
+  return axis % ndim
+
+
+def check_example_shape(fn_name: str, scores_shape, axis: int, labels) -> tuple[int, ...]:
+  """Sparse losses: labels have the scores' shape with the class axis removed."""
+  expected = tuple(scores_shape[:axis]) + tuple(scores_shape[axis + 1 :])
+  if jnp.shape(labels) != expected:
+    raise ValueError(
+      f"{fn_name}: labels have shape {jnp.shape(labels)} but scores of shape "
+      f"{tuple(scores_shape)} with axis={axis} need labels of shape {expected} "
+      "(the scores' shape without the class axis)."
+    )
+  return expected
+
+
+def broadcast_mask(fn_name: str, where, shape) -> jax.Array:
+  """Return ``where`` as a boolean mask of ``shape`` (all True when ``where`` is None)."""
+  if where is None:
+    return jnp.ones(shape, dtype=bool)
+  where = jnp.asarray(where)
+  if where.dtype != jnp.bool_:
+    raise TypeError(f"{fn_name}: where must be a boolean mask, got dtype {where.dtype}.")
+  try:
+    return jnp.broadcast_to(where, shape)
+  except ValueError:
+    raise ValueError(
+      f"{fn_name}: where has shape {where.shape}, which does not broadcast to the "
+      f"per-example shape {tuple(shape)}."
+    ) from None
+
+
+def broadcast_param(fn_name: str, arg_name: str, value, shape, dtype) -> jax.Array:
+  """``value`` in ``dtype`` broadcast to ``shape``, or a ``ValueError`` naming ``arg_name``."""
+  value = jnp.asarray(value, dtype=dtype)
+  try:
+    return jnp.broadcast_to(value, shape)
+  except ValueError:
+    raise ValueError(
+      f"{fn_name}: {arg_name} has shape {value.shape}, which does not broadcast to {tuple(shape)}."
+    ) from None
+
+
+def class_weight_vector(fn_name: str, class_weights, num_classes: int, dtype) -> jax.Array:
+  """``class_weights`` as a ``[num_classes]`` array of ``dtype``, else ``ValueError``."""
+  class_weights = jnp.asarray(class_weights, dtype=dtype)
+  if class_weights.shape != (num_classes,):
+    raise ValueError(
+      f"{fn_name}: class_weights has shape {class_weights.shape}; it must be "
+      f"({num_classes},), one weight per class."
+    )
+  return class_weights
+
+
+def is_concrete(*xs) -> bool:
+  """True when no argument is a tracer (values can be checked eagerly)."""
+  return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def check_values(fn_name: str, what: str, values, bad) -> None:
+  """Report entries of ``values`` flagged by ``bad``.
+
+  Raises ``ValueError`` when ``bad`` is concrete, else adds a checkify check that
+  :func:`xentax.checked` turns into an error (and that is free otherwise). An empty
+  ``bad`` (an empty batch) has nothing to report: no check is recorded.
+  """
+  if jnp.size(bad) == 0:
+    return
+  if is_concrete(values, bad):
+    bad_np = np.asarray(bad)
+    if bad_np.any():
+      position = tuple(int(i) for i in np.argwhere(bad_np)[0])
+      value = np.asarray(values)[position]
+      count = int(bad_np.sum())
+      raise ValueError(
+        f"{fn_name}: {what}; found {value} at position {position} "
+        f"({count} bad entr{'y' if count == 1 else 'ies'} in all)."
+      )
+    return
+  flat_bad = jnp.ravel(bad)
+  index = jnp.argmax(flat_bad)
+  checkify.debug_check(
+    jnp.logical_not(jnp.any(flat_bad)),
+    f"{fn_name}: {what}; found {{value}} at flat position {{index}}.",
+    value=jnp.ravel(values)[index],
+    index=index,
+  )
+
+
+def check_probabilities(fn_name: str, p, valid, axis: int) -> jax.Array:
+  """Find (and report, as :func:`check_values` does) kept probabilities outside [0, 1].
+
+  A NaN probability is not flagged here (the comparisons are False): it stays NaN.
+
+  Args:
+    p: ``[..., C]`` probabilities, class axis last.
+    valid: ``[...]`` the kept examples; dropped rows are not checked.
+    axis: the class axis of the caller's input, so an error names the position there.
+
+  Returns:
+    ``[..., C]`` boolean, True where a kept probability is outside [0, 1].
+  """
+  bad = ((p < 0) | (p > 1)) & valid[..., None]
+  what = "probs must lie in [0, 1]"
+  check_values(fn_name, what, jnp.moveaxis(p, -1, axis), jnp.moveaxis(bad, -1, axis))
   return bad

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _validate
+from xentax.losses import contract
 from xentax.metrics._classification import prepare
 
 BINNINGS = ("width", "mass")
@@ -37,8 +37,8 @@ class CalibrationBins(NamedTuple):
 
 def _top_label(fn_name, logits, labels, axis, ignore_index, where):
   x, inputs = prepare(fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where)
-  p = jnp.exp(x - _common.logsumexp(x)[..., None])
-  confidence = jnp.max(p, axis=-1) + _common.nan_where(inputs.bad, p.dtype)
+  p = jnp.exp(x - contract.logsumexp(x)[..., None])
+  confidence = jnp.max(p, axis=-1) + contract.nan_where(inputs.bad, p.dtype)
   correct = (jnp.argmax(p, axis=-1) == inputs.labels).astype(p.dtype)
   return jnp.ravel(confidence), jnp.ravel(correct), jnp.ravel(inputs.valid)
 
@@ -56,7 +56,7 @@ def _bin_index(confidence, valid, num_bins, binning):
 
 
 def _check_bins(fn_name, num_bins, binning) -> int:
-  num_bins = _validate.positive_int(fn_name, "num_bins", num_bins)
+  num_bins = contract.positive_int(fn_name, "num_bins", num_bins)
   if binning not in BINNINGS:
     raise ValueError(f"{fn_name}: binning={binning!r} is not supported; choose one of {BINNINGS}.")
   return num_bins

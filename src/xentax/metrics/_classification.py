@@ -13,14 +13,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _validate
+from xentax.losses import contract
 from xentax.losses import sparse_categorical_cross_entropy_with_logits as _sparse_ce
-from xentax.losses._sparse import prepare_sparse
 
 
 def prepare(fn_name, logits, labels, *, axis, ignore_index, where):
   """Validated inputs: logits ``[..., C]`` (class axis last, compute dtype, dropped rows 0)."""
-  inputs = prepare_sparse(
+  inputs = contract.prepare_sparse(
     fn_name, logits, labels, axis=axis, class_weights=None, ignore_index=ignore_index, where=where
   )
   x = jnp.where(inputs.valid[..., None], inputs.scores, jnp.zeros((), inputs.scores.dtype))
@@ -67,13 +66,13 @@ def top_k_accuracy(
     0.5
   """
   fn_name = "top_k_accuracy"
-  _common.check_reduction(fn_name, reduction)
-  k = _validate.positive_int(fn_name, "k", k)
+  contract.check_reduction(fn_name, reduction)
+  k = contract.positive_int(fn_name, "k", k)
   x, inputs = prepare(fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where)
   target = jnp.take_along_axis(x, inputs.labels[..., None], axis=-1)
   above = jnp.sum(x > target, axis=-1)
-  hits = (above < k).astype(x.dtype) + _common.nan_where(inputs.bad, x.dtype)
-  return _common.reduce_losses(hits, valid=inputs.valid, reduction=reduction)
+  hits = (above < k).astype(x.dtype) + contract.nan_where(inputs.bad, x.dtype)
+  return contract.reduce_losses(hits, valid=inputs.valid, reduction=reduction)
 
 
 def perplexity(
@@ -103,7 +102,7 @@ def perplexity(
     >>> float(xentax.metrics.perplexity(jnp.zeros((2, 4)), jnp.array([0, 3])))
     4.0
   """
-  _validate.float_array("perplexity", "logits", logits)
+  contract.float_array("perplexity", "logits", logits)
   return jnp.exp(
     _sparse_ce(logits, labels, axis=axis, ignore_index=ignore_index, where=where, reduction="mean")
   )
@@ -143,24 +142,24 @@ def predictive_entropy(
     1.3863
   """
   fn_name = "predictive_entropy"
-  _common.check_reduction(fn_name, reduction)
+  contract.check_reduction(fn_name, reduction)
   if labels is None:
     if ignore_index is not None:
       raise ValueError(f"{fn_name}: ignore_index needs labels; pass labels or drop it.")
-    _validate.float_array(fn_name, "logits", logits)
+    contract.float_array(fn_name, "logits", logits)
     shape = jnp.shape(logits)
     labels = jnp.zeros(
-      shape[: _common.normalize_axis(fn_name, axis, len(shape))]
-      + shape[_common.normalize_axis(fn_name, axis, len(shape)) + 1 :],
+      shape[: contract.normalize_axis(fn_name, axis, len(shape))]
+      + shape[contract.normalize_axis(fn_name, axis, len(shape)) + 1 :],
       jnp.int32,
     )
   x, inputs = prepare(fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where)
-  log_p = x - _common.logsumexp(x)[..., None]
+  log_p = x - contract.logsumexp(x)[..., None]
   p = jnp.exp(log_p)
   # Select before multiplying: p = 0 where log p = -inf, and 0 * -inf would be NaN.
   entropy = -jnp.sum(jnp.where(p > 0, p * jnp.where(p > 0, log_p, 0.0), 0.0), axis=-1)
-  entropy = entropy + _common.nan_where(inputs.bad, x.dtype)
-  return _common.reduce_losses(entropy, valid=inputs.valid, reduction=reduction)
+  entropy = entropy + contract.nan_where(inputs.bad, x.dtype)
+  return contract.reduce_losses(entropy, valid=inputs.valid, reduction=reduction)
 
 
 def brier_score(
@@ -199,10 +198,10 @@ def brier_score(
     Brier, "Verification of forecasts expressed in terms of probability", 1950.
   """
   fn_name = "brier_score"
-  _common.check_reduction(fn_name, reduction)
+  contract.check_reduction(fn_name, reduction)
   x, inputs = prepare(fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where)
-  p = jnp.exp(x - _common.logsumexp(x)[..., None])
+  p = jnp.exp(x - contract.logsumexp(x)[..., None])
   onehot = jnp.arange(x.shape[-1]) == inputs.labels[..., None]
   score = jnp.sum(jnp.square(p - onehot.astype(p.dtype)), axis=-1)
-  score = score + _common.nan_where(inputs.bad, x.dtype)
-  return _common.reduce_losses(score, valid=inputs.valid, reduction=reduction)
+  score = score + contract.nan_where(inputs.bad, x.dtype)
+  return contract.reduce_losses(score, valid=inputs.valid, reduction=reduction)

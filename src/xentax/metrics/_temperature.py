@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common
+from xentax.losses import contract
 from xentax.metrics._classification import prepare
 
 _MAX_INVERSE_TEMPERATURE = 2.0**30
@@ -24,7 +24,7 @@ _MAX_INVERSE_TEMPERATURE = 2.0**30
 def _slope_and_curvature(a, x, labels, valid):
   """``d NLL / d a`` and ``d^2 NLL / d a^2`` at inverse temperature ``a``."""
   scaled = a * x
-  p = jnp.exp(scaled - _common.logsumexp(scaled)[..., None])
+  p = jnp.exp(scaled - contract.logsumexp(scaled)[..., None])
   # 0 * (-inf) = NaN for -inf logits: their probability is 0, so they add nothing.
   finite_x = jnp.where(p > 0, x, 0.0)
   mean_z = jnp.sum(p * finite_x, axis=-1)
@@ -87,7 +87,7 @@ def fit_temperature(
   if not isinstance(num_steps, int) or num_steps < 1:
     raise ValueError(f"{fn_name}: num_steps={num_steps!r} must be a positive int.")
   x, inputs = prepare(fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where)
-  x = x + _common.nan_where(inputs.bad, x.dtype)[..., None]
+  x = x + contract.nan_where(inputs.bad, x.dtype)[..., None]
   labels, valid = inputs.labels, inputs.valid
 
   def slope(a):

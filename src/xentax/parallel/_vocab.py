@@ -8,9 +8,9 @@ Design notes:
   * The backward pass is a ``custom_vjp`` that needs no communication for the logits:
     every device knows the global log-normaliser, so ``softmax - target`` of its own
     columns is local (Megatron-LM's vocab-parallel cross-entropy, Shoeybi et al., 2019).
-  * The per-example loss comes from :class:`xentax.losses._sparse_terms.SparseTerms` with
-    the global number of classes, so label smoothing, class weights and z-loss are exactly
-    the dense loss's.
+  * The per-example loss comes from the losses' sparse terms
+    (``xentax.losses.contract.SparseOptions``) with the global number of classes, so label
+    smoothing, class weights and z-loss are exactly the dense loss's.
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _validate
-from xentax.losses._fused import fused_linear_cross_entropy_impl, psum_if_varying
-from xentax.losses._sparse_terms import SparseOptions, prepare_labels
+from xentax.losses import contract
 
 
 class _Config(NamedTuple):
   axis_name: str | tuple
   batch_axis_name: str | tuple | None
-  options: SparseOptions  # num_classes is the whole vocabulary
+  options: contract.SparseOptions  # num_classes is the whole vocabulary
 
 
 def vocab_parallel_cross_entropy(
@@ -107,9 +105,9 @@ def vocab_parallel_cross_entropy(
     Model Parallelism", 2019 (vocab-parallel cross-entropy).
   """
   fn_name = "vocab_parallel_cross_entropy"
-  _common.check_reduction(fn_name, reduction)
-  logits_shard = _validate.float_array(fn_name, "logits_shard", logits_shard)
-  labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
+  contract.check_reduction(fn_name, reduction)
+  logits_shard = contract.float_array(fn_name, "logits_shard", logits_shard)
+  labels, shown = contract.integer_labels(fn_name, labels, ignore_index)
   if logits_shard.ndim == 0:
     raise ValueError(f"{fn_name}: logits_shard must have a class axis, got a scalar.")
   if logits_shard.shape[:-1] != labels.shape:
@@ -117,13 +115,13 @@ def vocab_parallel_cross_entropy(
       f"{fn_name}: labels have shape {labels.shape} but logits_shard {logits_shard.shape} "
       f"needs labels of shape {logits_shard.shape[:-1]} (the class axis is the last one)."
     )
-  _validate.check_num_classes(fn_name, logits_shard.shape[-1], "logits_shard's class axis")
-  dtype = _common.compute_dtype(logits_shard)
-  num_classes = logits_shard.shape[-1] * _validate.axis_size(fn_name, "axis_name", axis_name)
+  contract.check_num_classes(fn_name, logits_shard.shape[-1], "logits_shard's class axis")
+  dtype = contract.compute_dtype(logits_shard)
+  num_classes = logits_shard.shape[-1] * contract.axis_size(fn_name, "axis_name", axis_name)
   if batch_axis_name is not None:
-    _validate.axis_size(fn_name, "batch_axis_name", batch_axis_name)
-  option_bad = _validate.options(fn_name, label_smoothing=label_smoothing, z_loss=z_loss)
-  prepared = prepare_labels(
+    contract.axis_size(fn_name, "batch_axis_name", batch_axis_name)
+  option_bad = contract.options(fn_name, label_smoothing=label_smoothing, z_loss=z_loss)
+  prepared = contract.prepare_labels(
     fn_name,
     labels,
     num_classes=num_classes,
@@ -134,14 +132,14 @@ def vocab_parallel_cross_entropy(
     shown=shown,
     option_bad=option_bad,
   )
-  weights = _validate.sample_weights(fn_name, sample_weight, labels.shape, dtype)
+  weights = contract.sample_weights(fn_name, sample_weight, labels.shape, dtype)
   x = logits_shard.astype(dtype)
   x = jnp.where(prepared.valid[..., None], x, jnp.zeros((), dtype))
-  x = x + _common.nan_where(prepared.bad, dtype)[..., None]
+  x = x + contract.nan_where(prepared.bad, dtype)[..., None]
   config = _Config(
     axis_name=axis_name,
     batch_axis_name=batch_axis_name,
-    options=SparseOptions.of(num_classes, label_smoothing=label_smoothing, z_loss=z_loss),
+    options=contract.SparseOptions.of(num_classes, label_smoothing=label_smoothing, z_loss=z_loss),
   )
   losses = _vocab_parallel(
     config,
@@ -151,7 +149,7 @@ def vocab_parallel_cross_entropy(
     jnp.asarray(label_smoothing, dtype),
     jnp.asarray(z_loss, dtype),
   )
-  return _common.reduce_losses(
+  return contract.reduce_losses(
     losses,
     valid=prepared.valid,
     denominator=prepared.target_weight,
@@ -183,7 +181,7 @@ def _terms(config: _Config, x, labels, class_weights):
   ]
   if config.options.smoothing:
     weights = _local_weights(config, class_weights, x)
-    parts.append(jnp.sum(_common.safe_mul(weights, x), axis=-1))
+    parts.append(jnp.sum(contract.safe_mul(weights, x), axis=-1))
   sums = lax.psum(jnp.stack(parts), config.axis_name)  # all-reduce 2
   lse = global_max + jnp.log(sums[0])
   weighted_sum = sums[2] if config.options.smoothing else None
@@ -232,11 +230,11 @@ def _backward(config, residuals, g_loss):
     full = lax.dynamic_update_slice_in_dim(full, local, start, 0)
     full = lax.psum(full, config.axis_name)
     if config.batch_axis_name is not None:  # sum before adding an invariant term to it
-      full = psum_if_varying(full, config.batch_axis_name)
+      full = contract.psum_if_varying(full, config.batch_axis_name)
     d_class_weights = d_class_weights + full
   if config.batch_axis_name is not None:  # each example shard holds part of these
     d_class_weights, d_eps, d_z = (
-      psum_if_varying(d, config.batch_axis_name) for d in (d_class_weights, d_eps, d_z)
+      contract.psum_if_varying(d, config.batch_axis_name) for d in (d_class_weights, d_eps, d_z)
     )
   return d_x, None, d_class_weights, d_eps, d_z
 
@@ -318,7 +316,7 @@ def vocab_parallel_fused_linear_cross_entropy(
     >>> float(loss(jnp.ones((2, 3)), jnp.zeros((3, 4)), jnp.array([0, 3])))  # doctest: +ELLIPSIS
     1.386...
   """
-  return fused_linear_cross_entropy_impl(
+  return contract.fused_linear_cross_entropy_impl(
     "vocab_parallel_fused_linear_cross_entropy",
     hidden,
     weight_shard,
