@@ -35,245 +35,23 @@ Design notes:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from xentax.losses import _common, _doc, _engine, _reduce, _rows, _validate
+from xentax.losses import _common, _doc, _rows, _validate
+from xentax.losses._elementwise import (
+  Opaque,
+  contributions,
+  exact_inputs,
+  fast_contributions,
+  opaque,
+  out_of_unit,
+  prepare,
+  reduce_entries,
+  scalar,
+  smooth,
+)
 from xentax.losses._focal import focal_scale
-
-
-class _Prepared(NamedTuple):
-  """A binary loss's checked inputs. Options stay in their own (broadcastable) shapes.
-
-  Nothing here is broadcast to the scores' shape: XLA:CPU fuses a small operand's
-  broadcast into the fused sum, but not a full-size array built outside it, and the exact
-  formula's full-size masks must be built inside its ``lax.cond`` branch, not before it.
-  """
-
-  scores: jax.Array  # compute dtype, as given (dropped entries not replaced)
-  labels: jax.Array  # compute dtype, as given
-  valid: jax.Array | None  # bool, broadcastable to the scores' shape; None: all kept
-  params: dict  # name -> the elementwise option, compute dtype (or None)
-  param_bad: tuple  # bool flags, broadcastable: a traced elementwise option is bad
-  scalar_bad: jax.Array | None  # scalar bool: a traced scalar option is bad
-  any_bad: jax.Array | None  # scalar bool: any traced option (sample weights too) is bad
-  sample_weight: jax.Array | None  # broadcastable; NaN where a traced weight is bad
-
-
-def _prepare(
-  fn_name, scores, labels, *, where, params=None, scalars=None, sample_weight=None
-) -> _Prepared:
-  """Validate a binary loss's inputs (shapes, label range, option domains, sample weights).
-
-  Concrete bad values raise ``ValueError`` here; traced ones are returned as flags for the
-  exact formula to turn into NaN (and make the fast sum NaN).
-  """
-  scores = _validate.float_array(fn_name, "logits/probs", scores)
-  labels = _validate.numeric_array(fn_name, "labels", labels)
-  _validate.check_same_shape(fn_name, "logits/probs", scores, "labels", labels)
-  dtype = _common.compute_dtype(scores)
-  valid = None
-  if where is not None:
-    _validate.broadcast_mask(fn_name, where, scores.shape)  # type and shape checks
-    valid = jnp.asarray(where)
-  bad = (labels < 0) | (labels > 1)
-  _validate.check_values(fn_name, "labels must lie in [0, 1]", labels, _and(bad, valid))
-  small, param_bad, any_bad = {}, (), None
-  for name, value in (params or {}).items():
-    if value is not None:
-      value = _validate.to_array(fn_name, name, value)
-      flag = _validate.option(fn_name, name, value)
-      _validate.broadcast_param(fn_name, name, value, scores.shape, dtype)  # shape check
-      value = jnp.asarray(value, dtype)
-      if flag is not None:
-        any_bad = _validate.any_bad(any_bad, jnp.any(flag))
-        param_bad = (*param_bad, flag)
-    small[name] = value
-  scalar_bad = _validate.options(fn_name, **(scalars or {}))
-  any_bad = _validate.any_bad(any_bad, scalar_bad)
-  if sample_weight is not None:
-    shape = jnp.shape(_validate.to_array(fn_name, "sample_weight", sample_weight))
-    if not _broadcasts(shape, scores.shape):
-      shape = scores.shape  # sample_weights raises its error naming the shapes
-    # Checked (and NaN where traced and bad) in its own shape, broadcast where used.
-    sample_weight = _validate.sample_weights(fn_name, sample_weight, shape, dtype)
-    if _validate.is_traced(sample_weight):
-      any_bad = _validate.any_bad(any_bad, jnp.any(jnp.isnan(sample_weight)))
-  return _Prepared(
-    scores.astype(dtype),
-    labels.astype(dtype),
-    valid,
-    small,
-    param_bad,
-    scalar_bad,
-    any_bad,
-    sample_weight,
-  )
-
-
-def _broadcasts(shape, target) -> bool:
-  try:
-    return jnp.broadcast_shapes(shape, target) == tuple(target)
-  except ValueError:
-    return False
-
-
-def _and(bad, valid):
-  return bad if valid is None else bad & valid
-
-
-def _exact_inputs(prepared: _Prepared, x, y, *, fill, extra_bad=None):
-  """The exact formula's inputs: dropped entries replaced, bad kept entries NaN."""
-  valid = prepared.valid
-  bad = (y < 0) | (y > 1)
-  bad = _validate.any_bad(bad, extra_bad, *prepared.param_bad, prepared.scalar_bad)
-  if valid is not None:
-    bad = bad & valid
-    x = jnp.where(valid, x, jnp.full_like(x, fill))
-    y = jnp.where(valid, y, jnp.zeros_like(y))
-  return x + _common.nan_where(bad, x.dtype), y
-
-
-def _contributions(prepared: _Prepared, losses, sample_weight) -> jax.Array:
-  """``s_n l_n`` on kept entries, 0 elsewhere: ``reduce_losses(..., reduction="none")``."""
-  if prepared.valid is None:
-    valid = jnp.ones(losses.shape, bool)
-  else:
-    valid = jnp.broadcast_to(prepared.valid, losses.shape)
-  if sample_weight is not None:
-    sample_weight = jnp.broadcast_to(sample_weight, losses.shape)
-  return _reduce.reduce_losses(losses, valid=valid, sample_weight=sample_weight, reduction="none")
-
-
-def _fast_contributions(prepared: _Prepared, losses, sample_weight) -> jax.Array:
-  """The same products as :func:`_contributions` with the mask folded into a multiply."""
-  if sample_weight is not None:
-    losses = losses * sample_weight
-  if prepared.valid is not None:
-    # Behind a barrier so that this small mask's broadcast is not shared with the
-    # denominator's sum (a shared broadcast is materialised at full size).
-    losses = losses * lax.optimization_barrier(prepared.valid.astype(losses.dtype))
-  return losses
-
-
-def _out_of_unit(v, k) -> jax.Array:
-  """0 for ``v`` in [0, 1], NaN outside (or for NaN): arithmetic, so it fuses."""
-  # y (1 - y) >= 0 exactly on [0, 1] (1 - y is exact or positive there) and < 0 outside.
-  # stop_gradient: sqrt'(0) is infinite, and this term is never differentiated on purpose
-  # (autodiff of the fast value happens for higher-order derivatives); it is free in HLO.
-  return lax.stop_gradient(jnp.sqrt(jnp.minimum(v * (k.one - v), k.zero)))
-
-
-class _Opaque(NamedTuple):
-  """Scalars the fast formulas use, hidden from XLA's constant folding and CSE.
-
-  A ``broadcast(constant)`` shared between the fused sum and the gradient's loop fusion
-  is materialised as a full-size array on XLA:CPU (the reduction fusion does not duplicate
-  a producer with other users); scalars behind an optimisation barrier are not shared.
-  """
-
-  zero: jax.Array
-  one: jax.Array
-  eps: jax.Array | None
-  gamma: jax.Array | None
-  alpha: jax.Array | None
-
-
-def _opaque(dtype, eps=None, gamma=None, alpha=None) -> _Opaque:
-  return _Opaque(
-    *lax.optimization_barrier((jnp.zeros((), dtype), jnp.ones((), dtype), eps, gamma, alpha))
-  )
-
-
-def _reduce_entries(
-  prepared: _Prepared,
-  fns: tuple[Callable, Callable, Callable],
-  args,
-  reduction: str,
-  *,
-  fast_sign: int = 1,
-  fast_ok: Callable | None = None,
-):
-  """Reduce the per-entry contributions: fast sum, exact sum only if the fast one is not finite.
-
-  ``fns`` are ``(fast, exact, grad_x)``: ``fast(*args)`` and ``exact(*args)`` return the
-  per-entry ``s_n l_n`` (0 where dropped; ``fast`` may return them times ``fast_sign``,
-  which is then applied to the sum, one multiply instead of a negation per entry),
-  ``grad_x`` its derivative in ``args[0]`` (see :func:`._engine.closed_form`);
-  ``fast_ok(*args)``, if given, is a scalar that must also be True for the fast sum to be
-  used (a check the fast formula does not carry itself). The ``"mean"`` denominators are
-  those of :func:`xentax.losses._reduce.reduce_losses`.
-  """
-  fast, exact, grad_x = fns
-  if reduction == "none":
-    return _engine.closed_form(exact, exact, grad_x)(*args)
-  any_bad = prepared.any_bad
-
-  def exact_total(*args):
-    return jnp.sum(exact(*args))
-
-  def total(*args):
-    if prepared.scores.size == 0:
-      # An empty batch has nothing to sum fast, and ``fast_ok``'s checks (the labels' min
-      # and max) are reductions with no identity on no entries.
-      return exact_total(*args)
-    # The options go in behind a barrier: their broadcasts then belong to this sum alone.
-    fast_total = jnp.sum(fast(*args[:2], *lax.optimization_barrier(args[2:])))
-    if fast_sign != 1:
-      fast_total = fast_sign * fast_total
-    if any_bad is not None:
-      fast_total = fast_total + _common.nan_where(lax.stop_gradient(any_bad), fast_total.dtype)
-    use_fast = jnp.isfinite(fast_total)
-    if fast_ok is not None:
-      use_fast = use_fast & lax.stop_gradient(fast_ok(*args))
-    # The common case pays one scalar test; a NaN, an infinity or a bad value recomputes
-    # the sum with every guard.
-    return _engine.fast_or_guarded(fast_total, lambda: exact_total(*args), use_fast)
-
-  total = _engine.closed_form(total, exact_total, grad_x)(*args)
-  if reduction == "sum":
-    return total
-  denom = _denominator(prepared, reduction, total.dtype)
-  return _reduce.mean_of(total, denom)
-
-
-def _denominator(prepared: _Prepared, reduction: str, dtype) -> jax.Array:
-  """``sum_K s_n`` (``"mean"`` with sample weights) or the kept count ``|K|``.
-
-  Summed over the small (un-broadcast) arrays and scaled by how often each entry repeats
-  in the scores' shape, which is the sum over the broadcast arrays.
-  """
-  s, valid = prepared.sample_weight, prepared.valid
-  if reduction == "sum_over_batch_size":
-    s = None
-  if s is None and valid is None:
-    return jnp.asarray(prepared.scores.size, dtype)
-  if s is None:
-    small = valid.astype(dtype)
-  elif valid is None:
-    small = s
-  else:
-    # A product, not a select, so the sum over the joint shape fuses. A NaN (bad traced)
-    # weight on a dropped entry must not count: zero it first, on the weights' own shape;
-    # on a kept entry the numerator is NaN anyway.
-    small = valid.astype(dtype) * jnp.where(jnp.isnan(s), jnp.zeros_like(s), s)
-  repeats = prepared.scores.size // max(small.size, 1)
-  return jnp.sum(small) * jnp.asarray(repeats, dtype)
-
-
-def _smooth(y, eps, one=1):
-  """Keras's binary label smoothing ``y (1 - e) + e / 2`` (``eps`` None: unchanged)."""
-  return y if eps is None else y * (one - eps) + eps / 2
-
-
-def _scalar(value, dtype):
-  """A float option as an array, or None where it is a static zero (its term is skipped)."""
-  return None if _common.is_static_zero(value) else jnp.asarray(value, dtype)
-
 
 # --- Elementwise formulas: exact (guarded) and fast (arithmetic only) -----------------------
 
@@ -287,7 +65,7 @@ def _bce_from_logits(x, y, pos_weight=None) -> jax.Array:
   )
 
 
-def _fast_bce_from_logits(x, y, pos_weight, k: _Opaque) -> jax.Array:
+def _fast_bce_from_logits(x, y, pos_weight, k: Opaque) -> jax.Array:
   """``pw y softplus(-x) + (1 - y) softplus(x)`` with one ``exp`` and one ``log1p``.
 
   ``softplus(+-x) = max(+-x, 0) + log1p(exp(-|x|))``: every term is >= 0, so nothing
@@ -319,7 +97,7 @@ def _focal(x, y, gamma, alpha) -> jax.Array:
   return losses
 
 
-def _fast_focal(x, y, k: _Opaque) -> jax.Array:
+def _fast_focal(x, y, k: Opaque) -> jax.Array:
   """``a_t (1 - p_t)^g BCE`` with ``1 - p_t = y sigmoid(-x) + (1 - y) sigmoid(x)``.
 
   Both sigmoids are computed directly (no ``1 - p`` cancellation); a sum of non-negative
@@ -342,7 +120,7 @@ def _focal_grad(x, y, gamma, alpha) -> jax.Array:
   """
   s, s_neg = jax.nn.sigmoid(x), jax.nn.sigmoid(-x)
   m = y * s_neg + (1 - y) * s
-  ce = _fast_bce_from_logits(x, y, None, _Opaque(0, 1, None, None, None))
+  ce = _fast_bce_from_logits(x, y, None, Opaque(0, 1, None, None, None))
   ce = jnp.where(jnp.isfinite(ce), ce, jnp.zeros_like(ce))
   positive = m > 0
   m_safe = jnp.where(positive, m, jnp.ones_like(m))
@@ -419,12 +197,12 @@ def binary_cross_entropy(
     0.2231...
   """
   fn_name = "binary_cross_entropy"
-  _reduce.check_reduction(fn_name, reduction)
-  prepared = _prepare(
+  prepared = prepare(
     fn_name,
     probs,
     labels,
     where=where,
+    reduction=reduction,
     params={"weights": weights},
     scalars={"label_smoothing": label_smoothing},
     sample_weight=sample_weight,
@@ -433,24 +211,24 @@ def binary_cross_entropy(
   kept = True if prepared.valid is None else prepared.valid
   bad_probs = ((p_raw < 0) | (p_raw > 1)) & kept
   _validate.check_values(fn_name, "probs must lie in [0, 1]", p_raw, bad_probs)
-  eps = _scalar(label_smoothing, p_raw.dtype)
+  eps = scalar(label_smoothing, p_raw.dtype)
 
   def exact(p, y, eps, w, s):
-    p, y = _exact_inputs(prepared, p, y, fill=0.5, extra_bad=(p < 0) | (p > 1))
-    y = _smooth(y, eps)
+    p, y = exact_inputs(prepared, p, y, fill=0.5, extra_bad=(p < 0) | (p > 1))
+    y = smooth(y, eps)
     losses = -(y * _common.clamped_log(p) + (1 - y) * _common.clamped_log1m(p))
-    return _contributions(prepared, losses if w is None else losses * w, s)
+    return contributions(prepared, losses if w is None else losses * w, s)
 
   def fast(p, y, eps, w, s):
     # Minus the loss (the sum's sign is flipped once, not each entry's). The clamps are
     # max, as torch's, and NaN-propagating: a probability outside [0, 1] makes one log
     # NaN (log p for p < 0, log1p(-p) for p > 1), so it needs no check of its own; the
     # labels' range is checked by `labels_in_range`.
-    k = _opaque(p.dtype, eps)
-    y = _smooth(y, k.eps, k.one)
+    k = opaque(p.dtype, eps)
+    y = smooth(y, k.eps, k.one)
     clamp = -100 * k.one
     minus = y * jnp.maximum(jnp.log(p), clamp) + (k.one - y) * jnp.maximum(jnp.log1p(-p), clamp)
-    return _fast_contributions(prepared, minus if w is None else minus * w, s)
+    return fast_contributions(prepared, minus if w is None else minus * w, s)
 
   def labels_in_range(p, y, *_):
     # Two plain reductions of the labels: cheaper on XLA:CPU than any per-entry check in
@@ -459,8 +237,8 @@ def binary_cross_entropy(
     return (jnp.min(y) >= 0) & (jnp.max(y) <= 1)
 
   def grad_p(p, y, eps, w, s):
-    p, y = _exact_inputs(prepared, p, y, fill=0.5, extra_bad=(p < 0) | (p > 1))
-    y = _smooth(y, eps)
+    p, y = exact_inputs(prepared, p, y, fill=0.5, extra_bad=(p < 0) | (p > 1))
+    y = smooth(y, eps)
     # Each term is 0 where its clamp is active (log p <= -100 iff p <= e^-100, no log
     # needed); `~(p <= tiny)` keeps a NaN p NaN.
     tiny = jnp.exp(jnp.asarray(-100.0, p.dtype))
@@ -469,10 +247,10 @@ def binary_cross_entropy(
     g = jnp.where(live_p, -y / jnp.where(live_p, p, 1), 0) + jnp.where(
       live_q, (1 - y) / jnp.where(live_q, 1 - p, 1), 0
     )
-    return _contributions(prepared, g if w is None else g * w, s)
+    return contributions(prepared, g if w is None else g * w, s)
 
   args = (p_raw, prepared.labels, eps, prepared.params["weights"], prepared.sample_weight)
-  return _reduce_entries(
+  return reduce_entries(
     prepared, (fast, exact, grad_p), args, reduction, fast_sign=-1, fast_ok=labels_in_range
   )
 
@@ -536,34 +314,34 @@ def binary_cross_entropy_with_logits(
     0.2231...
   """
   fn_name = "binary_cross_entropy_with_logits"
-  _reduce.check_reduction(fn_name, reduction)
-  prepared = _prepare(
+  prepared = prepare(
     fn_name,
     logits,
     labels,
     where=where,
+    reduction=reduction,
     params={"pos_weight": pos_weight, "weights": weights},
     scalars={"label_smoothing": label_smoothing},
     sample_weight=sample_weight,
   )
-  eps = _scalar(label_smoothing, prepared.scores.dtype)
+  eps = scalar(label_smoothing, prepared.scores.dtype)
 
   def exact(x, y, eps, pw, w, s):
-    x, y = _exact_inputs(prepared, x, y, fill=0.0)
-    losses = _bce_from_logits(x, _smooth(y, eps), pw)
-    return _contributions(prepared, losses if w is None else losses * w, s)
+    x, y = exact_inputs(prepared, x, y, fill=0.0)
+    losses = _bce_from_logits(x, smooth(y, eps), pw)
+    return contributions(prepared, losses if w is None else losses * w, s)
 
   def fast(x, y, eps, pw, w, s):
-    k = _opaque(x.dtype, eps)
-    losses = _out_of_unit(y, k) + _fast_bce_from_logits(x, _smooth(y, k.eps, k.one), pw, k)
-    return _fast_contributions(prepared, losses if w is None else losses * w, s)
+    k = opaque(x.dtype, eps)
+    losses = out_of_unit(y, k) + _fast_bce_from_logits(x, smooth(y, k.eps, k.one), pw, k)
+    return fast_contributions(prepared, losses if w is None else losses * w, s)
 
   def grad_x(x, y, eps, pw, w, s):
-    x, y = _exact_inputs(prepared, x, y, fill=0.0)
-    y = _smooth(y, eps)
+    x, y = exact_inputs(prepared, x, y, fill=0.0)
+    y = smooth(y, eps)
     pos_coef = y if pw is None else pw * y
     g = (pos_coef + 1 - y) * jax.nn.sigmoid(x) - pos_coef
-    return _contributions(prepared, g if w is None else g * w, s)
+    return contributions(prepared, g if w is None else g * w, s)
 
   params = prepared.params
   args = (
@@ -574,7 +352,7 @@ def binary_cross_entropy_with_logits(
     params["weights"],
     prepared.sample_weight,
   )
-  return _reduce_entries(prepared, (fast, exact, grad_x), args, reduction)
+  return reduce_entries(prepared, (fast, exact, grad_x), args, reduction)
 
 
 @_doc.shared
@@ -643,32 +421,32 @@ def binary_focal_loss_with_logits(
     Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
   """
   fn_name = "binary_focal_loss_with_logits"
-  _reduce.check_reduction(fn_name, reduction)
-  prepared = _prepare(
+  prepared = prepare(
     fn_name,
     logits,
     labels,
     where=where,
+    reduction=reduction,
     scalars={"gamma": gamma, "alpha": alpha, "label_smoothing": label_smoothing},
     sample_weight=sample_weight,
   )
   dtype = prepared.scores.dtype
-  eps = _scalar(label_smoothing, dtype)
+  eps = scalar(label_smoothing, dtype)
   gamma = jnp.asarray(gamma, dtype)
   alpha = None if alpha is None else jnp.asarray(alpha, dtype)
 
   def exact(x, y, eps, gamma, alpha, s):
-    x, y = _exact_inputs(prepared, x, y, fill=0.0)
-    return _contributions(prepared, _focal(x, _smooth(y, eps), gamma, alpha), s)
+    x, y = exact_inputs(prepared, x, y, fill=0.0)
+    return contributions(prepared, _focal(x, smooth(y, eps), gamma, alpha), s)
 
   def fast(x, y, eps, gamma, alpha, s):
-    k = _opaque(x.dtype, eps, gamma, alpha)
-    losses = _out_of_unit(y, k) + _fast_focal(x, _smooth(y, k.eps, k.one), k)
-    return _fast_contributions(prepared, losses, s)
+    k = opaque(x.dtype, eps, gamma, alpha)
+    losses = out_of_unit(y, k) + _fast_focal(x, smooth(y, k.eps, k.one), k)
+    return fast_contributions(prepared, losses, s)
 
   def grad_x(x, y, eps, gamma, alpha, s):
-    x, y = _exact_inputs(prepared, x, y, fill=0.0)
-    return _contributions(prepared, _focal_grad(x, _smooth(y, eps), gamma, alpha), s)
+    x, y = exact_inputs(prepared, x, y, fill=0.0)
+    return contributions(prepared, _focal_grad(x, smooth(y, eps), gamma, alpha), s)
 
   args = (prepared.scores, prepared.labels, eps, gamma, alpha, prepared.sample_weight)
-  return _reduce_entries(prepared, (fast, exact, grad_x), args, reduction)
+  return reduce_entries(prepared, (fast, exact, grad_x), args, reduction)

@@ -14,7 +14,7 @@ Design notes:
     a select or compare anywhere splits the loop into passes over memory. So every guard
     (dropped rows, bad targets, ``0 * -inf``) is kept off the ``[N, C]`` arrays, and the
     loop computes the row max ``m``, ``E = sum(exp(z - m))``, the targets' row ``min`` and
-    ``max`` and ``sum(q (lse + r - z))``, where ``r`` (:func:`range_nan`) is 0, or NaN for
+    ``max`` and ``sum(q (lse + r - z))``, where ``r`` (:func:`_dense.range_nan`) is 0, or NaN for
     a row with a target outside [0, 1]. Only when a kept row's result is not finite (a
     ``-inf`` logit, a NaN, a bad target) does a ``lax.cond`` run the fully guarded formula
     for the batch, so logits of ``-inf`` (a masked vocabulary) take that path on every
@@ -45,120 +45,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from xentax.losses import _common, _doc, _engine, _reduce, _rows, _softcap, _validate
-
-
-def _any(flags):
-  return None if flags is None else jnp.any(flags)
-
-
-class Targets(NamedTuple):
-  """The targets of a dense loss from logits and the options that turn them into ``q``.
-
-  Kept apart (not multiplied out) so that the guarded fallback, the forward pass and the
-  backward pass each recompute ``q`` inside their own fused loop: ``q`` is never written
-  to memory as a ``[..., C]`` array.
-  """
-
-  t: jax.Array  # [..., C], as given (class axis last, compute dtype)
-  label_smoothing: jax.Array | None  # scalar, None when off
-  class_weights: jax.Array | None  # [C]
-  nan: jax.Array | None  # scalar: NaN when a traced option is outside its domain, else 0
-
-
-def coefficients(
-  targets: Targets, num_classes: int | None = None, *, check_range: bool = True
-) -> jax.Array:
-  """``q = ((1 - e) t + e / C) w``, NaN in every row where a target lies outside [0, 1].
-
-  ``num_classes``: ``C`` when ``targets.t`` holds a row in pieces (default: its last axis).
-  ``check_range=False`` leaves out the per-entry range check (the fast forward checks the
-  rows with two plain reductions instead, :func:`range_nan`).
-  """
-  t = targets.t
-  num_classes = t.shape[-1] if num_classes is None else num_classes
-  q = t
-  if check_range:
-    # t - t^2 >= 0 exactly for t in [0, 1] (t^2 rounds to at most t), < 0 outside, so its
-    # sqrt is finite or NaN and `r - r` is 0 or NaN: the bad-target flag without a compare
-    # (a fast reduction) and without a constant (a broadcast XLA would write out).
-    root = lax.stop_gradient(jnp.sqrt(t - t * t))
-    q = t + (root - root)
-  if targets.label_smoothing is not None:
-    eps = targets.label_smoothing
-    q = (1 - eps) * q + eps / num_classes
-  if targets.class_weights is not None:
-    q = q * targets.class_weights
-  if targets.nan is not None:
-    q = q + targets.nan
-  return q
-
-
-class LogitsInputs(NamedTuple):
-  logits: jax.Array  # [..., C], class axis last, compute dtype, before any softcap
-  targets: Targets
-  valid: jax.Array | None  # [...], None when every example is kept
-  sample_weight: jax.Array | None  # [...]
-
-
-def prepare_logits(
-  fn_name,
-  logits,
-  targets,
-  *,
-  axis,
-  class_weights,
-  label_smoothing,
-  where,
-  sample_weight,
-  softcap=None,
-  name="logits",
-  **options,
-) -> LogitsInputs:
-  """Validate a dense loss's inputs and bring them to the class-last layout, guard-free.
-
-  Nothing here selects on ``[..., C]`` arrays (see the module notes): dropped rows keep
-  their values (the loss selects them out per example), and a target outside [0, 1] in
-  any row makes that row's coefficients NaN (:func:`coefficients`). ``options`` are
-  further scalar options to check against their domains (``z_loss``, ``gamma``...).
-  ``name`` is the first input's name in error messages.
-  """
-  logits = _validate.float_array(fn_name, name, logits)
-  targets = _validate.numeric_array(fn_name, "targets", targets)
-  _validate.check_same_shape(fn_name, name, logits, "targets", targets)
-  axis = _validate.normalize_axis(fn_name, axis, logits.ndim)
-  _validate.check_num_classes(fn_name, logits.shape[axis])
-  option_bad = _validate.options(
-    fn_name, label_smoothing=label_smoothing, softcap=softcap, **options
-  )
-  dtype = _common.compute_dtype(logits)
-  example_shape = logits.shape[:axis] + logits.shape[axis + 1 :]
-  valid = None if where is None else _validate.broadcast_mask(fn_name, where, example_shape)
-  # Eager inputs: a ValueError naming the first bad target; traced ones: a checkify check
-  # (free unless under xentax.checked; the NaN rows come from `coefficients`).
-  bad = (targets < 0) | (targets > 1)
-  if valid is not None:
-    bad = bad & jnp.expand_dims(valid, axis)
-  _validate.check_values(fn_name, "targets must lie in [0, 1]", targets, bad)
-  sample_weight = _validate.sample_weights(fn_name, sample_weight, example_shape, dtype)
-
-  x = jnp.moveaxis(logits, axis, -1).astype(dtype)
-  t = jnp.moveaxis(targets, axis, -1).astype(dtype)
-  num_classes = x.shape[-1]
-  eps = None
-  if not _common.is_static_zero(label_smoothing):
-    eps = jnp.asarray(label_smoothing, dtype)
-  if class_weights is not None:
-    class_weights = _validate.to_array(fn_name, "class_weights", class_weights)
-    class_weights = _validate.class_weight_vector(fn_name, class_weights, num_classes, dtype)
-    option_bad = _validate.any_bad(
-      option_bad, _any(_validate.option(fn_name, "class_weights", class_weights))
-    )
-  # A traced option outside its domain: every row NaN, loss and gradient.
-  nan = None if option_bad is None else _common.nan_where(option_bad, dtype)
-  return LogitsInputs(x, Targets(t, eps, class_weights, nan), valid, sample_weight)
+from xentax.losses import _common, _dense, _doc, _engine, _rows, _softcap, _validate
 
 
 class _Config(NamedTuple):
@@ -180,7 +68,7 @@ def _fast_stats(config, x, targets, z, cap, lse=None):
   (unsplit, uncapped rows) skips its own reductions.
 
   ``loss = sum(q (lse - z)) + lambda lse^2`` is NaN for ``0 * -inf`` and, through
-  :func:`range_nan`, in a row with a target outside [0, 1] (or NaN). The caller falls back
+  :func:`_dense.range_nan`, in a row with a target outside [0, 1] (or NaN). The caller falls back
   to the guarded formula for any non-finite kept row.
   """
   xp = _split(config, x)
@@ -192,8 +80,8 @@ def _fast_stats(config, x, targets, z, cap, lse=None):
   # tanh is increasing: the capped max of the raw logits is the max of the capped ones.
   if lse is None:
     lse = _rows.fast_lse(zp, _capped(config, _rows.row_max(xp, config.pieces), cap), config.pieces)
-  checked = lse + range_nan(config.pieces, targets.t)
-  q = coefficients(parts, x.shape[-1], check_range=False)
+  checked = lse + _dense.range_nan(config.pieces, targets.t)
+  q = _dense.coefficients(parts, x.shape[-1], check_range=False)
   # `checked - z`, not `log E - (z - m)`: no subexpression shared with the exp-sum, which
   # XLA would otherwise write to memory as a [..., C] array.
   terms = q * (checked[rows] - zp)
@@ -205,25 +93,6 @@ def _fast_stats(config, x, targets, z, cap, lse=None):
   return lse, _rows.row_reduce(terms, config.pieces)
 
 
-def range_nan(pieces: int, t) -> jax.Array:
-  """``[...]``: 0, or NaN for a row holding a target outside [0, 1] (or, on short rows, a NaN).
-
-  Added to ``lse`` before the loss's last reduction, it makes that row's loss NaN. From
-  two plain row reductions (``min``, ``max``) and no select: on XLA:CPU the whole forward
-  then stays one fused loop (module notes). Exact: ``min(low, 1 - high)`` has the sign of
-  the check (``1 - high`` is exact in sign), and the ``sqrt`` of a negative number is NaN.
-  XLA:CPU's fused ``max`` and ``min`` drop a NaN on long rows: a NaN target reaches the
-  loss through its coefficient ``q`` instead.
-  """
-  tp = _rows.split_rows(t, pieces)
-  low = _rows.row_reduce(tp, pieces, jnp.min)
-  high = _rows.row_reduce(tp, pieces, jnp.max)
-  # No gradient: at one-hot targets the sqrt's derivative is infinite (second derivatives
-  # through the targets would be NaN).
-  root = lax.stop_gradient(jnp.sqrt(jnp.minimum(low, 1 - high)))
-  return root - root
-
-
 def _guarded_stats(config, x, targets, valid, cap):
   """``(lse, ce)`` per row with every guard: ``0 log 0 = 0``, all ``-inf`` rows."""
   x = _capped(config, x, cap)
@@ -231,7 +100,7 @@ def _guarded_stats(config, x, targets, valid, cap):
     x = jnp.where(valid[..., None], x, jnp.zeros_like(x))
   lse = _rows.logsumexp(x)
   log_p = x - lse[..., None]
-  return lse, -jnp.sum(_common.safe_mul(coefficients(targets), log_p), axis=-1)
+  return lse, -jnp.sum(_common.safe_mul(_dense.coefficients(targets), log_p), axis=-1)
 
 
 def _stats(config, x, targets, valid, z, cap, lse=None):
@@ -289,7 +158,7 @@ def _logits_losses_jvp(config, primals, tangents):
     t_targets = jax.tree.map(_common.instantiate_tangent, targets, t_targets, is_leaf=_is_leaf)
     # Dropped rows' targets may hold anything: zeroed, so 0 * NaN cannot reach an option.
     masked = targets._replace(t=_rows.mask_rows(targets.t, valid))
-    q, t_q = jax.jvp(coefficients, (masked,), (t_targets,))
+    q, t_q = jax.jvp(_dense.coefficients, (masked,), (t_targets,))
     zx = _capped(config, x, cap)
     # d l / d q_c = lse - z_c, and 0 where q_c = 0 meets z_c = -inf (0 log 0 = 0).
     minus_log_p = lse[..., None] - zx
@@ -308,7 +177,7 @@ def _is_leaf(t) -> bool:
 
 def _logit_grad_dot(config, x, t_x, targets, lse, valid, z, cap, t_cap):
   """``sum_c (d loss / d z_c) (dz_c/dx_c t_c + dz_c/dc t_cap)`` per example (closed form)."""
-  q = coefficients(targets)
+  q = _dense.coefficients(targets)
   coef = jnp.sum(q, axis=-1)  # NaN for a row with a bad target: so is its gradient
   if config.z_loss:
     coef = coef + 2 * z * lse
@@ -329,12 +198,12 @@ def _logit_grad_dot_kept(config, exp_shifted, exp_sum, t_x, targets, lse, valid,
   """:func:`_logit_grad_dot` (no softcap) from kept exponentials: ``G = a p - q`` with
   ``p = exp_shifted / exp_sum`` and ``a = sum(q) + 2 lambda lse`` per row, so that reverse
   mode forms ``d logits`` from the kept exponentials and ``q`` in one multiply pass."""
-  q = coefficients(targets)
+  q = _dense.coefficients(targets)
   coef = jnp.sum(q, axis=-1)  # NaN for a row with a bad target: so is its gradient
   if config.z_loss:
     coef = coef + 2 * z * lse
   # Dropped rows may hold NaN or +inf (exponentials NaN or inf): zeroed by selecting, in
-  # the rows and the coefficients (an all -inf dropped row has exp_sum = 0).
+  # the rows and the _dense.coefficients (an all -inf dropped row has exp_sum = 0).
   kept_exp, coef, q = (_rows.mask_rows(v, valid) for v in (exp_shifted, coef / exp_sum, q))
   return coef * jnp.sum(kept_exp * t_x, axis=-1) - jnp.sum(q * t_x, axis=-1)
 
@@ -404,10 +273,8 @@ def categorical_cross_entropy_with_logits(
     Chowdhery et al., "PaLM", 2022 (z-loss); Gemma Team, "Gemma 2", 2024 (softcap);
     ``torch.nn.functional.cross_entropy`` with probability targets.
   """
-  fn_name = "categorical_cross_entropy_with_logits"
-  _reduce.check_reduction(fn_name, reduction)
-  inputs = prepare_logits(
-    fn_name,
+  inputs = _dense.prepare_logits(
+    "categorical_cross_entropy_with_logits",
     logits,
     targets,
     axis=axis,
@@ -415,22 +282,18 @@ def categorical_cross_entropy_with_logits(
     label_smoothing=label_smoothing,
     where=where,
     sample_weight=sample_weight,
+    reduction=reduction,
     softcap=softcap,
     z_loss=z_loss,
   )
-  dtype = inputs.logits.dtype
   config = _Config(
     z_loss=not _common.is_static_zero(z_loss),
     softcap=softcap is not None,
     pieces=_rows.row_pieces(inputs.logits.shape[-1]),
   )
-  z = jnp.asarray(z_loss, dtype) if config.z_loss else None
-  cap = None if softcap is None else jnp.asarray(softcap, dtype)
+  z, cap = inputs.option(z_loss), inputs.option(softcap)
   losses = _logits_losses(config, inputs.logits, inputs.targets, inputs.valid, z, cap)
-  valid = jnp.ones(losses.shape, bool) if inputs.valid is None else inputs.valid
-  return _reduce.reduce_losses(
-    losses, valid=valid, sample_weight=inputs.sample_weight, reduction=reduction
-  )
+  return inputs.reduce(losses, reduction)
 
 
 @_doc.shared
@@ -493,8 +356,7 @@ def categorical_cross_entropy(
     ``torch.nn.functional.cross_entropy`` with probability targets.
   """
   fn_name = "categorical_cross_entropy"
-  _reduce.check_reduction(fn_name, reduction)
-  inputs = prepare_logits(
+  inputs = _dense.prepare_logits(
     fn_name,
     probs,
     targets,
@@ -503,18 +365,14 @@ def categorical_cross_entropy(
     label_smoothing=label_smoothing,
     where=where,
     sample_weight=sample_weight,
+    reduction=reduction,
     name="probs",
   )
   p, valid = inputs.logits, inputs.valid
   # Eager inputs: a ValueError naming the first bad probability (a checkify check if traced).
   kept = jnp.ones(p.shape[:-1], bool) if valid is None else valid
   _validate.check_probabilities(fn_name, p, kept, axis % p.ndim)
-  losses = _probs_losses(p, inputs.targets, valid)
-  if valid is None:
-    valid = jnp.ones(losses.shape, bool)
-  return _reduce.reduce_losses(
-    losses, valid=valid, sample_weight=inputs.sample_weight, reduction=reduction
-  )
+  return inputs.reduce(_probs_losses(p, inputs.targets, valid), reduction)
 
 
 def _probs_rows_bad(p, t):
@@ -539,8 +397,8 @@ def _probs_row_losses(p, targets):
   # probability is caught by `p - p` in the sum instead, and a negative one by the row min.
   low = _rows.row_reduce(pp, pieces, jnp.min)
   root = jnp.sqrt(jnp.minimum(low, 1 - _rows.row_reduce(pp, pieces, jnp.max)))
-  nan = range_nan(pieces, targets.t) + (root - root)
-  q = coefficients(parts, num_classes, check_range=False)
+  nan = _dense.range_nan(pieces, targets.t) + (root - root)
+  q = _dense.coefficients(parts, num_classes, check_range=False)
   # max(log 0, -100) = -100, torch's clamp.
   log_p = jnp.maximum(jnp.log(pp), -100.0) + (pp - pp) + nan[_rows.row_axes(pieces)]
   return -_rows.row_reduce(q * log_p, pieces)
@@ -575,7 +433,7 @@ def _probs_losses_jvp(primals, tangents):
     t_targets = jax.tree.map(_common.instantiate_tangent, targets, t_targets, is_leaf=_is_leaf)
     # Dropped rows' targets may hold anything: zeroed, so 0 * NaN cannot reach an option.
     masked = targets._replace(t=_rows.mask_rows(targets.t, valid))
-    t_q = jax.jvp(coefficients, (masked,), (t_targets,))[1]
+    t_q = jax.jvp(_dense.coefficients, (masked,), (t_targets,))[1]
     log_p = _common.clamped_log(p)
     bad = _probs_rows_bad(p, targets.t)[..., None]
     # Dropped rows may hold anything: select before the product with t_q.
@@ -586,7 +444,7 @@ def _probs_losses_jvp(primals, tangents):
 def _probs_grad_dot(p, t_p, targets, valid, row_nan):
   """``sum_c (d loss / d p_c) t_c`` per example: ``-q_c / p_c`` above the clamp, else 0;
   ``row_nan`` (0 or NaN per row) is added to every entry."""
-  q = coefficients(targets, check_range=False)
+  q = _dense.coefficients(targets, check_range=False)
   # log p >= -100 as a compare on p: no log per entry in the backward pass. A subnormal p
   # counts as clamped: XLA:CPU flushes subnormals, and its log of one is below -100
   # (float32; a backend that does not would clamp the value of p in [e^-100, 1.2e-38) but

@@ -10,7 +10,7 @@ Design notes:
   * ``0 log 0 = 0``: a class with zero target mass contributes nothing, also where its logit
     is ``-inf``; the guard is on ``log p`` itself so its gradient stays finite.
   * Inputs, masking, bad targets and options share
-    :func:`xentax.losses._categorical.prepare_logits` with the categorical cross-entropy.
+    :func:`xentax.losses._dense.prepare_logits` with the categorical cross-entropy.
   * The common case is one fused loop of guard-free row reductions, for the reason given
     in :mod:`xentax.losses._categorical` (a select or compare splits the loop on XLA:CPU):
     the row max, ``E = sum(exp(z - m))``, the targets' row ``min`` and ``max`` folded in as
@@ -31,7 +31,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _categorical, _common, _doc, _engine, _focal, _reduce, _rows, _validate
+from xentax.losses import _common, _dense, _doc, _engine, _focal, _rows, _validate
 
 # The largest whole-number gamma computed as an integer power (repeated multiplication).
 _MAX_INTEGER_GAMMA = 16
@@ -119,8 +119,7 @@ def categorical_focal_loss_with_logits(
     ``keras.losses.CategoricalFocalCrossentropy``.
   """
   fn_name = "categorical_focal_loss_with_logits"
-  _reduce.check_reduction(fn_name, reduction)
-  inputs = _categorical.prepare_logits(
+  inputs = _dense.prepare_logits(
     fn_name,
     logits,
     targets,
@@ -129,25 +128,18 @@ def categorical_focal_loss_with_logits(
     label_smoothing=label_smoothing,
     where=where,
     sample_weight=sample_weight,
+    reduction=reduction,
     gamma=gamma,
   )
-  x = inputs.logits
-  dtype = x.dtype
-  targets = inputs.targets
+  x, targets = inputs.logits, inputs.targets
   if alpha is not None:
-    alpha, nan = _alpha_vector(fn_name, alpha, x.shape[-1], dtype)
+    alpha, nan = _alpha_vector(fn_name, alpha, x.shape[-1], x.dtype)
     if targets.nan is not None:
       nan = targets.nan if nan is None else targets.nan + nan
     targets = targets._replace(class_weights=alpha, nan=nan)
   power = _static_power(gamma)
-  gamma = None if power is not None else jnp.asarray(gamma, dtype)
-  losses = _logits_losses(power, x, targets, inputs.valid, gamma)
-  valid = inputs.valid
-  if valid is None:
-    valid = jnp.ones(losses.shape, bool)
-  return _reduce.reduce_losses(
-    losses, valid=valid, sample_weight=inputs.sample_weight, reduction=reduction
-  )
+  gamma = None if power is not None else jnp.asarray(gamma, x.dtype)
+  return inputs.reduce(_logits_losses(power, x, targets, inputs.valid, gamma), reduction)
 
 
 def _static_power(gamma) -> int | None:
@@ -164,7 +156,7 @@ def _row_losses(power, x, lse, targets, gamma):
   # 1 - p without cancellation for small p; its power has an exact (0) gradient at p = 1.
   modulator = _focal.focal_modulator(-jnp.expm1(log_p), gamma, power)
   # safe_mul: 0 log 0 = 0 where a class with no target mass has a -inf logit.
-  return -jnp.sum(_common.safe_mul(_categorical.coefficients(targets) * modulator, log_p), -1)
+  return -jnp.sum(_common.safe_mul(_dense.coefficients(targets) * modulator, log_p), -1)
 
 
 def _fast_stats(power, x, targets, gamma):
@@ -180,7 +172,7 @@ def _fast_stats(power, x, targets, gamma):
 
   rows = _rows.row_axes(pieces)
   m = _rows.row_max(z, pieces)
-  q = _categorical.coefficients(parts, num_classes, check_range=False)
+  q = _dense.coefficients(parts, num_classes, check_range=False)
   if pieces == 1:
     # One exponential per entry, shared by both row reductions: XLA:CPU computes it once
     # in the fused loop, where an expm1 in the second reduction would be a second
@@ -192,7 +184,7 @@ def _fast_stats(power, x, targets, gamma):
     lse = m + jnp.log(exp_sum)
   else:
     lse = _rows.fast_lse(z, m, pieces)
-  checked = lse + _categorical.range_nan(pieces, targets.t)
+  checked = lse + _dense.range_nan(pieces, targets.t)
   minus_log_p = checked[rows] - z
   if pieces == 1:
     one_minus_p = 1 - exp_shifted * (1 / exp_sum)[rows]
@@ -265,6 +257,6 @@ def _logit_grad_dot(power, x, t_x, targets, lse, valid, gamma):
   log_p = x - lse[..., None]
   p = jnp.exp(log_p)
   # Bad targets make their rows' q NaN (the per-entry check): so is their gradient.
-  b = _categorical.coefficients(targets) * _focal.focal_weight(power, p, log_p, gamma)
+  b = _dense.coefficients(targets) * _focal.focal_weight(power, p, log_p, gamma)
   grad = p * jnp.sum(b, axis=-1, keepdims=True) - b
   return jnp.sum(_rows.mask_rows(grad, valid) * t_x, axis=-1)

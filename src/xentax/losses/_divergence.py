@@ -37,6 +37,8 @@ Design notes:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -47,17 +49,46 @@ from xentax.losses._sparse_terms import prepare_labels
 _SymbolicZero = jax.custom_derivatives.SymbolicZero
 
 
-def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperature, bad=None):
-  """Validate two logit arrays; class axis last, compute dtype, and ``1 / T``.
+class _Pair(NamedTuple):
+  """Two logit arrays after the divergences' entry frame (:func:`_prepare_pair`)."""
 
-  Returns ``(s, t, valid, keep, 1 / T)``, the logits not yet scaled. ``keep`` is the
-  per-example factor the divergences apply to their values and gradients: 1 for a kept
-  row, 0 for a dropped one (whatever its logits hold, even NaN) and NaN for a kept row
-  marked by ``bad`` (a boolean per-example array, a traced scalar flag, or None: a bad
-  label or an option outside its domain; a traced ``temperature`` outside its domain
+  s: jax.Array  # [..., C] student logits, class axis last, compute dtype, not yet scaled
+  t: jax.Array  # [..., C] teacher logits, likewise
+  valid: jax.Array  # [...] bool
+  keep: jax.Array  # [...] 1 kept, 0 dropped, NaN kept but bad
+  inv: jax.Array  # 1 / T
+  sample_weight: jax.Array | None  # [...], checked
+
+  def reduce(self, losses, reduction: str) -> jax.Array:
+    """Close the entry frame: the per-example ``losses`` masked, weighted and reduced."""
+    return _reduce.reduce_losses(
+      losses, valid=self.valid, sample_weight=self.sample_weight, reduction=reduction
+    )
+
+
+def _prepare_pair(
+  fn_name,
+  student_logits,
+  teacher_logits,
+  *,
+  axis,
+  where,
+  temperature,
+  sample_weight,
+  reduction,
+  bad=None,
+) -> _Pair:
+  """The divergences' entry frame: the reduction, two logit arrays (class axis last, compute
+  dtype), ``1 / T``, the mask and the sample weights.
+
+  ``keep`` is the per-example factor the divergences apply to their values and gradients:
+  1 for a kept row, 0 for a dropped one (whatever its logits hold, even NaN) and NaN for a
+  kept row marked by ``bad`` (a boolean per-example array, a traced scalar flag, or None:
+  a bad label or an option outside its domain; a traced ``temperature`` outside its domain
   adds to it). Rows are masked on ``[N]``-shaped results, never by selecting over
   ``[N, C]`` logits, which would cost a pass of its own.
   """
+  _reduce.check_reduction(fn_name, reduction)
   _validate.float_array(fn_name, "student_logits", student_logits)
   _validate.float_array(fn_name, "teacher_logits", teacher_logits)
   bad = _validate.any_bad(bad, _validate.options(fn_name, temperature=temperature))
@@ -75,7 +106,8 @@ def _prepare_pair(fn_name, student_logits, teacher_logits, axis, where, temperat
   keep = valid.astype(dtype)
   if bad is not None:
     keep = keep + _common.nan_where(valid & bad, dtype)
-  return s, t, valid, keep, inv_temperature
+  sample_weight = _validate.sample_weights(fn_name, sample_weight, valid.shape, dtype)
+  return _Pair(s, t, valid, keep, inv_temperature, sample_weight)
 
 
 def _apply_keep(x, keep) -> jax.Array:
@@ -270,15 +302,17 @@ def kl_divergence_with_logits(
   References:
     Kullback and Leibler, 1951; ``torch.nn.functional.kl_div`` with ``log_target=True``.
   """
-  fn_name = "kl_divergence_with_logits"
-  _reduce.check_reduction(fn_name, reduction)
-  s, t, valid, keep, inv = _prepare_pair(
-    fn_name, student_logits, teacher_logits, axis, where, temperature
+  pair = _prepare_pair(
+    "kl_divergence_with_logits",
+    student_logits,
+    teacher_logits,
+    axis=axis,
+    where=where,
+    temperature=temperature,
+    sample_weight=sample_weight,
+    reduction=reduction,
   )
-  weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, s.dtype)
-  return _reduce.reduce_losses(
-    kl_per_example(s, t, inv, keep), valid=valid, sample_weight=weights, reduction=reduction
-  )
+  return pair.reduce(kl_per_example(pair.s, pair.t, pair.inv, pair.keep), reduction)
 
 
 def _safe_jsd(s, t, beta) -> jax.Array:
@@ -426,11 +460,18 @@ def jensen_shannon_divergence_with_logits(
     "On-Policy Distillation of Language Models" (GKD), 2024; Liger-Kernel's ``LigerJSD``.
   """
   fn_name = "jensen_shannon_divergence_with_logits"
-  _reduce.check_reduction(fn_name, reduction)
-  bad = _validate.options(fn_name, beta=beta)
-  s, t, valid, keep, inv = _prepare_pair(
-    fn_name, student_logits, teacher_logits, axis, where, temperature, bad
+  pair = _prepare_pair(
+    fn_name,
+    student_logits,
+    teacher_logits,
+    axis=axis,
+    where=where,
+    temperature=temperature,
+    sample_weight=sample_weight,
+    reduction=reduction,
+    bad=_validate.options(fn_name, beta=beta),
   )
+  s, t, inv, keep = pair.s, pair.t, pair.inv, pair.keep
   if isinstance(beta, int | float) and beta == 0:
     losses = kl_per_example(s, t, inv, keep)  # forward KL(P || Q), Liger's beta = 0
   elif isinstance(beta, int | float) and beta == 1:
@@ -440,8 +481,7 @@ def jensen_shannon_divergence_with_logits(
     # logit would make the temperature's gradient NaN.
     s, t = _zero_dropped(s, keep), _zero_dropped(t, keep)
     losses = _jsd_per_example(s * inv, t * inv, jnp.asarray(beta, s.dtype), keep)
-  weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, s.dtype)
-  return _reduce.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
+  return pair.reduce(losses, reduction)
 
 
 @_doc.shared
@@ -525,17 +565,20 @@ def distillation_loss(
     shown=shown,
     option_bad=option_bad,
   )
-  valid = prepared.valid
   hard = sparse_categorical_cross_entropy_with_logits(
     student_logits, labels, axis=axis, ignore_index=ignore_index, where=where, reduction="none"
   )
-  s, t, _, keep, inv = _prepare_pair(
-    fn_name, student_logits, teacher_logits, axis, valid, temperature, prepared.bad
+  pair = _prepare_pair(
+    fn_name,
+    student_logits,
+    teacher_logits,
+    axis=axis,
+    where=prepared.valid,
+    temperature=temperature,
+    sample_weight=sample_weight,
+    reduction=reduction,
+    bad=prepared.bad,
   )
-  dtype = s.dtype
-  temperature = jnp.asarray(temperature, dtype)
-  alpha = jnp.asarray(alpha, dtype)
-  soft = kl_per_example(s, t, inv, keep)
-  losses = alpha * jnp.square(temperature) * soft + (1 - alpha) * hard
-  weights = _validate.sample_weights(fn_name, sample_weight, valid.shape, dtype)
-  return _reduce.reduce_losses(losses, valid=valid, sample_weight=weights, reduction=reduction)
+  temperature, alpha = jnp.asarray(temperature, pair.s.dtype), jnp.asarray(alpha, pair.s.dtype)
+  soft = kl_per_example(pair.s, pair.t, pair.inv, pair.keep)
+  return pair.reduce(alpha * jnp.square(temperature) * soft + (1 - alpha) * hard, reduction)

@@ -219,14 +219,9 @@ def fused_linear_cross_entropy_impl(
   """:func:`fused_linear_cross_entropy`, optionally inside ``shard_map`` with ``weight``
   sharded along the vocabulary over ``axis_name`` and tokens over ``batch_axis_name``."""
   _reduce.check_reduction(fn_name, reduction)
-  hidden = _validate.float_array(fn_name, "hidden", hidden)
-  weight = _validate.float_array(fn_name, "weight", weight)
-  labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
-  if weight.ndim != 2 or hidden.ndim < 1 or hidden.shape[-1] != weight.shape[0]:
-    raise ValueError(
-      f"{fn_name}: hidden has shape {hidden.shape} and weight {weight.shape}; they must be "
-      "[..., D] and [D, V] (flax Dense kernel layout; pass embedding.T for a tied head)."
-    )
+  hidden, weight, bias, labels, shown = _check_head(
+    fn_name, hidden, weight, bias, labels, ignore_index
+  )
   schedule = _fused_tokens.choose_schedule(
     fn_name,
     schedule,
@@ -236,31 +231,17 @@ def fused_linear_cross_entropy_impl(
     block_size=block_size,
     chunk_size=chunk_size,
   )
-  batch_shape = hidden.shape[:-1]
-  if labels.shape != batch_shape:
-    raise ValueError(
-      f"{fn_name}: labels have shape {labels.shape} but hidden {hidden.shape} needs labels "
-      f"of shape {batch_shape}."
-    )
   vocab_size = weight.shape[1]
-  _validate.check_num_classes(fn_name, vocab_size, "weight's vocabulary axis (V)")
-  num_classes = vocab_size
-  if axis_name is not None:
-    num_classes = vocab_size * _validate.axis_size(fn_name, "axis_name", axis_name)
+  shards = 1 if axis_name is None else _validate.axis_size(fn_name, "axis_name", axis_name)
+  num_classes = vocab_size * shards
   if batch_axis_name is not None:
     _validate.axis_size(fn_name, "batch_axis_name", batch_axis_name)
-  if bias is not None:
-    bias = _validate.float_array(fn_name, "bias", bias)
-    if bias.shape != (vocab_size,):
-      raise ValueError(f"{fn_name}: bias has shape {bias.shape}; it must be ({vocab_size},).")
-  num_tokens = int(jnp.size(labels))
   if block_size is None:
-    block_size = auto_block_size(num_tokens, vocab_size)
+    block_size = auto_block_size(int(jnp.size(labels)), vocab_size)
   block_size = _validate.block_size(fn_name, block_size, vocab_size)
   option_bad = _validate.options(
     fn_name, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
   )
-
   dtype = _common.compute_dtype(jnp.result_type(hidden, weight))
   prepared = prepare_labels(
     fn_name,
@@ -273,43 +254,79 @@ def fused_linear_cross_entropy_impl(
     shown=shown,
     option_bad=option_bad,
   )
-  weights = _validate.sample_weights(fn_name, sample_weight, batch_shape, dtype)
-  valid = prepared.valid.reshape(-1)
+  weights = _validate.sample_weights(fn_name, sample_weight, labels.shape, dtype)
   h = hidden.reshape(-1, hidden.shape[-1])
   # Dropped rows become zeros (so inf/NaN there cannot leak); bad labels make their row NaN.
-  h = jnp.where(valid[:, None], h, jnp.zeros((), h.dtype))
+  h = jnp.where(prepared.valid.reshape(-1)[:, None], h, jnp.zeros((), h.dtype))
   h = h + _common.nan_where(prepared.bad.reshape(-1), h.dtype)[:, None]
-
+  options = (label_smoothing, z_loss, softcap)
   if schedule == "tokens":
-    loss, lse = _fused_tokens.tokens_loss(
-      h,
-      weight,
-      bias,
-      prepared.labels.reshape(-1),
-      valid,
-      prepared.class_weights,
-      None if prepared.target_weight is None else prepared.target_weight.reshape(-1),
-      label_smoothing,
-      z_loss,
-      softcap,
-      None if weights is None else weights.reshape(-1),
-      reduction=reduction,
-      chunk_size=chunk_size,
+    flat = None if weights is None else weights.reshape(-1)
+    loss, lse = _tokens_schedule(h, weight, bias, prepared, options, flat, reduction, chunk_size)
+  else:
+    config = _Config(
+      block_size=block_size,
+      num_blocks=-(-vocab_size // block_size),
+      vocab_size=vocab_size,
+      options=SparseOptions.of(num_classes, label_smoothing=label_smoothing, z_loss=z_loss),
+      softcap=softcap is not None,
+      axis_name=axis_name,
+      batch_axis_name=batch_axis_name,
     )
-    if return_lse:
-      lse = jnp.where(prepared.valid, lse.reshape(batch_shape), jnp.zeros((), lse.dtype))
-      return loss, lse
-    return loss
+    loss, lse = _vocab_schedule(config, h, weight, bias, prepared, options, weights, reduction)
+  if return_lse:
+    lse = jnp.where(prepared.valid, lse.reshape(labels.shape), jnp.zeros((), lse.dtype))
+    return loss, lse
+  return loss
 
-  config = _Config(
-    block_size=block_size,
-    num_blocks=-(-vocab_size // block_size),
-    vocab_size=vocab_size,
-    options=SparseOptions.of(num_classes, label_smoothing=label_smoothing, z_loss=z_loss),
-    softcap=softcap is not None,
-    axis_name=axis_name,
-    batch_axis_name=batch_axis_name,
+
+def _check_head(fn_name, hidden, weight, bias, labels, ignore_index):
+  """The fused losses' arrays checked: ``hidden [..., D]``, ``weight [D, V]``, ``bias [V]``
+  and labels of ``hidden``'s leading shape; returns them with the labels as shown."""
+  hidden = _validate.float_array(fn_name, "hidden", hidden)
+  weight = _validate.float_array(fn_name, "weight", weight)
+  labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
+  if weight.ndim != 2 or hidden.ndim < 1 or hidden.shape[-1] != weight.shape[0]:
+    raise ValueError(
+      f"{fn_name}: hidden has shape {hidden.shape} and weight {weight.shape}; they must be "
+      "[..., D] and [D, V] (flax Dense kernel layout; pass embedding.T for a tied head)."
+    )
+  if labels.shape != hidden.shape[:-1]:
+    raise ValueError(
+      f"{fn_name}: labels have shape {labels.shape} but hidden {hidden.shape} needs labels "
+      f"of shape {hidden.shape[:-1]}."
+    )
+  vocab_size = weight.shape[1]
+  _validate.check_num_classes(fn_name, vocab_size, "weight's vocabulary axis (V)")
+  if bias is not None:
+    bias = _validate.float_array(fn_name, "bias", bias)
+    if bias.shape != (vocab_size,):
+      raise ValueError(f"{fn_name}: bias has shape {bias.shape}; it must be ({vocab_size},).")
+  return hidden, weight, bias, labels, shown
+
+
+def _tokens_schedule(h, weight, bias, prepared, options, weights, reduction, chunk_size):
+  """``(loss, lse)`` of the token-chunked schedule (:mod:`._fused_tokens`)."""
+  target_weight = prepared.target_weight
+  return _fused_tokens.tokens_loss(
+    h,
+    weight,
+    bias,
+    prepared.labels.reshape(-1),
+    prepared.valid.reshape(-1),
+    prepared.class_weights,
+    None if target_weight is None else target_weight.reshape(-1),
+    *options,
+    weights,
+    reduction=reduction,
+    chunk_size=chunk_size,
   )
+
+
+def _vocab_schedule(config, h, weight, bias, prepared, options, weights, reduction):
+  """``(loss, lse)`` of the vocabulary-blocked schedule (:func:`_fused`)."""
+  dtype = _common.compute_dtype(jnp.result_type(h, weight))
+  label_smoothing, z_loss, softcap = options
   losses, lse = _fused(
     config,
     h,
@@ -321,19 +338,15 @@ def fused_linear_cross_entropy_impl(
     jnp.asarray(z_loss, dtype),
     None if softcap is None else jnp.asarray(softcap, dtype),
   )
-  target_weight = prepared.target_weight
   loss = _reduce.reduce_losses(
-    losses.reshape(batch_shape),
+    losses.reshape(prepared.valid.shape),
     valid=prepared.valid,
-    denominator=target_weight,
+    denominator=prepared.target_weight,
     sample_weight=weights,
     reduction=reduction,
-    axis_name=batch_axis_name,
+    axis_name=config.batch_axis_name,
   )
-  if return_lse:
-    lse = jnp.where(prepared.valid, lse.reshape(batch_shape), jnp.zeros((), lse.dtype))
-    return loss, lse
-  return loss
+  return loss, lse
 
 
 class _Block(NamedTuple):
@@ -505,37 +518,56 @@ def _fused_bwd(config, residuals, cotangents):
       )
     return d_h, d_weight, d_bias, d_local_weights, d_cap
 
-  init = (
+  init = _varying_like(
+    _zero_grads(config, h, weight, bias, track_weights, dtype),
+    *(h, weight, bias, labels, class_weights, cap, coef_p, coef_target),
+  )
+  d_h, d_weight, d_bias, d_local_weights, d_cap = lax.fori_loop(0, config.num_blocks, body, init)
+  if track_weights:
+    d_class_weights = d_class_weights + _gather_class_weights(config, d_local_weights)
+  grads = _sum_over_shards(config, d_h, d_weight, d_bias, d_class_weights, d_eps, d_z, d_cap)
+  d_h, d_weight, d_bias, d_class_weights, d_eps, d_z, d_cap = grads
+  d_cap = None if d_cap is None else d_cap.astype(cap.dtype)
+  return d_h.astype(h.dtype), d_weight, d_bias, None, d_class_weights, d_eps, d_z, d_cap
+
+
+def _zero_grads(config: _Config, h, weight, bias, track_weights: bool, dtype):
+  """The backward loop's initial ``(d h, d weight, d bias, d class weights, d cap)``."""
+  return (
     jnp.zeros(h.shape, dtype),
     jnp.zeros_like(weight),
     None if bias is None else jnp.zeros_like(bias),
     jnp.zeros((config.vocab_size,), dtype) if track_weights else None,
     jnp.zeros((), dtype) if config.softcap else None,
   )
-  init = _varying_like(init, h, weight, bias, labels, class_weights, cap, coef_p, coef_target)
-  d_h, d_weight, d_bias, d_local_weights, d_cap = lax.fori_loop(0, config.num_blocks, body, init)
-  if track_weights:
-    if config.axis_name is not None:  # each vocabulary shard holds its own columns
-      full = jnp.zeros((config.options.num_classes,), dtype)
-      full = _varying_like(full, d_local_weights)
-      full = lax.dynamic_update_slice_in_dim(full, d_local_weights, _column_offset(config), 0)
-      d_local_weights = lax.psum(full, config.axis_name)
-    if config.batch_axis_name is not None:  # sum before adding an invariant term to it
-      d_local_weights = psum_if_varying(d_local_weights, config.batch_axis_name)
-    d_class_weights = d_class_weights + d_local_weights
+
+
+def _gather_class_weights(config: _Config, d_local_weights):
+  """``d class_weights`` from each vocabulary shard's columns, summed over token shards."""
+  if config.axis_name is not None:  # each vocabulary shard holds its own columns
+    full = jnp.zeros((config.options.num_classes,), d_local_weights.dtype)
+    full = _varying_like(full, d_local_weights)
+    full = lax.dynamic_update_slice_in_dim(full, d_local_weights, _column_offset(config), 0)
+    d_local_weights = lax.psum(full, config.axis_name)
+  if config.batch_axis_name is not None:  # sum before adding an invariant term to it
+    d_local_weights = psum_if_varying(d_local_weights, config.batch_axis_name)
+  return d_local_weights
+
+
+def _sum_over_shards(config: _Config, d_h, d_weight, d_bias, d_class_weights, d_eps, d_z, d_cap):
+  """The gradients summed over the shards that hold part of them (nothing unsharded)."""
   if config.axis_name is not None:  # each vocabulary shard holds part of d hidden
     d_h = lax.psum(d_h, config.axis_name)
     d_cap = None if d_cap is None else lax.psum(d_cap, config.axis_name)
   if config.batch_axis_name is not None:  # each token shard holds part of d weight
     d_weight = lax.psum(d_weight, config.batch_axis_name)
     d_bias = None if d_bias is None else lax.psum(d_bias, config.batch_axis_name)
-    # The options' cotangents from jax.vjp above are already summed where JAX inserted
-    # the broadcast of a replicated option; only the still-varying ones are summed here.
+    # The options' cotangents from jax.vjp are already summed where JAX inserted the
+    # broadcast of a replicated option; only the still-varying ones are summed here.
     d_class_weights, d_eps, d_z, d_cap = (
       psum_if_varying(d, config.batch_axis_name) for d in (d_class_weights, d_eps, d_z, d_cap)
     )
-  d_cap = None if d_cap is None else d_cap.astype(cap.dtype)
-  return d_h.astype(h.dtype), d_weight, d_bias, None, d_class_weights, d_eps, d_z, d_cap
+  return d_h, d_weight, d_bias, d_class_weights, d_eps, d_z, d_cap
 
 
 def psum_if_varying(x, axis_name):

@@ -140,30 +140,11 @@ def fused_linear_distillation(
       "forward pass for a scalar loss); use 'mean' or 'sum', or xentax.distillation_loss "
       "on explicit logits for per-token values."
     )
-  for name, x in (
-    ("student_hidden", student_hidden),
-    ("student_weight", student_weight),
-    ("teacher_hidden", teacher_hidden),
-    ("teacher_weight", teacher_weight),
-  ):
-    _validate.float_array(fn_name, name, x)
   labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
   option_bad = _validate.options(fn_name, temperature=temperature, alpha=alpha)
-  hs, ws = jnp.asarray(student_hidden), jnp.asarray(student_weight)
-  ht, wt = jnp.asarray(teacher_hidden), jnp.asarray(teacher_weight)
-  _check_head(fn_name, "student", hs, ws)
-  _check_head(fn_name, "teacher", ht, wt)
-  if ws.shape[1] != wt.shape[1]:
-    raise ValueError(
-      f"{fn_name}: student_weight has {ws.shape[1]} classes but teacher_weight "
-      f"{wt.shape[1]}; both heads must cover the same vocabulary."
-    )
-  batch_shape = hs.shape[:-1]
-  if ht.shape[:-1] != batch_shape or labels.shape != batch_shape:
-    raise ValueError(
-      f"{fn_name}: student_hidden {hs.shape}, teacher_hidden {ht.shape} and labels "
-      f"{labels.shape} must share the leading shape {batch_shape}."
-    )
+  hs, ws, ht, wt = _check_heads(
+    fn_name, student_hidden, student_weight, teacher_hidden, teacher_weight, labels
+  )
   vocab_size = ws.shape[1]
   num_tokens = int(labels.size)
   if chunk_size is None:
@@ -185,17 +166,7 @@ def fused_linear_distillation(
   )
   valid = prepared.valid.reshape(-1)
   weights = _validate.sample_weights(fn_name, sample_weight, labels.shape, dtype)
-  # Per-token weight of the reduction: s_n (sum), s_n / sum_K s (mean) or s_n / |K|
-  # (sum_over_batch_size); 0 for dropped tokens (even where s_n is NaN).
-  coef = valid.astype(dtype)
-  if weights is not None:
-    coef = jnp.where(valid, weights.reshape(-1), 0.0)
-  if reduction != "sum":
-    count = jnp.sum(coef) if reduction == "mean" else jnp.sum(valid.astype(dtype))
-    coef = jnp.where(count != 0, coef / jnp.where(count != 0, count, 1.0), 0.0)
-  # Bad labels (or a traced option outside its domain) make their row NaN, as elsewhere.
-  coef = coef + _common.nan_where(prepared.bad.reshape(-1), dtype)
-
+  coef = _token_coefficients(valid, weights, prepared.bad.reshape(-1), reduction, dtype)
   chunk_size = min(chunk_size, max(num_tokens, 1))
   num_chunks = max(1, -(-num_tokens // chunk_size))
   config = _Config(chunk_size=chunk_size, num_chunks=num_chunks, teacher_grad=True)
@@ -210,6 +181,47 @@ def fused_linear_distillation(
     jnp.asarray(temperature, dtype),
     jnp.asarray(alpha, dtype),
   )
+
+
+def _check_heads(fn_name, student_hidden, student_weight, teacher_hidden, teacher_weight, labels):
+  """The two heads checked (``hidden [..., D]``, ``weight [D, V]``, one vocabulary, the
+  labels' leading shape); returns them as arrays."""
+  for name, x in (
+    ("student_hidden", student_hidden),
+    ("student_weight", student_weight),
+    ("teacher_hidden", teacher_hidden),
+    ("teacher_weight", teacher_weight),
+  ):
+    _validate.float_array(fn_name, name, x)
+  hs, ws = jnp.asarray(student_hidden), jnp.asarray(student_weight)
+  ht, wt = jnp.asarray(teacher_hidden), jnp.asarray(teacher_weight)
+  _check_head(fn_name, "student", hs, ws)
+  _check_head(fn_name, "teacher", ht, wt)
+  if ws.shape[1] != wt.shape[1]:
+    raise ValueError(
+      f"{fn_name}: student_weight has {ws.shape[1]} classes but teacher_weight "
+      f"{wt.shape[1]}; both heads must cover the same vocabulary."
+    )
+  batch_shape = hs.shape[:-1]
+  if ht.shape[:-1] != batch_shape or labels.shape != batch_shape:
+    raise ValueError(
+      f"{fn_name}: student_hidden {hs.shape}, teacher_hidden {ht.shape} and labels "
+      f"{labels.shape} must share the leading shape {batch_shape}."
+    )
+  return hs, ws, ht, wt
+
+
+def _token_coefficients(valid, weights, bad, reduction, dtype):
+  """Each token's weight in the reduction: ``s_n`` (sum), ``s_n / sum_K s`` (mean) or
+  ``s_n / |K|`` (sum_over_batch_size); 0 for dropped tokens (even where ``s_n`` is NaN),
+  NaN for a bad label (or a traced option outside its domain), as elsewhere."""
+  coef = valid.astype(dtype)
+  if weights is not None:
+    coef = jnp.where(valid, weights.reshape(-1), 0.0)
+  if reduction != "sum":
+    count = jnp.sum(coef) if reduction == "mean" else jnp.sum(valid.astype(dtype))
+    coef = jnp.where(count != 0, coef / jnp.where(count != 0, count, 1.0), 0.0)
+  return coef + _common.nan_where(bad, dtype)
 
 
 def _check_head(fn_name, side, h, w):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _doc, _reduce, _validate
+from xentax.losses import _common, _doc
 from xentax.losses._sparse import prepare_sparse
 
 
@@ -67,16 +67,16 @@ def nll_loss(
   References:
     ``torch.nn.functional.nll_loss``.
   """
-  fn_name = "nll_loss"
-  _reduce.check_reduction(fn_name, reduction)
   inputs = prepare_sparse(
-    fn_name,
+    "nll_loss",
     log_probs,
     labels,
     axis=axis,
     class_weights=class_weights,
     ignore_index=ignore_index,
     where=where,
+    sample_weight=sample_weight,
+    reduction=reduction,
   )
   x = inputs.scores
   # Dropped rows may hold -inf or NaN: select before gathering so they cannot leak.
@@ -89,11 +89,4 @@ def nll_loss(
   losses = -target * (1 + _common.nan_where(row_nan, x.dtype))
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
-  weights = _validate.sample_weights(fn_name, sample_weight, inputs.valid.shape, x.dtype)
-  return _reduce.reduce_losses(
-    losses,
-    valid=inputs.valid,
-    denominator=inputs.target_weight,
-    sample_weight=weights,
-    reduction=reduction,
-  )
+  return inputs.reduce(losses, reduction)

@@ -33,12 +33,33 @@ from xentax.losses._sparse_terms import SparseOptions, prepare_labels
 
 
 class SparseInputs(NamedTuple):
-  scores: jax.Array  # [..., C], class axis last, compute dtype
+  """A sparse loss's inputs after the entry frame (:func:`prepare_sparse`)."""
+
+  scores: jax.Array  # [..., C], class axis last
   labels: jax.Array  # [...], in range (0 where invalid or bad)
   valid: jax.Array  # [...], bool: not masked by `where`, not ignore_index
-  bad: jax.Array  # [...], bool: valid but label out of range
+  bad: jax.Array  # [...], bool: valid but label out of range, or a traced option out of domain
   class_weights: jax.Array | None  # [C]
   target_weight: jax.Array | None  # [...], w[y]
+  sample_weight: jax.Array | None  # [...], checked
+
+  @property
+  def dtype(self):
+    return _common.compute_dtype(self.scores)
+
+  def option(self, value):
+    """A float option as an array of the compute dtype; None stays None."""
+    return None if value is None else jnp.asarray(value, self.dtype)
+
+  def reduce(self, losses, reduction: str) -> jax.Array:
+    """Close the entry frame: the per-example ``losses`` masked, weighted and reduced."""
+    return _reduce.reduce_losses(
+      losses,
+      valid=self.valid,
+      denominator=self.target_weight,
+      sample_weight=self.sample_weight,
+      reduction=reduction,
+    )
 
 
 def prepare_sparse(
@@ -50,16 +71,23 @@ def prepare_sparse(
   class_weights,
   ignore_index,
   where,
+  sample_weight=None,
+  reduction="mean",
+  options=None,
   option_bad=None,
   upcast=True,
 ) -> SparseInputs:
-  """Validate a sparse loss's inputs and bring them to a common layout.
+  """The entry frame of every sparse loss: validate, and bring to the class-last layout.
 
-  ``option_bad`` (a traced boolean, or None) marks a scalar option outside its domain:
-  every kept example is then bad (NaN loss and gradient), as for an out-of-range label.
-  ``upcast=False`` leaves the scores in their own dtype (a loss that upcasts inside its
-  fused computations, so that no float32 copy of bf16 logits is ever materialised).
+  Checks ``reduction``, the scalar ``options`` (a dict of name to value) against their
+  domains, the scores, labels, mask and sample weights. A traced option outside its domain
+  (or ``option_bad``, a traced flag of the caller's) makes every kept example bad: NaN
+  loss and gradient, as for an out-of-range label. ``upcast=False`` leaves the scores in
+  their own dtype (a loss that upcasts inside its fused passes, so that no float32 copy of
+  bf16 logits is ever materialised). Close the frame with :meth:`SparseInputs.reduce`.
   """
+  _reduce.check_reduction(fn_name, reduction)
+  option_bad = _validate.any_bad(option_bad, _validate.options(fn_name, **(options or {})))
   scores = _validate.float_array(fn_name, "logits/probs", scores)
   labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
   axis = _validate.normalize_axis(fn_name, axis, scores.ndim)
@@ -80,7 +108,8 @@ def prepare_sparse(
     shown=shown,
     option_bad=option_bad,
   )
-  return SparseInputs(scores, *labels)
+  sample_weight = _validate.sample_weights(fn_name, sample_weight, labels.valid.shape, dtype)
+  return SparseInputs(scores, *labels, sample_weight)
 
 
 @_doc.shared
@@ -148,27 +177,22 @@ def sparse_categorical_cross_entropy_with_logits(
     Szegedy et al., "Rethinking the Inception Architecture", 2016 (label smoothing);
     Chowdhery et al., "PaLM", 2022 (z-loss); ``torch.nn.functional.cross_entropy``.
   """
-  fn_name = "sparse_categorical_cross_entropy_with_logits"
-  _reduce.check_reduction(fn_name, reduction)
-  option_bad = _validate.options(
-    fn_name, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
-  )
   inputs = prepare_sparse(
-    fn_name,
+    "sparse_categorical_cross_entropy_with_logits",
     logits,
     labels,
     axis=axis,
     class_weights=class_weights,
     ignore_index=ignore_index,
     where=where,
-    option_bad=option_bad,
+    sample_weight=sample_weight,
+    reduction=reduction,
+    options=dict(label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap),
     # The logits stay in their own dtype through the custom rule and are upcast inside
     # each fused pass: for bf16 logits no float32 copy exists, not even as a residual.
     upcast=False,
   )
   config = SparseOptions.of(inputs.scores.shape[-1], label_smoothing=label_smoothing, z_loss=z_loss)
-  dtype = _common.compute_dtype(inputs.scores)
-  weights = _validate.sample_weights(fn_name, sample_weight, inputs.labels.shape, dtype)
   losses = _logits_losses(
     config,
     inputs.scores,
@@ -176,17 +200,11 @@ def sparse_categorical_cross_entropy_with_logits(
     inputs.valid,
     inputs.bad,
     inputs.class_weights,
-    jnp.asarray(label_smoothing, dtype),
-    jnp.asarray(z_loss, dtype),
-    None if softcap is None else jnp.asarray(softcap, dtype),
+    inputs.option(label_smoothing),
+    inputs.option(z_loss),
+    inputs.option(softcap),
   )
-  return _reduce.reduce_losses(
-    losses,
-    valid=inputs.valid,
-    denominator=inputs.target_weight,
-    sample_weight=weights,
-    reduction=reduction,
-  )
+  return inputs.reduce(losses, reduction)
 
 
 def _weighted_logit_sum(class_weights, x):
@@ -482,7 +500,6 @@ def sparse_categorical_cross_entropy(
     ``torch.nn.functional.binary_cross_entropy``'s.
   """
   fn_name = "sparse_categorical_cross_entropy"
-  _reduce.check_reduction(fn_name, reduction)
   inputs = prepare_sparse(
     fn_name,
     probs,
@@ -491,9 +508,10 @@ def sparse_categorical_cross_entropy(
     class_weights=class_weights,
     ignore_index=ignore_index,
     where=where,
+    sample_weight=sample_weight,
+    reduction=reduction,
   )
   p = inputs.scores
-  weights = _validate.sample_weights(fn_name, sample_weight, inputs.labels.shape, p.dtype)
   bad_probs = _validate.check_probabilities(fn_name, p, inputs.valid, axis)
   p_y = jnp.take_along_axis(p, inputs.labels[..., None], axis=-1)[..., 0]
   p_y = jnp.where(inputs.valid, p_y, jnp.ones_like(p_y))
@@ -504,10 +522,4 @@ def sparse_categorical_cross_entropy(
   losses = -_common.clamped_log(p_y)
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
-  return _reduce.reduce_losses(
-    losses,
-    valid=inputs.valid,
-    denominator=inputs.target_weight,
-    sample_weight=weights,
-    reduction=reduction,
-  )
+  return inputs.reduce(losses, reduction)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _doc, _engine, _focal, _reduce, _rows, _softcap, _validate
+from xentax.losses import _common, _doc, _engine, _focal, _rows, _softcap
 from xentax.losses._sparse import SparseInputs, prepare_sparse
 
 
@@ -103,37 +103,21 @@ def sparse_categorical_focal_loss_with_logits(
     Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017; Keras's
     ``CategoricalFocalCrossentropy`` (label smoothing with the focal weight per class).
   """
-  fn_name = "sparse_categorical_focal_loss_with_logits"
-  _reduce.check_reduction(fn_name, reduction)
-  option_bad = _validate.options(
-    fn_name, gamma=gamma, label_smoothing=label_smoothing, softcap=softcap
-  )
   inputs = prepare_sparse(
-    fn_name,
+    "sparse_categorical_focal_loss_with_logits",
     logits,
     labels,
     axis=axis,
     class_weights=class_weights,
     ignore_index=ignore_index,
     where=where,
-    option_bad=option_bad,
-  )
-  weights = _validate.sample_weights(
-    fn_name, sample_weight, inputs.labels.shape, inputs.scores.dtype
-  )
-  dtype = inputs.scores.dtype
-  cap = None if softcap is None else jnp.asarray(softcap, dtype)
-  eps = None
-  if not _common.is_static_zero(label_smoothing):
-    eps = jnp.asarray(label_smoothing, dtype)
-  losses = _focal_losses(inputs, eps, jnp.asarray(gamma, dtype), cap)
-  return _reduce.reduce_losses(
-    losses,
-    valid=inputs.valid,
-    denominator=inputs.target_weight,
-    sample_weight=weights,
+    sample_weight=sample_weight,
     reduction=reduction,
+    options=dict(gamma=gamma, label_smoothing=label_smoothing, softcap=softcap),
   )
+  eps = None if _common.is_static_zero(label_smoothing) else inputs.option(label_smoothing)
+  losses = _focal_losses(inputs, eps, inputs.option(gamma), inputs.option(softcap))
+  return inputs.reduce(losses, reduction)
 
 
 @jax.custom_jvp

@@ -1,0 +1,167 @@
+"""Dense targets (one-hot or soft distributions): the entry frame and the coefficients ``q``.
+
+Design notes:
+  * Nothing here selects on ``[..., C]`` arrays: dropped rows keep their values (the loss
+    selects them out per example), and a target outside [0, 1] makes its row's
+    coefficients NaN through plain arithmetic (a compare or select inside a fused row
+    reduction splits the loop on XLA:CPU).
+  * ``q`` is never written to memory: the targets and the options that turn them into
+    ``q`` travel apart (:class:`Targets`) and each pass recomputes ``q`` in its own loop.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from xentax.losses import _common, _reduce, _rows, _validate
+
+
+def _any(flags):
+  return None if flags is None else jnp.any(flags)
+
+
+class Targets(NamedTuple):
+  """The targets of a dense loss from logits and the options that turn them into ``q``.
+
+  Kept apart (not multiplied out) so that the guarded fallback, the forward pass and the
+  backward pass each recompute ``q`` inside their own fused loop: ``q`` is never written
+  to memory as a ``[..., C]`` array.
+  """
+
+  t: jax.Array  # [..., C], as given (class axis last, compute dtype)
+  label_smoothing: jax.Array | None  # scalar, None when off
+  class_weights: jax.Array | None  # [C]
+  nan: jax.Array | None  # scalar: NaN when a traced option is outside its domain, else 0
+
+
+def coefficients(
+  targets: Targets, num_classes: int | None = None, *, check_range: bool = True
+) -> jax.Array:
+  """``q = ((1 - e) t + e / C) w``, NaN in every row where a target lies outside [0, 1].
+
+  ``num_classes``: ``C`` when ``targets.t`` holds a row in pieces (default: its last axis).
+  ``check_range=False`` leaves out the per-entry range check (the fast forward checks the
+  rows with two plain reductions instead, :func:`range_nan`).
+  """
+  t = targets.t
+  num_classes = t.shape[-1] if num_classes is None else num_classes
+  q = t
+  if check_range:
+    # t - t^2 >= 0 exactly for t in [0, 1] (t^2 rounds to at most t), < 0 outside, so its
+    # sqrt is finite or NaN and `r - r` is 0 or NaN: the bad-target flag without a compare
+    # (a fast reduction) and without a constant (a broadcast XLA would write out).
+    root = lax.stop_gradient(jnp.sqrt(t - t * t))
+    q = t + (root - root)
+  if targets.label_smoothing is not None:
+    eps = targets.label_smoothing
+    q = (1 - eps) * q + eps / num_classes
+  if targets.class_weights is not None:
+    q = q * targets.class_weights
+  if targets.nan is not None:
+    q = q + targets.nan
+  return q
+
+
+class LogitsInputs(NamedTuple):
+  """A dense loss's inputs after the entry frame (:func:`prepare_logits`)."""
+
+  logits: jax.Array  # [..., C], class axis last, compute dtype, before any softcap
+  targets: Targets
+  valid: jax.Array | None  # [...], None when every example is kept
+  sample_weight: jax.Array | None  # [...]
+
+  def option(self, value):
+    """A float option as an array of the compute dtype; None and a static 0 give None."""
+    skip = value is None or _common.is_static_zero(value)
+    return None if skip else jnp.asarray(value, self.logits.dtype)
+
+  def reduce(self, losses, reduction: str) -> jax.Array:
+    """Close the entry frame: the per-example ``losses`` masked, weighted and reduced."""
+    valid = jnp.ones(losses.shape, bool) if self.valid is None else self.valid
+    return _reduce.reduce_losses(
+      losses, valid=valid, sample_weight=self.sample_weight, reduction=reduction
+    )
+
+
+def prepare_logits(
+  fn_name,
+  logits,
+  targets,
+  *,
+  axis,
+  class_weights,
+  label_smoothing,
+  where,
+  sample_weight,
+  reduction,
+  softcap=None,
+  name="logits",
+  **options,
+) -> LogitsInputs:
+  """Validate a dense loss's inputs and bring them to the class-last layout, guard-free.
+
+  Nothing here selects on ``[..., C]`` arrays (see the module notes): dropped rows keep
+  their values (the loss selects them out per example), and a target outside [0, 1] in
+  any row makes that row's coefficients NaN (:func:`coefficients`). ``options`` are
+  further scalar options to check against their domains (``z_loss``, ``gamma``...).
+  ``name`` is the first input's name in error messages. Close the frame with
+  :meth:`LogitsInputs.reduce`.
+  """
+  _reduce.check_reduction(fn_name, reduction)
+  logits = _validate.float_array(fn_name, name, logits)
+  targets = _validate.numeric_array(fn_name, "targets", targets)
+  _validate.check_same_shape(fn_name, name, logits, "targets", targets)
+  axis = _validate.normalize_axis(fn_name, axis, logits.ndim)
+  _validate.check_num_classes(fn_name, logits.shape[axis])
+  option_bad = _validate.options(
+    fn_name, label_smoothing=label_smoothing, softcap=softcap, **options
+  )
+  dtype = _common.compute_dtype(logits)
+  example_shape = logits.shape[:axis] + logits.shape[axis + 1 :]
+  valid = None if where is None else _validate.broadcast_mask(fn_name, where, example_shape)
+  # Eager inputs: a ValueError naming the first bad target; traced ones: a checkify check
+  # (free unless under xentax.checked; the NaN rows come from `coefficients`).
+  bad = (targets < 0) | (targets > 1)
+  if valid is not None:
+    bad = bad & jnp.expand_dims(valid, axis)
+  _validate.check_values(fn_name, "targets must lie in [0, 1]", targets, bad)
+  sample_weight = _validate.sample_weights(fn_name, sample_weight, example_shape, dtype)
+
+  x = jnp.moveaxis(logits, axis, -1).astype(dtype)
+  t = jnp.moveaxis(targets, axis, -1).astype(dtype)
+  num_classes = x.shape[-1]
+  eps = None
+  if not _common.is_static_zero(label_smoothing):
+    eps = jnp.asarray(label_smoothing, dtype)
+  if class_weights is not None:
+    class_weights = _validate.to_array(fn_name, "class_weights", class_weights)
+    class_weights = _validate.class_weight_vector(fn_name, class_weights, num_classes, dtype)
+    option_bad = _validate.any_bad(
+      option_bad, _any(_validate.option(fn_name, "class_weights", class_weights))
+    )
+  # A traced option outside its domain: every row NaN, loss and gradient.
+  nan = None if option_bad is None else _common.nan_where(option_bad, dtype)
+  return LogitsInputs(x, Targets(t, eps, class_weights, nan), valid, sample_weight)
+
+
+def range_nan(pieces: int, t) -> jax.Array:
+  """``[...]``: 0, or NaN for a row holding a target outside [0, 1] (or, on short rows, a NaN).
+
+  Added to ``lse`` before the loss's last reduction, it makes that row's loss NaN. From
+  two plain row reductions (``min``, ``max``) and no select: on XLA:CPU the whole forward
+  then stays one fused loop (module notes). Exact: ``min(low, 1 - high)`` has the sign of
+  the check (``1 - high`` is exact in sign), and the ``sqrt`` of a negative number is NaN.
+  XLA:CPU's fused ``max`` and ``min`` drop a NaN on long rows: a NaN target reaches the
+  loss through its coefficient ``q`` instead.
+  """
+  tp = _rows.split_rows(t, pieces)
+  low = _rows.row_reduce(tp, pieces, jnp.min)
+  high = _rows.row_reduce(tp, pieces, jnp.max)
+  # No gradient: at one-hot targets the sqrt's derivative is infinite (second derivatives
+  # through the targets would be NaN).
+  root = lax.stop_gradient(jnp.sqrt(jnp.minimum(low, 1 - high)))
+  return root - root

@@ -1,0 +1,252 @@
+"""The elementwise (binary) losses' frame: checked inputs, a fast and an exact sum, reduction.
+
+Design notes:
+  * Options stay in their own broadcastable shapes: XLA:CPU fuses a small operand's
+    broadcast into the fused sum, but not a full-size array built outside it.
+  * A reduced loss sums the fast (arithmetic-only) formula and recomputes the sum with the
+    exact (guarded) one under ``lax.cond`` only when it is not finite: the common case pays
+    one scalar test. Gradients are the exact formula's closed forms
+    (:func:`xentax.losses._engine.closed_form`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from xentax.losses import _common, _engine, _reduce, _validate
+
+
+class Prepared(NamedTuple):
+  """A binary loss's checked inputs. Options stay in their own (broadcastable) shapes.
+
+  Nothing here is broadcast to the scores' shape: XLA:CPU fuses a small operand's
+  broadcast into the fused sum, but not a full-size array built outside it, and the exact
+  formula's full-size masks must be built inside its ``lax.cond`` branch, not before it.
+  """
+
+  scores: jax.Array  # compute dtype, as given (dropped entries not replaced)
+  labels: jax.Array  # compute dtype, as given
+  valid: jax.Array | None  # bool, broadcastable to the scores' shape; None: all kept
+  params: dict  # name -> the elementwise option, compute dtype (or None)
+  param_bad: tuple  # bool flags, broadcastable: a traced elementwise option is bad
+  scalar_bad: jax.Array | None  # scalar bool: a traced scalar option is bad
+  any_bad: jax.Array | None  # scalar bool: any traced option (sample weights too) is bad
+  sample_weight: jax.Array | None  # broadcastable; NaN where a traced weight is bad
+
+
+def prepare(
+  fn_name, scores, labels, *, where, reduction, params=None, scalars=None, sample_weight=None
+) -> Prepared:
+  """The binary losses' entry frame: the reduction, shapes, label range, option domains and
+  sample weights.
+
+  Concrete bad values raise ``ValueError`` here; traced ones are returned as flags for the
+  exact formula to turn into NaN (and make the fast sum NaN).
+  """
+  _reduce.check_reduction(fn_name, reduction)
+  scores = _validate.float_array(fn_name, "logits/probs", scores)
+  labels = _validate.numeric_array(fn_name, "labels", labels)
+  _validate.check_same_shape(fn_name, "logits/probs", scores, "labels", labels)
+  dtype = _common.compute_dtype(scores)
+  valid = None
+  if where is not None:
+    _validate.broadcast_mask(fn_name, where, scores.shape)  # type and shape checks
+    valid = jnp.asarray(where)
+  bad = (labels < 0) | (labels > 1)
+  _validate.check_values(fn_name, "labels must lie in [0, 1]", labels, _and(bad, valid))
+  small, param_bad, any_bad = {}, (), None
+  for name, value in (params or {}).items():
+    if value is not None:
+      value = _validate.to_array(fn_name, name, value)
+      flag = _validate.option(fn_name, name, value)
+      _validate.broadcast_param(fn_name, name, value, scores.shape, dtype)  # shape check
+      value = jnp.asarray(value, dtype)
+      if flag is not None:
+        any_bad = _validate.any_bad(any_bad, jnp.any(flag))
+        param_bad = (*param_bad, flag)
+    small[name] = value
+  scalar_bad = _validate.options(fn_name, **(scalars or {}))
+  any_bad = _validate.any_bad(any_bad, scalar_bad)
+  if sample_weight is not None:
+    shape = jnp.shape(_validate.to_array(fn_name, "sample_weight", sample_weight))
+    if not _broadcasts(shape, scores.shape):
+      shape = scores.shape  # sample_weights raises its error naming the shapes
+    # Checked (and NaN where traced and bad) in its own shape, broadcast where used.
+    sample_weight = _validate.sample_weights(fn_name, sample_weight, shape, dtype)
+    if _validate.is_traced(sample_weight):
+      any_bad = _validate.any_bad(any_bad, jnp.any(jnp.isnan(sample_weight)))
+  return Prepared(
+    scores.astype(dtype),
+    labels.astype(dtype),
+    valid,
+    small,
+    param_bad,
+    scalar_bad,
+    any_bad,
+    sample_weight,
+  )
+
+
+def _broadcasts(shape, target) -> bool:
+  try:
+    return jnp.broadcast_shapes(shape, target) == tuple(target)
+  except ValueError:
+    return False
+
+
+def _and(bad, valid):
+  return bad if valid is None else bad & valid
+
+
+def exact_inputs(prepared: Prepared, x, y, *, fill, extra_bad=None):
+  """The exact formula's inputs: dropped entries replaced, bad kept entries NaN."""
+  valid = prepared.valid
+  bad = (y < 0) | (y > 1)
+  bad = _validate.any_bad(bad, extra_bad, *prepared.param_bad, prepared.scalar_bad)
+  if valid is not None:
+    bad = bad & valid
+    x = jnp.where(valid, x, jnp.full_like(x, fill))
+    y = jnp.where(valid, y, jnp.zeros_like(y))
+  return x + _common.nan_where(bad, x.dtype), y
+
+
+def contributions(prepared: Prepared, losses, sample_weight) -> jax.Array:
+  """``s_n l_n`` on kept entries, 0 elsewhere: ``reduce_losses(..., reduction="none")``."""
+  if prepared.valid is None:
+    valid = jnp.ones(losses.shape, bool)
+  else:
+    valid = jnp.broadcast_to(prepared.valid, losses.shape)
+  if sample_weight is not None:
+    sample_weight = jnp.broadcast_to(sample_weight, losses.shape)
+  return _reduce.reduce_losses(losses, valid=valid, sample_weight=sample_weight, reduction="none")
+
+
+def fast_contributions(prepared: Prepared, losses, sample_weight) -> jax.Array:
+  """The same products as :func:`contributions` with the mask folded into a multiply."""
+  if sample_weight is not None:
+    losses = losses * sample_weight
+  if prepared.valid is not None:
+    # Behind a barrier so that this small mask's broadcast is not shared with the
+    # denominator's sum (a shared broadcast is materialised at full size).
+    losses = losses * lax.optimization_barrier(prepared.valid.astype(losses.dtype))
+  return losses
+
+
+def out_of_unit(v, k) -> jax.Array:
+  """0 for ``v`` in [0, 1], NaN outside (or for NaN): arithmetic, so it fuses."""
+  # y (1 - y) >= 0 exactly on [0, 1] (1 - y is exact or positive there) and < 0 outside.
+  # stop_gradient: sqrt'(0) is infinite, and this term is never differentiated on purpose
+  # (autodiff of the fast value happens for higher-order derivatives); it is free in HLO.
+  return lax.stop_gradient(jnp.sqrt(jnp.minimum(v * (k.one - v), k.zero)))
+
+
+class Opaque(NamedTuple):
+  """Scalars the fast formulas use, hidden from XLA's constant folding and CSE.
+
+  A ``broadcast(constant)`` shared between the fused sum and the gradient's loop fusion
+  is materialised as a full-size array on XLA:CPU (the reduction fusion does not duplicate
+  a producer with other users); scalars behind an optimisation barrier are not shared.
+  """
+
+  zero: jax.Array
+  one: jax.Array
+  eps: jax.Array | None
+  gamma: jax.Array | None
+  alpha: jax.Array | None
+
+
+def opaque(dtype, eps=None, gamma=None, alpha=None) -> Opaque:
+  return Opaque(
+    *lax.optimization_barrier((jnp.zeros((), dtype), jnp.ones((), dtype), eps, gamma, alpha))
+  )
+
+
+def reduce_entries(
+  prepared: Prepared,
+  fns: tuple[Callable, Callable, Callable],
+  args,
+  reduction: str,
+  *,
+  fast_sign: int = 1,
+  fast_ok: Callable | None = None,
+):
+  """Reduce the per-entry contributions: fast sum, exact sum only if the fast one is not finite.
+
+  ``fns`` are ``(fast, exact, grad_x)``: ``fast(*args)`` and ``exact(*args)`` return the
+  per-entry ``s_n l_n`` (0 where dropped; ``fast`` may return them times ``fast_sign``,
+  which is then applied to the sum, one multiply instead of a negation per entry),
+  ``grad_x`` its derivative in ``args[0]`` (see :func:`._engine.closed_form`);
+  ``fast_ok(*args)``, if given, is a scalar that must also be True for the fast sum to be
+  used (a check the fast formula does not carry itself). The ``"mean"`` denominators are
+  those of :func:`xentax.losses._reduce.reduce_losses`.
+  """
+  fast, exact, grad_x = fns
+  if reduction == "none":
+    return _engine.closed_form(exact, exact, grad_x)(*args)
+  any_bad = prepared.any_bad
+
+  def exact_total(*args):
+    return jnp.sum(exact(*args))
+
+  def total(*args):
+    if prepared.scores.size == 0:
+      # An empty batch has nothing to sum fast, and ``fast_ok``'s checks (the labels' min
+      # and max) are reductions with no identity on no entries.
+      return exact_total(*args)
+    # The options go in behind a barrier: their broadcasts then belong to this sum alone.
+    fast_total = jnp.sum(fast(*args[:2], *lax.optimization_barrier(args[2:])))
+    if fast_sign != 1:
+      fast_total = fast_sign * fast_total
+    if any_bad is not None:
+      fast_total = fast_total + _common.nan_where(lax.stop_gradient(any_bad), fast_total.dtype)
+    use_fast = jnp.isfinite(fast_total)
+    if fast_ok is not None:
+      use_fast = use_fast & lax.stop_gradient(fast_ok(*args))
+    # The common case pays one scalar test; a NaN, an infinity or a bad value recomputes
+    # the sum with every guard.
+    return _engine.fast_or_guarded(fast_total, lambda: exact_total(*args), use_fast)
+
+  total = _engine.closed_form(total, exact_total, grad_x)(*args)
+  if reduction == "sum":
+    return total
+  denom = _denominator(prepared, reduction, total.dtype)
+  return _reduce.mean_of(total, denom)
+
+
+def _denominator(prepared: Prepared, reduction: str, dtype) -> jax.Array:
+  """``sum_K s_n`` (``"mean"`` with sample weights) or the kept count ``|K|``.
+
+  Summed over the small (un-broadcast) arrays and scaled by how often each entry repeats
+  in the scores' shape, which is the sum over the broadcast arrays.
+  """
+  s, valid = prepared.sample_weight, prepared.valid
+  if reduction == "sum_over_batch_size":
+    s = None
+  if s is None and valid is None:
+    return jnp.asarray(prepared.scores.size, dtype)
+  if s is None:
+    small = valid.astype(dtype)
+  elif valid is None:
+    small = s
+  else:
+    # A product, not a select, so the sum over the joint shape fuses. A NaN (bad traced)
+    # weight on a dropped entry must not count: zero it first, on the weights' own shape;
+    # on a kept entry the numerator is NaN anyway.
+    small = valid.astype(dtype) * jnp.where(jnp.isnan(s), jnp.zeros_like(s), s)
+  repeats = prepared.scores.size // max(small.size, 1)
+  return jnp.sum(small) * jnp.asarray(repeats, dtype)
+
+
+def smooth(y, eps, one=1):
+  """Keras's binary label smoothing ``y (1 - e) + e / 2`` (``eps`` None: unchanged)."""
+  return y if eps is None else y * (one - eps) + eps / 2
+
+
+def scalar(value, dtype):
+  """A float option as an array, or None where it is a static zero (its term is skipped)."""
+  return None if _common.is_static_zero(value) else jnp.asarray(value, dtype)
