@@ -6,10 +6,13 @@ default-dtype constant promotes a float32 loss to float64.
 
 Nearly all of the suite's time is XLA compiling small functions, and many tests compile the
 same program (a fresh ``jax.jit`` of the same computation, or the same function in the other
-xdist worker). A persistent compilation cache, fresh for each run and shared by its workers,
-compiles each program once: the controller makes the folder and removes it at the end. Set
-``XENTAX_TEST_JAX_CACHE`` to a folder yourself to keep the cache between runs (it is then
-never removed), or to an empty string to turn the cache off.
+xdist worker). A persistent compilation cache, shared by the workers and kept between runs
+in ``.pytest_cache/xentax-jax`` (cleared when it grows past 1 GiB),
+compiles each program once: a rerun after a change to one loss compiles only that loss's
+programs again. Its keys are the programs themselves (HLO, compile options, jax and jaxlib
+versions), so an entry never stands in for changed code. Set ``XENTAX_TEST_JAX_CACHE`` to
+another folder, or to an empty string to turn the cache off (a clean clone, as in CI, starts
+with none).
 
 The ``slow`` marker (registered in ``pyproject.toml``; ``--strict-markers`` refuses any
 other name) tags what is not needed to check a change to a loss: the CLI, the experiments,
@@ -29,7 +32,6 @@ combinations are marked ``slow`` at collection.
 import collections
 import os
 import shutil
-import tempfile
 
 import jax
 import pytest
@@ -42,24 +44,28 @@ jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_enable_x64", True)
 
 CACHE_ENV = "XENTAX_TEST_JAX_CACHE"
-_made_cache = None  # the folder this (controller) process made and removes
+CACHE_MAX_BYTES = 1 << 30
 
 
 def pytest_configure(config):
-  global _made_cache
-  if CACHE_ENV not in os.environ and not hasattr(config, "workerinput"):
-    _made_cache = tempfile.mkdtemp(prefix="xentax-test-jax-cache-")
-    os.environ[CACHE_ENV] = _made_cache  # xdist workers start later and inherit it
-  folder = os.environ.get(CACHE_ENV)
-  if folder:
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  folder = os.environ.get(CACHE_ENV, str(config.rootpath / ".pytest_cache" / "xentax-jax"))
+  if not folder:
+    return
+  if not hasattr(config, "workerinput") and _size(folder) > CACHE_MAX_BYTES:
+    # Cleared whole, before the workers start: JAX's own size limit (an LRU index kept
+    # under a file lock) slows every compilation.
+    shutil.rmtree(folder, ignore_errors=True)
+  jax.config.update("jax_compilation_cache_dir", folder)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def pytest_unconfigure(config):
-  if _made_cache is not None:
-    shutil.rmtree(_made_cache, ignore_errors=True)
+def _size(folder) -> int:
+  """Bytes in the files directly under ``folder`` (0 when it does not exist)."""
+  try:
+    return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
+  except FileNotFoundError:
+    return 0
 
 
 def each_choice(cases: list, optional: frozenset = frozenset()) -> set:

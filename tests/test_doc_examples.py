@@ -15,7 +15,11 @@ import xentax.metrics
 import xentax.parallel
 
 PACKAGES = (xentax.losses, xentax.gradcheck, xentax.metrics, xentax.parallel)
-PUBLIC = sorted({(p.__name__, n) for p in PACKAGES for n in p.__all__})
+PUBLIC = [
+  # The parallel examples run shard_map eagerly, op by op: left to the full suite.
+  pytest.param(p, n, marks=pytest.mark.slow) if p == "xentax.parallel" else (p, n)
+  for p, n in sorted({(p.__name__, n) for p in PACKAGES for n in p.__all__})
+]
 LOSSES = sorted(xentax.losses.__all__)
 
 
