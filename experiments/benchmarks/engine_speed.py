@@ -4,13 +4,16 @@ Usage (from the repository root)::
 
   git worktree add /tmp/xentax-old 001fec4
   python experiments/benchmarks/engine_speed.py /tmp/xentax-old 4096x32768 [rounds] [names]
+  python experiments/benchmarks/engine_speed.py /tmp/xentax-old 64x128 0   # programs only
 
 The old tree's ``src/xentax`` is copied to a temporary folder as the package ``xentax_old``
 (its imports rewritten), so both versions run side by side on the same inputs. For each
 loss and mode, ``old``, ``new`` and the baseline (optax, or the naive ``jnp`` formula) are
 timed in the same interleaved rounds (``xentax.bench._measure.time_side_by_side``); the
 table gives the medians of the per-round ratios new/baseline and old/baseline, their
-difference, and the spread of each timing. A JSON record goes next to the script.
+difference, the spread of each timing, and whether old and new compile to the same program
+(the optimised HLO at ``[64, 128]``, metadata stripped). Rows are appended to a JSON record
+next to the script, one per loss and mode, as they are measured.
 """
 
 import json
@@ -141,6 +144,17 @@ def inputs(kind, n, c, seed):
   return x, other
 
 
+def same_program(new_fn, old_fn, args) -> bool:
+  """Whether ``new_fn`` and ``old_fn`` compile to the same optimised HLO (metadata aside)."""
+
+  def text(fn):
+    hlo = jax.jit(fn).lower(*args).compile().as_text()
+    hlo = re.sub(r", metadata=\{.*?\}(?=[,\n]|$)", "", hlo, flags=re.M)
+    return [line for line in hlo.splitlines() if not re.match(r"^\s*\d+ [{\"]", line)]
+
+  return text(new_fn) == text(old_fn)
+
+
 def main():
   tree, shape = sys.argv[1], sys.argv[2]
   rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 7
@@ -148,30 +162,37 @@ def main():
   n, c = (int(v) for v in shape.split("x"))
   old = load_old(tree)
   new_cases, old_cases = cases(xentax, n, c), cases(old, n, c)
-  rows = []
+  suffix = f"{n}x{c}" if rounds else f"programs-{pathlib.Path(tree).name}"
+  out = pathlib.Path(__file__).with_name(f"engine-speed-{suffix}.json")
+  rows = json.loads(out.read_text())["rows"] if only and out.exists() else []
+  rows = [row for row in rows if not only or row["loss"] not in only]
+  record = dict(shape=[n, c], rounds=rounds, old_tree=tree, device=_measure.device_info())
   for name, (new_fn, base_fn, kind) in new_cases.items():
     if only and name not in only:
       continue
-    args = [inputs(kind, n, c, seed) for seed in (0, 1)]
     for mode in ("fwd", "vg"):
       fns = {"new": new_fn, "old": old_cases[name][0], "base": base_fn}
       if mode == "vg":
         fns = {k: jax.value_and_grad(f) for k, f in fns.items()}
-      compiled = {k: _measure.compile_ahead(f, *args[0])[0] for k, f in fns.items()}
-      timing = _measure.time_side_by_side(compiled, args, repeats=rounds)
-      new_r = statistics.median(timing["new"].ratios_to(timing["base"]))
-      old_r = statistics.median(timing["old"].ratios_to(timing["base"]))
-      spread = max(t.spread for t in timing.values())
-      row = dict(loss=name, mode=mode, new=new_r, old=old_r, rise=new_r - old_r, spread=spread)
+      row = dict(loss=name, mode=mode)
+      if rounds:  # 0 rounds: only compare the programs
+        row.update(_time(fns, [inputs(kind, n, c, seed) for seed in (0, 1)], rounds))
+      row["same_hlo"] = same_program(fns["new"], fns["old"], inputs(kind, 64, 128, 0))
       rows.append(row)
-      line = f"{name:16s} {mode:3s} new {new_r:5.2f} old {old_r:5.2f} rise {new_r - old_r:+.2f}"
-      print(f"{line} spread {spread:.0%}", flush=True)
-  record = dict(
-    shape=[n, c], rounds=rounds, old_tree=tree, device=_measure.device_info(), rows=rows
-  )
-  out = pathlib.Path(__file__).with_name(f"engine-speed-{n}x{c}.json")
-  out.write_text(json.dumps(record, indent=1) + "\n")
-  print("wrote", out)
+      print(
+        " ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+      )
+      out.write_text(json.dumps({**record, "rows": rows}, indent=1) + "\n")
+
+
+def _time(fns, args, rounds) -> dict:
+  """Median per-round ratios of new and old to the baseline, and the largest spread."""
+  compiled = {k: _measure.compile_ahead(f, *args[0])[0] for k, f in fns.items()}
+  timing = _measure.time_side_by_side(compiled, args, repeats=rounds)
+  new = statistics.median(timing["new"].ratios_to(timing["base"]))
+  old = statistics.median(timing["old"].ratios_to(timing["base"]))
+  spread = max(t.spread for t in timing.values())
+  return dict(new=new, old=old, rise=new - old, spread=spread)
 
 
 if __name__ == "__main__":
