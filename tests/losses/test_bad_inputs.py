@@ -845,3 +845,32 @@ def test_causal_lm_traced_bad_sample_weight_is_nan_for_that_token_only():
   assert np.isnan(got[0, 1]) and np.isfinite(np.delete(got.ravel(), 1)).all()
   with pytest.raises(ValueError, match="sample_weight"):
     xentax.causal_lm_cross_entropy_with_logits(z, y, sample_weight=w)
+
+
+@pytest.mark.parametrize(
+  "call",
+  [
+    lambda z, y: xentax.sparse_categorical_cross_entropy_with_logits(z, y, z_loss=None),
+    lambda z, y: xentax.sparse_categorical_cross_entropy_with_logits(z, y, label_smoothing=None),
+    lambda z, y: xentax.categorical_cross_entropy_with_logits(z, jnp.eye(3)[y], z_loss=None),
+    lambda z, y: xentax.sparse_categorical_focal_loss_with_logits(z, y, gamma=None),
+    lambda z, y: xentax.kl_divergence_with_logits(z, z, temperature=None),
+    lambda z, y: xentax.poly1_cross_entropy_with_logits(z, y, epsilon=None),
+  ],
+)
+def test_none_for_a_numeric_option_is_a_named_type_error(call):
+  """None means "off" only for ``softcap`` and the binary focal ``alpha``; elsewhere it is a
+  TypeError naming the option and its domain, not an error from inside jnp."""
+  z, y = jnp.zeros((2, 3), jnp.float32), jnp.array([0, 2])
+  with pytest.raises(TypeError, match=r"=None is not an option value; pass a number"):
+    call(z, y)
+
+
+def test_reduction_is_checked_before_the_options():
+  z = jnp.zeros((2, 3), jnp.float32)
+  with pytest.raises(ValueError, match="reduction='bogus'"):
+    xentax.jensen_shannon_divergence_with_logits(z, z, beta=2.0, reduction="bogus")
+  with pytest.raises(ValueError, match="schedule='bogus'"):
+    xentax.fused_linear_cross_entropy(
+      jnp.ones((2, 4)), jnp.ones((4, 3)), jnp.array([0, 1]), bias=jnp.ones(2), schedule="bogus"
+    )

@@ -460,6 +460,7 @@ def jensen_shannon_divergence_with_logits(
     "On-Policy Distillation of Language Models" (GKD), 2024; Liger-Kernel's ``LigerJSD``.
   """
   fn_name = "jensen_shannon_divergence_with_logits"
+  _reduce.check_reduction(fn_name, reduction)  # before beta's check, as for every loss
   pair = _prepare_pair(
     fn_name,
     student_logits,

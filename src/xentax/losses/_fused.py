@@ -219,9 +219,7 @@ def fused_linear_cross_entropy_impl(
   """:func:`fused_linear_cross_entropy`, optionally inside ``shard_map`` with ``weight``
   sharded along the vocabulary over ``axis_name`` and tokens over ``batch_axis_name``."""
   _reduce.check_reduction(fn_name, reduction)
-  hidden, weight, bias, labels, shown = _check_head(
-    fn_name, hidden, weight, bias, labels, ignore_index
-  )
+  hidden, weight, labels, shown = _check_head(fn_name, hidden, weight, labels, ignore_index)
   schedule = _fused_tokens.choose_schedule(
     fn_name,
     schedule,
@@ -231,11 +229,8 @@ def fused_linear_cross_entropy_impl(
     block_size=block_size,
     chunk_size=chunk_size,
   )
+  bias, num_classes = _check_rest(fn_name, hidden, weight, bias, labels, axis_name, batch_axis_name)
   vocab_size = weight.shape[1]
-  shards = 1 if axis_name is None else _validate.axis_size(fn_name, "axis_name", axis_name)
-  num_classes = vocab_size * shards
-  if batch_axis_name is not None:
-    _validate.axis_size(fn_name, "batch_axis_name", batch_axis_name)
   if block_size is None:
     block_size = auto_block_size(int(jnp.size(labels)), vocab_size)
   block_size = _validate.block_size(fn_name, block_size, vocab_size)
@@ -280,9 +275,9 @@ def fused_linear_cross_entropy_impl(
   return loss
 
 
-def _check_head(fn_name, hidden, weight, bias, labels, ignore_index):
-  """The fused losses' arrays checked: ``hidden [..., D]``, ``weight [D, V]``, ``bias [V]``
-  and labels of ``hidden``'s leading shape; returns them with the labels as shown."""
+def _check_head(fn_name, hidden, weight, labels, ignore_index):
+  """``hidden [..., D]`` and ``weight [D, V]`` checked; returns them and the labels (as
+  checked, and as shown)."""
   hidden = _validate.float_array(fn_name, "hidden", hidden)
   weight = _validate.float_array(fn_name, "weight", weight)
   labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
@@ -291,6 +286,12 @@ def _check_head(fn_name, hidden, weight, bias, labels, ignore_index):
       f"{fn_name}: hidden has shape {hidden.shape} and weight {weight.shape}; they must be "
       "[..., D] and [D, V] (flax Dense kernel layout; pass embedding.T for a tied head)."
     )
+  return hidden, weight, labels, shown
+
+
+def _check_rest(fn_name, hidden, weight, bias, labels, axis_name, batch_axis_name):
+  """Labels of ``hidden``'s leading shape, ``V >= 1``, the mesh axes and ``bias [V]``;
+  returns the bias and the number of classes over every vocabulary shard."""
   if labels.shape != hidden.shape[:-1]:
     raise ValueError(
       f"{fn_name}: labels have shape {labels.shape} but hidden {hidden.shape} needs labels "
@@ -298,11 +299,14 @@ def _check_head(fn_name, hidden, weight, bias, labels, ignore_index):
     )
   vocab_size = weight.shape[1]
   _validate.check_num_classes(fn_name, vocab_size, "weight's vocabulary axis (V)")
+  shards = 1 if axis_name is None else _validate.axis_size(fn_name, "axis_name", axis_name)
+  if batch_axis_name is not None:
+    _validate.axis_size(fn_name, "batch_axis_name", batch_axis_name)
   if bias is not None:
     bias = _validate.float_array(fn_name, "bias", bias)
     if bias.shape != (vocab_size,):
       raise ValueError(f"{fn_name}: bias has shape {bias.shape}; it must be ({vocab_size},).")
-  return hidden, weight, bias, labels, shown
+  return bias, vocab_size * shards
 
 
 def _tokens_schedule(h, weight, bias, prepared, options, weights, reduction, chunk_size):

@@ -225,8 +225,12 @@ def _is_real(value) -> bool:
   return bool(jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer))
 
 
+# Options whose None means "off"; None for any other option is a TypeError.
+OFF_WHEN_NONE = ("softcap", "alpha")
+
+
 def options(fn_name: str, **values):
-  """:func:`option` for each option given (None values are skipped).
+  """:func:`option` for each option given (None skipped where it means off).
 
   Returns:
     ``None`` when nothing is traced, else a scalar boolean: any traced option is bad.
@@ -234,8 +238,11 @@ def options(fn_name: str, **values):
   """
   bad = None
   for name, value in values.items():
-    if value is None:
+    if value is None and name in OFF_WHEN_NONE:
       continue
+    if value is None:
+      domain = DOMAINS[name][0]
+      raise TypeError(f"{fn_name}: {name}=None is not an option value; pass a number {domain}.")
     flag = option(fn_name, name, value)
     if flag is not None:
       flag = jnp.any(flag)
