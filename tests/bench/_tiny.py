@@ -9,6 +9,7 @@ TINY = {
   "losses_target": [(8, 32)],
   "losses_naive": True,
   "classes": (8, (16, 32)),
+  "memory": (8, 16),
   "fused_time": [(16, 8, 64)],
   "fused_blocks": (32,),
   "fused_memory": (16, 8, (64, 128)),

@@ -22,8 +22,15 @@ def test_bench_command_writes_json_and_tables(tmp_path, monkeypatch, capsys):
   out = tmp_path / "bench.json"
   assert cli.main(["bench", "--suite", "all", "--quick", "--out", str(out)]) == 0
   records = json.loads(out.read_text())
-  suites = {"reference", "losses", "classes", "fused", "fused_memory", "training", "parallel"}
-  assert {r["suite"] for r in records} == suites
+  suites = {"reference", "losses", "memory", "classes", "fused", "fused_memory", "training"}
+  assert {r["suite"] for r in records} == {*suites, "parallel"}
+  memory = [r for r in records if r["suite"] == "memory"]
+  assert [(r["params"]["mode"], r["implementation"]) for r in memory] == [
+    ("forward", "optax"),
+    ("forward", "xentax"),
+    ("value_and_grad", "optax"),
+    ("value_and_grad", "xentax"),
+  ]
   training = [r for r in records if r["suite"] == "training"]
   assert [r["params"]["batch_size"] for r in training] == [1, 1, 64]
   assert all(r["rates"]["steps_per_s"] > 0 for r in training)
@@ -34,8 +41,9 @@ def test_bench_command_writes_json_and_tables(tmp_path, monkeypatch, capsys):
   assert {r["params"]["classes"] for r in classes} == {16}
   assert {r["params"]["mode"] for r in classes} == {"value_and_grad"}
   printed = capsys.readouterr().out
-  for suite in ("losses", "classes", "fused", "training", "parallel"):
+  for suite in ("losses", "memory", "classes", "fused", "training", "parallel"):
     assert f"### {suite}" in printed
+  assert "| within +16 MiB |" in printed
 
 
 def test_a_new_suite_is_one_registry_entry(monkeypatch):

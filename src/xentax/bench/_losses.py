@@ -388,3 +388,57 @@ def run(
               }
             )
   return records
+
+
+# The memory table's baseline for a loss whose LOSSES baseline is not its plain counterpart:
+# the focal losses are held to plain softmax cross-entropy (optax), as the losses they refine.
+MEMORY_BASELINES = {
+  "categorical_focal_loss_with_logits": "categorical_cross_entropy_with_logits",
+  "sparse_categorical_focal_loss_with_logits": "sparse_categorical_cross_entropy_with_logits",
+}
+
+# A loss may hold at most this many temporary bytes more than its baseline.
+MEMORY_ALLOWANCE_BYTES = 16 * 2**20
+
+
+def memory_table(batch, classes, dtype=jnp.float32, *, losses=None) -> list[dict]:
+  """Temporaries of every loss's forward and value-and-grad against its baseline's.
+
+  Compiled only (``compiled.memory_analysis()``), nothing runs. The baseline is the first
+  implementation of :data:`LOSSES` (optax's function, else the naive formula), or that of
+  the loss named in :data:`MEMORY_BASELINES`.
+
+  Returns:
+    One record per (loss, mode, implementation): ``"xentax"`` and the baseline, with
+    ``over_baseline_bytes`` on the xentax rows.
+  """
+  records = []
+  device = _measure.device_info()
+  for name in losses or list(LOSSES):
+    kind, impls = LOSSES[name]
+    base_impls = LOSSES[MEMORY_BASELINES.get(name, name)][1]
+    baseline = next(iter(base_impls))
+    fns = {baseline: base_impls[baseline], "xentax": impls["xentax"]}
+    args = make_inputs(kind, batch, classes, dtype, copies=1)[0]
+    for mode in ("forward", "value_and_grad"):
+      temp = {}
+      for impl, fn in fns.items():
+        target = fn if mode == "forward" else jax.value_and_grad(fn)
+        memory = _measure.memory_bytes(_measure.compile_ahead(target, *args)[0])
+        temp[impl] = memory["temp_bytes"]
+        records.append(
+          {
+            "suite": "memory",
+            "loss": name,
+            "mode": mode,
+            "implementation": impl,
+            "baseline": baseline,
+            "batch": batch,
+            "classes": classes,
+            "dtype": jnp.dtype(dtype).name,
+            **memory,
+            **device,
+          }
+        )
+      records[-1]["over_baseline_bytes"] = temp["xentax"] - temp[baseline]
+  return records

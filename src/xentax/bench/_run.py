@@ -93,6 +93,11 @@ def _fused_suite(sizes: dict, repeats: int) -> list:
   return rows
 
 
+def _memory_suite(sizes: dict, repeats: int) -> list:
+  del repeats  # compiled only
+  return _losses.memory_table(*sizes["memory"])
+
+
 def _training_suite(sizes: dict, repeats: int) -> list:
   return _training.run(
     epochs=sizes["training_epochs"], examples=sizes["training_examples"], repeats=repeats
@@ -119,6 +124,7 @@ SUITES: dict[str, Suite] = {
       in_all=False,
     ),
     Suite("classes", _classes_suite, "sparse CE value-and-grad against the number of classes"),
+    Suite("memory", _memory_suite, "every loss's temporaries vs its baseline (compiled only)"),
     Suite("fused", _fused_suite, "fused linear CE vs full logits: time and temporaries"),
     Suite("training", _training_suite, "the deck's per-example loop vs the compiled loop"),
     Suite("parallel", _parallel_suite, "vocab-parallel CE on N devices vs dense", cpu_devices=8),
@@ -235,6 +241,8 @@ def _table(suite: str, rows: list[BenchRecord]) -> list[str]:
     lines += [
       f"| {r.implementation} | {_shape(r)} | {r.get('dtype')} | {_mb(r.temp_bytes)} |" for r in rows
     ]
+  elif suite == "memory":
+    lines = memory_lines(rows)
   elif suite in ("losses", "classes", "targets"):
     lines = [
       "| loss | mode | shape | dtype | implementation | median ms | spread | ratio | GB/s |"
@@ -265,6 +273,26 @@ def _table(suite: str, rows: list[BenchRecord]) -> list[str]:
         f"| {r.implementation} | {shape} | {_fmt(r.median_s and r.median_s * 1e3, '.2f')} |"
         f" {_fmt(r.spread, '.0%')} | {_fmt(r.ratio, '.2f')} | {detail} |"
       )
+  return lines
+
+
+def memory_lines(records: list[BenchRecord]) -> list[str]:
+  """The memory table: per loss and mode, temporaries (MiB) of xentax and its baseline."""
+  allowance = _losses.MEMORY_ALLOWANCE_BYTES
+  lines = [
+    f"| loss | mode | baseline | baseline MiB | xentax MiB | within +{allowance >> 20} MiB |",
+    "|---|---|---|---|---|---|",
+  ]
+  base = {(r.get("loss"), r.get("mode")): r for r in records if r.implementation != "xentax"}
+  for r in records:
+    if r.implementation != "xentax":
+      continue
+    b = base[(r.get("loss"), r.get("mode"))]
+    within = r.temp_bytes - b.temp_bytes <= allowance
+    lines.append(
+      f"| {r.get('loss')} | {r.get('mode')} | {b.implementation} | {b.temp_bytes / 2**20:.0f} |"
+      f" {r.temp_bytes / 2**20:.0f} | {'yes' if within else '**no**'} |"
+    )
   return lines
 
 

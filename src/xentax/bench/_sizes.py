@@ -28,6 +28,7 @@ SIZES: dict[str, dict] = {
     # formula is the baseline and always runs). Quick runs judge xentax against optax only.
     "losses_naive": False,
     "classes": (1024, (1024, 4096, 16384, 32768)),
+    "memory": (4096, 32768),
     # (2048, 512, 32768): the CPU target shape of the fused loss against full logits.
     "fused_time": [(2048, 512, 32768)],
     "fused_blocks": (4096, 16384),
@@ -45,6 +46,7 @@ SIZES: dict[str, dict] = {
     "losses_target": [(256, 4096), (4096, 32768), (1024, 131072)],
     "losses_naive": True,
     "classes": (8192, (4096, 16384, 65536, 131072)),
+    "memory": (8192, 131072),
     "fused_time": [(8192, 4096, 32768), (8192, 4096, 131072)],
     "fused_blocks": (2048, 8192, 32768),
     "fused_memory": (8192, 4096, (32768, 131072, 262144)),

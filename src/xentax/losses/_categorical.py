@@ -107,12 +107,13 @@ def _stats(config, x, targets, valid, z, cap, lse=None):
   """``(lse, loss)`` per row (0 for dropped rows): the fast form (from ``lse`` when given),
   or the guarded one if a kept row is not finite."""
 
-  def guarded():
-    lse, ce = _guarded_stats(config, x, targets, valid, cap)
+  def guarded(x, t, valid):
+    lse, ce = _guarded_stats(config, x, targets._replace(t=t), valid, cap)
     return lse, ce + z * jnp.square(lse) if config.z_loss else ce
 
   fast = _fast_stats(config, x, targets, z, cap, lse)
-  lse, losses = _engine.fast_or_guarded(fast, guarded, _engine.all_finite(fast[1], valid))
+  ok = _engine.all_finite(fast[1], valid)
+  lse, losses = _engine.fast_or_guarded(fast, guarded, ok, x, targets.t, valid)
   return lse, _rows.mask_rows(losses, valid)
 
 

@@ -207,8 +207,12 @@ def _guarded_stats(power, x, targets, valid, gamma):
 def _stats(power, x, targets, valid, gamma):
   """``(lse, loss)``: the fast form, or the guarded one if a kept row is not finite."""
   fast = _fast_stats(power, x, targets, gamma)
-  guarded = lambda: _guarded_stats(power, x, targets, valid, gamma)  # noqa: E731
-  return _engine.fast_or_guarded(fast, guarded, _engine.all_finite(fast[1], valid))
+
+  def guarded(x, t, valid):
+    return _guarded_stats(power, x, targets._replace(t=t), valid, gamma)
+
+  ok = _engine.all_finite(fast[1], valid)
+  return _engine.fast_or_guarded(fast, guarded, ok, x, targets.t, valid)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))

@@ -172,12 +172,17 @@ def _expand(row_values, pieces: int) -> jax.Array:
   return row_values[..., None] if pieces == 1 else row_values[..., None, None]
 
 
-def _with_fallback(fast, keep, safe) -> jax.Array:
-  """``keep * fast`` unless a kept row is NaN, then ``keep * safe()`` for every row."""
+def _with_fallback(fast, keep, safe, s, t) -> jax.Array:
+  """``keep * fast`` unless a kept row is NaN, then ``keep * safe(s, t)`` for every row,
+  dropped rows' logits zeroed first."""
   # Dropped rows may hold anything, and bad rows (keep = NaN) are NaN on either path:
   # neither should cost the guarded pass.
   ok = ~jnp.any(jnp.isnan(fast) & (keep == 1))
-  return _apply_keep(_engine.fast_or_guarded(fast, safe, ok), keep)
+
+  def guarded(s, t, keep):
+    return safe(_zero_dropped(s, keep), _zero_dropped(t, keep))
+
+  return _apply_keep(_engine.fast_or_guarded(fast, guarded, ok, s, t, keep), keep)
 
 
 def _kl_value(s, t, inv, keep):
@@ -195,9 +200,9 @@ def _kl_value(s, t, inv, keep):
   # -inf teacher logit gives 0 * -inf = NaN, and that row sends us to the guarded form.
   terms = p_t * ((tp - sp) * inv - (lse_t - lse_s))
   kl = _rows.row_reduce(terms, pieces)
-  safe = lambda: _safe_kl(_zero_dropped(s, keep) * inv, _zero_dropped(t, keep) * inv)  # noqa: E731
+  safe = lambda s, t: _safe_kl(s * inv, t * inv)  # noqa: E731
   rows = s.shape[:-1] + (1,)
-  return _with_fallback(kl, keep, safe), lse_s.reshape(rows), lse_t.reshape(rows)
+  return _with_fallback(kl, keep, safe, s, t), lse_s.reshape(rows), lse_t.reshape(rows)
 
 
 @jax.custom_jvp
@@ -353,8 +358,8 @@ def _jsd_value(s, t, beta, keep):
   # that row sends us to the guarded form.
   terms = beta * p * (log_p - log_m) + (1 - beta) * q * (log_q - log_m)
   jsd = _rows.row_reduce(terms, pieces)
-  safe = lambda: _safe_jsd(_zero_dropped(s, keep), _zero_dropped(t, keep), beta)  # noqa: E731
-  return _with_fallback(jsd, keep, safe), log_q.reshape(s.shape), log_p.reshape(t.shape)
+  safe = lambda s, t: _safe_jsd(s, t, beta)  # noqa: E731
+  return _with_fallback(jsd, keep, safe, s, t), log_q.reshape(s.shape), log_p.reshape(t.shape)
 
 
 @jax.custom_jvp

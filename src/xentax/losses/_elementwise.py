@@ -208,14 +208,33 @@ def reduce_entries(
     if fast_ok is not None:
       use_fast = use_fast & lax.stop_gradient(fast_ok(*args))
     # The common case pays one scalar test; a NaN, an infinity or a bad value recomputes
-    # the sum with every guard.
-    return _engine.fast_or_guarded(fast_total, lambda: exact_total(*args), use_fast)
+    # the sum with every guard, a block of rows at a time.
+    return lax.cond(use_fast, lambda: fast_total, lambda: _exact_total_by_rows(exact, args))
 
   total = _engine.closed_form(total, exact_total, grad_x)(*args)
   if reduction == "sum":
     return total
   denom = _denominator(prepared, reduction, total.dtype)
   return _reduce.mean_of(total, denom)
+
+
+def _exact_total_by_rows(exact: Callable, args) -> jax.Array:
+  """``sum(exact(*args))`` over blocks of rows of the scores ``args[0]`` (the arguments
+  with its leading axis are sliced, the others broadcast whole), so that the guard's
+  temporaries are blocks (:func:`._engine.by_row_blocks`)."""
+  scores = args[0]
+  if scores.ndim == 0:
+    return jnp.sum(exact(*args))
+  count = scores.shape[0]
+  sliced = [a is not None and jnp.ndim(a) == scores.ndim and a.shape[0] == count for a in args]
+
+  def row_sums(*rows):
+    rows = iter(rows)
+    out = exact(*(next(rows) if s else a for a, s in zip(args, sliced, strict=True)))
+    return jnp.sum(out.reshape(out.shape[0], -1), axis=-1)
+
+  rows = [a for a, s in zip(args, sliced, strict=True) if s]
+  return jnp.sum(_engine.by_row_blocks(row_sums, (count,), *rows))
 
 
 def _denominator(prepared: Prepared, reduction: str, dtype) -> jax.Array:

@@ -13,6 +13,7 @@ Design notes:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
@@ -21,10 +22,54 @@ from jax import lax
 
 from xentax.losses import _common
 
+# A guarded formula that runs reads its rows in blocks of at most this many bytes (of its
+# widest row input), so its temporaries are a few blocks, not ``[..., C]`` arrays.
+GUARDED_BLOCK_BYTES = 2**21
 
-def fast_or_guarded(fast, guarded: Callable, ok) -> jax.Array:
-  """``fast`` where the scalar ``ok`` holds, else ``guarded()`` (for the whole batch)."""
-  return lax.cond(ok, lambda: fast, guarded)
+
+def fast_or_guarded(fast, guarded: Callable, ok, *rows):
+  """``fast`` where the scalar ``ok`` holds, else ``guarded(*rows)``, for the whole batch.
+
+  ``rows`` are the arrays (or pytrees, or None) that ``guarded`` reads per example: their
+  leading axes are the batch shape of ``fast``'s leaves, and ``guarded`` maps each row to
+  its own outputs. XLA reserves the buffers of both branches of a ``lax.cond`` whether or
+  not it is taken, so ``guarded`` runs over blocks of rows (:func:`by_row_blocks`): the
+  untaken guard costs a few blocks of memory, not its ``[..., C]`` temporaries.
+  ``guarded`` may close over anything that is not per example (options, class weights).
+  Without ``rows``, ``guarded()`` runs on the whole batch at once.
+  """
+  if not rows:
+    return lax.cond(ok, lambda: fast, guarded)
+  batch_shape = jax.tree.leaves(fast)[0].shape
+  return lax.cond(ok, lambda: fast, lambda: by_row_blocks(guarded, batch_shape, *rows))
+
+
+def by_row_blocks(fn: Callable, batch_shape, *rows):
+  """``fn(*rows)`` computed a block of rows at a time (same result, bounded temporaries).
+
+  Every leaf of ``rows`` has ``batch_shape`` as its leading axes; so has every leaf of the
+  result. Blocks hold at most :data:`GUARDED_BLOCK_BYTES` of the widest row leaf; the last
+  block overlaps its predecessor instead of padding (a padded copy would be full size).
+  """
+  ndim = len(batch_shape)
+  count = math.prod(batch_shape)
+  flat = jax.tree.map(lambda a: a.reshape(count, *a.shape[ndim:]), rows)
+  row_bytes = max(a.size // max(count, 1) * a.dtype.itemsize for a in jax.tree.leaves(flat))
+  block = max(1, GUARDED_BLOCK_BYTES // max(row_bytes, 1))
+  if block >= count:
+    return fn(*rows)
+  first = jax.tree.map(lambda a: a[:block], flat)
+  shapes = jax.eval_shape(fn, *first)
+  out = jax.tree.map(lambda s: jnp.zeros((count, *s.shape[1:]), s.dtype), shapes)
+
+  def step(i, out):
+    start = jnp.minimum(i * block, count - block)
+    part = jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, start, block), flat)
+    done = fn(*part)
+    return jax.tree.map(lambda o, d: lax.dynamic_update_slice_in_dim(o, d, start, 0), out, done)
+
+  out = lax.fori_loop(0, -(-count // block), step, out)
+  return jax.tree.map(lambda o: o.reshape(*batch_shape, *o.shape[1:]), out)
 
 
 def all_finite(losses, kept=None) -> jax.Array:

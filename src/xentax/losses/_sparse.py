@@ -260,10 +260,9 @@ def _stats(x, labels, cap=None):
   """
   target = _capped(jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0], cap)
   shifted_sum = _sum_exp_shifted(x, target, cap)
-  guarded = lambda: _rows.logsumexp(_capped(x, cap))  # noqa: E731
-  lse = _engine.fast_or_guarded(
-    target + jnp.log(shifted_sum), guarded, _engine.all_finite(shifted_sum)
-  )
+  guarded = lambda x: _rows.logsumexp(_capped(x, cap))  # noqa: E731
+  ok = _engine.all_finite(shifted_sum)
+  lse = _engine.fast_or_guarded(target + jnp.log(shifted_sum), guarded, ok, x)
   return lse, target
 
 
@@ -292,12 +291,13 @@ def _logits_losses(config, x, labels, valid, bad, class_weights, eps, z, cap):
     return _losses_from_stats(config, x, lse, target, *stats, cap)
   fast = _smoothed_losses(config, x, *stats, cap)
 
-  def guarded():
+  def guarded(x, labels, valid, bad):
     lse, target = _stats(x, labels, cap)
-    return _losses_from_stats(config, x, lse, target, *stats, cap)
+    return _losses_from_stats(config, x, lse, target, labels, valid, bad, *stats[3:], cap)
 
   # Dropped rows may hold anything; bad rows are NaN by design.
-  losses = _engine.fast_or_guarded(fast, guarded, _engine.all_finite(fast, valid & ~bad))
+  ok = _engine.all_finite(fast, valid & ~bad)
+  losses = _engine.fast_or_guarded(fast, guarded, ok, x, labels, valid, bad)
   losses = jnp.where(valid, losses, jnp.zeros_like(losses))
   return losses + _common.nan_where(bad, losses.dtype)
 
@@ -512,14 +512,23 @@ def sparse_categorical_cross_entropy(
     reduction=reduction,
   )
   p = inputs.scores
-  bad_probs = _validate.check_probabilities(fn_name, p, inputs.valid, axis)
+  _validate.check_probabilities(fn_name, p, inputs.valid, axis)
   p_y = jnp.take_along_axis(p, inputs.labels[..., None], axis=-1)[..., 0]
   p_y = jnp.where(inputs.valid, p_y, jnp.ones_like(p_y))
   # A NaN anywhere in the row (not only at the target) makes the example NaN.
   # Dropped rows stay out: a NaN there would reach the class weights' gradient (0 * NaN).
-  row_bad = jnp.any(bad_probs | jnp.isnan(p), axis=-1) & inputs.valid
+  row_bad = _rows_outside_unit_interval(p) & inputs.valid
   p_y = p_y + _common.nan_where(inputs.bad | row_bad, p_y.dtype)
   losses = -_common.clamped_log(p_y)
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
   return inputs.reduce(losses, reduction)
+
+
+def _rows_outside_unit_interval(p) -> jax.Array:
+  """``[...]``: whether a row of ``p`` holds a value outside [0, 1] or a NaN, from plain
+  row reductions (a per-entry compare inside a row reduction is written out as a
+  ``[..., C]`` mask on XLA:CPU, whose fused ``min``/``max`` drop a NaN: the sum finds it)."""
+  p = lax.stop_gradient(p)
+  low, high, total = jnp.min(p, axis=-1), jnp.max(p, axis=-1), jnp.sum(p, axis=-1)
+  return (low < 0) | (high > 1) | jnp.isnan(total)

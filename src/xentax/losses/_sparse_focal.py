@@ -280,8 +280,8 @@ def _target_log_probs(inputs: SparseInputs, cap):
     log1p_r = jnp.log1p(r)
     return -log1p_r, jnp.log(r) - log1p_r, target + log1p_r
 
-  def guarded():
-    xs = _sanitize_logits(inputs)
+  def guarded(x, labels, valid, bad):
+    xs = _sanitize_logits(inputs._replace(scores=x, labels=labels, valid=valid, bad=bad))
     if cap is not None:
       xs = _softcap.differentiable_softcap(xs, cap)
     lse = _rows.logsumexp(xs)
@@ -290,7 +290,8 @@ def _target_log_probs(inputs: SparseInputs, cap):
     log_1mp = _rows.logsumexp(jnp.where(is_target, -jnp.inf, xs)) - lse
     return target_logit - lse, log_1mp, lse
 
-  return lax.cond(ok, fast, guarded)
+  rows = (x, labels, inputs.valid, inputs.bad)
+  return _engine.fast_or_guarded(fast(), guarded, ok, *rows)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -363,8 +364,8 @@ def _focal_class_sum_and_lse(x, gamma, weights, ignored):
     z, lse[_rows.row_axes(pieces)], gamma, _rows.split_rows(weights, pieces)
   )
   fast = _rows.row_reduce(terms, pieces)
-  exact = lambda: _exact_focal_class_sum(x, gamma, weights)  # noqa: E731
-  return _engine.fast_or_guarded(fast, exact, _engine.all_finite(fast, ~ignored)), lse
+  exact = lambda x: _exact_focal_class_sum(x, gamma, weights)  # noqa: E731
+  return _engine.fast_or_guarded(fast, exact, _engine.all_finite(fast, ~ignored), x), lse
 
 
 @functools.partial(_fast_focal_class_sum.defjvp, symbolic_zeros=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from xentax import bench, plots
 
-SUITES = ("losses", "classes", "training", "parallel")
+SUITES = ("losses", "memory", "classes", "training", "parallel")
 
 
 def target_lines(records: list[bench.BenchRecord]) -> list[str]:
