@@ -7,6 +7,8 @@
 # OUT_DIR/gpu.json and OUT_DIR/gpu.md (rewritten after every case, so a killed run keeps
 # what it measured). The suite stops starting new cases after 420 s; `timeout` is a backstop.
 # A dry run on CPU: PYTHON=.venv/bin/python BENCH_ARGS="--device cpu --quick" bash ...
+# The losses' formulation on the GPU is "plain" (xentax.losses._engine.FORMULATIONS) until
+# measured: run it once more with XENTAX_FORMULATION=fused into another OUT_DIR to compare.
 set -u
 PY="${PYTHON:-python3}"
 BENCH_ARGS="${BENCH_ARGS:---device gpu}"
@@ -20,6 +22,7 @@ cd "$(dirname "$0")/../.."
   git rev-parse HEAD 2>/dev/null || true
   nvidia-smi || echo "nvidia-smi: not available"
   "$PY" --version
+  echo "XENTAX_FORMULATION=${XENTAX_FORMULATION:-(the backend's default)}"
   "$PY" -c "import jax, jaxlib, optax; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__, 'optax', optax.__version__); print(jax.devices())"
 } 2>&1 | tee "$OUT_DIR/env.txt"
 

@@ -194,7 +194,7 @@ def reduce_entries(
     return jnp.sum(exact(*args))
 
   def total(*args):
-    if prepared.scores.size == 0:
+    if prepared.scores.size == 0 or _engine.formulation() == "plain":
       # An empty batch has nothing to sum fast, and ``fast_ok``'s checks (the labels' min
       # and max) are reductions with no identity on no entries.
       return exact_total(*args)

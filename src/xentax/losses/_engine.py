@@ -3,7 +3,12 @@
 Design notes:
   * A loss's common case runs a guard-free formula (plain arithmetic fuses into one loop on
     XLA:CPU, where a select splits it); only when its result is not finite does
-    :func:`fast_or_guarded` run the fully guarded formula, under a ``lax.cond``.
+    :func:`fast_or_guarded` run the fully guarded formula, under a ``lax.cond``, a block of
+    rows at a time (XLA reserves the buffers of both branches, taken or not).
+  * Which formulation runs is a per-backend registry (:data:`FORMULATIONS`): ``"fused"``
+    is the fast formula with the guarded fallback, tuned to XLA:CPU's fusion rules and
+    measured there; ``"plain"``, the guarded formula alone, is the default elsewhere until
+    a measurement on that backend says otherwise.
   * Derivatives are closed forms in ``custom_jvp`` rules: the value is never differentiated,
     so the ``lax.cond`` leaves no residuals. The main input's tangent is the loss's own
     closed form; the tangents of the options (rarely differentiated: a class weight or a
@@ -14,6 +19,7 @@ Design notes:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import jax
@@ -26,22 +32,42 @@ from xentax.losses import _common
 # widest row input), so its temporaries are a few blocks, not ``[..., C]`` arrays.
 GUARDED_BLOCK_BYTES = 2**21
 
+# The formulation each backend runs; the environment variable XENTAX_FORMULATION overrides
+# it (read when a loss is traced), so that one run can compare both on a new backend
+# (experiments/benchmarks/run_gpu.sh). The CPU's is measured
+# (experiments/benchmarks/engine-speed-*.json); a backend not listed runs "plain".
+FORMULATIONS = {"cpu": "fused"}
+
+
+def formulation() -> str:
+  """``"fused"`` (fast formula, guarded fallback) or ``"plain"`` (guarded formula alone)."""
+  chosen = os.environ.get("XENTAX_FORMULATION") or FORMULATIONS.get(jax.default_backend())
+  if chosen not in (None, "fused", "plain"):
+    raise ValueError(f"XENTAX_FORMULATION must be 'fused' or 'plain', got {chosen!r}")
+  return chosen or "plain"
+
 
 def fast_or_guarded(fast, guarded: Callable, ok, *rows):
   """``fast`` where the scalar ``ok`` holds, else ``guarded(*rows)``, for the whole batch.
 
-  ``rows`` are the arrays (or pytrees, or None) that ``guarded`` reads per example: their
-  leading axes are the batch shape of ``fast``'s leaves, and ``guarded`` maps each row to
-  its own outputs. XLA reserves the buffers of both branches of a ``lax.cond`` whether or
-  not it is taken, so ``guarded`` runs over blocks of rows (:func:`by_row_blocks`): the
-  untaken guard costs a few blocks of memory, not its ``[..., C]`` temporaries.
-  ``guarded`` may close over anything that is not per example (options, class weights).
-  Without ``rows``, ``guarded()`` runs on the whole batch at once.
+  ``fast`` is the fast result, or a function of no arguments computing it inside the
+  taken branch (then reverse mode transposes only that branch: a zero cotangent through
+  the other would meet its ``0 * inf``). ``rows`` are the arrays (or pytrees, or None)
+  that ``guarded`` reads per example: their leading axes are the batch shape of the
+  result's leaves, and ``guarded`` maps each row to its own outputs. XLA reserves the
+  buffers of both branches of a ``lax.cond`` whether or not it is taken, so ``guarded``
+  runs over blocks of rows (:func:`by_row_blocks`): the untaken guard costs a few blocks
+  of memory, not its ``[..., C]`` temporaries. ``guarded`` may close over anything that
+  is not per example (options, class weights). Without ``rows``, ``guarded()`` runs on
+  the whole batch at once. Under the ``"plain"`` formulation only ``guarded`` runs.
   """
+  if formulation() == "plain":
+    return guarded(*rows)
+  fast_branch = fast if callable(fast) else lambda: fast
   if not rows:
-    return lax.cond(ok, lambda: fast, guarded)
-  batch_shape = jax.tree.leaves(fast)[0].shape
-  return lax.cond(ok, lambda: fast, lambda: by_row_blocks(guarded, batch_shape, *rows))
+    return lax.cond(ok, fast_branch, guarded)
+  batch_shape = jax.tree.leaves(jax.eval_shape(fast_branch))[0].shape
+  return lax.cond(ok, fast_branch, lambda: by_row_blocks(guarded, batch_shape, *rows))
 
 
 def by_row_blocks(fn: Callable, batch_shape, *rows):

@@ -24,8 +24,10 @@ def focal_weight(power, p, log_p, gamma, one_minus_p=None):
   (``one_minus_p``, when given, is ``1 - p`` computed exactly by the caller)."""
   if one_minus_p is None:
     one_minus_p = -jnp.expm1(log_p)
-  # -> 0 as p -> 0; the where inside the product keeps second derivatives finite at -inf.
-  p_log_p = p * jnp.where(p > 0, log_p, jnp.zeros_like(log_p))
+  # -> 0 as p -> 0: log p clipped at the dtype's lowest value, so 0 * -inf cannot occur
+  # and second derivatives stay finite there; a max, not a select (a compare inside a row
+  # reduction makes XLA:CPU write a [..., C] array).
+  p_log_p = p * jnp.maximum(log_p, jnp.finfo(log_p.dtype).min)
   if power is not None:
     if power == 0:
       return jnp.ones_like(p)

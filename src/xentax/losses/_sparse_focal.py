@@ -291,7 +291,7 @@ def _target_log_probs(inputs: SparseInputs, cap):
     return target_logit - lse, log_1mp, lse
 
   rows = (x, labels, inputs.valid, inputs.bad)
-  return _engine.fast_or_guarded(fast(), guarded, ok, *rows)
+  return _engine.fast_or_guarded(fast, guarded, ok, *rows)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
