@@ -10,6 +10,7 @@ TINY = {
   "losses_naive": True,
   "classes": (8, (16, 32)),
   "memory": (8, 16),
+  "fused_grid": [(8, 4, 16)],
   "fused_time": [(16, 8, 64)],
   "fused_blocks": (32,),
   "fused_memory": (16, 8, (64, 128)),

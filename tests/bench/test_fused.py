@@ -50,3 +50,11 @@ def test_all_options_rows_agree_across_schedules():
   np.testing.assert_allclose(v1, v2, rtol=1e-5)
   for a, b in zip(g1, g2, strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_memory_grid_compares_the_defaults_with_full_logits():
+  rows = _fused.memory_grid([(8, 4, 16)])
+  assert [r["mode"] for r in rows] == ["forward", "value_and_grad"]
+  for r in rows:
+    assert r["over_baseline_bytes"] == r["temp_bytes"] - r["baseline_temp_bytes"]
+    assert r["baseline"] == "full logits (xentax sparse)"

@@ -23,7 +23,7 @@ def test_bench_command_writes_json_and_tables(tmp_path, monkeypatch, capsys):
   assert cli.main(["bench", "--suite", "all", "--quick", "--out", str(out)]) == 0
   records = json.loads(out.read_text())
   suites = {"reference", "losses", "memory", "classes", "fused", "fused_memory", "training"}
-  assert {r["suite"] for r in records} == {*suites, "parallel"}
+  assert {r["suite"] for r in records} == {*suites, "fused_grid", "parallel"}
   memory = [r for r in records if r["suite"] == "memory"]
   assert [(r["params"]["mode"], r["implementation"]) for r in memory] == [
     ("forward", "optax"),
@@ -41,7 +41,7 @@ def test_bench_command_writes_json_and_tables(tmp_path, monkeypatch, capsys):
   assert {r["params"]["classes"] for r in classes} == {16}
   assert {r["params"]["mode"] for r in classes} == {"value_and_grad"}
   printed = capsys.readouterr().out
-  for suite in ("losses", "memory", "classes", "fused", "training", "parallel"):
+  for suite in ("losses", "memory", "fused_grid", "classes", "fused", "training", "parallel"):
     assert f"### {suite}" in printed
   assert "| within +16 MiB |" in printed
 

@@ -179,6 +179,15 @@ def test_auto_chunk_size_bounds_the_logits_of_a_chunk():
   assert _fused_tokens.auto_chunk_size(1024, 8192) == 512  # never one chunk of every row
 
 
+def test_column_block_bounds_the_d_weight_update():
+  assert _fused_tokens.column_block(512, 512, 32768) == 8192
+  assert _fused_tokens.column_block(8, 512, 32768) == 256  # 8 * 32768 / (2 * 512)
+  assert _fused_tokens.column_block(8, 4096, 32768) == 32
+  assert _fused_tokens.column_block(1, 4096, 1000) == 8  # at least 8 columns
+  assert _fused_tokens.column_block(512, 64, 1000) == 1000  # at most V
+  assert _fused_tokens.column_block(1, 64, 4096) == 4096  # a small [D, V] update in one go
+
+
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
 def test_column_slices_are_exact_in_every_dtype(dtype):
   x = jnp.asarray(rng.normal(size=(3, 10)), dtype)

@@ -105,6 +105,49 @@ def memory_sweep(
     return list(pool.map(measure, jobs))
 
 
+def sparse_full_logits_loss(hidden, weight, labels):
+  """xentax's sparse loss on ``hidden @ weight``: the fused defaults' memory yardstick."""
+  logits = jnp.dot(hidden, weight, preferred_element_type=jnp.float32)
+  return xentax.sparse_categorical_cross_entropy_with_logits(logits, labels)
+
+
+def memory_grid(grid, dtype=jnp.float32, schedules=("auto",)) -> list[dict]:
+  """Temporaries of the fused loss's defaults against full logits (xentax's sparse loss),
+  forward and value-and-grad, over ``grid`` of ``(tokens, dim, vocab)``; compiled only.
+
+  Returns:
+    One record per shape, mode and schedule, with both temporaries and the excess.
+  """
+  records = []
+  for num_tokens, dim, vocab_size in grid:
+    shapes = _shapes(num_tokens, dim, vocab_size, dtype)
+    for mode in ("forward", "value_and_grad"):
+      wrap = (lambda f: f) if mode == "forward" else _value_and_grad
+      full = _measure.memory_bytes(
+        _measure.compile_ahead(wrap(sparse_full_logits_loss), *shapes)[0]
+      )
+      for schedule in schedules:
+        fused_fn = wrap(functools.partial(fused_loss, schedule=schedule))
+        fused = _measure.memory_bytes(_measure.compile_ahead(fused_fn, *shapes)[0])
+        records.append(
+          {
+            "suite": "fused_grid",
+            "implementation": f"fused ({schedule})",
+            "baseline": "full logits (xentax sparse)",
+            "mode": mode,
+            "num_tokens": num_tokens,
+            "dim": dim,
+            "vocab_size": vocab_size,
+            "dtype": jnp.dtype(dtype).name,
+            "temp_bytes": fused["temp_bytes"],
+            "baseline_temp_bytes": full["temp_bytes"],
+            "over_baseline_bytes": fused["temp_bytes"] - full["temp_bytes"],
+            **_measure.device_info(),
+          }
+        )
+  return records
+
+
 def random_inputs(num_tokens, dim, vocab_size, dtype=jnp.float32, copies=2, seed=0):
   """A few independent copies of (hidden, weight, labels), for input rotation."""
   arg_sets = []

@@ -95,7 +95,7 @@ def _fused_suite(sizes: dict, repeats: int) -> list:
 
 def _memory_suite(sizes: dict, repeats: int) -> list:
   del repeats  # compiled only
-  return _losses.memory_table(*sizes["memory"])
+  return _losses.memory_table(*sizes["memory"]) + _fused.memory_grid(sizes["fused_grid"])
 
 
 def _training_suite(sizes: dict, repeats: int) -> list:
@@ -243,6 +243,16 @@ def _table(suite: str, rows: list[BenchRecord]) -> list[str]:
     ]
   elif suite == "memory":
     lines = memory_lines(rows)
+  elif suite == "fused_grid":
+    lines = [
+      "| tokens x dim x V | mode | full logits MiB | fused (auto) MiB | within |",
+      "|---|---|---|---|---|",
+    ]
+    lines += [
+      f"| {_shape(r)} | {r.get('mode')} | {r.get('baseline_temp_bytes') / 2**20:.1f} |"
+      f" {r.temp_bytes / 2**20:.1f} | {'yes' if r.get('over_baseline_bytes') <= 0 else '**no**'} |"
+      for r in rows
+    ]
   elif suite in ("losses", "classes", "targets"):
     lines = [
       "| loss | mode | shape | dtype | implementation | median ms | spread | ratio | GB/s |"

@@ -29,6 +29,8 @@ SIZES: dict[str, dict] = {
     "losses_naive": False,
     "classes": (1024, (1024, 4096, 16384, 32768)),
     "memory": (4096, 32768),
+    # (tokens, dim, vocab): the fused loss's defaults against full logits, compiled only.
+    "fused_grid": [(n, d, v) for n in (8, 256, 4096) for d in (64, 512) for v in (1000, 32768)],
     # (2048, 512, 32768): the CPU target shape of the fused loss against full logits.
     "fused_time": [(2048, 512, 32768)],
     "fused_blocks": (4096, 16384),
@@ -47,6 +49,9 @@ SIZES: dict[str, dict] = {
     "losses_naive": True,
     "classes": (8192, (4096, 16384, 65536, 131072)),
     "memory": (8192, 131072),
+    "fused_grid": [
+      (n, d, v) for n in (8, 256, 4096, 8192) for d in (512, 4096) for v in (1000, 32768, 131072)
+    ],
     "fused_time": [(8192, 4096, 32768), (8192, 4096, 131072)],
     "fused_blocks": (2048, 8192, 32768),
     "fused_memory": (8192, 4096, (32768, 131072, 262144)),

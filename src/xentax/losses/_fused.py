@@ -119,7 +119,8 @@ def fused_linear_cross_entropy(
   ``chunk_size`` and ``block_size`` trade memory for speed: the logits slice, and so the
   peak, grows linearly with them, while a larger slice means fewer loop steps and wider
   matmuls, which is faster only until the slice outgrows the cache. The defaults keep a
-  slice at 2^24 logits (64 MiB in float32) at most.
+  slice at 2^24 logits (64 MiB in float32) at most, and a ``d weight`` update at half a
+  chunk's logits.
 
   Args:
     hidden: ``[..., D]`` activations, any float dtype.

@@ -59,8 +59,10 @@ from xentax.losses._sparse_terms import SparseOptions
 _AUTO_CHUNK_ELEMENTS = 1 << 24
 _AUTO_CHUNK_MAX_ROWS = 512
 # Columns of d W updated per step of the inner loop: wide enough to run as fast as one
-# whole-vocabulary update, narrow enough to bound the update's temporaries.
+# whole-vocabulary update, narrow enough to bound the update's temporaries (at most half
+# of a chunk's logits).
 _COLUMN_BLOCK = 8192
+_WHOLE_UPDATE_ELEMENTS = 1 << 18
 
 
 class TokensConfig(NamedTuple):
@@ -78,6 +80,16 @@ def auto_chunk_size(num_tokens: int, vocab_size: int) -> int:
   chunk = max(8, (_AUTO_CHUNK_ELEMENTS // max(vocab_size, 1)) // 8 * 8)
   chunk = min(chunk, _AUTO_CHUNK_MAX_ROWS)
   return max(1, min(chunk, num_tokens))
+
+
+def column_block(chunk_size: int, dim: int, vocab_size: int) -> int:
+  """Columns per ``d W`` update: at most 8192 and ``V``, and (in multiples of 8, at least
+  8) at most half a chunk's logits in its ``[D, block]`` product, unless the whole
+  ``[D, V]`` product is small (at most 2^18 entries)."""
+  if dim * vocab_size <= _WHOLE_UPDATE_ELEMENTS:
+    return min(vocab_size, _COLUMN_BLOCK)
+  block = max(8, (chunk_size * vocab_size // (2 * max(dim, 1))) // 8 * 8)
+  return min(block, _COLUMN_BLOCK, vocab_size)
 
 
 def tokens_loss(
@@ -124,7 +136,7 @@ def tokens_loss(
   config = TokensConfig(
     chunk_size=chunk_size,
     num_chunks=num_chunks,
-    column_block=min(_COLUMN_BLOCK, vocab_size),
+    column_block=column_block(chunk_size, h.shape[1], vocab_size),
     options=SparseOptions.of(vocab_size, label_smoothing=label_smoothing, z_loss=z_loss),
     softcap=softcap is not None,
   )

@@ -512,23 +512,14 @@ def sparse_categorical_cross_entropy(
     reduction=reduction,
   )
   p = inputs.scores
-  _validate.check_probabilities(fn_name, p, inputs.valid, axis)
+  bad_probs = _validate.check_probabilities(fn_name, p, inputs.valid, axis)
   p_y = jnp.take_along_axis(p, inputs.labels[..., None], axis=-1)[..., 0]
   p_y = jnp.where(inputs.valid, p_y, jnp.ones_like(p_y))
   # A NaN anywhere in the row (not only at the target) makes the example NaN.
   # Dropped rows stay out: a NaN there would reach the class weights' gradient (0 * NaN).
-  row_bad = _rows_outside_unit_interval(p) & inputs.valid
+  row_bad = jnp.any(bad_probs | jnp.isnan(p), axis=-1) & inputs.valid
   p_y = p_y + _common.nan_where(inputs.bad | row_bad, p_y.dtype)
   losses = -_common.clamped_log(p_y)
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
   return inputs.reduce(losses, reduction)
-
-
-def _rows_outside_unit_interval(p) -> jax.Array:
-  """``[...]``: whether a row of ``p`` holds a value outside [0, 1] or a NaN, from plain
-  row reductions (a per-entry compare inside a row reduction is written out as a
-  ``[..., C]`` mask on XLA:CPU, whose fused ``min``/``max`` drop a NaN: the sum finds it)."""
-  p = lax.stop_gradient(p)
-  low, high, total = jnp.min(p, axis=-1), jnp.max(p, axis=-1), jnp.sum(p, axis=-1)
-  return (low < 0) | (high > 1) | jnp.isnan(total)
