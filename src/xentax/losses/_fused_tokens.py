@@ -369,7 +369,9 @@ def _loss_d_logits(config: TokensConfig, c: _Chunk, class_weights, eps, z):
   if c.sample_weight is not None:  # d (s_n l_n) / d z = s_n d l_n / d z
     cotangent = jnp.where(c.valid, c.sample_weight, jnp.zeros_like(c.sample_weight))
   coef_p, coef_target, coef_weight = terms.grad_coefficients(cotangent, c.lse)
-  probs = c.exp * (1 / c.sum_exp)[:, None]
+  # Recomputed from the logits, not read from `c.exp`: the logits are then the last
+  # [C, V] input of d logits, which can take their buffer (one [C, V] buffer fewer).
+  probs = jnp.exp(c.logits - c.lse[:, None])
   columns = jnp.arange(config.options.num_classes, dtype=c.labels.dtype)
   d_logits = coef_p[:, None] * probs - jnp.where(
     columns == c.labels[:, None], coef_target[:, None], jnp.zeros((), dtype)
