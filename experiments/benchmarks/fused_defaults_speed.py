@@ -5,7 +5,7 @@ Usage (from the repository root)::
   git worktree add /tmp/xentax-old 1f127d6
   python experiments/benchmarks/fused_defaults_speed.py /tmp/xentax-old [rounds]
 
-At shapes ``(tokens, dim, vocab)`` where the automatic chunk or column block changed, the
+At shapes ``(tokens, dim, vocab)`` (the CPU target of ``xentax bench --suite fused`` last), the
 old and new ``fused_linear_cross_entropy`` (``schedule="auto"``) and the full-logits loss
 (xentax's sparse loss on ``hidden @ weight``) are timed in the same rounds; the ratios are
 medians of per-round ratios to full logits. The record is written next to this script.
@@ -24,7 +24,13 @@ from xentax.bench import _fused, _measure
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from engine_speed import load_old  # noqa: E402
 
-SHAPES = [(256, 512, 32768), (1024, 512, 32768), (1024, 64, 32768), (128, 2048, 131072)]
+SHAPES = [
+  (256, 512, 32768),
+  (1024, 512, 32768),
+  (1024, 64, 32768),
+  (128, 2048, 131072),
+  (2048, 512, 32768),
+]
 
 
 def main(tree, rounds="7"):
