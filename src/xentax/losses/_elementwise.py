@@ -209,7 +209,8 @@ def reduce_entries(
       use_fast = use_fast & lax.stop_gradient(fast_ok(*args))
     # The common case pays one scalar test; a NaN, an infinity or a bad value recomputes
     # the sum with every guard, a block of rows at a time.
-    return lax.cond(use_fast, lambda: fast_total, lambda: _exact_total_by_rows(exact, args))
+    guarded = lambda: _exact_total_by_rows(exact, args)  # noqa: E731
+    return _engine.fast_or_guarded(fast_total, guarded, use_fast)
 
   total = _engine.closed_form(total, exact_total, grad_x)(*args)
   if reduction == "sum":

@@ -80,7 +80,8 @@ def by_row_blocks(fn: Callable, batch_shape, *rows):
   ndim = len(batch_shape)
   count = math.prod(batch_shape)
   flat = jax.tree.map(lambda a: a.reshape(count, *a.shape[ndim:]), rows)
-  row_bytes = max(a.size // max(count, 1) * a.dtype.itemsize for a in jax.tree.leaves(flat))
+  leaves = jax.tree.leaves(flat)
+  row_bytes = max((a.size // max(count, 1) * a.dtype.itemsize for a in leaves), default=0)
   block = max(1, GUARDED_BLOCK_BYTES // max(row_bytes, 1))
   if block >= count:
     return fn(*rows)
