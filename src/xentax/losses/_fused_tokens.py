@@ -291,6 +291,10 @@ def _accumulate_d_weight(config: TokensConfig, h_c, d_raw, d_weight):
   # Materialise h^T: XLA:CPU runs a dot with a transposed left operand on a slower kernel.
   h_t = lax.optimization_barrier(h_c.T)
   d_raw = d_raw.astype(h_c.dtype)
+  if config.num_chunks == 1:
+    # The only chunk, added to zeros: the product goes straight to the result, which a
+    # whole-vocabulary dot writes in place (no [D, block] temporary).
+    return jnp.dot(h_t, d_raw, preferred_element_type=dtype)
   block = config.column_block
   vocab_size = d_weight.shape[1]
 
