@@ -290,6 +290,20 @@ LOSSES = {
 }
 
 
+def _config(suite, loss, mode, implementation, baseline, batch, classes, dtype) -> dict:
+  """What a record of the losses' suites measured."""
+  return {
+    "suite": suite,
+    "loss": loss,
+    "mode": mode,
+    "implementation": implementation,
+    "baseline": baseline,
+    "batch": batch,
+    "classes": classes,
+    "dtype": jnp.dtype(dtype).name,
+  }
+
+
 def make_inputs(kind, batch, classes, dtype, copies=2, seed=0):
   """A few copies of (scores, targets) for a loss of ``kind``."""
   arg_sets = []
@@ -363,14 +377,7 @@ def run(
             ratios = timing.ratios_to(timings[baseline])
             records.append(
               {
-                "suite": "losses",
-                "loss": name,
-                "mode": mode,
-                "implementation": impl,
-                "baseline": baseline,
-                "batch": batch,
-                "classes": classes,
-                "dtype": jnp.dtype(dtype).name,
+                **_config("losses", name, mode, impl, baseline, batch, classes, dtype),
                 "compile_s": timing.compile_s,
                 "median_s": timing.median_s,
                 "spread": timing.spread,
@@ -426,19 +433,7 @@ def memory_table(batch, classes, dtype=jnp.float32, *, losses=None) -> list[dict
         target = fn if mode == "forward" else jax.value_and_grad(fn)
         memory = _measure.memory_bytes(_measure.compile_ahead(target, *args)[0])
         temp[impl] = memory["temp_bytes"]
-        records.append(
-          {
-            "suite": "memory",
-            "loss": name,
-            "mode": mode,
-            "implementation": impl,
-            "baseline": baseline,
-            "batch": batch,
-            "classes": classes,
-            "dtype": jnp.dtype(dtype).name,
-            **memory,
-            **device,
-          }
-        )
+        config = _config("memory", name, mode, impl, baseline, batch, classes, dtype)
+        records.append({**config, **memory, **device})
       records[-1]["over_baseline_bytes"] = temp["xentax"] - temp[baseline]
   return records

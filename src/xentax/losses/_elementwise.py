@@ -196,7 +196,8 @@ def reduce_entries(
   def total(*args):
     if prepared.scores.size == 0 or _engine.formulation() == "plain":
       # An empty batch has nothing to sum fast, and ``fast_ok``'s checks (the labels' min
-      # and max) are reductions with no identity on no entries.
+      # and max) are reductions with no identity on no entries. The plain formulation is
+      # the exact sum alone, whole: blocks only bound the memory of an untaken branch.
       return exact_total(*args)
     # The options go in behind a barrier: their broadcasts then belong to this sum alone.
     fast_total = jnp.sum(fast(*args[:2], *lax.optimization_barrier(args[2:])))
