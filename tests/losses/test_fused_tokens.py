@@ -228,3 +228,51 @@ def test_float32_temporaries_are_flat_in_the_vocabulary():
   large = _temp_bytes(fused, n, d, 1 << 18, jnp.float32)
   assert large <= 1.1 * small
   assert large < n * (1 << 18) * 4 / 4  # a quarter of the full logits at most
+
+
+@pytest.mark.parametrize("schedule", ["tokens", "vocab"])
+@pytest.mark.parametrize("chunk_size", [3, 4, 11])
+def test_dropped_rows_holding_inf_or_nan_change_no_value_or_gradient(schedule, chunk_size):
+  # The rows are sanitized in the logits' statistics and in d logits, not in a copy of h;
+  # 11 tokens in chunks of 3 or 4 end in a chunk that overlaps its predecessor.
+  poisoned = H.copy()
+  poisoned[2] = np.inf
+  poisoned[9, 1] = np.nan
+  zeroed = H.copy()
+  zeroed[[2, 9]] = 0.0
+  sizes = {"chunk_size": chunk_size} if schedule == "tokens" else {"block_size": 8}
+
+  def loss(h, w, b, cw, eps, z, cap, s):
+    return xentax.fused_linear_cross_entropy(
+      h, w, Y, bias=b, class_weights=cw, label_smoothing=eps, z_loss=z, softcap=cap,
+      sample_weight=s, ignore_index=-100, schedule=schedule, **sizes,
+    )  # fmt: skip
+
+  grad = jax.value_and_grad(loss, argnums=tuple(range(8)))
+  args = (W, B, CW, 0.2, 0.03, 2.5, np.linspace(0.5, 2.0, N))
+  got_value, got = grad(poisoned, *args)
+  want_value, want = grad(zeroed, *args)
+  np.testing.assert_allclose(got_value, want_value, **tol("float64"))
+  for name, g, w in zip(["h", "w", "b", "cw", "eps", "z", "cap", "s"], got, want, strict=True):
+    np.testing.assert_allclose(g, w, err_msg=name, **tol("float64", "grad"))
+
+
+def test_a_bad_label_makes_its_loss_and_gradients_nan_under_jit():
+  y = np.where(Y < 0, 0, Y)
+  y[4] = V + 3
+  value, (d_h, d_w) = jax.jit(
+    jax.value_and_grad(lambda h, w: tokens(h, w, y, chunk_size=4), (0, 1))
+  )(H, W)
+  assert np.isnan(value) and np.isnan(d_h[4]).all() and np.isnan(d_w).any()
+
+
+def test_the_hidden_states_are_never_copied():
+  # Neither sanitizing the dropped rows nor padding to whole chunks copies h: with one
+  # chunk's logits far smaller than h, the temporaries stay below half of h.
+  n, d, v = 1000, 1024, 64  # 1000 tokens: the last chunk of 128 overlaps its predecessor
+  hidden_bytes = n * d * 4
+  chunked = functools.partial(tokens, chunk_size=128)
+  assert _temp_bytes(chunked, n, d, v, jnp.float32) < hidden_bytes / 2
+  args = (jax.ShapeDtypeStruct((n, d), jnp.float32), jax.ShapeDtypeStruct((d, v), jnp.float32))
+  forward = jax.jit(lambda h, w: chunked(h, w, jnp.zeros(n, jnp.int32))).lower(*args).compile()
+  assert forward.memory_analysis().temp_size_in_bytes < hidden_bytes / 4

@@ -808,3 +808,32 @@ def test_focal_confident_rows_have_exact_gradients_and_finite_hessians(gamma):
   # atol: row 1's e^-100 entries are subnormal in float32, flushed to 0 by XLA:CPU.
   np.testing.assert_allclose(jax.grad(f)(x), want, rtol=1e-5, atol=1e-40)
   assert np.all(np.isfinite(jax.hessian(f)(x)))
+
+
+_EDGE_PROBS = [0.0, -0.0, 1.0, 0.5, -1e-30, -1.2e-38, 1.0000001, 2.0, -1.0, np.inf, -np.inf, np.nan]
+_PROBS_LOSS = jax.jit(
+  lambda p, y: xentax.sparse_categorical_cross_entropy(p, y, reduction="none"),
+)
+_PROBS_GRAD = jax.jit(
+  jax.vmap(jax.value_and_grad(lambda p, y: xentax.sparse_categorical_cross_entropy(p, y)))
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+  picks=st.lists(st.sampled_from(range(len(_EDGE_PROBS))), min_size=4, max_size=4),
+  num_classes=st.sampled_from([5, 65536]),
+)
+def test_probs_range_check_flags_exactly_the_rows_with_a_value_outside_0_1(picks, num_classes):
+  """Under jit, a row's loss (the forward's row sum) and its value and gradient (the
+  derivative rule's mask) are NaN iff a non-target probability lies outside [0, 1]."""
+  p = np.full((4, num_classes), 0.5 / num_classes, np.float32)
+  p[:, 1] = 0.5
+  values = np.array([_EDGE_PROBS[i] for i in picks], np.float32)
+  p[:, num_classes - 2] = values
+  y = np.ones(4, np.int32)
+  outside = ~((values >= 0) & (values <= 1))
+  np.testing.assert_array_equal(np.isnan(np.asarray(_PROBS_LOSS(p, y))), outside)
+  losses, grads = _PROBS_GRAD(p[:, None], y[:, None])
+  np.testing.assert_array_equal(np.isnan(np.asarray(losses)), outside)
+  np.testing.assert_array_equal(np.isnan(np.asarray(grads)).any(axis=(1, 2)), outside)

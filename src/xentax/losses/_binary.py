@@ -171,11 +171,8 @@ def binary_cross_entropy(
     probs: predicted probabilities of the positive class, any shape, in [0, 1]. An
       example is one entry: the per-example shape is ``probs.shape``.
     labels: same shape, hard or soft labels in [0, 1].
-    weights: elementwise weights ``w`` (torch's ``weight``), broadcastable to
-      ``probs.shape``; they multiply the loss and, unlike ``sample_weight``, never enter
-      a denominator.
-    label_smoothing: ``epsilon`` in [0, 1]; labels become ``y (1 - epsilon) + epsilon / 2``
-      (Keras's binary convention, not the categorical ``epsilon / C``).
+    $binary_weights
+    $binary_label_smoothing
     $where
     $sample_weight
     $reduction
@@ -287,11 +284,8 @@ def binary_cross_entropy_with_logits(
     labels: same shape, hard or soft labels in [0, 1].
     pos_weight: weight ``p_w`` of the positive term, broadcastable to ``logits.shape``
       (torch: one per class along the last axis, ``num_negatives / num_positives``).
-    weights: elementwise weights ``w`` (torch's ``weight``), broadcastable to
-      ``logits.shape``; they multiply the loss and, unlike ``sample_weight``, never enter
-      a denominator.
-    label_smoothing: ``epsilon`` in [0, 1]; labels become ``y (1 - epsilon) + epsilon / 2``
-      (Keras's binary convention, not the categorical ``epsilon / C``).
+    $binary_weights
+    $binary_label_smoothing
     $where
     $sample_weight
     $reduction
@@ -394,8 +388,7 @@ def binary_focal_loss_with_logits(
     gamma: focusing parameter (finite, >= 0); 0 gives the (alpha-weighted)
       cross-entropy.
     alpha: weight of positives in [0, 1] (negatives get ``1 - alpha``), or None.
-    label_smoothing: ``epsilon`` in [0, 1]; labels become ``y (1 - epsilon) + epsilon / 2``
-      (Keras's binary convention, not the categorical ``epsilon / C``).
+    $binary_label_smoothing
     $where
     $sample_weight
     $reduction

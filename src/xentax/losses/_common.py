@@ -80,3 +80,22 @@ def clamped_log1m(p) -> jax.Array:
 def upcast(x) -> jax.Array:
   """``x`` in its compute dtype; called inside a fusion, so bf16 logits are never copied."""
   return x.astype(compute_dtype(x))
+
+
+@jax.custom_jvp
+def take_target(x, labels) -> jax.Array:
+  """``x[..., labels]`` along the last axis: ``labels`` has ``x``'s leading shape.
+
+  Its tangent is ``sum_c [c = y] t_c``, whose transpose is the elementwise
+  ``[c = y] g``: reverse mode fuses it into whatever consumes it, where a gather's
+  transpose writes a ``[..., C]`` scatter of its own.
+  """
+  return jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
+
+
+@take_target.defjvp
+def _take_target_jvp(primals, tangents):
+  x, labels = primals
+  is_target = jnp.arange(x.shape[-1], dtype=labels.dtype) == labels[..., None]
+  tangent = jnp.sum(jnp.where(is_target, tangents[0], jnp.zeros((), x.dtype)), axis=-1)
+  return take_target(x, labels), tangent

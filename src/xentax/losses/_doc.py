@@ -22,6 +22,14 @@ PARAGRAPHS = {
     "label_smoothing: ``epsilon`` in [0, 1]: the target becomes "
     "``(1 - epsilon) y + epsilon / C`` (torch's convention)."
   ),
+  "binary_weights": (
+    "weights: elementwise weights ``w`` (torch's ``weight``), broadcastable to the input's "
+    "shape; they multiply the loss and, unlike ``sample_weight``, never enter a denominator."
+  ),
+  "binary_label_smoothing": (
+    "label_smoothing: ``epsilon`` in [0, 1]; labels become ``y (1 - epsilon) + epsilon / 2`` "
+    "(Keras's binary convention, not the categorical ``epsilon / C``)."
+  ),
   "z_loss": (
     "z_loss: ``lambda_z >= 0``; adds ``lambda_z lse(z)^2`` per example (PaLM's z-loss), "
     "not multiplied by any class weight."

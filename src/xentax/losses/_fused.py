@@ -252,14 +252,15 @@ def fused_linear_cross_entropy_impl(
   )
   weights = _validate.sample_weights(fn_name, sample_weight, labels.shape, dtype)
   h = hidden.reshape(-1, hidden.shape[-1])
-  # Dropped rows become zeros (so inf/NaN there cannot leak); bad labels make their row NaN.
-  h = jnp.where(prepared.valid.reshape(-1)[:, None], h, jnp.zeros((), h.dtype))
-  h = h + _common.nan_where(prepared.bad.reshape(-1), h.dtype)[:, None]
   options = (label_smoothing, z_loss, softcap)
   if schedule == "tokens":
+    # The token chunks sanitize their own rows: no [N, D] copy of the hidden states.
     flat = None if weights is None else weights.reshape(-1)
     loss, lse = _tokens_schedule(h, weight, bias, prepared, options, flat, reduction, chunk_size)
   else:
+    # Dropped rows become zeros (so inf/NaN there cannot leak); bad labels make their row NaN.
+    h = jnp.where(prepared.valid.reshape(-1)[:, None], h, jnp.zeros((), h.dtype))
+    h = h + _common.nan_where(prepared.bad.reshape(-1), h.dtype)[:, None]
     config = _Config(
       block_size=block_size,
       num_blocks=-(-vocab_size // block_size),
@@ -319,6 +320,7 @@ def _tokens_schedule(h, weight, bias, prepared, options, weights, reduction, chu
     bias,
     prepared.labels.reshape(-1),
     prepared.valid.reshape(-1),
+    prepared.bad.reshape(-1),
     prepared.class_weights,
     None if target_weight is None else target_weight.reshape(-1),
     *options,

@@ -3,42 +3,29 @@ r"""Fused linear + cross-entropy, token-chunked: gradients computed in the forwa
 The ``"tokens"`` schedule of :func:`xentax.fused_linear_cross_entropy`.
 
 Design notes:
-  * The tokens are processed in chunks of ``chunk_size`` rows. Each chunk's full-vocabulary
-    logits ``[chunk, V]`` are the only logits buffer: its log-normaliser, loss and, under
-    differentiation, ``d logits`` come from that one buffer.
-  * The loss is a scalar (the sum of the kept tokens' losses; the mean divides outside), so
-    the gradient of every input is known up to one scalar factor while the logits are at
-    hand. The forward rule of the ``custom_vjp`` (which JAX runs only under
-    differentiation) therefore computes ``d hidden = d logits W^T`` chunk by chunk and
-    accumulates ``d W += hidden_chunk^T d logits``, ``d bias``, and the gradients of the
-    float options; the backward rule only scales them by the cotangent. That is three
-    matmuls per chunk, the count of the full-logits loss, against four for the
-    vocabulary-blocked schedule, which recomputes its logits in the backward pass. This is
-    Liger-Kernel's ``FusedLinearCrossEntropy`` scheme in plain JAX.
-  * The undifferentiated call (evaluation) runs the primal function: one matmul per chunk,
-    no gradient work.
-  * ``defvjp(..., symbolic_zeros=True)``: the forward rule sees which inputs are perturbed
-    and skips ``d W`` for a frozen weight (and ``d hidden``, ``d bias``, option gradients
-    when nothing asks for them).
-  * ``d W`` is accumulated in the compute dtype (float32 for bfloat16 weights), one column
-    block at a time (``d W[:, j] += h^T dz[:, j]`` with dynamic slices), so the update never
-    makes a weight-sized temporary. For a float32 weight XLA places the accumulator in the
-    output buffer; a bfloat16 weight needs an extra float32 ``[D, V]`` buffer, which is why
-    the ``"auto"`` schedule sends large bfloat16 heads to the vocabulary-blocked schedule.
-  * ``h_chunk^T`` is materialised behind ``lax.optimization_barrier``: XLA:CPU sends a dot
-    whose left operand is transposed to a slower kernel, and without the barrier it folds
-    the transpose back into the dot.
-  * A cotangent on the returned log-normaliser (``return_lse=True`` and a loss that uses
-    it) cannot be folded in ahead of time; the backward rule then runs one more pass over
-    the chunks for ``d lse / d logits = softmax``. It is exact, at the cost of three more
-    matmuls; the ``"auto"`` schedule still prefers this schedule because a returned
-    log-normaliser is usually only logged.
-  * ``reduction="none"`` gives per-token cotangents, which the forward rule cannot know:
-    that needs the vocabulary-blocked schedule.
-  * Sample weights ``s_n`` are known in the forward rule: the scalar is ``sum_n s_n l_n``, so
-    each token's ``d logits`` is scaled by ``s_n`` there (the backward rule's cotangent then
-    carries ``1 / denominator``, the denominator being computed outside the rule), and the
-    gradient with respect to ``s`` (each kept token's loss) is saved as one ``[N]`` vector.
+  * Tokens go in chunks of ``chunk_size`` rows; a chunk's ``[chunk, V]`` logits are the
+    only logits buffer, and its log-normaliser, loss and ``d logits`` come from it. The
+    last chunk overlaps its predecessor and counts only its new rows (no padded copy of
+    ``h``); dropped rows are masked in the row statistics and ``d logits``, not copied.
+  * The loss is a scalar, so every gradient is known up to one factor while the logits
+    are at hand: the ``custom_vjp`` forward rule (run only under differentiation) forms
+    ``d hidden = d logits W^T``, ``d W += h_chunk^T d logits``, ``d bias`` and the float
+    options' gradients chunk by chunk, and the backward rule scales them. Three matmuls
+    per chunk, as for full logits, against the vocabulary-blocked schedule's four
+    (Liger-Kernel's ``FusedLinearCrossEntropy`` scheme). Evaluation runs the primal
+    function: one matmul per chunk.
+  * ``symbolic_zeros=True``: the forward rule skips ``d W`` for a frozen weight (likewise
+    ``d hidden``, ``d bias`` and the options' gradients).
+  * ``d W`` accumulates in the compute dtype a column block at a time, so the update makes
+    no weight-sized temporary; a float32 weight's accumulator is the output buffer, a
+    bfloat16 weight's is an extra float32 ``[D, V]`` (``"auto"`` weighs it).
+  * Over several chunks ``h_chunk^T`` is materialised behind ``lax.optimization_barrier``:
+    XLA:CPU runs a dot with a transposed left operand on a slower kernel.
+  * A cotangent on the returned log-normaliser costs one more pass over the chunks
+    (``d lse / d logits = softmax``, three matmuls); ``reduction="none"`` (per-token
+    cotangents) needs the vocabulary-blocked schedule.
+  * Sample weights ``s_n`` scale each token's ``d logits`` in the forward rule (the scalar
+    is ``sum_n s_n l_n``), and the kept losses are saved as ``d total / d s``.
 """
 
 from __future__ import annotations
@@ -70,6 +57,7 @@ class TokensConfig(NamedTuple):
 
   chunk_size: int
   num_chunks: int
+  num_tokens: int  # the chunks cover them; the last may overlap the one before it
   column_block: int
   options: SparseOptions
   softcap: bool  # a softcap value is passed (it is a differentiable argument)
@@ -98,6 +86,7 @@ def tokens_loss(
   bias,
   labels,
   valid,
+  bad,
   class_weights,
   target_weight,
   label_smoothing,
@@ -111,9 +100,10 @@ def tokens_loss(
   """The reduced loss and ``[N]`` log-normaliser of the prepared, flattened inputs.
 
   Args:
-    h: ``[N, D]`` hidden states, dropped rows already zero and bad-label rows NaN.
+    h: ``[N, D]`` hidden states (a dropped row may hold anything).
     weight: ``[D, V]``; bias: ``[V]`` or None.
-    labels: ``[N]`` safe labels (in range); valid: ``[N]`` bool, the kept tokens.
+    labels: ``[N]`` safe labels (in range); valid: ``[N]`` bool, the kept tokens; bad:
+      ``[N]`` bool, kept tokens whose label was out of range (their loss is NaN).
     class_weights: ``[V]`` or None; target_weight: ``[N]`` ``w[y]`` or None.
     label_smoothing, z_loss: Python 0.0 (term skipped) or a float/array.
     softcap: None or a positive float/array.
@@ -130,24 +120,23 @@ def tokens_loss(
   if chunk_size is None:
     chunk_size = auto_chunk_size(num_tokens, vocab_size)
   chunk_size = max(1, min(chunk_size, num_tokens))
-  # At least one chunk: an empty batch becomes one padded (dropped) row, since the loop
-  # body slices a chunk out of the tokens even when the loop runs no iterations.
   num_chunks = max(1, -(-num_tokens // chunk_size))
+  row_nan = _common.nan_where(bad, dtype)
+  if not num_tokens:
+    # The loop body slices a chunk out of the tokens even when the loop runs no
+    # iterations: an empty batch becomes one dropped row.
+    h = jnp.zeros((1, h.shape[1]), h.dtype)
+    labels, valid, row_nan = jnp.zeros(1, labels.dtype), jnp.zeros(1, bool), jnp.zeros(1, dtype)
+    if sample_weight is not None:
+      sample_weight = jnp.zeros(1, sample_weight.dtype)
   config = TokensConfig(
     chunk_size=chunk_size,
     num_chunks=num_chunks,
+    num_tokens=max(num_tokens, 1),
     column_block=column_block(chunk_size, h.shape[1], vocab_size),
     options=SparseOptions.of(vocab_size, label_smoothing=label_smoothing, z_loss=z_loss),
     softcap=softcap is not None,
   )
-  # Pad the tokens to whole chunks; padded rows are not kept (zero cotangent).
-  pad = num_chunks * chunk_size - num_tokens
-  if pad:
-    h = jnp.pad(h, ((0, pad), (0, 0)))
-    labels = jnp.pad(labels, (0, pad))
-    valid = jnp.pad(valid, (0, pad))
-    if sample_weight is not None:
-      sample_weight = jnp.pad(sample_weight, (0, pad))
   total, lse = _tokens(
     config,
     h,
@@ -155,6 +144,7 @@ def tokens_loss(
     bias,
     labels,
     valid,
+    row_nan,
     class_weights,
     jnp.asarray(label_smoothing, dtype),
     jnp.asarray(z_loss, dtype),
@@ -180,7 +170,9 @@ def tokens_loss(
 class _Chunk(NamedTuple):
   """One chunk of tokens: its rows, logits and statistics."""
 
-  h: jax.Array  # [C, D]
+  start: jax.Array  # its first row: the last chunk overlaps its predecessor, not padded
+  fresh: jax.Array  # [C] bool: rows no earlier chunk covered
+  h: jax.Array  # [C, D], dropped rows zero
   labels: jax.Array  # [C]
   valid: jax.Array  # [C] bool
   sample_weight: jax.Array | None  # [C]
@@ -194,14 +186,17 @@ class _Chunk(NamedTuple):
 
 
 def _chunk(
-  config: TokensConfig, i, h, weight, bias, labels, valid, softcap, sample_weight=None
+  config: TokensConfig, i, h, weight, bias, labels, valid, row_nan, softcap, sample_weight=None
 ) -> _Chunk:
   """Chunk ``i``'s rows, full-vocabulary logits and row statistics (see :class:`_Chunk`)."""
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
-  start = i * config.chunk_size
+  # A padded copy of h would be [N, D]; an overlapping last chunk counts only its new rows.
+  start = jnp.minimum(i * config.chunk_size, config.num_tokens - config.chunk_size)
+  fresh = start + jnp.arange(config.chunk_size) >= i * config.chunk_size
   h_c = lax.dynamic_slice_in_dim(h, start, config.chunk_size)
   labels_c = lax.dynamic_slice_in_dim(labels, start, config.chunk_size)
-  valid_c = lax.dynamic_slice_in_dim(valid, start, config.chunk_size)
+  valid_c = lax.dynamic_slice_in_dim(valid, start, config.chunk_size) & fresh
+  nan_c = lax.dynamic_slice_in_dim(row_nan, start, config.chunk_size)
   weight_c = None
   if sample_weight is not None:
     weight_c = lax.dynamic_slice_in_dim(sample_weight, start, config.chunk_size)
@@ -217,21 +212,38 @@ def _chunk(
   row_max = jnp.where(jnp.isfinite(row_max), row_max, jnp.zeros_like(row_max))
   exp = jnp.exp(logits - row_max[:, None])
   sum_exp = jnp.sum(exp, axis=1)
-  lse = jnp.log(sum_exp) + row_max
+  # A bad label's row is NaN from its lse on (its loss and gradient).
+  lse = jnp.log(sum_exp) + row_max + nan_c
   target = jnp.take_along_axis(logits, labels_c[:, None], axis=1)[:, 0]
-  return _Chunk(h_c, labels_c, valid_c, weight_c, raw, tanh, logits, exp, sum_exp, lse, target)
+  # A dropped row may hold inf/NaN: it is masked in each row statistic and in d logits
+  # (see _chunk_losses, _backprop_chunk), and zeroed in d W's copy of h^T, never by a
+  # [N, D] copy of h or a [C, V] copy of the logits.
+  h_c = jnp.where(valid_c[:, None], h_c, jnp.zeros((), h_c.dtype))
+  return _Chunk(
+    start, fresh, h_c, labels_c, valid_c, weight_c, raw, tanh, logits, exp, sum_exp, lse, target
+  )
+
+
+def _write_rows(out, rows, c: _Chunk):
+  """``out`` with the chunk's fresh ``rows`` written at its rows (the others kept)."""
+  current = lax.dynamic_slice_in_dim(out, c.start, rows.shape[0])
+  fresh = c.fresh.reshape(-1, *(1,) * (rows.ndim - 1))
+  return lax.dynamic_update_slice_in_dim(out, jnp.where(fresh, rows, current), c.start, 0)
 
 
 def _chunk_losses(config: TokensConfig, c: _Chunk, class_weights, eps, z):
-  """The chunk's per-token losses (not masked, not weighted by the sample weights)."""
+  """The chunk's per-token losses (not weighted by the sample weights), 0 for dropped
+  tokens: a dropped row's NaN must not meet an option's zero cotangent."""
+  keep = lambda x: jnp.where(c.valid, x, jnp.zeros_like(x))  # noqa: E731
   weighted_sum = None
   if config.options.smoothing:
+    logits = jnp.where(c.valid[:, None], c.logits, jnp.zeros((), c.logits.dtype))
     if class_weights is None:
-      weighted_sum = jnp.sum(c.logits, axis=1)
+      weighted_sum = jnp.sum(logits, axis=1)
     else:
-      weighted_sum = jnp.sum(_common.safe_mul(class_weights, c.logits), axis=1)
+      weighted_sum = keep(jnp.sum(_common.safe_mul(class_weights, logits), axis=1))
   terms = config.options.terms(c.labels, class_weights, eps, z)
-  return terms.loss(c.lse, c.target, weighted_sum)
+  return keep(terms.loss(keep(c.lse), keep(c.target), weighted_sum))
 
 
 def _chunk_total(config: TokensConfig, c: _Chunk, class_weights, eps, z):
@@ -251,7 +263,9 @@ def _d_sample_weight(config: TokensConfig, c: _Chunk, class_weights, eps, z):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _tokens(config, h, weight, bias, labels, valid, class_weights, eps, z, softcap, sample_weight):
+def _tokens(
+  config, h, weight, bias, labels, valid, row_nan, class_weights, eps, z, softcap, sample_weight
+):
   """Sum of the kept tokens' (sample-weighted) losses and the ``[N]`` log-normalisers.
 
   Undifferentiated: one matmul per chunk. Saved for the backward pass: the gradients
@@ -265,9 +279,9 @@ def _tokens(config, h, weight, bias, labels, valid, class_weights, eps, z, softc
 
   def body(i, carry):
     total, lse = carry
-    c = _chunk(config, i, h, weight, bias, labels, valid, softcap, sample_weight)
+    c = _chunk(config, i, h, weight, bias, labels, valid, row_nan, softcap, sample_weight)
     total = total + _chunk_total(config, c, class_weights, eps, z)
-    return total, lax.dynamic_update_slice_in_dim(lse, c.lse, i * config.chunk_size, 0)
+    return total, _write_rows(lse, c.lse, c)
 
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
   init = (jnp.zeros((), dtype), jnp.zeros((h.shape[0],), dtype))
@@ -288,13 +302,14 @@ class _Needs(NamedTuple):
 def _accumulate_d_weight(config: TokensConfig, h_c, d_raw, d_weight):
   """``d_weight += h_c^T d_raw``, one block of columns at a time (no [D, V] temporary)."""
   dtype = d_weight.dtype
-  # Materialise h^T: XLA:CPU runs a dot with a transposed left operand on a slower kernel.
-  h_t = lax.optimization_barrier(h_c.T)
   d_raw = d_raw.astype(h_c.dtype)
   if config.num_chunks == 1:
-    # The only chunk, added to zeros: the product goes straight to the result, which a
-    # whole-vocabulary dot writes in place (no [D, block] temporary).
-    return jnp.dot(h_t, d_raw, preferred_element_type=dtype)
+    # The only chunk, added to zeros: the product goes straight to the result (no
+    # [D, block] temporary), and h^T is not materialised, so that one chunk holds what
+    # full logits hold; the transposed operand runs on full logits' (slower) kernel.
+    return jnp.dot(h_c.T, d_raw, preferred_element_type=dtype)
+  # Materialise h^T: XLA:CPU runs a dot with a transposed left operand on a slower kernel.
+  h_t = lax.optimization_barrier(h_c.T)
   block = config.column_block
   vocab_size = d_weight.shape[1]
 
@@ -337,17 +352,17 @@ def _d_hidden(config: TokensConfig, d_raw, weight):
 def _backprop_chunk(config, needs: _Needs, i, c: _Chunk, weight, softcap, d_logits, grads):
   """Add chunk ``i``'s ``d logits`` to the gradients ``(d h, d W, d b, d softcap)``."""
   d_h, d_weight, d_bias, d_softcap = grads
-  d_raw = d_logits
+  # Dropped rows get zeros, whatever their logits hold.
+  keep = lambda x: jnp.where(c.valid[:, None], x, jnp.zeros((), x.dtype))  # noqa: E731
+  d_raw = keep(d_logits)
   if config.softcap:
     if needs.softcap:
       # z = c tanh(u / c), so dz/dc = tanh(u / c) - (u / c) (1 - tanh(u / c)^2).
       dz_dc = c.tanh - c.raw / softcap * (1 - jnp.square(c.tanh))
-      d_softcap = d_softcap + jnp.sum(d_logits * dz_dc)
-    d_raw = d_logits * (1 - jnp.square(c.tanh))
+      d_softcap = d_softcap + jnp.sum(keep(d_logits * dz_dc))
+    d_raw = keep(d_logits * (1 - jnp.square(c.tanh)))
   if needs.h:
-    d_h = lax.dynamic_update_slice_in_dim(
-      d_h, _d_hidden(config, d_raw, weight), i * config.chunk_size, 0
-    )
+    d_h = _write_rows(d_h, _d_hidden(config, d_raw, weight), c)
   if needs.weight:
     d_weight = _accumulate_d_weight(config, c.h, d_raw, d_weight)
   if needs.bias:
@@ -390,7 +405,7 @@ def _is_zero(x) -> bool:
 
 
 def _tokens_fwd(
-  config, h, weight, bias, labels, valid, class_weights, eps, z, softcap, sample_weight
+  config, h, weight, bias, labels, valid, row_nan, class_weights, eps, z, softcap, sample_weight
 ):
   perturbed = lambda p: p is not None and p.perturbed  # noqa: E731
   value = lambda p: None if p is None else p.value  # noqa: E731
@@ -402,15 +417,15 @@ def _tokens_fwd(
     softcap=perturbed(softcap),
     sample_weight=perturbed(sample_weight),
   )
-  h, weight, bias, labels, valid, class_weights, eps, z, softcap, sample_weight = map(
-    value, (h, weight, bias, labels, valid, class_weights, eps, z, softcap, sample_weight)
+  h, weight, bias, labels, valid, row_nan, class_weights, eps, z, softcap, sample_weight = map(
+    value, (h, weight, bias, labels, valid, row_nan, class_weights, eps, z, softcap, sample_weight)
   )
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
   options = (class_weights, eps, z)
 
   def body(i, carry):
     total, lse, grads, d_options, d_weights = carry
-    c = _chunk(config, i, h, weight, bias, labels, valid, softcap, sample_weight)
+    c = _chunk(config, i, h, weight, bias, labels, valid, row_nan, softcap, sample_weight)
     chunk_total = functools.partial(_chunk_total, config, c)
     if needs.options:
       # Option gradients with the logits held fixed (they do not depend on the options).
@@ -420,11 +435,9 @@ def _tokens_fwd(
       value = chunk_total(*options)
     d_logits = _loss_d_logits(config, c, class_weights, eps, z)
     grads = _backprop_chunk(config, needs, i, c, weight, softcap, d_logits, grads)
-    start = i * config.chunk_size
-    lse = lax.dynamic_update_slice_in_dim(lse, c.lse, start, 0)
+    lse = _write_rows(lse, c.lse, c)
     if needs.sample_weight:
-      d_chunk = _d_sample_weight(config, c, class_weights, eps, z)
-      d_weights = lax.dynamic_update_slice_in_dim(d_weights, d_chunk, start, 0)
+      d_weights = _write_rows(d_weights, _d_sample_weight(config, c, class_weights, eps, z), c)
     return total + value, lse, grads, d_options, d_weights
 
   d_options = jax.tree.map(jnp.zeros_like, options) if needs.options else None
@@ -441,16 +454,17 @@ def _tokens_fwd(
   # The residuals stay in the compute dtype: the backward rule scales and casts them in one
   # elementwise pass (a cast here would add a second, weight-sized buffer).
   grads = (d_h, d_weight, d_bias, d_softcap, d_options, d_weights)
-  return (total, lse), (grads, (h, weight, bias, labels, valid, softcap, sample_weight, lse))
+  inputs = (h, weight, bias, labels, valid, row_nan, softcap, sample_weight, lse)
+  return (total, lse), (grads, inputs)
 
 
-def _lse_pass(config, needs: _Needs, g_lse, h, weight, bias, labels, valid, softcap):
+def _lse_pass(config, needs: _Needs, g_lse, h, weight, bias, labels, valid, row_nan, softcap):
   """Gradients of ``sum(g_lse * lse)``: one more pass, ``d lse / d z = softmax(z)``."""
   dtype = g_lse.dtype
 
   def body(i, grads):
-    c = _chunk(config, i, h, weight, bias, labels, valid, softcap)
-    g = lax.dynamic_slice_in_dim(g_lse, i * config.chunk_size, config.chunk_size)
+    c = _chunk(config, i, h, weight, bias, labels, valid, row_nan, softcap)
+    g = lax.dynamic_slice_in_dim(g_lse, c.start, config.chunk_size)
     d_logits = (g / c.sum_exp)[:, None] * c.exp
     return _backprop_chunk(config, needs, i, c, weight, softcap, d_logits, grads)
 
@@ -459,7 +473,7 @@ def _lse_pass(config, needs: _Needs, g_lse, h, weight, bias, labels, valid, soft
 
 def _tokens_bwd(config, residuals, cotangents):
   (d_h, d_weight, d_bias, d_softcap, d_options, d_weights), inputs = residuals
-  h, weight, bias, labels, valid, softcap, sample_weight, lse = inputs
+  h, weight, bias, labels, valid, row_nan, softcap, sample_weight, lse = inputs
   g_total, g_lse = cotangents
   dtype = lse.dtype
   grads = [d_h, d_weight, d_bias, d_softcap]
@@ -475,7 +489,8 @@ def _tokens_bwd(config, residuals, cotangents):
     d_options = tuple(None if g is None else g_total * g for g in d_options)
     d_weights = None if d_weights is None else g_total * d_weights
   if not _is_zero(g_lse):
-    extra = _lse_pass(config, needs, g_lse.astype(dtype), h, weight, bias, labels, valid, softcap)
+    g_lse = g_lse.astype(dtype)
+    extra = _lse_pass(config, needs, g_lse, h, weight, bias, labels, valid, row_nan, softcap)
     grads = [g if e is None else g + e for g, e in zip(grads, extra, strict=True)]
   d_h, d_weight, d_bias, d_softcap = grads
   d_class_weights, d_eps, d_z = d_options
@@ -483,6 +498,7 @@ def _tokens_bwd(config, residuals, cotangents):
     None if d_h is None else d_h.astype(h.dtype),
     None if d_weight is None else d_weight.astype(weight.dtype),
     None if d_bias is None else d_bias.astype(bias.dtype),
+    None,
     None,
     None,
     d_class_weights,

@@ -79,13 +79,16 @@ def nll_loss(
     reduction=reduction,
   )
   x = inputs.scores
-  # Dropped rows may hold -inf or NaN: select before gathering so they cannot leak.
-  x = jnp.where(inputs.valid[..., None], x, jnp.zeros_like(x))
-  target = jnp.take_along_axis(x, inputs.labels[..., None], axis=-1)[..., 0]
+  # Dropped rows may hold -inf or NaN: their target is selected away per row (its
+  # cotangent is then 0, and the gather's transpose multiplies nothing by it).
+  target = _common.take_target(x, inputs.labels)
+  target = jnp.where(inputs.valid, target, jnp.zeros_like(target))
   # torch reads only the target entry; a NaN elsewhere in a kept row still makes the row's
   # loss and gradient NaN (the contract of every xentax loss): a factor of exactly 1 or NaN.
-  # A bad label or option: NaN too, in value and gradient.
-  row_nan = jnp.any(jnp.isnan(x), axis=-1) | inputs.bad
+  # The row's plain sum finds it (a per-entry isnan writes a [..., C] mask on XLA:CPU); it
+  # is NaN too for +inf beside -inf, which no log-probabilities hold. A bad label or
+  # option: NaN too, in value and gradient.
+  row_nan = (jnp.isnan(jnp.sum(x, axis=-1)) & inputs.valid) | inputs.bad
   losses = -target * (1 + _common.nan_where(row_nan, x.dtype))
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses

@@ -513,13 +513,34 @@ def sparse_categorical_cross_entropy(
   )
   p = inputs.scores
   bad_probs = _validate.check_probabilities(fn_name, p, inputs.valid, axis)
-  p_y = jnp.take_along_axis(p, inputs.labels[..., None], axis=-1)[..., 0]
+  p_y = _common.take_target(p, inputs.labels)
   p_y = jnp.where(inputs.valid, p_y, jnp.ones_like(p_y))
+  del bad_probs  # reported when concrete; traced rows are checked by _out_of_range
   # A NaN anywhere in the row (not only at the target) makes the example NaN.
   # Dropped rows stay out: a NaN there would reach the class weights' gradient (0 * NaN).
-  row_bad = jnp.any(bad_probs | jnp.isnan(p), axis=-1) & inputs.valid
+  row_bad = jnp.isnan(_out_of_range(p)) & inputs.valid
   p_y = p_y + _common.nan_where(inputs.bad | row_bad, p_y.dtype)
   losses = -_common.clamped_log(p_y)
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
   return inputs.reduce(losses, reduction)
+
+
+@jax.custom_jvp
+def _out_of_range(p) -> jax.Array:
+  """``[...]``: 0, or NaN for a row with a probability outside [0, 1] (or NaN).
+
+  One plain row sum, ``sum_c sqrt(p_c - p_c^2) * 0``: ``p - fl(p^2)`` is negative exactly
+  outside [0, 1]. Under differentiation (its derivative rule) the check is a per-entry
+  mask instead: there XLA fuses the mask into the gradient's loop, and a second row sum
+  of ``p`` would hold ``p``'s producer (a softmax) in a buffer of its own.
+  """
+  return jnp.sum(jnp.sqrt(p - p * p), axis=-1) * 0
+
+
+@_out_of_range.defjvp
+def _out_of_range_jvp(primals, tangents):
+  (p,) = primals
+  bad = jnp.any((p < 0) | (p > 1) | jnp.isnan(p), axis=-1)
+  flag = _common.nan_where(bad, p.dtype)
+  return flag, jnp.zeros_like(flag)

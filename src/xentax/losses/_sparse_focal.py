@@ -270,7 +270,7 @@ def _target_log_probs(inputs: SparseInputs, cap):
   if cap is not None:
     target = _softcap.differentiable_softcap(target, cap)
   classes = _rows.split_rows(jnp.arange(num_classes, dtype=labels.dtype), pieces)
-  is_target = classes == labels[(..., *extra)]
+  is_target = (classes, labels[(..., *extra)])
   r = _others_exp_sum(pieces, _rows.split_rows(x, pieces), target[(..., *extra)], is_target, cap)
   ok = jnp.all(jnp.isfinite(r) & (r > 0))
   # A bad label's row: NaN value and gradient.
@@ -304,7 +304,17 @@ def _others_exp_sum(pieces, x, shift, is_target, cap):
   elsewhere the tangent is ``sum_c e_c (dz_c - d shift)``.
   """
   z = x if cap is None else _softcap.softcap(x, cap)
-  return _rows.row_reduce(jnp.where(is_target, 0.0, jnp.exp(z - shift)), pieces)
+  return _rows.row_reduce(jnp.exp(z - shift) * _others(is_target, z.dtype), pieces)
+
+
+def _others(is_target, dtype):
+  """1 off the target class, 0 on it, from ``is_target = (classes, labels)`` by float
+  arithmetic: a compare, or integer arithmetic, in a row reduction writes its operand out
+  on XLA:CPU."""
+  classes, labels = is_target
+  if classes.size > 2 ** (jnp.finfo(dtype).nmant + 1):  # indices not exact in ``dtype``
+    return (classes != labels).astype(dtype)
+  return jnp.minimum(jnp.abs(classes.astype(dtype) - labels.astype(dtype)), 1)
 
 
 @_others_exp_sum.defjvp
@@ -312,9 +322,10 @@ def _others_exp_sum_jvp(pieces, primals, tangents):
   x, shift, is_target, cap = primals
   t_x, t_shift, _, t_cap = tangents
   z = x if cap is None else _softcap.softcap(x, cap)
-  terms = jnp.where(is_target, 0.0, jnp.exp(z - shift))
+  others = _others(is_target, z.dtype)
+  terms = jnp.exp(z - shift) * others
   # The target's own term is 0 whatever its logit, whose slope may be NaN.
-  keep = ~is_target & jnp.isfinite(terms)
+  keep = (others > 0) & jnp.isfinite(terms)
 
   def coefficient(slope):
     # Selected after the product (a non-finite term's slope may be NaN) and before the
