@@ -5,7 +5,7 @@ Usage (from the repository root)::
   git worktree add /tmp/xentax-old 1f127d6
   python experiments/benchmarks/fused_defaults_speed.py /tmp/xentax-old [rounds]
 
-At shapes ``(tokens, dim, vocab)`` (the CPU target of ``xentax bench --suite fused`` last), the
+At shapes ``(tokens, dim, vocab)`` (the CPU target of ``xentax bench --suite fused`` among them), the
 old and new ``fused_linear_cross_entropy`` (``schedule="auto"``) and the full-logits loss
 (xentax's sparse loss on ``hidden @ weight``) are timed in the same rounds; the ratios are
 medians of per-round ratios to full logits. The record is written next to this script.
@@ -30,6 +30,9 @@ SHAPES = [
   (1024, 64, 32768),
   (128, 2048, 131072),
   (2048, 512, 32768),
+  # The hidden size outweighs the vocabulary: the automatic chunk is every token.
+  (4096, 4096, 1000),
+  (1024, 4096, 8192),
 ]
 
 

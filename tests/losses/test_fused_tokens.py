@@ -10,7 +10,7 @@ import pytest
 import xentax
 from tests import _reference as ref
 from tests._tolerances import tol
-from xentax.losses import _fused_tokens
+from xentax.losses import _columns, _fused_tokens
 
 rng = np.random.default_rng(1)
 N, D, V = 11, 6, 37
@@ -177,6 +177,11 @@ def test_auto_chunk_size_bounds_the_logits_of_a_chunk():
   assert _fused_tokens.auto_chunk_size(8192, 10**8) == 8
   assert _fused_tokens.auto_chunk_size(5, 100) == 5
   assert _fused_tokens.auto_chunk_size(1024, 8192) == 512  # never one chunk of every row
+  # ... unless the hidden size outweighs the vocabulary: then one chunk, or what fits.
+  assert _fused_tokens.auto_chunk_size(2048, 32768, 512) == 512
+  assert _fused_tokens.auto_chunk_size(4096, 1000, 4096) == 4096
+  assert _fused_tokens.auto_chunk_size(1024, 8192, 4096) == 1024
+  assert _fused_tokens.auto_chunk_size(65536, 1000, 65536) == 248
 
 
 def test_column_block_bounds_the_d_weight_update():
@@ -192,11 +197,9 @@ def test_column_block_bounds_the_d_weight_update():
 def test_column_slices_are_exact_in_every_dtype(dtype):
   x = jnp.asarray(rng.normal(size=(3, 10)), dtype)
   start = jnp.asarray(4)
-  np.testing.assert_array_equal(_fused_tokens.slice_columns(x, start, 5), x[:, 4:9])
+  np.testing.assert_array_equal(_columns.slice_columns(x, start, 5), x[:, 4:9])
   block = jnp.asarray(rng.normal(size=(3, 5)), dtype)
-  np.testing.assert_array_equal(
-    _fused_tokens.update_columns(x, block, start), x.at[:, 4:9].set(block)
-  )
+  np.testing.assert_array_equal(_columns.update_columns(x, block, start), x.at[:, 4:9].set(block))
 
 
 def _temp_bytes(fn, n, d, v, dtype):
@@ -276,3 +279,12 @@ def test_the_hidden_states_are_never_copied():
   args = (jax.ShapeDtypeStruct((n, d), jnp.float32), jax.ShapeDtypeStruct((d, v), jnp.float32))
   forward = jax.jit(lambda h, w: chunked(h, w, jnp.zeros(n, jnp.int32))).lower(*args).compile()
   assert forward.memory_analysis().temp_size_in_bytes < hidden_bytes / 4
+
+
+@pytest.mark.parametrize("shape", [(4096, 4096, 1000), (1024, 4096, 8192), (600, 2048, 64)])
+def test_defaults_hold_no_more_than_full_logits_where_the_hidden_size_dominates(shape):
+  """A chunk's ``[chunk, D]`` buffers can outweigh the whole ``[N, V]`` logits; the
+  automatic chunk then holds what full logits hold (compiled only)."""
+  n, d, v = shape
+  full = _temp_bytes(lambda h, w, y: _dense(h, w, 0.0, y), n, d, v, jnp.float32)
+  assert _temp_bytes(tokens, n, d, v, jnp.float32) <= full + 64 * 1024

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _doc, _fused_tokens, _reduce, _validate
+from xentax.losses import _columns, _common, _doc, _fused_tokens, _reduce, _validate
 from xentax.losses._sparse_terms import SparseOptions, prepare_labels
 
 # About 64 MB of float32 logits per block when the block size is chosen automatically, and
@@ -120,7 +120,9 @@ def fused_linear_cross_entropy(
   peak, grows linearly with them, while a larger slice means fewer loop steps and wider
   matmuls, which is faster only until the slice outgrows the cache. The defaults keep a
   slice at 2^24 logits (64 MiB in float32) at most, and a ``d weight`` update at half a
-  chunk's logits.
+  chunk's logits; where the hidden size outweighs the vocabulary, so that a chunk's
+  ``[chunk_size, D]`` buffers would outweigh the whole logits, one chunk of every token.
+  So the defaults never hold more than full logits.
 
   Args:
     hidden: ``[..., D]`` activations, any float dtype.
@@ -369,7 +371,7 @@ def _block(config: _Config, h, weight, bias, cap, i) -> _Block:
   """Logits of vocabulary block ``i`` (see :class:`_Block`)."""
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
   start = jnp.minimum(i * config.block_size, config.vocab_size - config.block_size)
-  w_block = _fused_tokens.slice_columns(weight, start, config.block_size)  # never upcast
+  w_block = _columns.slice_columns(weight, start, config.block_size)  # never upcast
   raw = jnp.dot(h, w_block, preferred_element_type=dtype)
   if bias is not None:
     raw = raw + lax.dynamic_slice_in_dim(bias, start, config.block_size).astype(dtype)
@@ -518,7 +520,7 @@ def _fused_bwd(config, residuals, cotangents):
       d_logits.astype(blk.w_block.dtype), blk.w_block.T, preferred_element_type=dtype
     )
     d_w_block = jnp.dot(h.T, d_logits.astype(h.dtype), preferred_element_type=dtype)
-    d_weight = _fused_tokens.update_columns(d_weight, d_w_block, blk.start)
+    d_weight = _columns.update_columns(d_weight, d_w_block, blk.start)
     if d_bias is not None:
       d_bias = lax.dynamic_update_slice_in_dim(
         d_bias, jnp.sum(d_logits, axis=0).astype(bias.dtype), blk.start, axis=0

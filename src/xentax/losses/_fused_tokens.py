@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from xentax.losses import _common, _reduce
+from xentax.losses._columns import slice_columns
 from xentax.losses._sparse_terms import SparseOptions
 
 # At most 2^24 logits per chunk (64 MB in float32), so the temporaries of value-and-grad
@@ -63,11 +64,22 @@ class TokensConfig(NamedTuple):
   softcap: bool  # a softcap value is passed (it is a differentiable argument)
 
 
-def auto_chunk_size(num_tokens: int, vocab_size: int) -> int:
-  """At most 2^24 logits and 512 rows per chunk, a multiple of 8 rows (at least 8)."""
+def auto_chunk_size(num_tokens: int, vocab_size: int, dim: int = 0) -> int:
+  """At most 2^24 logits and 512 rows per chunk, a multiple of 8 rows (at least 8).
+
+  Over several chunks, a chunk also holds about ``2 V + 4 D`` values a row (its logits
+  and their gradient; its rows of ``h``, ``h^T`` and ``d h``): where that outweighs the
+  full ``[N, V]`` logits (``D`` large against ``V``), one chunk of every row, which holds
+  just those logits, or, past 2^24 logits, the chunk that fits beside them.
+  """
   chunk = max(8, (_AUTO_CHUNK_ELEMENTS // max(vocab_size, 1)) // 8 * 8)
-  chunk = min(chunk, _AUTO_CHUNK_MAX_ROWS)
-  return max(1, min(chunk, num_tokens))
+  chunk = max(1, min(chunk, _AUTO_CHUNK_MAX_ROWS, num_tokens))
+  logits = num_tokens * vocab_size
+  if chunk < num_tokens and chunk * (2 * vocab_size + 4 * dim) > logits:
+    if logits <= _AUTO_CHUNK_ELEMENTS:
+      return num_tokens
+    chunk = max(8, logits // (2 * vocab_size + 4 * dim) // 8 * 8)
+  return chunk
 
 
 def column_block(chunk_size: int, dim: int, vocab_size: int) -> int:
@@ -118,7 +130,7 @@ def tokens_loss(
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
   num_tokens, vocab_size = h.shape[0], weight.shape[1]
   if chunk_size is None:
-    chunk_size = auto_chunk_size(num_tokens, vocab_size)
+    chunk_size = auto_chunk_size(num_tokens, vocab_size, h.shape[1])
   chunk_size = max(1, min(chunk_size, num_tokens))
   num_chunks = max(1, -(-num_tokens // chunk_size))
   row_nan = _common.nan_where(bad, dtype)
@@ -563,33 +575,3 @@ def choose_schedule(
   dtype = jnp.result_type(weight)
   accumulator_bytes = 0 if dtype.itemsize >= 4 else weight.shape[0] * weight.shape[1] * 4
   return "tokens" if accumulator_bytes <= TOKENS_ACCUMULATOR_BUDGET else "vocab"
-
-
-# XLA:CPU has no bfloat16/float16 dynamic-slice: its float normalisation converts the whole
-# operand to float32 around the slice, and loop-invariant code motion then hoists that
-# weight-sized float32 copy out of the loop. Slicing the same bits as unsigned integers
-# keeps the loop in the weight's own dtype.
-_BITS = {2: jnp.uint16}
-
-
-def slice_columns(x, start, size: int):
-  """``x[:, start:start + size]`` for a dynamic ``start``, never upcasting ``x``."""
-  bits = _BITS.get(x.dtype.itemsize) if jnp.issubdtype(x.dtype, jnp.floating) else None
-  if bits is None:
-    return lax.dynamic_slice_in_dim(x, start, size, axis=1)
-  # Tied to `start` by the barrier, the bitcast stays in the loop, fused into the slice.
-  x, start = lax.optimization_barrier((x, start))
-  block = lax.dynamic_slice_in_dim(lax.bitcast_convert_type(x, bits), start, size, axis=1)
-  return lax.bitcast_convert_type(block, x.dtype)
-
-
-def update_columns(x, block, start):
-  """``x`` with ``x[:, start:start + block.shape[1]] = block``, never upcasting ``x``."""
-  block = block.astype(x.dtype)
-  bits = _BITS.get(x.dtype.itemsize) if jnp.issubdtype(x.dtype, jnp.floating) else None
-  if bits is None:
-    return lax.dynamic_update_slice_in_dim(x, block, start, axis=1)
-  updated = lax.dynamic_update_slice_in_dim(
-    lax.bitcast_convert_type(x, bits), lax.bitcast_convert_type(block, bits), start, axis=1
-  )
-  return lax.bitcast_convert_type(updated, x.dtype)
