@@ -5,10 +5,11 @@ Usage (from the repository root)::
   git worktree add /tmp/xentax-old 1f127d6
   python experiments/benchmarks/fused_defaults_speed.py /tmp/xentax-old [rounds]
 
-At shapes ``(tokens, dim, vocab)`` (the CPU target of ``xentax bench --suite fused`` among them), the
-old and new ``fused_linear_cross_entropy`` (``schedule="auto"``) and the full-logits loss
-(xentax's sparse loss on ``hidden @ weight``) are timed in the same rounds; the ratios are
-medians of per-round ratios to full logits. The record is written next to this script.
+At shapes ``(tokens, dim, vocab)`` (among them the CPU target of ``xentax bench --suite
+fused``), the old and new ``fused_linear_cross_entropy`` (``schedule="auto"``) and the
+full-logits loss (xentax's sparse loss on ``hidden @ weight``) are timed in the same rounds;
+the ratios are medians of per-round ratios to full logits. The record is written next to
+this script.
 """
 
 import json

@@ -288,3 +288,21 @@ def test_defaults_hold_no_more_than_full_logits_where_the_hidden_size_dominates(
   n, d, v = shape
   full = _temp_bytes(lambda h, w, y: _dense(h, w, 0.0, y), n, d, v, jnp.float32)
   assert _temp_bytes(tokens, n, d, v, jnp.float32) <= full + 64 * 1024
+
+
+def test_a_bad_label_makes_the_lse_gradient_nan_too():
+  """Through a cotangent on the returned ``lse`` alone (its own backward pass), as in the
+  vocabulary-blocked schedule."""
+  y = np.where(Y < 0, 0, Y)
+  y[4] = V + 3
+
+  def lse_sum(h, w, schedule):
+    lse = xentax.fused_linear_cross_entropy(
+      h, w, y, return_lse=True, schedule=schedule, chunk_size=4 if schedule == "tokens" else None
+    )[1]
+    return jnp.sum(lse)
+
+  for schedule in ("tokens", "vocab"):
+    d_h, d_w = jax.jit(jax.grad(lse_sum, (0, 1)), static_argnums=2)(H, W, schedule)
+    assert np.isnan(d_h[4]).all() and np.isnan(d_w).any(), schedule
+    assert np.isfinite(np.delete(np.asarray(d_h), 4, axis=0)).all(), schedule

@@ -100,3 +100,30 @@ def test_sample_weight_gradient_and_jit():
     ref.nll_loss(LOGP, Y, class_weights=W, ignore_index=-100, sample_weight=SW),
     **tol("float64"),
   )
+
+
+@pytest.mark.parametrize("num_classes", [7, 40000])
+def test_nan_rows_under_jit_are_exactly_the_rows_holding_a_nan(num_classes):
+  """A NaN anywhere in a kept row makes it NaN, on rows long enough for XLA:CPU's fused
+  min and max to drop one; -inf entries, and finite entries summing past the float range,
+  do not."""
+  x = np.array(jax.nn.log_softmax(jax.random.normal(jax.random.key(0), (6, num_classes))))
+  x[1, -2] = np.nan
+  x[2, 0] = np.nan
+  x[3, 5] = -np.inf
+  x[4, num_classes // 2] = np.nan
+  x[5] = np.where(np.arange(num_classes) % 2 == 0, 3e38, -3e38)
+  losses = jax.jit(lambda x: xentax.nll_loss(x, np.ones(6, np.int32), reduction="none"))(
+    x.astype(np.float32)
+  )
+  np.testing.assert_array_equal(np.isnan(losses), [False, True, True, False, True, False])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16])
+def test_narrow_label_dtypes_index_every_class(dtype):
+  """Labels narrower than 32 bits are widened before any class range is built in their
+  dtype: 300 classes, labels of a uint8 or int8, the gradient only at the targets."""
+  x = jax.nn.log_softmax(jax.random.normal(jax.random.key(1), (2, 300)))
+  y = np.array([3, 100], dtype)
+  grad = jax.grad(lambda x: xentax.nll_loss(x, y))(x)
+  np.testing.assert_array_equal(np.argwhere(np.asarray(grad) != 0), [[0, 3], [1, 100]])

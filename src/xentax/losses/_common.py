@@ -96,6 +96,6 @@ def take_target(x, labels) -> jax.Array:
 @take_target.defjvp
 def _take_target_jvp(primals, tangents):
   x, labels = primals
-  is_target = jnp.arange(x.shape[-1], dtype=labels.dtype) == labels[..., None]
+  is_target = jnp.arange(x.shape[-1]) == labels[..., None]
   tangent = jnp.sum(jnp.where(is_target, tangents[0], jnp.zeros((), x.dtype)), axis=-1)
   return take_target(x, labels), tangent

@@ -67,18 +67,21 @@ class TokensConfig(NamedTuple):
 def auto_chunk_size(num_tokens: int, vocab_size: int, dim: int = 0) -> int:
   """At most 2^24 logits and 512 rows per chunk, a multiple of 8 rows (at least 8).
 
-  Over several chunks, a chunk also holds about ``2 V + 4 D`` values a row (its logits
-  and their gradient; its rows of ``h``, ``h^T`` and ``d h``): where that outweighs the
-  full ``[N, V]`` logits (``D`` large against ``V``), one chunk of every row, which holds
-  just those logits, or, past 2^24 logits, the chunk that fits beside them.
+  Over several chunks, a chunk holds about ``1.5 V + 4 D`` values a row (its logits, their
+  gradient in part of their buffer; its rows of ``h``, ``h^T`` and ``d h``). Where that
+  outweighs the full ``[N, V]`` logits (``D`` large against ``V``): one chunk of every
+  row, which holds just those logits, or, past 2^24 logits, equal chunks that fit.
   """
   chunk = max(8, (_AUTO_CHUNK_ELEMENTS // max(vocab_size, 1)) // 8 * 8)
   chunk = max(1, min(chunk, _AUTO_CHUNK_MAX_ROWS, num_tokens))
   logits = num_tokens * vocab_size
-  if chunk < num_tokens and chunk * (2 * vocab_size + 4 * dim) > logits:
+  per_row = 3 * vocab_size // 2 + 4 * dim
+  if chunk < num_tokens and chunk * per_row > logits:
     if logits <= _AUTO_CHUNK_ELEMENTS:
       return num_tokens
-    chunk = max(8, logits // (2 * vocab_size + 4 * dim) // 8 * 8)
+    num_chunks = -(-num_tokens // max(1, logits // per_row))
+    chunk = -(-num_tokens // num_chunks)
+    chunk = max(8, min(-(-chunk // 8) * 8, num_tokens))
   return chunk
 
 
@@ -193,6 +196,7 @@ class _Chunk(NamedTuple):
   logits: jax.Array  # [C, V] z
   exp: jax.Array  # [C, V] exp(z - max)
   sum_exp: jax.Array  # [C]
+  nan: jax.Array  # [C]: 0, or NaN for a bad label
   lse: jax.Array  # [C]
   target: jax.Array  # [C] z_y
 
@@ -232,7 +236,20 @@ def _chunk(
   # [N, D] copy of h or a [C, V] copy of the logits.
   h_c = jnp.where(valid_c[:, None], h_c, jnp.zeros((), h_c.dtype))
   return _Chunk(
-    start, fresh, h_c, labels_c, valid_c, weight_c, raw, tanh, logits, exp, sum_exp, lse, target
+    start,
+    fresh,
+    h_c,
+    labels_c,
+    valid_c,
+    weight_c,
+    raw,
+    tanh,
+    logits,
+    exp,
+    sum_exp,
+    nan_c,
+    lse,
+    target,
   )
 
 
@@ -477,7 +494,7 @@ def _lse_pass(config, needs: _Needs, g_lse, h, weight, bias, labels, valid, row_
   def body(i, grads):
     c = _chunk(config, i, h, weight, bias, labels, valid, row_nan, softcap)
     g = lax.dynamic_slice_in_dim(g_lse, c.start, config.chunk_size)
-    d_logits = (g / c.sum_exp)[:, None] * c.exp
+    d_logits = (g / c.sum_exp + c.nan)[:, None] * c.exp
     return _backprop_chunk(config, needs, i, c, weight, softcap, d_logits, grads)
 
   return lax.fori_loop(0, config.num_chunks, body, _init_grads(needs, h, weight, dtype))

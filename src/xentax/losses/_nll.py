@@ -8,6 +8,9 @@ import jax.numpy as jnp
 from xentax.losses import _common, _doc
 from xentax.losses._sparse import prepare_sparse
 
+# 2^-64 keeps every finite entry, and the sum of any row, finite (float32 and float64).
+_NAN_SCALE = 2.0**-64
+
 
 @_doc.shared
 def nll_loss(
@@ -85,10 +88,11 @@ def nll_loss(
   target = jnp.where(inputs.valid, target, jnp.zeros_like(target))
   # torch reads only the target entry; a NaN elsewhere in a kept row still makes the row's
   # loss and gradient NaN (the contract of every xentax loss): a factor of exactly 1 or NaN.
-  # The row's plain sum finds it (a per-entry isnan writes a [..., C] mask on XLA:CPU); it
-  # is NaN too for +inf beside -inf, which no log-probabilities hold. A bad label or
-  # option: NaN too, in value and gradient.
-  row_nan = (jnp.isnan(jnp.sum(x, axis=-1)) & inputs.valid) | inputs.bad
+  # A plain row sum finds it (a per-entry isnan writes a [..., C] mask on XLA:CPU, whose
+  # fused min and max drop a NaN), of entries scaled so that finite ones cannot overflow
+  # to inf - inf; +inf beside -inf, which no log-probabilities hold, is NaN too. A bad
+  # label or option: NaN too, in value and gradient.
+  row_nan = (jnp.isnan(jnp.sum(x * _NAN_SCALE, axis=-1)) & inputs.valid) | inputs.bad
   losses = -target * (1 + _common.nan_where(row_nan, x.dtype))
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses

@@ -105,9 +105,15 @@ def integer_labels(fn_name: str, labels, ignore_index=None) -> tuple[jax.Array, 
   """Integer class indices as a JAX array, checked before any cast.
 
   Returns:
-    ``(labels, shown)``: the labels JAX will use, and the values to name in error
+    ``(labels, shown)``: the labels JAX will use (at least 32 bits wide, so that class
+    indices and ranges built in their dtype cannot wrap), and the values to name in error
     messages (the original NumPy values when some did not fit JAX's integer dtype).
   """
+  labels, shown = _integer_labels(fn_name, labels, ignore_index)
+  return (labels.astype(jnp.int32) if labels.dtype.itemsize < 4 else labels), shown
+
+
+def _integer_labels(fn_name: str, labels, ignore_index):
   labels = to_array(fn_name, "labels", labels)
   dtype = _dtype(fn_name, "labels", labels)
   if not jnp.issubdtype(dtype, jnp.integer):
