@@ -258,6 +258,16 @@ def test_dropped_rows_holding_inf_or_nan_change_no_value_or_gradient(schedule, c
   np.testing.assert_allclose(got_value, want_value, **tol("float64"))
   for name, g, w in zip(["h", "w", "b", "cw", "eps", "z", "cap", "s"], got, want, strict=True):
     np.testing.assert_allclose(g, w, err_msg=name, **tol("float64", "grad"))
+  # Smoothing without class weights masks its row sums, not each entry.
+  unweighted = jax.value_and_grad(
+    lambda h, w, b, eps, z, cap, s: loss(h, w, b, None, eps, z, cap, s), argnums=tuple(range(7))
+  )
+  args = (W, B, 0.2, 0.03, 2.5, np.linspace(0.5, 2.0, N))
+  got_value, got = unweighted(poisoned, *args)
+  want_value, want = unweighted(zeroed, *args)
+  np.testing.assert_allclose(got_value, want_value, **tol("float64"))
+  for name, g, w in zip(["h", "w", "b", "eps", "z", "cap", "s"], got, want, strict=True):
+    np.testing.assert_allclose(g, w, err_msg=name, **tol("float64", "grad"))
 
 
 def test_a_bad_label_makes_its_loss_and_gradients_nan_under_jit():

@@ -122,7 +122,7 @@ def fused_linear_cross_entropy(
   slice at 2^24 logits (64 MiB in float32) at most, and a ``d weight`` update at half a
   chunk's logits; where the hidden size outweighs the vocabulary, so that a chunk's
   ``[chunk_size, D]`` buffers would outweigh the whole logits, one chunk of every token.
-  So the defaults never hold more than full logits.
+  So the defaults hold no more than full logits do, up to a few ``[N]`` vectors.
 
   Args:
     hidden: ``[..., D]`` activations, any float dtype.

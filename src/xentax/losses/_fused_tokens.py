@@ -265,12 +265,12 @@ def _chunk_losses(config: TokensConfig, c: _Chunk, class_weights, eps, z):
   tokens: a dropped row's NaN must not meet an option's zero cotangent."""
   keep = lambda x: jnp.where(c.valid, x, jnp.zeros_like(x))  # noqa: E731
   weighted_sum = None
-  if config.options.smoothing:
+  if config.options.smoothing and class_weights is None:
+    weighted_sum = keep(jnp.sum(c.logits, axis=1))
+  elif config.options.smoothing:
+    # Masked per entry: d / d w_c reads every row's z_c, under a dropped row's zero cotangent.
     logits = jnp.where(c.valid[:, None], c.logits, jnp.zeros((), c.logits.dtype))
-    if class_weights is None:
-      weighted_sum = jnp.sum(logits, axis=1)
-    else:
-      weighted_sum = keep(jnp.sum(_common.safe_mul(class_weights, logits), axis=1))
+    weighted_sum = jnp.sum(_common.safe_mul(class_weights, logits), axis=1)
   terms = config.options.terms(c.labels, class_weights, eps, z)
   return keep(terms.loss(keep(c.lse), keep(c.target), weighted_sum))
 

@@ -512,10 +512,9 @@ def sparse_categorical_cross_entropy(
     reduction=reduction,
   )
   p = inputs.scores
-  bad_probs = _validate.check_probabilities(fn_name, p, inputs.valid, axis)
+  _validate.check_probabilities(fn_name, p, inputs.valid, axis)  # raises when concrete
   p_y = _common.take_target(p, inputs.labels)
   p_y = jnp.where(inputs.valid, p_y, jnp.ones_like(p_y))
-  del bad_probs  # reported when concrete; traced rows are checked by _out_of_range
   # A NaN anywhere in the row (not only at the target) makes the example NaN.
   # Dropped rows stay out: a NaN there would reach the class weights' gradient (0 * NaN).
   row_bad = jnp.isnan(_out_of_range(p)) & inputs.valid

@@ -270,8 +270,8 @@ def _target_log_probs(inputs: SparseInputs, cap):
   if cap is not None:
     target = _softcap.differentiable_softcap(target, cap)
   classes = _rows.split_rows(jnp.arange(num_classes, dtype=labels.dtype), pieces)
-  is_target = (classes, labels[(..., *extra)])
-  r = _others_exp_sum(pieces, _rows.split_rows(x, pieces), target[(..., *extra)], is_target, cap)
+  indices = (classes, labels[(..., *extra)])
+  r = _others_exp_sum(pieces, _rows.split_rows(x, pieces), target[(..., *extra)], indices, cap)
   ok = jnp.all(jnp.isfinite(r) & (r > 0))
   # A bad label's row: NaN value and gradient.
   r = r + _common.nan_where(inputs.bad, r.dtype)
@@ -295,23 +295,23 @@ def _target_log_probs(inputs: SparseInputs, cap):
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _others_exp_sum(pieces, x, shift, is_target, cap):
-  """``sum_c exp(z_c - shift)`` over the classes where ``is_target`` is False, per row, with
-  ``z`` the soft-capped ``x`` (``cap`` None: ``z = x``).
+def _others_exp_sum(pieces, x, shift, indices, cap):
+  """``sum_c exp(z_c - shift)`` over the classes ``c != y`` (``indices = (classes, y)``), per
+  row, with ``z`` the soft-capped ``x`` (``cap`` None: ``z = x``).
 
   A ``custom_jvp`` only so that a term that is not finite (its row sends the batch to the
   guarded form, where this sum gets a zero cotangent) has a zero tangent, not ``0 * inf``;
   elsewhere the tangent is ``sum_c e_c (dz_c - d shift)``.
   """
   z = x if cap is None else _softcap.softcap(x, cap)
-  return _rows.row_reduce(jnp.exp(z - shift) * _others(is_target, z.dtype), pieces)
+  return _rows.row_reduce(jnp.exp(z - shift) * _others(indices, z.dtype), pieces)
 
 
-def _others(is_target, dtype):
-  """1 off the target class, 0 on it, from ``is_target = (classes, labels)`` by float
+def _others(indices, dtype):
+  """1 off the target class, 0 on it, from ``indices = (classes, labels)`` by float
   arithmetic: a compare, or integer arithmetic, in a row reduction writes its operand out
   on XLA:CPU."""
-  classes, labels = is_target
+  classes, labels = indices
   if classes.size > 2 ** (jnp.finfo(dtype).nmant + 1):  # indices not exact in ``dtype``
     return (classes != labels).astype(dtype)
   return jnp.minimum(jnp.abs(classes.astype(dtype) - labels.astype(dtype)), 1)
@@ -319,10 +319,10 @@ def _others(is_target, dtype):
 
 @_others_exp_sum.defjvp
 def _others_exp_sum_jvp(pieces, primals, tangents):
-  x, shift, is_target, cap = primals
+  x, shift, indices, cap = primals
   t_x, t_shift, _, t_cap = tangents
   z = x if cap is None else _softcap.softcap(x, cap)
-  others = _others(is_target, z.dtype)
+  others = _others(indices, z.dtype)
   terms = jnp.exp(z - shift) * others
   # The target's own term is 0 whatever its logit, whose slope may be NaN.
   keep = (others > 0) & jnp.isfinite(terms)
