@@ -48,8 +48,9 @@ PARAGRAPHS = {
   "sample_weight": (
     "sample_weight: per-example weights ``s_n``, finite and >= 0 (Keras's name), "
     "broadcastable to the per-example shape; each loss is multiplied by its weight, and a "
-    "zero weight drops its example even where its loss is infinite (a subnormal weight "
-    "is zero on backends that flush subnormals, XLA:CPU among them)."
+    "zero weight drops its example even where its loss is infinite (a weight that is, or "
+    "whose product with the loss is, subnormal counts as zero on backends that flush "
+    "subnormals, XLA:CPU among them)."
   ),
   "reduction": (
     'reduction: ``"none"`` (``s_n l_n``, 0 where dropped), ``"sum"``, ``"mean"`` '
