@@ -1,36 +1,11 @@
 r"""Binary (elementwise, sigmoid) cross-entropy: from probabilities, from logits, focal.
 
-Design notes:
-  * The loss is ``-y log p - (1 - y) log(1 - p)`` with ``p = sigmoid(z)``, elementwise on
-    any shape: an example is one entry. (A softmax over one output is always 1, so the
-    binary loss is never a one-class softmax.)
-  * From logits, ``log p = log_sigmoid(z)`` and ``log(1 - p) = log_sigmoid(-z)`` never
-    round ``p`` to 0 or 1, and a zero coefficient times an infinite log is 0, so ``+-inf``
-    logits give a finite loss (or ``+inf`` where the true value is infinite) and a finite
-    gradient.
-  * Labels may be soft, in [0, 1]; outside that range they raise on concrete inputs and
-    give NaN under ``jit``.
-  * Two formulas per loss. The *exact* one guards every edge (dropped entries replaced,
-    ``0 * inf = 0``, NaN for bad values) with selects. The *fast* one is arithmetic only:
-    on XLA:CPU a compare or select stops the elementwise loss from fusing into the
-    reduction, which then writes full-size arrays to memory. The fast formula is exact
-    wherever the inputs are finite and valid, and anything else (a NaN, an infinite
-    logit, a label or probability outside [0, 1], a bad option) makes its *sum*
-    non-finite: ``sqrt(min(y (1 - y), 0))`` is 0 for ``y`` in [0, 1] and NaN outside, and
-    an infinite logit meets a ``0 * inf`` or an ``inf``.
-  * A reduced loss uses the fast sum and recomputes it with the exact formula under
-    ``lax.cond`` only when that sum is not finite, so the common case pays one scalar
-    test. Under ``vmap`` the ``cond`` becomes a select that computes both sums.
-    ``reduction="none"`` returns the exact formula (its output is materialised anyway).
-  * Gradients always come from the exact formula: the fast value is wrapped in a
-    ``custom_jvp`` whose tangent is the exact formula's, so no guard is lost under
-    ``grad`` or ``jvp``.
-  * ``binary_cross_entropy`` (probabilities) has no per-entry range check in its fast
-    sum: its clamps are NaN-propagating ``max``, so a probability below 0 makes ``log p``
-    NaN and one above 1 makes ``log1p(-p)`` NaN. The labels are checked by two plain
-    reductions (``min(y) >= 0``, ``max(y) <= 1``) that join the ``cond``'s test: on
-    XLA:CPU they cost less than any per-entry check inside the sum (see
-    experiments/benchmarks/).
+Design rules:
+  * Each loss has an exact formula, guarded by selects, and a fast one, arithmetic only (on
+    XLA:CPU a compare or select keeps the loss from fusing into its sum); the fast one is
+    exact on finite valid inputs and makes the sum non-finite otherwise.
+  * ``binary_cross_entropy``'s clamps are NaN-propagating ``max``; its labels' range is two
+    plain reductions (``min``, ``max``) joined to the fast sum's finiteness test.
 """
 
 from __future__ import annotations
@@ -53,8 +28,6 @@ from xentax.losses._elementwise import (
 )
 from xentax.losses._focal import focal_scale
 
-# --- Elementwise formulas: exact (guarded) and fast (arithmetic only) -----------------------
-
 
 def _bce_from_logits(x, y, pos_weight=None) -> jax.Array:
   """Exact elementwise ``-(pw y log sigmoid(x) + (1 - y) log sigmoid(-x))``."""
@@ -66,12 +39,8 @@ def _bce_from_logits(x, y, pos_weight=None) -> jax.Array:
 
 
 def _fast_bce_from_logits(x, y, pos_weight, k: Opaque) -> jax.Array:
-  """``pw y softplus(-x) + (1 - y) softplus(x)`` with one ``exp`` and one ``log1p``.
-
-  ``softplus(+-x) = max(+-x, 0) + log1p(exp(-|x|))``: every term is >= 0, so nothing
-  cancels, and for finite ``x`` the value is the exact formula's. An infinite ``x`` gives
-  ``0 * inf`` (NaN) or ``inf``: the caller's sum is then recomputed exactly.
-  """
+  """``pw y softplus(-x) + (1 - y) softplus(x)``, ``softplus(+-x) = max(+-x, 0) +
+  log1p(exp(-|x|))``: non-negative terms; an infinite ``x`` gives NaN or ``inf``."""
   soft = jnp.log1p(jnp.exp(-jnp.abs(x)))
   pos_coef = y if pos_weight is None else pos_weight * y
   neg_coef = k.one - y
@@ -98,11 +67,7 @@ def _focal(x, y, gamma, alpha) -> jax.Array:
 
 
 def _fast_focal(x, y, k: Opaque) -> jax.Array:
-  """``a_t (1 - p_t)^g BCE`` with ``1 - p_t = y sigmoid(-x) + (1 - y) sigmoid(x)``.
-
-  Both sigmoids are computed directly (no ``1 - p`` cancellation); a sum of non-negative
-  terms. ``pow`` gives ``0^0 = 1``.
-  """
+  """``a_t (1 - p_t)^g BCE``, ``1 - p_t = y sigmoid(-x) + (1 - y) sigmoid(x)`` (no cancellation)."""
   ce = _fast_bce_from_logits(x, y, None, k)
   # 1 / (1 + exp(-x)) with the opaque 1: XLA's logistic brings its own broadcast 1.
   one_minus_pt = y * (k.one / (k.one + jnp.exp(x))) + (k.one - y) * (k.one / (k.one + jnp.exp(-x)))
@@ -113,11 +78,8 @@ def _fast_focal(x, y, k: Opaque) -> jax.Array:
 
 
 def _focal_grad(x, y, gamma, alpha) -> jax.Array:
-  """``d focal / d x = a_t [m^g (s - y) + g m^(g - 1) s (1 - s)(1 - 2y) B]``, ``m = 1 - p_t``.
-
-  The second term is 0 where ``m = 0`` (hard label, saturated sigmoid: its limit) and where
-  ``B`` is infinite (there ``s (1 - s) = 0``), as the exact formula's product rule drops it.
-  """
+  """``d focal / d x = a_t [m^g (s - y) + g m^(g - 1) s (1 - s)(1 - 2y) B]``, ``m = 1 - p_t``;
+  the second term is 0 (its limit) where ``m = 0`` or ``B`` is infinite."""
   s, s_neg = jax.nn.sigmoid(x), jax.nn.sigmoid(-x)
   m = y * s_neg + (1 - y) * s
   ce = _fast_bce_from_logits(x, y, None, Opaque(0, 1, None, None, None))
@@ -138,10 +100,7 @@ def _safe_log(y) -> jax.Array:
   return jnp.where(positive, log_y, jnp.full_like(y, -jnp.inf))
 
 
-# --- Public losses ------------------------------------------------------------------------
-
-
-@_doc.shared
+@_doc.shared(weights="binary_weights", label_smoothing="binary_label_smoothing")
 def binary_cross_entropy(
   probs,
   labels,
@@ -158,35 +117,18 @@ def binary_cross_entropy(
     \ell = -w \left[ y' \max(\log p, -100) + (1 - y') \max(\log(1 - p), -100) \right],
     \quad y' = y (1 - \epsilon) + \epsilon / 2
 
-  The clamp at -100 is torch's: ``p = 0`` with ``y = 1`` gives 100, not ``inf``; with
-  ``y = 0`` it gives 0 (``0 log 0 = 0``). ``y = 1, p = 0.8`` gives ``-log 0.8 = 0.2231``.
-  Label smoothing is Keras's binary convention (``BinaryCrossentropy``), the same as
-  :func:`binary_cross_entropy_with_logits`'s. ``weights`` never enter the ``"mean"``
-  denominator (as in torch); ``"sum_over_batch_size"`` is torch's ``(l * s).mean()``.
+  torch's clamp at -100: ``p = 0`` with ``y = 1`` gives 100, not ``inf``; ``0 log 0 = 0``.
+  ``"sum_over_batch_size"`` is torch's ``(l * s).mean()``.
 
-  Gradient: ``d l / d p = w (p - y') / (p (1 - p))`` (each term 0 where its clamp is
-  active).
+  Gradient: ``d l / d p = w (p - y') / (p (1 - p))``, each term 0 where its clamp is active.
 
   Args:
-    probs: predicted probabilities of the positive class, any shape, in [0, 1]. An
-      example is one entry: the per-example shape is ``probs.shape``.
+    probs: probabilities of the positive class in [0, 1], any shape; each entry is an
+      example (the per-example shape is ``probs.shape``).
     labels: same shape, hard or soft labels in [0, 1].
-    $binary_weights
-    $binary_label_smoothing
-    $where
-    $sample_weight
-    $reduction
+    $options
 
-  Returns:
-    The loss, float32 (float64 for float64 probs): a scalar, or ``probs.shape`` for
-    ``"none"``.
-
-  Raises:
-    TypeError: ``probs`` not floating-point, ``labels`` neither integer nor float, or
-      ``where`` not boolean.
-    ValueError: shapes differ (or an option does not broadcast to them), unknown
-      reduction, a concrete probability or label outside [0, 1], or a concrete option
-      outside its domain (under ``jit`` these give NaN instead).
+  $contract
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -217,10 +159,7 @@ def binary_cross_entropy(
     return contributions(prepared, losses if w is None else losses * w, s)
 
   def fast(p, y, eps, w, s):
-    # Minus the loss (the sum's sign is flipped once, not each entry's). The clamps are
-    # max, as torch's, and NaN-propagating: a probability outside [0, 1] makes one log
-    # NaN (log p for p < 0, log1p(-p) for p > 1), so it needs no check of its own; the
-    # labels' range is checked by `labels_in_range`.
+    # Minus the loss: the sum's sign is flipped once, not each entry's.
     k = opaque(p.dtype, eps)
     y = smooth(y, k.eps, k.one)
     clamp = -100 * k.one
@@ -228,16 +167,13 @@ def binary_cross_entropy(
     return fast_contributions(prepared, minus if w is None else minus * w, s)
 
   def labels_in_range(p, y, *_):
-    # Two plain reductions of the labels: cheaper on XLA:CPU than any per-entry check in
-    # the sum. Exact; a NaN label makes both comparisons False. Labels of dropped entries
-    # count too: a bad one there only costs the exact (guarded) sum.
+    # A bad label on a dropped entry only costs the exact sum.
     return (jnp.min(y) >= 0) & (jnp.max(y) <= 1)
 
   def grad_p(p, y, eps, w, s):
     p, y = exact_inputs(prepared, p, y, fill=0.5, extra_bad=(p < 0) | (p > 1))
     y = smooth(y, eps)
-    # Each term is 0 where its clamp is active (log p <= -100 iff p <= e^-100, no log
-    # needed); `~(p <= tiny)` keeps a NaN p NaN.
+    # log p <= -100 iff p <= e^-100 (no log needed); `~(p <= tiny)` keeps a NaN p NaN.
     tiny = jnp.exp(jnp.asarray(-100.0, p.dtype))
     live_p = ~(p <= tiny)
     live_q = ~(1 - p <= tiny)
@@ -252,7 +188,7 @@ def binary_cross_entropy(
   )
 
 
-@_doc.shared
+@_doc.shared(weights="binary_weights", label_smoothing="binary_label_smoothing")
 def binary_cross_entropy_with_logits(
   logits,
   labels,
@@ -270,36 +206,20 @@ def binary_cross_entropy_with_logits(
     \ell = -w \left[ p_w\, y' \log \sigma(z) + (1 - y') \log \sigma(-z) \right],
     \quad y' = y (1 - \epsilon) + \epsilon / 2
 
-  ``log sigma(+-z)`` is computed as ``log_sigmoid``, so ``+-inf`` logits give a finite
-  loss (``+inf`` only where the true value is infinite) and a finite gradient. ``weights``
-  never enter the ``"mean"`` denominator (as in torch); ``"sum_over_batch_size"`` is
-  torch's ``(l * s).mean()``.
+  ``+-inf`` logits give a finite gradient and a finite loss (``+inf`` only where the true
+  value is infinite). ``"sum_over_batch_size"`` is torch's ``(l * s).mean()``.
 
   Gradient: ``d l / d z = w [(p_w y' + 1 - y') sigmoid(z) - p_w y']``; with no options,
   logistic regression's ``y_pred - y = sigmoid(z) - y``.
 
   Args:
-    logits: any shape. An example is one entry: the per-example shape is
-      ``logits.shape``.
+    logits: any shape; each entry is an example (the per-example shape is ``logits.shape``).
     labels: same shape, hard or soft labels in [0, 1].
     pos_weight: weight ``p_w`` of the positive term, broadcastable to ``logits.shape``
       (torch: one per class along the last axis, ``num_negatives / num_positives``).
-    $binary_weights
-    $binary_label_smoothing
-    $where
-    $sample_weight
-    $reduction
+    $options
 
-  Returns:
-    The loss, float32 (float64 for float64 logits): a scalar, or ``logits.shape`` for
-    ``"none"``.
-
-  Raises:
-    TypeError: ``logits`` not floating-point, ``labels`` neither integer nor float, or
-      ``where`` not boolean.
-    ValueError: shapes differ (or an option does not broadcast to them), unknown
-      reduction, a concrete label outside [0, 1], or a concrete option outside its domain
-      (under ``jit`` these give NaN instead).
+  $contract
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -349,7 +269,7 @@ def binary_cross_entropy_with_logits(
   return reduce_entries(prepared, (fast, exact, grad_x), args, reduction)
 
 
-@_doc.shared
+@_doc.shared(label_smoothing="binary_label_smoothing")
 def binary_focal_loss_with_logits(
   logits,
   labels,
@@ -368,41 +288,22 @@ def binary_focal_loss_with_logits(
     1 - p_t = y'\, \sigma(-z) + (1 - y')\, \sigma(z), \quad
     \alpha_t = \alpha y' + (1 - \alpha)(1 - y')
 
-  with ``y' = y (1 - epsilon) + epsilon / 2`` (Keras's ``BinaryFocalCrossentropy`` smooths
-  the labels the same way, before ``p_t`` and ``alpha_t``). ``log(1 - p_t)`` is a
-  log-sum-exp of ``log y' + log_sigmoid(-z)`` and ``log(1 - y') + log_sigmoid(z)``, so it
-  never rounds to ``log 0`` for finite logits. ``alpha=None`` applies no class balance
-  (torchvision's ``alpha < 0``). At ``y = 1, p = 0.8`` the loss is
-  ``0.2^2 (-log 0.8) = 0.0089``.
+  with ``y' = y (1 - epsilon) + epsilon / 2``, smoothed before ``p_t`` and ``alpha_t`` as in
+  Keras's ``BinaryFocalCrossentropy``.
 
   Gradient, with ``s = sigmoid(z)`` and ``m = 1 - p_t``:
   ``d l / d z = alpha_t [m^g (s - y') + g m^(g - 1) s (1 - s) (1 - 2 y') BCE]`` (the second
-  term 0 where ``m = 0``); for ``y = 1`` and no smoothing it is
-  ``alpha (1 - s)^g (g s log s - (1 - s))``, and ``y = 0`` mirrors it with ``z -> -z`` and
-  ``alpha -> 1 - alpha``.
+  term 0 where ``m = 0``).
 
   Args:
-    logits: any shape. An example is one entry: the per-example shape is
-      ``logits.shape``.
+    logits: any shape; each entry is an example (the per-example shape is ``logits.shape``).
     labels: same shape, hard or soft labels in [0, 1].
-    gamma: focusing parameter (finite, >= 0); 0 gives the (alpha-weighted)
-      cross-entropy.
-    alpha: weight of positives in [0, 1] (negatives get ``1 - alpha``), or None.
-    $binary_label_smoothing
-    $where
-    $sample_weight
-    $reduction
+    gamma: focusing parameter, finite and >= 0; 0 gives the (alpha-weighted) cross-entropy.
+    alpha: weight of positives in [0, 1] (negatives get ``1 - alpha``), or None for no
+      class balance (torchvision's ``alpha < 0``).
+    $options
 
-  Returns:
-    The loss, float32 (float64 for float64 logits): a scalar, or ``logits.shape`` for
-    ``"none"``.
-
-  Raises:
-    TypeError: ``logits`` not floating-point, ``labels`` neither integer nor float, or
-      ``where`` not boolean.
-    ValueError: shapes differ (or ``where`` or ``sample_weight`` does not broadcast to
-      them), unknown reduction, a concrete label outside [0, 1], or a concrete option
-      outside its domain (under ``jit`` these give NaN instead).
+  $contract
 
   Example:
     >>> import jax.numpy as jnp, xentax

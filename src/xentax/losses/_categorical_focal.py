@@ -1,27 +1,13 @@
 r"""Dense-target (one-hot or soft) categorical focal loss from logits, Keras 3's convention.
 
-Design notes:
-  * Keras 3's ``CategoricalFocalCrossentropy(from_logits=True)`` per example:
-    ``-sum_c alpha_c t_c (1 - p_c)^gamma log p_c`` with ``p = softmax(z)``, the modulator
-    taken per class (not only at the target), ``alpha = 0.25`` by default (a scalar or one
-    value per class) and label smoothing ``t -> (1 - e) t + e / C``. Keras clips ``p`` to
-    ``[1e-7, 1 - 1e-7]``; xentax does not clip: ``log p = z - lse(z)`` is exact, and
-    ``1 - p = -expm1(log p)`` keeps the modulator accurate for small ``p``.
-  * ``0 log 0 = 0``: a class with zero target mass contributes nothing, also where its logit
-    is ``-inf``; the guard is on ``log p`` itself so its gradient stays finite.
-  * Inputs, masking, bad targets and options share
-    :func:`xentax.losses._dense.prepare_logits` with the categorical cross-entropy.
-  * The common case is one fused loop of guard-free row reductions, for the reason given
-    in :mod:`xentax.losses._categorical` (a select or compare splits the loop on XLA:CPU):
-    the row max, ``E = sum(exp(z - m))``, the targets' row ``min`` and ``max`` folded in as
-    the exact range check, then ``sum_c q_c (1 - p_c)^gamma (lse - z_c)``. Only when a
-    row's result is not finite (a ``-inf`` logit, a NaN, a bad target) does a
-    ``lax.cond`` run the guarded formula for the batch.
-  * A static whole-number ``gamma`` (the default 2) is an integer power, not
-    ``exp(gamma log(1 - p))``; a traced ``gamma`` keeps ``jnp.power`` and its gradient.
-  * The gradient is a ``custom_jvp`` with the closed form below (one elementwise pass in
-    reverse mode); the targets', ``alpha``'s and a traced ``gamma``'s tangents come from
-    ``jax.jvp`` of the guarded per-row formula with ``lse`` held fixed.
+Design rules:
+  * No clipping of ``p``: ``log p = z - lse(z)`` and ``1 - p = -expm1(log p)`` are exact.
+  * The common case is one fused loop of guard-free row reductions (a select or compare
+    splits the loop on XLA:CPU); a kept row that is not finite sends the batch to the
+    guarded formula.
+  * A static whole-number ``gamma`` is an integer power; a traced one keeps ``jnp.power``.
+  * The logit tangent is a closed form; the options' come from the guarded per-row formula
+    with ``lse`` held fixed.
 """
 
 from __future__ import annotations
@@ -71,11 +57,10 @@ def categorical_focal_loss_with_logits(
     \ell_n = -\sum_c \alpha_c\, q_{n,c} (1 - p_{n,c})^{\gamma} \log p_{n,c},
     \quad p = \mathrm{softmax}(z), \quad q = (1 - \epsilon)\, y + \epsilon / C
 
-  the per-example value of Keras 3's ``CategoricalFocalCrossentropy(from_logits=True)``
-  (without its clipping of ``p`` to ``[1e-7, 1 - 1e-7]``; Keras smooths the targets the
-  same way, into ``q``). The modulator is taken per class, not only at the target. ``gamma = 0`` and
-  ``alpha = 1`` give :func:`xentax.categorical_cross_entropy_with_logits`. ``0 log 0 = 0``:
-  a class with zero target mass contributes nothing, even at a ``-inf`` logit.
+  Keras 3's ``CategoricalFocalCrossentropy(from_logits=True)`` without its clipping of ``p``
+  to ``[1e-7, 1 - 1e-7]``; the modulator is taken per class. ``gamma = 0`` and ``alpha = 1``
+  give :func:`xentax.categorical_cross_entropy_with_logits`. ``0 log 0 = 0``: a class with
+  zero target mass contributes nothing, even at a ``-inf`` logit.
 
   Gradient: with ``b_c = alpha_c q_c ((1 - p_c)^g - g p_c (1 - p_c)^(g - 1) log p_c)``,
   ``d l_n / d z_n = p sum_c b_c - b`` (the cross-entropy's ``p sum(q) - q`` with ``q``
@@ -89,24 +74,9 @@ def categorical_focal_loss_with_logits(
     alpha: balancing weight in [0, 1]: a scalar (Keras's default 0.25, as in Lin et al.)
       or ``[C]`` per-class values; None for no weighting (``alpha = 1``). It does not
       enter the ``"mean"`` denominator.
-    axis: the class axis.
-    $label_smoothing
-    $where
-    $sample_weight
-    $reduction
+    $options
 
-  Returns:
-    The loss, float32 (float64 for float64 logits): a scalar, or the per-example shape
-    for ``"none"``.
-
-  Raises:
-    TypeError: ``logits`` not floating-point, ``targets`` neither integer nor float, or
-      ``where`` not boolean.
-    ValueError: shapes differ (or ``where``, ``sample_weight`` or ``alpha`` does not fit
-      them), a scalar input, ``axis`` out of range or of size 0, unknown reduction, a
-      concrete option outside its domain, or a concrete target outside [0, 1]. Under
-      ``jit`` the last two give NaN instead: a bad target its example's loss, a bad
-      option every example's.
+  $contract
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -174,11 +144,8 @@ def _fast_stats(power, x, targets, gamma):
   m = _rows.row_max(z, pieces)
   q = _dense.coefficients(parts, num_classes, check_range=False)
   if pieces == 1:
-    # One exponential per entry, shared by both row reductions: XLA:CPU computes it once
-    # in the fused loop, where an expm1 in the second reduction would be a second
-    # transcendental per entry. 1 - e / E is as accurate as -expm1(z - lse): near p = 1
-    # both carry the rounding of E (lse - m = log E); for small p neither cancels. Rows in
-    # pieces keep the expm1: there a shared exponential is written to memory.
+    # One exponential per entry shared by both reductions (1 - e / E is as accurate as
+    # expm1); rows in pieces keep the expm1, as there a shared exponential is written out.
     exp_shifted = jnp.exp(z - m[rows])
     exp_sum = _rows.row_reduce(exp_shifted, pieces)
     lse = m + jnp.log(exp_sum)
@@ -217,16 +184,9 @@ def _stats(power, x, targets, valid, gamma):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _logits_losses(power, x, targets, valid, gamma):
-  """Per-example focal losses (0 for dropped rows); ``x [..., C]``, class axis last.
-
-  ``power``: the static whole-number ``gamma`` (then ``gamma`` is None), or None for a
-  traced ``gamma``. A ``custom_jvp`` whose logit tangent is ``sum_c G_c t_c`` with the
-  closed form ``G = p sum(b) - b``, ``b_c = q_c A_c``,
-  ``A_c = (1 - p_c)^g - g p_c log(p_c) (1 - p_c)^(g - 1)`` inside ``jax.checkpoint``:
-  reverse mode saves only ``lse`` besides the inputs. ``A``'s limits are taken where
-  ``p_c = 0`` (``p log p = 0``) and ``p_c = 1`` (the second term is 0). Dropped rows get
-  zero tangents whatever they hold.
-  """
+  """Per-example focal losses (0 for dropped rows); ``power``: a static whole ``gamma``
+  (then ``gamma`` is None). Logit tangent ``G = p sum(b) - b``, ``b_c = q_c A_c``
+  (:func:`focal_weight`), under ``jax.checkpoint``: reverse mode saves only ``lse``."""
   return _rows.mask_rows(_stats(power, x, targets, valid, gamma)[1], valid)
 
 
@@ -242,8 +202,7 @@ def _logits_losses_jvp(power, primals, tangents):
     t_losses = t_losses + grad_dot(x, t_x, targets, lse, valid, gamma)
   options, t_options = (targets, gamma), (t_targets, t_gamma)
   if _engine.any_moves(options, t_options):
-    # The guarded per-row formula with the logits' statistics held. Dropped rows are
-    # evaluated at zero logits (lse = log C), so they hold nothing that is not finite.
+    # Dropped rows are evaluated at zero logits (lse = log C): nothing there is infinite.
     if valid is not None:
       x = jnp.where(valid[..., None], x, jnp.zeros_like(x))
       lse = jnp.where(valid, lse, jnp.log(jnp.asarray(x.shape[-1], lse.dtype)))

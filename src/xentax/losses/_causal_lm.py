@@ -1,15 +1,4 @@
-r"""Next-token cross-entropy for causal language models: shift, mask, normalise.
-
-Design notes:
-  * The logits at position ``t`` predict the label at ``t + shift``: the helper drops the
-    last ``shift`` logits and the first ``shift`` labels, then calls the sparse
-    cross-entropy, so the two cannot be misaligned by hand. ``where`` and
-    ``sample_weight`` are aligned with the labels and shifted with them.
-  * Two normalisations are common, and their gradients differ when sequences keep
-    different numbers of tokens: per token (the mean over every kept token of the batch,
-    what ``F.cross_entropy`` on flattened tokens gives) and per sequence (each sequence's
-    own mean, then the mean over the sequences that keep at least one token).
-"""
+r"""Next-token cross-entropy for causal language models: shift, mask, normalise."""
 
 from __future__ import annotations
 
@@ -39,19 +28,16 @@ def causal_lm_cross_entropy_with_logits(
   .. math::
     \ell_{b,t} = \mathrm{lse}(z_{b,t}) - z_{b,t,y_{b,t+s}}, \quad t = 0 \ldots L - s - 1
 
-  ``normalization="token"``: ``sum_{b,t} l_{b,t} / N_kept``; ``"sequence"``:
-  ``mean_b (sum_t l_{b,t} / N_b)`` over the sequences with ``N_b > 0`` kept tokens.
+  ``normalization="token"``: ``sum_{b,t} l_{b,t} / N_kept`` (``F.cross_entropy`` on the
+  flattened tokens); ``"sequence"``: ``mean_b (sum_t l_{b,t} / N_b)`` over the sequences with
+  ``N_b > 0`` kept tokens.
 
-  Gradient: ``d l_{b,t} / d z_{b,t} = softmax(z_{b,t}) - onehot(y_{b,t+s})``, times the
-  token's factor in the reduction (unweighted ``"mean"``: ``1 / N_kept`` for ``"token"``,
-  ``1 / (B' N_b)`` for ``"sequence"``, ``B'`` the sequences kept); the logits of the last
-  ``shift`` positions and of dropped tokens get 0.
+  Gradient: ``d l_{b,t} / d z_{b,t} = softmax(z_{b,t}) - onehot(y_{b,t+s})`` times the
+  token's factor in the reduction; the last ``shift`` positions and dropped tokens get 0.
 
-  Per-token weights ``s_{b,t}`` (``sample_weight``) replace the counts by weight sums:
-  ``"token"`` gives ``sum_{b,t} s l / sum_{b,t} s``; ``"sequence"`` gives each sequence's
-  weighted mean ``sum_t s l / sum_t s`` and then the plain mean over the sequences whose
-  kept weight is positive (a per-sequence weight ``[..., 1]`` is therefore cancelled by
-  ``"sequence"``; combine it with ``"token"``, or fold it into the tokens' weights).
+  Per-token weights ``s`` replace counts by weight sums: ``"token"`` gives
+  ``sum s l / sum s``; ``"sequence"`` the plain mean, over the sequences of positive kept
+  weight, of ``sum_t s l / sum_t s``, which cancels a per-sequence weight ``[..., 1]``.
 
   Args:
     logits: ``[..., L, V]`` logits for every position (sequence axis -2, vocabulary last).
@@ -59,27 +45,23 @@ def causal_lm_cross_entropy_with_logits(
       helper shifts them.
     shift: how many positions ahead each logit predicts (1 for next-token prediction).
     normalization: ``"token"`` or ``"sequence"`` (used by ``reduction="mean"`` only).
-    $ignore_index
-    where: boolean mask of the labels' shape ``[..., L]`` (or broadcastable to it),
-      aligned with the labels: the label at ``t + shift`` is kept where
-      ``where[..., t + shift]``; dropped tokens are 0 for ``"none"``, left out of every
-      sum and denominator, with zero gradient.
-    sample_weight: per-token weights, finite and ``>= 0``, of the labels' shape
-      ``[..., L]`` or broadcastable to it (``[..., 1]``: one per sequence), aligned with
-      the labels like ``where``: the weight at ``t + shift`` weighs the prediction of that
-      label.
+    $options
+    where: boolean mask broadcastable to the labels' shape ``[..., L]``, aligned with them
+      (``where[..., t + shift]`` keeps label ``t + shift``); dropped tokens are 0 for
+      ``"none"``, left out of every sum and denominator, with zero gradient.
+    sample_weight: per-token weights, finite and ``>= 0``, broadcastable to ``[..., L]``
+      (``[..., 1]``: one per sequence) and aligned with the labels like ``where``.
     reduction: ``"none"`` (``[..., L - shift]`` weighted per-token losses, 0 where
       dropped), ``"sum"``, ``"mean"`` (by ``normalization``) or ``"sum_over_batch_size"``
       (``sum s l`` over the number of kept tokens, whatever ``normalization``).
 
   Returns:
-    The loss, float32 (float64 for float64 logits); ``[..., L - shift]`` for ``"none"``.
+    The loss, float32 (float64 for float64 ``logits``): a scalar, or ``[..., L - shift]``
+    for ``"none"``.
 
   Raises:
-    ValueError: ``shift`` not in ``[1, L)``, an unknown normalization or reduction,
-    shapes that do not match, or (concrete inputs) a label out of range or a
-    ``sample_weight`` that is negative or not finite (traced: NaN for those tokens).
-    TypeError: float labels.
+    $raises
+    ValueError: also ``shift`` not an int in ``[1, L)`` or an unknown ``normalization``.
 
   Example:
     >>> import jax.numpy as jnp, xentax

@@ -1,11 +1,7 @@
 """Run-time value checks for any xentax loss under ``jit``, through ``checkify``.
 
-Design notes:
-  Each loss records its value checks (labels in range, probabilities in [0, 1]) with
-  ``checkify.debug_check``, which costs nothing unless the loss is transformed by
-  ``checkify``. :func:`checked` applies that transformation inside ``jit`` and raises the
-  first failed check as an error. Array keyword arguments are traced; every other keyword
-  argument (``reduction``, ``axis``, ``ignore_index``, Python floats) is static.
+Losses record their checks with ``checkify.debug_check`` (free unless transformed by
+``checkify``); array keyword arguments are traced, every other keyword argument static.
 """
 
 from __future__ import annotations
@@ -21,20 +17,10 @@ from jax.experimental import checkify
 def checked(fn: Callable) -> Callable:
   """Wrap a loss so that bad values raise an error, also under ``jit``, ``vmap`` and ``grad``.
 
-  Without the wrapper, a jitted loss turns an out-of-range label (or an option outside its
-  domain) into a NaN loss and gradient (it cannot raise). ``checked(fn)(*args, **kwargs)``
-  runs ``fn`` with its value checks turned on and raises ``checkify.JaxRuntimeError``
-  naming the function, the bad value and its flat position if any check failed.
-
-  It composes with JAX transformations both ways:
-
-  * ``checked(jax.jit(step))`` or ``checked(step)`` where ``step`` calls ``jax.grad`` or
-    ``jax.vmap`` inside: the checks are functionalised around the whole computation and
-    the error is raised on return, with its message.
-  * ``jax.jit(checked(step))``, ``jax.vmap(checked(loss))``, ``jax.grad(checked(loss))``:
-    called on traced arguments, the wrapper functionalises the checks inside the trace
-    and raises from a host callback when the computation runs (under ``jit`` XLA
-    re-raises it as ``jax.errors.JaxRuntimeError``, whose text contains the message).
+  Unwrapped, a jitted loss turns a bad label or option into a NaN loss and gradient.
+  ``checked(fn)`` runs ``fn`` with its value checks on and raises an error naming the
+  function, the bad value and its flat position: on return for ``checked(jax.jit(step))``,
+  from a host callback at run time for ``jax.jit(checked(step))`` (or ``vmap``, ``grad``).
 
   Args:
     fn: a xentax loss, or any function that calls xentax losses.
@@ -43,9 +29,8 @@ def checked(fn: Callable) -> Callable:
     A function with ``fn``'s signature and result.
 
   Raises:
-    checkify.JaxRuntimeError: a failed value check, when the wrapper is called on
-      concrete arguments; inside an outer ``jit``, ``jax.errors.JaxRuntimeError`` whose
-      text contains the same message.
+    checkify.JaxRuntimeError: a failed value check (inside an outer ``jit``,
+      ``jax.errors.JaxRuntimeError`` with the same message).
 
   Example:
     >>> import jax, jax.numpy as jnp, xentax
@@ -90,8 +75,7 @@ def _run_checked(fn, static, args, arrays):
 
 
 def _checked_in_trace(fn, static, args, arrays):
-  """Inside a trace (jit, vmap, grad) no error can be raised at trace time: functionalise
-  the checks here and raise from a host callback when the computation runs."""
+  """Inside a trace: functionalise the checks and raise from a host callback at run time."""
   err, out = checkify.checkify(_call(fn, static), errors=checkify.user_checks)(args, arrays)
   jax.debug.callback(_throw, err)
   return out

@@ -1,14 +1,4 @@
-r"""Class weights from label counts: inverse frequency and effective number of samples.
-
-Design notes:
-  * Both helpers take integer labels and return a ``[C]`` float32 vector ready for the
-    losses' ``class_weights`` argument.
-  * A class absent from the labels gets weight 0: its weight would be infinite, and it
-    never appears as a target anyway.
-  * The weights sum to the number of classes present, Cui et al.'s normalisation; for
-    inverse frequency with every class present this is scikit-learn's ``"balanced"`` up
-    to that factor.
-"""
+r"""Class weights from label counts: inverse frequency and effective number of samples."""
 
 from __future__ import annotations
 
@@ -35,8 +25,7 @@ def _counts(fn_name, labels, num_classes, ignore_index, where):
 
 
 def _normalise(raw, counts):
-  """``raw`` with absent classes set to 0, scaled to sum to the number of classes present
-  (all zeros when nothing is present)."""
+  """``raw`` with absent classes 0, scaled to sum to the number of classes present (or 0)."""
   present = counts > 0
   raw = jnp.where(present, raw, 0.0)
   total = jnp.sum(raw)
@@ -52,8 +41,9 @@ def inverse_frequency_class_weights(
     w_c = \frac{K}{n_c \sum_{k: n_k > 0} 1 / n_k} \text{ for } n_c > 0, \quad w_c = 0
     \text{ otherwise},
 
-  with ``K`` the number of classes present, so the weights sum to ``K``. Each present class
-  then contributes equally to a class-weighted sum of losses.
+  with ``K`` the number of classes present, so the weights sum to ``K`` and each present
+  class contributes equally to a class-weighted sum of losses (scikit-learn's
+  ``"balanced"`` up to a factor).
 
   Args:
     labels: integer labels, any shape.
@@ -92,8 +82,8 @@ def effective_number_class_weights(
       = \frac{1 - \beta}{1 - \beta^{n_c}},
 
   normalised to sum to the number of classes present (absent classes get 0). ``beta -> 1``
-  approaches :func:`inverse_frequency_class_weights`; ``beta = 0`` gives equal weights.
-  A traced ``beta`` is differentiable; the labels enter only through their counts.
+  approaches :func:`inverse_frequency_class_weights`; ``beta = 0`` gives equal weights. A
+  traced ``beta`` is differentiable.
 
   Args:
     labels: integer labels, any shape.

@@ -5,10 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-# XLA:CPU has no bfloat16/float16 dynamic-slice: its float normalisation converts the whole
-# operand to float32 around the slice, and loop-invariant code motion then hoists that
-# weight-sized float32 copy out of the loop. Slicing the same bits as unsigned integers
-# keeps the loop in the weight's own dtype.
+# XLA:CPU upcasts a 16-bit dynamic-slice's whole operand to float32 and hoists that copy
+# out of the loop; slicing the same bits as unsigned integers keeps the weight's dtype.
 _BITS = {2: jnp.uint16}
 
 

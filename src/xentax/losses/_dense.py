@@ -1,12 +1,9 @@
 """Dense targets (one-hot or soft distributions): the entry frame and the coefficients ``q``.
 
-Design notes:
-  * Nothing here selects on ``[..., C]`` arrays: dropped rows keep their values (the loss
-    selects them out per example), and a target outside [0, 1] makes its row's
-    coefficients NaN through plain arithmetic (a compare or select inside a fused row
-    reduction splits the loop on XLA:CPU).
-  * ``q`` is never written to memory: the targets and the options that turn them into
-    ``q`` travel apart (:class:`Targets`) and each pass recomputes ``q`` in its own loop.
+Design rules:
+  * Nothing selects on ``[..., C]`` arrays (a select inside a fused row reduction splits the
+    loop on XLA:CPU): dropped rows are masked per example, bad targets NaN by arithmetic.
+  * ``q`` is never written to memory: each pass recomputes it from :class:`Targets`.
 """
 
 from __future__ import annotations
@@ -25,12 +22,7 @@ def _any(flags):
 
 
 class Targets(NamedTuple):
-  """The targets of a dense loss from logits and the options that turn them into ``q``.
-
-  Kept apart (not multiplied out) so that the guarded fallback, the forward pass and the
-  backward pass each recompute ``q`` inside their own fused loop: ``q`` is never written
-  to memory as a ``[..., C]`` array.
-  """
+  """The targets of a dense loss from logits and the options that turn them into ``q``."""
 
   t: jax.Array  # [..., C], as given (class axis last, compute dtype)
   label_smoothing: jax.Array | None  # scalar, None when off
@@ -43,17 +35,15 @@ def coefficients(
 ) -> jax.Array:
   """``q = ((1 - e) t + e / C) w``, NaN in every row where a target lies outside [0, 1].
 
-  ``num_classes``: ``C`` when ``targets.t`` holds a row in pieces (default: its last axis).
-  ``check_range=False`` leaves out the per-entry range check (the fast forward checks the
-  rows with two plain reductions instead, :func:`range_nan`).
+  ``num_classes``: ``C`` for rows in pieces; ``check_range=False``: no per-entry check (the
+  caller uses :func:`range_nan`).
   """
   t = targets.t
   num_classes = t.shape[-1] if num_classes is None else num_classes
   q = t
   if check_range:
-    # t - t^2 >= 0 exactly for t in [0, 1] (t^2 rounds to at most t), < 0 outside, so its
-    # sqrt is finite or NaN and `r - r` is 0 or NaN: the bad-target flag without a compare
-    # (a fast reduction) and without a constant (a broadcast XLA would write out).
+    # t - t^2 < 0 exactly outside [0, 1]: `r - r` is 0 or NaN, with no compare or constant
+    # (a broadcast XLA would write out).
     root = lax.stop_gradient(jnp.sqrt(t - t * t))
     q = t + (root - root)
   if targets.label_smoothing is not None:
@@ -102,14 +92,10 @@ def prepare_logits(
   name="logits",
   **options,
 ) -> LogitsInputs:
-  """Validate a dense loss's inputs and bring them to the class-last layout, guard-free.
+  """Validate a dense loss's inputs and move the class axis last, guard-free.
 
-  Nothing here selects on ``[..., C]`` arrays (see the module notes): dropped rows keep
-  their values (the loss selects them out per example), and a target outside [0, 1] in
-  any row makes that row's coefficients NaN (:func:`coefficients`). ``options`` are
-  further scalar options to check against their domains (``z_loss``, ``gamma``...).
-  ``name`` is the first input's name in error messages. Close the frame with
-  :meth:`LogitsInputs.reduce`.
+  ``options``: further scalar options to check (``z_loss``, ``gamma``...); ``name``: the
+  first input's name in errors.
   """
   _reduce.check_reduction(fn_name, reduction)
   logits = _validate.float_array(fn_name, name, logits)
@@ -123,8 +109,6 @@ def prepare_logits(
   dtype = _common.compute_dtype(logits)
   example_shape = logits.shape[:axis] + logits.shape[axis + 1 :]
   valid = None if where is None else _validate.broadcast_mask(fn_name, where, example_shape)
-  # Eager inputs: a ValueError naming the first bad target; traced ones: a checkify check
-  # (free unless under xentax.checked; the NaN rows come from `coefficients`).
   bad = (targets < 0) | (targets > 1)
   if valid is not None:
     bad = bad & jnp.expand_dims(valid, axis)
@@ -151,17 +135,12 @@ def prepare_logits(
 def range_nan(pieces: int, t) -> jax.Array:
   """``[...]``: 0, or NaN for a row holding a target outside [0, 1] (or, on short rows, a NaN).
 
-  Added to ``lse`` before the loss's last reduction, it makes that row's loss NaN. From
-  two plain row reductions (``min``, ``max``) and no select: on XLA:CPU the whole forward
-  then stays one fused loop (module notes). Exact: ``min(low, 1 - high)`` has the sign of
-  the check (``1 - high`` is exact in sign), and the ``sqrt`` of a negative number is NaN.
-  XLA:CPU's fused ``max`` and ``min`` drop a NaN on long rows: a NaN target reaches the
-  loss through its coefficient ``q`` instead.
+  ``sqrt(min(low, 1 - high))`` from two plain row reductions, no select. XLA:CPU's fused
+  ``min``/``max`` drop a NaN on long rows: a NaN target reaches the loss through ``q``.
   """
   tp = _rows.split_rows(t, pieces)
   low = _rows.row_reduce(tp, pieces, jnp.min)
   high = _rows.row_reduce(tp, pieces, jnp.max)
-  # No gradient: at one-hot targets the sqrt's derivative is infinite (second derivatives
-  # through the targets would be NaN).
+  # No gradient: at one-hot targets the sqrt's derivative is infinite.
   root = lax.stop_gradient(jnp.sqrt(jnp.minimum(low, 1 - high)))
   return root - root

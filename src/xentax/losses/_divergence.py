@@ -1,38 +1,14 @@
 r"""Divergences between two sets of logits: KL, generalised Jensen-Shannon, distillation.
 
-Design notes:
-  * Direction and scale are fixed: :func:`kl_divergence_with_logits` is
-    ``KL(teacher || student) = sum_c p_t (log p_t - log p_s)`` with
-    ``p = softmax(logits / T)`` on both sides and no ``T^2`` factor; the ``T^2`` of Hinton et
-    al. belongs to :func:`distillation_loss`. ``reduction="mean"`` is the mean over examples,
-    torch's ``F.kl_div(log_softmax(s / T), log_softmax(t / T), log_target=True,
-    reduction="batchmean")`` for ``[N, C]`` inputs.
-  * ``0 log 0 = 0``: a class the teacher gives zero mass (a ``-inf`` teacher logit)
-    contributes 0 whatever the student says there, in value and in both gradients. The
-    log-ratio is selected *before* it is multiplied (a double ``where``), so neither the
-    forward value nor a reverse- or forward-mode derivative meets ``0 * inf``. A class the
-    teacher gives mass and the student gives none makes the divergence ``+inf``, as it is.
-  * Rows dropped by ``where`` are replaced by zeros before any arithmetic, so ``-inf`` or
-    NaN there cannot leak into the loss or either gradient.
-  * Speed: the common case is one fused pass per row. ``KL = sum_c p_t (t_c - s_c) - lse_t +
-    lse_s`` (``sum_c p_t = 1``) needs no per-class guard, so XLA:CPU fuses the maxes, sums
-    and the weighted sum into one loop nest; a guard (a select, ``isfinite`` on a max)
-    inside a fused row reduction splits it into several passes with ``[N, C]``
-    temporaries. The guarded formula is kept as a fallback, taken (``lax.cond``) only
-    when some kept row's fast value is NaN: a ``-inf`` teacher logit (``0 * -inf``), an
-    underflowed mixture in the JSD, or a NaN input (which stays NaN on both paths).
-  * Rows longer than ``_rows.CPU_ROW_PIECE`` are reduced in pieces on the CPU backend
-    (``_rows.row_reduce``): XLA:CPU reduces a long row to a per-row result several times
-    slower per element than a short one (a reduction straight to the batch's scalar does
-    not suffer).
-  * Both divergences are ``custom_jvp`` functions of the scaled logits whose tangent is
-    the closed form below, written with ``[N]``-shaped statistics of the forward pass
-    (``lse``, the divergence), so the reverse pass is one elementwise pass per side
-    instead of autodiff through two log-softmaxes; the selects there are elementwise and
-    free. Forward mode and higher orders still work (the rule is differentiable).
-  * Gradients flow to both logits (``d/dz_s = (p_s - p_t) / T``,
-    ``d/dz_t = p_t (log p_t - log p_s - KL) / T``); wrap the teacher in
-    ``jax.lax.stop_gradient`` for the usual frozen-teacher distillation.
+Design rules:
+  * ``0 log 0 = 0``: a log-ratio is selected before it is multiplied (a double ``where``),
+    so neither a value nor a derivative meets ``0 * inf``.
+  * Rows are masked by a per-row factor ``keep`` (1 kept, 0 dropped, NaN bad) on ``[...]``
+    results, never by a select over ``[..., C]`` logits (a pass of its own).
+  * The common case is one guard-free fused pass per row (a select splits it on XLA:CPU);
+    a kept row whose fast value is NaN sends the batch to the guarded formula.
+  * Both divergences are ``custom_jvp`` functions whose closed-form tangents are built
+    from ``[...]`` statistics: reverse mode is one elementwise pass per side.
 """
 
 from __future__ import annotations
@@ -78,16 +54,10 @@ def _prepare_pair(
   reduction,
   bad=None,
 ) -> _Pair:
-  """The divergences' entry frame: the reduction, two logit arrays (class axis last, compute
-  dtype), ``1 / T``, the mask and the sample weights.
-
-  ``keep`` is the per-example factor the divergences apply to their values and gradients:
-  1 for a kept row, 0 for a dropped one (whatever its logits hold, even NaN) and NaN for a
-  kept row marked by ``bad`` (a boolean per-example array, a traced scalar flag, or None:
-  a bad label or an option outside its domain; a traced ``temperature`` outside its domain
-  adds to it). Rows are masked on ``[N]``-shaped results, never by selecting over
-  ``[N, C]`` logits, which would cost a pass of its own.
-  """
+  """The divergences' entry frame: two logit arrays (class axis last, compute dtype),
+  ``1 / T``, the mask, the sample weights and ``keep``: 1 for a kept row, 0 for a dropped
+  one, NaN for a kept row marked by ``bad`` (per example, a traced scalar, or None) or by a
+  traced ``temperature`` outside its domain."""
   _reduce.check_reduction(fn_name, reduction)
   _validate.float_array(fn_name, "student_logits", student_logits)
   _validate.float_array(fn_name, "teacher_logits", teacher_logits)
@@ -100,8 +70,6 @@ def _prepare_pair(
   s = jnp.moveaxis(s, axis, -1).astype(dtype)
   t = jnp.moveaxis(t, axis, -1).astype(dtype)
   valid = _validate.broadcast_mask(fn_name, where, s.shape[:-1])
-  # 1 / T is applied inside the row computations: a separate `s / T` pass over [N, C] is
-  # not fused into the reductions on XLA:CPU (and costs a full read and write per side).
   inv_temperature = 1 / jnp.asarray(temperature, dtype)
   keep = valid.astype(dtype)
   if bad is not None:
@@ -125,13 +93,25 @@ def _log_softmax(x) -> jax.Array:
   return x - _rows.logsumexp(x)[..., None]
 
 
+def _log_ratio(p, log_p, log_q):
+  """``(log p - log q, p > 0)``, the ratio 0 where ``p = 0`` (selected before any product)."""
+  has_mass = ~(p <= 0)  # a NaN probability stays NaN
+  return jnp.where(has_mass, log_p - jnp.where(has_mass, log_q, 0.0), 0.0), has_mass
+
+
+def _kl_and_grad(p, log_p, log_q, keep, kl=None):
+  """``KL(P || Q) = sum_c p (log p - log q)`` (unless given) and its gradient in the logits
+  of ``P``, ``p (log p - log q - KL)``, both times ``keep``."""
+  ratio, has_mass = _log_ratio(p, log_p, log_q)
+  if kl is None:
+    kl = jnp.sum(jnp.where(has_mass, p * ratio, 0.0), axis=-1)
+  grad = jnp.where(has_mass, p * (ratio - kl[..., None]), 0.0)
+  return _apply_keep(kl, keep), _apply_keep(grad, keep)
+
+
 def _weighted_log_ratio(p, log_p, log_q) -> jax.Array:
-  """``sum_c p_c (log p_c - log q_c)`` with ``0 log 0 = 0``, finite gradients where p = 0."""
-  # `~(p <= 0)`, not `p > 0`: a NaN probability (a NaN logit) must stay NaN, not count as 0.
-  has_mass = ~(p <= 0)
-  # Select the log-ratio before multiplying: where p = 0 both logs may be -inf, and the
-  # unselected branch of a single where would still send inf * 0 = NaN into the gradient.
-  ratio = jnp.where(has_mass, log_p - jnp.where(has_mass, log_q, 0.0), 0.0)
+  """``sum_c p_c (log p_c - log q_c)`` with ``0 log 0 = 0``."""
+  ratio, has_mass = _log_ratio(p, log_p, log_q)
   return jnp.sum(jnp.where(has_mass, p * ratio, 0.0), axis=-1)
 
 
@@ -142,41 +122,25 @@ def _safe_kl(s, t) -> jax.Array:
   return _weighted_log_ratio(jnp.exp(log_pt), log_pt, log_ps)
 
 
-def _fast_lse(x, pieces: int = 1, inv=None) -> jax.Array:
-  """Log-sum-exp of each row of ``x * inv`` (``inv`` None: of ``x``) without guards (an all
-  ``-inf`` row gives NaN), shaped to broadcast against ``x``: ``[..., 1]``, or
-  ``[..., 1, 1]`` for rows split in ``pieces`` (:func:`xentax.losses._rows.split_rows`).
-
-  ``lse(x inv) = max(x) inv + log sum exp((x - max) inv)`` for ``inv > 0``: the scaling
-  stays inside the fused reductions.
-  """
-  return _lse_and_exp(x, pieces, inv)[0]
-
-
 def _lse_and_exp(x, pieces: int = 1, inv=None):
-  """``(lse, exp((x - m) inv), sum exp((x - m) inv))`` per row (:func:`_fast_lse`), the
-  exponentials and their sum shaped like ``x`` and ``lse``."""
-  # Subtract the max so exp cannot overflow; stop_gradient: the result does not depend on it.
-  m = _expand(jax.lax.stop_gradient(_rows.row_reduce(x, pieces, jnp.max)), pieces)
+  """``(lse, exp((x - m) inv), sum exp((x - m) inv))`` per row of ``x inv`` (``inv`` None:
+  1), guard-free, ``lse`` and the sum shaped to broadcast against ``x`` (or its pieces)."""
+  rows = _rows.row_axes(pieces)
+  m = jax.lax.stop_gradient(_rows.row_reduce(x, pieces, jnp.max))[rows]
   if inv is None:
     exp_shifted = jnp.exp(x - m)
   else:
+    # The scaling stays inside the fused reductions: a separate `x / T` pass is not fused.
     exp_shifted = jnp.exp((x - m) * inv)
     m = m * inv
-  exp_sum = _expand(_rows.row_reduce(exp_shifted, pieces), pieces)
+  exp_sum = _rows.row_reduce(exp_shifted, pieces)[rows]
   return m + jnp.log(exp_sum), exp_shifted, exp_sum
-
-
-def _expand(row_values, pieces: int) -> jax.Array:
-  """``[...]`` row values broadcastable against ``[..., C]`` (or its split pieces)."""
-  return row_values[..., None] if pieces == 1 else row_values[..., None, None]
 
 
 def _with_fallback(fast, keep, safe, s, t) -> jax.Array:
   """``keep * fast`` unless a kept row is NaN, then ``keep * safe(s, t)`` for every row,
   dropped rows' logits zeroed first."""
-  # Dropped rows may hold anything, and bad rows (keep = NaN) are NaN on either path:
-  # neither should cost the guarded pass.
+  # Dropped rows may hold anything and bad rows are NaN on either path: neither falls back.
   ok = ~jnp.any(jnp.isnan(fast) & (keep == 1))
 
   def guarded(s, t, keep):
@@ -186,20 +150,17 @@ def _with_fallback(fast, keep, safe, s, t) -> jax.Array:
 
 
 def _kl_value(s, t, inv, keep):
-  """``(KL, lse_s, lse_t)`` per row of ``s * inv``, ``t * inv`` (the two ``[..., 1]``); one
-  fused pass if possible, long rows in pieces (:func:`xentax.losses._rows.row_reduce`)."""
+  """``(KL, lse_s, lse_t)`` per row of ``s * inv``, ``t * inv`` (the two ``[..., 1]``)."""
   pieces = _rows.row_pieces(s.shape[-1])
   sp, tp = _rows.split_rows(s, pieces), _rows.split_rows(t, pieces)
-  lse_s = _fast_lse(sp, pieces, inv)
+  lse_s = _lse_and_exp(sp, pieces, inv)[0]
   lse_t, exp_t, exp_sum_t = _lse_and_exp(tp, pieces, inv)
-  # One exponential per teacher entry, shared with its exp-sum on rows reduced in one
-  # piece (XLA:CPU computes it once in the fused loop); rows in pieces recompute it, since
-  # a shared one would be written out to memory between the pieces.
+  # The teacher's exponentials are shared with its exp-sum in one fused loop; rows in
+  # pieces recompute them (shared ones would be written to memory between the pieces).
   p_t = exp_t * (1 / exp_sum_t) if pieces == 1 else jnp.exp(tp * inv - lse_t)
-  # sum_c p_t (log p_t - log p_s) = sum_c p_t ((t - s) / T - (lse_t - lse_s)), no guard: a
-  # -inf teacher logit gives 0 * -inf = NaN, and that row sends us to the guarded form.
-  terms = p_t * ((tp - sp) * inv - (lse_t - lse_s))
-  kl = _rows.row_reduce(terms, pieces)
+  # sum_c p_t ((t - s) / T - (lse_t - lse_s)): a -inf teacher logit gives 0 * -inf = NaN,
+  # which sends the batch to the guarded form.
+  kl = _rows.row_reduce(p_t * ((tp - sp) * inv - (lse_t - lse_s)), pieces)
   safe = lambda s, t: _safe_kl(s * inv, t * inv)  # noqa: E731
   rows = s.shape[:-1] + (1,)
   return _with_fallback(kl, keep, safe, s, t), lse_s.reshape(rows), lse_t.reshape(rows)
@@ -207,15 +168,11 @@ def _kl_value(s, t, inv, keep):
 
 @jax.custom_jvp
 def kl_per_example(student_logits, teacher_logits, inv_temperature, keep) -> jax.Array:
-  """``keep * KL(softmax(t / T) || softmax(s / T))`` per row.
+  """``keep * KL(softmax(t / T) || softmax(s / T))`` per row (``keep``: :func:`_prepare_pair`).
 
-  ``keep`` (see :func:`_prepare_pair`) is 1 for kept rows, 0 for dropped ones (their
-  value and gradients are exactly 0 whatever their logits) and NaN for bad ones.
-  A ``custom_jvp``: with ``G_s = p_s - p_t`` and ``G_t = p_t (log p_t - log p_s - KL)``
-  (gradients with respect to the scaled logits), the tangent is
-  ``(sum_c G_s ds + G_t dt) / T + (sum_c G_s s + G_t t) d(1 / T)``, formed from the
-  forward pass's ``[N]`` statistics (nothing ``[N, C]`` beyond the inputs is saved for
-  reverse mode; XLA fuses the two gradients into one pass). ``keep`` is a constant.
+  Tangent, with ``G_s = p_s - p_t`` and ``G_t = p_t (log p_t - log p_s - KL)`` the
+  gradients in the scaled logits: ``(sum_c G_s ds + G_t dt) / T + (sum_c G_s s + G_t t)
+  d(1 / T)``; ``keep`` is a constant.
   """
   return _kl_value(student_logits, teacher_logits, inv_temperature, keep)[0]
 
@@ -226,19 +183,14 @@ def _kl_per_example_jvp(primals, tangents):
   kl, lse_s, lse_t = _kl_value(s, t, inv, keep)
   log_ps, log_pt = s * inv - lse_s, t * inv - lse_t
   p_s, p_t = jnp.exp(log_ps), jnp.exp(log_pt)
-  # 0 log 0 = 0: where the teacher has no mass both logs may be -inf; select the log-ratio
-  # before multiplying so no inf * 0 reaches either derivative.
-  has_mass = ~(p_t <= 0)
-  ratio = jnp.where(has_mass, log_pt - jnp.where(has_mass, log_ps, 0.0), 0.0)
-  g_t = _apply_keep(jnp.where(has_mass, p_t * (ratio - kl[..., None]), 0.0), keep)
+  g_t = _kl_and_grad(p_t, log_pt, log_ps, keep, kl)[1]
   g_s = _apply_keep(p_s - p_t, keep)
   tangent = jnp.zeros_like(kl)
   for g, dx in ((g_s, ds), (g_t, dt)):
     if not isinstance(dx, _SymbolicZero):
       tangent = tangent + jnp.sum(g * dx, axis=-1) * inv
   if not isinstance(d_inv, _SymbolicZero):
-    # d/d(1/T) = sum_c G x; a -inf logit has G = 0 there (0 * inf = 0), and a dropped
-    # row's logits (NaN, say) are zeroed first.
+    # A -inf logit has G = 0 (0 * inf = 0); a dropped row's logits are zeroed first.
     s, t = _zero_dropped(s, keep), _zero_dropped(t, keep)
     scaled = _common.safe_mul(g_s, s) + _common.safe_mul(g_t, t)
     tangent = tangent + jnp.sum(scaled, axis=-1) * d_inv
@@ -280,23 +232,9 @@ def kl_divergence_with_logits(
     teacher_logits: the target distribution's logits, same shape.
     temperature: ``T``, finite and > 0, dividing both sets of logits; may be traced, and
       its gradient is exact.
-    axis: the class axis.
-    $where
-    $sample_weight
-    $reduction
+    $options
 
-  Returns:
-    The divergence (>= 0), float32 (float64 for float64 logits); the per-example shape
-    for ``"none"``.
-
-  Raises:
-    TypeError: non-float logits, a non-boolean ``where`` or a non-numeric ``temperature``
-      or ``sample_weight``.
-    ValueError: shapes that differ, a bad ``axis``, an unknown reduction, a
-      ``sample_weight`` that does not broadcast, or a concrete ``temperature`` that is not
-      finite and ``> 0`` or concrete weight that is negative or not finite (a traced one
-      makes the affected examples' loss and gradients NaN, and :func:`xentax.checked`
-      reports it).
+  $contract
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -322,40 +260,35 @@ def kl_divergence_with_logits(
 
 def _safe_jsd(s, t, beta) -> jax.Array:
   """The guarded generalised JSD: the fallback for rows with ``-inf`` or underflow."""
-  log_q = _log_softmax(s)  # student
-  log_p = _log_softmax(t)  # teacher
+  log_q, log_p = _log_softmax(s), _log_softmax(t)  # student, teacher
   log_m = _safe_log_mixture(log_p, log_q, beta)
   p, q = jnp.exp(log_p), jnp.exp(log_q)
-  return beta * _weighted_log_ratio(p, log_p, log_m) + (1 - beta) * _weighted_log_ratio(
-    q, log_q, log_m
-  )
+  kl_pm, kl_qm = _weighted_log_ratio(p, log_p, log_m), _weighted_log_ratio(q, log_q, log_m)
+  return beta * kl_pm + (1 - beta) * kl_qm
 
 
 def _safe_log_mixture(log_p, log_q, beta) -> jax.Array:
   """``log(beta P + (1 - beta) Q)`` from log-probabilities, ``-inf`` where both are 0."""
   log_beta = jnp.log(jnp.where(beta > 0, beta, 1.0))
   log_1mb = jnp.log(jnp.where(beta < 1, 1 - beta, 1.0))
-  # log M = logaddexp(log beta + log P, log(1 - beta) + log Q), both terms possibly -inf.
   a, b = log_beta + log_p, log_1mb + log_q
-  hi = jax.lax.stop_gradient(jnp.maximum(a, b))  # shift only; the result does not depend on it
+  hi = jax.lax.stop_gradient(jnp.maximum(a, b))
   hi = jnp.where(jnp.isfinite(hi), hi, 0.0)
   total = jnp.exp(a - hi) + jnp.exp(b - hi)
-  # Double where: a class neither side gives mass has log M = -inf, and log's gradient
-  # there (1 / 0) would meet a zero cotangent as NaN.
+  # Double where: log's gradient at a class with no mass (1 / 0) would meet a zero as NaN.
   has_mass = ~(total <= 0)  # NaN stays NaN
   return jnp.where(has_mass, hi + jnp.log(jnp.where(has_mass, total, 1.0)), -jnp.inf)
 
 
 def _jsd_value(s, t, beta, keep):
-  """``(JSD, log Q, log P)`` per row; one fused pass unless a row needs the guarded form,
-  long rows in pieces (:func:`xentax.losses._rows.row_reduce`)."""
+  """``(JSD, log Q, log P)`` per row: one guard-free fused pass, else the guarded form."""
   pieces = _rows.row_pieces(s.shape[-1])
   sp, tp = _rows.split_rows(s, pieces), _rows.split_rows(t, pieces)
-  log_q, log_p = sp - _fast_lse(sp, pieces), tp - _fast_lse(tp, pieces)
+  log_q = sp - _lse_and_exp(sp, pieces)[0]
+  log_p = tp - _lse_and_exp(tp, pieces)[0]
   q, p = jnp.exp(log_q), jnp.exp(log_p)
   log_m = jnp.log(beta * p + (1 - beta) * q)
-  # No guard: a class with no mass on one side (0 * -inf) or both (M = 0) gives NaN, and
-  # that row sends us to the guarded form.
+  # A class with no mass on one side (0 * -inf) or both (M = 0) gives NaN: guarded form.
   terms = beta * p * (log_p - log_m) + (1 - beta) * q * (log_q - log_m)
   jsd = _rows.row_reduce(terms, pieces)
   safe = lambda s, t: _safe_jsd(s, t, beta)  # noqa: E731
@@ -366,10 +299,8 @@ def _jsd_value(s, t, beta, keep):
 def _jsd_per_example(s, t, beta, keep) -> jax.Array:
   """``beta KL(P || M) + (1 - beta) KL(Q || M)``, ``M = beta P + (1 - beta) Q``.
 
-  A ``custom_jvp`` whose tangent is the closed form (module notes): with ``A = KL(Q || M)``
-  and ``B = KL(P || M)``, ``d/ds = (1 - beta) Q (log Q - log M - A)``,
-  ``d/dt = beta P (log P - log M - B)`` and ``d/d beta = B - A``; ``keep`` as in
-  :func:`kl_per_example`.
+  Tangent, with ``A = KL(Q || M)`` and ``B = KL(P || M)``: ``d/ds = (1 - beta) Q (log Q -
+  log M - A)``, ``d/dt = beta P (log P - log M - B)``, ``d/d beta = B - A``.
   """
   return _jsd_value(s, t, beta, keep)[0]
 
@@ -379,18 +310,8 @@ def _jsd_per_example_jvp(primals, tangents):
   ds, dt, d_beta, _ = tangents
   jsd, log_q, log_p = _jsd_value(s, t, beta, keep)
   log_m = _safe_log_mixture(log_p, log_q, beta)
-
-  def side(log_x):
-    """``(x (log x - log M - KL(X || M)), KL(X || M))`` with 0 log 0 = 0."""
-    x = jnp.exp(log_x)
-    has_mass = ~(x <= 0)  # NaN stays NaN
-    ratio = jnp.where(has_mass, log_x - jnp.where(has_mass, log_m, 0.0), 0.0)
-    kl = jnp.sum(jnp.where(has_mass, x * ratio, 0.0), axis=-1)
-    g = _apply_keep(jnp.where(has_mass, x * (ratio - kl[..., None]), 0.0), keep)
-    return g, _apply_keep(kl, keep)
-
-  g_s, kl_qm = side(log_q)
-  g_t, kl_pm = side(log_p)
+  kl_qm, g_s = _kl_and_grad(jnp.exp(log_q), log_q, log_m, keep)
+  kl_pm, g_t = _kl_and_grad(jnp.exp(log_p), log_p, log_m, keep)
   tangent = jnp.zeros_like(jsd)
   # Symbolic zeros are skipped: an untouched beta must not turn an infinite KL into NaN.
   for coef, g, dx in ((1 - beta, g_s, ds), (beta, g_t, dt)):
@@ -441,18 +362,9 @@ def jensen_shannon_divergence_with_logits(
     teacher_logits: teacher logits (Liger's ``target``), same shape.
     beta: the mixing weight in ``[0, 1]`` (a traced scalar is allowed).
     temperature: ``T``, finite and > 0, dividing both sets of logits.
-    axis: the class axis.
-    $where
-    $sample_weight
-    $reduction
+    $options
 
-  Returns:
-    The divergence, float32 (float64 for float64 logits); the per-example shape for
-    ``"none"``.
-
-  Raises:
-    TypeError / ValueError as :func:`kl_divergence_with_logits`, and ``ValueError`` for a
-    concrete ``beta`` outside ``[0, 1]`` (a traced one makes every kept example NaN).
+  $contract
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -527,20 +439,9 @@ def distillation_loss(
       ``student_logits.shape`` without ``axis``.
     temperature: ``T``, finite and > 0, for the soft term.
     alpha: weight of the soft term in ``[0, 1]``; ``1 - alpha`` weights the hard term.
-    axis: the class axis.
-    $ignore_index
-    $where
-    $sample_weight
-    $reduction
+    $options
 
-  Returns:
-    The loss, float32 (float64 for float64 logits); ``labels.shape`` for ``"none"``.
-
-  Raises:
-    TypeError / ValueError as the KL and sparse cross-entropy (``sample_weight`` as in
-    :func:`kl_divergence_with_logits`); a concrete label out of range, ``temperature``
-    not finite and ``> 0`` or ``alpha`` outside ``[0, 1]`` raises ``ValueError`` (under
-    ``jit``: NaN loss and gradients for the kept examples).
+  $contract
 
   Example:
     >>> import jax.numpy as jnp, xentax

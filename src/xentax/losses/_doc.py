@@ -1,18 +1,23 @@
 """Docstring paragraphs shared by the losses, written once.
 
-A loss's docstring names a shared paragraph on a line of its own, ``$where`` say, indented
-as the paragraph should be; :func:`shared` replaces the line with the paragraph (continued
-lines indented two spaces more). Each docstring defines its per-example shape in the
-argument that carries it (the labels', or the logits' without the class axis).
+A line ``$name`` in a docstring becomes the paragraph ``PARAGRAPHS[name]`` at that line's
+indent (an item's continued lines two spaces deeper; ``{input}``, the first parameter).
+``$options`` becomes the paragraphs of every parameter of the signature that has one and
+that the docstring does not describe itself (``@shared(reduction="reduction_weighted")``
+picks another paragraph for a parameter); ``$contract``, a loss's ``Returns:`` and
+``Raises:`` sections. Each docstring defines its per-example shape in
+the argument that carries it (the labels', or the logits' without the class axis).
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import textwrap
 from collections.abc import Callable
 
 PARAGRAPHS = {
+  "axis": "axis: the class axis of ``{input}``.",
   "class_weights": "class_weights: ``[C]`` per-class weights ``w`` (torch's ``weight``).",
   "ignore_index": (
     "ignore_index: label value whose examples are dropped (torch's ``ignore_index``; its "
@@ -58,6 +63,19 @@ PARAGRAPHS = {
     'with zero gradient when nothing is kept) or ``"sum_over_batch_size"`` '
     "(``sum s_n l_n`` / the number of kept examples, Keras's default)."
   ),
+  "returns": (
+    "The loss, float32 (float64 for float64 ``{input}``): a scalar, or the per-example "
+    'shape for ``"none"``.'
+  ),
+  "raises": (
+    "TypeError: an input of the wrong kind: a non-float ``{input}``, labels or targets of "
+    "the wrong dtype, a non-boolean ``where``, an option that is not a real number.",
+    "ValueError: shapes that do not fit (or an ``axis`` out of range), an unknown "
+    "``reduction``, or a concrete value outside its domain (a label, target, probability, "
+    "option or weight), named with its position. Under ``jit`` such a value cannot raise: "
+    "it makes the affected examples' loss and gradient NaN (every kept example's for an "
+    "option), and :func:`xentax.checked` reports it.",
+  ),
   "reduction_weighted": (
     'reduction: ``"none"`` (``s_n l_n``, 0 where dropped), ``"sum"``, ``"mean"`` '
     "(``sum s_n l_n / sum s_n w_{y_n}`` over the kept examples, torch's weighted mean; 0 "
@@ -70,30 +88,64 @@ _WIDTH = 92
 _PLACEHOLDER = re.compile(r"^(?P<indent>\s*)\$(?P<name>\w+)\s*$")
 
 
-def fill(doc: str) -> str:
-  """``doc`` with each ``$name`` line replaced by :data:`PARAGRAPHS`'s paragraph."""
+def _wrap(text: str, indent: str) -> list[str]:
+  """``text`` wrapped at ``indent``; an item (``name: ...``) continues two spaces deeper."""
+  hanging = "  " if re.match(r"\w+: ", text) else ""
+  return textwrap.wrap(
+    text,
+    _WIDTH,
+    initial_indent=indent,
+    subsequent_indent=indent + hanging,
+    break_long_words=False,
+    break_on_hyphens=False,
+  )
+
+
+def fill(doc: str, params=(), aliases=None) -> str:
+  """``doc`` with each ``$name`` line replaced by its paragraph (module docstring).
+
+  ``params`` are the signature's parameter names, first the main input; ``aliases`` maps a
+  parameter to the paragraph that describes it.
+  """
+  aliases = aliases or {}
+  described = set(re.findall(r"^\s+(\w+): ", doc, re.MULTILINE))
   out = []
   for line in doc.split("\n"):
     match = _PLACEHOLDER.match(line)
     if match is None:
       out.append(line)
-    else:
-      indent = match["indent"]
-      text = PARAGRAPHS[match["name"]]
-      out.extend(
-        textwrap.wrap(
-          text,
-          _WIDTH,
-          initial_indent=indent,
-          subsequent_indent=indent + "  ",
-          break_long_words=False,
-          break_on_hyphens=False,
-        )
-      )
+      continue
+    names = [match["name"]]
+    if names == ["contract"]:
+      out.extend(_contract(match["indent"], params[0]))
+      continue
+    if names == ["options"]:
+      names = [aliases.get(p, p) for p in params if p not in described]
+      names = [n for n in names if n in PARAGRAPHS]
+    for name in names:
+      texts = PARAGRAPHS[name]
+      for text in (texts,) if isinstance(texts, str) else texts:
+        text = text.replace("{input}", params[0] if params else "input")
+        out.extend(_wrap(text, match["indent"]))
   return "\n".join(out)
 
 
-def shared(fn: Callable) -> Callable:
+def _contract(indent: str, name: str) -> list[str]:
+  """A loss's ``Returns:`` and ``Raises:`` sections (``$contract``)."""
+  lines = [
+    f"{indent}Returns:",
+    *_wrap(PARAGRAPHS["returns"], indent + "  "),
+    "",
+    f"{indent}Raises:",
+  ]
+  for text in PARAGRAPHS["raises"]:
+    lines.extend(_wrap(text, indent + "  "))
+  return [line.replace("{input}", name) for line in lines]
+
+
+def shared(fn: Callable | None = None, **aliases: str) -> Callable:
   """Decorator: fill ``fn``'s docstring's shared paragraphs (:func:`fill`)."""
-  fn.__doc__ = fill(fn.__doc__)
+  if fn is None:
+    return lambda fn: shared(fn, **aliases)
+  fn.__doc__ = fill(fn.__doc__, tuple(inspect.signature(fn).parameters), aliases)
   return fn

@@ -1,12 +1,12 @@
 """The elementwise (binary) losses' frame: checked inputs, a fast and an exact sum, reduction.
 
-Design notes:
+Design rules:
   * Options stay in their own broadcastable shapes: XLA:CPU fuses a small operand's
-    broadcast into the fused sum, but not a full-size array built outside it.
+    broadcast into the fused sum, but not a full-size array built outside it; full-size
+    masks are built inside the exact formula's ``lax.cond`` branch.
   * A reduced loss sums the fast (arithmetic-only) formula and recomputes the sum with the
-    exact (guarded) one under ``lax.cond`` only when it is not finite: the common case pays
-    one scalar test. Gradients are the exact formula's closed forms
-    (:func:`xentax.losses._engine.closed_form`).
+    exact (guarded) one only when it is not finite; ``"none"`` and every gradient use the
+    exact formula's closed forms (:func:`._engine.closed_form`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,7 @@ from xentax.losses import _common, _engine, _reduce, _validate
 
 
 class Prepared(NamedTuple):
-  """A binary loss's checked inputs. Options stay in their own (broadcastable) shapes.
-
-  Nothing here is broadcast to the scores' shape: XLA:CPU fuses a small operand's
-  broadcast into the fused sum, but not a full-size array built outside it, and the exact
-  formula's full-size masks must be built inside its ``lax.cond`` branch, not before it.
-  """
+  """A binary loss's checked inputs, none broadcast to the scores' shape."""
 
   scores: jax.Array  # compute dtype, as given (dropped entries not replaced)
   labels: jax.Array  # compute dtype, as given
@@ -42,12 +37,8 @@ class Prepared(NamedTuple):
 def prepare(
   fn_name, scores, labels, *, where, reduction, params=None, scalars=None, sample_weight=None
 ) -> Prepared:
-  """The binary losses' entry frame: the reduction, shapes, label range, option domains and
-  sample weights.
-
-  Concrete bad values raise ``ValueError`` here; traced ones are returned as flags for the
-  exact formula to turn into NaN (and make the fast sum NaN).
-  """
+  """Checks the reduction, shapes, label range, option domains and sample weights: a
+  concrete bad value raises ``ValueError``, a traced one comes back as a flag (NaN later)."""
   _reduce.check_reduction(fn_name, reduction)
   scores = _validate.float_array(fn_name, "logits/probs", scores)
   labels = _validate.numeric_array(fn_name, "labels", labels)
@@ -76,7 +67,6 @@ def prepare(
     shape = jnp.shape(_validate.to_array(fn_name, "sample_weight", sample_weight))
     if not _broadcasts(shape, scores.shape):
       shape = scores.shape  # sample_weights raises its error naming the shapes
-    # Checked (and NaN where traced and bad) in its own shape, broadcast where used.
     sample_weight = _validate.sample_weights(fn_name, sample_weight, shape, dtype)
     if _validate.is_traced(sample_weight):
       any_bad = _validate.any_bad(any_bad, jnp.any(jnp.isnan(sample_weight)))
@@ -131,27 +121,20 @@ def fast_contributions(prepared: Prepared, losses, sample_weight) -> jax.Array:
   if sample_weight is not None:
     losses = losses * sample_weight
   if prepared.valid is not None:
-    # Behind a barrier so that this small mask's broadcast is not shared with the
-    # denominator's sum (a shared broadcast is materialised at full size).
+    # Behind a barrier: a broadcast shared with the denominator's sum is materialised.
     losses = losses * lax.optimization_barrier(prepared.valid.astype(losses.dtype))
   return losses
 
 
 def out_of_unit(v, k) -> jax.Array:
   """0 for ``v`` in [0, 1], NaN outside (or for NaN): arithmetic, so it fuses."""
-  # y (1 - y) >= 0 exactly on [0, 1] (1 - y is exact or positive there) and < 0 outside.
-  # stop_gradient: sqrt'(0) is infinite, and this term is never differentiated on purpose
-  # (autodiff of the fast value happens for higher-order derivatives); it is free in HLO.
+  # y (1 - y) >= 0 exactly on [0, 1]; stop_gradient: sqrt'(0) is infinite (higher orders).
   return lax.stop_gradient(jnp.sqrt(jnp.minimum(v * (k.one - v), k.zero)))
 
 
 class Opaque(NamedTuple):
-  """Scalars the fast formulas use, hidden from XLA's constant folding and CSE.
-
-  A ``broadcast(constant)`` shared between the fused sum and the gradient's loop fusion
-  is materialised as a full-size array on XLA:CPU (the reduction fusion does not duplicate
-  a producer with other users); scalars behind an optimisation barrier are not shared.
-  """
+  """The fast formulas' scalars behind an optimisation barrier: on XLA:CPU a broadcast
+  constant shared by the fused sum and the gradient's loop is materialised full-size."""
 
   zero: jax.Array
   one: jax.Array
@@ -175,15 +158,11 @@ def reduce_entries(
   fast_sign: int = 1,
   fast_ok: Callable | None = None,
 ):
-  """Reduce the per-entry contributions: fast sum, exact sum only if the fast one is not finite.
+  """The reduced loss: the fast sum, or the exact one where the fast one is not finite.
 
-  ``fns`` are ``(fast, exact, grad_x)``: ``fast(*args)`` and ``exact(*args)`` return the
-  per-entry ``s_n l_n`` (0 where dropped; ``fast`` may return them times ``fast_sign``,
-  which is then applied to the sum, one multiply instead of a negation per entry),
-  ``grad_x`` its derivative in ``args[0]`` (see :func:`._engine.closed_form`);
-  ``fast_ok(*args)``, if given, is a scalar that must also be True for the fast sum to be
-  used (a check the fast formula does not carry itself). The ``"mean"`` denominators are
-  those of :func:`xentax.losses._reduce.reduce_losses`.
+  ``fns = (fast, exact, grad_x)``: per-entry ``s_n l_n`` (``fast``'s times ``fast_sign``)
+  and its derivative in ``args[0]``; ``fast_ok(*args)``, a scalar, must also hold for the
+  fast sum to be used. Denominators as :func:`._reduce.reduce_losses`'s.
   """
   fast, exact, grad_x = fns
   if reduction == "none":
@@ -195,9 +174,7 @@ def reduce_entries(
 
   def total(*args):
     if prepared.scores.size == 0 or _engine.formulation() == "plain":
-      # An empty batch has nothing to sum fast, and ``fast_ok``'s checks (the labels' min
-      # and max) are reductions with no identity on no entries. The plain formulation is
-      # the exact sum alone, whole: blocks only bound the memory of an untaken branch.
+      # Empty: `fast_ok`'s min and max have no identity. "plain": the exact sum alone.
       return exact_total(*args)
     # The options go in behind a barrier: their broadcasts then belong to this sum alone.
     fast_total = jnp.sum(fast(*args[:2], *lax.optimization_barrier(args[2:])))
@@ -208,8 +185,6 @@ def reduce_entries(
     use_fast = jnp.isfinite(fast_total)
     if fast_ok is not None:
       use_fast = use_fast & lax.stop_gradient(fast_ok(*args))
-    # The common case pays one scalar test; a NaN, an infinity or a bad value recomputes
-    # the sum with every guard, a block of rows at a time.
     guarded = lambda: _exact_total_by_rows(exact, args)  # noqa: E731
     return _engine.fast_or_guarded(fast_total, guarded, use_fast)
 
@@ -221,9 +196,8 @@ def reduce_entries(
 
 
 def _exact_total_by_rows(exact: Callable, args) -> jax.Array:
-  """``sum(exact(*args))`` over blocks of rows of the scores ``args[0]`` (the arguments
-  with its leading axis are sliced, the others broadcast whole), so that the guard's
-  temporaries are blocks (:func:`._engine.by_row_blocks`)."""
+  """``sum(exact(*args))`` by blocks of rows of ``args[0]`` (arguments with its leading
+  axis sliced, the others whole), so that the guard's temporaries are blocks."""
   scores = args[0]
   if scores.ndim == 0:
     return jnp.sum(exact(*args))
@@ -240,11 +214,8 @@ def _exact_total_by_rows(exact: Callable, args) -> jax.Array:
 
 
 def _denominator(prepared: Prepared, reduction: str, dtype) -> jax.Array:
-  """``sum_K s_n`` (``"mean"`` with sample weights) or the kept count ``|K|``.
-
-  Summed over the small (un-broadcast) arrays and scaled by how often each entry repeats
-  in the scores' shape, which is the sum over the broadcast arrays.
-  """
+  """``sum_K s_n`` (``"mean"`` with sample weights) or the kept count ``|K|``, summed over
+  the un-broadcast arrays times how often each entry repeats in the scores' shape."""
   s, valid = prepared.sample_weight, prepared.valid
   if reduction == "sum_over_batch_size":
     s = None
@@ -255,9 +226,7 @@ def _denominator(prepared: Prepared, reduction: str, dtype) -> jax.Array:
   elif valid is None:
     small = s
   else:
-    # A product, not a select, so the sum over the joint shape fuses. A NaN (bad traced)
-    # weight on a dropped entry must not count: zero it first, on the weights' own shape;
-    # on a kept entry the numerator is NaN anyway.
+    # A product, not a select, so the sum fuses; a NaN weight on a dropped entry is zeroed.
     small = valid.astype(dtype) * jnp.where(jnp.isnan(s), jnp.zeros_like(s), s)
   repeats = prepared.scores.size // max(small.size, 1)
   return jnp.sum(small) * jnp.asarray(repeats, dtype)

@@ -1,19 +1,14 @@
 """The loss engine: fast/guarded dispatch and closed-form derivative rules, written once.
 
-Design notes:
-  * A loss's common case runs a guard-free formula (plain arithmetic fuses into one loop on
-    XLA:CPU, where a select splits it); only when its result is not finite does
-    :func:`fast_or_guarded` run the fully guarded formula, under a ``lax.cond``, a block of
-    rows at a time (XLA reserves the buffers of both branches, taken or not).
-  * Which formulation runs is a per-backend registry (:data:`FORMULATIONS`): ``"fused"``
-    is the fast formula with the guarded fallback, tuned to XLA:CPU's fusion rules and
-    measured there; ``"plain"``, the guarded formula alone, is the default elsewhere until
-    a measurement on that backend says otherwise.
-  * Derivatives are closed forms in ``custom_jvp`` rules: the value is never differentiated,
-    so the ``lax.cond`` leaves no residuals. The main input's tangent is the loss's own
-    closed form; the tangents of the options (rarely differentiated: a class weight or a
-    smoothing being learned) are :func:`held_jvp` of the guarded formula with everything
-    else held fixed.
+Design rules:
+  * The common case runs a guard-free formula (plain arithmetic fuses into one loop on
+    XLA:CPU, where a select splits it); only a non-finite result runs the guarded formula,
+    under a ``lax.cond``, a block of rows at a time.
+  * :data:`FORMULATIONS` chooses per backend: ``"fused"`` (fast, guarded fallback; tuned
+    and measured on XLA:CPU) or ``"plain"`` (the guarded formula alone, elsewhere until
+    measured).
+  * Derivatives are closed forms in ``custom_jvp`` rules, so the ``lax.cond`` is never
+    differentiated; an option's tangent is :func:`held_jvp` of the guarded formula.
 """
 
 from __future__ import annotations

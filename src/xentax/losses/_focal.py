@@ -1,6 +1,6 @@
 r"""Focal modulation ``(1 - p)^gamma`` (Lin et al., 2017), shared by the focal losses.
 
-Design notes:
+Design rules:
   * An integer ``gamma`` up to a small power is a product of multiplies (exact, and finite
     derivatives at ``p = 1``); other values go through ``exp(gamma log(1 - p))``.
 """
@@ -24,9 +24,8 @@ def focal_weight(power, p, log_p, gamma, one_minus_p=None):
   (``one_minus_p``, when given, is ``1 - p`` computed exactly by the caller)."""
   if one_minus_p is None:
     one_minus_p = -jnp.expm1(log_p)
-  # -> 0 as p -> 0: log p clipped at the dtype's lowest value, so 0 * -inf cannot occur
-  # and second derivatives stay finite there; a max, not a select (a compare inside a row
-  # reduction makes XLA:CPU write a [..., C] array).
+  # p log p -> 0 as p -> 0 without 0 * -inf: a max, as a compare in a row reduction makes
+  # XLA:CPU write a [..., C] array.
   p_log_p = p * jnp.maximum(log_p, jnp.finfo(log_p.dtype).min)
   if power is not None:
     if power == 0:
@@ -41,17 +40,11 @@ def focal_weight(power, p, log_p, gamma, one_minus_p=None):
 
 
 def focal_scale(ce, log_1mp, gamma) -> jax.Array:
-  """``(1 - p)^gamma * ce`` with ``(1 - p)^gamma = exp(gamma * log(1 - p))``.
-
-  Exactly ``ce`` for ``gamma = 0``. Where ``ce`` is infinite (a confidently wrong
-  prediction) the modulator's own gradient is 0 and would meet ``inf`` in the product rule;
-  that term is dropped there, which is its limit, so the gradient stays finite.
-  """
+  """``exp(gamma log(1 - p)) * ce``, exactly ``ce`` for ``gamma = 0``; where ``ce`` is
+  infinite the modulator's gradient term is dropped (its limit), so the gradient is finite."""
   gamma = jnp.asarray(gamma, log_1mp.dtype)
-  # Double where on log(1 - p) = -inf (p = 1) only: gamma * -inf would be NaN for gamma = 0
-  # (and in its gradient). There (1 - p)^gamma is 1 for gamma = 0 and 0 otherwise, with zero
-  # gradient in gamma (x^g log x -> 0); elsewhere exp(gamma log(1 - p)) keeps the exact
-  # gradient in gamma, also at gamma = 0. A NaN log(1 - p) is not -inf, so it stays NaN.
+  # Double where at p = 1 only (gamma * -inf is NaN for gamma = 0): there (1 - p)^gamma is
+  # 1 for gamma = 0 and 0 otherwise, with zero gradient in gamma.
   certain = log_1mp == -jnp.inf
   exponent = gamma * jnp.where(certain, jnp.zeros_like(log_1mp), log_1mp)
   at_certain = jnp.where(gamma == 0, jnp.ones_like(log_1mp), jnp.zeros_like(log_1mp))

@@ -1,23 +1,8 @@
-"""Fused linear + cross-entropy: the loss of ``hidden @ weight + bias`` without the logits.
+"""Fused linear + cross-entropy without the logits: the public function, ``"vocab"`` schedule.
 
-The public function and its ``"vocab"`` schedule; the ``"tokens"`` schedule is in
-:mod:`._fused_tokens`.
-
-Design notes:
-  * The vocabulary is processed in blocks of ``block_size`` columns. The forward pass keeps
-    an online log-sum-exp (running max and rescaled sum), the target logit and, for label
-    smoothing, the weighted logit sum: four ``[N]`` vectors. Only one ``[N, block_size]``
-    slice of logits exists at a time.
-  * Only the inputs and ``[N]`` statistics are saved. The backward pass recomputes each
-    block's logits, forms that block's ``d logits``, adds its share of ``d hidden`` and
-    writes its block of ``d weight`` (and ``d bias``) once: one matmul more than the
-    full-logits loss (four instead of three), no ``[N, V]`` logits or gradient. This is
-    Cut Cross-Entropy's scheme (Wijmans et al., 2024) in plain JAX.
-  * When ``V`` is not a multiple of the block size, the last block starts at ``V - block``
-    and its columns already covered by the previous block are masked ("fresh" columns);
-    the backward pass visits blocks last-to-first so the overlap is written correctly.
-  * The per-example loss is assembled by :class:`._sparse_terms.SparseTerms`, as the dense
-    loss's is, so the options mean exactly the same thing.
+* Per vocabulary block, ``[N]`` online log-sum-exp, target logit and weighted logit sum.
+* Only those and the inputs are saved; the backward pass recomputes each block's logits.
+* The last block starts at ``V - block`` and masks the overlap; the backward writes it first.
 """
 
 from __future__ import annotations
@@ -32,8 +17,7 @@ from jax import lax
 from xentax.losses import _columns, _common, _doc, _fused_tokens, _reduce, _validate
 from xentax.losses._sparse_terms import SparseOptions, prepare_labels
 
-# About 64 MB of float32 logits per block when the block size is chosen automatically, and
-# never more than 8192 columns, so a small batch does not turn one block into the full logits.
+# The column cap keeps a small batch from turning one block into the full logits.
 _AUTO_BLOCK_ELEMENTS = 1 << 24
 _AUTO_BLOCK_MAX_COLUMNS = 8192
 
@@ -56,7 +40,7 @@ def auto_block_size(num_tokens: int, vocab_size: int) -> int:
   return min(block, _AUTO_BLOCK_MAX_COLUMNS, vocab_size)
 
 
-@_doc.shared
+@_doc.shared(reduction="reduction_weighted")
 def fused_linear_cross_entropy(
   hidden,
   weight,
@@ -79,10 +63,8 @@ def fused_linear_cross_entropy(
   r"""Sparse cross-entropy of ``hidden @ weight + bias`` without materialising the logits.
 
   Equals ``sparse_categorical_cross_entropy_with_logits(hidden @ weight + bias, labels,
-  ...)`` with the same options, in value and in the gradients with respect to ``hidden``,
-  ``weight`` and ``bias``, while holding only a slice of the ``[N, V]`` logits (and of
-  their gradient) at a time. The classes are the ``V`` columns of ``weight`` (``C = V``
-  below).
+  ...)`` with the same options, in value and gradients, while holding only a slice of the
+  ``[N, V]`` logits at a time. The classes are the ``V`` columns of ``weight`` (``C = V``).
 
   .. math::
     z = \mathrm{softcap}(h W + b), \quad
@@ -92,37 +74,28 @@ def fused_linear_cross_entropy(
 
   Gradient: with ``p_n = softmax(z_n)`` and ``G_n = d l_n / d z_n = (1 - e) w_{y_n} (p_n -
   onehot(y_n)) + (e / V) (sum(w) p_n - w) + 2 lambda_z lse(z_n) p_n``, each row times its
-  reduction factor (``s_n``, divided by the mean's denominator), ``d hidden = G W^T``,
-  ``d weight = h^T G`` and ``d bias = sum_n G_n``, accumulated slice by slice; a softcap
-  multiplies ``G`` by ``1 - (z / c)^2`` first. The gradients of ``class_weights``,
-  ``label_smoothing``, ``z_loss``, ``softcap`` and ``sample_weight`` are exact too.
+  reduction factor, ``d hidden = G W^T``, ``d weight = h^T G`` and ``d bias = sum_n G_n``;
+  a softcap multiplies ``G`` by ``1 - (z / c)^2`` first. Every option's gradient is exact.
 
-  Schedules (``schedule``) compute the same loss and gradients in two orders:
+  Schedules (``schedule``), the same loss and gradients in two orders:
 
-  * ``"tokens"``: chunks of ``chunk_size`` tokens, each with its full ``[chunk_size, V]``
-    logits. Under differentiation the gradients are formed in the forward pass and the
-    backward pass only scales them: three matmuls, as for full logits (Liger-Kernel's
-    scheme). Needs a scalar loss (``reduction="none"`` raises); a cotangent on the
-    returned ``lse`` costs one more pass. Peak memory O(chunk_size * V + N * D), plus a
-    float32 ``[D, V]`` ``d weight`` accumulator for a 16-bit weight.
-  * ``"vocab"``: blocks of ``block_size`` vocabulary columns with an online log-sum-exp.
-    The backward pass recomputes each block's logits: four matmuls (Cut Cross-Entropy's
-    scheme). Saved are the inputs and three ``[N]`` vectors; peak memory
-    O(N * block_size + N * D). Takes every reduction, and a sharded vocabulary
+  * ``"tokens"``: chunks of ``chunk_size`` tokens with their full ``[chunk_size, V]``
+    logits; the gradients are formed in the forward pass, three matmuls as for full
+    logits (Liger-Kernel's scheme). Scalar reductions only; a cotangent on ``lse`` costs
+    one more pass, and a 16-bit weight adds a float32 ``[D, V]`` ``d weight`` accumulator.
+  * ``"vocab"``: blocks of ``block_size`` columns with an online log-sum-exp; the backward
+    pass recomputes each block's logits, four matmuls (Cut Cross-Entropy's scheme). Every
+    reduction, and a sharded vocabulary
     (:func:`xentax.parallel.vocab_parallel_fused_linear_cross_entropy`).
   * ``"auto"`` (default): ``"tokens"`` on the CPU backend, where one matmul fewer wins;
-    ``"vocab"`` on accelerators, where the extra matmul is cheap and the token chunks'
-    ``[chunk_size, V]`` buffers are not (see experiments/benchmarks/). Also ``"vocab"``
-    for ``reduction="none"``, for a ``block_size`` given without a ``chunk_size``, and
-    for a 16-bit weight whose float32 accumulator (``4 D V`` bytes) exceeds 256 MiB.
+    ``"vocab"`` on accelerators, where the extra matmul is cheap and the ``[chunk_size,
+    V]`` buffers are not; also ``"vocab"`` for ``reduction="none"``, for a ``block_size``
+    given without a ``chunk_size``, and for a 16-bit weight whose float32 accumulator
+    (``4 D V`` bytes) exceeds 256 MiB.
 
-  ``chunk_size`` and ``block_size`` trade memory for speed: the logits slice, and so the
-  peak, grows linearly with them, while a larger slice means fewer loop steps and wider
-  matmuls, which is faster only until the slice outgrows the cache. The defaults keep a
-  slice at 2^24 logits (64 MiB in float32) at most, and a ``d weight`` update at half a
-  chunk's logits; where the hidden size outweighs the vocabulary, so that a chunk's
-  ``[chunk_size, D]`` buffers would outweigh the whole logits, one chunk of every token.
-  So the defaults hold no more than full logits do, up to a few ``[N]`` vectors.
+  Peak memory grows linearly with ``chunk_size`` (``"tokens"``) or ``block_size``
+  (``"vocab"``), on top of O(N D); a larger slice means fewer, wider matmuls, faster only
+  until it outgrows the cache. The defaults hold no more than full logits do.
 
   Args:
     hidden: ``[..., D]`` activations, any float dtype.
@@ -131,36 +104,25 @@ def fused_linear_cross_entropy(
     labels: ``[...]`` integer targets in ``[0, V)``, the per-example shape:
       ``hidden.shape`` without its last axis.
     bias: optional ``[V]``.
-    block_size: vocabulary columns per block of the ``"vocab"`` schedule, in ``[1, V]``;
-      None picks at most 2^24 logits and 8192 columns, a multiple of 128.
-    $ignore_index
-    $class_weights
-    $label_smoothing
-    $z_loss
-    $softcap
-    $where
-    $sample_weight
-    $reduction_weighted
-    return_lse: also return the per-token log-normaliser ``lse(z)``, of the labels' shape
-      (0 for dropped tokens), so a z-loss can be logged without a second pass.
+    block_size: vocabulary columns per block of ``"vocab"``, in ``[1, V]``; None picks at
+      most 2^24 logits and 8192 columns, a multiple of 128.
+    $options
+    return_lse: also return the per-token ``lse(z)``, of the labels' shape (0 for dropped
+      tokens), so a z-loss can be logged without a second pass.
     schedule: ``"auto"``, ``"tokens"`` or ``"vocab"`` (see above).
-    chunk_size: tokens per chunk of the ``"tokens"`` schedule; None keeps a chunk at 2^24
-      logits and 512 rows at most (a multiple of 8 rows).
+    chunk_size: tokens per chunk of ``"tokens"``; None keeps a chunk at 2^24 logits and
+      512 rows at most (a multiple of 8 rows).
 
   Returns:
-    The loss, computed and returned in float32 (float64 for float64 inputs);
-    ``labels.shape`` for ``"none"``. With ``return_lse=True``, ``(loss, lse)``. The
-    gradients have their inputs' dtypes.
+    The loss, float32 (float64 for float64 ``hidden``): a scalar, or ``labels.shape`` for
+    ``"none"``; ``(loss, lse)`` with ``return_lse=True``.
 
   Raises:
-    TypeError: non-float ``hidden``, ``weight`` or ``bias``, float labels, a
-      ``block_size`` that is not an integer, or forward-mode differentiation
-      (``jax.jvp``, ``jax.jacfwd``), which a ``custom_vjp`` does not support.
-    ValueError: shapes that do not fit, a ``block_size`` outside ``[1, V]``, an unknown
-      reduction or schedule, ``schedule="tokens"`` with ``reduction="none"``, or (on
-      concrete inputs) a label out of range or an option outside its domain; under
-      ``jit`` such an example's loss and gradient are NaN instead, and
-      :func:`xentax.checked` reports it.
+    $raises
+    ValueError: also a ``block_size`` outside ``[1, V]``, an unknown ``schedule``, or
+      ``schedule="tokens"`` with ``reduction="none"``.
+    TypeError: also a non-integer ``block_size``, or forward-mode differentiation
+      (``jax.jvp``), which a ``custom_vjp`` does not support.
 
   Example:
     >>> import jax, jax.numpy as jnp, xentax
@@ -280,8 +242,7 @@ def fused_linear_cross_entropy_impl(
 
 
 def _check_head(fn_name, hidden, weight, labels, ignore_index):
-  """``hidden [..., D]`` and ``weight [D, V]`` checked; returns them and the labels (as
-  checked, and as shown)."""
+  """``hidden [..., D]``, ``weight [D, V]`` and the labels (checked, and as shown)."""
   hidden = _validate.float_array(fn_name, "hidden", hidden)
   weight = _validate.float_array(fn_name, "weight", weight)
   labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
@@ -294,8 +255,7 @@ def _check_head(fn_name, hidden, weight, labels, ignore_index):
 
 
 def _check_rest(fn_name, hidden, weight, bias, labels, axis_name, batch_axis_name):
-  """Labels of ``hidden``'s leading shape, ``V >= 1``, the mesh axes and ``bias [V]``;
-  returns the bias and the number of classes over every vocabulary shard."""
+  """Checks the labels' shape, ``V``, the mesh axes and ``bias [V]``; ``(bias, total V)``."""
   if labels.shape != hidden.shape[:-1]:
     raise ValueError(
       f"{fn_name}: labels have shape {labels.shape} but hidden {hidden.shape} needs labels "
@@ -389,10 +349,7 @@ def _column_offset(config: _Config):
 
 
 def _varying_like(carry, *refs):
-  """Give a loop's initial carry the mesh axes its updates vary over (inside shard_map).
-
-  Outside ``shard_map`` (or for inputs that vary over no axis) this returns ``carry``.
-  """
+  """``carry`` cast to vary over the shard_map axes ``refs`` vary over (a loop's init)."""
   axes = frozenset().union(*(_varying_axes(ref) for ref in jax.tree.leaves(refs)))
 
   def cast(x):
@@ -426,7 +383,6 @@ def _forward_terms(config: _Config, h, weight, bias, labels, class_weights, cap)
     start, _, logits, _, columns, fresh = _block(config, h, weight, bias, cap, i)
     masked = jnp.where(fresh, logits, -jnp.inf)
     new_max = jnp.maximum(running_max, jnp.max(masked, axis=1))
-    # Online log-sum-exp: rescale the old sum to the new max before adding this block.
     running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.sum(
       jnp.exp(masked - new_max[:, None]), axis=1
     )
@@ -461,13 +417,7 @@ def _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _fused(config, h, weight, bias, labels, class_weights, eps, z, cap):
-  """Per-token losses and log-normalisers; ``custom_vjp`` so no logits are saved.
-
-  Saved for the backward pass: the inputs and three ``[N]`` vectors (``lse``, the target
-  logit and the weighted logit sum). Peak memory O(N * block_size) for the logits of one
-  block, plus the ``[N, D]`` gradient of ``h``. The backward pass also returns the exact
-  gradients of the options (class weights, smoothing, z-loss weight, softcap).
-  """
+  """Per-token losses and ``lse``; saves the inputs and three ``[N]`` vectors, no logits."""
   lse, target, weighted_sum = _forward_terms(config, h, weight, bias, labels, class_weights, cap)
   return _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z), lse
 
@@ -486,9 +436,8 @@ def _fused_bwd(config, residuals, cotangents):
   terms = config.options.terms(labels, class_weights, eps, z)
   coef_p, coef_target, coef_weight = terms.grad_coefficients(g_loss, lse, g_lse)
 
-  # Options, with the per-token statistics held fixed: every term but the weighted logit
-  # sum's own dependence on the class weights, d (sum_c w_c z_c) / d w_c = z_c, which
-  # needs the logits and is accumulated block by block below.
+  # Options with the [N] statistics fixed; d (sum_c w_c z_c) / d w_c = z_c needs the
+  # logits and is accumulated block by block below.
   def from_options(class_weights, eps, z):
     return _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z)
 
@@ -571,8 +520,7 @@ def _sum_over_shards(config: _Config, d_h, d_weight, d_bias, d_class_weights, d_
   if config.batch_axis_name is not None:  # each token shard holds part of d weight
     d_weight = lax.psum(d_weight, config.batch_axis_name)
     d_bias = None if d_bias is None else lax.psum(d_bias, config.batch_axis_name)
-    # The options' cotangents from jax.vjp are already summed where JAX inserted the
-    # broadcast of a replicated option; only the still-varying ones are summed here.
+    # jax.vjp already summed a replicated option's cotangent; only varying ones remain.
     d_class_weights, d_eps, d_z, d_cap = (
       psum_if_varying(d, config.batch_axis_name) for d in (d_class_weights, d_eps, d_z, d_cap)
     )
@@ -580,11 +528,8 @@ def _sum_over_shards(config: _Config, d_h, d_weight, d_bias, d_class_weights, d_
 
 
 def psum_if_varying(x, axis_name):
-  """``psum`` over ``axis_name`` if ``x`` varies over it inside ``shard_map``, else ``x``.
-
-  The cotangent of a replicated (invariant) input must be invariant: summed over the
-  shards exactly once, whether JAX's own transpose already summed it or not.
-  """
+  """``psum`` over ``axis_name`` if ``x`` varies over it, else ``x``: a replicated input's
+  cotangent is summed over the shards exactly once, whether JAX's transpose did it or not."""
   if x is None:
     return None
   names = axis_name if isinstance(axis_name, tuple) else (axis_name,)

@@ -1,21 +1,8 @@
-r"""Fused linear distillation: Hinton's loss on two linear heads without either ``[N, V]`` logits.
+r"""Fused linear distillation: Hinton's loss on two linear heads without ``[N, V]`` logits.
 
-Design notes:
-  * Tokens are processed in chunks of ``chunk_size`` rows by a ``lax.scan``. Each step
-    computes the chunk's student and teacher logits (``[chunk, V]`` each), the per-token
-    KL + CE terms *and their gradients*, then the chunk's share of ``d hidden`` (written
-    out) and ``d weight`` (accumulated in the carry). Only one chunk of logits exists at a
-    time; this is Liger-Kernel's chunked fused linear distillation in plain JAX.
-  * The gradients are computed in the forward rule of a ``custom_vjp`` whose output is the
-    already reduced scalar loss, so the backward rule only scales them by the incoming
-    cotangent: no logits are recomputed and none are saved. That is why
-    ``reduction="none"`` is not offered here (a per-token cotangent would need a second
-    pass); use :func:`xentax.distillation_loss` on explicit logits for per-token values.
-  * The teacher's gradients cost two more matmuls per chunk; they are computed only when
-    the teacher's inputs are being differentiated (``symbolic_zeros`` tells the forward
-    rule which inputs are perturbed), so a ``stop_gradient`` teacher costs nothing extra.
-  * Padding rows (to a multiple of ``chunk_size``), ignored and masked tokens get weight 0;
-    their hidden states are zeroed first so ``-inf`` or NaN there cannot leak.
+* A ``lax.scan`` over token chunks forms the loss and every gradient in the forward rule.
+* The teacher's gradients (two more matmuls a chunk) only where the teacher is perturbed.
+* Padding and dropped rows get weight 0 and zeroed hidden states, so inf/NaN cannot leak.
 """
 
 from __future__ import annotations
@@ -72,15 +59,11 @@ def fused_linear_distillation(
   and ``G^t = alpha T p^t_T (log p^t_T - log p^s_T - KL)`` per token (times its reduction
   factor, ``s_n`` divided by the mean's denominator), ``d h^s = G^s W^{sT}``,
   ``d W^s = h^{sT} G^s`` and likewise for the teacher. ``temperature`` and ``alpha`` may
-  be traced but not differentiated: ``jax.grad`` with respect to either raises
-  ``TypeError`` (use :func:`xentax.distillation_loss` to learn them).
+  be traced but not differentiated (use :func:`xentax.distillation_loss` to learn them);
+  ``sample_weight``'s gradient is exact.
 
-  Memory: the forward rule saves only the gradients themselves (``[N, D]`` and ``[D, V]``
-  per side); the peak is O(chunk_size * V + N * D + D * V) instead of O(N * V). A larger
-  ``chunk_size`` means fewer loop steps and wider matmuls, and a peak that grows linearly
-  with it. An example dropped by ``where`` or ``ignore_index`` leaves both terms, and
-  ``sample_weight`` scales the mixed loss; its gradient is exact (the forward rule saves
-  the per-token losses as one ``[N]`` vector).
+  The gradients are formed in the forward pass; peak memory O(chunk_size V + N D + D V),
+  growing linearly with ``chunk_size``, while a larger chunk means fewer, wider matmuls.
 
   Args:
     student_hidden: ``[..., Ds]`` student activations.
@@ -101,20 +84,16 @@ def fused_linear_distillation(
     reduction: ``"sum"``, ``"mean"`` (``sum s_n l_n / sum s_n`` over the kept tokens,
       their count when unweighted; 0 with zero gradient when none is kept) or
       ``"sum_over_batch_size"`` (``sum s_n l_n`` / the number of kept tokens, Keras's
-      default). ``"none"`` is not offered: the gradients are formed in the forward pass
-      for a scalar loss; use :func:`xentax.distillation_loss` on explicit logits for
-      per-token values.
+      default); no ``"none"``: use :func:`xentax.distillation_loss` for per-token values.
 
   Returns:
     The scalar loss, float32 (float64 for float64 inputs).
 
   Raises:
-    TypeError: non-float inputs, float labels, forward-mode differentiation (a
-      ``custom_vjp`` has no JVP), or a gradient taken with respect to ``temperature`` or
-      ``alpha``.
-    ValueError: shapes that do not fit, a bad ``chunk_size``, ``reduction="none"`` or an
-      unknown reduction, or (concrete inputs) a label out of range, ``temperature`` not
-      finite and ``> 0`` or ``alpha`` outside ``[0, 1]`` (traced: NaN loss and gradients).
+    $raises
+    ValueError: also a bad ``chunk_size`` or ``reduction="none"``.
+    TypeError: also forward-mode differentiation (a ``custom_vjp`` has no JVP) or a
+      gradient with respect to ``temperature`` or ``alpha``.
 
   Example:
     >>> import jax, jax.numpy as jnp, xentax
@@ -184,8 +163,7 @@ def fused_linear_distillation(
 
 
 def _check_heads(fn_name, student_hidden, student_weight, teacher_hidden, teacher_weight, labels):
-  """The two heads checked (``hidden [..., D]``, ``weight [D, V]``, one vocabulary, the
-  labels' leading shape); returns them as arrays."""
+  """The two heads checked against each other and the labels; returned as arrays."""
   for name, x in (
     ("student_hidden", student_hidden),
     ("student_weight", student_weight),
@@ -212,9 +190,8 @@ def _check_heads(fn_name, student_hidden, student_weight, teacher_hidden, teache
 
 
 def _token_coefficients(valid, weights, bad, reduction, dtype):
-  """Each token's weight in the reduction: ``s_n`` (sum), ``s_n / sum_K s`` (mean) or
-  ``s_n / |K|`` (sum_over_batch_size); 0 for dropped tokens (even where ``s_n`` is NaN),
-  NaN for a bad label (or a traced option outside its domain), as elsewhere."""
+  """Each token's weight in the reduction: ``s_n``, ``s_n / sum_K s`` or ``s_n / |K|``; 0 for
+  dropped tokens (even where ``s_n`` is NaN), NaN for a bad label or option."""
   coef = valid.astype(dtype)
   if weights is not None:
     coef = jnp.where(valid, weights.reshape(-1), 0.0)
@@ -308,20 +285,13 @@ def _forward(config: _Config, hs, ws, ht, wt, labels, coef, temperature, alpha):
   (total, d_ws, d_wt), (d_hs, d_ht, token_losses) = lax.scan(body, init, xs)
   d_hs = d_hs.reshape(hs.shape)
   d_ht = None if d_ht is None else d_ht.reshape(ht.shape)
-  # d total / d coef_n is token n's loss, also where coef_n = 0 (a zero sample weight):
-  # the exact cotangent of the reduction weights, and through them of sample_weight.
-  # Dropped and padding tokens have zeroed hidden states, so their (unused) loss is finite.
+  # d total / d coef_n is token n's loss, also where coef_n = 0: sample_weight's cotangent.
   return total, (d_hs, d_ws, d_ht, d_wt, token_losses.reshape(coef.shape))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _fused_distill(config, hs, ws, ht, wt, labels, coef, temperature, alpha):
-  """The reduced loss; ``custom_vjp`` whose forward rule also forms every gradient.
-
-  Saved for the backward pass: the per-token losses ``[N]`` (the cotangent of ``coef``),
-  ``d hs [N, Ds]``, ``d ws [Ds, V]`` and, when the teacher is
-  differentiated, ``d ht`` and ``d wt``. Peak memory O(chunk * V) for one chunk's logits.
-  """
+  """The reduced loss; the forward rule saves every gradient and the ``[N]`` losses."""
   no_teacher_grad = config._replace(teacher_grad=False)
   total, _ = _forward(no_teacher_grad, hs, ws, ht, wt, labels, coef, temperature, alpha)
   return total

@@ -1,31 +1,9 @@
-r"""Fused linear + cross-entropy, token-chunked: gradients computed in the forward rule.
+r"""Fused linear + cross-entropy by token chunks: the ``"tokens"`` schedule.
 
-The ``"tokens"`` schedule of :func:`xentax.fused_linear_cross_entropy`.
-
-Design notes:
-  * Tokens go in chunks of ``chunk_size`` rows; a chunk's ``[chunk, V]`` logits are the
-    only logits buffer, and its log-normaliser, loss and ``d logits`` come from it. The
-    last chunk overlaps its predecessor and counts only its new rows (no padded copy of
-    ``h``); dropped rows are masked in the row statistics and ``d logits``, not copied.
-  * The loss is a scalar, so every gradient is known up to one factor while the logits
-    are at hand: the ``custom_vjp`` forward rule (run only under differentiation) forms
-    ``d hidden = d logits W^T``, ``d W += h_chunk^T d logits``, ``d bias`` and the float
-    options' gradients chunk by chunk, and the backward rule scales them. Three matmuls
-    per chunk, as for full logits, against the vocabulary-blocked schedule's four
-    (Liger-Kernel's ``FusedLinearCrossEntropy`` scheme). Evaluation runs the primal
-    function: one matmul per chunk.
-  * ``symbolic_zeros=True``: the forward rule skips ``d W`` for a frozen weight (likewise
-    ``d hidden``, ``d bias`` and the options' gradients).
-  * ``d W`` accumulates in the compute dtype a column block at a time, so the update makes
-    no weight-sized temporary; a float32 weight's accumulator is the output buffer, a
-    bfloat16 weight's is an extra float32 ``[D, V]`` (``"auto"`` weighs it).
-  * Over several chunks ``h_chunk^T`` is materialised behind ``lax.optimization_barrier``:
-    XLA:CPU runs a dot with a transposed left operand on a slower kernel.
-  * A cotangent on the returned log-normaliser costs one more pass over the chunks
-    (``d lse / d logits = softmax``, three matmuls); ``reduction="none"`` (per-token
-    cotangents) needs the vocabulary-blocked schedule.
-  * Sample weights ``s_n`` scale each token's ``d logits`` in the forward rule (the scalar
-    is ``sum_n s_n l_n``), and the kept losses are saved as ``d total / d s``.
+* A chunk's ``[chunk, V]`` logits are the only logits buffer; the last chunk overlaps, not pads.
+* Dropped rows are masked on ``[chunk]`` results and ``d logits``, never by an ``[N, D]`` copy.
+* The loss is a scalar: the forward rule forms every gradient, the backward rule scales them.
+* ``symbolic_zeros``: the gradients of unperturbed inputs are never formed.
 """
 
 from __future__ import annotations
@@ -41,14 +19,10 @@ from xentax.losses import _common, _reduce
 from xentax.losses._columns import slice_columns
 from xentax.losses._sparse_terms import SparseOptions
 
-# At most 2^24 logits per chunk (64 MB in float32), so the temporaries of value-and-grad
-# stay flat in V, and at most 512 rows: a chunk of more rows outgrows the CPU caches and
-# runs slower, not faster (see experiments/benchmarks/).
+# Temporaries flat in V; a chunk of more rows outgrows the CPU caches and runs slower.
 _AUTO_CHUNK_ELEMENTS = 1 << 24
 _AUTO_CHUNK_MAX_ROWS = 512
-# Columns of d W updated per step of the inner loop: wide enough to run as fast as one
-# whole-vocabulary update, narrow enough to bound the update's temporaries (at most half
-# of a chunk's logits).
+# d W columns per inner step: as fast as one whole update, with bounded temporaries.
 _COLUMN_BLOCK = 8192
 _WHOLE_UPDATE_ELEMENTS = 1 << 18
 
@@ -65,13 +39,9 @@ class TokensConfig(NamedTuple):
 
 
 def auto_chunk_size(num_tokens: int, vocab_size: int, dim: int = 0) -> int:
-  """At most 2^24 logits and 512 rows per chunk, a multiple of 8 rows (at least 8).
-
-  Over several chunks, a chunk holds about ``1.5 V + 4 D`` values a row (its logits, their
-  gradient in part of their buffer; its rows of ``h``, ``h^T`` and ``d h``). Where that
-  outweighs the full ``[N, V]`` logits (``D`` large against ``V``): one chunk of every
-  row, which holds just those logits, or, past 2^24 logits, equal chunks that fit.
-  """
+  """At most 2^24 logits and 512 rows, a multiple of 8 rows; where a chunk's ``1.5 V + 4 D``
+  values a row outweigh the full logits, one chunk of every row (or, past 2^24 logits,
+  equal chunks that fit)."""
   chunk = max(8, (_AUTO_CHUNK_ELEMENTS // max(vocab_size, 1)) // 8 * 8)
   chunk = max(1, min(chunk, _AUTO_CHUNK_MAX_ROWS, num_tokens))
   logits = num_tokens * vocab_size
@@ -86,9 +56,8 @@ def auto_chunk_size(num_tokens: int, vocab_size: int, dim: int = 0) -> int:
 
 
 def column_block(chunk_size: int, dim: int, vocab_size: int) -> int:
-  """Columns per ``d W`` update: at most 8192 and ``V``, and (in multiples of 8, at least
-  8) at most half a chunk's logits in its ``[D, block]`` product, unless the whole
-  ``[D, V]`` product is small (at most 2^18 entries)."""
+  """Columns per ``d W`` update: at most 8192 and ``V``, and a ``[D, block]`` product of at
+  most half a chunk's logits (multiples of 8) unless ``D V <= 2^18``."""
   if dim * vocab_size <= _WHOLE_UPDATE_ELEMENTS:
     return min(vocab_size, _COLUMN_BLOCK)
   block = max(8, (chunk_size * vocab_size // (2 * max(dim, 1))) // 8 * 8)
@@ -112,23 +81,11 @@ def tokens_loss(
   reduction: str,
   chunk_size: int | None = None,
 ):
-  """The reduced loss and ``[N]`` log-normaliser of the prepared, flattened inputs.
+  """``(loss, lse [N])`` of the prepared, flattened inputs (``reduction`` not ``"none"``).
 
-  Args:
-    h: ``[N, D]`` hidden states (a dropped row may hold anything).
-    weight: ``[D, V]``; bias: ``[V]`` or None.
-    labels: ``[N]`` safe labels (in range); valid: ``[N]`` bool, the kept tokens; bad:
-      ``[N]`` bool, kept tokens whose label was out of range (their loss is NaN).
-    class_weights: ``[V]`` or None; target_weight: ``[N]`` ``w[y]`` or None.
-    label_smoothing, z_loss: Python 0.0 (term skipped) or a float/array.
-    softcap: None or a positive float/array.
-    sample_weight: ``[N]`` per-token weights (checked), or None.
-    reduction: ``"sum"``, ``"mean"`` or ``"sum_over_batch_size"`` (``"none"`` needs the
-      vocabulary schedule).
-    chunk_size: rows per chunk; None picks :func:`auto_chunk_size`.
-
-  Returns:
-    ``(loss, lse)``.
+  ``valid``: the kept rows (a dropped row of ``h`` may hold anything); ``bad``: kept rows
+  whose label was out of range (NaN loss); ``target_weight``: ``w[y]`` or None; Python 0.0
+  skips the smoothing or z-loss term.
   """
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
   num_tokens, vocab_size = h.shape[0], weight.shape[1]
@@ -138,8 +95,7 @@ def tokens_loss(
   num_chunks = max(1, -(-num_tokens // chunk_size))
   row_nan = _common.nan_where(bad, dtype)
   if not num_tokens:
-    # The loop body slices a chunk out of the tokens even when the loop runs no
-    # iterations: an empty batch becomes one dropped row.
+    # The loop body slices a chunk even when it runs no iterations: one dropped row.
     h = jnp.zeros((1, h.shape[1]), h.dtype)
     labels, valid, row_nan = jnp.zeros(1, labels.dtype), jnp.zeros(1, bool), jnp.zeros(1, dtype)
     if sample_weight is not None:
@@ -206,7 +162,6 @@ def _chunk(
 ) -> _Chunk:
   """Chunk ``i``'s rows, full-vocabulary logits and row statistics (see :class:`_Chunk`)."""
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
-  # A padded copy of h would be [N, D]; an overlapping last chunk counts only its new rows.
   start = jnp.minimum(i * config.chunk_size, config.num_tokens - config.chunk_size)
   fresh = start + jnp.arange(config.chunk_size) >= i * config.chunk_size
   h_c = lax.dynamic_slice_in_dim(h, start, config.chunk_size)
@@ -223,7 +178,6 @@ def _chunk(
   if config.softcap:
     tanh = jnp.tanh(raw / softcap)
     logits = softcap * tanh
-  # Subtract the max so exp cannot overflow; a row of -inf keeps a finite shift.
   row_max = jnp.max(logits, axis=1)
   row_max = jnp.where(jnp.isfinite(row_max), row_max, jnp.zeros_like(row_max))
   exp = jnp.exp(logits - row_max[:, None])
@@ -231,9 +185,7 @@ def _chunk(
   # A bad label's row is NaN from its lse on (its loss and gradient).
   lse = jnp.log(sum_exp) + row_max + nan_c
   target = jnp.take_along_axis(logits, labels_c[:, None], axis=1)[:, 0]
-  # A dropped row may hold inf/NaN: it is masked in each row statistic and in d logits
-  # (see _chunk_losses, _backprop_chunk), and zeroed in d W's copy of h^T, never by a
-  # [N, D] copy of h or a [C, V] copy of the logits.
+  # Zeroed for d W's h^T; the row statistics and d logits are masked where they are used.
   h_c = jnp.where(valid_c[:, None], h_c, jnp.zeros((), h_c.dtype))
   return _Chunk(
     start,
@@ -295,15 +247,10 @@ def _d_sample_weight(config: TokensConfig, c: _Chunk, class_weights, eps, z):
 def _tokens(
   config, h, weight, bias, labels, valid, row_nan, class_weights, eps, z, softcap, sample_weight
 ):
-  """Sum of the kept tokens' (sample-weighted) losses and the ``[N]`` log-normalisers.
+  """Sum of the kept tokens' (sample-weighted) losses and ``lse [N]``.
 
-  Undifferentiated: one matmul per chunk. Saved for the backward pass: the gradients
-  ``d h [N, D]``, ``d W``, ``d b`` and the options' gradients (in the compute dtype),
-  plus references to the inputs and ``lse [N]`` for a cotangent on ``lse``; with sample
-  weights, each token's ``d logits`` is scaled by its weight ``s_n`` and the ``[N]`` kept
-  losses are saved as ``d total / d s``.
-  Peak memory O(chunk * V) for one chunk's logits and their gradient, plus the ``d W``
-  accumulator (the output buffer itself for a float32 weight).
+  The forward rule saves the gradients (in the compute dtype) and, for ``d total / d s``,
+  the ``[N]`` kept losses; undifferentiated, one matmul per chunk.
   """
 
   def body(i, carry):
@@ -333,9 +280,7 @@ def _accumulate_d_weight(config: TokensConfig, h_c, d_raw, d_weight):
   dtype = d_weight.dtype
   d_raw = d_raw.astype(h_c.dtype)
   if config.num_chunks == 1:
-    # The only chunk, added to zeros: the product goes straight to the result (no
-    # [D, block] temporary), and h^T is not materialised, so that one chunk holds what
-    # full logits hold; the transposed operand runs on full logits' (slower) kernel.
+    # One chunk: no [D, block] temporary or h^T copy, so it holds what full logits hold.
     return jnp.dot(h_c.T, d_raw, preferred_element_type=dtype)
   # Materialise h^T: XLA:CPU runs a dot with a transposed left operand on a slower kernel.
   h_t = lax.optimization_barrier(h_c.T)
@@ -360,8 +305,7 @@ def _d_hidden(config: TokensConfig, d_raw, weight):
   dtype = d_raw.dtype
   if weight.dtype.itemsize >= 4:
     return jnp.dot(d_raw.astype(weight.dtype), weight.T, preferred_element_type=dtype)
-  # A 16-bit weight goes by column blocks sliced in its own dtype: the whole-weight dot
-  # would make XLA:CPU hoist a float32 copy of the weight out of the loop.
+  # Column blocks in the weight's dtype: a whole-weight dot hoists a float32 copy (XLA:CPU).
   block = config.column_block
   vocab_size = weight.shape[1]
 
@@ -381,7 +325,6 @@ def _d_hidden(config: TokensConfig, d_raw, weight):
 def _backprop_chunk(config, needs: _Needs, i, c: _Chunk, weight, softcap, d_logits, grads):
   """Add chunk ``i``'s ``d logits`` to the gradients ``(d h, d W, d b, d softcap)``."""
   d_h, d_weight, d_bias, d_softcap = grads
-  # Dropped rows get zeros, whatever their logits hold.
   keep = lambda x: jnp.where(c.valid[:, None], x, jnp.zeros((), x.dtype))  # noqa: E731
   d_raw = keep(d_logits)
   if config.softcap:
@@ -417,8 +360,7 @@ def _loss_d_logits(config: TokensConfig, c: _Chunk, class_weights, eps, z):
   if c.sample_weight is not None:  # d (s_n l_n) / d z = s_n d l_n / d z
     cotangent = jnp.where(c.valid, c.sample_weight, jnp.zeros_like(c.sample_weight))
   coef_p, coef_target, coef_weight = terms.grad_coefficients(cotangent, c.lse)
-  # Recomputed from the logits, not read from `c.exp`: the logits are then the last
-  # [C, V] input of d logits, which can take their buffer (one [C, V] buffer fewer).
+  # Not `c.exp`: as d logits' last [C, V] input the logits can lend it their buffer.
   probs = jnp.exp(c.logits - c.lse[:, None])
   columns = jnp.arange(config.options.num_classes, dtype=c.labels.dtype)
   d_logits = coef_p[:, None] * probs - jnp.where(
@@ -480,8 +422,7 @@ def _tokens_fwd(
   total, lse, (d_h, d_weight, d_bias, d_softcap), d_options, d_weights = lax.fori_loop(
     0, config.num_chunks, body, init
   )
-  # The residuals stay in the compute dtype: the backward rule scales and casts them in one
-  # elementwise pass (a cast here would add a second, weight-sized buffer).
+  # Uncast: the backward rule scales and casts in one pass (no second weight-sized buffer).
   grads = (d_h, d_weight, d_bias, d_softcap, d_options, d_weights)
   inputs = (h, weight, bias, labels, valid, row_nan, softcap, sample_weight, lse)
   return (total, lse), (grads, inputs)
@@ -542,34 +483,19 @@ _tokens.defvjp(_tokens_fwd, _tokens_bwd, symbolic_zeros=True)
 
 
 SCHEDULES = ("auto", "tokens", "vocab")
-# "auto" keeps the token-chunked schedule for a 16-bit weight only while its extra float32
-# `d W` accumulator (4 * D * V bytes) fits in this many bytes. A float32 weight needs no
-# extra buffer (XLA places the accumulator in the gradient's output buffer, as
-# `compiled.memory_analysis()` shows); a 16-bit weight's accumulator grows with V, while
-# the vocabulary-blocked schedule's temporaries do not.
+# Bytes of a 16-bit weight's float32 d W accumulator "auto" accepts (a float32 weight's
+# accumulator is the gradient's output buffer).
 TOKENS_ACCUMULATOR_BUDGET = 1 << 28
-# Backends where "auto" may pick the tokens schedule. On XLA:CPU its three matmuls beat the
-# vocabulary-blocked schedule's four; on a GPU the fourth matmul is cheap and the token
-# chunks' [chunk, V] buffers are not, so the vocabulary-blocked schedule is faster there
-# (see experiments/benchmarks/).
+# Backends where "auto" may pick "tokens": elsewhere the fourth matmul of "vocab" is cheap.
 TOKENS_BACKENDS = ("cpu",)
 
 
 def choose_schedule(
   fn_name, schedule, *, reduction, weight, sharded, block_size=None, chunk_size=None
 ) -> str:
-  """Resolve ``schedule`` to ``"tokens"`` or ``"vocab"`` (see ``fused_linear_cross_entropy``).
-
-  ``"auto"``: ``"vocab"`` where the tokens schedule cannot run (``reduction="none"``, a
-  sharded vocabulary or batch), where a ``block_size`` is given (a vocabulary block was
-  asked for), or for a 16-bit weight whose float32 ``d W`` accumulator exceeds
-  ``TOKENS_ACCUMULATOR_BUDGET``, or where the default backend is not in
-  ``TOKENS_BACKENDS`` (an accelerator); ``"tokens"`` otherwise.
-
-  Raises:
-    ValueError: an unknown schedule, or ``"tokens"`` where it cannot run
-      (``reduction="none"``, or a sharded vocabulary or batch).
-  """
+  """Resolve ``schedule`` to ``"tokens"`` or ``"vocab"`` (the rule of ``"auto"`` is in
+  ``fused_linear_cross_entropy``); ``ValueError`` for an unknown one or a ``"tokens"`` that
+  cannot run (``reduction="none"``, a sharded vocabulary or batch)."""
   if schedule not in SCHEDULES:
     raise ValueError(
       f"{fn_name}: schedule={schedule!r} is not supported; choose one of {SCHEDULES}."

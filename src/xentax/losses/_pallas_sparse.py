@@ -1,30 +1,11 @@
-"""Sparse softmax cross-entropy from logits as Pallas (Triton) kernels for NVIDIA GPUs.
+"""Sparse softmax cross-entropy ``lse(z) - z_y`` as Pallas (Triton) kernels for NVIDIA GPUs.
 
-Per row ``n`` with logits ``z`` over ``C`` classes and label ``y``:
-
-  loss_n = lse(z) - z_y,          lse(z) = m + log sum_c exp(z_c - m),  m = max_c z_c
-  d loss_n / d z_c = softmax(z)_c - [c = y]
-
-Three kernels, each reading the logits in column chunks or segments:
-
-  * ``forward``: one pass, an online log-sum-exp (running max ``m`` and rescaled sum ``s``,
-    Milakov and Gimelshein 2018); writes only per-row ``lse``. The target logit is a gather
-    outside the kernel. Logits are read once.
-  * ``split_gradient`` (the default, ``segment > 0``): each row split over ``ceil(C /
-    segment)`` programs that keep their segment's exponentials in registers and combine
-    partial log-sum-exps through an atomic count; writes ``scale_n (softmax - onehot)`` in the
-    logits' dtype. One read and one write of the logits.
-  * ``gradient`` (``segment=0``, or rows of more than ``MAX_SPLITS`` segments): the same
-    output in two passes over each row (Liger-Kernel's way), the second walking backwards.
-
-``sparse_cross_entropy`` wraps them in a ``custom_vjp``: under ``"mean"``/``"sum"`` the
-differentiated call runs a gradient kernel alone (the loss comes with it) and keeps its output
-as the residual, so the backward pass is ``g * residual`` (a no-op for the cotangent 1 of a
-top-level ``grad``); under ``"none"`` the forward keeps only ``lse`` and the backward runs a
-gradient kernel with ``scale = g``.
-
-Dropped rows (``where`` false or ``label == ignore_index``) have weight 0: loss 0 and a
-gradient row of zeros, whatever their logits hold.
+* ``forward``: an online log-sum-exp over column chunks, one read; the target is a gather.
+* ``split_gradient`` (default): a row split over programs that combine partial lse's through
+  an atomic count; ``gradient`` (``segment=0``): two passes per row, the second backwards.
+* Differentiated scalar reductions run a gradient kernel alone and keep its output as the
+  residual; ``"none"`` keeps ``lse`` and runs it in the backward pass.
+* A dropped row has weight 0: loss 0 and a zero gradient row whatever its logits hold.
 """
 
 from __future__ import annotations
@@ -48,11 +29,9 @@ DEFAULT_CONFIG = {
   "evict": True,  # first-pass loads ask L2 to keep the lines, second-pass ones to drop them
   "segment": 8192,  # > 0: the gradient by split_gradient, a program per this many columns
 }
-# Segments a row may be split over: a row's programs wait on each other, so all of them must
-# be resident at once (4-warp programs: far below the capacity of an H100/H200, MIG slices too).
+# Segments a row may be split over: a row's programs wait on each other, so must be resident.
 MAX_SPLITS = 32
-# A finite floor for the per-lane running max: exp(-(x - floor)) underflows to 0, and a -inf
-# logit gives exp(-inf) = 0 instead of the NaN of -inf - (-inf).
+# Per-lane running max floor: a -inf logit gives exp(-inf) = 0, not the NaN of -inf - (-inf).
 _FLOOR = float(jnp.finfo(jnp.float32).min)
 
 
@@ -91,13 +70,8 @@ def _chunk_loop(num_classes, block_cols, step, carry, *, reverse=False):
 
 
 def _row_lse(x_ref, *, rows, block_cols, num_classes, lanes, eviction_policy):
-  """``lse`` of each row of the block in one pass: an online log-sum-exp.
-
-  Per chunk (``lanes=False``): ``m' = max(m, max_c x_c)``, ``s' = s e^(m - m') + sum_c
-  e^(x_c - m')``. Per lane (``lanes=True``), one exponential per entry and no reduction until
-  the end: with ``d = x - m``, ``s' = s e^(-d) + 1`` if ``d > 0`` else ``s + e^d``; then
-  ``lse = M + log sum_lanes s e^(m - M)``.
-  """
+  """Each row's ``lse``, online: per chunk ``s' = s e^(m - m') + sum_c e^(x_c - m')``; per
+  lane (``lanes``) ``s' = s e^(-d) + 1`` if ``d = x - m > 0`` else ``s + e^d``, combined last."""
 
   def load(start, masked):
     x, _ = _chunk(x_ref, start, block_cols, num_classes, masked, eviction_policy)
@@ -227,16 +201,9 @@ def gradient(logits, labels, scale, *, config=None, interpret=False):
 def _split_gradient_kernel(
   x_ref, y_ref, scale_ref, count_in_ref, lse_ref, g_ref, m_ref, s_ref, count_ref, *, segment
 ):
-  """One program per ``segment`` columns of a row, held in registers: the row is read once.
-
-  Each program publishes its segment's ``(max m_k, sum_c e^(x_c - m_k))``, counts itself in
-  with an atomic (acquire-release, GPU scope), waits until the row's ``K`` programs are in,
-  combines the partials, ``lse = M + log sum_k s_k e^(m_k - M)``, and writes its gradient
-  segment from the exponentials it holds, ``e^(x_c - m_k) e^(m_k - lse)`` (one exponential
-  per entry in all). The grid is 1-D with a row's segments adjacent, and a program waits only on
-  its own row's. The waits resolve when a row's programs can be resident together (at most
-  ``MAX_SPLITS``) and blocks start in grid order, which CUDA does in practice but does not
-  promise; a ticket counter for the logical program id would drop the second condition.
+  """One program per ``segment`` columns of a row: publishes ``(m_k, s_k)``, counts itself in
+  with an atomic, waits for the row's other programs, and writes its gradient segment from the
+  exponentials it holds. Relies on blocks starting in grid order (CUDA's practice, no promise).
   """
   del count_in_ref  # aliased to count_ref
   num_classes = x_ref.shape[1]
@@ -275,11 +242,8 @@ def _split_gradient_kernel(
 
 
 def split_gradient(logits, labels, scale, *, segment=8192, num_warps=4, interpret=False):
-  """``gradient`` with each row split over ``ceil(C / segment)`` programs: one read.
-
-  ``segment`` is a power of two. With ``interpret=True`` only ``C <= segment`` runs (the
-  interpreter runs programs one after another, so a program that waits would wait forever).
-  """
+  """``gradient`` with each row split over ``ceil(C / segment)`` programs (a power of two):
+  one read. The interpreter runs programs one at a time, so it takes only ``C <= segment``."""
   n, c = logits.shape
   segment = min(segment, pl.next_power_of_2(c))
   if segment != pl.next_power_of_2(segment):
@@ -316,8 +280,7 @@ def split_gradient(logits, labels, scale, *, segment=8192, num_warps=4, interpre
 
 
 def _row_weights(fn_name, labels, num_classes, where, ignore_index):
-  """Safe labels and row weights from the shared label checks: 1 kept, 0 dropped, NaN for a
-  kept label outside ``[0, C)`` (an error when the labels are concrete)."""
+  """Safe labels and row weights: 1 kept, 0 dropped, NaN for a (traced) bad label."""
   labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
   prepared = _sparse_terms.prepare_labels(
     fn_name,
@@ -409,12 +372,9 @@ def sparse_cross_entropy(
 ):
   """Sparse softmax cross-entropy ``lse(z_n) - z_{n, y_n}`` of ``[N, C]`` logits.
 
-  ``reduction``: ``"mean"`` over kept rows (0 when none is kept), ``"sum"``, or ``"none"``
-  (``[N]``, 0 where dropped). ``where``: boolean, broadcast to ``[N]``. A kept label outside
-  ``[0, C)`` is an error when concrete; traced, it makes its row NaN (and a mean or sum NaN),
-  value and gradient alike, as in the library's losses.
-  ``config``: the keys of ``DEFAULT_CONFIG`` (tiling, flags, ``segment``).
-  ``interpret=True`` runs the kernels in Pallas's interpreter (any backend).
+  ``reduction``: ``"mean"`` over kept rows (0 when none is kept), ``"sum"`` or ``"none"``;
+  labels, ``where`` and ``ignore_index`` as in the library's losses. ``config``: keys of
+  ``DEFAULT_CONFIG``; ``interpret=True`` runs Pallas's interpreter (any backend).
   """
   if logits.ndim != 2:
     raise ValueError(f"sparse_cross_entropy: logits must be [N, C], got shape {logits.shape}.")

@@ -26,30 +26,18 @@ def poly1_cross_entropy_with_logits(
   .. math::
     \ell_n = -\log p_{n, y_n} + \epsilon\, (1 - p_{n, y_n}), \quad p = \mathrm{softmax}(z)
 
-  Equal to ``optax.losses.poly_loss_cross_entropy(logits, one_hot(labels), epsilon)`` (whose
-  default ``epsilon`` is also 2.0). ``epsilon = 0`` is the cross-entropy. Gradient:
-  ``d l / d z = (1 + epsilon p_y) (p - onehot(y))``.
+  ``optax.losses.poly_loss_cross_entropy(logits, one_hot(labels), epsilon)``; ``epsilon = 0``
+  is the cross-entropy. Gradient: ``d l / d z = (1 + epsilon p_y) (p - onehot(y))``.
 
   Args:
     logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``.
     labels: integer class indices, the per-example shape: ``logits.shape`` without
       ``axis``.
-    epsilon: weight of the ``1 - p_y`` term, finite and ``>= -1`` (may be a traced scalar).
-      ``-1`` removes the first polynomial term; below it the loss could be negative
-      (``-log p + eps (1 - p) >= (1 + eps)(1 - p)``).
-    axis: the class axis.
-    $ignore_index
-    $where
-    $sample_weight
-    $reduction
+    epsilon: weight of the ``1 - p_y`` term, finite and ``>= -1`` (below, the loss could be
+      negative); may be traced.
+    $options
 
-  Returns:
-    The loss, float32 (float64 for float64 logits); ``labels.shape`` for ``"none"``.
-
-  Raises:
-    As :func:`xentax.sparse_categorical_cross_entropy_with_logits`, and ``ValueError`` for a
-    concrete ``epsilon`` or ``sample_weight`` outside its domain (traced: NaN loss and
-    gradients of the affected examples).
+  $contract
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -67,8 +55,7 @@ def poly1_cross_entropy_with_logits(
   labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
   bad = _validate.options(fn_name, epsilon=epsilon)
   if bad is not None:
-    # A traced epsilon outside its domain: NaN logits, so every kept example's loss and
-    # gradient are NaN (dropped rows are zeroed inside the cross-entropy, unaffected).
+    # A traced bad epsilon: NaN logits, so every kept example's loss and gradient are NaN.
     logits = logits + _common.nan_where(bad, _common.compute_dtype(logits))
   # The cross-entropy checks the original labels (in their own dtype) and names them.
   ce = sparse_categorical_cross_entropy_with_logits(

@@ -1,9 +1,8 @@
 """Row machinery of the losses from logits: log-sum-exp, rows reduced in pieces, masks.
 
-Design notes:
-  * XLA:CPU reduces very long rows several times slower per element, so rows longer than
-    :data:`CPU_ROW_PIECE` are reduced in pieces (:func:`row_pieces`), the pieces' partial
-    results combined after an optimisation barrier.
+Design rules:
+  * XLA:CPU reduces a very long row to a per-row result several times slower per element:
+    rows longer than :data:`CPU_ROW_PIECE` are reduced in pieces, joined past a barrier.
   * Under differentiation, small logits keep their exponentials for the backward pass
     (:func:`keeps_exp`): while the working set stays in cache, ``exp`` is the cost.
 """
@@ -22,17 +21,12 @@ def logsumexp(x, axis: int = -1) -> jax.Array:
   return lse_keeping_exp(jnp.moveaxis(x, axis, -1))[0]
 
 
-# XLA:CPU reduces a row longer than this to a per-row result several times slower per
-# element than a shorter one; longer rows are reduced in pieces of at most this length.
 CPU_ROW_PIECE = 32768
 
 
 def row_pieces(num_classes: int) -> int:
-  """How many equal pieces to reduce a row of ``num_classes`` in (1: in one go).
-
-  More than one only on the CPU backend, for rows longer than :data:`CPU_ROW_PIECE` whose
-  length has a divisor that brings a piece under it.
-  """
+  """How many equal pieces, each at most :data:`CPU_ROW_PIECE` long, to reduce a row of
+  ``num_classes`` in on the CPU backend (1: in one go)."""
   if num_classes <= CPU_ROW_PIECE or jax.default_backend() != "cpu":
     return 1
   for pieces in range(2, 257):
@@ -63,11 +57,7 @@ def first_term(rows, pieces: int):
 
 def row_reduce(values, pieces: int, reduce=jnp.sum):
   """Row sums (or another ``reduce``) of ``values``: ``[..., C]``, or the ``[..., P, C / P]``
-  pieces of :func:`split_rows` when ``P > 1``.
-
-  The pieces' partial results are combined after an optimization barrier, so that XLA
-  cannot merge the two reductions back into one long-row reduction.
-  """
+  pieces of :func:`split_rows`, joined past a barrier so XLA cannot merge them back."""
   if pieces == 1:
     return reduce(values, axis=-1)
   return reduce(lax.optimization_barrier(reduce(values, axis=-1)), axis=-1)
@@ -79,21 +69,13 @@ def row_max(z, pieces: int) -> jax.Array:
 
 
 def fast_lse(z, m, pieces: int) -> jax.Array:
-  """``m + log(sum(exp(z - m)))`` per row of ``z`` (or of its pieces), ``m`` the row max.
-
-  Guard-free: not finite only for a NaN or infinite max, where the caller takes its
-  guarded formula.
-  """
+  """``m + log(sum(exp(z - m)))`` per row of ``z`` (or of its pieces), ``m`` the row max;
+  guard-free, not finite only for a NaN or infinite max."""
   return m + jnp.log(row_reduce(jnp.exp(z - m[row_axes(pieces)]), pieces))
 
 
-# Logits with at most this many entries are exponentiated once under differentiation and
-# the exponentials kept for the backward pass, instead of being recomputed there: keeping
-# them is faster while the working set (logits, exponentials, ``d logits``, and dense
-# targets) stays in cache, and the ``exp`` pass is then most of the cost. The dense loss
-# holds more of these arrays, so its limit is lower (see
-# ``experiments/benchmarks/pass_costs.py``). Larger logits recompute, and reverse mode then
-# saves no [..., C] residual.
+# The most logit entries whose exponentials are kept for the backward pass (module notes);
+# the dense loss holds more [..., C] arrays in cache, hence its lower limit.
 SPARSE_KEEP_EXP_MAX_ENTRIES = 2**22
 
 
@@ -101,9 +83,8 @@ DENSE_KEEP_EXP_MAX_ENTRIES = 2**21
 
 
 def keeps_exp(x, t_x, max_entries: int) -> bool:
-  """Whether a loss's jvp rule keeps the exponentials of logits ``x`` (see above): a logit
-  tangent, logits in their compute dtype (bf16 logits would gain a float32 ``[..., C]``
-  residual) and at most ``max_entries`` entries."""
+  """Whether a jvp rule keeps the exponentials of logits ``x``: a logit tangent, logits in
+  their compute dtype (no float32 residual for bf16) and at most ``max_entries`` entries."""
   return (
     not _common.is_symbolic_zero(t_x)
     and x.dtype == _common.compute_dtype(x)
@@ -114,14 +95,12 @@ def keeps_exp(x, t_x, max_entries: int) -> bool:
 def lse_keeping_exp(x):
   """``(lse, exp(x - m), sum exp(x - m))`` per row of ``x [..., C]``, ``m`` the row max
   (zero where not finite): the log-sum-exp of :func:`logsumexp`, with its exponentials."""
-  # Subtract the max so exp cannot overflow; stop_gradient since the result does not
-  # depend on it and its gradient would only add cancelling terms.
+  # stop_gradient: the result does not depend on m; its gradient would only cancel.
   m = lax.stop_gradient(jnp.max(x, axis=-1))
   m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
   exp_shifted = jnp.exp(x - m[..., None])
   exp_sum = jnp.sum(exp_shifted, axis=-1)
-  # Guard log(0): its gradient 1/0 would otherwise turn into NaN for all -inf rows. Test
-  # `s == 0`, not `s > 0`: a NaN logit makes `s` NaN, which must stay NaN, not become -inf.
+  # Guard log(0) for all -inf rows; `s == 0`, not `s > 0`, so that a NaN row stays NaN.
   empty = exp_sum == 0
   lse = jnp.log(jnp.where(empty, jnp.ones_like(exp_sum), exp_sum)) + m
   lse = jnp.where(empty, jnp.full_like(lse, -jnp.inf), lse)

@@ -1,6 +1,6 @@
 r"""Logit soft-capping ``z = c tanh(x / c)`` (Gemma 2) and its derivatives.
 
-Design notes:
+Design rules:
   * ``tanh`` saturates to exactly +-1, so the value needs no clip (a clip before the ``tanh``
     inside a fused pass is slow on XLA:CPU); only the derivatives clip, to keep
     ``inf * 0`` out of them at infinite logits.
@@ -13,23 +13,17 @@ import jax.numpy as jnp
 
 from xentax.losses import _common
 
-# |x / c| beyond which tanh is +-1 in float64 (it rounds to 1 from about 19.1): clipping
-# there changes no value and keeps 0 * inf out of the derivatives at infinite logits.
+# |x / c| beyond which tanh is +-1 in float64 (it rounds to 1 from about 19.1).
 _TANH_SATURATION = 40.0
 
 
 def softcap(x, cap) -> jax.Array:
-  """``c tanh(x / c)`` in the compute dtype; a ``-inf`` logit becomes ``-c``, exactly.
-
-  No clip here: ``tanh`` saturates to exactly +-1 on its own, and a clip before it slows
-  the fused passes on XLA:CPU. Only the derivatives clip, to keep ``inf * 0`` out.
-  """
+  """``c tanh(x / c)`` in the compute dtype; a ``-inf`` logit becomes ``-c``, exactly."""
   return cap * jnp.tanh(_common.upcast(x) / cap)
 
 
 def softcap_slope(x, cap) -> jax.Array:
-  """``d z / d x = 1 - tanh(x / c)^2`` of ``z = c tanh(x / c)``: 0 at ``+-inf`` without a
-  clip (``tanh`` saturates to exactly +-1), so no ``[..., C]`` clip pass feeds it."""
+  """``d z / d x = 1 - tanh(x / c)^2``: 0 at ``+-inf`` with no ``[..., C]`` clip pass."""
   return 1 - jnp.square(jnp.tanh(_common.upcast(x) / cap))
 
 
@@ -44,8 +38,7 @@ def softcap_derivatives(x, cap):
 
 @jax.custom_jvp
 def differentiable_softcap(x, cap):
-  """:func:`softcap` whose derivatives stay finite at ``+-inf`` (plain autodiff of the
-  clip would meet ``inf * 0`` in the softcap's derivative)."""
+  """:func:`softcap` whose derivatives stay finite at ``+-inf``."""
   return softcap(x, cap)
 
 

@@ -1,22 +1,14 @@
 """Sparse (integer-label) categorical cross-entropy, from probabilities and from logits.
 
-Design notes:
-  * Labels carry the scores' shape without the class axis; :func:`prepare_sparse` moves the
-    class axis last once, builds the validity mask (``where``, ``ignore_index``), checks the
-    label range and gathers the target class weights.
-  * The loss from logits is assembled from four per-example terms (log-normaliser, target
-    logit, weighted logit sum, target weight) by :class:`._sparse_terms.SparseTerms`, which
-    the fused linear cross-entropy (computing the terms block by block) shares, so an option
-    means the same thing in both.
-  * Ignored rows are zeroed or selected away before any arithmetic, so ``-inf`` or NaN there
-    cannot leak into the loss or the gradient; a kept row with an out-of-range label gets a
-    NaN added, so its loss and gradient are NaN under ``jit``.
-  * Logit derivatives are closed forms in ``custom_jvp`` rules inside ``jax.checkpoint``:
-    reverse mode saves per-example statistics only, writes ``d logits`` in one pass, and
-    never differentiates through a ``lax.cond`` (which keeps both branches' residuals).
-  * The fast paths are guard-free fused passes (a select inside a fused row reduction is
-    much slower on XLA:CPU); a batch where a fast pass is not finite takes the exact,
-    guarded form.
+Design rules:
+  * The loss from logits is built from :class:`._sparse_terms.SparseTerms`, shared with the
+    fused linear cross-entropy, so an option means the same thing in both.
+  * Dropped rows are zeroed or selected away before any arithmetic; a kept row with a bad
+    label gets a NaN added.
+  * Logit derivatives are closed forms in ``custom_jvp`` rules under ``jax.checkpoint``;
+    nothing differentiates through a ``lax.cond`` (it keeps both branches' residuals).
+  * Fast paths are guard-free fused passes (a select inside a fused row reduction splits the
+    loop on XLA:CPU); a batch whose fast value is not finite takes the guarded form.
 """
 
 from __future__ import annotations
@@ -77,14 +69,10 @@ def prepare_sparse(
   option_bad=None,
   upcast=True,
 ) -> SparseInputs:
-  """The entry frame of every sparse loss: validate, and bring to the class-last layout.
+  """The entry frame of every sparse loss: validate, move the class axis last.
 
-  Checks ``reduction``, the scalar ``options`` (a dict of name to value) against their
-  domains, the scores, labels, mask and sample weights. A traced option outside its domain
-  (or ``option_bad``, a traced flag of the caller's) makes every kept example bad: NaN
-  loss and gradient, as for an out-of-range label. ``upcast=False`` leaves the scores in
-  their own dtype (a loss that upcasts inside its fused passes, so that no float32 copy of
-  bf16 logits is ever materialised). Close the frame with :meth:`SparseInputs.reduce`.
+  A traced option outside its domain (``options``: name to value), or ``option_bad``, makes
+  every kept example bad. ``upcast=False`` keeps the scores' dtype (upcast per fused pass).
   """
   _reduce.check_reduction(fn_name, reduction)
   option_bad = _validate.any_bad(option_bad, _validate.options(fn_name, **(options or {})))
@@ -112,7 +100,7 @@ def prepare_sparse(
   return SparseInputs(scores, *labels, sample_weight)
 
 
-@_doc.shared
+@_doc.shared(reduction="reduction_weighted")
 def sparse_categorical_cross_entropy_with_logits(
   logits,
   labels,
@@ -129,43 +117,22 @@ def sparse_categorical_cross_entropy_with_logits(
 ) -> jax.Array:
   r"""Cross-entropy between integer labels and ``softmax(logits)``, computed from logits.
 
-  The sparse categorical cross-entropy ``-log softmax(z)_y``, computed stably as
-  ``logsumexp(z) - z_y``, with torch's ``cross_entropy`` options.
-
   .. math::
     \ell_n = (1 - \epsilon)\, w_{y_n} (\mathrm{lse}(z_n) - z_{n,y_n})
       + \frac{\epsilon}{C} \sum_c w_c (\mathrm{lse}(z_n) - z_{n,c})
       + \lambda_z \mathrm{lse}(z_n)^2
 
   Gradient: ``d l_n / d z_n = (1 - e) w_y (softmax(z_n) - onehot(y_n))
-  + (e / C) (sum(w) softmax(z_n) - w) + 2 lambda_z lse(z_n) softmax(z_n)``; without
-  options this is the softmax-regression gradient ``y_pred - y``. With ``softcap`` the
-  loss is that of the capped logits ``z``, a ``-inf`` logit becoming ``-c`` (as in
-  :func:`xentax.fused_linear_cross_entropy`). With nothing dropped,
-  ``"sum_over_batch_size"`` is torch's ``(loss(reduction="none") * s).mean()``.
+  + (e / C) (sum(w) softmax(z_n) - w) + 2 lambda_z lse(z_n) softmax(z_n)``. With
+  ``softcap`` a ``-inf`` logit becomes ``-c``.
 
   Args:
     logits: ``[..., C, ...]`` unnormalised scores, class axis at ``axis``.
     labels: integer class indices, the per-example shape: ``logits.shape`` without
       ``axis``.
-    axis: the class axis of ``logits``.
-    $class_weights
-    $ignore_index
-    $label_smoothing
-    $z_loss
-    $softcap
-    $where
-    $sample_weight
-    $reduction_weighted
+    $options
 
-  Returns:
-    The loss, float32 (float64 for float64 logits); ``labels.shape`` for ``"none"``.
-
-  Raises:
-    TypeError: float labels, or a non-numeric option. ValueError: shapes that do not
-    match, an unknown reduction, or (on concrete inputs) a label outside ``[0, C)`` that
-    is not ``ignore_index`` or an option or weight outside its domain; under ``jit`` the
-    affected examples' loss and gradient are NaN instead.
+  $contract
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -188,8 +155,6 @@ def sparse_categorical_cross_entropy_with_logits(
     sample_weight=sample_weight,
     reduction=reduction,
     options=dict(label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap),
-    # The logits stay in their own dtype through the custom rule and are upcast inside
-    # each fused pass: for bf16 logits no float32 copy exists, not even as a residual.
     upcast=False,
   )
   config = SparseOptions.of(inputs.scores.shape[-1], label_smoothing=label_smoothing, z_loss=z_loss)
@@ -212,9 +177,7 @@ def _weighted_logit_sum(class_weights, x):
   if class_weights is None:
     return jnp.sum(_common.upcast(x), axis=-1)
   x = _common.upcast(x)
-  # A matrix-vector product reads x once at full speed; it is NaN only where a zero weight
-  # meets an infinite logit, and only then is the slower elementwise form computed, a few
-  # rows at a time so that the rare branch reserves no [..., C] buffer.
+  # NaN only where a zero weight meets an infinite logit; the fallback maps rows in batches.
   fast = jnp.dot(x, class_weights, precision=lax.Precision.HIGHEST)
 
   def elementwise():
@@ -232,7 +195,6 @@ def _losses_from_stats(config, x, lse, target, labels, valid, bad, class_weights
       class_weights, x if cap is None else _softcap.softcap(x, cap)
     )
   losses = config.terms(labels, class_weights, eps, z).loss(lse, target, weighted_sum)
-  # Dropped rows may hold -inf or NaN: select, so they cannot leak; bad labels give NaN.
   losses = jnp.where(valid, losses, jnp.zeros_like(losses))
   return losses + _common.nan_where(bad, losses.dtype)
 
@@ -250,13 +212,10 @@ def _sum_exp_shifted(x, shift, cap=None):
 
 
 def _stats(x, labels, cap=None):
-  """``(logsumexp(z), z[label])`` per example (``z`` the soft-capped ``x`` with a ``cap``),
-  reading ``x`` once in the common case.
+  """``(logsumexp(z), z[label])`` per example, ``z`` the soft-capped ``x``, in one read.
 
-  The usual log-sum-exp reads the logits twice (max, then sum of exponentials). Shifting by
-  the target logit instead needs no max: its own term is ``exp(0) = 1``, so the sum cannot
-  underflow, and if any term overflowed (a logit more than ~88 above the target's in
-  float32) the sum is not finite and the two-pass form is used for the batch.
+  Shifted by the target logit (its term is 1: no max pass, no underflow); an overflowed sum
+  sends the batch to the two-pass form.
   """
   target = _capped(jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0], cap)
   shifted_sum = _sum_exp_shifted(x, target, cap)
@@ -268,25 +227,15 @@ def _stats(x, labels, cap=None):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _logits_losses(config, x, labels, valid, bad, class_weights, eps, z, cap):
-  """Per-example sparse cross-entropy from logits ``x [..., C]`` (class axis last).
+  """Per-example sparse cross-entropy from logits ``x [..., C]`` in their own dtype.
 
-  ``x`` stays in its own dtype (bf16 included) and is upcast inside each fused pass.
-  A ``custom_jvp`` whose tangent is ``sum_c G_c t_c`` with the closed-form logit gradient
-  ``G = a p - b onehot(y) - c w`` (:meth:`SparseTerms.grad_coefficients`) inside
-  ``jax.checkpoint``: reverse mode saves only ``lse [...]`` besides the inputs and writes
-  ``d logits`` (in the logits' dtype) in one elementwise pass; forward mode and higher
-  derivatives still work. Small logits in their compute dtype, without a softcap
-  (:func:`._rows.keeps_exp`), keep their exponentials instead, so ``exp`` runs once per
-  entry while the working set stays in cache (:func:`_logit_grad_dot_kept`). Dropped rows
-  get a zero gradient whatever they hold. ``cap`` (None, or the softcap ``c``) soft-caps
-  the logits inside the same passes; the tangent then carries ``1 - (z / c)^2`` and the
-  softcap's own term.
+  Tangent ``sum_c G_c t_c``, ``G = a p - b onehot(y) - c w``
+  (:meth:`SparseTerms.grad_coefficients`), under ``jax.checkpoint``: reverse mode saves only
+  ``lse``; small logits keep their exponentials (:func:`._rows.keeps_exp`).
   """
   stats = (labels, valid, bad, class_weights, eps, z)
   if not config.smoothing or cap is None or _rows.row_pieces(x.shape[-1]) > 1:
-    # Without a softcap the smoothing sum is a separate pass (a matrix-vector product with
-    # the class weights), faster than one fused loop; rows reduced in pieces cannot form
-    # one loop (the pieces' barrier) (see experiments/benchmarks/).
+    # Without a softcap a separate matvec for the smoothing sum beats one fused loop.
     lse, target = _stats(x, labels, cap)
     return _losses_from_stats(config, x, lse, target, *stats, cap)
   fast = _smoothed_losses(config, x, *stats, cap)
@@ -303,15 +252,10 @@ def _logits_losses(config, x, labels, valid, bad, class_weights, eps, z, cap):
 
 
 def _smoothed_losses(config, x, labels, valid, bad, class_weights, eps, z, cap):
-  """Per-row losses with label smoothing and a softcap in one fused loop of guard-free row
-  reductions: the exp-sum shifted by the target logit, then ``sum_c (f_c h - e/C w_c z_c)``
-  where ``h`` is every term but the smoothing sum, entered as the first term (``f`` one-hot
-  at class 0).
+  """Unmasked losses with smoothing and a softcap in one guard-free fused loop.
 
-  One loop, not ``lse`` and the smoothing sum as two outputs: two outputs sharing the
-  capped logits make XLA:CPU write those logits to memory. Not masked; NaN or infinite
-  where a guard is needed (an overflow of the shifted sum, a NaN; the capped logits are
-  finite), which the caller's fallback handles.
+  ``sum_c (f_c h - e/C w_c z_c)``, ``h`` the other terms, ``f`` one-hot at class 0: one
+  output, as two sharing the capped logits make XLA:CPU write those logits out.
   """
   num_classes = x.shape[-1]
   pieces = _rows.row_pieces(num_classes)
@@ -350,15 +294,11 @@ def _logits_losses_jvp(config, primals, tangents):
   options = (class_weights, eps, z)
   t_options = (t_class_weights, t_eps, t_z)
   if _engine.any_moves(options, t_options):
-    # The logits' statistics are held; dropped rows' are zeroed first: their masked
-    # cotangent times a NaN or infinite statistic would otherwise be NaN.
+    # Dropped rows zeroed: their zero cotangent times a NaN or inf statistic would be NaN.
     kept_x, kept_lse, kept_target = (_rows.mask_rows(v, valid) for v in (x, lse, target))
     if config.smoothing and cap is None:
-      # At eps = 0 an infinite logit's smoothing term (0 * inf, taken as 0) is left out of
-      # the options' derivatives, its lse - z_c set to 0, as the categorical losses do:
-      # d / d eps is then that of the finite terms (the one-sided derivative is +inf), and
-      # a class weight's cotangent does not meet 0 * inf = NaN. Under a cond: a bare select
-      # would write an [..., C] copy of the logits on every call.
+      # At eps = 0 an infinite logit's term (0 * inf = 0) leaves the options' derivatives;
+      # a cond, as a bare select would copy the logits on every call.
       kept_x = lax.cond(
         (jnp.asarray(eps) == 0) & jnp.any(jnp.isinf(kept_x)),
         lambda x: jnp.where(jnp.isinf(x), kept_lse[..., None], x),
@@ -386,16 +326,12 @@ def _stats_keeping_exp(x, labels):
 def _logit_grad_dot_kept(
   config, exp_shifted, exp_sum, t_x, lse, labels, valid, bad, class_weights, eps, z
 ):
-  """:func:`_logit_grad_dot` from kept exponentials: ``G = a p - b onehot(y) - c w`` with
-  ``p = exp_shifted / exp_sum`` enters as per-row coefficients around three linear maps of
-  ``t_x`` (a row sum against the kept exponentials, a gather of the target, a row sum
-  against the class weights), so reverse mode writes ``d logits`` in one multiply pass
-  plus a scatter of the target term, with no per-entry compare."""
+  """:func:`_logit_grad_dot` from kept exponentials: per-row coefficients around linear maps
+  of ``t_x``, so reverse mode writes ``d logits`` in one pass with no per-entry compare."""
   terms = config.terms(labels, class_weights, eps, z)
   coef_p, coef_target, coef_weight = terms.grad_coefficients(jnp.ones_like(lse), lse)
   coef_p = coef_p + _common.nan_where(bad, lse.dtype)  # bad labels: NaN gradient for the row
-  # Dropped rows may hold NaN or +inf (exponentials NaN or inf): zero them by selecting,
-  # in the rows and in the coefficients (an all -inf dropped row has exp_sum = 0).
+  # Dropped rows may hold NaN or inf (exp_sum = 0 for all -inf): zero rows and coefficients.
   kept_exp, coef_p, coef_target, coef_weight = (
     _rows.mask_rows(v, valid) for v in (exp_shifted, coef_p / exp_sum, coef_target, coef_weight)
   )
@@ -444,7 +380,7 @@ def _softcap_grad(config, x, lse, labels, valid, bad, class_weights, eps, z, cap
   return jnp.sum(grad, axis=-1)
 
 
-@_doc.shared
+@_doc.shared(reduction="reduction_weighted")
 def sparse_categorical_cross_entropy(
   probs,
   labels,
@@ -458,15 +394,11 @@ def sparse_categorical_cross_entropy(
 ) -> jax.Array:
   r"""Cross-entropy between integer labels and predicted probabilities.
 
-  ``-log(probs[n, labels[n]])`` per example, weighted by the target's class weight.
-
   .. math::
     \ell_n = -w_{y_n} \max(\log p_{n, y_n}, -100)
 
-  The log is clamped at -100 as torch's ``binary_cross_entropy`` does, so a zero
-  probability on the true class gives a large finite loss. Probabilities are used as
-  given (Keras renormalises them to sum to one; xentax does not). A NaN anywhere in a
-  kept row (not only at the target) makes that example's loss NaN.
+  The log is clamped at -100 (torch's ``binary_cross_entropy``). Probabilities are used as
+  given (Keras renormalises them). A NaN anywhere in a kept row makes its loss NaN.
 
   Gradient: ``d l_n / d p_{n,y} = -w_y / p_{n,y}`` (0 where the clamp is active), 0 for
   every other class.
@@ -475,19 +407,9 @@ def sparse_categorical_cross_entropy(
     probs: ``[..., C, ...]`` probabilities in ``[0, 1]``, class axis at ``axis``.
     labels: integer class indices, the per-example shape: ``probs.shape`` without
       ``axis``.
-    axis: the class axis of ``probs``.
-    $class_weights
-    $ignore_index
-    $where
-    $sample_weight
-    $reduction_weighted
+    $options
 
-  Returns:
-    The loss, float32 (float64 for float64 probs); ``labels.shape`` for ``"none"``.
-
-  Raises:
-    TypeError / ValueError as :func:`sparse_categorical_cross_entropy_with_logits`; also
-    ``ValueError`` for a concrete probability outside ``[0, 1]`` (NaN under ``jit``).
+  $contract
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -515,7 +437,6 @@ def sparse_categorical_cross_entropy(
   _validate.check_probabilities(fn_name, p, inputs.valid, axis)  # raises when concrete
   p_y = _common.take_target(p, inputs.labels)
   p_y = jnp.where(inputs.valid, p_y, jnp.ones_like(p_y))
-  # A NaN anywhere in the row (not only at the target) makes the example NaN.
   # Dropped rows stay out: a NaN there would reach the class weights' gradient (0 * NaN).
   row_bad = jnp.isnan(_out_of_range(p)) & inputs.valid
   p_y = p_y + _common.nan_where(inputs.bad | row_bad, p_y.dtype)
@@ -529,10 +450,8 @@ def sparse_categorical_cross_entropy(
 def _out_of_range(p) -> jax.Array:
   """``[...]``: 0, or NaN for a row with a probability outside [0, 1] (or NaN).
 
-  One plain row sum, ``sum_c sqrt(p_c - p_c^2) * 0``: ``p - fl(p^2)`` is negative exactly
-  outside [0, 1]. Under differentiation (its derivative rule) the check is a per-entry
-  mask instead: there XLA fuses the mask into the gradient's loop, and a second row sum
-  of ``p`` would hold ``p``'s producer (a softmax) in a buffer of its own.
+  ``sum_c sqrt(p_c - p_c^2) * 0`` (``p - fl(p^2) < 0`` exactly outside [0, 1]); the jvp
+  rule masks per entry instead, which XLA fuses into the gradient's loop.
   """
   return jnp.sum(jnp.sqrt(p - p * p), axis=-1) * 0
 

@@ -1,11 +1,10 @@
 r"""Sparse categorical focal loss from logits: cross-entropy scaled by ``(1 - p_y)^gamma``.
 
-Design notes:
-  * The value and its closed-form derivatives share the target's log-probability and
-    ``log(1 - p_y)``, computed from the logits without forming ``1 - softmax``; a
-    confident row (``p_y`` near 1) takes ``log1p`` of the other classes' mass, exact there.
-  * With label smoothing each class's focal term enters the row's sum; its derivative is a
-    closed form too (:func:`_fast_focal_class_sum`).
+Design rules:
+  * ``log(1 - p_y)`` comes from the other classes' mass, never from ``1 - softmax``: exact
+    where ``p_y`` rounds to 1.
+  * Logit derivatives are closed forms in ``custom_jvp`` rules: autodiff through the fast
+    paths' ``lax.cond`` would keep both branches' ``[..., C]`` residuals.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ def _sanitize_logits(inputs: SparseInputs) -> jax.Array:
   return x + _common.nan_where(inputs.bad, x.dtype)[..., None]
 
 
-@_doc.shared
+@_doc.shared(reduction="reduction_weighted")
 def sparse_categorical_focal_loss_with_logits(
   logits,
   labels,
@@ -48,24 +47,17 @@ def sparse_categorical_focal_loss_with_logits(
     \ell_n = -w_{y_n} (1 - p_{n,y_n})^{\gamma} \log p_{n,y_n},
     \quad p = \mathrm{softmax}(z)
 
-  Computed in log space: ``log p_y = z_y - lse(z)`` and, exactly even when ``p_y``
-  rounds to 1, ``log(1 - p_y) = lse(z_{c != y}) - lse(z)``, so a confident correct
-  prediction gives a finite loss and gradient. ``gamma = 0`` is the weighted
-  cross-entropy. The class weights are the "alpha" of Lin et al. for many classes.
-
-  With label smoothing the target is ``q = (1 - e) onehot(y) + e / C``, as in
-  :func:`sparse_categorical_cross_entropy_with_logits`, and the focal weight applies to
-  each class's term of the smoothed cross-entropy with that class's own probability
-  (Keras's ``CategoricalFocalCrossentropy`` convention):
+  ``log(1 - p_y) = lse(z_{c != y}) - lse(z)`` is exact even where ``p_y`` rounds to 1.
+  ``gamma = 0`` is the weighted cross-entropy; the class weights are Lin et al.'s "alpha".
+  With label smoothing (``q = (1 - e) onehot(y) + e / C``) each class's term takes its own
+  probability (Keras's ``CategoricalFocalCrossentropy`` convention):
 
   .. math::
     \ell_n = (1 - \epsilon) w_{y} (1 - p_{y})^{\gamma} (-\log p_{y})
       + \frac{\epsilon}{C} \sum_c w_c (1 - p_c)^{\gamma} (-\log p_c)
 
-  which is the smoothed cross-entropy for ``gamma = 0``. The smoothing sum takes
-  ``log(1 - p_c) = log1p(-p_c)`` with ``p_c`` clipped just below 1: only a class whose
-  probability rounds to 1 is affected, and its term is then below ``w_c 2^-24`` in float32
-  (the exact, guarded form takes over where a term is infinite).
+  where the smoothing sum clips ``p_c`` just below 1 (a term then below ``w_c 2^-24`` in
+  float32).
 
   Gradient: ``d l / d z_c = w_y (p_c - [c = y]) (1 - p_y)^(g - 1) ((1 - p_y) - g p_y log p_y)``,
   which for ``g = 0`` is the cross-entropy's ``w_y (p_c - [c = y])``; with smoothing,
@@ -77,21 +69,9 @@ def sparse_categorical_focal_loss_with_logits(
     labels: integer class indices, the per-example shape: ``logits.shape`` without
       ``axis``.
     gamma: focusing parameter ``gamma``, finite and >= 0 (may be traced).
-    $class_weights
-    $ignore_index
-    $label_smoothing
-    $softcap
-    axis: the class axis of ``logits``.
-    $where
-    $sample_weight
-    $reduction_weighted
+    $options
 
-  Returns:
-    The loss, float32 (float64 for float64 logits); ``labels.shape`` for ``"none"``.
-
-  Raises:
-    As :func:`sparse_categorical_cross_entropy_with_logits`; a concrete ``gamma``
-    outside its domain raises ``ValueError`` too (traced: NaN loss and gradients).
+  $contract
 
   Example:
     >>> import jax.numpy as jnp, xentax
@@ -122,34 +102,21 @@ def sparse_categorical_focal_loss_with_logits(
 
 @jax.custom_jvp
 def _focal_losses(inputs: SparseInputs, eps, gamma, cap) -> jax.Array:
-  """The sparse focal loss per example (``eps`` None: no label smoothing).
-
-  A ``custom_jvp``: the logits' tangent is the closed form :func:`_focal_grad_dot` inside
-  ``jax.checkpoint``, so reverse mode saves three ``[...]`` statistics besides the inputs
-  and writes ``d logits`` from one pass (two with label smoothing). Autodiff through the
-  value's ``lax.cond`` fallbacks would keep both branches' ``[..., C]`` residuals and
-  materialise several ``[..., C]`` intermediates (see experiments/benchmarks/).
-  """
+  """The sparse focal loss per example (``eps`` None: no smoothing); the logits' tangent is
+  :func:`_focal_grad_dot` under ``jax.checkpoint`` (three ``[...]`` residuals)."""
   return _focal_losses_and_stats(inputs, eps, gamma, cap)[0]
 
 
 def _focal_losses_and_stats(inputs: SparseInputs, eps, gamma, cap, for_options=False):
-  """``(losses, (lse, log p_y, log(1 - p_y)))`` per example.
-
-  ``for_options``: the value whose jvp gives the options' tangents (logits held fixed);
-  its smoothing sum leaves out an infinite logit's term at ``eps = 0``
-  (:func:`_exact_focal_class_sum`).
-  """
+  """``(losses, (lse, log p_y, log(1 - p_y)))`` per example; ``for_options``: the value whose
+  jvp gives the options' tangents (:func:`_exact_focal_class_sum`'s ``hold_infinite``)."""
   log_p, log_1mp, lse = _target_log_probs(inputs, cap)
   losses = _focal.focal_scale(-log_p, log_1mp, gamma)
   if inputs.target_weight is not None:
     losses = inputs.target_weight * losses
   if eps is not None:
     if for_options and cap is None:
-      # At eps = 0 an infinite logit's term is held out (:func:`_exact_focal_class_sum`),
-      # and only then: the held form is the exact, multi-pass one (a softcapped logit is
-      # finite). Both sums inside the cond, so that reverse mode transposes only the one
-      # taken (a zero cotangent through the other would meet 0 * inf).
+      # Both sums inside the cond: reverse mode transposes only the one taken (0 * inf).
       x = _sanitize_logits(inputs)
       smoothing = lax.cond(
         (jnp.asarray(eps) == 0) & jnp.any(jnp.isinf(x)),
@@ -175,8 +142,7 @@ def _focal_losses_jvp(primals, tangents):
     recompute = inputs.scores.size > _rows.SPARSE_KEEP_EXP_MAX_ENTRIES
     grad_dot = jax.checkpoint(functools.partial(_focal_grad_dot, recompute))
     t_losses = t_losses + grad_dot(inputs, t_inputs.scores, *stats, eps, gamma, cap)
-  # The options (class weights, eps, gamma, the softcap), rarely moving: the value's own
-  # jvp with the logits held fixed.
+  # The options, rarely moving: the value's own jvp with the logits held fixed.
   options = (inputs.class_weights, inputs.target_weight, eps, gamma, cap)
   t_options = (t_inputs.class_weights, t_inputs.target_weight, t_eps, t_gamma, t_cap)
 
@@ -189,17 +155,12 @@ def _focal_losses_jvp(primals, tangents):
 
 
 def _focal_grad_dot(recompute, inputs: SparseInputs, t_x, lse, log_p, log_1mp, eps, gamma, cap):
-  """``sum_c (d loss / d x_c) t_c`` per example, from the closed form
-  ``d loss / d z_c = a p_c - (eps / C) w_c A_c - [c = y] b`` with ``b = (1 - eps) w_y A_y``,
-  ``a = b + (eps / C) sum_c w_c A_c`` and ``A`` :func:`focal_weight`; times ``1 - (z / c)^2``
-  with a softcap. ``A_y`` comes from the exact ``log p_y`` (``1 - p_y`` without
-  cancellation); dropped rows get 0 whatever they hold, bad rows NaN. ``recompute``: the
-  output pass recomputes the class terms of the row sum (large logits, see below).
-  """
+  """``sum_c (d loss / d x_c) t_c`` per example: ``d loss / d z_c = a p_c - (eps / C) w_c A_c
+  - [c = y] b``, ``b = (1 - eps) w_y A_y``, ``a = b + (eps / C) sum_c w_c A_c``, ``A``
+  :func:`focal_weight`. ``recompute``: the output pass recomputes the class terms."""
   x, labels, valid = inputs.scores, inputs.labels, inputs.valid
   num_classes = x.shape[-1]
-  # p_y and 1 - p_y both exact: 1 - p_y from log(1 - p_y), and log p_y from it where p_y
-  # is near 1 (the guarded form's `z_y - lse` rounds to 0 there).
+  # log p_y from log(1 - p_y) near p_y = 1, where the guarded `z_y - lse` rounds to 0.
   one_minus_p_y = jnp.exp(log_1mp)
   log_p = jnp.where(log_p < -0.5, log_p, jnp.log1p(-one_minus_p_y))
   p_y = jnp.exp(log_p)
@@ -222,11 +183,8 @@ def _focal_grad_dot(recompute, inputs: SparseInputs, t_x, lse, log_p, log_1mp, e
     if weights is None:
       weights = jnp.ones((num_classes,), lse.dtype)
     scale = eps / num_classes
-    # The row sum as a matrix-vector product: as a row reduction, XLA:CPU fuses it with
-    # the output pass and writes that pass's other inputs to memory as [..., C] arrays.
-    # Beyond the cache the output pass recomputes its terms from the logits (past an
-    # optimization barrier, so XLA cannot share them with the product's operand); while
-    # the working set stays in cache, sharing them is faster.
+    # A matvec: as a row reduction XLA:CPU fuses it with the output pass and writes that
+    # pass's inputs out. Beyond the cache, recompute the terms past a barrier.
     row_terms = probs_and_terms(x, lse)[1]
     coef_p = coef_p + scale * jnp.dot(row_terms, weights, precision=lax.Precision.HIGHEST)
     if recompute:
@@ -250,22 +208,16 @@ def _focal_grad_dot(recompute, inputs: SparseInputs, t_x, lse, log_p, log_1mp, e
 def _target_log_probs(inputs: SparseInputs, cap):
   """``(log p_y, log(1 - p_y), lse)`` per example, exact also where ``p_y`` rounds to 1.
 
-  In the common case one fused pass over the logits: with the other classes' sum
-  ``r = sum_{c != y} exp(z_c - z_y)`` (the target masked inside the reduction),
-  ``log p_y = -log1p(r)`` and ``log(1 - p_y) = log(r) - log1p(r)``. Shifting by the target
-  logit needs no max pass. Only if some row's ``r`` is not finite and positive (a logit
-  more than ~88 above the target's in float32, all others ~104 below it, one class, a NaN
-  or an infinite logit, also in a dropped row) does the batch take the guarded form: two
-  log-sum-exps over sanitised logits. Dropped rows must be finite for the fast form, so
-  that autodiff through it cannot meet ``0 * inf`` there; a bad label makes its row NaN.
+  With ``r = sum_{c != y} exp(z_c - z_y)`` (one fused pass): ``log p_y = -log1p(r)``,
+  ``log(1 - p_y) = log(r) - log1p(r)``; a batch where some ``r`` is not finite and positive
+  takes two log-sum-exps over sanitised logits.
   """
   x, labels = inputs.scores, inputs.labels
   num_classes = x.shape[-1]
   pieces = _rows.row_pieces(num_classes)
   extra = (None,) if pieces == 1 else (None, None)  # broadcast [...] to the rows
   target = jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
-  # A dropped row's target logit may be NaN: zeroed ([...] only), so its softcap slope
-  # cannot meet a zero cotangent.
+  # Zeroed: a dropped row's NaN target's softcap slope must not meet a zero cotangent.
   target = jnp.where(inputs.valid, target, jnp.zeros_like(target))
   if cap is not None:
     target = _softcap.differentiable_softcap(target, cap)
@@ -273,7 +225,6 @@ def _target_log_probs(inputs: SparseInputs, cap):
   indices = (classes, labels[(..., *extra)])
   r = _others_exp_sum(pieces, _rows.split_rows(x, pieces), target[(..., *extra)], indices, cap)
   ok = jnp.all(jnp.isfinite(r) & (r > 0))
-  # A bad label's row: NaN value and gradient.
   r = r + _common.nan_where(inputs.bad, r.dtype)
 
   def fast():
@@ -296,13 +247,9 @@ def _target_log_probs(inputs: SparseInputs, cap):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _others_exp_sum(pieces, x, shift, indices, cap):
-  """``sum_c exp(z_c - shift)`` over the classes ``c != y`` (``indices = (classes, y)``), per
-  row, with ``z`` the soft-capped ``x`` (``cap`` None: ``z = x``).
-
-  A ``custom_jvp`` only so that a term that is not finite (its row sends the batch to the
-  guarded form, where this sum gets a zero cotangent) has a zero tangent, not ``0 * inf``;
-  elsewhere the tangent is ``sum_c e_c (dz_c - d shift)``.
-  """
+  """``sum_c exp(z_c - shift)`` over ``c != y`` (``indices = (classes, y)``) per row, ``z``
+  the soft-capped ``x``; a ``custom_jvp`` so that a non-finite term's tangent is 0, not
+  ``0 * inf``."""
   z = x if cap is None else _softcap.softcap(x, cap)
   return _rows.row_reduce(jnp.exp(z - shift) * _others(indices, z.dtype), pieces)
 
@@ -328,8 +275,7 @@ def _others_exp_sum_jvp(pieces, primals, tangents):
   keep = (others > 0) & jnp.isfinite(terms)
 
   def coefficient(slope):
-    # Selected after the product (a non-finite term's slope may be NaN) and before the
-    # tangent, so that the transpose multiplies a zero cotangent by 0, never by NaN.
+    # Selected before the tangent: the transpose multiplies a zero cotangent by 0, not NaN.
     return jnp.where(keep, terms * slope, 0.0)
 
   t_terms = -coefficient(1.0) * t_shift
@@ -352,16 +298,8 @@ def _focal_class_sum(inputs: SparseInputs, cap, gamma) -> jax.Array:
 
 @jax.custom_jvp
 def _fast_focal_class_sum(x, gamma, weights, ignored) -> jax.Array:
-  """:func:`_exact_focal_class_sum` in one guard-free pass in the common case.
-
-  The pass (:func:`_focal_class_terms`) has no compare or select per class: a select
-  inside a fused row reduction is much slower on XLA:CPU. A row not ``ignored`` where it
-  is not finite (an infinite class term, a zero class weight against one) sends the batch
-  to the exact form. A ``custom_jvp``: differentiating through the ``lax.cond`` would make
-  reverse mode keep both branches' ``[..., C]`` residuals. The logits' tangent is the
-  closed form :func:`_focal_class_grad_dot`; those of ``gamma`` and the weights are the
-  exact form's.
-  """
+  """:func:`_exact_focal_class_sum` in one guard-free pass; a kept row that is not finite
+  sends the batch to the exact form. Logit tangent: :func:`_focal_class_grad_dot`."""
   return _focal_class_sum_and_lse(x, gamma, weights, ignored)[0]
 
 
@@ -386,9 +324,7 @@ def _fast_focal_class_sum_jvp(primals, tangents):
   out, lse = _focal_class_sum_and_lse(x, gamma, weights, ignored)
   t_out = jnp.zeros_like(out)
   if not _common.is_symbolic_zero(t_x):
-    # Reached for second and mixed derivatives (first-order logit tangents of the loss
-    # come from _focal_grad_dot). The forward's lse is a [...] residual, so the backward
-    # pass does not recompute it.
+    # Reached for second and mixed derivatives only (first order: _focal_grad_dot).
     t_out = t_out + jax.checkpoint(_focal_class_grad_dot)(x, lse, t_x, gamma, weights)
   # gamma and the weights (rarely moving): the exact form's jvp with x held fixed.
   held = _engine.held_jvp(_exact_focal_class_sum, (x, gamma, weights), tangents[:3], held=(0,))
@@ -397,12 +333,8 @@ def _fast_focal_class_sum_jvp(primals, tangents):
 
 
 def _focal_class_grad_dot(x, lse, t_x, gamma, weights) -> jax.Array:
-  """``sum_c (d S / d x_c) t_c`` for the smoothing sum ``S = sum_c w_c (1 - p_c)^g (-log
-  p_c)``: the dense focal loss with the class weights as targets, so ``d S / d x = p sum(b)
-  - b`` with ``b_c = w_c A_c`` (:func:`focal_weight`, its limits at ``p = 0`` and 1 taken).
-  A closed form: autodiff of the exact form (an argmax, a masked log-sum-exp, their
-  selects) would dominate the focal loss's value-and-grad with label smoothing.
-  """
+  """``sum_c (d S / d x_c) t_c`` for the smoothing sum ``S``: ``d S / d x = p sum(b) - b``,
+  ``b_c = w_c A_c`` (:func:`focal_weight`)."""
   log_p = x - lse[..., None]
   p = jnp.exp(log_p)
   b = _focal.focal_weight(None, p, log_p, gamma)
@@ -413,31 +345,20 @@ def _focal_class_grad_dot(x, lse, t_x, gamma, weights) -> jax.Array:
 
 
 def _focal_class_terms(z, lse, gamma, weights) -> jax.Array:
-  """The smoothing sum's terms ``w_c (1 - p_c)^gamma (lse - z_c)``, guard-free.
-
-  ``p_c`` is clipped below 1 (at ``1 - epsneg``), so ``log1p(-p_c)`` stays finite. That
-  changes only a class whose probability rounds to 1, the row's largest, whose term is then
-  below ``w_c 2^-24`` (float32; ``2^-53`` in float64) anyway. An infinite term stays
-  infinite (the caller's guard).
-  """
+  """The smoothing sum's terms ``w_c (1 - p_c)^gamma (lse - z_c)``, guard-free, ``p_c``
+  clipped at ``1 - epsneg``; an infinite term stays infinite (the caller's guard)."""
   finfo = jnp.finfo(z.dtype)
   ce = lse - z
   log_1mp = jnp.log1p(-jnp.minimum(jnp.exp(-ce), 1 - finfo.epsneg))
-  # The weights multiply the cross-entropy factor first: weighting the whole product slows
-  # the fused loop on XLA:CPU.
+  # Weights on the cross-entropy factor: on the whole product they slow XLA:CPU's loop.
   weighted = ce if weights is None else weights * ce
   return jnp.exp(gamma * log_1mp) * weighted
 
 
 def _exact_focal_class_sum(x, gamma, weights, hold_infinite=False) -> jax.Array:
-  """The smoothing sum with every guard: ``log(1 - p)`` exact for every class, ``0 * inf``
-  kept out of values and derivatives; ``x`` has its dropped rows zeroed.
-
-  ``hold_infinite``: for the options' derivatives at ``eps = 0``, an infinite logit's term
-  (``0 * inf``, taken as 0) is left out, its ``lse - z_c`` set to 0, as the categorical
-  focal loss does. ``d / d eps`` is then that of the finite terms (the one-sided derivative
-  is +inf), and a class weight's cotangent does not meet ``0 * inf = NaN``.
-  """
+  """The smoothing sum with every guard (``x``'s dropped rows zeroed). ``hold_infinite``
+  (options' derivatives at ``eps = 0``): an infinite logit's ``lse - z_c`` is set to 0, so
+  ``d / d eps`` is that of the finite terms and no cotangent meets ``0 * inf``."""
   lse = _rows.logsumexp(x)
   z = jnp.where(jnp.isinf(x), lse[..., None], x) if hold_infinite else x
   per_class = _focal.focal_scale(lse[..., None] - z, _log1m_softmax(x, lse), gamma)
@@ -447,12 +368,8 @@ def _exact_focal_class_sum(x, gamma, weights, hold_infinite=False) -> jax.Array:
 
 
 def _log1m_softmax(x, lse) -> jax.Array:
-  """``log(1 - softmax(x)_c)`` for every class, exact also where ``p_c`` rounds to 1.
-
-  Only a row's largest class can have ``p_c > 1/2``; its value is the log-sum-exp of the
-  other classes minus ``lse``. Every other class has ``p_c <= 1/2``, where
-  ``log1p(-p_c)`` is accurate.
-  """
+  """``log(1 - softmax(x)_c)`` for every class, exact also where ``p_c`` rounds to 1: the
+  row's largest class from the others' log-sum-exp, the rest (``p_c <= 1/2``) by log1p."""
   is_max = jnp.arange(x.shape[-1]) == jnp.argmax(x, axis=-1)[..., None]
   largest = _rows.logsumexp(jnp.where(is_max, -jnp.inf, x)) - lse
   # Double where: the largest class's p never enters log1p, so its gradient stays finite.

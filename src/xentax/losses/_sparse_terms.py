@@ -1,29 +1,11 @@
 r"""Integer labels and the sparse cross-entropy's options, loss and logit-gradient terms.
 
-Every integer-label cross-entropy from logits in xentax (the dense
-:func:`xentax.sparse_categorical_cross_entropy_with_logits`, both schedules of
-:func:`xentax.fused_linear_cross_entropy` and the vocabulary-parallel losses) builds on
-this module, so an option means exactly the same thing in each of them.
-
-Design notes:
-  * :func:`prepare_labels` turns the labels, ``where``, ``ignore_index`` and
-    ``class_weights`` into a validity mask, a "bad label" mask, labels that are safe to
-    gather with, and the target weights ``w[y]``.
-  * The loss is assembled from four per-example *terms* (log-normaliser ``lse``, target
-    logit ``z_y``, weighted logit sum ``sum_c w_c z_c``, target weight ``w_y``). A dense loss
-    computes them from the full logits; a blockwise or sharded loss accumulates them block by
-    block or shard by shard. :meth:`SparseTerms.loss` turns them into the per-example loss.
-  * The closed-form gradient with respect to the logits has the shape
-    ``d l / d z_c = a p_c - b [c = y] - c w_c`` for three per-example coefficients;
-    :meth:`SparseTerms.grad_coefficients` returns ``(a, b, c)`` so a backward pass can form
-    ``d logits`` for any block of columns it holds.
-  * The options are split in two: :class:`SparseOptions` is static and hashable (the number
-    of classes and whether smoothing and z-loss are on: it sits in a ``custom_vjp``'s
-    nondiff config), and :meth:`SparseOptions.terms` binds it to the traced values (labels,
-    class weights, smoothing, z-loss weight), inside the function being differentiated, so
-    ``jax.vjp`` of the loss with respect to the options sees them.
-  * An option left at a Python ``0.0`` is static: its term is skipped entirely (no
-    recompilation for a traced zero, no work for an absent option).
+Design rules:
+  * Every integer-label cross-entropy from logits (dense, fused, vocabulary-parallel) builds
+    its loss from the same per-example terms ``lse``, ``z_y``, ``sum_c w_c z_c``, ``w_y``.
+  * :class:`SparseOptions` is static and hashable (a ``custom_vjp``'s nondiff config);
+    :meth:`SparseOptions.terms` binds the traced values inside the differentiated function.
+  * An option left at a Python ``0.0`` is static: its term is skipped entirely.
 """
 
 from __future__ import annotations
@@ -59,11 +41,8 @@ def prepare_labels(
 ) -> Labels:
   """Validity mask, range check, safe labels and target weights for integer labels.
 
-  Args:
-    shown: the label values to name in an error (the original NumPy labels, see
-      :func:`xentax.losses._validate.integer_labels`); ``labels`` when None.
-    option_bad: a traced boolean flag (or None): an option is outside its domain, so
-      every kept example is bad. ``class_weights`` is checked here and adds to it.
+  ``shown``: the label values an error names (``labels`` when None); ``option_bad``: a traced
+  flag that makes every kept example bad (bad class weights add to it).
   """
   if ignore_index is not None and not isinstance(ignore_index, int | np.integer):
     raise TypeError(f"{fn_name}: ignore_index={ignore_index!r} must be an integer or None.")
@@ -91,13 +70,8 @@ def prepare_labels(
 
 
 class SparseOptions(NamedTuple):
-  """The static part of a sparse cross-entropy's options (hashable).
-
-  Attributes:
-    num_classes: ``C``, the whole vocabulary (also when the logits are sharded).
-    smoothing: label smoothing is on (its value is not a Python 0).
-    z_loss: the z-loss is on (its weight is not a Python 0).
-  """
+  """The static, hashable options: ``C`` (the whole vocabulary, also when sharded) and
+  whether smoothing and the z-loss are on (not a Python 0)."""
 
   num_classes: int
   smoothing: bool = False
@@ -131,14 +105,7 @@ class SparseTerms(NamedTuple):
     \ell = (1 - \epsilon)\, w_y (\mathrm{lse} - z_y)
       + \frac{\epsilon}{C} \sum_c w_c (\mathrm{lse} - z_c) + \lambda_z\, \mathrm{lse}^2
 
-  Made by :meth:`SparseOptions.terms`.
-
-  Attributes:
-    num_classes: ``C``.
-    class_weights: ``[C]`` ``w``, or None for unweighted (``w = 1``).
-    target_weight: ``[...]`` ``w_y``, or None for unweighted.
-    label_smoothing: ``epsilon``; a Python 0.0 skips the smoothing term entirely.
-    z_loss: ``lambda_z``; a Python 0.0 skips the z-loss term.
+  ``class_weights`` ``[C]`` and ``target_weight`` ``[...]`` are None when unweighted.
   """
 
   num_classes: int
@@ -163,26 +130,14 @@ class SparseTerms(NamedTuple):
     return self.class_weights
 
   def loss(self, lse, target_logit, weighted_logit_sum=None) -> jax.Array:
-    r"""Per-example losses from the terms.
-
-    Args:
-      lse: ``[...]`` log-normaliser ``logsumexp(z)``.
-      target_logit: ``[...]`` the logit of the target class ``z_y``.
-      weighted_logit_sum: ``[...]`` ``sum_c w_c z_c``; needed only with smoothing.
-
-    Returns:
-      ``[...]`` per-example losses (not masked: the caller drops ignored examples).
-    """
+    """Unmasked per-example losses from ``lse``, ``z_y`` and (with smoothing) ``sum_c w_c z_c``."""
     loss = lse - target_logit
     if self.target_weight is not None:
       loss = self.target_weight * loss
     if self.smoothing:
       smooth = self.class_weight_sum(lse.dtype) * lse - weighted_logit_sum
       eps = jnp.asarray(self.label_smoothing, loss.dtype)
-      # safe_mul, not a plain product: with eps == 0 a -inf logit must not turn 0 * inf into
-      # NaN; unlike a `where` on eps it keeps the exact gradient d loss / d eps at eps == 0
-      # where the sum is finite. (Where it is infinite, the dense losses' option tangents
-      # leave out the infinite classes' terms instead of the whole row's.)
+      # safe_mul: 0 * inf = 0 at eps == 0, yet d / d eps stays exact where the sum is finite.
       loss = (1 - eps) * loss + _common.safe_mul(eps / self.num_classes, smooth)
     if not _common.is_static_zero(self.z_loss):
       loss = loss + jnp.asarray(self.z_loss, loss.dtype) * jnp.square(lse)
@@ -191,24 +146,12 @@ class SparseTerms(NamedTuple):
   def grad_coefficients(self, cotangent, lse, lse_cotangent=None):
     r"""Coefficients ``(a, b, c)`` of ``g d l / d z_c = a p_c - b [c = y] - c w_c``.
 
-    The gradient of :meth:`loss` with respect to the logits, scaled by the per-example
-    ``cotangent`` ``g``:
-
     .. math::
       a = g \big((1 - \epsilon) w_y + \tfrac{\epsilon}{C} \textstyle\sum_c w_c
         + 2 \lambda_z \mathrm{lse}\big) + g_{\mathrm{lse}}, \quad
       b = g (1 - \epsilon) w_y, \quad c = g \epsilon / C,
 
-    where ``g_lse`` is the cotangent of ``lse`` itself when it is an output too. Used by the
-    blockwise backward passes, which never hold the full logits.
-
-    Args:
-      cotangent: ``[...]`` ``g``.
-      lse: ``[...]`` log-normaliser.
-      lse_cotangent: ``[...]`` or None.
-
-    Returns:
-      ``(a, b, c)``, each ``[...]`` (``c`` is 0 without smoothing).
+    ``g`` the per-example ``cotangent``, ``g_lse`` the ``lse_cotangent`` (or None).
     """
     target_weight = jnp.ones_like(lse) if self.target_weight is None else self.target_weight
     eps = self.label_smoothing if self.smoothing else jnp.zeros((), lse.dtype)

@@ -1,22 +1,12 @@
-"""Input validation for every xentax loss: arrays, integer labels and option domains.
+"""Input validation for every loss: arrays, integer labels and option domains.
 
-Design notes:
-  * One contract for every bad input (see the README's "Errors and edge cases"): a
-    wrong type or shape raises ``TypeError``/``ValueError`` at trace time; a bad *value*
-    raises ``ValueError`` naming the argument when it is concrete, and under ``jit``
-    (where it cannot raise) makes the loss and its gradient NaN and records a
+Design rules:
+  * A wrong type or shape raises at trace time; a bad value raises ``ValueError`` naming
+    it when concrete, and under ``jit`` makes the loss and gradient NaN and records a
     ``checkify.debug_check`` that :func:`xentax.checked` turns into an error.
-  * Python lists (and tuples) are accepted wherever an array is, converted with
-    ``np.asarray``: a list of numbers is unambiguous, and rejecting it would only move
-    the conversion into every caller. A ragged or non-numeric list raises ``TypeError``.
-  * Integer labels are checked in their original dtype, before JAX casts them: with x64
-    off a NumPy ``int64`` label ``2**32 + 1`` would otherwise wrap to ``1``, a valid
-    class. Labels that do not fit the dtype JAX will use are replaced by an out-of-range
-    sentinel, so the usual range check reports them, with their real value.
-  * Bad *values* are found in one place, :func:`check_values`: concrete inputs raise
-    ``ValueError`` naming the value and its position; traced ones record a
-    ``checkify.debug_check`` (free unless under :func:`xentax.checked`). An empty batch
-    has nothing to report and records no check.
+  * Lists are accepted wherever an array is (``np.asarray``).
+  * Integer labels are checked in their own dtype before JAX casts them: a value that does
+    not fit becomes an out-of-range sentinel, reported with its real value.
 """
 
 from __future__ import annotations
