@@ -11,6 +11,9 @@ Design notes:
     before any folder is created, and ends with exit status 2 and one line naming the
     problem and the valid choices. Ctrl-C ends with status 130 and a line saying what was
     kept.
+  * The losses need only jax and numpy; a command that needs the ``research`` extra
+    (training, experiments, benchmarks, the report) and finds it missing exits 2 with the
+    line that installs it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pathlib import Path
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# The packages of the ``research`` extra (pyproject.toml), by import name.
+RESEARCH_MODULES = ("optax", "flax", "chex", "matplotlib", "rich", "sklearn")
 
 
 class UsageError(Exception):
@@ -394,11 +399,21 @@ def build_parser(commands=None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   named = [a for a in argv if a in COMMANDS][:1]
-  args = build_parser(named).parse_args(argv)
   try:
+    args = build_parser(named).parse_args(argv)
     return args.run(args)
   except UsageError as err:
     print(f"xentax {args.command}: error: {err}", file=sys.stderr)
+    return EXIT_USAGE
+  except ModuleNotFoundError as err:
+    if (err.name or "").split(".")[0] not in RESEARCH_MODULES:
+      raise
+    command = named[0] if named else "xentax"
+    print(
+      f"xentax {command}: error: needs {err.name}, from the research extra: "
+      "pip install 'xentax[research]'",
+      file=sys.stderr,
+    )
     return EXIT_USAGE
   except KeyboardInterrupt:
     print(f"xentax {args.command}: interrupted", file=sys.stderr)

@@ -3,7 +3,8 @@
 Design notes:
   A bar is advanced with host-side counts only (steps dispatched, checks done), so showing
   it never waits on the device. ``enabled=False`` gives a bar that does nothing, so callers
-  need no branches. ``rich`` is imported when a bar is shown, not when xentax is imported.
+  need no branches. ``rich`` is imported when a bar is shown, not when xentax is imported;
+  without it (the light install: ``rich`` comes with the ``research`` extra) no bar is shown.
   This module imports nothing from xentax: it sits on the bottom floor.
 """
 
@@ -28,17 +29,20 @@ class _Bar:
 @contextlib.contextmanager
 def progress_bar(total: int, *, enabled: bool = True, label: str = "training", unit: str = "steps"):
   """A ``rich`` bar counting ``unit``; it is advanced with host-side counts only."""
+  try:
+    from rich import progress as rich_progress
+  except ModuleNotFoundError:
+    enabled = False
   if not enabled:
     yield _Bar(None, None)
     return
-  from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-  progress = Progress(
-    TextColumn(label),
-    BarColumn(),
-    MofNCompleteColumn(),
-    TextColumn(unit + " {task.fields[status]}"),
-    TimeElapsedColumn(),
+  progress = rich_progress.Progress(
+    rich_progress.TextColumn(label),
+    rich_progress.BarColumn(),
+    rich_progress.MofNCompleteColumn(),
+    rich_progress.TextColumn(unit + " {task.fields[status]}"),
+    rich_progress.TimeElapsedColumn(),
     transient=True,
   )
   with progress:

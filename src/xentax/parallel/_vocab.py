@@ -52,7 +52,7 @@ def vocab_parallel_cross_entropy(
   ``[k V / P, (k + 1) V / P)``) and the full ``labels [...]``. The result equals
   :func:`xentax.sparse_categorical_cross_entropy_with_logits` on the gathered logits,
   with the same options, in value and gradient (one exception: the options' derivatives
-  at a traced ``label_smoothing = 0`` with a ``-inf`` logit in a kept row, README "Errors
+  at a traced ``label_smoothing = 0`` with a ``-inf`` logit in a kept row, docs/contract.md, "Errors
   and edge cases"). Without options, with ``m = pmax_k max_j z_{kj}`` and ``psum`` over
   the shards:
 
