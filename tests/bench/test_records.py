@@ -26,3 +26,12 @@ def test_a_record_round_trips_through_its_dict():
   record = bench.BenchRecord.from_dict(row)
   again = bench.BenchRecord(**json.loads(records.dumps(dataclasses.asdict(record))))
   assert again == record
+
+
+def test_a_record_read_back_from_json_sorts_into_the_same_record(tmp_path):
+  record = bench.BenchRecord(
+    suite="s", implementation="i", temp_bytes=10, params={"n": 2}, rates={"gbps": 1.0}
+  )
+  record = dataclasses.replace(record, device={"platform": "cpu"})
+  path = bench.write_json([record], tmp_path / "b.json")
+  assert bench.BenchRecord.from_dict(json.loads(path.read_text())[0]) == record

@@ -53,13 +53,17 @@ class BenchRecord:
 
   @classmethod
   def from_dict(cls, row: dict[str, Any]) -> BenchRecord:
-    """Sort a suite's row (flat dict) into a record; unknown keys go to ``params``."""
+    """Sort a suite's row (flat dict) into a record; unknown keys go to ``params``. A row
+    read back from a JSON record (``params``, ``rates`` and ``device`` nested) round-trips."""
     if isinstance(row, cls):
       return row
-    fields = {f.name for f in dataclasses.fields(cls)} - {"params", "rates", "device"}
+    tables = ("params", "rates", "device")
+    fields = {f.name for f in dataclasses.fields(cls)} - set(tables)
     kwargs: dict[str, Any] = {"params": {}, "rates": {}, "device": {}}
     for key, value in row.items():
-      if key in fields:
+      if key in tables and isinstance(value, dict):
+        kwargs[key].update(value)
+      elif key in fields:
         kwargs[key] = value
       elif key in DEVICE_KEYS:
         kwargs["device"][key] = value

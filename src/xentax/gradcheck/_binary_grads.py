@@ -65,7 +65,7 @@ def binary_cross_entropy_grad(
     TypeError / ValueError: as the loss (shapes, labels or probabilities outside
       ``[0, 1]``, options outside their domain, an unknown reduction).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> xentax.gradcheck.binary_cross_entropy_grad(
     ...     jnp.array([0.5, 0.5]), jnp.array([1.0, 0.0])).tolist()
@@ -126,7 +126,7 @@ def binary_cross_entropy_with_logits_grad(
   Raises:
     TypeError / ValueError: as the loss.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> xentax.gradcheck.binary_cross_entropy_with_logits_grad(  # (sigmoid(0) - y) / 2
     ...     jnp.zeros(2), jnp.array([1.0, 0.0])).tolist()
@@ -186,7 +186,7 @@ def binary_focal_loss_with_logits_grad(
   Raises:
     TypeError / ValueError: as the loss.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, xentax
     >>> z, y = jnp.array([1.5, -0.5]), jnp.array([1.0, 0.0])
     >>> closed = xentax.gradcheck.binary_focal_loss_with_logits_grad(z, y)

@@ -52,9 +52,9 @@ def kl_divergence_with_logits_grad(
   .. math::
     \frac{\partial \ell}{\partial z^s} = \frac{q - p}{T}
 
-  Args:
-    student_logits, teacher_logits, temperature, axis, where, sample_weight, reduction: as
-      for :func:`xentax.kl_divergence_with_logits` (both logits of one shape).
+  Its arguments (``student_logits, teacher_logits, temperature, axis, where,
+  sample_weight, reduction``) are as for :func:`xentax.kl_divergence_with_logits` (both logits
+  of one shape).
 
   Returns:
     ``student_logits.shape``, float64 for float64 logits, float32 otherwise.
@@ -63,7 +63,7 @@ def kl_divergence_with_logits_grad(
     ValueError: an unknown reduction (the inputs are not validated: pass what the loss
       accepts).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> g = xentax.gradcheck.kl_divergence_with_logits_grad(  # q - p
     ...     jnp.zeros((1, 2)), jnp.log(jnp.array([[0.75, 0.25]])))
@@ -98,9 +98,8 @@ def kl_divergence_with_logits_teacher_grad(
 
   (0 for classes with ``p_j = 0``).
 
-  Args:
-    student_logits, teacher_logits, temperature, axis, where, sample_weight, reduction: as
-      for :func:`xentax.kl_divergence_with_logits`.
+  Its arguments (``student_logits, teacher_logits, temperature, axis, where,
+  sample_weight, reduction``) are as for :func:`xentax.kl_divergence_with_logits`.
 
   Returns:
     ``teacher_logits.shape``, float64 for float64 logits, float32 otherwise.
@@ -109,7 +108,7 @@ def kl_divergence_with_logits_teacher_grad(
     ValueError: an unknown reduction (the inputs are not validated: pass what the loss
       accepts).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, xentax
     >>> s, t = jnp.array([[2.0, 0.5, -1.0]]), jnp.array([[0.0, 1.0, 0.5]])
     >>> closed = xentax.gradcheck.kl_divergence_with_logits_teacher_grad(s, t)
@@ -152,9 +151,8 @@ def jensen_shannon_divergence_with_logits_grad(
   gradient is :func:`kl_divergence_with_logits_grad` or, for ``KL(Q || P)``,
   ``Q (log Q - log P - KL(Q || P)) / T``.
 
-  Args:
-    student_logits, teacher_logits, beta, temperature, axis, where, sample_weight,
-      reduction: as for :func:`xentax.jensen_shannon_divergence_with_logits`.
+  Its arguments (``student_logits, teacher_logits, beta, temperature, axis, where,
+  sample_weight, reduction``) are as for :func:`xentax.jensen_shannon_divergence_with_logits`.
 
   Returns:
     ``student_logits.shape``, float64 for float64 logits, float32 otherwise.
@@ -163,7 +161,7 @@ def jensen_shannon_divergence_with_logits_grad(
     ValueError: an unknown reduction (the inputs are not validated: pass what the loss
       accepts).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, xentax
     >>> s, t = jnp.array([[2.0, 0.5, -1.0]]), jnp.array([[0.0, 1.0, 0.5]])
     >>> closed = xentax.gradcheck.jensen_shannon_divergence_with_logits_grad(s, t, beta=0.3)
@@ -210,10 +208,9 @@ def distillation_loss_grad(
     \frac{\partial \ell}{\partial z^s} = \alpha T (q_T - p_T)
       + (1 - \alpha)(\mathrm{softmax}(z^s) - \mathrm{onehot}(y))
 
-  Args:
-    student_logits, teacher_logits, labels, temperature, alpha, axis, ignore_index, where,
-      sample_weight, reduction: as for :func:`xentax.distillation_loss` (``labels`` of the
-      per-example shape, the logits' without ``axis``).
+  Its arguments (``student_logits, teacher_logits, labels, temperature, alpha, axis,
+  ignore_index, where, sample_weight, reduction``) are as for :func:`xentax.distillation_loss`
+  (``labels`` of the per-example shape, the logits' without ``axis``).
 
   Returns:
     ``student_logits.shape``, float64 for float64 logits, float32 otherwise.
@@ -222,7 +219,7 @@ def distillation_loss_grad(
     ValueError: an unknown reduction (the inputs are not validated: pass what the loss
       accepts).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, xentax
     >>> s, t, y = jnp.array([[2.0, 0.5, -1.0]]), jnp.array([[0.0, 1.0, 0.5]]), jnp.array([0])
     >>> closed = xentax.gradcheck.distillation_loss_grad(s, t, y, temperature=2.0)

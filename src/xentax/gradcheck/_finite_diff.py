@@ -146,7 +146,7 @@ def finite_difference_jacobian(f: Callable, params, *, eps: float = FD_STEP, bat
     ValueError: ``f`` does not return float64 on float64 parameters, or ``eps`` is not
       finite and > 0 (TypeError: not a real number).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from xentax import gradcheck
     >>> g = gradcheck.finite_difference_jacobian(lambda p: jnp.sum(p["w"] ** 2),
@@ -229,7 +229,7 @@ def finite_difference_directional(
       finite, or ``f`` not returning float64 on float64 parameters. TypeError: ``eps`` or
       ``directions`` not real numbers.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from xentax import gradcheck
     >>> d = gradcheck.finite_difference_directional(
@@ -300,7 +300,7 @@ def check_finite_differences(
       (a check along no direction could never fail). TypeError: ``eps`` not a real
       number, ``max_full`` or ``num_directions`` not an integer.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from xentax import gradcheck
     >>> f = lambda w: jnp.sum(jnp.log1p(jnp.exp(w)))
@@ -398,7 +398,7 @@ def check_grads_report(
     ValueError: ``f`` does not return float64 on float64 arguments, or ``eps`` is not
       finite and > 0 (TypeError: not a real number).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from xentax import gradcheck
     >>> gradcheck.check_grads_report(jnp.sin, (jnp.array([0.5, 1.0]),)).passed

@@ -68,7 +68,7 @@ def logits_grad(loss: str | Callable, scores, labels, **options) -> jax.Array:
     ValueError: an unknown loss, or an option the loss does not take (``TypeError`` from
       the closed form names it).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, xentax
     >>> logits, labels = jnp.array([[2.0, 0.5, -1.0]]), jnp.array([0])
     >>> closed = xentax.gradcheck.logits_grad("sparse_categorical_cross_entropy_with_logits",

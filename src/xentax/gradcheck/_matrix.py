@@ -513,7 +513,7 @@ def run_matrix(
   Raises:
     ValueError: an unknown dtype or loss.
 
-  Example:
+  Examples:
     >>> from xentax import gradcheck
     >>> records = gradcheck.run_matrix(["float64"], losses=["logistic_regression"])
     >>> [(r["reference"], r["passed"]) for r in records]
@@ -572,7 +572,7 @@ def _option_names(loss: str) -> tuple[str, ...]:
 def format_table(records: list[dict]) -> str:
   """One line per (loss, options): the max relative error per dtype and reference.
 
-  Example:
+  Examples:
     >>> from xentax import gradcheck
     >>> records = gradcheck.run_matrix(["float64"], losses=["logistic_regression"])
     >>> print(gradcheck.format_table(records))  # doctest: +ELLIPSIS
@@ -633,7 +633,7 @@ def summarize(records: list[dict]) -> list[dict]:
 def format_summary(records: list[dict]) -> str:
   """A few lines: checks passed and worst errors per dtype and reference.
 
-  Example:
+  Examples:
     >>> from xentax import gradcheck
     >>> records = gradcheck.run_matrix(["float64"], losses=["logistic_regression"])
     >>> print(gradcheck.format_summary(records).splitlines()[-1])

@@ -52,7 +52,7 @@ def nll_loss_grad(
     ValueError: an unknown reduction (the inputs are not validated: pass what the loss
       accepts).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> xentax.gradcheck.nll_loss_grad(
     ...     jnp.log(jnp.array([[0.5, 0.5]])), jnp.array([1])).tolist()  # -onehot(y)
@@ -99,7 +99,7 @@ def poly1_cross_entropy_with_logits_grad(
     ValueError: an unknown reduction (the inputs are not validated: pass what the loss
       accepts).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> xentax.gradcheck.poly1_cross_entropy_with_logits_grad(  # (1 + 2 * 0.5)(p - onehot(y))
     ...     jnp.zeros((1, 2)), jnp.array([0])).tolist()
@@ -146,7 +146,7 @@ def causal_lm_cross_entropy_with_logits_grad(
     ValueError: an unknown reduction (the inputs are not validated: pass what the loss
       accepts).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> xentax.gradcheck.causal_lm_cross_entropy_with_logits_grad(
     ...     jnp.zeros((1, 3, 2)), jnp.array([[0, 1, 0]])).tolist()

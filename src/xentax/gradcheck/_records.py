@@ -63,7 +63,7 @@ class GradCheckRecord:
 def checked_names() -> tuple[str, ...]:
   """The names :func:`run_matrix` accepts in ``losses`` (the losses, then the models).
 
-  Example:
+  Examples:
     >>> from xentax import gradcheck
     >>> "softmax_regression" in gradcheck.checked_names()
     True
@@ -87,7 +87,7 @@ def check_matrix(
   Raises:
     ValueError: an unknown dtype or loss (before any check runs).
 
-  Example:
+  Examples:
     >>> from xentax import gradcheck
     >>> records = gradcheck.check_matrix(["float64"], losses=["logistic_regression"])
     >>> [(r.loss, r.reference, r.passed) for r in records]

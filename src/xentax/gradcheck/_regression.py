@@ -92,7 +92,7 @@ def softmax_regression_grad(X, W, b, Y) -> tuple[jax.Array, jax.Array]:
     ValueError: shapes other than the above, or (on concrete inputs) a label outside
       ``[0, C)`` or a target outside ``[0, 1]``.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, xentax
     >>> X, W, b, y = jnp.ones((4, 3)), jnp.zeros((3, 2)), jnp.zeros(2), jnp.array([0, 1, 1, 1])
     >>> dW, db = xentax.gradcheck.softmax_regression_grad(X, W, b, y)
@@ -127,7 +127,7 @@ def softmax_regression_per_example_grad(X, W, b, Y) -> tuple[jax.Array, jax.Arra
   Raises:
     As :func:`softmax_regression_grad`.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> X, W, b, y = jnp.ones((4, 3)), jnp.zeros((3, 2)), jnp.zeros(2), jnp.array([0, 1, 1, 1])
     >>> dW, db = xentax.gradcheck.softmax_regression_per_example_grad(X, W, b, y)
@@ -170,7 +170,7 @@ def logistic_regression_grad(X, w, b, y) -> tuple[jax.Array, jax.Array]:
     ValueError: shapes other than the above, or (on concrete inputs) a label outside
       ``[0, 1]``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> dw, db = xentax.gradcheck.logistic_regression_grad(  # sigmoid(0) - 1 = -0.5
     ...     jnp.ones((2, 3)), jnp.zeros(3), 0.0, jnp.array([1.0, 1.0]))
@@ -210,7 +210,7 @@ def softmax_cross_entropy_hessian(logits) -> jax.Array:
   Raises:
     TypeError: non-float logits. ValueError: scalar logits or an empty class axis.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> xentax.gradcheck.softmax_cross_entropy_hessian(jnp.zeros(2)).tolist()
     [[0.25, -0.25], [-0.25, 0.25]]
@@ -260,7 +260,7 @@ def fused_linear_cross_entropy_grad(
       above, a ``softcap`` outside its domain, or as
       :func:`~xentax.gradcheck.sparse_categorical_cross_entropy_with_logits_grad`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, xentax
     >>> h = jax.random.normal(jax.random.key(0), (4, 3))
     >>> w = jax.random.normal(jax.random.key(1), (3, 5))

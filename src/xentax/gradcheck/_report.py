@@ -104,7 +104,7 @@ def compare(
   Raises:
     ValueError: the trees or the shapes differ.
 
-  Example:
+  Examples:
     >>> import numpy as np
     >>> from xentax import gradcheck
     >>> gradcheck.compare(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-14])).passed

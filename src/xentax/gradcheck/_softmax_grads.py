@@ -85,11 +85,10 @@ def sparse_categorical_cross_entropy_with_logits_grad(
   enter the mean's denominator as ``sum s_n w_{y_n}``
   (:func:`~xentax.gradcheck._grad_common.reduce_grad`).
 
-  Args:
-    logits, labels, axis, class_weights, ignore_index, label_smoothing, z_loss, softcap,
-      where, sample_weight, reduction: as for
-      :func:`xentax.sparse_categorical_cross_entropy_with_logits` (``labels`` of the
-      per-example shape, ``logits.shape`` without ``axis``).
+  Its arguments (``logits, labels, axis, class_weights, ignore_index, label_smoothing,
+  z_loss, softcap, where, sample_weight, reduction``) are as for
+  :func:`xentax.sparse_categorical_cross_entropy_with_logits` (``labels`` of the per-example
+  shape, ``logits.shape`` without ``axis``).
 
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
@@ -98,7 +97,7 @@ def sparse_categorical_cross_entropy_with_logits_grad(
     TypeError / ValueError: as the loss (shapes, labels out of range, options outside
       their domain, an unknown reduction).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> xentax.gradcheck.sparse_categorical_cross_entropy_with_logits_grad(
     ...     jnp.zeros((1, 2)), jnp.array([0])).tolist()  # softmax(z) - onehot(y)
@@ -173,7 +172,7 @@ def sparse_categorical_cross_entropy_grad(
   Raises:
     TypeError / ValueError: as the loss (also a probability outside ``[0, 1]``).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> xentax.gradcheck.sparse_categorical_cross_entropy_grad(
     ...     jnp.array([[0.5, 0.5]]), jnp.array([0])).tolist()  # -1 / p_y at the label
@@ -245,10 +244,9 @@ def sparse_categorical_focal_loss_with_logits_grad(
   (the formula above when ``e = 0``). With ``softcap`` the gradient at ``z = c tanh(u / c)``
   is multiplied by ``1 - (z / c)^2``; sample weights scale each example's gradient.
 
-  Args:
-    logits, labels, gamma, class_weights, ignore_index, label_smoothing, softcap, axis,
-      where, sample_weight, reduction: as for
-      :func:`xentax.sparse_categorical_focal_loss_with_logits`.
+  Its arguments (``logits, labels, gamma, class_weights, ignore_index, label_smoothing,
+  softcap, axis, where, sample_weight, reduction``) are as for
+  :func:`xentax.sparse_categorical_focal_loss_with_logits`.
 
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
@@ -256,7 +254,7 @@ def sparse_categorical_focal_loss_with_logits_grad(
   Raises:
     TypeError / ValueError: as the loss.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, xentax
     >>> z, y = jnp.array([[2.0, 0.5, -1.0]]), jnp.array([1])
     >>> closed = xentax.gradcheck.sparse_categorical_focal_loss_with_logits_grad(z, y)
@@ -340,10 +338,9 @@ def categorical_cross_entropy_with_logits_grad(
   ``"mean"`` divides by the number of kept examples (their total sample weight when
   weighted).
 
-  Args:
-    logits, targets, axis, class_weights, label_smoothing, z_loss, softcap, where,
-      sample_weight, reduction: as for :func:`xentax.categorical_cross_entropy_with_logits`
-      (``targets`` of the logits' shape).
+  Its arguments (``logits, targets, axis, class_weights, label_smoothing, z_loss, softcap,
+  where, sample_weight, reduction``) are as for
+  :func:`xentax.categorical_cross_entropy_with_logits` (``targets`` of the logits' shape).
 
   Returns:
     ``logits.shape``, float64 for float64 logits, float32 otherwise.
@@ -352,7 +349,7 @@ def categorical_cross_entropy_with_logits_grad(
     TypeError / ValueError: as the loss (shapes, targets outside ``[0, 1]``, options
       outside their domain, an unknown reduction).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> xentax.gradcheck.categorical_cross_entropy_with_logits_grad(
     ...     jnp.zeros((1, 2)), jnp.array([[1.0, 0.0]])).tolist()
@@ -477,7 +474,7 @@ def categorical_cross_entropy_grad(
   Raises:
     TypeError / ValueError: as the loss (also a probability outside ``[0, 1]``).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> xentax.gradcheck.categorical_cross_entropy_grad(
     ...     jnp.array([[0.5, 0.5]]), jnp.array([[1.0, 0.0]])).tolist()  # -q / p

@@ -89,7 +89,7 @@ def finite_difference_noise(scale: float, eps: float = FD_STEP) -> float:
   Raises:
     ValueError: ``eps`` is not finite and > 0 (TypeError: not a real number).
 
-  Example:
+  Examples:
     >>> from xentax import gradcheck
     >>> f"{gradcheck.finite_difference_noise(1.0):.1e}"  # 4 * 2.2e-16 * 1 / 1e-6
     '8.9e-10'
@@ -121,7 +121,7 @@ def tolerance(dtype, reference: str = "analytic") -> dict[str, float]:
   Raises:
     ValueError: another dtype or reference.
 
-  Example:
+  Examples:
     >>> from xentax import gradcheck
     >>> gradcheck.tolerance("float32")
     {'atol': 1e-06, 'rtol': 1e-05}

@@ -130,7 +130,7 @@ def binary_cross_entropy(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> float(xentax.binary_cross_entropy(jnp.array(0.8), jnp.array(1.0)))  # doctest: +ELLIPSIS
     0.2231...
@@ -221,7 +221,7 @@ def binary_cross_entropy_with_logits(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> float(xentax.binary_cross_entropy_with_logits(
     ...     jnp.log(jnp.array(4.0)), jnp.array(1.0)))  # doctest: +ELLIPSIS
@@ -305,7 +305,7 @@ def binary_focal_loss_with_logits(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> float(xentax.binary_focal_loss_with_logits(
     ...     jnp.log(jnp.array(4.0)), jnp.array(1.0)))  # doctest: +ELLIPSIS

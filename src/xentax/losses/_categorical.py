@@ -193,7 +193,7 @@ def categorical_cross_entropy_with_logits(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> float(xentax.categorical_cross_entropy_with_logits(
     ...     jnp.log(jnp.array([0.2, 0.8])), jnp.array([0.0, 1.0])))  # doctest: +ELLIPSIS
@@ -259,7 +259,7 @@ def categorical_cross_entropy(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> float(xentax.categorical_cross_entropy(
     ...     jnp.array([0.2, 0.8]), jnp.array([0.0, 1.0])))  # doctest: +ELLIPSIS

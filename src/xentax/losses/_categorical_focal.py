@@ -78,7 +78,7 @@ def categorical_focal_loss_with_logits(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> float(xentax.categorical_focal_loss_with_logits(
     ...     jnp.log(jnp.array([0.2, 0.8])), jnp.array([0.0, 1.0])))  # doctest: +ELLIPSIS

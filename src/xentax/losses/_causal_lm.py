@@ -63,7 +63,7 @@ def causal_lm_cross_entropy_with_logits(
     $raises
     ValueError: also ``shift`` not an int in ``[1, L)`` or an unknown ``normalization``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> z = jnp.zeros((1, 3, 4))  # uniform predictions over 4 tokens
     >>> round(float(xentax.causal_lm_cross_entropy_with_logits(z, jnp.array([[0, 1, 2]]))), 4)

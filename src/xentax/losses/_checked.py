@@ -32,7 +32,7 @@ def checked(fn: Callable) -> Callable:
     checkify.JaxRuntimeError: a failed value check (inside an outer ``jit``,
       ``jax.errors.JaxRuntimeError`` with the same message).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, xentax
     >>> loss = xentax.checked(xentax.sparse_categorical_cross_entropy_with_logits)
     >>> float(loss(jnp.zeros((2, 3)), jnp.array([0, 2])))  # doctest: +ELLIPSIS

@@ -55,10 +55,11 @@ def inverse_frequency_class_weights(
     ``[C]`` float32 weights (all 0 when no label is counted).
 
   Raises:
-    TypeError: float labels. ValueError: ``num_classes`` not a positive int, or a counted
-    label outside ``[0, C)`` (concrete labels; under ``jit`` it is not counted).
+    TypeError: float labels.
+    ValueError: ``num_classes`` not a positive int, or a counted label outside ``[0, C)``
+      (concrete labels; under ``jit`` it is not counted).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> xentax.inverse_frequency_class_weights(jnp.array([0, 0, 0, 1]), 2).tolist()
     [0.5, 1.5]
@@ -96,10 +97,11 @@ def effective_number_class_weights(
     ``[C]`` float32 weights (all 0 when no label is counted).
 
   Raises:
-    As :func:`inverse_frequency_class_weights`, and ``ValueError`` for a Python ``beta``
-    outside ``[0, 1)``.
+    TypeError: as :func:`inverse_frequency_class_weights`.
+    ValueError: as :func:`inverse_frequency_class_weights`, or a Python ``beta`` outside
+      ``[0, 1)``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> w = xentax.effective_number_class_weights(jnp.array([0, 0, 0, 1]), 2, beta=0.5)
     >>> [round(v, 4) for v in w.tolist()]

@@ -236,7 +236,7 @@ def kl_divergence_with_logits(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> s, t = jnp.array([[0.0, 1.0]]), jnp.array([[1.0, 0.0]])
     >>> round(float(xentax.kl_divergence_with_logits(s, t)), 4)
@@ -366,7 +366,7 @@ def jensen_shannon_divergence_with_logits(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> s, t = jnp.array([[0.0, -jnp.inf]]), jnp.array([[-jnp.inf, 0.0]])
     >>> round(float(xentax.jensen_shannon_divergence_with_logits(s, t)), 6)  # log 2
@@ -443,7 +443,7 @@ def distillation_loss(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> s, t = jnp.array([[0.0, 1.0]]), jnp.array([[1.0, 0.0]])
     >>> round(float(xentax.distillation_loss(s, t, jnp.array([1]), alpha=1.0)), 4)

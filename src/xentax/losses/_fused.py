@@ -124,7 +124,7 @@ def fused_linear_cross_entropy(
     TypeError: also a non-integer ``block_size``, or forward-mode differentiation
       (``jax.jvp``), which a ``custom_vjp`` does not support.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, xentax
     >>> h = jax.random.normal(jax.random.key(0), (8, 16))
     >>> w = jax.random.normal(jax.random.key(1), (16, 1000)) / 4

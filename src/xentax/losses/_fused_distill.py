@@ -95,7 +95,7 @@ def fused_linear_distillation(
     TypeError: also forward-mode differentiation (a ``custom_vjp`` has no JVP) or a
       gradient with respect to ``temperature`` or ``alpha``.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, xentax
     >>> k = jax.random.split(jax.random.key(0), 4)
     >>> hs, ht = jax.random.normal(k[0], (8, 4)), jax.random.normal(k[1], (8, 6))

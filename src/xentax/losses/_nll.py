@@ -45,7 +45,7 @@ def nll_loss(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> float(xentax.nll_loss(jnp.log(jnp.array([[0.2, 0.8]])), jnp.array([1])))
     ... # doctest: +ELLIPSIS

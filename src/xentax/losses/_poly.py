@@ -39,7 +39,7 @@ def poly1_cross_entropy_with_logits(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> z, y = jnp.log(jnp.array([[0.2, 0.8]])), jnp.array([1])
     >>> round(float(xentax.poly1_cross_entropy_with_logits(z, y, epsilon=1.0)), 4)

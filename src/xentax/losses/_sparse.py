@@ -134,7 +134,7 @@ def sparse_categorical_cross_entropy_with_logits(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> float(xentax.sparse_categorical_cross_entropy_with_logits(
     ...     jnp.log(jnp.array([[0.2, 0.8]])), jnp.array([1])))  # doctest: +ELLIPSIS
@@ -411,7 +411,7 @@ def sparse_categorical_cross_entropy(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> float(xentax.sparse_categorical_cross_entropy(
     ...     jnp.array([[0.2, 0.8]]), jnp.array([1])))  # doctest: +ELLIPSIS

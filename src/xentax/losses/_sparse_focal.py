@@ -73,7 +73,7 @@ def sparse_categorical_focal_loss_with_logits(
 
   $contract
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> z = jnp.log(jnp.array([[0.2, 0.8]]))
     >>> round(float(xentax.sparse_categorical_focal_loss_with_logits(z, jnp.array([1]))), 4)

@@ -89,7 +89,7 @@ def calibration_bins(
     ValueError: ``num_bins < 1`` or an unknown ``binning`` (TypeError: ``num_bins`` not an
       integer); otherwise as the sparse losses (float labels, shapes, labels out of range).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> bins = xentax.metrics.calibration_bins(jnp.zeros((4, 2)), jnp.array([0, 1, 0, 0]),
     ...                                        num_bins=2)
@@ -154,7 +154,7 @@ def expected_calibration_error(
   Raises:
     As :func:`calibration_bins`.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> z = jnp.log(jnp.array([[0.9, 0.1], [0.9, 0.1]]))
     >>> round(float(xentax.metrics.expected_calibration_error(z, jnp.array([0, 1]))), 4)
@@ -195,7 +195,7 @@ def maximum_calibration_error(
   Raises:
     As :func:`calibration_bins`.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> z = jnp.log(jnp.array([[0.9, 0.1], [0.6, 0.4]]))
     >>> round(float(xentax.metrics.maximum_calibration_error(z, jnp.array([0, 1]))), 4)

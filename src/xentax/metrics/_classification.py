@@ -59,7 +59,7 @@ def top_k_accuracy(
     ValueError: ``k < 1`` or an unknown reduction (TypeError: ``k`` not an integer);
       otherwise as the sparse losses (float labels, shapes, labels out of range).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> z = jnp.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]])
     >>> float(xentax.metrics.top_k_accuracy(z, jnp.array([2, 0])))
@@ -94,10 +94,11 @@ def perplexity(
     A scalar, float32 (float64 for float64 logits).
 
   Raises:
-    As the sparse losses: TypeError for non-float logits or float labels, ValueError for
-    shapes that do not fit or (on concrete inputs) a label out of range (NaN under ``jit``).
+    TypeError: non-float logits or float labels, as for the sparse losses.
+    ValueError: shapes that do not fit or (on concrete inputs) a label out of range (NaN
+      under ``jit``).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> float(xentax.metrics.perplexity(jnp.zeros((2, 4)), jnp.array([0, 3])))
     4.0
@@ -136,7 +137,7 @@ def predictive_entropy(
     ValueError: ``ignore_index`` without labels, or an unknown reduction; otherwise as the
       sparse losses.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> round(float(xentax.metrics.predictive_entropy(jnp.zeros((1, 4)))), 4)  # log 4
     1.3863
@@ -189,7 +190,7 @@ def brier_score(
   Raises:
     ValueError: an unknown reduction; otherwise as the sparse losses.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> float(xentax.metrics.brier_score(jnp.zeros((1, 2)), jnp.array([0])))
     0.5

@@ -37,7 +37,7 @@ def reliability_diagram(
     ImportError: matplotlib is not installed. TypeError / ValueError: as
       :func:`xentax.metrics.expected_calibration_error`.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, xentax
     >>> fig = xentax.metrics.reliability_diagram(jnp.zeros((4, 2)), jnp.array([0, 1, 0, 0]))
     >>> len(fig.axes)

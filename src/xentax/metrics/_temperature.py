@@ -71,9 +71,10 @@ def fit_temperature(
     A scalar ``T > 0``, float32 (float64 for float64 logits).
 
   Raises:
-    As the sparse losses (bad shapes, float labels, labels out of range).
+    TypeError: float labels, as for the sparse losses.
+    ValueError: bad shapes or labels out of range, as for the sparse losses.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, xentax
     >>> z = 3.0 * jax.random.normal(jax.random.key(0), (512, 5))  # overconfident logits
     >>> y = jax.random.categorical(jax.random.key(1), z / 3.0)  # drawn at temperature 3

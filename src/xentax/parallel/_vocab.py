@@ -90,7 +90,7 @@ def vocab_parallel_cross_entropy(
       concrete inputs) a label out of range or an option outside its domain (NaN under
       ``jit``), as the dense loss.
 
-  Example:
+  Examples:
     >>> import functools, jax, jax.numpy as jnp, xentax
     >>> from jax.sharding import AxisType, PartitionSpec as P
     >>> mesh = jax.make_mesh((1,), ("vocab",), axis_types=(AxisType.Auto,))
@@ -289,12 +289,14 @@ def vocab_parallel_fused_linear_cross_entropy(
     axis_name: the mesh axis the vocabulary is sharded over.
     batch_axis_name: the mesh axis the tokens are sharded over, if any.
     bias_shard: optional ``[V / P]``.
-    block_size, ignore_index, class_weights (``[V]``, replicated), label_smoothing,
-      z_loss, softcap, where, sample_weight, reduction, return_lse: as in
-      :func:`xentax.fused_linear_cross_entropy` (``block_size`` counts local columns, in
-      ``[1, V / P]``; ``sample_weight`` has the local labels' shape and is sharded with
-      them over ``batch_axis_name``; the mean's denominator ``sum(s_n w[y_n])`` is
-      all-reduced over it).
+    block_size: as in :func:`xentax.fused_linear_cross_entropy`, counting local columns, in
+      ``[1, V / P]``.
+    class_weights: ``[V]``, replicated.
+    sample_weight: the local labels' shape, sharded with them over ``batch_axis_name``; the
+      mean's denominator ``sum(s_n w[y_n])`` is all-reduced over it.
+
+  The other options (``ignore_index, label_smoothing, z_loss, softcap, where, reduction,
+  return_lse``) are as in :func:`xentax.fused_linear_cross_entropy`.
 
   Returns:
     The loss (replicated over ``axis_name``), float32 (float64 for float64 inputs); or
@@ -305,7 +307,7 @@ def vocab_parallel_fused_linear_cross_entropy(
       ``ValueError`` for an ``axis_name`` or ``batch_axis_name`` that is not an axis of the
       enclosing ``shard_map``.
 
-  Example:
+  Examples:
     >>> import functools, jax, jax.numpy as jnp, xentax
     >>> from jax.sharding import AxisType, PartitionSpec as P
     >>> mesh = jax.make_mesh((1,), ("vocab",), axis_types=(AxisType.Auto,))
