@@ -120,7 +120,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     "--overwrite", action="store_true", help="clear --out first if it holds an earlier run"
   )
-  rows = {}
+  rows: dict[str, list[str]] = {}
   for (model, optimizer), lr in DEFAULT_LR.items():
     rows.setdefault(model, []).append(f"{optimizer} {lr:g}")
   parser.epilog = "default --lr by model and optimizer:\n" + "\n".join(

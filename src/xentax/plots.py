@@ -284,7 +284,7 @@ def reliability_panels(
     )  # fmt: skip
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_title(f"{name}\nECE = {float(p['ece']):.4f}", fontsize=9)
+    ax.set_title(f"{name}\nECE = {float(p['ece']):.4f}", fontsize=9)  # type: ignore[arg-type]  # the record holds one float here
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
   for ax in axes[len(panels) :]:

@@ -33,6 +33,7 @@ import re
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +43,7 @@ import xentax
 from xentax.bench import _measure
 from xentax.bench._gpu_markdown import markdown
 
-CONFIG = {
+CONFIG: dict[bool, dict[str, Any]] = {
   False: {
     "matmul": (4 * 8192, 8192, 8192),  # [M, K] x [K, N], bfloat16
     "copy": (8192, 131072),  # float32
@@ -432,7 +433,7 @@ def summary(records: list[dict]) -> dict:
     for r in records
     if r.get("kind") == "sparse" and r.get("implementation") == "xentax" and r.get("pct_of_copy")
   ]
-  out = {"kind": "summary", "targets": TARGETS}
+  out: dict[str, object] = {"kind": "summary", "targets": TARGETS}
   if fused:
     biggest = max(r["num_tokens"] * r["dim"] * r["vocab_size"] for r in fused)
     best = max(

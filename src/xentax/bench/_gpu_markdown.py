@@ -55,8 +55,8 @@ def _row(r: dict) -> str:
 
 
 def _table(rows: list[dict]) -> list[str]:
-  kind = rows[0].get("kind")
-  head = _COLUMNS.get(kind if rows[0].get("status", "ok") == "ok" else "other", _COLUMNS["other"])
+  kind = str(rows[0].get("kind")) if rows[0].get("status", "ok") == "ok" else "other"
+  head = _COLUMNS.get(kind, _COLUMNS["other"])
   lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
   for r in rows:
     try:

@@ -168,7 +168,7 @@ def _calls_per_sample(elapsed: float, min_sample_s: float) -> int:
 
 
 def _samples(compiled, arg_sets, repeats, calls) -> dict[str, list[float]]:
-  samples = {name: [] for name in compiled}
+  samples: dict[str, list[float]] = {name: [] for name in compiled}
   for r in range(repeats):
     names = list(compiled) if r % 2 == 0 else list(reversed(compiled))
     for name in names:

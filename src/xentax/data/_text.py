@@ -74,8 +74,7 @@ def _windows(docs, word_to_id: dict[str, int], context: int) -> tuple[np.ndarray
   eos, unk = word_to_id[EOS], word_to_id[UNK]
   xs, ys = [], []
   for doc in docs:
-    ids = [eos] * context + [word_to_id.get(w, unk) for w in doc] + [eos]
-    ids = np.asarray(ids, np.int32)
+    ids = np.asarray([eos] * context + [word_to_id.get(w, unk) for w in doc] + [eos], np.int32)
     view = np.lib.stride_tricks.sliding_window_view(ids, context + 1)
     xs.append(view[:, :context])
     ys.append(view[:, context])

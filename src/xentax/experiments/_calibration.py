@@ -75,7 +75,7 @@ def calibration(root: Path, scale: str) -> ExperimentResult:
   rows = []
   for name in OBJECTIVES:
     runs = [s[name] for s in per_seed]
-    extra = {"seeds": len(runs)}
+    extra: dict[str, object] = {"seeds": len(runs)}
     for key, values in (
       ("ece_before", [r["before"]["ece"] for r in runs]),
       ("ece_after", [r["after"]["ece"] for r in runs]),

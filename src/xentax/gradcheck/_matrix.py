@@ -26,6 +26,7 @@ import concurrent.futures
 import functools
 import os
 from collections.abc import Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -176,7 +177,7 @@ def option_cases() -> list[tuple[str, str]]:
 
 def cases() -> list[tuple[str, tuple[str, ...], str]]:
   """Every ``(loss, options, reduction)`` of the matrix, in a fixed order."""
-  out = []
+  out: list[tuple[str, tuple[str, ...], str]] = []
   for loss, names in LOSS_OPTIONS.items():
     out.append((loss, (), "mean"))
     out += [(loss, (name,), "mean") for name in names]
@@ -201,6 +202,8 @@ def make_inputs(loss: str, names: Iterable[str], seed: int = 0) -> tuple:
   rng = np.random.default_rng(seed)
   kind, names = _kind(loss), tuple(names)
   logits_input = loss.endswith("_with_logits")
+  labels: np.ndarray
+  example_shape: tuple[int, ...]
   if kind == "binary":
     logits = rng.normal(0.0, 1.5, BINARY_SHAPE)
     scores = logits if logits_input else rng.uniform(0.05, 0.95, BINARY_SHAPE)
@@ -214,7 +217,7 @@ def make_inputs(loss: str, names: Iterable[str], seed: int = 0) -> tuple:
     else:
       labels = _softmax(rng.normal(0.0, 1.0, (NUM_EXAMPLES, NUM_CLASSES)))
     example_shape = (NUM_EXAMPLES,)
-  options = {}
+  options: dict[str, Any] = {}
   for name in names:
     if name in SCALAR_OPTIONS:
       options[name] = SCALAR_OPTIONS[name]
@@ -245,7 +248,7 @@ def make_inputs(loss: str, names: Iterable[str], seed: int = 0) -> tuple:
 
 def describe(names: Iterable[str], reduction: str) -> dict:
   """JSON-friendly description of a case's options."""
-  out = {}
+  out: dict[str, Any] = {}
   for name in names:
     if name in SCALAR_OPTIONS:
       out[name] = SCALAR_OPTIONS[name]
@@ -430,6 +433,7 @@ def check_model(model: str, targets: str, dtype) -> list[GradReport]:
   X64, W64, b64, soft64, w64, yb64 = up
   Y, Y64 = (y, y) if targets == "integer" else (soft, soft64)
   name = f"{model}(targets={targets})"
+  analytic: Any
 
   def ce(z, labels, reduction="mean"):
     if jnp.issubdtype(jnp.result_type(labels), jnp.integer):
@@ -468,7 +472,7 @@ def check_model(model: str, targets: str, dtype) -> list[GradReport]:
     labels = np.where(np.arange(len(y)) % 4 == 3, -100, y)
     options = dict(FUSED_OPTIONS)
 
-    def f(params, X=X):
+    def f(params, X=X):  # type: ignore[misc]  # one f per model branch
       h, weight, bias = params
       return losses.fused_linear_cross_entropy(
         h, weight, labels, bias=bias, block_size=2, **options
@@ -482,7 +486,7 @@ def check_model(model: str, targets: str, dtype) -> list[GradReport]:
     z64 = _upcast(z)
     label = Y[0]
 
-    def f(z_, label_=label):
+    def f(z_, label_=label):  # type: ignore[misc]  # one f per model branch
       return ce(z_[None], label_[None])
 
     actual = jax.hessian(f)(z)
@@ -532,7 +536,9 @@ def run_matrix(
 
 
 def _run(dtypes: tuple[str, ...], selected: list[str]) -> list[dict]:
-  tasks = []  # (check, its arguments, the record's loss and options), in the matrix's order
+  tasks: list[
+    tuple[Any, tuple, str, dict]
+  ] = []  # (check, its arguments, the record's loss and options), in the matrix's order
   for loss, names, reduction in cases():
     if loss in selected:
       for dtype in dtypes:
@@ -548,8 +554,8 @@ def _run(dtypes: tuple[str, ...], selected: list[str]) -> list[dict]:
       for targets in ("integer", "soft") if model == "softmax_regression" else ("integer",):
         for dtype in dtypes:
           if dtype != "bfloat16":
-            args = (model, targets, jnp.dtype(dtype))
-            tasks.append((check_model, args, model, {"targets": targets}))
+            model_args = (model, targets, jnp.dtype(dtype))
+            tasks.append((check_model, model_args, model, {"targets": targets}))
 
   def run(task):
     check, args, loss, options = task
@@ -594,9 +600,9 @@ def format_table(records: list[dict]) -> str:
   for (loss, text), cells in rows.items():
     line = [loss, text]
     for column in columns:
-      r = cells.get(column)
+      cell = cells.get(column)
       line.append(
-        "-" if r is None else f"{r['max_rel_error']:.1e} {'ok' if r['passed'] else 'FAIL'}"
+        "-" if cell is None else f"{cell['max_rel_error']:.1e} {'ok' if cell['passed'] else 'FAIL'}"
       )
     lines.append(line)
   widths = [max(len(line[i]) for line in lines) for i in range(len(head))]

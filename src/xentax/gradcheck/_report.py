@@ -114,7 +114,7 @@ def compare(
 
   actual_leaves, actual_tree = jax.tree_util.tree_flatten_with_path(actual)
   expected_leaves, expected_tree = jax.tree_util.tree_flatten_with_path(expected)
-  if actual_tree != expected_tree:
+  if actual_tree != expected_tree:  # type: ignore[operator]  # PyTreeDef defines __ne__
     raise ValueError(
       f"compare: actual has tree structure {actual_tree} but expected has {expected_tree}; "
       "pass gradients with the same structure (e.g. both (dW, db))."

@@ -82,7 +82,7 @@ def _focal_grad(x, y, gamma, alpha) -> jax.Array:
   the second term is 0 (its limit) where ``m = 0`` or ``B`` is infinite."""
   s, s_neg = jax.nn.sigmoid(x), jax.nn.sigmoid(-x)
   m = y * s_neg + (1 - y) * s
-  ce = _fast_bce_from_logits(x, y, None, Opaque(0, 1, None, None, None))
+  ce = _fast_bce_from_logits(x, y, None, Opaque(0.0, 1.0, None, None, None))
   ce = jnp.where(jnp.isfinite(ce), ce, jnp.zeros_like(ce))
   positive = m > 0
   m_safe = jnp.where(positive, m, jnp.ones_like(m))

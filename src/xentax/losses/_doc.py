@@ -16,7 +16,8 @@ import re
 import textwrap
 from collections.abc import Callable
 
-PARAGRAPHS = {
+# A paragraph, or a tuple of items (each wrapped on its own).
+PARAGRAPHS: dict[str, str | tuple[str, ...]] = {
   "axis": "axis: the class axis of ``{input}``.",
   "class_weights": "class_weights: ``[C]`` per-class weights ``w`` (torch's ``weight``).",
   "ignore_index": (
@@ -134,7 +135,7 @@ def _contract(indent: str, name: str) -> list[str]:
   """A loss's ``Returns:`` and ``Raises:`` sections (``$contract``)."""
   lines = [
     f"{indent}Returns:",
-    *_wrap(PARAGRAPHS["returns"], indent + "  "),
+    *_wrap(str(PARAGRAPHS["returns"]), indent + "  "),
     "",
     f"{indent}Raises:",
   ]
@@ -147,5 +148,5 @@ def shared(fn: Callable | None = None, **aliases: str) -> Callable:
   """Decorator: fill ``fn``'s docstring's shared paragraphs (:func:`fill`)."""
   if fn is None:
     return lambda fn: shared(fn, **aliases)
-  fn.__doc__ = fill(fn.__doc__, tuple(inspect.signature(fn).parameters), aliases)
+  fn.__doc__ = fill(fn.__doc__ or "", tuple(inspect.signature(fn).parameters), aliases)
   return fn

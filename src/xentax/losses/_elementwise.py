@@ -50,7 +50,8 @@ def prepare(
     valid = jnp.asarray(where)
   bad = (labels < 0) | (labels > 1)
   _validate.check_values(fn_name, "labels must lie in [0, 1]", labels, _and(bad, valid))
-  small, param_bad, any_bad = {}, (), None
+  small, any_bad = {}, None
+  param_bad: tuple = ()
   for name, value in (params or {}).items():
     if value is not None:
       value = _validate.to_array(fn_name, name, value)
@@ -136,8 +137,8 @@ class Opaque(NamedTuple):
   """The fast formulas' scalars behind an optimisation barrier: on XLA:CPU a broadcast
   constant shared by the fused sum and the gradient's loop is materialised full-size."""
 
-  zero: jax.Array
-  one: jax.Array
+  zero: jax.Array | float
+  one: jax.Array | float
   eps: jax.Array | None
   gamma: jax.Array | None
   alpha: jax.Array | None
@@ -188,11 +189,11 @@ def reduce_entries(
     guarded = lambda: _exact_total_by_rows(exact, args)  # noqa: E731
     return _engine.fast_or_guarded(fast_total, guarded, use_fast)
 
-  total = _engine.closed_form(total, exact_total, grad_x)(*args)
+  summed = _engine.closed_form(total, exact_total, grad_x)(*args)
   if reduction == "sum":
-    return total
-  denom = _denominator(prepared, reduction, total.dtype)
-  return _reduce.mean_of(total, denom)
+    return summed
+  denom = _denominator(prepared, reduction, summed.dtype)
+  return _reduce.mean_of(summed, denom)
 
 
 def _exact_total_by_rows(exact: Callable, args) -> jax.Array:
@@ -222,7 +223,7 @@ def _denominator(prepared: Prepared, reduction: str, dtype) -> jax.Array:
   if s is None and valid is None:
     return jnp.asarray(prepared.scores.size, dtype)
   if s is None:
-    small = valid.astype(dtype)
+    small = valid.astype(dtype)  # type: ignore[union-attr]  # valid is set: both None returned
   elif valid is None:
     small = s
   else:

@@ -330,9 +330,9 @@ def _backprop_chunk(config, needs: _Needs, i, c: _Chunk, weight, softcap, d_logi
   if config.softcap:
     if needs.softcap:
       # z = c tanh(u / c), so dz/dc = tanh(u / c) - (u / c) (1 - tanh(u / c)^2).
-      dz_dc = c.tanh - c.raw / softcap * (1 - jnp.square(c.tanh))
+      dz_dc = c.tanh - c.raw / softcap * (1 - jnp.square(c.tanh))  # type: ignore[arg-type]  # tanh is set with a softcap
       d_softcap = d_softcap + jnp.sum(keep(d_logits * dz_dc))
-    d_raw = keep(d_logits * (1 - jnp.square(c.tanh)))
+    d_raw = keep(d_logits * (1 - jnp.square(c.tanh)))  # type: ignore[arg-type]  # tanh is set with a softcap
   if needs.h:
     d_h = _write_rows(d_h, _d_hidden(config, d_raw, weight), c)
   if needs.weight:

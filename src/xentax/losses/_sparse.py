@@ -97,7 +97,7 @@ def prepare_sparse(
     option_bad=option_bad,
   )
   sample_weight = _validate.sample_weights(fn_name, sample_weight, labels.valid.shape, dtype)
-  return SparseInputs(scores, *labels, sample_weight)
+  return SparseInputs(scores, *labels, sample_weight)  # type: ignore[call-arg]  # *labels: 5 fields
 
 
 @_doc.shared(reduction="reduction_weighted")

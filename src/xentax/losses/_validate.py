@@ -12,6 +12,7 @@ Design rules:
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -91,7 +92,7 @@ def numeric_array(fn_name: str, arg_name: str, x) -> jax.Array:
   return jnp.asarray(x)
 
 
-def integer_labels(fn_name: str, labels, ignore_index=None) -> tuple[jax.Array, object]:
+def integer_labels(fn_name: str, labels, ignore_index=None) -> tuple[jax.Array, Any]:
   """Integer class indices as a JAX array, checked before any cast.
 
   Returns:

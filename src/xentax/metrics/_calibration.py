@@ -28,7 +28,7 @@ BINNINGS = ("width", "mass")
 class CalibrationBins(NamedTuple):
   """Per-bin statistics, each ``[num_bins]``; empty bins have count 0 and 0 elsewhere."""
 
-  count: jax.Array  # kept examples in the bin
+  count: jax.Array  # type: ignore[assignment]  # a field, shadowing tuple.count; kept examples in the bin
   accuracy: jax.Array  # fraction of them whose top class is the label
   confidence: jax.Array  # their mean top-class probability
   lower: jax.Array  # the bin's lower confidence edge (width) or smallest confidence (mass)

@@ -39,7 +39,7 @@ def target_lines(records: list[bench.BenchRecord]) -> list[str]:
       f"| {mode}: xentax / optax | {ratio:.2f} | <= {t['xentax_over_optax']} |"
       f" {'yes' if ratio <= t['xentax_over_optax'] else 'no'} |"
     )
-    options = rows[(mode, t["options_implementation"])].median_s / plain.median_s
+    options = rows[(mode, t["options_implementation"])].median_s / plain.median_s  # type: ignore[operator]  # a row of this table has it
     lines.append(
       f"| {mode}: all options / plain | {options:.2f} | <= {t['options_over_plain']} |"
       f" {'yes' if options <= t['options_over_plain'] else 'no'} |"
@@ -56,7 +56,7 @@ def classes_figure(records: list[bench.BenchRecord]):
     mine = [r for r in rows if r.implementation == name]
     series[name] = (
       [r.get("classes") for r in mine],
-      [r.median_s * 1e3 for r in mine],
+      [r.median_s * 1e3 for r in mine],  # type: ignore[operator]  # a row of this table has it
       [(r.temp_bytes or 0) / 1e6 for r in mine],
     )
   return plots.time_and_memory_vs_classes(

@@ -363,7 +363,7 @@ def train(
     loss_fn = _objectives.make_loss(
       config.loss, labels=dataset.y_train, num_classes=dataset.num_classes, **config.loss_options
     )
-  optimizer = make_optimizer(config.optimizer, config.lr)
+  optimizer = make_optimizer(config.optimizer, config.lr)  # type: ignore[arg-type]  # validate_config has set lr
   if params is None:
     params = model.init(jax.random.key(config.seed))
   params = jax.device_put(params, placement.state)
@@ -396,7 +396,7 @@ def train(
           chunk=config.steps_per_call or steps_per_epoch,
           placement=placement,
           bar=bar,
-          lr=config.lr,
+          lr=config.lr,  # type: ignore[arg-type]  # validate_config has set lr
         )
         if writer is not None:
           writer.log(record)
