@@ -345,8 +345,9 @@ def jensen_shannon_divergence_with_logits(
 
 def distillation_loss(
   s, t, labels, *, temperature=1.0, alpha=0.5, axis=-1, ignore_index=None, where=None,
-  sample_weight=None, reduction="mean",
+  sample_weight=None, reduction="mean", teacher_gradient=False,
 ):  # fmt: skip
+  del teacher_gradient  # a value: which inputs it is differentiated in does not change it
   labels = np.asarray(labels)
   kept, _ = _sparse_kept_and_weight(labels, None, ignore_index, where)
   t_moved = np.moveaxis(np.asarray(t, np.float64), axis, -1)

@@ -21,7 +21,8 @@ def _all_examples():
     module = importlib.import_module(info.name)
     for test in doctest.DocTestFinder(exclude_empty=True).find(module, info.name, globs={}):
       if test.examples and test.filename.endswith(".py"):
-        found.setdefault((test.filename, test.lineno), test)
+        # Keyed by the object's name and docstring: a wrapped loss reports its wrapper's line.
+        found.setdefault((test.name.rsplit(".", 1)[-1], test.docstring), test)
   return sorted(found.values(), key=lambda t: t.name)
 
 

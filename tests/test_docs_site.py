@@ -48,3 +48,24 @@ def test_every_page_is_in_the_navigation():
   nav = (ROOT / "mkdocs.yml").read_text()
   pages = [p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")]
   assert [p for p in pages if p not in nav] == []
+
+
+def test_help_of_the_package_opens_with_the_losses_and_the_docs():
+  import xentax
+
+  doc = xentax.__doc__
+  assert doc.splitlines()[0].startswith("xentax: cross-entropy losses for JAX")
+  for name in xentax.losses.__all__:
+    assert f"``{name}``" in doc, name
+  assert "docs/" in doc and "Example::" in doc
+
+
+def test_the_package_example_runs():
+  import textwrap
+
+  import xentax
+
+  code = textwrap.dedent(xentax.__doc__.split("Example::", 1)[1])
+  scope: dict = {}
+  exec(code, scope)
+  assert float(scope["loss"]) > 0 and scope["grad"].shape == (1, 3)

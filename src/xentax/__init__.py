@@ -1,17 +1,44 @@
-"""xentax: a JAX toolkit for cross-entropy losses.
+"""xentax: cross-entropy losses for JAX, exact, NaN-free where the answer is finite, and
+gradient-verified.
 
-Design notes:
-  The public names resolve on first use (PEP 562 ``__getattr__``): ``import xentax`` reads
-  no JAX, so ``xentax --help`` answers at once, and ``xentax.sparse_categorical_cross_entropy``
-  imports :mod:`xentax.losses` the first time it is touched. A loss added to
-  :mod:`xentax.losses` is exported here by adding its name to ``_LOSSES`` (and to the
-  ``TYPE_CHECKING`` block, for type checkers and editors).
+The losses (each also in :mod:`xentax.losses`; options keyword-only, named as in torch):
+
+* integer labels, from logits or probabilities:
+  ``sparse_categorical_cross_entropy_with_logits``, ``sparse_categorical_cross_entropy``,
+  ``nll_loss``, ``sparse_categorical_focal_loss_with_logits``,
+  ``poly1_cross_entropy_with_logits``, ``causal_lm_cross_entropy_with_logits``;
+* one-hot or soft targets: ``categorical_cross_entropy_with_logits``,
+  ``categorical_cross_entropy``, ``categorical_focal_loss_with_logits``;
+* binary (sigmoid, elementwise): ``binary_cross_entropy_with_logits``, ``binary_cross_entropy``,
+  ``binary_focal_loss_with_logits``;
+* two distributions: ``kl_divergence_with_logits``, ``jensen_shannon_divergence_with_logits``,
+  ``distillation_loss``;
+* large vocabularies without the logits: ``fused_linear_cross_entropy``,
+  ``fused_linear_distillation`` (and :mod:`xentax.parallel` for a sharded vocabulary);
+* helpers: ``checked`` (value errors under ``jit``), ``inverse_frequency_class_weights``,
+  ``effective_number_class_weights``.
+
+Also :mod:`xentax.metrics` (accuracy, perplexity, calibration) and :mod:`xentax.gradcheck`
+(closed forms and finite differences). The guides and the API reference are in ``docs/``
+(``mkdocs serve``); ``xentax --help`` lists the commands.
+
+Example::
+
+  import jax, jax.numpy as jnp, xentax
+  logits, labels = jnp.array([[2.0, 0.5, -1.0]]), jnp.array([0])
+  loss, grad = jax.value_and_grad(xentax.sparse_categorical_cross_entropy_with_logits)(
+    logits, labels, label_smoothing=0.1
+  )
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING
+
+# The public names resolve on first use (PEP 562 ``__getattr__``): ``import xentax`` reads no
+# JAX, so ``xentax --help`` answers at once. A loss added to xentax.losses is exported here by
+# adding its name to ``_LOSSES`` (and to the ``TYPE_CHECKING`` block, for type checkers).
 
 __version__ = "0.1.0"
 

@@ -124,4 +124,35 @@ def test_check_grads_report_fails_on_a_wrong_derivative():
   report = gradcheck.check_grads_report(lambda v: jnp.sum(_wrong_sin(v)), (np.ones(3),), order=1)
   assert not report.passed
   assert report.max_rel_error == pytest.approx(0.01, rel=1e-3)
-  assert "check_grads failed" in report.detail
+  # One pair of numbers: the worst entry's, which is where the verdict comes from.
+  worst = abs(report.actual_at_worst - report.expected_at_worst)
+  assert worst > report.atol + report.rtol * abs(report.expected_at_worst)
+  assert report.detail == ""
+
+
+@jax.custom_vjp
+def _square(x):
+  return x**2
+
+
+_square.defvjp(lambda x: (x**2, x), lambda x, g: (2 * x * g,))
+
+
+def test_check_grads_report_skips_forward_mode_of_a_custom_vjp():
+  report = gradcheck.check_grads_report(lambda v: jnp.sum(_square(v)), (np.ones(3),), order=1)
+  assert report.passed and report.worst.startswith("['VJP")
+  assert "forward mode skipped" in report.detail and "custom_vjp" in report.detail
+  only_fwd = gradcheck.check_grads_report(
+    lambda v: jnp.sum(_square(v)), (np.ones(3),), order=1, modes=("fwd",)
+  )
+  assert not only_fwd.passed and only_fwd.detail.startswith("no mode applies")
+
+
+def test_a_function_of_more_than_the_parameters_gets_the_fix():
+  def loss(params, X, y):
+    return jnp.sum((X @ params - y) ** 2)
+
+  with pytest.raises(TypeError, match=r"takes \(params, X, y\).*lambda params: f\(params, X, y\)"):
+    gradcheck.check_finite_differences(loss, np.ones(3))
+  with pytest.raises(TypeError, match="check_grads_report: f is called with 1 positional"):
+    gradcheck.check_grads_report(loss, (np.ones(3),))

@@ -1,5 +1,7 @@
 """KL, generalised JSD and distillation on logits: references, -inf, transforms, errors."""
 
+import functools
+
 import chex
 import hypothesis.extra.numpy as hnp
 import jax
@@ -110,7 +112,9 @@ T_INF = np.array([[1.0, -np.inf, -np.inf, 0.0], [-np.inf, 0.5, 1.0, -np.inf]])
   [
     xentax.kl_divergence_with_logits,
     xentax.jensen_shannon_divergence_with_logits,
-    lambda s, t: xentax.distillation_loss(s, t, np.array([0, 1]), temperature=2.0),
+    lambda s, t: xentax.distillation_loss(
+      s, t, np.array([0, 1]), temperature=2.0, teacher_gradient=True
+    ),
   ],
 )
 def test_inf_logits_forward_reverse_and_forward_mode_are_nan_free(fn):
@@ -189,18 +193,30 @@ def test_gradients_both_sides_match_closed_forms():
   [
     xentax.kl_divergence_with_logits,
     lambda s, t: xentax.jensen_shannon_divergence_with_logits(s, t, beta=0.3, temperature=2.0),
-    lambda s, t: xentax.distillation_loss(s, t, Y, temperature=2.0, alpha=0.6),
+    lambda s, t: xentax.distillation_loss(
+      s, t, Y, temperature=2.0, alpha=0.6, teacher_gradient=True
+    ),
   ],
 )
 def test_check_grads_float64_both_modes(fn):
   check_grads(jax.jit(fn), (S, T), order=2, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
 
 
-def test_stop_gradient_freezes_the_teacher():
-  g_t = jax.grad(
-    lambda t: xentax.distillation_loss(S, jax.lax.stop_gradient(t), Y, temperature=2.0)
-  )(T)
+def test_the_teacher_is_a_constant_unless_teacher_gradient():
+  def loss(s, t, **kw):
+    return xentax.distillation_loss(s, t, Y, temperature=2.0, alpha=0.6, **kw)
+
+  g_s, g_t = jax.grad(loss, argnums=(0, 1))(S, T)
   assert np.all(g_t == 0)
+  stopped = jax.grad(lambda t: loss(S, jax.lax.stop_gradient(t), teacher_gradient=True))(T)
+  assert np.all(stopped == 0)
+  g_s_joint, g_t_joint = jax.grad(functools.partial(loss, teacher_gradient=True), (0, 1))(S, T)
+  np.testing.assert_allclose(g_s, g_s_joint, **tol("float64", "grad"))
+  # alpha T^2 KL(teacher || student): the teacher's closed form, scaled.
+  want = 0.6 * 2.0**2 * gradcheck.kl_divergence_with_logits_teacher_grad(S, T, temperature=2.0)
+  np.testing.assert_allclose(g_t_joint, want, **tol("float64", "grad"))
+  with pytest.raises(TypeError, match="teacher_gradient=1 must be True or False"):
+    loss(S, T, teacher_gradient=1)
 
 
 def test_jit_vmap_and_retrace_guard():
@@ -339,7 +355,9 @@ def test_sample_weight_zero_drops_an_infinite_row():
   [
     lambda s, t, w: xentax.kl_divergence_with_logits(s, t, temperature=1.5, sample_weight=w),
     lambda s, t, w: xentax.jensen_shannon_divergence_with_logits(s, t, beta=0.3, sample_weight=w),
-    lambda s, t, w: xentax.distillation_loss(s, t, Y, temperature=2.0, sample_weight=w),
+    lambda s, t, w: xentax.distillation_loss(
+      s, t, Y, temperature=2.0, sample_weight=w, teacher_gradient=True
+    ),
   ],
 )
 def test_sample_weight_gradients_fwd_and_rev(fn):

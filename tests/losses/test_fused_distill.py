@@ -18,7 +18,7 @@ HT, WT = rng.normal(size=(N, DT)), rng.normal(size=(DT, V)) / 2
 Y = rng.integers(0, V, N)
 Y[[2, 8]] = -100
 WHERE = np.arange(N) % 5 != 1
-KW = dict(temperature=2.0, alpha=0.6, ignore_index=-100, where=WHERE)
+KW = dict(temperature=2.0, alpha=0.6, ignore_index=-100, where=WHERE, teacher_gradient=True)
 
 
 def _dense(hs, ws, ht, wt, y, **kw):
@@ -58,6 +58,17 @@ def test_frozen_teacher_gets_zero_and_student_gradients_are_unchanged():
   want = jax.grad(lambda *a: _dense(*a, Y, **KW), argnums=(0, 1))(HS, WS, HT, WT)
   np.testing.assert_allclose(g[0], want[0], **tol("float64", "grad"))
   np.testing.assert_allclose(g[1], want[1], **tol("float64", "grad"))
+  assert np.all(g[2] == 0) and np.all(g[3] == 0)
+
+
+def test_the_teacher_is_a_constant_by_default():
+  kw = {k: v for k, v in KW.items() if k != "teacher_gradient"}
+  g = jax.grad(
+    lambda *a: xentax.fused_linear_distillation(*a, Y, chunk_size=3, **kw), argnums=(0, 1, 2, 3)
+  )(HS, WS, HT, WT)
+  want = jax.grad(lambda *a: _dense(*a, Y, **kw), argnums=(0, 1, 2, 3))(HS, WS, HT, WT)
+  for a, b in zip(g, want, strict=True):
+    np.testing.assert_allclose(a, b, **tol("float64", "grad"))
   assert np.all(g[2] == 0) and np.all(g[3] == 0)
 
 

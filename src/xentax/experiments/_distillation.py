@@ -30,9 +30,7 @@ def _hard(logits, y, teacher):
 
 
 def _distill(logits, y, teacher):
-  return xentax.distillation_loss(
-    logits, jax.lax.stop_gradient(teacher), y, temperature=TEMPERATURE, alpha=ALPHA
-  )
+  return xentax.distillation_loss(logits, teacher, y, temperature=TEMPERATURE, alpha=ALPHA)
 
 
 def _one_seed(seed: int, steps: int) -> dict[str, float]:

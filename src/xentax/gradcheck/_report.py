@@ -37,7 +37,7 @@ class GradReport:
     name: what was checked (free text).
     reference: what it was checked against (``"analytic"``, ``"finite_difference"``, ...).
     size: number of entries compared.
-    detail: extra information, e.g. the message of a failed ``jax.test_util.check_grads``.
+    detail: extra information, e.g. a mode :func:`check_grads_report` skipped.
   """
 
   max_abs_error: float

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _doc, _rows, _validate
+from xentax.losses import _common, _frame, _rows, _validate
 from xentax.losses._elementwise import (
   Opaque,
   contributions,
@@ -100,7 +100,7 @@ def _safe_log(y) -> jax.Array:
   return jnp.where(positive, log_y, jnp.full_like(y, -jnp.inf))
 
 
-@_doc.shared(weights="binary_weights", label_smoothing="binary_label_smoothing")
+@_frame.loss(weights="binary_weights", label_smoothing="binary_label_smoothing")
 def binary_cross_entropy(
   probs,
   labels,
@@ -188,7 +188,7 @@ def binary_cross_entropy(
   )
 
 
-@_doc.shared(weights="binary_weights", label_smoothing="binary_label_smoothing")
+@_frame.loss(weights="binary_weights", label_smoothing="binary_label_smoothing")
 def binary_cross_entropy_with_logits(
   logits,
   labels,
@@ -269,7 +269,7 @@ def binary_cross_entropy_with_logits(
   return reduce_entries(prepared, (fast, exact, grad_x), args, reduction)
 
 
-@_doc.shared(label_smoothing="binary_label_smoothing")
+@_frame.loss(label_smoothing="binary_label_smoothing")
 def binary_focal_loss_with_logits(
   logits,
   labels,

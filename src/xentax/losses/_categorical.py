@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _dense, _doc, _engine, _rows, _softcap, _validate
+from xentax.losses import _common, _dense, _engine, _frame, _rows, _softcap, _validate
 
 
 class _Config(NamedTuple):
@@ -157,7 +157,7 @@ def _logit_grad_dot_kept(config, exp_shifted, exp_sum, t_x, targets, lse, valid,
   return coef * jnp.sum(kept_exp * t_x, axis=-1) - jnp.sum(q * t_x, axis=-1)
 
 
-@_doc.shared
+@_frame.loss
 def categorical_cross_entropy_with_logits(
   logits,
   targets,
@@ -226,7 +226,7 @@ def categorical_cross_entropy_with_logits(
   return inputs.reduce(losses, reduction)
 
 
-@_doc.shared
+@_frame.loss
 def categorical_cross_entropy(
   probs,
   targets,

@@ -17,7 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _dense, _doc, _engine, _focal, _rows, _validate
+from xentax.losses import _common, _dense, _engine, _focal, _frame, _rows, _validate
 
 # The largest whole-number gamma computed as an integer power (repeated multiplication).
 _MAX_INTEGER_GAMMA = 16
@@ -38,7 +38,7 @@ def _alpha_vector(fn_name, alpha, num_classes, dtype):
   return vector, nan
 
 
-@_doc.shared
+@_frame.loss
 def categorical_focal_loss_with_logits(
   logits,
   targets,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _doc, _reduce, _validate
+from xentax.losses import _frame, _reduce, _validate
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
 
 NORMALIZATIONS = ("token", "sequence")
 
 
-@_doc.shared
+@_frame.loss
 def causal_lm_cross_entropy_with_logits(
   logits,
   labels,

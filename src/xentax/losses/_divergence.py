@@ -18,7 +18,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _doc, _engine, _reduce, _rows, _validate
+from xentax.losses import _common, _engine, _frame, _reduce, _rows, _validate
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
 from xentax.losses._sparse_terms import prepare_labels
 
@@ -200,7 +200,7 @@ def _kl_per_example_jvp(primals, tangents):
 kl_per_example.defjvp(_kl_per_example_jvp, symbolic_zeros=True)
 
 
-@_doc.shared
+@_frame.loss
 def kl_divergence_with_logits(
   student_logits,
   teacher_logits,
@@ -325,7 +325,7 @@ def _jsd_per_example_jvp(primals, tangents):
 _jsd_per_example.defjvp(_jsd_per_example_jvp, symbolic_zeros=True)
 
 
-@_doc.shared
+@_frame.loss
 def jensen_shannon_divergence_with_logits(
   student_logits,
   teacher_logits,
@@ -402,7 +402,7 @@ def jensen_shannon_divergence_with_logits(
   return pair.reduce(losses, reduction)
 
 
-@_doc.shared
+@_frame.loss
 def distillation_loss(
   student_logits,
   teacher_logits,
@@ -415,6 +415,7 @@ def distillation_loss(
   where=None,
   sample_weight=None,
   reduction: str = "mean",
+  teacher_gradient: bool = False,
 ) -> jax.Array:
   r"""Knowledge distillation (Hinton et al.): softened KL to the teacher plus hard-label CE.
 
@@ -430,11 +431,12 @@ def distillation_loss(
   ``alpha T^2 mean(KL) + (1 - alpha) mean(CE)`` over the kept examples.
 
   Gradient: ``d l / d z^s = alpha T (p^s_T - p^t_T) + (1 - alpha) (softmax(z^s) - onehot(y))``;
-  the teacher receives ``alpha T p^t_T (log p^t_T - log p^s_T - KL)`` unless stopped.
+  with ``teacher_gradient=True`` the teacher receives ``alpha T p^t_T (log p^t_T - log p^s_T -
+  KL)``. The divergence is ``KL(teacher || student)``: swapping the two changes the loss.
 
   Args:
     student_logits: ``[..., C, ...]`` student logits, class axis at ``axis``.
-    teacher_logits: teacher logits, same shape (wrap in ``jax.lax.stop_gradient`` to freeze).
+    teacher_logits: teacher logits, same shape.
     labels: integer class indices for the hard term, the per-example shape:
       ``student_logits.shape`` without ``axis``.
     temperature: ``T``, finite and > 0, for the soft term.
@@ -454,6 +456,7 @@ def distillation_loss(
   """
   fn_name = "distillation_loss"
   _reduce.check_reduction(fn_name, reduction)
+  _validate.flag(fn_name, "teacher_gradient", teacher_gradient)
   labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
   _validate.float_array(fn_name, "student_logits", student_logits)
   option_bad = _validate.options(fn_name, temperature=temperature, alpha=alpha)
@@ -487,5 +490,6 @@ def distillation_loss(
     bad=prepared.bad,
   )
   temperature, alpha = jnp.asarray(temperature, pair.s.dtype), jnp.asarray(alpha, pair.s.dtype)
-  soft = kl_per_example(pair.s, pair.t, pair.inv, pair.keep)
+  teacher = pair.t if teacher_gradient else jax.lax.stop_gradient(pair.t)
+  soft = kl_per_example(pair.s, teacher, pair.inv, pair.keep)
   return pair.reduce(alpha * jnp.square(temperature) * soft + (1 - alpha) * hard, reduction)

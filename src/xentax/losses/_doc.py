@@ -46,6 +46,11 @@ PARAGRAPHS: dict[str, str | tuple[str, ...]] = {
     "with respect to ``z`` times ``1 - (z / c)^2``; ``c`` may be traced and its gradient is "
     "exact."
   ),
+  "teacher_gradient": (
+    "teacher_gradient: False (the default) treats the teacher as a constant, as "
+    "``jax.lax.stop_gradient`` would: its inputs get zero gradient and none is computed. "
+    "True lets the soft term's gradient reach the teacher (a teacher trained jointly)."
+  ),
   "where": (
     "where: boolean mask broadcastable to the per-example shape; False examples are "
     'dropped: 0 for ``"none"``, left out of every sum and denominator, zero gradient '

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _columns, _common, _doc, _fused_tokens, _reduce, _validate
+from xentax.losses import _columns, _common, _frame, _fused_tokens, _reduce, _validate
 from xentax.losses._sparse_terms import SparseOptions, prepare_labels
 
 # The column cap keeps a small batch from turning one block into the full logits.
@@ -40,7 +40,7 @@ def auto_block_size(num_tokens: int, vocab_size: int) -> int:
   return min(block, _AUTO_BLOCK_MAX_COLUMNS, vocab_size)
 
 
-@_doc.shared(reduction="reduction_weighted")
+@_frame.loss(reduction="reduction_weighted")
 def fused_linear_cross_entropy(
   hidden,
   weight,

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _doc, _reduce, _rows, _validate
+from xentax.losses import _common, _frame, _reduce, _rows, _validate
 from xentax.losses._sparse_terms import prepare_labels
 
 _AUTO_CHUNK_ELEMENTS = 1 << 22  # about 16 MB of float32 logits per chunk and side
@@ -28,7 +28,7 @@ class _Config(NamedTuple):
   teacher_grad: bool  # filled in by the forward rule
 
 
-@_doc.shared
+@_frame.loss
 def fused_linear_distillation(
   student_hidden,
   student_weight,
@@ -43,6 +43,7 @@ def fused_linear_distillation(
   where=None,
   sample_weight=None,
   reduction: str = "mean",
+  teacher_gradient: bool = False,
 ) -> jax.Array:
   r""":func:`xentax.distillation_loss` of two linear heads, never holding ``[N, V]`` logits.
 
@@ -58,7 +59,8 @@ def fused_linear_distillation(
   Gradient: with ``G^s = alpha T (p^s_T - p^t_T) + (1 - alpha)(softmax(z^s) - onehot(y))``
   and ``G^t = alpha T p^t_T (log p^t_T - log p^s_T - KL)`` per token (times its reduction
   factor, ``s_n`` divided by the mean's denominator), ``d h^s = G^s W^{sT}``,
-  ``d W^s = h^{sT} G^s`` and likewise for the teacher. ``temperature`` and ``alpha`` may
+  ``d W^s = h^{sT} G^s`` and, with ``teacher_gradient=True``, likewise for the teacher.
+  ``temperature`` and ``alpha`` may
   be traced but not differentiated (use :func:`xentax.distillation_loss` to learn them);
   ``sample_weight``'s gradient is exact.
 
@@ -85,6 +87,7 @@ def fused_linear_distillation(
       their count when unweighted; 0 with zero gradient when none is kept) or
       ``"sum_over_batch_size"`` (``sum s_n l_n`` / the number of kept tokens, Keras's
       default); no ``"none"``: use :func:`xentax.distillation_loss` for per-token values.
+    $teacher_gradient
 
   Returns:
     The scalar loss, float32 (float64 for float64 inputs).
@@ -124,6 +127,9 @@ def fused_linear_distillation(
   hs, ws, ht, wt = _check_heads(
     fn_name, student_hidden, student_weight, teacher_hidden, teacher_weight, labels
   )
+  if not _validate.flag(fn_name, "teacher_gradient", teacher_gradient):
+    # A constant teacher: the forward rule then forms no teacher gradient at all.
+    ht, wt = jax.lax.stop_gradient(ht), jax.lax.stop_gradient(wt)
   vocab_size = ws.shape[1]
   num_tokens = int(labels.size)
   if chunk_size is None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _doc
+from xentax.losses import _common, _frame
 from xentax.losses._sparse import prepare_sparse
 
 # 2^-64 keeps every finite entry, and the sum of any row, finite (float32 and float64).
 _NAN_SCALE = 2.0**-64
 
 
-@_doc.shared(reduction="reduction_weighted")
+@_frame.loss(reduction="reduction_weighted")
 def nll_loss(
   log_probs,
   labels,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from xentax.losses import _common, _doc, _reduce, _validate
+from xentax.losses import _common, _frame, _reduce, _validate
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
 
 
-@_doc.shared
+@_frame.loss
 def poly1_cross_entropy_with_logits(
   logits,
   labels,

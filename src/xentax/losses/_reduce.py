@@ -17,11 +17,23 @@ from xentax.losses import _common
 REDUCTIONS = ("none", "sum", "mean", "sum_over_batch_size")
 
 
+# A reduction of torch or Keras that xentax names otherwise.
+FOREIGN_REDUCTIONS = {
+  "batchmean": '"mean" is torch\'s "batchmean": the sum over examples divided by their number',
+  "elementwise_mean": '"mean" is torch\'s old "elementwise_mean"',
+  "mean_with_sample_weight": '"mean" is Keras\'s "mean_with_sample_weight"',
+  "auto": '"sum_over_batch_size" is Keras\'s default ("auto")',
+}
+
+
 def check_reduction(fn_name: str, reduction: str) -> None:
-  """``ValueError`` unless ``reduction`` is one of :data:`REDUCTIONS`."""
+  """``ValueError`` unless ``reduction`` is one of :data:`REDUCTIONS` (naming xentax's
+  spelling of a torch or Keras reduction)."""
   if reduction not in REDUCTIONS:
+    hint = FOREIGN_REDUCTIONS.get(reduction) if isinstance(reduction, str) else None
     raise ValueError(
-      f"{fn_name}: reduction={reduction!r} is not supported; choose one of {REDUCTIONS}."
+      f"{fn_name}: reduction={reduction!r} is not supported; choose one of {REDUCTIONS}"
+      + (f" ({hint})." if hint else ".")
     )
 
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _doc, _engine, _reduce, _rows, _softcap, _validate
+from xentax.losses import _common, _engine, _frame, _reduce, _rows, _softcap, _validate
 from xentax.losses._sparse_terms import SparseOptions, prepare_labels
 
 
@@ -100,7 +100,7 @@ def prepare_sparse(
   return SparseInputs(scores, *labels, sample_weight)  # type: ignore[call-arg]  # *labels: 5 fields
 
 
-@_doc.shared(reduction="reduction_weighted")
+@_frame.loss(reduction="reduction_weighted")
 def sparse_categorical_cross_entropy_with_logits(
   logits,
   labels,
@@ -380,7 +380,7 @@ def _softcap_grad(config, x, lse, labels, valid, bad, class_weights, eps, z, cap
   return jnp.sum(grad, axis=-1)
 
 
-@_doc.shared(reduction="reduction_weighted")
+@_frame.loss(reduction="reduction_weighted")
 def sparse_categorical_cross_entropy(
   probs,
   labels,

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _doc, _engine, _focal, _rows, _softcap
+from xentax.losses import _common, _engine, _focal, _frame, _rows, _softcap
 from xentax.losses._sparse import SparseInputs, prepare_sparse
 
 
@@ -26,7 +26,7 @@ def _sanitize_logits(inputs: SparseInputs) -> jax.Array:
   return x + _common.nan_where(inputs.bad, x.dtype)[..., None]
 
 
-@_doc.shared(reduction="reduction_weighted")
+@_frame.loss(reduction="reduction_weighted")
 def sparse_categorical_focal_loss_with_logits(
   logits,
   labels,

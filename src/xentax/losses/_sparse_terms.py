@@ -54,7 +54,8 @@ def prepare_labels(
   allowed = f"labels must lie in [0, {num_classes})"
   if ignore_index is not None:
     allowed += f" or equal ignore_index={ignore_index}"
-  _validate.check_values(fn_name, allowed, labels if shown is None else shown, bad)
+  values = labels if shown is None else shown
+  _validate.check_values(fn_name, allowed, values, bad, _padding_hint(ignore_index, values, bad))
   safe_labels = jnp.where(valid & in_range, labels, jnp.zeros_like(labels))
 
   target_weight = None
@@ -67,6 +68,15 @@ def prepare_labels(
   if option_bad is not None:
     bad = bad | (valid & option_bad)
   return Labels(safe_labels, valid, bad, class_weights, target_weight)
+
+
+def _padding_hint(ignore_index, labels, bad) -> str:
+  """For concrete labels holding torch's padding label -100 with ``ignore_index`` unset."""
+  if ignore_index is not None or not _validate.is_concrete(labels, bad):
+    return ""
+  if not np.any(np.asarray(labels)[np.asarray(bad)] == -100):
+    return ""
+  return " torch's ignore_index defaults to -100; here it is None: pass ignore_index=-100."
 
 
 class SparseOptions(NamedTuple):

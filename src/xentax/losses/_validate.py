@@ -160,6 +160,13 @@ def block_size(fn_name: str, value, vocab_size: int) -> int:
   return value
 
 
+def flag(fn_name: str, name: str, value) -> bool:
+  """A static switch: a Python bool, or a ``TypeError`` naming it."""
+  if not isinstance(value, bool):
+    raise TypeError(f"{fn_name}: {name}={value!r} must be True or False (it is static).")
+  return value
+
+
 def positive_int(fn_name: str, name: str, value) -> int:
   """A static count (``k``, ``num_bins``): a positive Python or NumPy integer, as an int."""
   if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -366,11 +373,12 @@ def is_concrete(*xs) -> bool:
   return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
-def check_values(fn_name: str, what: str, values, bad) -> None:
+def check_values(fn_name: str, what: str, values, bad, hint: str = "") -> None:
   """Report entries of ``values`` flagged by ``bad``.
 
-  Raises ``ValueError`` when ``bad`` is concrete, else adds a checkify check that
-  :func:`xentax.checked` turns into an error (and that is free otherwise). An empty
+  Raises ``ValueError`` when ``bad`` is concrete (``hint`` ends its message), else adds a
+  checkify check that :func:`xentax.checked` turns into an error (and that is free
+  otherwise). An empty
   ``bad`` (an empty batch) has nothing to report: no check is recorded.
   """
   if jnp.size(bad) == 0:
@@ -383,7 +391,7 @@ def check_values(fn_name: str, what: str, values, bad) -> None:
       count = int(bad_np.sum())
       raise ValueError(
         f"{fn_name}: {what}; found {value} at position {position} "
-        f"({count} bad entr{'y' if count == 1 else 'ies'} in all)."
+        f"({count} bad entr{'y' if count == 1 else 'ies'} in all)." + hint
       )
     return
   flat_bad = jnp.ravel(bad)

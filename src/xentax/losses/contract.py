@@ -5,6 +5,7 @@ module of ``losses``, so that the losses' internals can move without breaking th
 is documented where it is defined.
 """
 
+from xentax.losses import _frame
 from xentax.losses._common import compute_dtype as compute_dtype
 from xentax.losses._common import nan_where as nan_where
 from xentax.losses._common import safe_mul as safe_mul
@@ -33,3 +34,6 @@ from xentax.losses._validate import options as options
 from xentax.losses._validate import positive_int as positive_int
 from xentax.losses._validate import sample_weights as sample_weights
 from xentax.losses._validate import to_array as to_array
+
+# The entry frame of a public loss (a decorator): its docstring and foreign keywords.
+loss_entry = _frame.loss

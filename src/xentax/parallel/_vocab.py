@@ -31,6 +31,7 @@ class _Config(NamedTuple):
   options: contract.SparseOptions  # num_classes is the whole vocabulary
 
 
+@contract.loss_entry
 def vocab_parallel_cross_entropy(
   logits_shard,
   labels,
@@ -249,6 +250,7 @@ def _varying_zeros(size, like):
 _vocab_parallel.defvjp(_forward, _backward)
 
 
+@contract.loss_entry
 def vocab_parallel_fused_linear_cross_entropy(
   hidden,
   weight_shard,
