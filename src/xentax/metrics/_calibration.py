@@ -35,8 +35,10 @@ class CalibrationBins(NamedTuple):
   upper: jax.Array  # the bin's upper confidence edge (width) or largest confidence (mass)
 
 
-def _top_label(fn_name, logits, labels, axis, ignore_index, where):
-  x, inputs = prepare(fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where)
+def _top_label(fn_name, logits, labels, axis, ignore_index, where, kind):
+  x, inputs = prepare(
+    fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where, kind=kind
+  )
   p = jnp.exp(x - contract.logsumexp(x)[..., None])
   confidence = jnp.max(p, axis=-1) + contract.nan_where(inputs.bad, p.dtype)
   correct = (jnp.argmax(p, axis=-1) == inputs.labels).astype(p.dtype)
@@ -66,6 +68,7 @@ def calibration_bins(
   logits,
   labels,
   *,
+  kind: str = "logits",
   num_bins: int = 15,
   binning: str = "width",
   axis: int = -1,
@@ -81,6 +84,9 @@ def calibration_bins(
     binning: ``"width"`` (equal intervals of ``[0, 1]``) or ``"mass"`` (equal counts).
     axis, ignore_index, where: as in the sparse losses.
 
+    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
+      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
+      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     :class:`CalibrationBins`, the statistics the ECE, the MCE and the reliability diagram
     are computed from.
@@ -98,11 +104,11 @@ def calibration_bins(
   """
   fn_name = "calibration_bins"
   num_bins = _check_bins(fn_name, num_bins, binning)
-  return _bins(fn_name, logits, labels, num_bins, binning, axis, ignore_index, where)
+  return _bins(fn_name, logits, labels, num_bins, binning, axis, ignore_index, where, kind)
 
 
-def _bins(fn_name, logits, labels, num_bins, binning, axis, ignore_index, where):
-  confidence, correct, valid = _top_label(fn_name, logits, labels, axis, ignore_index, where)
+def _bins(fn_name, logits, labels, num_bins, binning, axis, ignore_index, where, kind):
+  confidence, correct, valid = _top_label(fn_name, logits, labels, axis, ignore_index, where, kind)
   index = _bin_index(confidence, valid, num_bins, binning)
   weight = valid.astype(confidence.dtype)
 
@@ -128,6 +134,7 @@ def expected_calibration_error(
   logits,
   labels,
   *,
+  kind: str = "logits",
   num_bins: int = 15,
   binning: str = "width",
   axis: int = -1,
@@ -148,6 +155,9 @@ def expected_calibration_error(
     binning: ``"width"`` or ``"mass"`` (see :func:`calibration_bins`).
     axis, ignore_index, where: as in the sparse losses.
 
+    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
+      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
+      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     A scalar, float32 (float64 for float64 logits).
 
@@ -167,7 +177,7 @@ def expected_calibration_error(
   """
   fn_name = "expected_calibration_error"
   num_bins = _check_bins(fn_name, num_bins, binning)
-  bins = _bins(fn_name, logits, labels, num_bins, binning, axis, ignore_index, where)
+  bins = _bins(fn_name, logits, labels, num_bins, binning, axis, ignore_index, where, kind)
   total = jnp.sum(bins.count)
   gaps = bins.count * jnp.abs(bins.accuracy - bins.confidence)
   return jnp.where(total > 0, jnp.sum(gaps) / jnp.where(total > 0, total, 1.0), 0.0)
@@ -177,6 +187,7 @@ def maximum_calibration_error(
   logits,
   labels,
   *,
+  kind: str = "logits",
   num_bins: int = 15,
   binning: str = "width",
   axis: int = -1,
@@ -189,6 +200,9 @@ def maximum_calibration_error(
     logits, labels, num_bins, binning, axis, ignore_index, where: as in
       :func:`expected_calibration_error`.
 
+    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
+      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
+      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     A scalar in ``[0, 1]``, float32 (float64 for float64 logits).
 
@@ -206,6 +220,6 @@ def maximum_calibration_error(
   """
   fn_name = "maximum_calibration_error"
   num_bins = _check_bins(fn_name, num_bins, binning)
-  bins = _bins(fn_name, logits, labels, num_bins, binning, axis, ignore_index, where)
+  bins = _bins(fn_name, logits, labels, num_bins, binning, axis, ignore_index, where, kind)
   gaps = jnp.where(bins.count > 0, jnp.abs(bins.accuracy - bins.confidence), 0.0)
   return jnp.max(gaps)

@@ -10,15 +10,72 @@ Design notes:
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from xentax.losses import contract
 from xentax.losses import sparse_categorical_cross_entropy_with_logits as _sparse_ce
 
+# What the first argument of a metric holds: class logits or probabilities along ``axis``, or
+# one logit or probability of the positive class per entry (binary, labels 0 or 1).
+KINDS = ("logits", "probs", "binary_logits", "binary_probs")
+KIND_DOC = (
+  'what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along '
+  '``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or probability '
+  "of the positive class per entry; labels 0 or 1, ``axis`` unused)"
+)
 
-def prepare(fn_name, logits, labels, *, axis, ignore_index, where):
+
+def as_logits(fn_name, scores, labels, kind, axis, ignore_index=None):
+  """``(logits, labels, axis)`` whose softmax is what ``scores`` of ``kind`` predict.
+
+  Probabilities become their logs; a binary score ``z`` (or ``p``) becomes the two-class
+  logits ``[0, z]`` (or ``[log(1 - p), log p]``), so temperature scaling of them is
+  ``sigmoid(z / T)``. Probabilities outside [0, 1] and binary labels other than 0 and 1
+  raise when concrete and give NaN under ``jit``.
+  """
+  if kind not in KINDS:
+    raise ValueError(f"{fn_name}: kind={kind!r} is not supported; choose one of {KINDS}.")
+  scores = contract.float_array(fn_name, "logits", scores)
+  if kind == "logits":
+    _warn_if_probabilities(fn_name, scores, axis)
+    return scores, labels, axis
+  if kind.endswith("probs"):
+    outside = (scores < 0) | (scores > 1)
+    contract.check_values(fn_name, "probabilities must lie in [0, 1]", scores, outside)
+    scores = scores + contract.nan_where(outside, scores.dtype)
+  if kind == "probs":
+    return jnp.log(scores), labels, axis
+  labels = jnp.asarray(contract.to_array(fn_name, "labels", labels))
+  bad = (labels != 0) & (labels != 1)
+  if ignore_index is not None:
+    bad = bad & (labels != ignore_index)
+  contract.check_values(fn_name, "binary labels must be 0 or 1", labels, bad)
+  labels = jnp.where(bad, 2, labels).astype(jnp.int32)  # 2: out of range, so NaN under jit
+  if kind == "binary_logits":
+    return jnp.stack([jnp.zeros_like(scores), scores], axis=-1), labels, -1
+  return jnp.stack([jnp.log1p(-scores), jnp.log(scores)], axis=-1), labels, -1
+
+
+def _warn_if_probabilities(fn_name, scores, axis) -> None:
+  """Warn when concrete logits look like probabilities (rows in [0, 1] summing to 1)."""
+  if isinstance(scores, jax.core.Tracer) or scores.ndim == 0 or scores.shape[axis] < 2:
+    return
+  rows = np.asarray(scores, np.float64)
+  if rows.size and np.all((rows >= 0) & (rows <= 1)) and np.allclose(rows.sum(axis), 1, atol=1e-3):
+    warnings.warn(
+      f"{fn_name}: these logits look like probabilities (every row lies in [0, 1] and sums "
+      "to 1); if they are, pass kind='probs'.",
+      stacklevel=4,
+    )
+
+
+def prepare(fn_name, logits, labels, *, axis, ignore_index, where, kind="logits"):
   """Validated inputs: logits ``[..., C]`` (class axis last, compute dtype, dropped rows 0)."""
+  logits, labels, axis = as_logits(fn_name, logits, labels, kind, axis, ignore_index)
   inputs = contract.prepare_sparse(
     fn_name, logits, labels, axis=axis, class_weights=None, ignore_index=ignore_index, where=where
   )
@@ -30,6 +87,7 @@ def top_k_accuracy(
   logits,
   labels,
   *,
+  kind: str = "logits",
   k: int = 1,
   axis: int = -1,
   ignore_index: int | None = None,
@@ -52,6 +110,9 @@ def top_k_accuracy(
     reduction: ``"mean"`` (accuracy over kept examples, 0 if none), ``"sum"`` (number of
       hits) or ``"none"`` (per-example 0/1, 0 where dropped).
 
+    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
+      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
+      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     Float32 (float64 for float64 logits): a scalar, or the labels' shape for ``"none"``.
 
@@ -68,7 +129,9 @@ def top_k_accuracy(
   fn_name = "top_k_accuracy"
   contract.check_reduction(fn_name, reduction)
   k = contract.positive_int(fn_name, "k", k)
-  x, inputs = prepare(fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where)
+  x, inputs = prepare(
+    fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where, kind=kind
+  )
   target = jnp.take_along_axis(x, inputs.labels[..., None], axis=-1)
   above = jnp.sum(x > target, axis=-1)
   hits = (above < k).astype(x.dtype) + contract.nan_where(inputs.bad, x.dtype)
@@ -76,7 +139,13 @@ def top_k_accuracy(
 
 
 def perplexity(
-  logits, labels, *, axis: int = -1, ignore_index: int | None = None, where=None
+  logits,
+  labels,
+  *,
+  kind: str = "logits",
+  axis: int = -1,
+  ignore_index: int | None = None,
+  where=None,
 ) -> jax.Array:
   r"""``exp`` of the mean negative log-likelihood over kept examples (tokens).
 
@@ -90,6 +159,9 @@ def perplexity(
     logits: ``[..., C, ...]`` logits, class axis at ``axis``.
     labels, axis, ignore_index, where: as in the sparse losses.
 
+    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
+      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
+      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     A scalar, float32 (float64 for float64 logits).
 
@@ -103,9 +175,9 @@ def perplexity(
     >>> float(xentax.metrics.perplexity(jnp.zeros((2, 4)), jnp.array([0, 3])))
     4.0
   """
-  contract.float_array("perplexity", "logits", logits)
+  x, labels, axis = as_logits("perplexity", logits, labels, kind, axis, ignore_index)
   return jnp.exp(
-    _sparse_ce(logits, labels, axis=axis, ignore_index=ignore_index, where=where, reduction="mean")
+    _sparse_ce(x, labels, axis=axis, ignore_index=ignore_index, where=where, reduction="mean")
   )
 
 
@@ -113,6 +185,7 @@ def predictive_entropy(
   logits,
   labels=None,
   *,
+  kind: str = "logits",
   axis: int = -1,
   ignore_index: int | None = None,
   where=None,
@@ -129,6 +202,9 @@ def predictive_entropy(
     axis, ignore_index, where: as in the sparse losses.
     reduction: ``"none"``, ``"sum"`` or ``"mean"`` (over kept examples).
 
+    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
+      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
+      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     Float32 (float64 for float64 logits), in ``[0, log C]``; a scalar, or the per-example
     shape (the logits' without ``axis``) for ``"none"``.
@@ -149,12 +225,13 @@ def predictive_entropy(
       raise ValueError(f"{fn_name}: ignore_index needs labels; pass labels or drop it.")
     contract.float_array(fn_name, "logits", logits)
     shape = jnp.shape(logits)
-    labels = jnp.zeros(
-      shape[: contract.normalize_axis(fn_name, axis, len(shape))]
-      + shape[contract.normalize_axis(fn_name, axis, len(shape)) + 1 :],
-      jnp.int32,
-    )
-  x, inputs = prepare(fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where)
+    if not kind.startswith("binary"):
+      axis = contract.normalize_axis(fn_name, axis, len(shape))
+      shape = shape[:axis] + shape[axis + 1 :]
+    labels = jnp.zeros(shape, jnp.int32)
+  x, inputs = prepare(
+    fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where, kind=kind
+  )
   log_p = x - contract.logsumexp(x)[..., None]
   p = jnp.exp(log_p)
   # Select before multiplying: p = 0 where log p = -inf, and 0 * -inf would be NaN.
@@ -167,6 +244,7 @@ def brier_score(
   logits,
   labels,
   *,
+  kind: str = "logits",
   axis: int = -1,
   ignore_index: int | None = None,
   where=None,
@@ -184,6 +262,9 @@ def brier_score(
     labels, axis, ignore_index, where: as in the sparse losses.
     reduction: ``"none"``, ``"sum"`` or ``"mean"`` (over kept examples).
 
+    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
+      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
+      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     Float32 (float64 for float64 logits): a scalar, or the labels' shape for ``"none"``.
 
@@ -200,7 +281,9 @@ def brier_score(
   """
   fn_name = "brier_score"
   contract.check_reduction(fn_name, reduction)
-  x, inputs = prepare(fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where)
+  x, inputs = prepare(
+    fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where, kind=kind
+  )
   p = jnp.exp(x - contract.logsumexp(x)[..., None])
   onehot = jnp.arange(x.shape[-1]) == inputs.labels[..., None]
   score = jnp.sum(jnp.square(p - onehot.astype(p.dtype)), axis=-1)

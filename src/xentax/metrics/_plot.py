@@ -11,6 +11,7 @@ def reliability_diagram(
   logits,
   labels,
   *,
+  kind: str = "logits",
   num_bins: int = 15,
   binning: str = "width",
   axis: int = -1,
@@ -30,6 +31,9 @@ def reliability_diagram(
       :func:`xentax.metrics.expected_calibration_error`.
     title: the figure's title (default: the binning and the ECE).
 
+    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
+      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
+      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     A :class:`matplotlib.figure.Figure` with two axes (diagram, counts).
 
@@ -50,7 +54,7 @@ def reliability_diagram(
 
   num_bins = _check_bins("reliability_diagram", num_bins, binning)
   kwargs = dict(
-    num_bins=num_bins, binning=binning, axis=axis, ignore_index=ignore_index, where=where
+    kind=kind, num_bins=num_bins, binning=binning, axis=axis, ignore_index=ignore_index, where=where
   )
   bins = calibration_bins(logits, labels, **kwargs)
   ece = float(expected_calibration_error(logits, labels, **kwargs))

@@ -40,6 +40,7 @@ def fit_temperature(
   logits,
   labels,
   *,
+  kind: str = "logits",
   axis: int = -1,
   ignore_index: int | None = None,
   where=None,
@@ -67,6 +68,9 @@ def fit_temperature(
     axis, ignore_index, where: as in the sparse losses.
     num_steps: Newton/bisection steps after the bracket is found.
 
+    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
+      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
+      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     A scalar ``T > 0``, float32 (float64 for float64 logits).
 
@@ -87,7 +91,9 @@ def fit_temperature(
   fn_name = "fit_temperature"
   if not isinstance(num_steps, int) or num_steps < 1:
     raise ValueError(f"{fn_name}: num_steps={num_steps!r} must be a positive int.")
-  x, inputs = prepare(fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where)
+  x, inputs = prepare(
+    fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where, kind=kind
+  )
   x = x + contract.nan_where(inputs.bad, x.dtype)[..., None]
   labels, valid = inputs.labels, inputs.valid
 
