@@ -101,13 +101,12 @@ def test_unknown_loss_and_reduction_are_clear_errors():
 def test_every_loss_has_a_closed_form():
   # The fused loss is a loss of (hidden, weight, bias), not of logits: its closed form is
   # gradcheck.fused_linear_cross_entropy_grad, checked in the matrix as a model.
-  # distillation_loss takes three arrays (closed form: gradcheck.distillation_loss_grad);
+  # distillation_loss's closed form takes the teacher's logits as a keyword;
   # fused_linear_distillation is checked against it in its own tests; the class-weight
   # helpers are not losses.
   not_logits_losses = (
     "checked",
     "fused_linear_cross_entropy",
-    "distillation_loss",
     "fused_linear_distillation",
     "effective_number_class_weights",
     "inverse_frequency_class_weights",

@@ -240,3 +240,9 @@ def distillation_loss_grad(
   g = g + (1 - alpha) * (jax.nn.softmax(s, axis=-1) - onehot)
   g = reduce_grad(g, kept, reduction, sample_weight=sample_weight)
   return jnp.moveaxis(g, -1, axis)
+
+
+def distillation_student_grad(student_logits, labels, *, teacher_logits, **options):
+  """:func:`distillation_loss_grad` with the teacher's logits as a keyword: the
+  ``(scores, labels, **options)`` order of :func:`xentax.gradcheck.logits_grad`."""
+  return distillation_loss_grad(student_logits, teacher_logits, labels, **options)

@@ -34,6 +34,7 @@ LOSS_GRADS: dict[str, Callable[..., jax.Array]] = {
   "jensen_shannon_divergence_with_logits": (
     _divergence_grads.jensen_shannon_divergence_with_logits_grad
   ),
+  "distillation_loss": _divergence_grads.distillation_student_grad,
   "nll_loss": _nll_grads.nll_loss_grad,
   "poly1_cross_entropy_with_logits": _nll_grads.poly1_cross_entropy_with_logits_grad,
   "causal_lm_cross_entropy_with_logits": _nll_grads.causal_lm_cross_entropy_with_logits_grad,
