@@ -377,3 +377,21 @@ def test_concrete_bad_new_options_raise(kind):
     fn(scores, Y_SOFT, sample_weight=-np.ones(4))
   with pytest.raises(ValueError, match=r"sample_weight has shape \(3,\)"):
     fn(scores, Y_SOFT, sample_weight=np.ones(3))
+
+
+def test_the_guarded_sum_of_a_large_batch_with_a_row_mask_and_traced_row_weights():
+  # Large enough for the guarded formula to run by blocks of rows; an infinite logit sends
+  # the batch there; the mask and the traced pos_weight have rows of their own.
+  rng = np.random.default_rng(3)
+  z = rng.normal(size=(256, 4096)).astype(np.float32)
+  y = (rng.uniform(size=z.shape) < 0.5).astype(np.float32)
+  z[5, 7], y[5, 7] = np.inf, 1.0  # its loss is 0: the limit of a large finite logit
+  where = rng.uniform(size=z.shape) < 0.9
+  pos_weight = rng.uniform(0.5, 2.0, size=(256, 1)).astype(np.float32)
+  loss = jax.jit(
+    lambda z, y, pw: xentax.binary_cross_entropy_with_logits(z, y, pos_weight=pw, where=where)
+  )
+  got = loss(z, y, pos_weight)
+  finite = np.where(np.isinf(z), 100.0, z)
+  want = ref.binary_cross_entropy_with_logits(finite, y, pos_weight=pos_weight, where=where)
+  np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -152,7 +152,7 @@ def binary_cross_entropy(
   _validate.check_values(fn_name, "probs must lie in [0, 1]", p_raw, bad_probs)
   eps = scalar(label_smoothing, p_raw.dtype)
 
-  def exact(p, y, eps, w, s):
+  def exact(p, y, eps, w, s, prepared=prepared):
     p, y = exact_inputs(prepared, p, y, fill=0.5, extra_bad=(p < 0) | (p > 1))
     y = smooth(y, eps)
     losses = -(y * _common.clamped_log(p) + (1 - y) * _common.clamped_log1m(p))
@@ -240,7 +240,7 @@ def binary_cross_entropy_with_logits(
   )
   eps = scalar(label_smoothing, prepared.scores.dtype)
 
-  def exact(x, y, eps, pw, w, s):
+  def exact(x, y, eps, pw, w, s, prepared=prepared):
     x, y = exact_inputs(prepared, x, y, fill=0.0)
     losses = _bce_from_logits(x, smooth(y, eps), pw)
     return contributions(prepared, losses if w is None else losses * w, s)
@@ -329,7 +329,7 @@ def binary_focal_loss_with_logits(
   gamma = jnp.asarray(gamma, dtype)
   alpha = None if alpha is None else jnp.asarray(alpha, dtype)
 
-  def exact(x, y, eps, gamma, alpha, s):
+  def exact(x, y, eps, gamma, alpha, s, prepared=prepared):
     x, y = exact_inputs(prepared, x, y, fill=0.0)
     return contributions(prepared, _focal(x, smooth(y, eps), gamma, alpha), s)
 

@@ -163,11 +163,14 @@ def reduce_entries(
 
   ``fns = (fast, exact, grad_x)``: per-entry ``s_n l_n`` (``fast``'s times ``fast_sign``)
   and its derivative in ``args[0]``; ``fast_ok(*args)``, a scalar, must also hold for the
-  fast sum to be used. Denominators as :func:`._reduce.reduce_losses`'s.
+  fast sum to be used. ``exact`` takes ``prepared`` as a keyword (defaulting to the whole
+  batch's): the guarded sum passes a block of rows of it. Denominators as
+  :func:`._reduce.reduce_losses`'s.
   """
   fast, exact, grad_x = fns
   if reduction == "none":
-    return _engine.closed_form(exact, exact, grad_x)(*args)
+    per_entry = lambda *args: exact(*args)  # noqa: E731  (its signature: no ``prepared``)
+    return _engine.closed_form(per_entry, per_entry, grad_x)(*args)
   any_bad = prepared.any_bad
 
   def exact_total(*args):
@@ -186,7 +189,7 @@ def reduce_entries(
     use_fast = jnp.isfinite(fast_total)
     if fast_ok is not None:
       use_fast = use_fast & lax.stop_gradient(fast_ok(*args))
-    guarded = lambda: _exact_total_by_rows(exact, args)  # noqa: E731
+    guarded = lambda: _exact_total_by_rows(exact, args, prepared)  # noqa: E731
     return _engine.fast_or_guarded(fast_total, guarded, use_fast)
 
   summed = _engine.closed_form(total, exact_total, grad_x)(*args)
@@ -196,21 +199,26 @@ def reduce_entries(
   return _reduce.mean_of(summed, denom)
 
 
-def _exact_total_by_rows(exact: Callable, args) -> jax.Array:
-  """``sum(exact(*args))`` by blocks of rows of ``args[0]`` (arguments with its leading
-  axis sliced, the others whole), so that the guard's temporaries are blocks."""
+def _exact_total_by_rows(exact: Callable, args, prepared: Prepared) -> jax.Array:
+  """``sum(exact(*args, prepared=prepared))`` by blocks of rows of ``args[0]``, so that the
+  guard's temporaries are blocks: every argument, and the mask and bad-option flags of
+  ``prepared``, with the scores' rows is sliced with them; the others are passed whole."""
   scores = args[0]
   if scores.ndim == 0:
-    return jnp.sum(exact(*args))
+    return jnp.sum(exact(*args, prepared=prepared))
   count = scores.shape[0]
-  sliced = [a is not None and jnp.ndim(a) == scores.ndim and a.shape[0] == count for a in args]
+  tree = (args, prepared.valid, prepared.param_bad)
+  leaves, treedef = jax.tree.flatten(tree, is_leaf=lambda a: a is None)
+  sliced = [a is not None and jnp.ndim(a) == scores.ndim and a.shape[0] == count for a in leaves]
 
   def row_sums(*rows):
     rows = iter(rows)
-    out = exact(*(next(rows) if s else a for a, s in zip(args, sliced, strict=True)))
+    block = [next(rows) if s else a for a, s in zip(leaves, sliced, strict=True)]
+    block_args, valid, param_bad = jax.tree.unflatten(treedef, block)
+    out = exact(*block_args, prepared=prepared._replace(valid=valid, param_bad=param_bad))
     return jnp.sum(out.reshape(out.shape[0], -1), axis=-1)
 
-  rows = [a for a, s in zip(args, sliced, strict=True) if s]
+  rows = [a for a, s in zip(leaves, sliced, strict=True) if s]
   return jnp.sum(_engine.by_row_blocks(row_sums, (count,), *rows))
 
 
