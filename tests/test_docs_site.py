@@ -69,3 +69,16 @@ def test_the_package_example_runs():
   scope: dict = {}
   exec(code, scope)
   assert float(scope["loss"]) > 0 and scope["grad"].shape == (1, 3)
+
+
+def test_the_results_page_is_drawn_from_the_committed_records():
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location("results_hook", DOCS / "results_hook.py")
+  hook = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(hook)
+  page = (DOCS / "results.md").read_text()
+  drawn = hook.on_page_markdown(page, page=None, config=None, files=None)
+  assert "<!-- record" not in drawn and "<!-- reproduce" not in drawn
+  assert drawn.count("<svg") >= 4  # memory, curves, memory against V, calibration
+  assert "NVIDIA H200" in drawn and "| mlp_digits | mlp |" in drawn
