@@ -42,14 +42,14 @@ def _numpy_central_differences(f, x, h=1e-6):
 @pytest.mark.parametrize("loss, names, reduction", CASES)
 def test_closed_form_matches_autodiff_in_float64(loss, names, reduction):
   scores, labels, options = _matrix.make_inputs(loss, names, seed=3)
-  fn = getattr(xentax, loss)
+  fn = _matrix._loss_fn(loss)  # distillation_loss: the teacher's logits as a keyword
 
   def f(s):
     out = fn(s, labels, **options, reduction=reduction)
     return out.sum() if reduction == "none" else out
 
   auto = jax.grad(f)(scores)
-  closed = gradcheck.logits_grad(fn, scores, labels, **options, reduction=reduction)
+  closed = gradcheck.logits_grad(loss, scores, labels, **options, reduction=reduction)
   report = gradcheck.compare(auto, closed, reference="analytic", name=loss)
   assert report.passed, str(report)
   assert report.max_rel_error < 1e-10, str(report)
@@ -61,9 +61,11 @@ def test_closed_form_matches_differences_of_the_numpy_reference(loss, names, red
   """Independent of xentax's losses: the NumPy reference, differenced in NumPy."""
   scores, labels, options = _matrix.make_inputs(loss, names, seed=4)
   reference = getattr(_reference, loss)
+  rest = {k: v for k, v in options.items() if k != "teacher_logits"}
+  teacher = () if "teacher_logits" not in options else (options["teacher_logits"],)
 
   def f(s):
-    return np.sum(reference(s, labels, **options, reduction=reduction))
+    return np.sum(reference(s, *teacher, labels, **rest, reduction=reduction))
 
   closed = gradcheck.logits_grad(loss, scores, labels, **options, reduction=reduction)
   numeric = _numpy_central_differences(f, scores)
@@ -252,3 +254,12 @@ def test_binary_closed_forms_with_smoothing_and_sample_weight_match_autodiff(los
 def test_binary_closed_forms_reject_bad_sample_weights(loss):
   with pytest.raises(ValueError, match="sample_weight"):
     gradcheck.logits_grad(loss, np.full(2, 0.5), np.zeros(2), sample_weight=np.array([1.0, -1.0]))
+
+
+def test_a_loss_is_named_or_passed_itself():
+  logits, labels = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]), np.array([0, 2])
+  for loss in (xentax.nll_loss, xentax.sparse_categorical_cross_entropy_with_logits):
+    np.testing.assert_array_equal(
+      gradcheck.logits_grad(loss, logits, labels),
+      gradcheck.logits_grad(loss.__name__, logits, labels),
+    )
