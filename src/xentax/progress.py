@@ -26,14 +26,20 @@ class _Bar:
       self.progress.update(self.task, status=text)
 
 
+def _rich_progress():
+  """``rich.progress``, or None without ``rich`` (the light install)."""
+  try:
+    from rich import progress
+  except ModuleNotFoundError:
+    return None
+  return progress
+
+
 @contextlib.contextmanager
 def progress_bar(total: int, *, enabled: bool = True, label: str = "training", unit: str = "steps"):
   """A ``rich`` bar counting ``unit``; it is advanced with host-side counts only."""
-  try:
-    from rich import progress as rich_progress
-  except ModuleNotFoundError:
-    enabled = False
-  if not enabled:
+  rich_progress = _rich_progress() if enabled else None
+  if rich_progress is None:
     yield _Bar(None, None)
     return
 

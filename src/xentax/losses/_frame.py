@@ -33,11 +33,8 @@ FOREIGN_KEYWORDS = {
 _BINARY_WEIGHT = "pass weights= (elementwise, never in a denominator: torch's weight)"
 
 
-def unknown_keywords(fn_name: str, params, given) -> TypeError | None:
-  """A ``TypeError`` naming xentax's spelling of each keyword in ``given`` not in ``params``."""
-  unknown = [k for k in given if k not in params]
-  if not unknown:
-    return None
+def unknown_keywords(fn_name: str, params, unknown) -> TypeError:
+  """A ``TypeError`` naming xentax's spelling of each keyword in ``unknown``."""
   hints = []
   for name in unknown:
     hint = FOREIGN_KEYWORDS.get(name)
@@ -63,9 +60,8 @@ def loss(fn: Callable | None = None, **aliases: str) -> Callable:
 
   @functools.wraps(fn)
   def entry(*args, **kwargs):
-    error = unknown_keywords(fn.__name__, params, kwargs) if kwargs.keys() - params else None
-    if error is not None:
-      raise error
+    if kwargs.keys() - params:
+      raise unknown_keywords(fn.__name__, params, [k for k in kwargs if k not in params])
     return fn(*args, **kwargs)
 
   return entry

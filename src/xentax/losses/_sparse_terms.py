@@ -55,7 +55,8 @@ def prepare_labels(
   if ignore_index is not None:
     allowed += f" or equal ignore_index={ignore_index}"
   values = labels if shown is None else shown
-  _validate.check_values(fn_name, allowed, values, bad, _padding_hint(ignore_index, values, bad))
+  hint = _padding_hint if ignore_index is None else None
+  _validate.check_values(fn_name, allowed, values, bad, hint)
   safe_labels = jnp.where(valid & in_range, labels, jnp.zeros_like(labels))
 
   target_weight = None
@@ -70,11 +71,9 @@ def prepare_labels(
   return Labels(safe_labels, valid, bad, class_weights, target_weight)
 
 
-def _padding_hint(ignore_index, labels, bad) -> str:
-  """For concrete labels holding torch's padding label -100 with ``ignore_index`` unset."""
-  if ignore_index is not None or not _validate.is_concrete(labels, bad):
-    return ""
-  if not np.any(np.asarray(labels)[np.asarray(bad)] == -100):
+def _padding_hint(bad_labels) -> str:
+  """For bad labels holding torch's padding label -100 while ``ignore_index`` is unset."""
+  if not np.any(bad_labels == -100):
     return ""
   return " torch's ignore_index defaults to -100; here it is None: pass ignore_index=-100."
 

@@ -12,6 +12,7 @@ Design rules:
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -373,13 +374,12 @@ def is_concrete(*xs) -> bool:
   return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
-def check_values(fn_name: str, what: str, values, bad, hint: str = "") -> None:
+def check_values(fn_name: str, what: str, values, bad, hint: Callable | None = None) -> None:
   """Report entries of ``values`` flagged by ``bad``.
 
-  Raises ``ValueError`` when ``bad`` is concrete (``hint`` ends its message), else adds a
-  checkify check that :func:`xentax.checked` turns into an error (and that is free
-  otherwise). An empty
-  ``bad`` (an empty batch) has nothing to report: no check is recorded.
+  Raises ``ValueError`` when ``bad`` is concrete (``hint(bad values)``, a string, ends its
+  message), else adds a checkify check that :func:`xentax.checked` turns into an error (and
+  that is free otherwise). An empty ``bad`` (an empty batch) has nothing to report.
   """
   if jnp.size(bad) == 0:
     return
@@ -387,11 +387,12 @@ def check_values(fn_name: str, what: str, values, bad, hint: str = "") -> None:
     bad_np = np.asarray(bad)
     if bad_np.any():
       position = tuple(int(i) for i in np.argwhere(bad_np)[0])
-      value = np.asarray(values)[position]
+      values_np = np.asarray(values)
       count = int(bad_np.sum())
       raise ValueError(
-        f"{fn_name}: {what}; found {value} at position {position} "
-        f"({count} bad entr{'y' if count == 1 else 'ies'} in all)." + hint
+        f"{fn_name}: {what}; found {values_np[position]} at position {position} "
+        f"({count} bad entr{'y' if count == 1 else 'ies'} in all)."
+        + ("" if hint is None else hint(values_np[bad_np]))
       )
     return
   flat_bad = jnp.ravel(bad)

@@ -3,6 +3,11 @@
 Pure, jit-able functions of ``(logits, labels)`` with integer labels and the losses'
 ``axis``, ``where`` and ``ignore_index``; :func:`reliability_diagram` draws a matplotlib
 figure and :func:`fit_temperature` fits temperature scaling.
+
+Every metric's ``kind`` says what its first argument holds: ``"logits"`` (the default) or
+``"probs"``, class scores along ``axis``; ``"binary_logits"`` or ``"binary_probs"``, one
+sigmoid logit or probability of the positive class per entry, with labels 0 or 1 (``axis``
+unused). Concrete "logits" whose rows lie in [0, 1] and sum to 1 raise a warning.
 """
 
 from xentax.metrics._calibration import CalibrationBins as CalibrationBins

@@ -83,10 +83,9 @@ def calibration_bins(
     num_bins: ``B``.
     binning: ``"width"`` (equal intervals of ``[0, 1]``) or ``"mass"`` (equal counts).
     axis, ignore_index, where: as in the sparse losses.
+    kind: ``"logits"`` (default), ``"probs"``, ``"binary_logits"`` or ``"binary_probs"``
+      (:mod:`xentax.metrics`).
 
-    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
-      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
-      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     :class:`CalibrationBins`, the statistics the ECE, the MCE and the reliability diagram
     are computed from.
@@ -154,10 +153,9 @@ def expected_calibration_error(
     num_bins: ``B`` (15 as in Guo et al.).
     binning: ``"width"`` or ``"mass"`` (see :func:`calibration_bins`).
     axis, ignore_index, where: as in the sparse losses.
+    kind: ``"logits"`` (default), ``"probs"``, ``"binary_logits"`` or ``"binary_probs"``
+      (:mod:`xentax.metrics`).
 
-    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
-      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
-      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     A scalar, float32 (float64 for float64 logits).
 
@@ -199,10 +197,9 @@ def maximum_calibration_error(
   Args:
     logits, labels, num_bins, binning, axis, ignore_index, where: as in
       :func:`expected_calibration_error`.
+    kind: ``"logits"`` (default), ``"probs"``, ``"binary_logits"`` or ``"binary_probs"``
+      (:mod:`xentax.metrics`).
 
-    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
-      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
-      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     A scalar in ``[0, 1]``, float32 (float64 for float64 logits).
 

@@ -19,29 +19,27 @@ import numpy as np
 from xentax.losses import contract
 from xentax.losses import sparse_categorical_cross_entropy_with_logits as _sparse_ce
 
-# What the first argument of a metric holds: class logits or probabilities along ``axis``, or
-# one logit or probability of the positive class per entry (binary, labels 0 or 1).
+# What the first argument of a metric holds (its ``kind``): class logits (the default) or
+# probabilities along ``axis``, or one sigmoid logit or probability of the positive class per
+# entry (binary: labels 0 or 1, ``axis`` unused).
 KINDS = ("logits", "probs", "binary_logits", "binary_probs")
-KIND_DOC = (
-  'what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along '
-  '``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or probability '
-  "of the positive class per entry; labels 0 or 1, ``axis`` unused)"
-)
 
 
-def as_logits(fn_name, scores, labels, kind, axis, ignore_index=None):
+def as_logits(fn_name, scores, labels, kind, axis, ignore_index=None, warn=True):
   """``(logits, labels, axis)`` whose softmax is what ``scores`` of ``kind`` predict.
 
   Probabilities become their logs; a binary score ``z`` (or ``p``) becomes the two-class
   logits ``[0, z]`` (or ``[log(1 - p), log p]``), so temperature scaling of them is
   ``sigmoid(z / T)``. Probabilities outside [0, 1] and binary labels other than 0 and 1
-  raise when concrete and give NaN under ``jit``.
+  raise when concrete and give NaN under ``jit``. ``warn=False``: a measure that reads only
+  the scores' order takes probabilities as logits without a warning.
   """
   if kind not in KINDS:
     raise ValueError(f"{fn_name}: kind={kind!r} is not supported; choose one of {KINDS}.")
   scores = contract.float_array(fn_name, "logits", scores)
   if kind == "logits":
-    _warn_if_probabilities(fn_name, scores, axis)
+    if warn:
+      _warn_if_probabilities(fn_name, scores, axis)
     return scores, labels, axis
   if kind.endswith("probs"):
     outside = (scores < 0) | (scores > 1)
@@ -60,12 +58,17 @@ def as_logits(fn_name, scores, labels, kind, axis, ignore_index=None):
   return jnp.stack([jnp.log1p(-scores), jnp.log(scores)], axis=-1), labels, -1
 
 
+_SAMPLE_ROWS = 256
+
+
 def _warn_if_probabilities(fn_name, scores, axis) -> None:
   """Warn when concrete logits look like probabilities (rows in [0, 1] summing to 1)."""
   if isinstance(scores, jax.core.Tracer) or scores.ndim == 0 or scores.shape[axis] < 2:
     return
-  rows = np.asarray(scores, np.float64)
-  if rows.size and np.all((rows >= 0) & (rows <= 1)) and np.allclose(rows.sum(axis), 1, atol=1e-3):
+  # A sample of rows suffices: probabilities look so in every row, logits in almost none.
+  sample = jnp.moveaxis(scores, axis, -1).reshape(-1, scores.shape[axis])[:_SAMPLE_ROWS]
+  rows = np.asarray(sample, np.float64)
+  if rows.size and np.all((rows >= 0) & (rows <= 1)) and np.allclose(rows.sum(-1), 1, atol=1e-3):
     warnings.warn(
       f"{fn_name}: these logits look like probabilities (every row lies in [0, 1] and sums "
       "to 1); if they are, pass kind='probs'.",
@@ -73,9 +76,9 @@ def _warn_if_probabilities(fn_name, scores, axis) -> None:
     )
 
 
-def prepare(fn_name, logits, labels, *, axis, ignore_index, where, kind="logits"):
+def prepare(fn_name, logits, labels, *, axis, ignore_index, where, kind="logits", warn=True):
   """Validated inputs: logits ``[..., C]`` (class axis last, compute dtype, dropped rows 0)."""
-  logits, labels, axis = as_logits(fn_name, logits, labels, kind, axis, ignore_index)
+  logits, labels, axis = as_logits(fn_name, logits, labels, kind, axis, ignore_index, warn)
   inputs = contract.prepare_sparse(
     fn_name, logits, labels, axis=axis, class_weights=None, ignore_index=ignore_index, where=where
   )
@@ -109,10 +112,9 @@ def top_k_accuracy(
     axis, ignore_index, where: as in the sparse losses.
     reduction: ``"mean"`` (accuracy over kept examples, 0 if none), ``"sum"`` (number of
       hits) or ``"none"`` (per-example 0/1, 0 where dropped).
+    kind: ``"logits"`` (default), ``"probs"``, ``"binary_logits"`` or ``"binary_probs"``
+      (:mod:`xentax.metrics`).
 
-    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
-      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
-      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     Float32 (float64 for float64 logits): a scalar, or the labels' shape for ``"none"``.
 
@@ -130,7 +132,14 @@ def top_k_accuracy(
   contract.check_reduction(fn_name, reduction)
   k = contract.positive_int(fn_name, "k", k)
   x, inputs = prepare(
-    fn_name, logits, labels, axis=axis, ignore_index=ignore_index, where=where, kind=kind
+    fn_name,
+    logits,
+    labels,
+    axis=axis,
+    ignore_index=ignore_index,
+    where=where,
+    kind=kind,
+    warn=False,  # only the order counts: probabilities are fine
   )
   target = jnp.take_along_axis(x, inputs.labels[..., None], axis=-1)
   above = jnp.sum(x > target, axis=-1)
@@ -158,10 +167,9 @@ def perplexity(
   Args:
     logits: ``[..., C, ...]`` logits, class axis at ``axis``.
     labels, axis, ignore_index, where: as in the sparse losses.
+    kind: ``"logits"`` (default), ``"probs"``, ``"binary_logits"`` or ``"binary_probs"``
+      (:mod:`xentax.metrics`).
 
-    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
-      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
-      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     A scalar, float32 (float64 for float64 logits).
 
@@ -201,10 +209,9 @@ def predictive_entropy(
     labels: optional integer labels (the logits' shape without ``axis``).
     axis, ignore_index, where: as in the sparse losses.
     reduction: ``"none"``, ``"sum"`` or ``"mean"`` (over kept examples).
+    kind: ``"logits"`` (default), ``"probs"``, ``"binary_logits"`` or ``"binary_probs"``
+      (:mod:`xentax.metrics`).
 
-    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
-      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
-      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     Float32 (float64 for float64 logits), in ``[0, log C]``; a scalar, or the per-example
     shape (the logits' without ``axis``) for ``"none"``.
@@ -261,10 +268,9 @@ def brier_score(
     logits: ``[..., C, ...]`` logits, class axis at ``axis``.
     labels, axis, ignore_index, where: as in the sparse losses.
     reduction: ``"none"``, ``"sum"`` or ``"mean"`` (over kept examples).
+    kind: ``"logits"`` (default), ``"probs"``, ``"binary_logits"`` or ``"binary_probs"``
+      (:mod:`xentax.metrics`).
 
-    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
-      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
-      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     Float32 (float64 for float64 logits): a scalar, or the labels' shape for ``"none"``.
 

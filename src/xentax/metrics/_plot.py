@@ -30,10 +30,9 @@ def reliability_diagram(
     logits, labels, num_bins, binning, axis, ignore_index, where: as in
       :func:`xentax.metrics.expected_calibration_error`.
     title: the figure's title (default: the binning and the ECE).
+    kind: ``"logits"`` (default), ``"probs"``, ``"binary_logits"`` or ``"binary_probs"``
+      (:mod:`xentax.metrics`).
 
-    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
-      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
-      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     A :class:`matplotlib.figure.Figure` with two axes (diagram, counts).
 

@@ -67,10 +67,9 @@ def fit_temperature(
     labels: integer class indices, the logits' shape without ``axis``.
     axis, ignore_index, where: as in the sparse losses.
     num_steps: Newton/bisection steps after the bracket is found.
+    kind: ``"logits"`` (default), ``"probs"``, ``"binary_logits"`` or ``"binary_probs"``
+      (:mod:`xentax.metrics`).
 
-    kind: what ``logits`` holds: ``"logits"`` (default), ``"probs"`` (probabilities along
-      ``axis``), ``"binary_logits"`` or ``"binary_probs"`` (one sigmoid logit or
-      probability of the positive class per entry; labels 0 or 1, ``axis`` unused).
   Returns:
     A scalar ``T > 0``, float32 (float64 for float64 logits).
 
