@@ -71,6 +71,7 @@ def test_the_package_example_runs():
   assert float(scope["loss"]) > 0 and scope["grad"].shape == (1, 3)
 
 
+@pytest.mark.slow  # builds the results pages from every record
 def test_the_results_page_is_drawn_from_the_committed_records():
   import importlib.util
 

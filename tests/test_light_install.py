@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from xentax.cli import RESEARCH_MODULES
+
+pytestmark = pytest.mark.slow  # fresh interpreters: packaging, not a loss
 
 SRC = Path(__file__).parents[1] / "src"
 BLOCK = f"""
