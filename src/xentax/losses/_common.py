@@ -99,3 +99,46 @@ def _take_target_jvp(primals, tangents):
   is_target = jnp.arange(x.shape[-1]) == labels[..., None]
   tangent = jnp.sum(jnp.where(is_target, tangents[0], jnp.zeros((), x.dtype)), axis=-1)
   return take_target(x, labels), tangent
+
+
+# Inside `shard_map` an array's type names the mesh axes it varies over ("{V:x}"). A custom
+# rule's loop carries and cotangents must carry the types JAX's own rules would give them.
+
+
+def varying_axes(x) -> frozenset:
+  """The ``shard_map`` axes ``x`` varies over (its type's ``{V:...}``); empty outside."""
+  manual_axis_type = getattr(jax.typeof(x), "mat", None)
+  return frozenset(getattr(manual_axis_type, "varying", None) or ())
+
+
+def varying_like(tree, *refs):
+  """``tree`` cast to vary over every axis ``refs`` vary over (a loop's initial carry)."""
+  axes = frozenset().union(*(varying_axes(ref) for ref in jax.tree.leaves(refs)))
+
+  def cast(x):
+    missing = tuple(sorted(axes - varying_axes(x)))
+    return jax.lax.pcast(x, missing, to="varying") if missing else x
+
+  return jax.tree.map(cast, tree)
+
+
+def psum_if_varying(x, axis_name):
+  """``psum`` over ``axis_name`` if ``x`` varies over it, else ``x``: a replicated input's
+  cotangent is summed over the shards exactly once, whether JAX's transpose did it or not."""
+  if x is None:
+    return None
+  names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
+  varying = tuple(name for name in names if name in varying_axes(x))
+  return jax.lax.psum(x, varying) if varying else x
+
+
+def cotangent_like(d, primal):
+  """``d`` summed over the axes it varies over and ``primal`` does not.
+
+  A replicated input used with device-varying tokens is implicitly cast to vary; the
+  transpose of that cast is this sum (a replicated weight's gradient over the token shards).
+  """
+  if d is None or primal is None:
+    return d
+  extra = tuple(sorted(varying_axes(d) - varying_axes(primal)))
+  return jax.lax.psum(d, extra) if extra else d

@@ -348,23 +348,6 @@ def _column_offset(config: _Config):
   return lax.axis_index(config.axis_name) * config.vocab_size
 
 
-def _varying_like(carry, *refs):
-  """``carry`` cast to vary over the shard_map axes ``refs`` vary over (a loop's init)."""
-  axes = frozenset().union(*(_varying_axes(ref) for ref in jax.tree.leaves(refs)))
-
-  def cast(x):
-    missing = tuple(sorted(axes - _varying_axes(x)))
-    return lax.pcast(x, missing, to="varying") if missing else x
-
-  return jax.tree.map(cast, carry)
-
-
-def _varying_axes(x) -> frozenset:
-  """The shard_map axes ``x`` varies over (its type's ``{V:...}``), empty outside."""
-  manual_axis_type = getattr(jax.typeof(x), "mat", None)
-  return frozenset(getattr(manual_axis_type, "varying", None) or ())
-
-
 def _block_weights(config: _Config, class_weights, start, dtype):
   """``[block]`` class weights of the block starting at local column ``start`` (ones if None)."""
   if class_weights is None:
@@ -396,7 +379,7 @@ def _forward_terms(config: _Config, h, weight, bias, labels, class_weights, cap)
 
   zeros = jnp.zeros((num_tokens,), dtype)
   init = (jnp.full((num_tokens,), -jnp.inf, dtype), zeros, zeros, zeros)
-  init = _varying_like(init, h, weight, bias, labels, class_weights, cap)
+  init = _common.varying_like(init, h, weight, bias, labels, class_weights, cap)
   running_max, running_sum, target, weighted_sum = lax.fori_loop(0, config.num_blocks, body, init)
   if config.axis_name is not None:
     # Two all-reduces combine the shards: the max, then the rescaled sums together.
@@ -476,17 +459,21 @@ def _fused_bwd(config, residuals, cotangents):
       )
     return d_h, d_weight, d_bias, d_local_weights, d_cap
 
-  init = _varying_like(
+  init = _common.varying_like(
     _zero_grads(config, h, weight, bias, track_weights, dtype),
     *(h, weight, bias, labels, class_weights, cap, coef_p, coef_target),
   )
   d_h, d_weight, d_bias, d_local_weights, d_cap = lax.fori_loop(0, config.num_blocks, body, init)
   if track_weights:
-    d_class_weights = d_class_weights + _gather_class_weights(config, d_local_weights)
+    d_local_weights = _gather_class_weights(config, d_local_weights)
+    # Summed over the token shards before it meets the (already summed) invariant term.
+    d_class_weights = d_class_weights + _common.cotangent_like(d_local_weights, class_weights)
   grads = _sum_over_shards(config, d_h, d_weight, d_bias, d_class_weights, d_eps, d_z, d_cap)
   d_h, d_weight, d_bias, d_class_weights, d_eps, d_z, d_cap = grads
   d_cap = None if d_cap is None else d_cap.astype(cap.dtype)
-  return d_h.astype(h.dtype), d_weight, d_bias, None, d_class_weights, d_eps, d_z, d_cap
+  grads = (d_h.astype(h.dtype), d_weight, d_bias, None, d_class_weights, d_eps, d_z, d_cap)
+  primals = (h, weight, bias, labels, class_weights, eps, z, cap)
+  return tuple(map(_common.cotangent_like, grads, primals))
 
 
 def _zero_grads(config: _Config, h, weight, bias, track_weights: bool, dtype):
@@ -504,11 +491,11 @@ def _gather_class_weights(config: _Config, d_local_weights):
   """``d class_weights`` from each vocabulary shard's columns, summed over token shards."""
   if config.axis_name is not None:  # each vocabulary shard holds its own columns
     full = jnp.zeros((config.options.num_classes,), d_local_weights.dtype)
-    full = _varying_like(full, d_local_weights)
+    full = _common.varying_like(full, d_local_weights)
     full = lax.dynamic_update_slice_in_dim(full, d_local_weights, _column_offset(config), 0)
     d_local_weights = lax.psum(full, config.axis_name)
   if config.batch_axis_name is not None:  # sum before adding an invariant term to it
-    d_local_weights = psum_if_varying(d_local_weights, config.batch_axis_name)
+    d_local_weights = _common.psum_if_varying(d_local_weights, config.batch_axis_name)
   return d_local_weights
 
 
@@ -522,19 +509,10 @@ def _sum_over_shards(config: _Config, d_h, d_weight, d_bias, d_class_weights, d_
     d_bias = None if d_bias is None else lax.psum(d_bias, config.batch_axis_name)
     # jax.vjp already summed a replicated option's cotangent; only varying ones remain.
     d_class_weights, d_eps, d_z, d_cap = (
-      psum_if_varying(d, config.batch_axis_name) for d in (d_class_weights, d_eps, d_z, d_cap)
+      _common.psum_if_varying(d, config.batch_axis_name)
+      for d in (d_class_weights, d_eps, d_z, d_cap)
     )
   return d_h, d_weight, d_bias, d_class_weights, d_eps, d_z, d_cap
-
-
-def psum_if_varying(x, axis_name):
-  """``psum`` over ``axis_name`` if ``x`` varies over it, else ``x``: a replicated input's
-  cotangent is summed over the shards exactly once, whether JAX's transpose did it or not."""
-  if x is None:
-    return None
-  names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
-  varying = tuple(name for name in names if name in _varying_axes(x))
-  return lax.psum(x, varying) if varying else x
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)

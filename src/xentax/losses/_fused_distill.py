@@ -288,6 +288,7 @@ def _forward(config: _Config, hs, ws, ht, wt, labels, coef, temperature, alpha):
     jnp.zeros(ws.shape, dtype),
     jnp.zeros(wt.shape, dtype) if config.teacher_grad else None,
   )
+  init = _common.varying_like(init, xs, ws, wt, temperature, alpha)
   (total, d_ws, d_wt), (d_hs, d_ht, token_losses) = lax.scan(body, init, xs)
   d_hs = d_hs.reshape(hs.shape)
   d_ht = None if d_ht is None else d_ht.reshape(ht.shape)
@@ -329,7 +330,7 @@ def _fused_distill_bwd(config, residuals, g):
       return jnp.zeros_like(like)
     return (g * grad).astype(like.dtype)
 
-  return (
+  grads = (
     scaled(d_hs, hs),
     scaled(d_ws, ws),
     scaled(d_ht, ht),
@@ -339,6 +340,7 @@ def _fused_distill_bwd(config, residuals, g):
     jnp.zeros_like(temperature),
     jnp.zeros_like(alpha),
   )
+  return tuple(map(_common.cotangent_like, grads, values))
 
 
 _fused_distill.defvjp(_fused_distill_fwd, _fused_distill_bwd, symbolic_zeros=True)

@@ -261,7 +261,8 @@ def _tokens(
 
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
   init = (jnp.zeros((), dtype), jnp.zeros((h.shape[0],), dtype))
-  return lax.fori_loop(0, config.num_chunks, body, init)
+  inputs = (h, weight, bias, labels, valid, row_nan, class_weights, eps, z, softcap, sample_weight)
+  return lax.fori_loop(0, config.num_chunks, body, _common.varying_like(init, *inputs))
 
 
 class _Needs(NamedTuple):
@@ -392,7 +393,10 @@ def _tokens_fwd(
     value, (h, weight, bias, labels, valid, row_nan, class_weights, eps, z, softcap, sample_weight)
   )
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
-  options = (class_weights, eps, z)
+  inputs = (h, weight, bias, labels, valid, row_nan, class_weights, eps, z, softcap, sample_weight)
+  # Inside shard_map, options vary with the tokens before the loop: their chunk gradients
+  # are then summed over the token shards once, in the backward rule, not in every chunk.
+  options = _common.varying_like((class_weights, eps, z), *inputs)
 
   def body(i, carry):
     total, lse, grads, d_options, d_weights = carry
@@ -401,7 +405,8 @@ def _tokens_fwd(
     if needs.options:
       # Option gradients with the logits held fixed (they do not depend on the options).
       value, option_vjp = jax.vjp(chunk_total, *options)
-      d_options = jax.tree.map(jnp.add, d_options, option_vjp(jnp.ones((), dtype)))
+      one = _common.varying_like(jnp.ones((), dtype), value)
+      d_options = jax.tree.map(jnp.add, d_options, option_vjp(one))
     else:
       value = chunk_total(*options)
     d_logits = _loss_d_logits(config, c, class_weights, eps, z)
@@ -420,12 +425,12 @@ def _tokens_fwd(
     jnp.zeros((h.shape[0],), dtype) if needs.sample_weight else None,
   )
   total, lse, (d_h, d_weight, d_bias, d_softcap), d_options, d_weights = lax.fori_loop(
-    0, config.num_chunks, body, init
+    0, config.num_chunks, body, _common.varying_like(init, *inputs)
   )
   # Uncast: the backward rule scales and casts in one pass (no second weight-sized buffer).
   grads = (d_h, d_weight, d_bias, d_softcap, d_options, d_weights)
   inputs = (h, weight, bias, labels, valid, row_nan, softcap, sample_weight, lse)
-  return (total, lse), (grads, inputs)
+  return (total, lse), (grads, inputs, (class_weights, eps, z))
 
 
 def _lse_pass(config, needs: _Needs, g_lse, h, weight, bias, labels, valid, row_nan, softcap):
@@ -438,11 +443,13 @@ def _lse_pass(config, needs: _Needs, g_lse, h, weight, bias, labels, valid, row_
     d_logits = (g / c.sum_exp + c.nan)[:, None] * c.exp
     return _backprop_chunk(config, needs, i, c, weight, softcap, d_logits, grads)
 
-  return lax.fori_loop(0, config.num_chunks, body, _init_grads(needs, h, weight, dtype))
+  init = _init_grads(needs, h, weight, dtype)
+  inputs = (g_lse, h, weight, bias, labels, valid, row_nan, softcap)
+  return lax.fori_loop(0, config.num_chunks, body, _common.varying_like(init, *inputs))
 
 
 def _tokens_bwd(config, residuals, cotangents):
-  (d_h, d_weight, d_bias, d_softcap, d_options, d_weights), inputs = residuals
+  (d_h, d_weight, d_bias, d_softcap, d_options, d_weights), inputs, options = residuals
   h, weight, bias, labels, valid, row_nan, softcap, sample_weight, lse = inputs
   g_total, g_lse = cotangents
   dtype = lse.dtype
@@ -464,19 +471,22 @@ def _tokens_bwd(config, residuals, cotangents):
     grads = [g if e is None else g + e for g, e in zip(grads, extra, strict=True)]
   d_h, d_weight, d_bias, d_softcap = grads
   d_class_weights, d_eps, d_z = d_options
-  return (
-    None if d_h is None else d_h.astype(h.dtype),
-    None if d_weight is None else d_weight.astype(weight.dtype),
-    None if d_bias is None else d_bias.astype(bias.dtype),
+  cast = lambda d, x: None if d is None else d.astype(x.dtype)  # noqa: E731
+  grads = (
+    cast(d_h, h),
+    cast(d_weight, weight),
+    cast(d_bias, bias),
     None,
     None,
     None,
     d_class_weights,
     d_eps,
     d_z,
-    None if d_softcap is None else d_softcap,
-    None if d_weights is None else d_weights.astype(sample_weight.dtype),
+    d_softcap,
+    cast(d_weights, sample_weight),
   )
+  primals = (h, weight, bias, labels, valid, row_nan, *options, softcap, sample_weight)
+  return tuple(map(_common.cotangent_like, grads, primals))
 
 
 _tokens.defvjp(_tokens_fwd, _tokens_bwd, symbolic_zeros=True)
