@@ -14,7 +14,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _columns, _common, _frame, _fused_tokens, _reduce, _validate
+from xentax.losses import (
+  _columns,
+  _common,
+  _frame,
+  _fused_layout,
+  _fused_tokens,
+  _reduce,
+  _validate,
+)
 from xentax.losses._sparse_terms import SparseOptions, prepare_labels
 
 # The column cap keeps a small batch from turning one block into the full logits.
@@ -97,6 +105,13 @@ def fused_linear_cross_entropy(
   (``"vocab"``), on top of O(N D); a larger slice means fewer, wider matmuls, faster only
   until it outgrows the cache. The defaults hold no more than full logits do.
 
+  Sharded inputs: on a mesh with Explicit axes, tokens sharded (``hidden`` ``P(<tokens>,
+  None)``) and ``weight`` sharded over the vocabulary (``P(None, <vocab>)``) run each
+  device's share under ``jit``, ``"vocab"`` schedule (``block_size`` counts a shard's
+  columns); collectives are all-reduces of ``[N]`` statistics, ``d hidden``, ``d weight``
+  and ``d bias``, never a gather. Inside a user's ``shard_map`` the loss is that of the
+  device's tokens, and a replicated input's gradient is summed over the devices.
+
   Args:
     hidden: ``[..., D]`` activations, any float dtype.
     weight: ``[D, V]`` output projection (flax ``Dense`` kernel layout; pass
@@ -138,24 +153,36 @@ def fused_linear_cross_entropy(
     Wijmans et al., "Cut Your Losses in Large-Vocabulary Language Models", 2024;
     Liger-Kernel's ``FusedLinearCrossEntropy``.
   """
-  return fused_linear_cross_entropy_impl(
-    "fused_linear_cross_entropy",
-    hidden,
-    weight,
-    labels,
-    bias=bias,
+  name = "fused_linear_cross_entropy"
+  core = functools.partial(
+    fused_linear_cross_entropy_impl,
+    name,
     block_size=block_size,
     ignore_index=ignore_index,
-    class_weights=class_weights,
-    label_smoothing=label_smoothing,
-    z_loss=z_loss,
-    softcap=softcap,
-    where=where,
-    sample_weight=sample_weight,
     reduction=reduction,
     return_lse=return_lse,
     schedule=schedule,
     chunk_size=chunk_size,
+  )
+  options = {
+    "bias": bias,
+    "class_weights": class_weights,
+    "label_smoothing": label_smoothing,
+    "z_loss": z_loss,
+    "softcap": softcap,
+    "where": where,
+    "sample_weight": sample_weight,
+  }
+  hidden, weight, labels, _ = _check_head(name, hidden, weight, labels, ignore_index)
+  layout = _fused_layout.explicit_layout(name, hidden, weight)
+  if layout is None:
+    return core(hidden, weight, labels, **options)
+  _reduce.check_reduction(name, reduction)
+  if labels.shape != hidden.shape[:-1]:
+    _check_rest(name, hidden, weight, None, labels, None, None)  # raises, naming the shapes
+  per_token = reduction == "none"
+  return _fused_layout.run(
+    layout, core, hidden, weight, labels, options, per_token=per_token, return_lse=return_lse
   )
 
 

@@ -1,0 +1,126 @@
+"""Sharded inputs of the fused loss: each device runs the core on its own share.
+
+On a mesh with ``Explicit`` axes an array's sharding is part of its type, so the layout is
+known when the loss is traced. Tokens sharded over some axes and ``weight`` over others along
+the vocabulary run the vocabulary-blocked core inside ``shard_map``: the row statistics are
+all-reduced over the vocabulary axes (``[N]`` each), ``d hidden`` over them too, ``d weight``
+and ``d bias`` over the token axes; nothing ``[N, V]``-, ``[N, block]``- or ``[D, V]``-sized
+is gathered. A sharded feature axis ``D`` would need the logits all-reduced: a clear error.
+On ``Auto`` axes (or no mesh) the layout is invisible at trace time and the call is unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType
+from jax.sharding import PartitionSpec as P
+
+
+class Layout(NamedTuple):
+  """Where the fused loss's inputs live on an explicit mesh."""
+
+  mesh: jax.sharding.AbstractMesh
+  tokens: P  # the labels' spec: hidden's leading axes
+  vocab: str | tuple | None  # mesh axes of weight's vocabulary axis
+
+
+def _explicit_spec(x):
+  """``(mesh, spec)`` of ``x`` when its sharding names an ``Explicit`` mesh axis, else None."""
+  sharding = getattr(jax.typeof(x), "sharding", None)
+  mesh = getattr(sharding, "mesh", None)
+  if mesh is None or not mesh.axis_names:
+    return None
+  explicit = {
+    n for n, t in zip(mesh.axis_names, mesh.axis_types, strict=True) if t == AxisType.Explicit
+  }
+  spec = sharding.spec
+  if not any(_names(entry) & explicit for entry in spec):
+    return None
+  return mesh, spec
+
+
+def _names(entry) -> set:
+  """The mesh axis names of one spec entry (None, a name, or a tuple of names)."""
+  if entry is None:
+    return set()
+  return set(entry) if isinstance(entry, tuple) else {entry}
+
+
+def _padded(spec, ndim: int) -> tuple:
+  return tuple(spec) + (None,) * (ndim - len(spec))
+
+
+def explicit_layout(fn_name, hidden, weight) -> Layout | None:
+  """The layout of ``hidden [..., D]`` and ``weight [D, V]`` on an explicit mesh, or None
+  when neither is sharded there; ``ValueError`` for a layout that would need a gather."""
+  found = [s for s in (_explicit_spec(hidden), _explicit_spec(weight)) if s is not None]
+  if not found:
+    return None
+  mesh = found[0][0]
+  hidden_spec = _padded(jax.typeof(hidden).sharding.spec, hidden.ndim)
+  weight_spec = _padded(jax.typeof(weight).sharding.spec, 2)
+  if hidden_spec[-1] is not None or weight_spec[0] is not None:
+    raise ValueError(
+      f"{fn_name}: the feature axis D is sharded (hidden {P(*hidden_spec)}, weight "
+      f"{P(*weight_spec)}); the fused loss contracts over D, so every logit would be "
+      "all-reduced. Shard the tokens and the vocabulary instead: hidden P(<tokens>, None), "
+      "weight P(None, <vocab>) (jax.sharding.reshard)."
+    )
+  token_axes = set().union(*(_names(e) for e in hidden_spec[:-1]))
+  vocab_axes = _names(weight_spec[1])
+  if token_axes & vocab_axes:
+    raise ValueError(
+      f"{fn_name}: mesh axes {sorted(token_axes & vocab_axes)} shard both the tokens (hidden "
+      f"{P(*hidden_spec)}) and the vocabulary (weight {P(*weight_spec)}); use separate axes."
+    )
+  return Layout(mesh, P(*hidden_spec[:-1]), weight_spec[1])
+
+
+TOKENWISE = ("sample_weight", "where")  # laid out like the labels
+VOCABWISE = ("bias",)  # laid out like weight's columns
+
+
+def run(layout: Layout, core, hidden, weight, labels, options: dict, *, per_token, return_lse):
+  """``core(hidden, weight, labels, axis_name=, batch_axis_name=, **options)`` per device.
+
+  Array options are resharded to their layout (:data:`TOKENWISE`, :data:`VOCABWISE`, the
+  others replicated): a slice, or the gather of a vector. Python values stay static.
+  """
+  token_axes = tuple(sorted(set().union(*(_names(e) for e in layout.tokens)))) or None
+  vocab = layout.vocab
+
+  def spec(name):
+    return layout.tokens if name in TOKENWISE else P(vocab) if name in VOCABWISE else P()
+
+  arrays = {k: v for k, v in options.items() if isinstance(v, jax.Array | np.ndarray)}
+  static = {k: v for k, v in options.items() if k not in arrays}
+  for name in TOKENWISE:
+    if name in arrays:
+      arrays[name] = jnp.broadcast_to(arrays[name], labels.shape)
+  arrays = {k: jax.sharding.reshard(v, spec(k)) for k, v in arrays.items()}
+
+  def per_device(hidden, weight, labels, arrays):
+    return core(
+      hidden, weight, labels, axis_name=vocab, batch_axis_name=token_axes, **arrays, **static
+    )
+
+  hidden_spec = P(*layout.tokens, None)
+  loss_spec = layout.tokens if per_token else P()
+  in_specs = (hidden_spec, P(None, vocab), layout.tokens, {k: spec(k) for k in arrays})
+  sharded = jax.shard_map(
+    per_device,
+    mesh=layout.mesh,
+    in_specs=in_specs,
+    out_specs=(loss_spec, layout.tokens) if return_lse else loss_spec,
+  )
+  reshard = jax.sharding.reshard
+  return sharded(
+    reshard(hidden, hidden_spec),
+    reshard(weight, P(None, vocab)),
+    reshard(labels, layout.tokens),
+    arrays,
+  )

@@ -1,0 +1,146 @@
+"""``fused_linear_cross_entropy`` on ``NamedSharding`` inputs of an Explicit mesh, under ``jit``.
+
+No ``shard_map`` in user code: the loss reads the layout from its inputs' types and runs each
+device's share. Value and every gradient equal the unsharded call (float64); the compiled
+program's collectives are the ones the layout needs, and never an all-gather.
+"""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import AxisType
+from jax.sharding import PartitionSpec as P
+
+import xentax
+
+rng = np.random.default_rng(0)
+N, D, V = 32, 6, 64
+HIDDEN = rng.normal(size=(N, D))
+WEIGHT = rng.normal(size=(D, V)) / 2
+LABELS = rng.integers(0, V, N)
+LABELS[[3, 17]] = -100
+WHERE = np.arange(N) % 7 != 0
+FLOATS = {
+  "bias": rng.normal(size=V),
+  "class_weights": rng.uniform(0.5, 2.0, V),
+  "label_smoothing": np.float64(0.15),
+  "z_loss": np.float64(1e-2),
+  "softcap": np.float64(4.0),
+  "sample_weight": rng.uniform(0.5, 2.0, N),
+}
+MESH = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Explicit,) * 2)
+LAYOUTS = {
+  "tokens": (P("data", None), P()),
+  "vocab": (P(), P(None, "model")),
+  "tokens-and-vocab": (P("data", None), P(None, "model")),
+  "tokens-over-both-axes": (P(("data", "model"), None), P()),
+}
+
+
+def _loss(hidden, weight, floats, reduction="mean", return_lse=False):
+  out = xentax.fused_linear_cross_entropy(
+    hidden,
+    weight,
+    LABELS,
+    ignore_index=-100,
+    where=WHERE,
+    reduction=reduction,
+    return_lse=return_lse,
+    **floats,
+  )
+  if return_lse:
+    loss, lse = out
+    return jnp.sum(jnp.cos(loss)) + 0.1 * jnp.sum(jnp.sin(lse))
+  return jnp.sum(jnp.cos(out))
+
+
+def _placed(layout):
+  hidden_spec, weight_spec = LAYOUTS[layout]
+  return jax.device_put(HIDDEN, hidden_spec), jax.device_put(WEIGHT, weight_spec)
+
+
+def _value_and_grads(hidden, weight, floats, **kw):
+  floats = {k: jnp.asarray(v) for k, v in floats.items()}
+  f = jax.jit(jax.value_and_grad(lambda h, w, f: _loss(h, w, f, **kw), argnums=(0, 1, 2)))
+  return f(hidden, weight, floats)
+
+
+def _check(layout, floats, **kw):
+  want = _value_and_grads(jnp.asarray(HIDDEN), jnp.asarray(WEIGHT), floats, **kw)
+  with jax.set_mesh(MESH):
+    got = _value_and_grads(*_placed(layout), floats, **kw)
+  for (path, g), w in zip(jax.tree.leaves_with_path(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "sum_over_batch_size", "none"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_every_option_on_matches_the_unsharded_call(layout, reduction):
+  _check(layout, FLOATS, reduction=reduction)
+
+
+@pytest.mark.parametrize("name", list(FLOATS))
+def test_each_option_alone(name):
+  _check("tokens-and-vocab", {name: FLOATS[name]})
+
+
+@pytest.mark.parametrize("layout", ["tokens", "vocab"])
+def test_a_cotangent_on_lse(layout):
+  _check(layout, FLOATS, return_lse=True)
+
+
+def _collectives(layout):
+  """``{kind: [element counts]}`` of the compiled value-and-grad's collectives."""
+  floats = {"bias": jnp.asarray(FLOATS["bias"])}
+  with jax.set_mesh(MESH):
+    hidden, weight = _placed(layout)
+    f = jax.jit(jax.value_and_grad(lambda h, w, f: _loss(h, w, f), argnums=(0, 1, 2)))
+    text = f.lower(hidden, weight, floats).compile().as_text()
+  found = {}
+  for kind in ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute"):
+    for line in text.splitlines():
+      if re.search(rf" {kind}(-start)?\(", line):
+        shapes = re.findall(r"f64\[([\d,]*)\]", line.split("=")[1].split(kind)[0])
+        sizes = [int(np.prod([int(d) for d in s.split(",") if d])) for s in shapes]
+        found.setdefault(kind, []).append(max(sizes, default=1))
+  return found
+
+
+def test_the_collectives_are_the_ones_each_layout_needs():
+  tokens, vocab, both = (_collectives(k) for k in ("tokens", "vocab", "tokens-and-vocab"))
+  for found in (tokens, vocab, both):
+    assert set(found) == {"all-reduce"}, found  # never a gather, of anything
+  # Tokens: d weight (with d bias) and the scalar reduction; no [N]-sized statistic.
+  assert max(tokens["all-reduce"]) == D * V and N not in tokens["all-reduce"], tokens
+  # Vocabulary: [N] row statistics and d hidden [N, D]; nothing weight- or logits-sized.
+  assert max(vocab["all-reduce"]) == N * D and N in vocab["all-reduce"], vocab
+  # Both: each device's tokens and columns.
+  assert max(both["all-reduce"]) == max(N // 2 * D, D * V // 4), both
+
+
+def test_a_sharded_feature_axis_is_refused():
+  with jax.set_mesh(MESH):
+    hidden = jax.device_put(HIDDEN, P(None, "data"))
+    weight = jax.device_put(WEIGHT, P("data", None))
+    with pytest.raises(ValueError, match="feature axis D is sharded"):
+      xentax.fused_linear_cross_entropy(hidden, weight, LABELS, ignore_index=-100)
+
+
+def test_one_axis_for_tokens_and_vocabulary_is_refused():
+  with jax.set_mesh(MESH):
+    hidden = jax.device_put(HIDDEN, P("model", None))
+    weight = jax.device_put(WEIGHT, P(None, "model"))
+    with pytest.raises(ValueError, match="shard both the tokens"):
+      xentax.fused_linear_cross_entropy(hidden, weight, LABELS, ignore_index=-100)
+
+
+def test_the_tokens_schedule_on_sharded_inputs_is_refused():
+  with jax.set_mesh(MESH):
+    hidden, weight = _placed("tokens")
+    with pytest.raises(ValueError, match='schedule="tokens" cannot handle'):
+      xentax.fused_linear_cross_entropy(
+        hidden, weight, LABELS, ignore_index=-100, schedule="tokens"
+      )
