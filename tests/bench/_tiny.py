@@ -15,6 +15,7 @@ TINY = {
   "fused_blocks": (32,),
   "fused_memory": (16, 8, (64, 128)),
   "parallel": (8, 64),
+  "parallel_fused": (8, 4, 16),
   "training_epochs": 1,
   "training_examples": 20,
 }

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import platform
+import re
 import statistics
 import time
 import warnings
@@ -197,3 +198,26 @@ def _timings(samples, compile_seconds, calls) -> dict[str, Timing]:
     )
     for name, times in samples.items()
   }
+
+
+COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
+_ITEMSIZE = {"f64": 8, "s64": 8, "u64": 8, "f32": 4, "s32": 4, "u32": 4, "bf16": 2, "f16": 2}
+
+
+def collective_bytes(compiled) -> dict:
+  """``{kind: (count, bytes, largest bytes)}`` of the collectives in a compiled program's HLO,
+  one device's operands (a tuple-shaped collective counts once, with every member)."""
+  found = {kind: [0, 0, 0] for kind in COLLECTIVES}
+  for line in compiled.as_text().splitlines():
+    for kind in COLLECTIVES:
+      match = re.search(rf"=\s*(.*?)\s{kind}(?:-start)?\(", line)
+      if match:
+        sizes = [
+          _ITEMSIZE.get(dtype, 1) * math.prod(int(d) for d in dims.split(",") if d)
+          for dtype, dims in re.findall(r"([a-z]+\d*)\[([\d,]*)\]", match.group(1))
+        ]
+        entry = found[kind]
+        entry[0] += 1
+        entry[1] += sum(sizes)
+        entry[2] = max(entry[2], max(sizes, default=0))
+  return {kind: tuple(entry) for kind, entry in found.items()}

@@ -73,3 +73,58 @@ def run(batch: int, classes: int, *, repeats: int = 5) -> list[dict]:
       }
     )
   return records
+
+
+# name -> (the ("data", "model") mesh shape on n devices, hidden spec, weight spec)
+LAYOUTS = {
+  "tokens": (lambda n: (n, 1), P("data", None), P()),
+  "vocab": (lambda n: (1, n), P(), P(None, "model")),
+  "tokens-and-vocab": (lambda n: (max(1, n // 2), min(n, 2)), P("data", None), P(None, "model")),
+}
+
+
+def fused_layouts(tokens: int, dim: int, vocab: int, *, device_counts=(1, 2, 4, 8)) -> list[dict]:
+  """``fused_linear_cross_entropy``'s value-and-grad on ``NamedSharding`` inputs of an Explicit
+  mesh, compiled only: per-device temporaries and the bytes its collectives move.
+
+  Weak scaling: each device holds ``tokens`` tokens and ``vocab`` columns of the layout's
+  sharded axes, so a flat per-device temporary is the goal.
+  """
+  records = []
+  device = _measure.device_info()
+  for count in device_counts:
+    if count > jax.device_count():
+      continue
+    for layout, (shape_of, hidden_spec, weight_spec) in LAYOUTS.items():
+      shape = shape_of(count)
+      mesh = jax.make_mesh(
+        shape,
+        ("data", "model"),
+        axis_types=(AxisType.Explicit,) * 2,
+        devices=jax.devices()[:count],
+      )
+      num_tokens, vocab_size = tokens * shape[0], vocab * shape[1]
+      with jax.set_mesh(mesh):
+        hidden = jax.ShapeDtypeStruct((num_tokens, dim), jnp.float32, sharding=hidden_spec)
+        weight = jax.ShapeDtypeStruct((dim, vocab_size), jnp.float32, sharding=weight_spec)
+        labels = jax.ShapeDtypeStruct((num_tokens,), jnp.int32, sharding=P(*hidden_spec[:1]))
+        step = jax.value_and_grad(xentax.fused_linear_cross_entropy, argnums=(0, 1))
+        compiled = jax.jit(step).lower(hidden, weight, labels).compile()
+      moved = _measure.collective_bytes(compiled)
+      records.append(
+        {
+          "suite": "parallel",
+          "implementation": f"fused, {layout}",
+          "layout": layout,
+          "mesh": list(shape),
+          "devices": count,
+          "num_tokens": num_tokens,
+          "dim": dim,
+          "vocab_size": vocab_size,
+          "dtype": "float32",
+          "collectives": {kind: list(v) for kind, v in moved.items() if v[0]},
+          **_measure.memory_bytes(compiled),
+          **device,
+        }
+      )
+  return records

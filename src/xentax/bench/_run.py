@@ -105,7 +105,9 @@ def _training_suite(sizes: dict, repeats: int) -> list:
 
 
 def _parallel_suite(sizes: dict, repeats: int) -> list:
-  return _parallel.run(*sizes["parallel"], repeats=repeats)
+  return _parallel.run(*sizes["parallel"], repeats=repeats) + _parallel.fused_layouts(
+    *sizes["parallel_fused"]
+  )
 
 
 # Suites that run alone (not part of "all"): ``gpu`` takes its own reference rates, sizes
@@ -127,7 +129,12 @@ SUITES: dict[str, Suite] = {
     Suite("memory", _memory_suite, "every loss's temporaries vs its baseline (compiled only)"),
     Suite("fused", _fused_suite, "fused linear CE vs full logits: time and temporaries"),
     Suite("training", _training_suite, "the deck's per-example loop vs the compiled loop"),
-    Suite("parallel", _parallel_suite, "vocab-parallel CE on N devices vs dense", cpu_devices=8),
+    Suite(
+      "parallel",
+      _parallel_suite,
+      "vocab-parallel CE on N devices vs dense; fused CE per-device memory and collectives",
+      cpu_devices=8,
+    ),
   ]
 }
 
@@ -344,6 +351,29 @@ def targets_summary(records: list[BenchRecord]) -> list[str]:
   return lines
 
 
+def layouts_summary(records: list[BenchRecord]) -> list[str]:
+  """The fused loss on sharded inputs: per-device temporaries and collectives, by layout."""
+  lines = [
+    "| layout | devices | mesh (data, model) | tokens x D x V | temporaries per device MiB"
+    " | all-reduces (count, MiB, largest MiB) | gathers MiB |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  mib = 2**20
+  for r in records:
+    moved = r.get("collectives")
+    if moved is None:
+      continue
+    count, total, largest = moved.get("all-reduce", (0, 0, 0))
+    gathered = sum(moved.get(kind, (0, 0, 0))[1] for kind in ("all-gather", "all-to-all"))
+    lines.append(
+      f"| {r.get('layout')} | {r.get('devices')} | {tuple(r.get('mesh'))} |"
+      f" {r.get('num_tokens')} x {r.get('dim')} x {r.get('vocab_size')} |"
+      f" {r.temp_bytes / mib:.2f} | {count}, {total / mib:.3f}, {largest / mib:.3f} |"  # type: ignore[operator]  # compiled rows have temporaries
+      f" {gathered / mib:.3f} |"
+    )
+  return lines
+
+
 def markdown(records: list[BenchRecord]) -> str:
   """One Markdown table per suite, after a line naming the device and versions."""
   if not records:
@@ -356,9 +386,13 @@ def markdown(records: list[BenchRecord]) -> str:
   ]
   for suite in dict.fromkeys(r.suite for r in records):
     lines += [f"### {suite}", ""]
+    rows = [r for r in records if r.suite == suite]
     if suite == "targets":
-      lines += targets_summary([r for r in records if r.suite == suite]) + [""]
-    lines += _table(suite, [r for r in records if r.suite == suite])
+      lines += targets_summary(rows) + [""]
+    if suite == "parallel" and any(r.get("collectives") for r in rows):
+      lines += layouts_summary(rows) + [""]
+      rows = [r for r in rows if r.get("collectives") is None]
+    lines += _table(suite, rows)
     lines.append("")
   return "\n".join(lines)
 

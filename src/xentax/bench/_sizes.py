@@ -36,6 +36,8 @@ SIZES: dict[str, dict] = {
     "fused_blocks": (4096, 16384),
     "fused_memory": (8192, 4096, (32768, 131072, 262144)),
     "parallel": (512, 8192),
+    # (tokens, dim, vocab) per device: the fused loss on 1, 2, 4 and 8 devices, compiled only.
+    "parallel_fused": (256, 64, 2048),
     "training_epochs": 1,
     "training_examples": 200,
   },
@@ -56,6 +58,7 @@ SIZES: dict[str, dict] = {
     "fused_blocks": (2048, 8192, 32768),
     "fused_memory": (8192, 4096, (32768, 131072, 262144)),
     "parallel": (8192, 131072),
+    "parallel_fused": (2048, 1024, 16384),
     "training_epochs": 2,
     "training_examples": 1000,
   },

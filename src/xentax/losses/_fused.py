@@ -173,11 +173,11 @@ def fused_linear_cross_entropy(
     "where": where,
     "sample_weight": sample_weight,
   }
-  hidden, weight, labels, _ = _check_head(name, hidden, weight, labels, ignore_index)
   layout = _fused_layout.explicit_layout(name, hidden, weight)
   if layout is None:
     return core(hidden, weight, labels, **options)
   _reduce.check_reduction(name, reduction)
+  hidden, weight, labels, _ = _check_head(name, hidden, weight, labels, ignore_index)
   if labels.shape != hidden.shape[:-1]:
     _check_rest(name, hidden, weight, None, labels, None, None)  # raises, naming the shapes
   per_token = reduction == "none"
@@ -499,8 +499,7 @@ def _fused_bwd(config, residuals, cotangents):
   d_h, d_weight, d_bias, d_class_weights, d_eps, d_z, d_cap = grads
   d_cap = None if d_cap is None else d_cap.astype(cap.dtype)
   grads = (d_h.astype(h.dtype), d_weight, d_bias, None, d_class_weights, d_eps, d_z, d_cap)
-  primals = (h, weight, bias, labels, class_weights, eps, z, cap)
-  return tuple(map(_common.cotangent_like, grads, primals))
+  return tuple(map(_common.cotangent_like, grads, residuals[:8]))  # residuals start as inputs
 
 
 def _zero_grads(config: _Config, h, weight, bias, track_weights: bool, dtype):

@@ -57,6 +57,10 @@ def _padded(spec, ndim: int) -> tuple:
 def explicit_layout(fn_name, hidden, weight) -> Layout | None:
   """The layout of ``hidden [..., D]`` and ``weight [D, V]`` on an explicit mesh, or None
   when neither is sharded there; ``ValueError`` for a layout that would need a gather."""
+  if not all(isinstance(x, jax.Array) for x in (hidden, weight)):
+    return None  # host arrays are not sharded
+  if hidden.ndim < 1 or weight.ndim != 2:
+    return None  # the loss names the shapes
   found = [s for s in (_explicit_spec(hidden), _explicit_spec(weight)) if s is not None]
   if not found:
     return None
