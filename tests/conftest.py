@@ -39,8 +39,7 @@ import pytest
 # Compiling is most of the suite's time, and no test times anything: LLVM's optimisation level
 # 0, and XLA:CPU's classic fusion emitters, which compile a small program faster than the MLIR
 # ones. Both are code generation only: the programs (HLO) are the ones users run. Set before
-# the first
-# computation initialises the CPU backend.
+# the first computation initialises the CPU backend.
 os.environ["XLA_FLAGS"] = (
   f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
   " --xla_cpu_use_fusion_emitters=false"
