@@ -26,13 +26,8 @@ def _all_examples():
   return sorted(found.values(), key=lambda t: t.name)
 
 
-EXAMPLES = [
-  # The parallel examples run shard_map eagerly, op by op: left to the full suite.
-  pytest.param(t, id=t.name, marks=pytest.mark.slow)
-  if ".parallel." in t.name
-  else pytest.param(t, id=t.name)
-  for t in _all_examples()
-]
+# Documentation, checked by the full suite (as the README's and the docs' blocks are).
+EXAMPLES = [pytest.param(t, id=t.name, marks=pytest.mark.slow) for t in _all_examples()]
 LOSSES = sorted(xentax.losses.__all__)
 
 

@@ -82,11 +82,13 @@ def test_every_option_on_matches_the_unsharded_call(layout, reduction):
   _check(layout, FLOATS, reduction=reduction)
 
 
+@pytest.mark.slow  # the fast loop keeps the all-options cases
 @pytest.mark.parametrize("name", list(FLOATS))
 def test_each_option_alone(name):
   _check("tokens-and-vocab", {name: FLOATS[name]})
 
 
+@pytest.mark.slow  # the fast loop keeps the all-options cases
 @pytest.mark.parametrize("layout", ["tokens", "vocab"])
 def test_a_cotangent_on_lse(layout):
   _check(layout, FLOATS, return_lse=True)

@@ -120,6 +120,7 @@ def test_every_option_on_matches_each_devices_unsharded_loss(schedule, reduction
   _check(_sharded("x", "x", **kw), _unsharded(**kw), FLOATS)
 
 
+@pytest.mark.slow  # the fast loop keeps the all-options cases
 @pytest.mark.parametrize("name", [None, *FLOATS])
 @pytest.mark.parametrize("schedule", ["tokens", "vocab"])
 def test_each_option_alone(schedule, name):
@@ -128,12 +129,14 @@ def test_each_option_alone(schedule, name):
   _check(_sharded("x", "x", **kw), _unsharded(**kw), floats)
 
 
+@pytest.mark.slow  # the fast loop keeps the all-options cases
 @pytest.mark.parametrize("schedule", ["tokens", "vocab"])
 def test_a_cotangent_on_lse(schedule):
   kw = {"reduction": "mean", "schedule": schedule, "return_lse": True}
   _check(_sharded("x", "x", **kw), _unsharded(**kw), FLOATS)
 
 
+@pytest.mark.slow  # the fast loop keeps the all-options cases
 @pytest.mark.parametrize("schedule", ["tokens", "vocab"])
 def test_tokens_split_over_both_axes_of_a_2d_mesh(schedule):
   kw = {"reduction": "mean", "schedule": schedule}
@@ -152,6 +155,7 @@ def test_the_replicated_weight_gradient_is_summed_once_inside_the_rule():
   assert len([line for line in reduced if f"[{D},{V}]" in line]) == 1, reduced
 
 
+@pytest.mark.slow  # the fast loop keeps the all-options cases
 @pytest.mark.parametrize("teacher", [False, True], ids=["student", "student-and-teacher"])
 def test_fused_linear_distillation(teacher):
   teacher_weight = rng.normal(size=(D, V)) / 2
