@@ -146,3 +146,50 @@ def test_the_tokens_schedule_on_sharded_inputs_is_refused():
       xentax.fused_linear_cross_entropy(
         hidden, weight, LABELS, ignore_index=-100, schedule="tokens"
       )
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_fused_linear_distillation_with_sharded_tokens(reduction):
+  teacher_hidden, teacher_weight = HIDDEN[::-1] * 0.5, rng.normal(size=(D, V)) / 2
+  labels = np.where(LABELS < 0, 0, LABELS)
+
+  def loss(hs, ws, ht, wt, sw):
+    return xentax.fused_linear_distillation(
+      hs,
+      ws,
+      ht,
+      wt,
+      labels,
+      where=WHERE,
+      sample_weight=sw,
+      temperature=2.0,
+      alpha=0.3,
+      chunk_size=3,
+      reduction=reduction,
+      teacher_gradient=True,
+    )
+
+  args = (HIDDEN, WEIGHT, teacher_hidden, teacher_weight, FLOATS["sample_weight"])
+  step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4)))
+  want = step(*(jnp.asarray(a) for a in args))
+  with jax.set_mesh(MESH):
+    tokens = P(("data", "model"), None)
+    placed = (
+      jax.device_put(HIDDEN, tokens),
+      jnp.asarray(WEIGHT),
+      jax.device_put(teacher_hidden, tokens),
+      jnp.asarray(teacher_weight),
+      jax.device_put(FLOATS["sample_weight"], P(("data", "model"))),  # with its tokens
+    )
+    got = step(*placed)
+    text = step.lower(*placed).compile().as_text()
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+  assert " all-gather(" not in text
+
+
+def test_fused_linear_distillation_refuses_a_sharded_vocabulary():
+  with jax.set_mesh(MESH):
+    weight = jax.device_put(WEIGHT, P(None, "model"))
+    with pytest.raises(ValueError, match="partitions the tokens only"):
+      xentax.fused_linear_distillation(HIDDEN, weight, HIDDEN, WEIGHT, np.maximum(LABELS, 0))

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _frame, _reduce, _rows, _validate
+from xentax.losses import _common, _frame, _fused_layout, _reduce, _rows, _validate
 from xentax.losses._sparse_terms import prepare_labels
 
 _AUTO_CHUNK_ELEMENTS = 1 << 22  # about 16 MB of float32 logits per chunk and side
@@ -115,6 +115,54 @@ def fused_linear_distillation(
     ``LigerFusedLinearJSD``; Wijmans et al., "Cut Your Losses", 2024.
   """
   fn_name = "fused_linear_distillation"
+  core = functools.partial(
+    _distill,
+    fn_name,
+    temperature=temperature,
+    alpha=alpha,
+    chunk_size=chunk_size,
+    ignore_index=ignore_index,
+    reduction=reduction,
+    teacher_gradient=teacher_gradient,
+  )
+  inputs = (student_hidden, student_weight, teacher_hidden, teacher_weight, labels)
+  layouts = [
+    _fused_layout.explicit_layout(fn_name, student_hidden, student_weight),
+    _fused_layout.explicit_layout(fn_name, teacher_hidden, teacher_weight),
+  ]
+  if all(layout is None for layout in layouts):
+    return core(*inputs, where=where, sample_weight=sample_weight)
+  if any(layout is not None and layout.vocab is not None for layout in layouts):
+    raise ValueError(
+      f"{fn_name}: a weight is sharded over the vocabulary; this loss partitions the tokens "
+      "only (each chunk's softmax spans the whole vocabulary). Replicate the weights "
+      "(P()), or use fused_linear_cross_entropy, which partitions both."
+    )
+  layout = next(layout for layout in layouts if layout is not None)
+  options = {"where": where, "sample_weight": sample_weight}
+  return _fused_layout.run_tokens(layout, core, inputs, options)
+
+
+def _distill(
+  fn_name,
+  student_hidden,
+  student_weight,
+  teacher_hidden,
+  teacher_weight,
+  labels,
+  *,
+  temperature,
+  alpha,
+  chunk_size,
+  ignore_index,
+  where,
+  sample_weight,
+  reduction,
+  teacher_gradient,
+  batch_axis_name=None,
+):
+  """:func:`fused_linear_distillation`, each device's tokens when ``batch_axis_name`` names
+  the ``shard_map`` axes they are sharded over (the mean's denominator and the total summed)."""
   _reduce.check_reduction(fn_name, reduction)
   if reduction == "none":
     raise ValueError(
@@ -151,11 +199,13 @@ def fused_linear_distillation(
   )
   valid = prepared.valid.reshape(-1)
   weights = _validate.sample_weights(fn_name, sample_weight, labels.shape, dtype)
-  coef = _token_coefficients(valid, weights, prepared.bad.reshape(-1), reduction, dtype)
+  coef = _token_coefficients(
+    valid, weights, prepared.bad.reshape(-1), reduction, dtype, batch_axis_name
+  )
   chunk_size = min(chunk_size, max(num_tokens, 1))
   num_chunks = max(1, -(-num_tokens // chunk_size))
   config = _Config(chunk_size=chunk_size, num_chunks=num_chunks, teacher_grad=True)
-  return _fused_distill(
+  total = _fused_distill(
     config,
     _padded_rows(hs, valid, num_chunks * chunk_size),
     ws,
@@ -166,6 +216,7 @@ def fused_linear_distillation(
     jnp.asarray(temperature, dtype),
     jnp.asarray(alpha, dtype),
   )
+  return total if batch_axis_name is None else jax.lax.psum(total, batch_axis_name)
 
 
 def _check_heads(fn_name, student_hidden, student_weight, teacher_hidden, teacher_weight, labels):
@@ -195,14 +246,17 @@ def _check_heads(fn_name, student_hidden, student_weight, teacher_hidden, teache
   return hs, ws, ht, wt
 
 
-def _token_coefficients(valid, weights, bad, reduction, dtype):
+def _token_coefficients(valid, weights, bad, reduction, dtype, axis_name=None):
   """Each token's weight in the reduction: ``s_n``, ``s_n / sum_K s`` or ``s_n / |K|``; 0 for
-  dropped tokens (even where ``s_n`` is NaN), NaN for a bad label or option."""
+  dropped tokens (even where ``s_n`` is NaN), NaN for a bad label or option. The sums run
+  over every token shard of ``axis_name``."""
   coef = valid.astype(dtype)
   if weights is not None:
     coef = jnp.where(valid, weights.reshape(-1), 0.0)
   if reduction != "sum":
     count = jnp.sum(coef) if reduction == "mean" else jnp.sum(valid.astype(dtype))
+    if axis_name is not None:
+      count = jax.lax.psum(count, axis_name)
     coef = jnp.where(count != 0, coef / jnp.where(count != 0, count, 1.0), 0.0)
   return coef + _common.nan_where(bad, dtype)
 

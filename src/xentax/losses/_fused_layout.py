@@ -28,8 +28,15 @@ class Layout(NamedTuple):
   vocab: str | tuple | None  # mesh axes of weight's vocabulary axis
 
 
+def _spec(x) -> P:
+  """``x``'s partition spec: ``P()`` (replicated) for a host array."""
+  return jax.typeof(x).sharding.spec if isinstance(x, jax.Array) else P()
+
+
 def _explicit_spec(x):
   """``(mesh, spec)`` of ``x`` when its sharding names an ``Explicit`` mesh axis, else None."""
+  if not isinstance(x, jax.Array):
+    return None  # a host array is not sharded
   sharding = getattr(jax.typeof(x), "sharding", None)
   mesh = getattr(sharding, "mesh", None)
   if mesh is None or not mesh.axis_names:
@@ -57,16 +64,16 @@ def _padded(spec, ndim: int) -> tuple:
 def explicit_layout(fn_name, hidden, weight) -> Layout | None:
   """The layout of ``hidden [..., D]`` and ``weight [D, V]`` on an explicit mesh, or None
   when neither is sharded there; ``ValueError`` for a layout that would need a gather."""
-  if not all(isinstance(x, jax.Array) for x in (hidden, weight)):
-    return None  # host arrays are not sharded
+  if any(getattr(x, "ndim", None) is None for x in (hidden, weight)):
+    return None  # the loss names the types
   if hidden.ndim < 1 or weight.ndim != 2:
     return None  # the loss names the shapes
   found = [s for s in (_explicit_spec(hidden), _explicit_spec(weight)) if s is not None]
   if not found:
     return None
   mesh = found[0][0]
-  hidden_spec = _padded(jax.typeof(hidden).sharding.spec, hidden.ndim)
-  weight_spec = _padded(jax.typeof(weight).sharding.spec, 2)
+  hidden_spec = _padded(_spec(hidden), hidden.ndim)
+  weight_spec = _padded(_spec(weight), 2)
   if hidden_spec[-1] is not None or weight_spec[0] is not None:
     raise ValueError(
       f"{fn_name}: the feature axis D is sharded (hidden {P(*hidden_spec)}, weight "
@@ -128,3 +135,26 @@ def run(layout: Layout, core, hidden, weight, labels, options: dict, *, per_toke
     reshard(labels, layout.tokens),
     arrays,
   )
+
+
+def run_tokens(layout: Layout, core, inputs, options: dict):
+  """``core(*inputs, batch_axis_name=, **options)`` per device for a loss of two heads whose
+  tokens are sharded: ``inputs`` are ``(h1, w1, h2, w2, labels)``, the weights replicated."""
+  token_axes = tuple(sorted(set().union(*(_names(e) for e in layout.tokens))))
+  hidden_spec = P(*layout.tokens, None)
+  specs = (hidden_spec, P(), hidden_spec, P(), layout.tokens)
+  labels = inputs[4]
+  arrays = {k: jnp.broadcast_to(v, labels.shape) for k, v in options.items() if v is not None}
+  sharded = jax.shard_map(
+    lambda inputs, arrays: core(*inputs, batch_axis_name=token_axes, **_fill(options, arrays)),
+    mesh=layout.mesh,
+    in_specs=(specs, {k: layout.tokens for k in arrays}),
+    out_specs=P(),
+  )
+  reshard = jax.sharding.reshard
+  inputs = tuple(reshard(jnp.asarray(x), spec) for x, spec in zip(inputs, specs, strict=True))
+  return sharded(inputs, {k: reshard(v, layout.tokens) for k, v in arrays.items()})
+
+
+def _fill(options: dict, arrays: dict) -> dict:
+  return {k: arrays.get(k) for k in options}
