@@ -15,22 +15,12 @@ from jax.sharding import AxisType
 from jax.sharding import PartitionSpec as P
 
 import xentax
+from tests.parallel._fused_inputs import fused_inputs
 
 rng = np.random.default_rng(0)
 N, D, V = 32, 6, 64
-HIDDEN = rng.normal(size=(N, D))
-WEIGHT = rng.normal(size=(D, V)) / 2
-LABELS = rng.integers(0, V, N)
-LABELS[[3, 17]] = -100
+HIDDEN, WEIGHT, LABELS, FLOATS = fused_inputs(N, D, V)
 WHERE = np.arange(N) % 7 != 0
-FLOATS = {
-  "bias": rng.normal(size=V),
-  "class_weights": rng.uniform(0.5, 2.0, V),
-  "label_smoothing": np.float64(0.15),
-  "z_loss": np.float64(1e-2),
-  "softcap": np.float64(4.0),
-  "sample_weight": rng.uniform(0.5, 2.0, N),
-}
 MESH = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Explicit,) * 2)
 LAYOUTS = {
   "tokens": (P("data", None), P()),

@@ -16,22 +16,12 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 import xentax
+from tests.parallel._fused_inputs import fused_inputs
 
 rng = np.random.default_rng(0)
 DEVICES = 8  # tests/conftest.py
 N, D, V = 4 * DEVICES, 6, 40  # four tokens per device
-HIDDEN = rng.normal(size=(N, D))
-WEIGHT = rng.normal(size=(D, V)) / 2
-LABELS = rng.integers(0, V, N)
-LABELS[[3, 17]] = -100
-FLOATS = {
-  "bias": rng.normal(size=V),
-  "class_weights": rng.uniform(0.5, 2.0, V),
-  "label_smoothing": np.float64(0.15),
-  "z_loss": np.float64(1e-2),
-  "softcap": np.float64(4.0),
-  "sample_weight": rng.uniform(0.5, 2.0, N),
-}
+HIDDEN, WEIGHT, LABELS, FLOATS = fused_inputs(N, D, V)
 TOKEN_WISE = {"sample_weight"}  # split over the devices with the tokens
 WHERE = np.arange(N) % 5 != 0
 
