@@ -17,7 +17,8 @@ with none).
 The ``slow`` marker (registered in ``pyproject.toml``; ``--strict-markers`` refuses any
 other name) tags what is not needed to check a change to a loss: the CLI, the experiments,
 the report sections, the bench suites, training runs, multi-process runs, the gradcheck
-matrix and a few long end-to-end or hypothesis tests. ``pytest -m "not slow"`` is the fast
+matrix, the documentation's examples, the packaging subprocesses and a few long end-to-end
+or hypothesis tests. ``pytest -m "not slow"`` is the fast
 inner loop; plain ``pytest`` (the README's command, and ``.ci/run``) still runs everything.
 Every loss's value, gradient and bad-input tests stay unmarked: ``tests/test_markers.py``
 fails if a module under ``tests/losses`` is marked ``slow`` as a whole.
