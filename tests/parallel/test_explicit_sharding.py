@@ -183,3 +183,37 @@ def test_fused_linear_distillation_refuses_a_sharded_vocabulary():
     weight = jax.device_put(WEIGHT, P(None, "model"))
     with pytest.raises(ValueError, match="partitions the tokens only"):
       xentax.fused_linear_distillation(HIDDEN, weight, HIDDEN, WEIGHT, np.maximum(LABELS, 0))
+
+
+def test_an_auto_context_mesh_warns_that_the_layout_is_not_visible():
+  auto = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
+  with jax.set_mesh(auto), pytest.warns(UserWarning, match="are Auto"):
+    jax.jit(lambda h, w: xentax.fused_linear_cross_entropy(h, w, LABELS, ignore_index=-100))(
+      HIDDEN, WEIGHT
+    )
+
+
+def test_no_warning_outside_a_mesh_or_inside_shard_map():
+  import warnings
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    xentax.fused_linear_cross_entropy(HIDDEN, WEIGHT, LABELS, ignore_index=-100)
+    auto = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Auto,))
+    with jax.set_mesh(auto):  # eager, op by op: "auto" picks the "vocab" schedule here
+      sharded = jax.shard_map(
+        lambda h, y: jax.lax.psum(
+          xentax.fused_linear_cross_entropy(h, WEIGHT, y, ignore_index=-100, reduction="sum"),
+          "data",
+        ),
+        in_specs=(P("data"), P("data")),
+        out_specs=P(),
+      )
+      value, grad = jax.value_and_grad(sharded)(HIDDEN, LABELS)
+
+  def f(h):
+    return xentax.fused_linear_cross_entropy(h, WEIGHT, LABELS, ignore_index=-100, reduction="sum")
+
+  want, want_grad = jax.value_and_grad(f)(HIDDEN)
+  np.testing.assert_allclose(value, want, rtol=1e-12)
+  np.testing.assert_allclose(grad, want_grad, rtol=1e-10, atol=1e-12)

@@ -98,8 +98,8 @@ def fused_linear_cross_entropy(
   * ``"auto"`` (default): ``"tokens"`` on the CPU backend, where one matmul fewer wins;
     ``"vocab"`` on accelerators, where the extra matmul is cheap and the ``[chunk_size,
     V]`` buffers are not; also ``"vocab"`` for ``reduction="none"``, for a ``block_size``
-    given without a ``chunk_size``, and for a 16-bit weight whose float32 accumulator
-    (``4 D V`` bytes) exceeds 256 MiB.
+    given without a ``chunk_size``, inside ``shard_map``, and for a 16-bit weight whose
+    float32 accumulator (``4 D V`` bytes) exceeds 256 MiB.
 
   Peak memory grows linearly with ``chunk_size`` (``"tokens"``) or ``block_size``
   (``"vocab"``), on top of O(N D); a larger slice means fewer, wider matmuls, faster only
@@ -175,6 +175,7 @@ def fused_linear_cross_entropy(
   }
   layout = _fused_layout.explicit_layout(name, hidden, weight)
   if layout is None:
+    _fused_layout.warn_on_auto_mesh(name)
     return core(hidden, weight, labels, **options)
   _reduce.check_reduction(name, reduction)
   hidden, weight, labels, _ = _check_head(name, hidden, weight, labels, ignore_index)

@@ -131,6 +131,7 @@ def fused_linear_distillation(
     _fused_layout.explicit_layout(fn_name, teacher_hidden, teacher_weight),
   ]
   if all(layout is None for layout in layouts):
+    _fused_layout.warn_on_auto_mesh(fn_name)
     return core(*inputs, where=where, sample_weight=sample_weight)
   if any(layout is not None and layout.vocab is not None for layout in layouts):
     raise ValueError(

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import AxisType
 
 from xentax.losses import _common, _reduce
 from xentax.losses._columns import slice_columns
@@ -523,6 +524,8 @@ def choose_schedule(
     return schedule
   if unsupported or (block_size is not None and chunk_size is None):
     return "vocab"
+  if AxisType.Manual in jax.sharding.get_abstract_mesh().axis_types:
+    return "vocab"  # inside shard_map: an eager one cannot run a rule with symbolic zeros
   if jax.default_backend() not in TOKENS_BACKENDS:
     return "vocab"
   dtype = jnp.result_type(weight)
