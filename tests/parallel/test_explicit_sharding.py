@@ -217,3 +217,12 @@ def test_no_warning_outside_a_mesh_or_inside_shard_map():
   want, want_grad = jax.value_and_grad(f)(HIDDEN)
   np.testing.assert_allclose(value, want, rtol=1e-12)
   np.testing.assert_allclose(grad, want_grad, rtol=1e-10, atol=1e-12)
+
+
+def test_a_sample_weight_of_the_wrong_shape_is_named():
+  with jax.set_mesh(MESH):
+    hidden, weight = _placed("tokens-and-vocab")
+    with pytest.raises(ValueError, match="sample_weight has shape"):
+      xentax.fused_linear_cross_entropy(
+        hidden, weight, LABELS, ignore_index=-100, sample_weight=np.ones(N + 1)
+      )

@@ -179,11 +179,10 @@ def fused_linear_cross_entropy(
     return core(hidden, weight, labels, **options)
   _reduce.check_reduction(name, reduction)
   hidden, weight, labels, _ = _check_head(name, hidden, weight, labels, ignore_index)
-  if labels.shape != hidden.shape[:-1]:
-    _check_rest(name, hidden, weight, None, labels, None, None)  # raises, naming the shapes
+  _check_rest(name, hidden, weight, None, labels, None, None)  # the global shapes
   per_token = reduction == "none"
   return _fused_layout.run(
-    layout, core, hidden, weight, labels, options, per_token=per_token, return_lse=return_lse
+    name, layout, core, hidden, weight, labels, options, per_token=per_token, return_lse=return_lse
   )
 
 

@@ -141,7 +141,7 @@ def fused_linear_distillation(
     )
   layout = next(layout for layout in layouts if layout is not None)
   options = {"where": where, "sample_weight": sample_weight}
-  return _fused_layout.run_tokens(layout, core, inputs, options)
+  return _fused_layout.run_tokens(fn_name, layout, core, inputs, options)
 
 
 def _distill(

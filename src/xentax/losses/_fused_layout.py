@@ -20,6 +20,8 @@ import numpy as np
 from jax.sharding import AxisType
 from jax.sharding import PartitionSpec as P
 
+from xentax.losses import _common, _validate
+
 
 class Layout(NamedTuple):
   """Where the fused loss's inputs live on an explicit mesh."""
@@ -96,23 +98,42 @@ TOKENWISE = ("sample_weight", "where")  # laid out like the labels
 VOCABWISE = ("bias",)  # laid out like weight's columns
 
 
-def run(layout: Layout, core, hidden, weight, labels, options: dict, *, per_token, return_lse):
+def _token_axes(layout: Layout) -> tuple:
+  return tuple(sorted(set().union(*(_names(e) for e in layout.tokens))))
+
+
+def _tokenwise(fn_name, options: dict, labels, dtype) -> dict:
+  """``where`` and ``sample_weight`` broadcast to the labels' shape (so they can be laid out
+  like the labels), a clear error if they do not broadcast; each device's loss checks their
+  values. The other options as given."""
+  options = dict(options)
+  if options.get("where") is not None:
+    options["where"] = _validate.broadcast_mask(fn_name, options["where"], labels.shape)
+  if options.get("sample_weight") is not None:
+    weights = options["sample_weight"]
+    options["sample_weight"] = _validate.broadcast_param(
+      fn_name, "sample_weight", weights, labels.shape, dtype
+    )
+  return options
+
+
+def run(fn_name, layout: Layout, core, hidden, weight, labels, options, *, per_token, return_lse):
   """``core(hidden, weight, labels, axis_name=, batch_axis_name=, **options)`` per device.
 
   Array options are resharded to their layout (:data:`TOKENWISE`, :data:`VOCABWISE`, the
   others replicated): a slice, or the gather of a vector. Python values stay static.
   """
-  token_axes = tuple(sorted(set().union(*(_names(e) for e in layout.tokens)))) or None
+  token_axes = _token_axes(layout) or None
   vocab = layout.vocab
 
   def spec(name):
     return layout.tokens if name in TOKENWISE else P(vocab) if name in VOCABWISE else P()
 
+  options = _tokenwise(
+    fn_name, options, labels, _common.compute_dtype(jnp.result_type(hidden, weight))
+  )
   arrays = {k: v for k, v in options.items() if isinstance(v, jax.Array | np.ndarray)}
   static = {k: v for k, v in options.items() if k not in arrays}
-  for name in TOKENWISE:
-    if name in arrays:
-      arrays[name] = jnp.broadcast_to(arrays[name], labels.shape)
   arrays = {k: jax.sharding.reshard(v, spec(k)) for k, v in arrays.items()}
 
   def per_device(hidden, weight, labels, arrays):
@@ -138,27 +159,27 @@ def run(layout: Layout, core, hidden, weight, labels, options: dict, *, per_toke
   )
 
 
-def run_tokens(layout: Layout, core, inputs, options: dict):
+def run_tokens(fn_name, layout: Layout, core, inputs, options: dict):
   """``core(*inputs, batch_axis_name=, **options)`` per device for a loss of two heads whose
-  tokens are sharded: ``inputs`` are ``(h1, w1, h2, w2, labels)``, the weights replicated."""
-  token_axes = tuple(sorted(set().union(*(_names(e) for e in layout.tokens))))
+  tokens are sharded: ``inputs`` are ``(h1, w1, h2, w2, labels)``, the weights replicated;
+  ``options`` are token-wise (``where``, ``sample_weight``)."""
+  token_axes = _token_axes(layout)
   hidden_spec = P(*layout.tokens, None)
   specs = (hidden_spec, P(), hidden_spec, P(), layout.tokens)
-  labels = inputs[4]
-  arrays = {k: jnp.broadcast_to(v, labels.shape) for k, v in options.items() if v is not None}
+  reshard = jax.sharding.reshard
+  inputs = tuple(reshard(jnp.asarray(x), spec) for x, spec in zip(inputs, specs, strict=True))
+  options = _tokenwise(
+    fn_name, options, inputs[4], _common.compute_dtype(jnp.result_type(*inputs[:4]))
+  )
+  arrays = {k: reshard(v, layout.tokens) for k, v in options.items() if v is not None}
+  absent = {k: None for k in options if k not in arrays}
   sharded = jax.shard_map(
-    lambda inputs, arrays: core(*inputs, batch_axis_name=token_axes, **_fill(options, arrays)),
+    lambda inputs, arrays: core(*inputs, batch_axis_name=token_axes, **arrays, **absent),
     mesh=layout.mesh,
     in_specs=(specs, {k: layout.tokens for k in arrays}),
     out_specs=P(),
   )
-  reshard = jax.sharding.reshard
-  inputs = tuple(reshard(jnp.asarray(x), spec) for x, spec in zip(inputs, specs, strict=True))
-  return sharded(inputs, {k: reshard(v, layout.tokens) for k, v in arrays.items()})
-
-
-def _fill(options: dict, arrays: dict) -> dict:
-  return {k: arrays.get(k) for k in options}
+  return sharded(inputs, arrays)
 
 
 def warn_on_auto_mesh(fn_name) -> None:

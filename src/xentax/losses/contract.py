@@ -10,6 +10,7 @@ from xentax.losses._common import compute_dtype as compute_dtype
 from xentax.losses._common import nan_where as nan_where
 from xentax.losses._common import psum_if_varying as psum_if_varying
 from xentax.losses._common import safe_mul as safe_mul
+from xentax.losses._common import varying_like as varying_like
 from xentax.losses._fused import fused_linear_cross_entropy_impl as fused_linear_cross_entropy_impl
 from xentax.losses._reduce import check_reduction as check_reduction
 from xentax.losses._reduce import reduce_losses as reduce_losses

@@ -227,7 +227,7 @@ def _backward(config, residuals, g_loss):
     rows = x.reshape(-1, x.shape[-1])
     local = -jnp.dot(coef_weight.reshape(-1), rows, precision=lax.Precision.HIGHEST)
     start = lax.axis_index(config.axis_name) * x.shape[-1]
-    full = _varying_zeros(config.options.num_classes, local)
+    full = contract.varying_like(jnp.zeros((config.options.num_classes,), local.dtype), local)
     full = lax.dynamic_update_slice_in_dim(full, local, start, 0)
     full = lax.psum(full, config.axis_name)
     if config.batch_axis_name is not None:  # sum before adding an invariant term to it
@@ -238,13 +238,6 @@ def _backward(config, residuals, g_loss):
       contract.psum_if_varying(d, config.batch_axis_name) for d in (d_class_weights, d_eps, d_z)
     )
   return d_x, None, d_class_weights, d_eps, d_z
-
-
-def _varying_zeros(size, like):
-  """``zeros(size)`` varying over the same ``shard_map`` axes as ``like``."""
-  zeros = jnp.zeros((size,), like.dtype)
-  axes = getattr(getattr(jax.typeof(like), "mat", None), "varying", None) or ()
-  return lax.pcast(zeros, tuple(sorted(axes)), to="varying") if axes else zeros
 
 
 _vocab_parallel.defvjp(_forward, _backward)
