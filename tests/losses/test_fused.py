@@ -263,7 +263,7 @@ def test_temporaries_stay_flat_as_vocabulary_grows(schedule):
 
 
 def test_auto_block_size_never_holds_the_full_logits_of_a_large_vocabulary():
-  from xentax.losses._fused import auto_block_size
+  from xentax.losses._fused_vocab import auto_block_size
 
   assert auto_block_size(8192, 131072) == 2048
   assert auto_block_size(512, 32768) == 8192  # not the whole vocabulary

@@ -64,7 +64,8 @@ def test_two_processes_agree_with_each_other_and_with_one_device(tmp_path):
   np.testing.assert_allclose(results[0]["loss"], value, rtol=1e-12)
   np.testing.assert_allclose(results[0]["grad"], grad, rtol=1e-11, atol=1e-14)
 
-  # The fused loss under jit on NamedSharding inputs of an Explicit mesh over both processes.
+  # The fused loss under jit on NamedSharding inputs of an Explicit and an Auto mesh over both
+  # processes.
   hidden = rng.normal(size=(8, 4))
   weight = rng.normal(size=(4, 16)) / 2
   fused_labels = rng.integers(0, 16, 8)
@@ -72,6 +73,8 @@ def test_two_processes_agree_with_each_other_and_with_one_device(tmp_path):
     lambda h, w: xentax.fused_linear_cross_entropy(h, w, fused_labels, z_loss=1e-2), argnums=(0, 1)
   )(hidden, weight)
   for r in results:
-    np.testing.assert_allclose(r["fused_loss"], value, rtol=1e-12)
-    np.testing.assert_allclose(r["fused_d_hidden"], d_hidden, rtol=1e-11, atol=1e-14)
-    np.testing.assert_allclose(r["fused_d_weight"], d_weight, rtol=1e-11, atol=1e-14)
+    assert set(r["fused"]) == {"Explicit", "Auto"}
+    for got in r["fused"].values():
+      np.testing.assert_allclose(got["loss"], value, rtol=1e-12)
+      np.testing.assert_allclose(got["d_hidden"], d_hidden, rtol=1e-11, atol=1e-14)
+      np.testing.assert_allclose(got["d_weight"], d_weight, rtol=1e-11, atol=1e-14)

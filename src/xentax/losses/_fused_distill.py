@@ -14,7 +14,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _frame, _fused_layout, _reduce, _rows, _validate
+from xentax.losses import (
+  _common,
+  _frame,
+  _fused_auto,
+  _fused_layout,
+  _reduce,
+  _rows,
+  _validate,
+)
 from xentax.losses._sparse_terms import prepare_labels
 
 _AUTO_CHUNK_ELEMENTS = 1 << 22  # about 16 MB of float32 logits per chunk and side
@@ -26,6 +34,7 @@ class _Config(NamedTuple):
   chunk_size: int
   num_chunks: int
   teacher_grad: bool  # filled in by the forward rule
+  partitioned: bool = False  # on an Auto mesh: each device's tokens (:mod:`._fused_auto`)
 
 
 @_frame.loss
@@ -131,8 +140,8 @@ def fused_linear_distillation(
     _fused_layout.explicit_layout(fn_name, teacher_hidden, teacher_weight),
   ]
   if all(layout is None for layout in layouts):
-    _fused_layout.warn_on_auto_mesh(fn_name)
-    return core(*inputs, where=where, sample_weight=sample_weight)
+    partitioned = _fused_auto.auto_mesh(*inputs[:4])
+    return core(*inputs, where=where, sample_weight=sample_weight, partitioned=partitioned)
   if any(layout is not None and layout.vocab is not None for layout in layouts):
     raise ValueError(
       f"{fn_name}: a weight is sharded over the vocabulary; this loss partitions the tokens "
@@ -161,9 +170,11 @@ def _distill(
   reduction,
   teacher_gradient,
   batch_axis_name=None,
+  partitioned=False,
 ):
   """:func:`fused_linear_distillation`, each device's tokens when ``batch_axis_name`` names
-  the ``shard_map`` axes they are sharded over (the mean's denominator and the total summed)."""
+  the ``shard_map`` axes they are sharded over (the mean's denominator and the total summed),
+  or, ``partitioned``, along the axes XLA shards them over on an Auto mesh."""
   _reduce.check_reduction(fn_name, reduction)
   if reduction == "none":
     raise ValueError(
@@ -205,15 +216,17 @@ def _distill(
   )
   chunk_size = min(chunk_size, max(num_tokens, 1))
   num_chunks = max(1, -(-num_tokens // chunk_size))
-  config = _Config(chunk_size=chunk_size, num_chunks=num_chunks, teacher_grad=True)
+  config = _Config(chunk_size, num_chunks, teacher_grad=True, partitioned=partitioned)
+  # A partitioned call pads each device's share instead, so the tokens still divide.
+  length = num_tokens if partitioned else num_chunks * chunk_size
   total = _fused_distill(
     config,
-    _padded_rows(hs, valid, num_chunks * chunk_size),
+    _padded_rows(hs, valid, length),
     ws,
-    _padded_rows(ht, valid, num_chunks * chunk_size),
+    _padded_rows(ht, valid, length),
     wt,
-    _pad(prepared.labels.reshape(-1), num_chunks * chunk_size),
-    _pad(coef, num_chunks * chunk_size),
+    _pad(prepared.labels.reshape(-1), length),
+    _pad(coef, length),
     jnp.asarray(temperature, dtype),
     jnp.asarray(alpha, dtype),
   )
@@ -351,11 +364,56 @@ def _forward(config: _Config, hs, ws, ht, wt, labels, coef, temperature, alpha):
   return total, (d_hs, d_ws, d_ht, d_wt, token_losses.reshape(coef.shape))
 
 
+_NAME = "fused_linear_distillation"
+_INPUTS: tuple[str, ...] = ("student_hidden", "student_weight", "teacher_hidden")
+_INPUTS += ("teacher_weight", "labels")
+_INPUTS += ("coef", "temperature", "alpha")
+_OUTPUTS = ("total", *(f"d_{k}" for k in _INPUTS[:4]), "token_losses")
+_ROLES = (
+  *((k, ("n", "d")) for k in ("student_hidden", "d_student_hidden")),
+  *((k, ("n", "e")) for k in ("teacher_hidden", "d_teacher_hidden")),
+  *((k, ("n",)) for k in ("labels", "coef", "token_losses")),
+  *((k, None) for k in ("student_weight", "teacher_weight", "temperature", "alpha", "total")),
+  *((k, None) for k in ("d_student_weight", "d_teacher_weight")),
+)
+
+
+def _forward_share(config: _Config, shards: _fused_auto.Shards, **inputs):
+  """:func:`_forward` on one device's tokens, padded to whole chunks; sums all-reduced."""
+  num_tokens = inputs["labels"].shape[0]
+  chunk_size = min(config.chunk_size, max(num_tokens, 1))
+  num_chunks = max(1, -(-num_tokens // chunk_size))
+  hs, ws, ht, wt, labels, coef, temperature, alpha = (inputs[k] for k in _INPUTS)
+  hs, ht, labels, coef = (_pad(x, num_chunks * chunk_size) for x in (hs, ht, labels, coef))
+  local = config._replace(chunk_size=chunk_size, num_chunks=num_chunks, partitioned=False)
+  total, grads = _forward(local, hs, ws, ht, wt, labels, coef, temperature, alpha)
+  d_hs, d_ws, d_ht, d_wt, token_losses = grads
+  if shards.tokens is not None:
+    total, d_ws, d_wt = (
+      None if x is None else lax.psum(x, shards.tokens) for x in (total, d_ws, d_wt)
+    )
+  rows = (d_hs, d_ht, token_losses)
+  d_hs, d_ht, token_losses = (None if x is None else x[:num_tokens] for x in rows)
+  out = dict(zip(_OUTPUTS, (total, d_hs, d_ws, d_ht, d_wt, token_losses), strict=True))
+  return {k: v for k, v in out.items() if v is not None}
+
+
+def _forward_any(config: _Config, *inputs):
+  """:func:`_forward`, as partitioned ops when ``config.partitioned``."""
+  if not config.partitioned:
+    return _forward(config, *inputs)
+  teacher = ("d_teacher_hidden", "d_teacher_weight")
+  outputs = tuple(k for k in _OUTPUTS if config.teacher_grad or k not in teacher)
+  call = _fused_auto.Call(_NAME, _forward_share, config, _INPUTS, outputs, _ROLES)
+  out = _fused_auto.run(call, dict(zip(_INPUTS, inputs, strict=True)))
+  return out["total"], tuple(out.get(k) for k in _OUTPUTS[1:])
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _fused_distill(config, hs, ws, ht, wt, labels, coef, temperature, alpha):
   """The reduced loss; the forward rule saves every gradient and the ``[N]`` losses."""
   no_teacher_grad = config._replace(teacher_grad=False)
-  total, _ = _forward(no_teacher_grad, hs, ws, ht, wt, labels, coef, temperature, alpha)
+  total, _ = _forward_any(no_teacher_grad, hs, ws, ht, wt, labels, coef, temperature, alpha)
   return total
 
 
@@ -370,7 +428,7 @@ def _fused_distill_fwd(config, hs, ws, ht, wt, labels, coef, temperature, alpha)
       )
   teacher_grad = ht.perturbed or wt.perturbed
   values = [x.value for x in (hs, ws, ht, wt, labels, coef, temperature, alpha)]
-  total, grads = _forward(config._replace(teacher_grad=teacher_grad), *values)
+  total, grads = _forward_any(config._replace(teacher_grad=teacher_grad), *values)
   return total, (grads, values)
 
 

@@ -6,12 +6,11 @@ the vocabulary run the vocabulary-blocked core inside ``shard_map``: the row sta
 all-reduced over the vocabulary axes (``[N]`` each), ``d hidden`` over them too, ``d weight``
 and ``d bias`` over the token axes; nothing ``[N, V]``-, ``[N, block]``- or ``[D, V]``-sized
 is gathered. A sharded feature axis ``D`` would need the logits all-reduced: a clear error.
-On ``Auto`` axes (or no mesh) the layout is invisible at trace time and the call is unchanged.
+On ``Auto`` axes the layout is chosen after tracing: :mod:`._fused_auto`.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import NamedTuple
 
 import jax
@@ -180,22 +179,3 @@ def run_tokens(fn_name, layout: Layout, core, inputs, options: dict):
     out_specs=P(),
   )
   return sharded(inputs, arrays)
-
-
-def warn_on_auto_mesh(fn_name) -> None:
-  """A ``UserWarning`` when the context mesh has ``Auto`` axes: the loss cannot see how its
-  inputs are sharded there, and XLA's partitioner may gather them."""
-  mesh = jax.sharding.get_abstract_mesh()
-  auto = [
-    name
-    for name, kind, size in zip(mesh.axis_names, mesh.axis_types, mesh.axis_sizes, strict=True)
-    if kind == AxisType.Auto and size > 1
-  ]
-  if auto:
-    warnings.warn(
-      f"{fn_name}: the mesh axes {auto} are Auto, so the inputs' shardings are not visible "
-      "when the loss is traced; XLA partitions the unsharded program and may gather the hidden "
-      "states or blocks of logits. Make the mesh with axis_types=(AxisType.Explicit, ...), or "
-      "call the loss inside shard_map (xentax.parallel for a sharded vocabulary).",
-      stacklevel=4,
-    )

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import AxisType
 
-from xentax.losses import _common, _reduce
+from xentax.losses import _common, _fused_auto, _reduce
 from xentax.losses._columns import slice_columns
 from xentax.losses._sparse_terms import SparseOptions
 
@@ -502,11 +502,20 @@ TOKENS_BACKENDS = ("cpu",)
 
 
 def choose_schedule(
-  fn_name, schedule, *, reduction, weight, sharded, block_size=None, chunk_size=None
+  fn_name,
+  schedule,
+  *,
+  reduction,
+  weight,
+  sharded,
+  block_size=None,
+  chunk_size=None,
+  partitioned=False,
 ) -> str:
   """Resolve ``schedule`` to ``"tokens"`` or ``"vocab"`` (the rule of ``"auto"`` is in
   ``fused_linear_cross_entropy``); ``ValueError`` for an unknown one or a ``"tokens"`` that
-  cannot run (``reduction="none"``, a sharded vocabulary or batch)."""
+  cannot run (``reduction="none"``, a sharded vocabulary or batch). On an Auto mesh
+  (``partitioned``) only ``"vocab"`` is partitioned: ``"auto"`` picks it, ``"tokens"`` warns."""
   if schedule not in SCHEDULES:
     raise ValueError(
       f"{fn_name}: schedule={schedule!r} is not supported; choose one of {SCHEDULES}."
@@ -520,9 +529,11 @@ def choose_schedule(
     raise ValueError(
       f'{fn_name}: schedule="tokens" cannot handle {unsupported}; use schedule="vocab" or "auto".'
     )
+  if partitioned and schedule == "tokens":
+    _fused_auto.warn_unpartitioned(fn_name, 'schedule="tokens"')
   if schedule != "auto":
     return schedule
-  if unsupported or (block_size is not None and chunk_size is None):
+  if unsupported or partitioned or (block_size is not None and chunk_size is None):
     return "vocab"
   if AxisType.Manual in jax.sharding.get_abstract_mesh().axis_types:
     return "vocab"  # inside shard_map: an eager one cannot run a rule with symbolic zeros

@@ -1,8 +1,9 @@
-"""``fused_linear_cross_entropy`` on ``NamedSharding`` inputs of an Explicit mesh, under ``jit``.
+"""The fused losses on ``NamedSharding`` inputs under ``jit``, on Explicit and Auto meshes.
 
-No ``shard_map`` in user code: the loss reads the layout from its inputs' types and runs each
-device's share. Value and every gradient equal the unsharded call (float64); the compiled
-program's collectives are the ones the layout needs, and never an all-gather.
+No ``shard_map`` in user code: on an Explicit mesh the loss reads the layout from its inputs'
+types; on an Auto mesh its partitioned ops read it when XLA's partitioner reaches them. Either
+way each device runs its share: value and every gradient equal the unsharded call (float64),
+and the compiled program's collectives are the ones the layout needs, never an all-gather.
 """
 
 import re
@@ -11,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import AxisType
+from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import xentax
@@ -22,6 +23,8 @@ N, D, V = 32, 6, 64
 HIDDEN, WEIGHT, LABELS, FLOATS = fused_inputs(N, D, V)
 WHERE = np.arange(N) % 7 != 0
 MESH = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Explicit,) * 2)
+AUTO = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
+MESHES = {"explicit": MESH, "auto": AUTO}
 LAYOUTS = {
   "tokens": (P("data", None), P()),
   "vocab": (P(), P(None, "model")),
@@ -58,9 +61,9 @@ def _value_and_grads(hidden, weight, floats, **kw):
   return f(hidden, weight, floats)
 
 
-def _check(layout, floats, **kw):
+def _check(layout, floats, mesh="explicit", **kw):
   want = _value_and_grads(jnp.asarray(HIDDEN), jnp.asarray(WEIGHT), floats, **kw)
-  with jax.set_mesh(MESH):
+  with jax.set_mesh(MESHES[mesh]):
     got = _value_and_grads(*_placed(layout), floats, **kw)
   for (path, g), w in zip(jax.tree.leaves_with_path(got), jax.tree.leaves(want), strict=True):
     np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=jax.tree_util.keystr(path))
@@ -68,26 +71,29 @@ def _check(layout, floats, **kw):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "sum_over_batch_size", "none"])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_every_option_on_matches_the_unsharded_call(layout, reduction):
-  _check(layout, FLOATS, reduction=reduction)
+@pytest.mark.parametrize("mesh", list(MESHES))
+def test_every_option_on_matches_the_unsharded_call(mesh, layout, reduction):
+  _check(layout, FLOATS, mesh, reduction=reduction)
 
 
 @pytest.mark.slow  # the fast loop keeps the all-options cases
 @pytest.mark.parametrize("name", list(FLOATS))
-def test_each_option_alone(name):
-  _check("tokens-and-vocab", {name: FLOATS[name]})
+@pytest.mark.parametrize("mesh", list(MESHES))
+def test_each_option_alone(mesh, name):
+  _check("tokens-and-vocab", {name: FLOATS[name]}, mesh)
 
 
 @pytest.mark.slow  # the fast loop keeps the all-options cases
 @pytest.mark.parametrize("layout", ["tokens", "vocab"])
-def test_a_cotangent_on_lse(layout):
-  _check(layout, FLOATS, return_lse=True)
+@pytest.mark.parametrize("mesh", list(MESHES))
+def test_a_cotangent_on_lse(mesh, layout):
+  _check(layout, FLOATS, mesh, return_lse=True)
 
 
-def _collectives(layout):
+def _collectives(layout, mesh):
   """``{kind: [element counts]}`` of the compiled value-and-grad's collectives."""
   floats = {"bias": jnp.asarray(FLOATS["bias"])}
-  with jax.set_mesh(MESH):
+  with jax.set_mesh(MESHES[mesh]):
     hidden, weight = _placed(layout)
     f = jax.jit(jax.value_and_grad(lambda h, w, f: _loss(h, w, f), argnums=(0, 1, 2)))
     text = f.lower(hidden, weight, floats).compile().as_text()
@@ -101,8 +107,10 @@ def _collectives(layout):
   return found
 
 
-def test_the_collectives_are_the_ones_each_layout_needs():
-  tokens, vocab, both = (_collectives(k) for k in ("tokens", "vocab", "tokens-and-vocab"))
+@pytest.mark.parametrize("mesh", list(MESHES))
+def test_the_collectives_are_the_ones_each_layout_needs(mesh):
+  layouts = ("tokens", "vocab", "tokens-and-vocab")
+  tokens, vocab, both = (_collectives(k, mesh) for k in layouts)
   for found in (tokens, vocab, both):
     assert set(found) == {"all-reduce"}, found  # never a gather, of anything
   # Tokens: d weight (with d bias) and the scalar reduction; no [N]-sized statistic.
@@ -139,7 +147,8 @@ def test_the_tokens_schedule_on_sharded_inputs_is_refused():
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_fused_linear_distillation_with_sharded_tokens(reduction):
+@pytest.mark.parametrize("mesh", list(MESHES))
+def test_fused_linear_distillation_with_sharded_tokens(mesh, reduction):
   teacher_hidden, teacher_weight = HIDDEN[::-1] * 0.5, rng.normal(size=(D, V)) / 2
   labels = np.where(LABELS < 0, 0, LABELS)
 
@@ -162,7 +171,7 @@ def test_fused_linear_distillation_with_sharded_tokens(reduction):
   args = (HIDDEN, WEIGHT, teacher_hidden, teacher_weight, FLOATS["sample_weight"])
   step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4)))
   want = step(*(jnp.asarray(a) for a in args))
-  with jax.set_mesh(MESH):
+  with jax.set_mesh(MESHES[mesh]):
     tokens = P(("data", "model"), None)
     placed = (
       jax.device_put(HIDDEN, tokens),
@@ -185,12 +194,90 @@ def test_fused_linear_distillation_refuses_a_sharded_vocabulary():
       xentax.fused_linear_distillation(HIDDEN, weight, HIDDEN, WEIGHT, np.maximum(LABELS, 0))
 
 
-def test_an_auto_context_mesh_warns_that_the_layout_is_not_visible():
-  auto = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
-  with jax.set_mesh(auto), pytest.warns(UserWarning, match="are Auto"):
-    jax.jit(lambda h, w: xentax.fused_linear_cross_entropy(h, w, LABELS, ignore_index=-100))(
-      HIDDEN, WEIGHT
+def test_fused_linear_distillation_gathers_a_sharded_vocabulary_on_auto_with_a_warning():
+  labels = np.maximum(LABELS, 0)
+
+  def step(ws):
+    loss = xentax.fused_linear_distillation
+    return jax.jit(jax.value_and_grad(lambda w: loss(HIDDEN, w, HIDDEN, WEIGHT, labels)))(ws)
+
+  want = step(jnp.asarray(WEIGHT))
+  with jax.set_mesh(AUTO), pytest.warns(UserWarning, match="partitions the tokens only"):
+    got = step(jax.device_put(WEIGHT, P(None, "model")))
+  _assert_close(got, want)
+
+
+def _loss_and_grads(hidden, weight, labels=LABELS, **kw):
+  def loss(h, w):
+    return xentax.fused_linear_cross_entropy(h, w, labels, ignore_index=-100, **kw)
+
+  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(hidden, weight)
+
+
+def _assert_close(got, want):
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+def test_auto_shardings_need_no_context_mesh():
+  """``NamedSharding``s of an Auto mesh passed straight to ``jit``, and an eager call."""
+  hidden = jax.device_put(HIDDEN, NamedSharding(AUTO, P("data", None)))
+  weight = jax.device_put(WEIGHT, NamedSharding(AUTO, P(None, "model")))
+  want = _loss_and_grads(jnp.asarray(HIDDEN), jnp.asarray(WEIGHT))
+  _assert_close(_loss_and_grads(hidden, weight), want)
+  eager = jax.value_and_grad(
+    lambda h: xentax.fused_linear_cross_entropy(h, weight, LABELS, ignore_index=-100)
+  )(hidden)
+  _assert_close(eager, (want[0], want[1][0]))
+  text = jax.jit(xentax.fused_linear_cross_entropy).lower(hidden, weight, LABELS).as_text()
+  assert "CustomSPMDPartitioning" in text
+
+
+def test_unsharded_programs_have_no_partitioned_op():
+  text = jax.jit(xentax.fused_linear_cross_entropy).lower(HIDDEN, WEIGHT, LABELS).as_text()
+  assert "CustomSPMDPartitioning" not in text
+  with jax.set_mesh(MESH):  # an Explicit mesh with replicated inputs: nothing to partition
+    text = jax.jit(xentax.fused_linear_cross_entropy).lower(HIDDEN, WEIGHT, LABELS).as_text()
+  assert "CustomSPMDPartitioning" not in text
+
+
+def test_auto_a_sharded_feature_axis_is_gathered_with_a_warning():
+  want = _loss_and_grads(jnp.asarray(HIDDEN), jnp.asarray(WEIGHT))
+  with jax.set_mesh(AUTO), pytest.warns(UserWarning, match=r"hidden over \['data'\]"):
+    got = _loss_and_grads(
+      jax.device_put(HIDDEN, P(None, "data")), jax.device_put(WEIGHT, P("data", None))
     )
+  _assert_close(got, want)
+
+
+def test_auto_tokens_that_do_not_divide_are_gathered_with_a_warning():
+  keep = N - 2  # sliced inside jit, so the partitioner cuts 30 rows unevenly over 8 devices
+
+  def loss(h, w):
+    return xentax.fused_linear_cross_entropy(h[:keep], w, LABELS[:keep], ignore_index=-100)
+
+  want = jax.value_and_grad(loss, argnums=(0, 1))(jnp.asarray(HIDDEN), jnp.asarray(WEIGHT))
+  with jax.set_mesh(AUTO), pytest.warns(UserWarning, match=f"{keep} tokens do not divide"):
+    hidden = jax.device_put(HIDDEN, P(("data", "model"), None))
+    got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(hidden, jnp.asarray(WEIGHT))
+  _assert_close(got, want)
+
+
+def test_auto_the_tokens_schedule_and_vmap_run_unpartitioned_with_a_warning():
+  want = _loss_and_grads(jnp.asarray(HIDDEN), jnp.asarray(WEIGHT), schedule="tokens")
+  with jax.set_mesh(AUTO):
+    hidden, weight = jax.device_put(HIDDEN, P("data", None)), jax.device_put(WEIGHT, P())
+    with pytest.warns(UserWarning, match='schedule="tokens" is not partitioned'):
+      got = _loss_and_grads(hidden, weight, schedule="tokens")
+    _assert_close(got, want)
+    labels = jnp.stack([LABELS, LABELS[::-1]])
+    with pytest.warns(UserWarning, match="a vmapped call is not partitioned"):
+      batched = jax.jit(
+        jax.vmap(lambda y: xentax.fused_linear_cross_entropy(hidden, weight, y, ignore_index=-100))
+      )(labels)
+  for y, got in zip(labels, batched, strict=True):
+    want = xentax.fused_linear_cross_entropy(HIDDEN, WEIGHT, y, ignore_index=-100)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
 def test_no_warning_outside_a_mesh_or_inside_shard_map():
@@ -226,3 +313,12 @@ def test_a_sample_weight_of_the_wrong_shape_is_named():
       xentax.fused_linear_cross_entropy(
         hidden, weight, LABELS, ignore_index=-100, sample_weight=np.ones(N + 1)
       )
+
+
+def test_auto_one_axis_for_tokens_and_vocabulary_cuts_the_tokens_with_a_warning():
+  want = _loss_and_grads(jnp.asarray(HIDDEN), jnp.asarray(WEIGHT))
+  with jax.set_mesh(AUTO), pytest.warns(UserWarning, match="cut both the tokens"):
+    got = _loss_and_grads(
+      jax.device_put(HIDDEN, P("model", None)), jax.device_put(WEIGHT, P(None, "model"))
+    )
+  _assert_close(got, want)

@@ -1,0 +1,212 @@
+"""Auto meshes: the fused cores as ``custom_partitioning`` ops that run each device's share.
+
+On ``Auto`` mesh axes XLA chooses the shardings after the loss is traced, so the layout is
+read when the partitioner reaches the op: the tokens are cut along the axes that shard
+``hidden``'s rows, the vocabulary along those that shard ``weight``'s columns, and the core runs
+on each device's share with the collectives of the explicit layout (:mod:`._fused_layout`).
+Every array is named with a role, one factor per axis: ``"n"`` (tokens), ``"v"``
+(vocabulary), any other letter (never cut), or ``None`` (replicated). An input that arrives
+sharded along a factor that is never cut is gathered first, with a warning.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Hashable
+from typing import NamedTuple
+
+import jax
+from jax.experimental.custom_partitioning import SdyShardingRule, custom_partitioning
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+
+class Shards(NamedTuple):
+  """The mesh axes a device's share is cut along (None: not cut)."""
+
+  tokens: tuple | None
+  vocab: tuple | None
+
+
+class Call(NamedTuple):
+  """One partitioned call: ``local(static, shards, **inputs)`` returns a dict of ``outputs``.
+
+  ``roles`` pairs each input and output name with its factors (hashable: a static argument).
+  """
+
+  fn_name: str
+  local: Callable
+  static: Hashable
+  inputs: tuple[str, ...]
+  outputs: tuple[str, ...]
+  roles: tuple[tuple[str, tuple[str, ...] | None], ...]
+
+
+def auto_mesh(*arrays) -> bool:
+  """True outside ``shard_map`` when the context mesh, or an input's, has an ``Auto`` axis
+  of more than one device: the layout is then chosen after tracing."""
+  context = jax.sharding.get_abstract_mesh()
+  if AxisType.Manual in context.axis_types:
+    return False
+  meshes = [context] + [
+    getattr(getattr(jax.typeof(x), "sharding", None), "mesh", None)
+    for x in arrays
+    if isinstance(x, jax.Array)
+  ]
+  return any(
+    kind == AxisType.Auto and size > 1
+    for mesh in meshes
+    if mesh is not None and mesh.axis_names
+    for kind, size in zip(mesh.axis_types, mesh.axis_sizes, strict=True)
+  )
+
+
+def run(call: Call, arrays: dict) -> dict:
+  """``call`` on ``arrays`` (its inputs by name; None entries are absent) as one op."""
+  present = tuple(k for k in call.inputs if arrays.get(k) is not None)
+  call = call._replace(inputs=present)
+  args = tuple(arrays[k] for k in present)
+  try:
+    out = _op(call, *args)
+  except NotImplementedError as e:  # no batching rule: under vmap, one unpartitioned op
+    if "custom_partitioning" not in str(e):
+      raise
+    warn_unpartitioned(call.fn_name, "a vmapped call")
+    out = _whole(call, *args)
+  return dict(zip(call.outputs, out, strict=True))
+
+
+def _whole(call: Call, *arrays):
+  """The unpartitioned op: one share holding everything."""
+  out = call.local(call.static, Shards(None, None), **dict(zip(call.inputs, arrays, strict=True)))
+  return tuple(out[k] for k in call.outputs)
+
+
+_op = custom_partitioning(_whole, static_argnums=(0,))
+
+
+def _axes(entry) -> tuple:
+  if entry is None:
+    return ()
+  return tuple(entry) if isinstance(entry, tuple) else (entry,)
+
+
+def _specs(arg_shapes) -> list[tuple]:
+  """Each operand's spec, one entry of mesh axes per dimension."""
+  out = []
+  for shape in arg_shapes:
+    spec = tuple(getattr(shape.sharding, "spec", ()))
+    out.append(tuple(_axes(e) for e in spec) + ((),) * (len(shape.shape) - len(spec)))
+  return out
+
+
+def _cut(call: Call, mesh, arg_shapes) -> Shards:
+  """The token and vocabulary axes, from the first input holding each factor. Axes that do
+  not divide their dimension are not used, nor vocabulary axes that also cut the tokens."""
+  roles = dict(call.roles)
+  found: dict[str, tuple] = {}
+  sizes: dict[str, int] = {}
+  for name, shape, spec in zip(call.inputs, arg_shapes, _specs(arg_shapes), strict=True):
+    factors = roles[name]
+    if factors is None:
+      continue  # replicated: never cut
+    for factor, dim, axes in zip(factors, shape.shape, spec, strict=True):
+      if factor in ("n", "v") and factor not in found:
+        found[factor], sizes[factor] = axes, dim
+  cut: dict[str, tuple] = {}
+  for factor in ("n", "v"):
+    axes = found.get(factor, ())
+    what = "tokens" if factor == "n" else "vocabulary columns"
+    if set(axes) & set(cut.get("n", ())):
+      _warn(call, f"the mesh axes {axes} cut both the tokens and the {what}")
+      axes = ()
+    count = math.prod(mesh.shape[a] for a in axes)
+    if axes and sizes[factor] % count:
+      _warn(call, f"{sizes[factor]} {what} do not divide over {count} devices {axes}")
+      axes = ()
+    cut[factor] = axes
+  return Shards(cut["n"] or None, cut["v"] or None)
+
+
+def _spec(factors, shards: Shards) -> P:
+  if factors is None:
+    return P()
+  return P(*(shards.tokens if f == "n" else shards.vocab if f == "v" else None for f in factors))
+
+
+def _warn(call: Call, what: str) -> None:
+  vocab = any(factors and "v" in factors for _, factors in call.roles)
+  scope = "the tokens and the vocabulary columns" if vocab else "the tokens"
+  warnings.warn(
+    f"{call.fn_name} on an Auto mesh: {what}, so they are gathered first (this loss "
+    f"partitions {scope} only).",
+    stacklevel=2,
+  )
+
+
+def _gathered(call: Call, arg_shapes) -> None:
+  """One warning naming the inputs that arrive cut along an axis never cut (``_cut`` warns
+  for the tokens and the vocabulary)."""
+  roles = dict(call.roles)
+  found = []
+  for name, spec in zip(call.inputs, _specs(arg_shapes), strict=True):
+    factors = roles[name] or (None,) * len(spec)
+    extra = sorted(
+      set().union(*(set(a) for f, a in zip(factors, spec, strict=True) if f not in ("n", "v")))
+    )
+    if extra:
+      found.append(f"{name} over {extra}")
+  if found:
+    _warn(call, "inputs sharded along axes the loss does not cut (" + ", ".join(found) + ")")
+
+
+def _partition(call: Call, mesh, arg_shapes, result_shape):
+  del result_shape
+  shards = _cut(call, mesh, arg_shapes)
+  _gathered(call, arg_shapes)
+  roles = dict(call.roles)
+
+  def lower(*arrays):
+    out = call.local(call.static, shards, **dict(zip(call.inputs, arrays, strict=True)))
+    return tuple(out[k] for k in call.outputs)
+
+  args = tuple(NamedSharding(mesh, _spec(roles[k], shards)) for k in call.inputs)
+  results = tuple(NamedSharding(mesh, _spec(roles[k], shards)) for k in call.outputs)
+  return mesh, lower, results, args
+
+
+def _infer(call: Call, mesh, arg_shapes, result_shape):
+  del result_shape
+  shards = _cut(call, mesh, arg_shapes)
+  roles = dict(call.roles)
+  return tuple(NamedSharding(mesh, _spec(roles[k], shards)) for k in call.outputs)
+
+
+def _rule(call: Call, mesh, operand_types, result_types) -> SdyShardingRule:
+  """Shardy's view: shared factors link the operands; a replicated array's are its own."""
+  del mesh
+  roles = dict(call.roles)
+
+  def mapping(name, ir_type):
+    factors = roles[name]
+    if factors is None:
+      return tuple(f"{name}_{i}" for i in range(len(ir_type.shape)))
+    return factors
+
+  return SdyShardingRule(
+    tuple(map(mapping, call.inputs, operand_types)),
+    tuple(map(mapping, call.outputs, result_types)),
+  )
+
+
+_op.def_partition(partition=_partition, infer_sharding_from_operands=_infer, sharding_rule=_rule)
+
+
+def warn_unpartitioned(fn_name: str, what: str) -> None:
+  """A ``UserWarning`` that ``what`` runs unpartitioned on an Auto mesh (XLA may gather)."""
+  warnings.warn(
+    f"{fn_name}: {what} is not partitioned on an Auto mesh; XLA partitions the unsharded "
+    "program and may gather the hidden states or blocks of logits.",
+    stacklevel=4,
+  )
