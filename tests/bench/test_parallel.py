@@ -1,5 +1,7 @@
 """The ``parallel`` suite (``xentax.bench._parallel``) at tiny sizes: records, not speed."""
 
+import itertools
+
 import jax
 import pytest
 
@@ -17,14 +19,14 @@ def test_parallel_suite_compares_one_device_with_all():
 
 def test_fused_layouts_keep_each_devices_share_under_weak_scaling():
   records = _parallel.fused_layouts(16, 8, 64)
-  by = {(r["layout"], r["devices"]): r for r in records}
+  by = {(r["layout"], r["axis_types"], r["devices"]): r for r in records}
   assert {r["devices"] for r in records} == {1, 2, 4, 8}
-  for layout in _parallel.LAYOUTS:
-    temps = [by[(layout, n)]["temp_bytes"] for n in (1, 2, 4, 8)]
-    assert max(temps) <= 1.05 * min(temps), (layout, temps)  # flat per device
+  for layout, kind in itertools.product(_parallel.LAYOUTS, ("Explicit", "Auto")):
+    temps = [by[(layout, kind, n)]["temp_bytes"] for n in (1, 2, 4, 8)]
+    assert max(temps) <= 1.05 * min(temps), (layout, kind, temps)  # flat per device
     for n in (1, 2, 4, 8):
-      moved = by[(layout, n)]["collectives"]
-      assert set(moved) == {"all-reduce"}, moved  # no gather of any kind
-  # Tokens: the largest all-reduce is d weight [D, V]; vocabulary: d hidden [N, D].
-  assert by[("tokens", 8)]["collectives"]["all-reduce"][2] == 8 * 64 * 4  # float32 bytes
-  assert by[("vocab", 8)]["collectives"]["all-reduce"][2] == 16 * 8 * 4
+      moved = by[(layout, kind, n)]["collectives"]
+      assert set(moved) <= {"all-reduce"}, moved  # no gather of any kind
+    # Tokens: the largest all-reduce is d weight [D, V]; vocabulary: d hidden [N, D].
+    assert by[("tokens", kind, 8)]["collectives"]["all-reduce"][2] == 8 * 64 * 4  # f32 bytes
+    assert by[("vocab", kind, 8)]["collectives"]["all-reduce"][2] == 16 * 8 * 4

@@ -219,18 +219,21 @@ def _assert_close(got, want):
     np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
 
 
-def test_auto_shardings_need_no_context_mesh():
-  """``NamedSharding``s of an Auto mesh passed straight to ``jit``, and an eager call."""
-  hidden = jax.device_put(HIDDEN, NamedSharding(AUTO, P("data", None)))
-  weight = jax.device_put(WEIGHT, NamedSharding(AUTO, P(None, "model")))
+@pytest.mark.parametrize("mesh", list(MESHES))
+def test_jit_needs_no_context_mesh(mesh):
+  """``NamedSharding`` inputs passed straight to ``jit``; on an Auto mesh, an eager call too
+  (JAX's explicit mode needs ``jax.set_mesh`` for eager calls)."""
+  hidden = jax.device_put(HIDDEN, NamedSharding(MESHES[mesh], P("data", None)))
+  weight = jax.device_put(WEIGHT, NamedSharding(MESHES[mesh], P(None, "model")))
   want = _loss_and_grads(jnp.asarray(HIDDEN), jnp.asarray(WEIGHT))
   _assert_close(_loss_and_grads(hidden, weight), want)
-  eager = jax.value_and_grad(
-    lambda h: xentax.fused_linear_cross_entropy(h, weight, LABELS, ignore_index=-100)
-  )(hidden)
-  _assert_close(eager, (want[0], want[1][0]))
+  if mesh == "auto":
+    eager = jax.value_and_grad(
+      lambda h: xentax.fused_linear_cross_entropy(h, weight, LABELS, ignore_index=-100)
+    )(hidden)
+    _assert_close(eager, (want[0], want[1][0]))
   text = jax.jit(xentax.fused_linear_cross_entropy).lower(hidden, weight, LABELS).as_text()
-  assert "CustomSPMDPartitioning" in text
+  assert ("CustomSPMDPartitioning" in text) == (mesh == "auto")
 
 
 def test_unsharded_programs_have_no_partitioned_op():

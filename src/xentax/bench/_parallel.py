@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 
 import jax
@@ -83,9 +84,11 @@ LAYOUTS = {
 }
 
 
-def fused_layouts(tokens: int, dim: int, vocab: int, *, device_counts=(1, 2, 4, 8)) -> list[dict]:
+def fused_layouts(
+  tokens: int, dim: int, vocab: int, *, device_counts=(1, 2, 4, 8), axis_types=("Explicit", "Auto")
+) -> list[dict]:
   """``fused_linear_cross_entropy``'s value-and-grad on ``NamedSharding`` inputs of an Explicit
-  mesh, compiled only: per-device temporaries and the bytes its collectives move.
+  and of an Auto mesh, compiled only: per-device temporaries and the bytes its collectives move.
 
   Weak scaling: each device holds ``tokens`` tokens and ``vocab`` columns of the layout's
   sharded axes, so a flat per-device temporary is the goal.
@@ -95,27 +98,33 @@ def fused_layouts(tokens: int, dim: int, vocab: int, *, device_counts=(1, 2, 4, 
   for count in device_counts:
     if count > jax.device_count():
       continue
-    for layout, (shape_of, hidden_spec, weight_spec) in LAYOUTS.items():
+    for (layout, (shape_of, hidden_spec, weight_spec)), axis_type in itertools.product(
+      LAYOUTS.items(), axis_types
+    ):
       shape = shape_of(count)
       mesh = jax.make_mesh(
         shape,
         ("data", "model"),
-        axis_types=(AxisType.Explicit,) * 2,
+        axis_types=(getattr(AxisType, axis_type),) * 2,
         devices=jax.devices()[:count],
       )
       num_tokens, vocab_size = tokens * shape[0], vocab * shape[1]
-      with jax.set_mesh(mesh):
-        hidden = jax.ShapeDtypeStruct((num_tokens, dim), jnp.float32, sharding=hidden_spec)
-        weight = jax.ShapeDtypeStruct((dim, vocab_size), jnp.float32, sharding=weight_spec)
-        labels = jax.ShapeDtypeStruct((num_tokens,), jnp.int32, sharding=P(*hidden_spec[:1]))
-        step = jax.value_and_grad(xentax.fused_linear_cross_entropy, argnums=(0, 1))
-        compiled = jax.jit(step).lower(hidden, weight, labels).compile()
+
+      def placed(shape, dtype, spec, mesh=mesh):
+        return jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, spec))
+
+      hidden = placed((num_tokens, dim), jnp.float32, hidden_spec)
+      weight = placed((dim, vocab_size), jnp.float32, weight_spec)
+      labels = placed((num_tokens,), jnp.int32, P(*hidden_spec[:1]))
+      step = jax.value_and_grad(xentax.fused_linear_cross_entropy, argnums=(0, 1))
+      compiled = jax.jit(step).lower(hidden, weight, labels).compile()
       moved = _measure.collective_bytes(compiled)
       records.append(
         {
           "suite": "parallel",
-          "implementation": f"fused, {layout}",
+          "implementation": f"fused, {layout}, {axis_type}",
           "layout": layout,
+          "axis_types": axis_type,
           "mesh": list(shape),
           "devices": count,
           "num_tokens": num_tokens,

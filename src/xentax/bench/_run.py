@@ -354,9 +354,9 @@ def targets_summary(records: list[BenchRecord]) -> list[str]:
 def layouts_summary(records: list[BenchRecord]) -> list[str]:
   """The fused loss on sharded inputs: per-device temporaries and collectives, by layout."""
   lines = [
-    "| layout | devices | mesh (data, model) | tokens x D x V | temporaries per device MiB"
+    "| layout | axes | devices | mesh (data, model) | tokens x D x V | temporaries per device MiB"
     " | all-reduces (count, MiB, largest MiB) | gathers MiB |",
-    "|---|---|---|---|---|---|---|",
+    "|---|---|---|---|---|---|---|---|",
   ]
   mib = 2**20
   for r in records:
@@ -366,7 +366,8 @@ def layouts_summary(records: list[BenchRecord]) -> list[str]:
     count, total, largest = moved.get("all-reduce", (0, 0, 0))
     gathered = sum(moved.get(kind, (0, 0, 0))[1] for kind in ("all-gather", "all-to-all"))
     lines.append(
-      f"| {r.get('layout')} | {r.get('devices')} | {tuple(r.get('mesh'))} |"
+      f"| {r.get('layout')} | {r.get('axis_types', 'Explicit')} | {r.get('devices')} |"
+      f" {tuple(r.get('mesh'))} |"
       f" {r.get('num_tokens')} x {r.get('dim')} x {r.get('vocab_size')} |"
       f" {r.temp_bytes / mib:.2f} | {count}, {total / mib:.3f}, {largest / mib:.3f} |"  # type: ignore[operator]  # compiled rows have temporaries
       f" {gathered / mib:.3f} |"

@@ -11,6 +11,7 @@ On ``Auto`` axes the layout is chosen after tracing: :mod:`._fused_auto`.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -116,6 +117,21 @@ def _tokenwise(fn_name, options: dict, labels, dtype) -> dict:
   return options
 
 
+def _in_layout_mesh(fn):
+  """``fn`` traced with the layout's mesh as the context mesh when the caller set none (the
+  inputs' types name it; an eager call needs ``jax.set_mesh``, as JAX's explicit mode does)."""
+
+  @functools.wraps(fn)
+  def wrapped(fn_name, layout: Layout, *args, **kwargs):
+    if not jax.sharding.get_abstract_mesh().empty:
+      return fn(fn_name, layout, *args, **kwargs)
+    with jax.sharding.use_abstract_mesh(layout.mesh):
+      return fn(fn_name, layout, *args, **kwargs)
+
+  return wrapped
+
+
+@_in_layout_mesh
 def run(fn_name, layout: Layout, core, hidden, weight, labels, options, *, per_token, return_lse):
   """``core(hidden, weight, labels, axis_name=, batch_axis_name=, **options)`` per device.
 
@@ -158,6 +174,7 @@ def run(fn_name, layout: Layout, core, hidden, weight, labels, options, *, per_t
   )
 
 
+@_in_layout_mesh
 def run_tokens(fn_name, layout: Layout, core, inputs, options: dict):
   """``core(*inputs, batch_axis_name=, **options)`` per device for a loss of two heads whose
   tokens are sharded: ``inputs`` are ``(h1, w1, h2, w2, labels)``, the weights replicated;
