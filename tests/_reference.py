@@ -497,3 +497,42 @@ def inverse_frequency_class_weights(labels, num_classes):
   counts = np.bincount(np.asarray(labels).reshape(-1), minlength=num_classes).astype(float)
   w = np.array([1 / n if n > 0 else 0.0 for n in counts])
   return w * (counts > 0).sum() / w.sum()
+
+
+def sampled_softmax(hidden, weight, labels, sampled, sampled_log_q, true_log_q, **kw):
+  """``tf.nn.sampled_softmax_loss`` one example at a time: ``(value, d value / d hidden)``.
+
+  ``kw``: ``remove_accidental_hits``, ``bias``, ``kept`` (bool per example),
+  ``sample_weight``, ``reduction``.
+  """
+  hidden = np.asarray(hidden, np.float64)
+  weight = np.asarray(weight, np.float64)
+  bias = kw.get("bias")
+  bias = np.zeros(weight.shape[1]) if bias is None else np.asarray(bias, np.float64)
+  kept = kw.get("kept", np.ones(len(labels), bool))
+  losses, grads = np.zeros(len(labels)), np.zeros_like(hidden)
+  for n, (h, y) in enumerate(zip(hidden, labels, strict=True)):
+    if not kept[n]:
+      continue
+    columns = [y, *sampled]
+    logits = np.array([h @ weight[:, c] + bias[c] for c in columns])
+    logits -= np.concatenate([[np.broadcast_to(true_log_q, len(labels))[n]], sampled_log_q])
+    if kw.get("remove_accidental_hits", True):
+      hits = np.array([False] + [c == y for c in sampled])
+      logits = np.where(hits, -np.inf, logits)
+    p = np.exp(_log_softmax(logits))
+    losses[n] = -_log_softmax(logits)[0]
+    grads[n] = sum(p[k] * weight[:, c] for k, c in enumerate(columns)) - weight[:, y]
+  reduction = kw.get("reduction", "mean")
+  s = kw.get("sample_weight")
+  s = np.ones(len(labels)) if s is None else np.broadcast_to(np.asarray(s, np.float64), len(labels))
+  value = _reduce(losses, kept, np.ones(len(labels)), reduction, s)
+  if reduction == "none":
+    return value, None
+  scale = s * kept
+  if reduction == "mean":
+    total = scale.sum()
+    scale = scale / total if total else 0 * scale
+  elif reduction == "sum_over_batch_size":
+    scale = scale / max(kept.sum(), 1)
+  return value, grads * scale[:, None]

@@ -17,6 +17,7 @@ PACKAGES = [
   "xentax.metrics",
   "xentax.gradcheck",
   "xentax.parallel",
+  "xentax.sampling",
   "xentax.training",
   "xentax.data",
   "xentax.bench",

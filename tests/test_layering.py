@@ -3,7 +3,7 @@
 The allowed stack, lowest floor first (a module imports only its own package and lower
 floors, function-level imports included)::
 
-  records, progress  ->  losses, data, plots  ->  gradcheck, parallel, metrics
+  records, progress  ->  losses, data, plots  ->  gradcheck, parallel, metrics, sampling
     ->  training  ->  bench  ->  experiments  ->  report  ->  cli
 
 ``records`` (JSON and atomic writes), ``progress`` (rich bars) and ``plots`` (figures on
@@ -24,7 +24,7 @@ SRC = Path(xentax.__file__).parent
 FLOORS = [
   ("records", "progress"),
   ("losses", "data", "plots"),
-  ("gradcheck", "parallel", "metrics"),
+  ("gradcheck", "parallel", "metrics", "sampling"),
   ("training",),
   ("bench",),
   ("experiments",),

@@ -15,6 +15,8 @@ The losses (each also in :mod:`xentax.losses`; options keyword-only, named as in
   ``distillation_loss``;
 * large vocabularies without the logits: ``fused_linear_cross_entropy``,
   ``fused_linear_distillation`` (and :mod:`xentax.parallel` for a sharded vocabulary);
+* many classes at a fraction of the cost: ``sampled_softmax_cross_entropy`` (with the
+  samplers of :mod:`xentax.sampling`);
 * helpers: ``checked`` (value errors under ``jit``), ``inverse_frequency_class_weights``,
   ``effective_number_class_weights``.
 
@@ -60,6 +62,7 @@ _LOSSES = (
   "kl_divergence_with_logits",
   "nll_loss",
   "poly1_cross_entropy_with_logits",
+  "sampled_softmax_cross_entropy",
   "sparse_categorical_cross_entropy",
   "sparse_categorical_cross_entropy_with_logits",
   "sparse_categorical_focal_loss_with_logits",
@@ -77,6 +80,7 @@ _SUBMODULES = (
   "progress",
   "records",
   "report",
+  "sampling",
   "training",
 )
 
@@ -84,6 +88,7 @@ if TYPE_CHECKING:
   from xentax import gradcheck as gradcheck
   from xentax import metrics as metrics
   from xentax import parallel as parallel
+  from xentax import sampling as sampling
   from xentax.losses import binary_cross_entropy as binary_cross_entropy
   from xentax.losses import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
   from xentax.losses import binary_focal_loss_with_logits as binary_focal_loss_with_logits
@@ -109,6 +114,7 @@ if TYPE_CHECKING:
   from xentax.losses import kl_divergence_with_logits as kl_divergence_with_logits
   from xentax.losses import nll_loss as nll_loss
   from xentax.losses import poly1_cross_entropy_with_logits as poly1_cross_entropy_with_logits
+  from xentax.losses import sampled_softmax_cross_entropy as sampled_softmax_cross_entropy
   from xentax.losses import sparse_categorical_cross_entropy as sparse_categorical_cross_entropy
   from xentax.losses import (
     sparse_categorical_cross_entropy_with_logits as sparse_categorical_cross_entropy_with_logits,

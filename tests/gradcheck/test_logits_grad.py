@@ -105,10 +105,11 @@ def test_every_loss_has_a_closed_form():
   # gradcheck.fused_linear_cross_entropy_grad, checked in the matrix as a model.
   # distillation_loss's closed form takes the teacher's logits as a keyword;
   # fused_linear_distillation is checked against it in its own tests; the class-weight
-  # helpers are not losses.
+  # helpers are not losses. The sampled softmax, a loss of (hidden, weight), is a model too.
   not_logits_losses = (
     "checked",
     "fused_linear_cross_entropy",
+    "sampled_softmax_cross_entropy",
     "fused_linear_distillation",
     "effective_number_class_weights",
     "inverse_frequency_class_weights",
@@ -117,6 +118,7 @@ def test_every_loss_has_a_closed_form():
     name for name in xentax.losses.__all__ if name not in not_logits_losses
   )
   assert "fused_linear_cross_entropy" in gradcheck._matrix.MODELS
+  assert "sampled_softmax_cross_entropy" in gradcheck._matrix.MODELS
 
 
 @pytest.mark.parametrize(

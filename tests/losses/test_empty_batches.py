@@ -199,6 +199,13 @@ CASES = {
     {"sample_weight": F((2, 0)), "where": Mask((2, 0))},
     none_shape=(2, 0),
   ),
+  "sampled_softmax_cross_entropy": Case(
+    lambda h, w, y, c, sq, tq, **kw: xentax.sampled_softmax_cross_entropy(
+      h, w, y, c, sampled_log_q=sq, true_log_q=tq, **kw
+    ),
+    {**FUSED, "sampled_classes": Labels((2,)), "sampled_log_q": F((2,)), "true_log_q": F(BATCH)},
+    {**WEIGHTED, "bias": F((C,))},
+  ),
   "fused_linear_distillation": Case(
     xentax.fused_linear_distillation,
     FUSED_DISTILL,

@@ -57,6 +57,9 @@ from xentax.gradcheck._regression import (
 )
 from xentax.gradcheck._report import GradReport as GradReport
 from xentax.gradcheck._report import compare as compare
+from xentax.gradcheck._sampled_grads import (
+  sampled_softmax_cross_entropy_grad as sampled_softmax_cross_entropy_grad,
+)
 from xentax.gradcheck._softmax_grads import (
   categorical_cross_entropy_grad as categorical_cross_entropy_grad,
 )
@@ -106,6 +109,7 @@ __all__ = [
   "softmax_cross_entropy_hessian",
   "softmax_regression_grad",
   "fused_linear_cross_entropy_grad",
+  "sampled_softmax_cross_entropy_grad",
   "softmax_regression_per_example_grad",
   "sparse_categorical_cross_entropy_grad",
   "sparse_categorical_cross_entropy_with_logits_grad",

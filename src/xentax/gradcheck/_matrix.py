@@ -43,6 +43,7 @@ from xentax.gradcheck._regression import (
   softmax_regression_per_example_grad,
 )
 from xentax.gradcheck._report import GradReport, compare
+from xentax.gradcheck._sampled_grads import sampled_softmax_cross_entropy_grad
 from xentax.gradcheck._tolerances import DTYPES, finite_difference_noise, tolerance
 
 NUM_EXAMPLES, NUM_CLASSES = 6, 5
@@ -170,7 +171,12 @@ FUSED_OPTIONS = {
 }
 # The linear models in the matrix; the per-example gradients and the Hessian are checked
 # by the tests (they compile many more shapes, which would double the matrix's run time).
-MODELS = ("softmax_regression", "logistic_regression", "fused_linear_cross_entropy")
+MODELS = (
+  "softmax_regression",
+  "logistic_regression",
+  "fused_linear_cross_entropy",
+  "sampled_softmax_cross_entropy",
+)
 
 
 def option_cases() -> list[tuple[str, str]]:
@@ -499,6 +505,8 @@ def check_model(model: str, targets: str, dtype) -> list[GradReport]:
     actual = jax.grad(f)((X, W, b))
     analytic = fused_linear_cross_entropy_grad(X64, W64, labels, bias=b64, **options)
     numeric = central_differences(lambda p: f(p), (X64, W64, b64))
+  elif model == "sampled_softmax_cross_entropy":
+    actual, analytic, numeric = _sampled_softmax(X, W, b, y)
   elif model == "softmax_cross_entropy_hessian":
     z = X[0] @ W + b
     z64 = _upcast(z)
@@ -513,6 +521,53 @@ def check_model(model: str, targets: str, dtype) -> list[GradReport]:
   else:
     raise ValueError(f"check_model: unknown model {model!r}; choose one of {MODELS}.")
   return _reports(actual, analytic, numeric, name)
+
+
+def _sampled_softmax(X, W, b, y):
+  """``(jax.grad, closed form, central differences)`` of the sampled softmax in hidden,
+  weight, bias and both corrections: a repeated class, an accidental hit, a dropped example
+  and sample weights, the weighted mean."""
+  sampled = np.array([1, 1, int(y[0]), (int(y[0]) + 2) % W.shape[1]])
+  labels = np.where(np.arange(len(y)) % 4 == 3, -100, y)
+  weights = np.linspace(0.5, 2.0, len(y))
+  params = (
+    X,
+    W,
+    b,
+    jnp.linspace(-0.5, 0.5, 4, dtype=X.dtype),
+    jnp.linspace(0, 1, len(y), dtype=X.dtype),
+  )
+
+  def f(p):
+    h, weight, bias, sq, tq = p
+    return losses.sampled_softmax_cross_entropy(
+      h,
+      weight,
+      labels,
+      sampled,
+      sampled_log_q=sq,
+      true_log_q=tq,
+      bias=bias,
+      ignore_index=-100,
+      sample_weight=weights,
+      reduction="mean",
+    )
+
+  up = tuple(_upcast(x) for x in params)
+  g = sampled_softmax_cross_entropy_grad(
+    up[0],
+    up[1],
+    labels,
+    sampled,
+    sampled_log_q=up[3],
+    true_log_q=up[4],
+    bias=up[2],
+    ignore_index=-100,
+    sample_weight=weights,
+    reduction="mean",
+  )
+  keys = ("d_hidden", "d_weight", "d_bias", "d_sampled_log_q", "d_true_log_q")
+  return jax.grad(f)(params), tuple(g[k] for k in keys), central_differences(f, up)
 
 
 def run_matrix(

@@ -31,6 +31,7 @@ from xentax.losses._fused import fused_linear_cross_entropy as fused_linear_cros
 from xentax.losses._fused_distill import fused_linear_distillation as fused_linear_distillation
 from xentax.losses._nll import nll_loss as nll_loss
 from xentax.losses._poly import poly1_cross_entropy_with_logits as poly1_cross_entropy_with_logits
+from xentax.losses._sampled import sampled_softmax_cross_entropy as sampled_softmax_cross_entropy
 from xentax.losses._sparse import (
   sparse_categorical_cross_entropy as sparse_categorical_cross_entropy,
 )
@@ -59,6 +60,7 @@ __all__ = [
   "kl_divergence_with_logits",
   "nll_loss",
   "poly1_cross_entropy_with_logits",
+  "sampled_softmax_cross_entropy",
   "sparse_categorical_cross_entropy",
   "sparse_categorical_cross_entropy_with_logits",
   "sparse_categorical_focal_loss_with_logits",
