@@ -274,13 +274,17 @@ def test_auto_the_tokens_schedule_and_vmap_run_unpartitioned_with_a_warning():
       got = _loss_and_grads(hidden, weight, schedule="tokens")
     _assert_close(got, want)
     labels = jnp.stack([LABELS, LABELS[::-1]])
-    with pytest.warns(UserWarning, match="a vmapped call is not partitioned"):
-      batched = jax.jit(
-        jax.vmap(lambda y: xentax.fused_linear_cross_entropy(hidden, weight, y, ignore_index=-100))
-      )(labels)
-  for y, got in zip(labels, batched, strict=True):
-    want = xentax.fused_linear_cross_entropy(HIDDEN, WEIGHT, y, ignore_index=-100)
-    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+    def loss(y):
+      return xentax.fused_linear_cross_entropy(hidden, weight, y, ignore_index=-100)
+
+    # vmap outside jit or checkpoint reaches the op after it is traced.
+    for batch in (jax.vmap(loss), jax.vmap(jax.jit(loss)), jax.vmap(jax.checkpoint(loss))):
+      with pytest.warns(UserWarning, match="a vmapped call is not partitioned"):
+        batched = jax.jit(batch)(labels)
+      for y, got in zip(labels, batched, strict=True):
+        want = xentax.fused_linear_cross_entropy(HIDDEN, WEIGHT, y, ignore_index=-100)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
 def test_no_warning_outside_a_mesh_or_inside_shard_map():

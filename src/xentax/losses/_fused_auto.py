@@ -68,13 +68,31 @@ def run(call: Call, arrays: dict) -> dict:
   call = call._replace(inputs=present)
   args = tuple(arrays[k] for k in present)
   try:
-    out = _op(call, *args)
-  except NotImplementedError as e:  # no batching rule: under vmap, one unpartitioned op
+    out = _batchable(call)(*args)
+  except NotImplementedError as e:  # differentiated twice: one unpartitioned op
     if "custom_partitioning" not in str(e):
       raise
-    warn_unpartitioned(call.fn_name, "a vmapped call")
+    warn_unpartitioned(call.fn_name, "a call differentiated twice")
     out = _whole(call, *args)
   return dict(zip(call.outputs, out, strict=True))
+
+
+def _batchable(call: Call):
+  """The op, vmapped as one unpartitioned op (``custom_partitioning`` has no batching rule;
+  a ``vmap`` may reach the op after it is traced, around ``jit`` or ``checkpoint``)."""
+
+  @jax.custom_batching.custom_vmap
+  def op(*args):
+    return _op(call, *args)
+
+  @op.def_vmap
+  def batched(axis_size, in_batched, *args):
+    warn_unpartitioned(call.fn_name, "a vmapped call")
+    in_axes = [0 if b else None for b in in_batched]
+    out = jax.vmap(lambda *a: _whole(call, *a), in_axes=in_axes, axis_size=axis_size)(*args)
+    return out, (True,) * len(out)
+
+  return op
 
 
 def _whole(call: Call, *arrays):
@@ -101,9 +119,10 @@ def _specs(arg_shapes) -> list[tuple]:
   return out
 
 
-def _cut(call: Call, mesh, arg_shapes) -> Shards:
-  """The token and vocabulary axes, from the first input holding each factor. Axes that do
-  not divide their dimension are not used, nor vocabulary axes that also cut the tokens."""
+def _cut(call: Call, mesh, arg_shapes) -> tuple[Shards, set]:
+  """The token and vocabulary axes, from the first input sharded along each factor, and the
+  factors already warned about: axes that do not divide their dimension are not used, nor
+  vocabulary axes that also cut the tokens."""
   roles = dict(call.roles)
   found: dict[str, tuple] = {}
   sizes: dict[str, int] = {}
@@ -112,21 +131,25 @@ def _cut(call: Call, mesh, arg_shapes) -> Shards:
     if factors is None:
       continue  # replicated: never cut
     for factor, dim, axes in zip(factors, shape.shape, spec, strict=True):
-      if factor in ("n", "v") and factor not in found:
+      if factor in ("n", "v") and (factor not in found or not found[factor]):
         found[factor], sizes[factor] = axes, dim
   cut: dict[str, tuple] = {}
+  warned: set[str] = set()
   for factor in ("n", "v"):
     axes = found.get(factor, ())
     what = "tokens" if factor == "n" else "vocabulary columns"
+    problem = None
     if set(axes) & set(cut.get("n", ())):
-      _warn(call, f"the mesh axes {axes} cut both the tokens and the {what}")
-      axes = ()
-    count = math.prod(mesh.shape[a] for a in axes)
-    if axes and sizes[factor] % count:
-      _warn(call, f"{sizes[factor]} {what} do not divide over {count} devices {axes}")
+      problem = f"the mesh axes {axes} cut both the tokens and the {what}"
+    elif axes and sizes[factor] % math.prod(mesh.shape[a] for a in axes):
+      count = math.prod(mesh.shape[a] for a in axes)
+      problem = f"{sizes[factor]} {what} do not divide over {count} devices {axes}"
+    if problem:
+      _warn(call, problem)
+      warned.add(factor)
       axes = ()
     cut[factor] = axes
-  return Shards(cut["n"] or None, cut["v"] or None)
+  return Shards(cut["n"] or None, cut["v"] or None), warned
 
 
 def _spec(factors, shards: Shards) -> P:
@@ -145,15 +168,18 @@ def _warn(call: Call, what: str) -> None:
   )
 
 
-def _gathered(call: Call, arg_shapes) -> None:
-  """One warning naming the inputs that arrive cut along an axis never cut (``_cut`` warns
-  for the tokens and the vocabulary)."""
+def _gathered(call: Call, arg_shapes, shards: Shards, warned: set) -> None:
+  """One warning naming the inputs that arrive cut along axes the op does not cut them
+  along (``warned``: factors ``_cut`` has warned about)."""
   roles = dict(call.roles)
   found = []
   for name, spec in zip(call.inputs, _specs(arg_shapes), strict=True):
     factors = roles[name] or (None,) * len(spec)
+    kept = [set(_axes(e)) for e in _spec(factors, shards)]
     extra = sorted(
-      set().union(*(set(a) for f, a in zip(factors, spec, strict=True) if f not in ("n", "v")))
+      set().union(
+        *(set(a) - k for f, a, k in zip(factors, spec, kept, strict=True) if f not in warned)
+      )
     )
     if extra:
       found.append(f"{name} over {extra}")
@@ -163,8 +189,8 @@ def _gathered(call: Call, arg_shapes) -> None:
 
 def _partition(call: Call, mesh, arg_shapes, result_shape):
   del result_shape
-  shards = _cut(call, mesh, arg_shapes)
-  _gathered(call, arg_shapes)
+  shards, warned = _cut(call, mesh, arg_shapes)
+  _gathered(call, arg_shapes, shards, warned)
   roles = dict(call.roles)
 
   def lower(*arrays):
@@ -178,7 +204,9 @@ def _partition(call: Call, mesh, arg_shapes, result_shape):
 
 def _infer(call: Call, mesh, arg_shapes, result_shape):
   del result_shape
-  shards = _cut(call, mesh, arg_shapes)
+  with warnings.catch_warnings():  # the partition callback warns
+    warnings.simplefilter("ignore")
+    shards, _ = _cut(call, mesh, arg_shapes)
   roles = dict(call.roles)
   return tuple(NamedSharding(mesh, _spec(roles[k], shards)) for k in call.outputs)
 
