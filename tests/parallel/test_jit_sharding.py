@@ -329,3 +329,21 @@ def test_auto_one_axis_for_tokens_and_vocabulary_cuts_the_tokens_with_a_warning(
       jax.device_put(HIDDEN, P("model", None)), jax.device_put(WEIGHT, P(None, "model"))
     )
   _assert_close(got, want)
+
+
+@pytest.mark.parametrize("spec", [P(None, "data", None), P("data", "model", None)])
+def test_auto_a_sharded_sequence_axis_is_kept(spec):
+  """``hidden [B, T, D]`` with the sequence sharded: each device runs its own tokens (a
+  flattening to ``[B T, D]`` first would gather them)."""
+  hidden, labels = HIDDEN.reshape(4, 8, D), LABELS.reshape(4, 8)
+
+  def loss(h, w):
+    return xentax.fused_linear_cross_entropy(h, w, labels, ignore_index=-100)
+
+  step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+  want = step(jnp.asarray(hidden), jnp.asarray(WEIGHT))
+  with jax.set_mesh(AUTO):
+    placed = jax.device_put(hidden, spec), jnp.asarray(WEIGHT)
+    _assert_close(step(*placed), want)
+    text = step.lower(*placed).compile().as_text()
+  assert not re.search(r" all-gather(-start)?\(", text)

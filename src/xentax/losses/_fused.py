@@ -241,6 +241,7 @@ def fused_linear_cross_entropy_impl(
       auto_block=auto_block,
     )
     core = _fused_vocab.vocab_loss_partitioned if partitioned else _fused_vocab.vocab_loss
+    h = hidden if partitioned else h
     loss, lse = _vocab_schedule(
       core, config, h, weight, bias, prepared, options, weights, reduction
     )
@@ -302,10 +303,14 @@ def _tokens_schedule(h, weight, bias, prepared, options, weights, reduction, chu
 
 
 def _vocab_schedule(core, config, h, weight, bias, prepared, options, weights, reduction):
-  """``(loss, lse)`` of the vocabulary-blocked schedule (``core``: :mod:`._fused_vocab`)."""
+  """``(loss, lse)`` of the vocabulary-blocked schedule (``core``: :mod:`._fused_vocab`).
+
+  ``h`` is ``[N, D]``, or ``[..., D]`` unflattened for a partitioned core (a flattening
+  would gather a sharded sequence axis)."""
+  tokens = h.shape[:-1]
   # Dropped rows become zeros (so inf/NaN there cannot leak); bad labels make their row NaN.
-  h = jnp.where(prepared.valid.reshape(-1)[:, None], h, jnp.zeros((), h.dtype))
-  h = h + _common.nan_where(prepared.bad.reshape(-1), h.dtype)[:, None]
+  h = jnp.where(prepared.valid.reshape(tokens)[..., None], h, jnp.zeros((), h.dtype))
+  h = h + _common.nan_where(prepared.bad.reshape(tokens), h.dtype)[..., None]
   dtype = _common.compute_dtype(jnp.result_type(h, weight))
   label_smoothing, z_loss, softcap = options
   losses, lse = core(
@@ -313,7 +318,7 @@ def _vocab_schedule(core, config, h, weight, bias, prepared, options, weights, r
     h,
     weight,
     bias,
-    prepared.labels.reshape(-1),
+    prepared.labels.reshape(tokens),
     prepared.class_weights,
     jnp.asarray(label_smoothing, dtype),
     jnp.asarray(z_loss, dtype),

@@ -4,8 +4,9 @@ On ``Auto`` mesh axes XLA chooses the shardings after the loss is traced, so the
 read when the partitioner reaches the op: the tokens are cut along the axes that shard
 ``hidden``'s rows, the vocabulary along those that shard ``weight``'s columns, and the core runs
 on each device's share with the collectives of the explicit layout (:mod:`._fused_layout`).
-Every array is named with a role, one factor per axis: ``"n"`` (tokens), ``"v"``
-(vocabulary), any other letter (never cut), or ``None`` (replicated). An input that arrives
+Every array is named with a role, one factor per axis: ``"n..."`` (a token axis: ``"n0"``,
+``"n1"`` for ``[B, T]``, so a sharded sequence axis is kept), ``"v"`` (vocabulary), any other
+name (never cut), or ``None`` (replicated). An input that arrives
 sharded along a factor that is never cut is gathered first, with a warning.
 """
 
@@ -119,27 +120,25 @@ def _specs(arg_shapes) -> list[tuple]:
   return out
 
 
-def _cut(call: Call, mesh, arg_shapes) -> tuple[Shards, set]:
-  """The token and vocabulary axes, from the first input sharded along each factor, and the
-  factors already warned about: axes that do not divide their dimension are not used, nor
-  vocabulary axes that also cut the tokens."""
+def _cut(call: Call, mesh, arg_shapes) -> tuple[dict[str, tuple], set[str]]:
+  """The mesh axes each token factor (``n...``) and the vocabulary (``v``) are cut along,
+  from the first input sharded along it, and the factors warned about: axes that do not
+  divide their dimension are not used, nor vocabulary axes that also cut the tokens."""
   roles = dict(call.roles)
   found: dict[str, tuple] = {}
   sizes: dict[str, int] = {}
   for name, shape, spec in zip(call.inputs, arg_shapes, _specs(arg_shapes), strict=True):
-    factors = roles[name]
-    if factors is None:
-      continue  # replicated: never cut
+    factors = roles[name] or ("",) * len(spec)  # replicated: no factor is cut
     for factor, dim, axes in zip(factors, shape.shape, spec, strict=True):
-      if factor in ("n", "v") and (factor not in found or not found[factor]):
+      if _cuttable(factor) and not found.get(factor):
         found[factor], sizes[factor] = axes, dim
   cut: dict[str, tuple] = {}
   warned: set[str] = set()
-  for factor in ("n", "v"):
-    axes = found.get(factor, ())
-    what = "tokens" if factor == "n" else "vocabulary columns"
+  for factor in sorted(found, key=lambda f: f == "v"):  # the tokens first
+    axes = found[factor]
+    what = "vocabulary columns" if factor == "v" else "tokens"
     problem = None
-    if set(axes) & set(cut.get("n", ())):
+    if set(axes) & set().union(*cut.values()):
       problem = f"the mesh axes {axes} cut both the tokens and the {what}"
     elif axes and sizes[factor] % math.prod(mesh.shape[a] for a in axes):
       count = math.prod(mesh.shape[a] for a in axes)
@@ -149,13 +148,22 @@ def _cut(call: Call, mesh, arg_shapes) -> tuple[Shards, set]:
       warned.add(factor)
       axes = ()
     cut[factor] = axes
-  return Shards(cut["n"] or None, cut["v"] or None), warned
+  return cut, warned
 
 
-def _spec(factors, shards: Shards) -> P:
+def _cuttable(factor: str) -> bool:
+  return factor == "v" or factor.startswith("n")
+
+
+def _shards(cut: dict[str, tuple]) -> Shards:
+  tokens = tuple(a for f, axes in cut.items() if f != "v" for a in axes)
+  return Shards(tokens or None, cut.get("v") or None)
+
+
+def _spec(factors, cut: dict[str, tuple]) -> P:
   if factors is None:
     return P()
-  return P(*(shards.tokens if f == "n" else shards.vocab if f == "v" else None for f in factors))
+  return P(*(cut.get(f) or None for f in factors))
 
 
 def _warn(call: Call, what: str) -> None:
@@ -168,17 +176,20 @@ def _warn(call: Call, what: str) -> None:
   )
 
 
-def _gathered(call: Call, arg_shapes, shards: Shards, warned: set) -> None:
+def _gathered(call: Call, arg_shapes, cut: dict[str, tuple], warned: set[str]) -> None:
   """One warning naming the inputs that arrive cut along axes the op does not cut them
-  along (``warned``: factors ``_cut`` has warned about)."""
+  along (``warned``: factors :func:`_cut` has warned about)."""
   roles = dict(call.roles)
   found = []
   for name, spec in zip(call.inputs, _specs(arg_shapes), strict=True):
-    factors = roles[name] or (None,) * len(spec)
-    kept = [set(_axes(e)) for e in _spec(factors, shards)]
+    factors = roles[name] or ("",) * len(spec)
     extra = sorted(
       set().union(
-        *(set(a) - k for f, a, k in zip(factors, spec, kept, strict=True) if f not in warned)
+        *(
+          set(a) - set(cut.get(f) or ())
+          for f, a in zip(factors, spec, strict=True)
+          if f not in warned
+        )
       )
     )
     if extra:
@@ -189,16 +200,17 @@ def _gathered(call: Call, arg_shapes, shards: Shards, warned: set) -> None:
 
 def _partition(call: Call, mesh, arg_shapes, result_shape):
   del result_shape
-  shards, warned = _cut(call, mesh, arg_shapes)
-  _gathered(call, arg_shapes, shards, warned)
+  cut, warned = _cut(call, mesh, arg_shapes)
+  _gathered(call, arg_shapes, cut, warned)
+  shards = _shards(cut)
   roles = dict(call.roles)
 
   def lower(*arrays):
     out = call.local(call.static, shards, **dict(zip(call.inputs, arrays, strict=True)))
     return tuple(out[k] for k in call.outputs)
 
-  args = tuple(NamedSharding(mesh, _spec(roles[k], shards)) for k in call.inputs)
-  results = tuple(NamedSharding(mesh, _spec(roles[k], shards)) for k in call.outputs)
+  args = tuple(NamedSharding(mesh, _spec(roles[k], cut)) for k in call.inputs)
+  results = tuple(NamedSharding(mesh, _spec(roles[k], cut)) for k in call.outputs)
   return mesh, lower, results, args
 
 
@@ -206,9 +218,9 @@ def _infer(call: Call, mesh, arg_shapes, result_shape):
   del result_shape
   with warnings.catch_warnings():  # the partition callback warns
     warnings.simplefilter("ignore")
-    shards, _ = _cut(call, mesh, arg_shapes)
+    cut, _ = _cut(call, mesh, arg_shapes)
   roles = dict(call.roles)
-  return tuple(NamedSharding(mesh, _spec(roles[k], shards)) for k in call.outputs)
+  return tuple(NamedSharding(mesh, _spec(roles[k], cut)) for k in call.outputs)
 
 
 def _rule(call: Call, mesh, operand_types, result_types) -> SdyShardingRule:

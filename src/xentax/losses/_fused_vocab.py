@@ -246,14 +246,20 @@ _INPUTS: tuple[str, ...] = ("hidden", "weight", "bias", "labels", "class_weights
 _INPUTS += ("label_smoothing", "z_loss", "softcap")
 _STATS = ("lse", "target", "weighted_sum")
 _TOKENWISE = ("labels", "losses", *_STATS, "g_loss", "g_lse")
-_ROLES = (
-  *((k, ("n", "d")) for k in ("hidden", "d_hidden")),
-  *((k, ("d", "v")) for k in ("weight", "d_weight")),
-  *((k, ("v",)) for k in ("bias", "d_bias")),
-  *((k, ("n",)) for k in _TOKENWISE),
-  *((k, None) for k in _INPUTS[4:]),
-  *((f"d_{k}", None) for k in _INPUTS[4:]),
-)
+
+
+def _roles(rank: int) -> tuple:
+  """Each array's factors for tokens of ``rank`` axes: one factor per token axis, so a
+  sharded sequence axis is cut, not gathered by a flattening."""
+  tokens = tuple(f"n{i}" for i in range(rank))
+  return (
+    *((k, (*tokens, "d")) for k in ("hidden", "d_hidden")),
+    *((k, ("d", "v")) for k in ("weight", "d_weight")),
+    *((k, ("v",)) for k in ("bias", "d_bias")),
+    *((k, tokens) for k in _TOKENWISE),
+    *((k, None) for k in _INPUTS[4:]),
+    *((f"d_{k}", None) for k in _INPUTS[4:]),
+  )
 
 
 def _share_config(config: Config, shards: _fused_auto.Shards, hidden, weight) -> Config:
@@ -267,18 +273,29 @@ def _share_config(config: Config, shards: _fused_auto.Shards, hidden, weight) ->
 
 
 def _forward_share(config: Config, shards, **arrays):
-  h, weight, bias, labels, class_weights, eps, z, cap = (arrays.get(k) for k in _INPUTS)
+  tokens = arrays["labels"].shape  # this device's, unflattened
+  h = arrays["hidden"].reshape(-1, arrays["hidden"].shape[-1])
+  labels = arrays["labels"].reshape(-1)
+  weight, bias, class_weights, eps, z, cap = (
+    arrays.get(k)
+    for k in ("weight", "bias", "class_weights", "label_smoothing", "z_loss", "softcap")
+  )
   config = _share_config(config, shards, h, weight)
   lse, target, weighted_sum = _forward_terms(config, h, weight, bias, labels, class_weights, cap)
   losses = _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z)
-  return {"losses": losses, "lse": lse, "target": target, "weighted_sum": weighted_sum}
+  out = {"losses": losses, "lse": lse, "target": target, "weighted_sum": weighted_sum}
+  return {k: v.reshape(tokens) for k, v in out.items()}
 
 
 def _backward_share(config: Config, shards, *, g_loss, g_lse, **arrays):
+  hidden_shape = arrays["hidden"].shape  # this device's, unflattened
+  flat = {k: v.reshape(-1) for k, v in arrays.items() if k in _TOKENWISE}
+  arrays = {**arrays, **flat, "hidden": arrays["hidden"].reshape(-1, hidden_shape[-1])}
   config = _share_config(config, shards, arrays["hidden"], arrays["weight"])
   residuals = tuple(arrays.get(k) for k in _INPUTS + _STATS)
-  grads = _vocab_loss_bwd(config, residuals, (g_loss, g_lse))
+  grads = _vocab_loss_bwd(config, residuals, (g_loss.reshape(-1), g_lse.reshape(-1)))
   grads = {f"d_{k}": d for k, d in zip(_INPUTS, grads, strict=True) if d is not None}
+  grads["d_hidden"] = grads["d_hidden"].reshape(hidden_shape)
   if shards.tokens is None:
     return grads
   # Each token share holds part of every gradient but its own rows'.
@@ -294,7 +311,8 @@ def vocab_loss_partitioned(config, h, weight, bias, labels, class_weights, eps, 
 
 def _partitioned_fwd(config, *inputs):
   outputs = ("losses", *_STATS)
-  call = _fused_auto.Call(_NAME, _forward_share, config, _INPUTS, outputs, _ROLES)
+  roles = _roles(inputs[0].ndim - 1)
+  call = _fused_auto.Call(_NAME, _forward_share, config, _INPUTS, outputs, roles)
   out = _fused_auto.run(call, dict(zip(_INPUTS, inputs, strict=True)))
   return (out["losses"], out["lse"]), (inputs, tuple(out[k] for k in _STATS))
 
@@ -305,7 +323,8 @@ def _partitioned_bwd(config, residuals, cotangents):
   arrays = dict(zip(names, (*inputs, *stats, *cotangents), strict=True))
   grads = tuple(f"d_{k}" for k, x in zip(_INPUTS, inputs, strict=True) if x is not None)
   grads = tuple(k for k in grads if k != "d_labels")
-  call = _fused_auto.Call(_NAME, _backward_share, config, names, grads, _ROLES)
+  roles = _roles(inputs[0].ndim - 1)
+  call = _fused_auto.Call(_NAME, _backward_share, config, names, grads, roles)
   out = _fused_auto.run(call, arrays)
   return tuple(out.get(f"d_{k}") for k in _INPUTS)
 
