@@ -16,7 +16,8 @@ The losses (each also in :mod:`xentax.losses`; options keyword-only, named as in
 * large vocabularies without the logits: ``fused_linear_cross_entropy``,
   ``fused_linear_distillation`` (and :mod:`xentax.parallel` for a sharded vocabulary);
 * many classes at a fraction of the cost: ``sampled_softmax_cross_entropy`` (with the
-  samplers of :mod:`xentax.sampling`);
+  samplers of :mod:`xentax.sampling`), ``adaptive_softmax_cross_entropy`` and
+  ``adaptive_log_softmax``;
 * helpers: ``checked`` (value errors under ``jit``), ``inverse_frequency_class_weights``,
   ``effective_number_class_weights``.
 
@@ -45,6 +46,8 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _LOSSES = (
+  "adaptive_log_softmax",
+  "adaptive_softmax_cross_entropy",
   "binary_cross_entropy",
   "binary_cross_entropy_with_logits",
   "binary_focal_loss_with_logits",
@@ -89,6 +92,8 @@ if TYPE_CHECKING:
   from xentax import metrics as metrics
   from xentax import parallel as parallel
   from xentax import sampling as sampling
+  from xentax.losses import adaptive_log_softmax as adaptive_log_softmax
+  from xentax.losses import adaptive_softmax_cross_entropy as adaptive_softmax_cross_entropy
   from xentax.losses import binary_cross_entropy as binary_cross_entropy
   from xentax.losses import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
   from xentax.losses import binary_focal_loss_with_logits as binary_focal_loss_with_logits

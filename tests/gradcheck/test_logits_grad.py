@@ -105,8 +105,11 @@ def test_every_loss_has_a_closed_form():
   # gradcheck.fused_linear_cross_entropy_grad, checked in the matrix as a model.
   # distillation_loss's closed form takes the teacher's logits as a keyword;
   # fused_linear_distillation is checked against it in its own tests; the class-weight
-  # helpers are not losses. The sampled softmax, a loss of (hidden, weight), is a model too.
+  # helpers are not losses. The sampled and adaptive softmax, losses of (hidden, weights),
+  # are models too.
   not_logits_losses = (
+    "adaptive_log_softmax",
+    "adaptive_softmax_cross_entropy",
     "checked",
     "fused_linear_cross_entropy",
     "sampled_softmax_cross_entropy",
@@ -119,6 +122,7 @@ def test_every_loss_has_a_closed_form():
   )
   assert "fused_linear_cross_entropy" in gradcheck._matrix.MODELS
   assert "sampled_softmax_cross_entropy" in gradcheck._matrix.MODELS
+  assert "adaptive_softmax_cross_entropy" in gradcheck._matrix.MODELS
 
 
 @pytest.mark.parametrize(

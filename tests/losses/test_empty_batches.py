@@ -199,6 +199,19 @@ CASES = {
     {"sample_weight": F((2, 0)), "where": Mask((2, 0))},
     none_shape=(2, 0),
   ),
+  "adaptive_softmax_cross_entropy": Case(
+    lambda h, head, p1, o1, y, **kw: xentax.adaptive_softmax_cross_entropy(
+      h, head, [(p1, o1)], y, cutoffs=[2], **kw
+    ),
+    {
+      "hidden": F((0, D)),
+      "head_weight": F((D, 3)),
+      "proj": F((D, 2)),
+      "out": F((2, C - 2)),
+      "labels": Labels(BATCH),
+    },
+    {**WEIGHTED, "head_bias": F((3,))},
+  ),
   "sampled_softmax_cross_entropy": Case(
     lambda h, w, y, c, sq, tq, **kw: xentax.sampled_softmax_cross_entropy(
       h, w, y, c, sampled_log_q=sq, true_log_q=tq, **kw
@@ -273,7 +286,12 @@ CASES = {
   ),
 }
 # Public functions that are not losses, each tested on empty inputs below.
-NOT_LOSSES = {"checked", "effective_number_class_weights", "inverse_frequency_class_weights"}
+NOT_LOSSES = {
+  "adaptive_log_softmax",  # log-probabilities, not a loss: its loss is in CASES
+  "checked",
+  "effective_number_class_weights",
+  "inverse_frequency_class_weights",
+}
 
 
 def _public_functions() -> set[str]:

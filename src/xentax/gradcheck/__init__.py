@@ -6,6 +6,9 @@ and masks) and against float64 central differences; :class:`GradReport` says by 
 they differ.
 """
 
+from xentax.gradcheck._adaptive_grads import (
+  adaptive_softmax_cross_entropy_grad as adaptive_softmax_cross_entropy_grad,
+)
 from xentax.gradcheck._binary_grads import binary_cross_entropy_grad as binary_cross_entropy_grad
 from xentax.gradcheck._binary_grads import (
   binary_cross_entropy_with_logits_grad as binary_cross_entropy_with_logits_grad,
@@ -82,6 +85,7 @@ from xentax.gradcheck._tolerances import finite_difference_noise as finite_diffe
 from xentax.gradcheck._tolerances import tolerance as tolerance
 
 __all__ = [
+  "adaptive_softmax_cross_entropy_grad",
   "DTYPES",
   "FD_STEP",
   "GradCheckRecord",

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xentax import losses
+from xentax.gradcheck._adaptive_grads import adaptive_softmax_cross_entropy_grad
 from xentax.gradcheck._finite_diff import central_differences
 from xentax.gradcheck._logits_grad import logits_grad
 from xentax.gradcheck._regression import (
@@ -176,6 +177,7 @@ MODELS = (
   "logistic_regression",
   "fused_linear_cross_entropy",
   "sampled_softmax_cross_entropy",
+  "adaptive_softmax_cross_entropy",
 )
 
 
@@ -507,6 +509,8 @@ def check_model(model: str, targets: str, dtype) -> list[GradReport]:
     numeric = central_differences(lambda p: f(p), (X64, W64, b64))
   elif model == "sampled_softmax_cross_entropy":
     actual, analytic, numeric = _sampled_softmax(X, W, b, y)
+  elif model == "adaptive_softmax_cross_entropy":
+    actual, analytic, numeric = _adaptive_softmax(X, y)
   elif model == "softmax_cross_entropy_hessian":
     z = X[0] @ W + b
     z64 = _upcast(z)
@@ -568,6 +572,42 @@ def _sampled_softmax(X, W, b, y):
   )
   keys = ("d_hidden", "d_weight", "d_bias", "d_sampled_log_q", "d_true_log_q")
   return jax.grad(f)(params), tuple(g[k] for k in keys), central_differences(f, up)
+
+
+def _adaptive_softmax(X, y):
+  """``(jax.grad, closed form, central differences)`` of the adaptive softmax in hidden and
+  every weight: a shortlist of 2 and clusters [2, 3) and [3, 5), a dropped example and sample
+  weights, the weighted mean."""
+  rng = np.random.default_rng(1)
+  d = X.shape[1]
+  head = jnp.asarray(rng.normal(0.0, 0.5, (d, 4)), X.dtype)
+  tails = [
+    (
+      jnp.asarray(rng.normal(0.0, 0.5, (d, 2)), X.dtype),
+      jnp.asarray(rng.normal(0.0, 0.5, (2, 1)), X.dtype),
+    ),
+    (
+      jnp.asarray(rng.normal(0.0, 0.5, (d, 2)), X.dtype),
+      jnp.asarray(rng.normal(0.0, 0.5, (2, 2)), X.dtype),
+    ),
+  ]
+  bias = jnp.asarray(rng.normal(0.0, 0.5, 4), X.dtype)
+  labels = np.where(np.arange(len(y)) % 4 == 3, -100, y)
+  options = {
+    "cutoffs": [2, 3],
+    "ignore_index": -100,
+    "sample_weight": np.linspace(0.5, 2.0, len(y)),
+  }
+
+  def f(p):
+    h, head, tails, bias = p
+    return losses.adaptive_softmax_cross_entropy(h, head, tails, labels, head_bias=bias, **options)
+
+  params = (X, head, tails, bias)
+  up = jax.tree_util.tree_map(_upcast, params)
+  g = adaptive_softmax_cross_entropy_grad(*up[:3], labels, head_bias=up[3], **options)
+  analytic = (g["d_hidden"], g["d_head_weight"], g["d_tail_weights"], g["d_head_bias"])
+  return jax.grad(f)(params), analytic, central_differences(f, up)
 
 
 def run_matrix(

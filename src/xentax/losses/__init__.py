@@ -1,5 +1,9 @@
 """The cross-entropy loss family."""
 
+from xentax.losses._adaptive import adaptive_log_softmax as adaptive_log_softmax
+from xentax.losses._adaptive import (
+  adaptive_softmax_cross_entropy as adaptive_softmax_cross_entropy,
+)
 from xentax.losses._binary import binary_cross_entropy as binary_cross_entropy
 from xentax.losses._binary import (
   binary_cross_entropy_with_logits as binary_cross_entropy_with_logits,
@@ -43,6 +47,8 @@ from xentax.losses._sparse_focal import (
 )
 
 __all__ = [
+  "adaptive_log_softmax",
+  "adaptive_softmax_cross_entropy",
   "binary_cross_entropy",
   "binary_cross_entropy_with_logits",
   "binary_focal_loss_with_logits",
