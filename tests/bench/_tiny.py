@@ -14,6 +14,8 @@ TINY = {
   "fused_time": [(16, 8, 64)],
   "fused_blocks": (32,),
   "fused_memory": (16, 8, (64, 128)),
+  "many_classes": (16, 8, 256),
+  "many_classes_sampled": (4,),
   "parallel": (8, 64),
   "parallel_fused": (8, 4, 16),
   "training_epochs": 1,

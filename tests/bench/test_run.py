@@ -23,7 +23,7 @@ def test_bench_command_writes_json_and_tables(tmp_path, monkeypatch, capsys):
   assert cli.main(["bench", "--suite", "all", "--quick", "--out", str(out)]) == 0
   records = json.loads(out.read_text())
   suites = {"reference", "losses", "memory", "classes", "fused", "fused_memory", "training"}
-  assert {r["suite"] for r in records} == {*suites, "fused_grid", "parallel"}
+  assert {r["suite"] for r in records} == {*suites, "fused_grid", "parallel", "many_classes"}
   memory = [r for r in records if r["suite"] == "memory"]
   assert [(r["params"]["mode"], r["implementation"]) for r in memory] == [
     ("forward", "optax"),
@@ -44,6 +44,7 @@ def test_bench_command_writes_json_and_tables(tmp_path, monkeypatch, capsys):
   for suite in ("losses", "memory", "fused_grid", "classes", "fused", "training", "parallel"):
     assert f"### {suite}" in printed
   assert "| within +16 MiB |" in printed
+  assert "| ratio to fused | temporaries MiB |" in printed  # the many_classes table
 
 
 def test_a_new_suite_is_one_registry_entry(monkeypatch):

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from xentax import records as xrecords
-from xentax.bench import _fused, _losses, _measure, _parallel, _training
+from xentax.bench import _fused, _losses, _many_classes, _measure, _parallel, _training
 from xentax.bench._records import BenchRecord
 from xentax.bench._sizes import sizes as sizes_for
 from xentax.progress import progress_bar
@@ -93,6 +93,12 @@ def _fused_suite(sizes: dict, repeats: int) -> list:
   return rows
 
 
+def _many_classes_suite(sizes: dict, repeats: int) -> list:
+  return _many_classes.run(
+    *sizes["many_classes"], sampled=sizes["many_classes_sampled"], repeats=repeats
+  )
+
+
 def _memory_suite(sizes: dict, repeats: int) -> list:
   del repeats  # compiled only
   return _losses.memory_table(*sizes["memory"]) + _fused.memory_grid(sizes["fused_grid"])
@@ -128,6 +134,11 @@ SUITES: dict[str, Suite] = {
     Suite("classes", _classes_suite, "sparse CE value-and-grad against the number of classes"),
     Suite("memory", _memory_suite, "every loss's temporaries vs its baseline (compiled only)"),
     Suite("fused", _fused_suite, "fused linear CE vs full logits: time and temporaries"),
+    Suite(
+      "many_classes",
+      _many_classes_suite,
+      "sampled and adaptive softmax vs the fused full softmax: time and temporaries",
+    ),
     Suite("training", _training_suite, "the deck's per-example loop vs the compiled loop"),
     Suite(
       "parallel",
@@ -351,6 +362,23 @@ def targets_summary(records: list[BenchRecord]) -> list[str]:
   return lines
 
 
+def many_classes_summary(records: list[BenchRecord]) -> list[str]:
+  """One value-and-grad step of each: time and temporaries against the fused full softmax."""
+  lines = [
+    "| implementation | tokens x D x V | median ms | ratio to fused | temporaries MiB |",
+    "|---|---|---|---|---|",
+  ]
+  for r in records:
+    temp = "-" if r.temp_bytes is None else f"{r.temp_bytes / 2**20:.1f}"
+    ms = "-" if r.median_s is None else f"{r.median_s * 1e3:.1f}"
+    ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
+    lines.append(
+      f"| {r.implementation} | {r.get('num_tokens')} x {r.get('dim')} x {r.get('vocab_size')} |"
+      f" {ms} | {ratio} | {temp} |"
+    )
+  return lines
+
+
 def layouts_summary(records: list[BenchRecord]) -> list[str]:
   """The fused loss on sharded inputs: per-device temporaries and collectives, by layout."""
   lines = [
@@ -390,6 +418,8 @@ def markdown(records: list[BenchRecord]) -> str:
     rows = [r for r in records if r.suite == suite]
     if suite == "targets":
       lines += targets_summary(rows) + [""]
+    if suite == "many_classes":
+      lines += many_classes_summary(rows) + [""]
     if suite == "parallel" and any(r.get("collectives") for r in rows):
       lines += layouts_summary(rows) + [""]
       rows = [r for r in rows if r.get("collectives") is None]

@@ -35,6 +35,9 @@ SIZES: dict[str, dict] = {
     "fused_time": [(2048, 512, 32768)],
     "fused_blocks": (4096, 16384),
     "fused_memory": (8192, 4096, (32768, 131072, 262144)),
+    # (tokens, dim, vocab) and S: sampled and adaptive softmax against the fused full one.
+    "many_classes": (256, 512, 131072),
+    "many_classes_sampled": (256, 4096),
     "parallel": (512, 8192),
     # (tokens, dim, vocab) per device: the fused loss on 1, 2, 4 and 8 devices, compiled only.
     "parallel_fused": (256, 64, 2048),
@@ -57,6 +60,8 @@ SIZES: dict[str, dict] = {
     "fused_time": [(8192, 4096, 32768), (8192, 4096, 131072)],
     "fused_blocks": (2048, 8192, 32768),
     "fused_memory": (8192, 4096, (32768, 131072, 262144)),
+    "many_classes": (8192, 4096, 131072),
+    "many_classes_sampled": (256, 4096),
     "parallel": (8192, 131072),
     "parallel_fused": (2048, 1024, 16384),
     "training_epochs": 2,

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xentax.losses import _common, _frame, _reduce, _validate
+from xentax.losses._fused import fused_linear_cross_entropy
 from xentax.losses._sparse_terms import prepare_labels
 
 
@@ -50,8 +51,10 @@ def adaptive_softmax_cross_entropy(
 
   Gradient: the sparse cross-entropy's ``softmax - onehot`` for the head (target: ``y`` or
   its cluster's token) and, for an example in cluster ``i``, for cluster ``i``'s logits;
-  through ``h W_head`` and ``h P_i O_i`` by the chain rule. Each cluster's logits are
-  computed for every example (static shapes) and used for those in it.
+  through ``h W_head`` and ``h P_i O_i`` by the chain rule. Each cluster's term is
+  :func:`xentax.fused_linear_cross_entropy` of ``h P_i`` and ``O_i`` over the examples in it
+  (static shapes: its logits are computed for every example, a block at a time, never
+  stored whole).
 
   Args:
     hidden: ``[..., D]`` hidden states.
@@ -107,8 +110,7 @@ def adaptive_softmax_cross_entropy(
   weights = _validate.sample_weights(name, sample_weight, labels.shape, dtype)
   # Dropped rows become zeros, so inf/NaN there reaches neither the loss nor a gradient.
   h = jnp.where(prepared.valid[..., None], hidden, jnp.zeros((), hidden.dtype))
-  parts = _log_probs(h, head_weight, tails, head_bias, cuts)
-  losses = -_target_log_prob(parts, prepared.labels)
+  losses = _losses(h, head_weight, tails, head_bias, cuts, prepared.labels)
   losses = jnp.where(prepared.valid, losses, 0.0) + _common.nan_where(prepared.bad, losses.dtype)
   return _reduce.reduce_losses(
     losses, valid=prepared.valid, sample_weight=weights, reduction=reduction
@@ -174,21 +176,25 @@ def _log_probs(h, head_weight, tails, head_bias, cuts) -> _Head:
   return _Head(cuts, jax.nn.log_softmax(logits, axis=-1), tuple(outs))
 
 
-def _target_log_prob(parts: _Head, labels):
-  """``log p(y)`` of in-range labels (see the formula)."""
-  cuts = parts.cutoffs
+def _losses(h, head_weight, tails, head_bias, cuts, labels):
+  """``-log p(y)`` of in-range labels: the head's cross-entropy at ``y`` or its cluster's
+  token, plus the cluster's at ``y - c_{i-1}`` where ``y`` is in cluster ``i``."""
+  dtype = _common.compute_dtype(jnp.result_type(h, head_weight))
+  logits = jnp.dot(h, head_weight, preferred_element_type=dtype)
+  if head_bias is not None:
+    logits = logits + head_bias.astype(dtype)
   shortlist = cuts[0]
-  in_head = labels < shortlist
-  head_column = jnp.where(in_head, labels, shortlist)
-  total = jnp.zeros(labels.shape, parts.head.dtype)
-  for i, tail in enumerate(parts.tails):
+  head_target = labels
+  losses = jnp.zeros(labels.shape, dtype)
+  for i, (proj, out) in enumerate(tails):
     inside = (labels >= cuts[i]) & (labels < cuts[i + 1])
-    head_column = jnp.where(inside, shortlist + i, head_column)
-    local = jnp.clip(labels - cuts[i], 0, tail.shape[-1] - 1)
-    picked = jnp.take_along_axis(tail, local[..., None], axis=-1)[..., 0]
-    total = total + jnp.where(inside, picked, 0.0)
-  head = jnp.take_along_axis(parts.head, head_column[..., None], axis=-1)[..., 0]
-  return head + total
+    head_target = jnp.where(inside, shortlist + i, head_target)
+    projected = jnp.dot(h, proj, preferred_element_type=dtype).astype(out.dtype)
+    local = jnp.where(inside, labels - cuts[i], 0)
+    cluster = fused_linear_cross_entropy(projected, out, local, where=inside, reduction="none")
+    losses = losses + cluster.astype(dtype)
+  target = jnp.take_along_axis(logits, head_target[..., None], axis=-1)[..., 0]
+  return losses + jax.nn.logsumexp(logits, axis=-1) - target
 
 
 def _check(name, hidden, head_weight, tail_weights, cutoffs, head_bias):
