@@ -291,3 +291,28 @@ def reliability_panels(
     ax.set_visible(False)
   fig.suptitle(title, fontsize=10)
   return fig
+
+
+def step_time_frontier(
+  panels: Mapping[str, Mapping[str, tuple[float, float]]],
+  *,
+  floors: Mapping[str, float],
+  title: str,
+) -> Figure:
+  """One panel per setting: each method's (step time in ms, test cross-entropy) as a point;
+  the setting's floor (the known teacher's cross-entropy) as a horizontal line."""
+  fig = Figure(figsize=(5.5 * len(panels), 4.2))
+  axes = fig.subplots(1, len(panels), squeeze=False)[0]
+  for ax, (name, points) in zip(axes, panels.items(), strict=True):
+    for label, (ms, loss) in points.items():
+      ax.scatter([ms], [loss], s=36, label=label)
+    if name in floors:
+      ax.axhline(floors[name], color="0.4", linestyle="--", linewidth=1, label="teacher")
+    ax.set_xscale("log")
+    ax.set_xlabel("median step time (ms, log scale)")
+    ax.set_ylabel("test cross-entropy (nats)")
+    ax.set_title(name)
+    _legend(ax)
+  fig.suptitle(title)
+  fig.tight_layout()
+  return fig

@@ -2,6 +2,7 @@
 
 from xentax.bench._gpu import run as run_gpu
 from xentax.bench._gpu_markdown import markdown as gpu_markdown
+from xentax.bench._many_classes import adaptive_layout as adaptive_layout
 from xentax.bench._measure import BenchWarning as BenchWarning
 from xentax.bench._measure import Timing as Timing
 from xentax.bench._measure import compile_ahead as compile_ahead
@@ -31,6 +32,7 @@ __all__ = [
   "BenchWarning",
   "Suite",
   "Timing",
+  "adaptive_layout",
   "check_suites",
   "compile_ahead",
   "device_info",

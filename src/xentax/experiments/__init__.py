@@ -12,6 +12,8 @@ from xentax.experiments._large_vocab import HeadComparisonConfig as HeadComparis
 from xentax.experiments._large_vocab import compare_heads as compare_heads
 from xentax.experiments._large_vocab import head_loss as head_loss
 from xentax.experiments._large_vocab import make_head_train_step as make_head_train_step
+from xentax.experiments._many_classes import ManyClassesConfig as ManyClassesConfig
+from xentax.experiments._many_classes import study as many_classes_study
 from xentax.experiments._records import ExperimentResult as ExperimentResult
 from xentax.experiments._records import RunRecord as RunRecord
 from xentax.experiments._registry import EXPERIMENTS as EXPERIMENTS
@@ -28,6 +30,7 @@ __all__ = [
   "Experiment",
   "ExperimentResult",
   "HeadComparisonConfig",
+  "ManyClassesConfig",
   "RunRecord",
   "StepSizeStudy",
   "base_rate_cross_entropy",
@@ -35,6 +38,7 @@ __all__ = [
   "compare_heads",
   "head_loss",
   "make_head_train_step",
+  "many_classes_study",
   "run",
   "step_size_errors",
   "unigram_cross_entropy",

@@ -25,6 +25,7 @@ from xentax.experiments import (
   _imbalance,
   _language,
   _large_vocab,
+  _many_classes,
   _optimizers,
 )
 from xentax.experiments._common import SCALES
@@ -67,6 +68,12 @@ EXPERIMENTS: dict[str, Experiment] = {
       "large_vocab",
       "next-word model at V = 32768: fused vs full-logits loss",
       _large_vocab.large_vocab,
+      report_section="large_vocabularies",
+    ),
+    Experiment(
+      "many_classes",
+      "Zipfian teacher at V = 2^14 and 2^17: full vs sampled vs adaptive softmax",
+      _many_classes.many_classes,
       report_section="large_vocabularies",
     ),
     Experiment(

@@ -118,7 +118,43 @@ def experiment_lines(result: experiments.ExperimentResult) -> list[str]:
   ]
 
 
-def render(records: list[bench.BenchRecord], result: experiments.ExperimentResult) -> str:
+def many_classes_lines(result: experiments.ExperimentResult) -> list[str]:
+  """Markdown for the ``many_classes`` experiment (figure path under training/)."""
+  lines = [
+    "### Many classes: sampled and adaptive softmax",
+    "",
+    "Softmax regression on a Zipfian task whose Bayes posterior is known (`xentax experiment"
+    " many_classes`): each method trains from the same start on the same batches; its test"
+    " cross-entropy is its own normalised model's (the full softmax of the learned weights, or"
+    " the adaptive softmax's); step times are compiled steps timed side by side.",
+    "",
+    "| V | method | test cross-entropy | test accuracy | step ms | step / full | temporaries MB |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for row in result.rows:
+    e = row.extra
+    lines.append(
+      f"| {e['vocab_size']} | {row.loss} | {row.test_loss:.3f} | {row.test_accuracy:.3f} |"
+      f" {e['median_step_s'] * 1e3:.1f} | {e['step_time_ratio']:.3f} | {_mb(e['temp_bytes']):.1f} |"
+    )
+  floors = ", ".join(
+    f"{v}: teacher {d['teacher_test_loss']:.3f}, class prior {d['prior_test_loss']:.3f}"
+    for v, d in result.info.items()
+  )
+  return lines + [
+    "",
+    f"Test cross-entropy of the known teacher and of the class prior alone ({floors}).",
+    "",
+    f"![test cross-entropy against step time](training/{result.figures['frontier']})",
+    "",
+  ]
+
+
+def render(
+  records: list[bench.BenchRecord],
+  result: experiments.ExperimentResult,
+  many: experiments.ExperimentResult | None = None,
+) -> str:
   memory = [r for r in records if r.suite == "fused_memory"]
   timing = [r for r in records if r.suite == "fused"]
   return "\n".join(
@@ -128,12 +164,14 @@ def render(records: list[bench.BenchRecord], result: experiments.ExperimentResul
       *(memory_lines(memory, "large_vocab_memory.png") if memory else []),
       *timing_lines(timing),
       *experiment_lines(result),
+      *(many_classes_lines(many) if many is not None else []),
     ]
   )
 
 
 def section(out_dir: Path, scale: str = "full") -> str:
-  """``xentax bench --suite fused --quick`` and the ``large_vocab`` experiment, rendered."""
+  """``xentax bench --suite fused --quick`` and the ``large_vocab`` and ``many_classes``
+  experiments, rendered."""
   records = bench.run(["fused"], quick=True, progress=True)
   bench.write_json(records, out_dir / "large_vocab_bench.json")
   memory = [r for r in records if r.suite == "fused_memory"]
@@ -149,4 +187,5 @@ def section(out_dir: Path, scale: str = "full") -> str:
     )
     plots.save(figure, out_dir / "large_vocab_memory.png")
   result = experiments.run("large_vocab", out_dir / "training", scale=scale)
-  return render(records, result)
+  many = experiments.run("many_classes", out_dir / "training", scale=scale)
+  return render(records, result, many)
