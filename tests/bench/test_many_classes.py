@@ -1,6 +1,10 @@
 """The ``many_classes`` suite at tiny sizes: records, not speed."""
 
+import pytest
+
 from xentax.bench import _many_classes
+
+pytestmark = pytest.mark.slow  # compiles and times four steps
 
 
 def test_each_implementation_is_timed_against_the_fused_full_softmax():

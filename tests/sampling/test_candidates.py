@@ -49,8 +49,9 @@ def test_with_replacement_the_draws_follow_q_and_the_counts_are_s_q(name):
 @pytest.mark.parametrize("name", list(SAMPLERS))
 def test_unique_draws_are_distinct_and_counted_as_tensorflow_counts_them(name):
   sample, q = SAMPLERS[name]
+  draw = jax.jit(lambda key: sample(key, jnp.array([1, 6]), 30, True))
   for seed in range(5):
-    draws = jax.jit(lambda key: sample(key, jnp.array([1, 6]), 30, True))(jax.random.key(seed))
+    draws = draw(jax.random.key(seed))
     classes = np.asarray(draws.sampled_classes)
     assert len(set(classes.tolist())) == 30 and q[classes].min() > 0
     # One number of tries T >= S explains every count: S q (T = S) or 1 - (1 - q)^T.
