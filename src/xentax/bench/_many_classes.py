@@ -32,9 +32,10 @@ def _inputs(num_tokens, dim, vocab_size, seed):
   hidden = jax.random.normal(k[0], (num_tokens, dim))
   weight = jax.random.normal(k[1], (dim, vocab_size)) * scale
   head = jax.random.normal(k[2], (dim, cutoffs[0] + 2)) * scale
+  tail_keys = jax.random.split(k[3], (2, 2))
   tails = [
-    (jax.random.normal(ki, (dim, d)) * scale, jax.random.normal(ki, (d, n)) / jnp.sqrt(d))
-    for ki, (d, n) in zip(jax.random.split(k[3], 2), tail_shapes, strict=True)
+    (jax.random.normal(kp, (dim, d)) * scale, jax.random.normal(ko, (d, n)) / jnp.sqrt(d))
+    for (kp, ko), (d, n) in zip(tail_keys, tail_shapes, strict=True)
   ]
   # Zipfian labels, as a vocabulary sorted by frequency has them.
   labels = xentax.sampling.log_uniform_candidates(

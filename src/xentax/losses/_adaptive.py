@@ -4,7 +4,6 @@ cluster of rarer classes, each cluster a smaller softmax behind a down-projectio
 from __future__ import annotations
 
 import itertools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -13,12 +12,6 @@ import numpy as np
 from xentax.losses import _common, _frame, _reduce, _validate
 from xentax.losses._fused import fused_linear_cross_entropy
 from xentax.losses._sparse_terms import prepare_labels
-
-
-class _Head(NamedTuple):
-  cutoffs: tuple[int, ...]  # torch's, then V: cluster i holds [cutoffs[i], cutoffs[i + 1])
-  head: jax.Array  # [N, shortlist + clusters] log-probabilities
-  tails: tuple[jax.Array, ...]  # [N, n_i] log-probabilities within each cluster
 
 
 @_frame.loss
@@ -152,45 +145,39 @@ def adaptive_log_softmax(hidden, head_weight, tail_weights, *, cutoffs, head_bia
   hidden, head_weight, tails, head_bias, cuts = _check(
     name, hidden, head_weight, tail_weights, cutoffs, head_bias
   )
-  parts = _log_probs(hidden, head_weight, tails, head_bias, cuts)
+  dtype = _common.compute_dtype(jnp.result_type(hidden, head_weight))
+  head = jax.nn.log_softmax(_head_logits(hidden, head_weight, head_bias, dtype), axis=-1)
   shortlist = cuts[0]
-  pieces = [parts.head[..., :shortlist]]
-  for i, tail in enumerate(parts.tails):
-    pieces.append(parts.head[..., shortlist + i, None] + tail)
+  pieces = [head[..., :shortlist]]
+  for i, (proj, out) in enumerate(tails):
+    z = jnp.dot(_projected(hidden, proj, out, dtype), out, preferred_element_type=dtype)
+    pieces.append(head[..., shortlist + i, None] + jax.nn.log_softmax(z, axis=-1))
   return jnp.concatenate(pieces, axis=-1)
 
 
-def _log_probs(h, head_weight, tails, head_bias, cuts) -> _Head:
-  dtype = _common.compute_dtype(jnp.result_type(h, head_weight))
+def _head_logits(h, head_weight, head_bias, dtype):
   logits = jnp.dot(h, head_weight, preferred_element_type=dtype)
-  if head_bias is not None:
-    logits = logits + head_bias.astype(dtype)
-  outs = []
-  for proj, out in tails:
-    z = jnp.dot(
-      jnp.dot(h, proj, preferred_element_type=dtype).astype(out.dtype),
-      out,
-      preferred_element_type=dtype,
-    )
-    outs.append(jax.nn.log_softmax(z, axis=-1))
-  return _Head(cuts, jax.nn.log_softmax(logits, axis=-1), tuple(outs))
+  return logits if head_bias is None else logits + head_bias.astype(dtype)
+
+
+def _projected(h, proj, out, dtype):
+  """``h P_i``, accumulated in ``dtype``, in ``O_i``'s dtype for the next matmul."""
+  return jnp.dot(h, proj, preferred_element_type=dtype).astype(out.dtype)
 
 
 def _losses(h, head_weight, tails, head_bias, cuts, labels):
   """``-log p(y)`` of in-range labels: the head's cross-entropy at ``y`` or its cluster's
   token, plus the cluster's at ``y - c_{i-1}`` where ``y`` is in cluster ``i``."""
   dtype = _common.compute_dtype(jnp.result_type(h, head_weight))
-  logits = jnp.dot(h, head_weight, preferred_element_type=dtype)
-  if head_bias is not None:
-    logits = logits + head_bias.astype(dtype)
+  logits = _head_logits(h, head_weight, head_bias, dtype)
   shortlist = cuts[0]
   head_target = labels
   losses = jnp.zeros(labels.shape, dtype)
   for i, (proj, out) in enumerate(tails):
     inside = (labels >= cuts[i]) & (labels < cuts[i + 1])
     head_target = jnp.where(inside, shortlist + i, head_target)
-    projected = jnp.dot(h, proj, preferred_element_type=dtype).astype(out.dtype)
     local = jnp.where(inside, labels - cuts[i], 0)
+    projected = _projected(h, proj, out, dtype)
     cluster = fused_linear_cross_entropy(projected, out, local, where=inside, reduction="none")
     losses = losses + cluster.astype(dtype)
   target = jnp.take_along_axis(logits, head_target[..., None], axis=-1)[..., 0]

@@ -170,12 +170,7 @@ def _check_shapes(name, hidden, weight, labels, sampled):
 
 def _correction(name, arg, value, shape, dtype):
   """A ``log Q`` correction broadcast to ``shape``; a concrete non-finite entry raises."""
-  value = _validate.float_array(name, arg, value).astype(dtype)
-  try:
-    value = jnp.broadcast_to(value, shape)
-  except ValueError:
-    raise ValueError(
-      f"{name}: {arg} has shape {value.shape}, which does not broadcast to {shape}."
-    ) from None
+  value = _validate.float_array(name, arg, value)
+  value = _validate.broadcast_param(name, arg, value, shape, dtype)
   _validate.check_values(name, f"{arg} must be finite", value, ~jnp.isfinite(value))
   return value
