@@ -536,3 +536,66 @@ def sampled_softmax(hidden, weight, labels, sampled, sampled_log_q, true_log_q, 
   elif reduction == "sum_over_batch_size":
     scale = scale / max(kept.sum(), 1)
   return value, grads * scale[:, None]
+
+
+def in_batch_softmax(
+  query,
+  item,
+  *,
+  temperature=1.0,
+  item_ids=None,
+  log_q=None,
+  kept=None,
+  sampled=None,
+  sampled_log_q=None,
+  sampled_ids=None,
+  sample_weight=None,
+  reduction="mean",
+):
+  """Yi et al.'s corrected in-batch softmax, one query at a time (TFRS ``Retrieval``)."""
+  q, v = np.asarray(query, np.float64), np.asarray(item, np.float64)
+  n = len(q)
+  kept = np.ones(n, bool) if kept is None else np.asarray(kept)
+  log_q = np.zeros(n) if log_q is None else np.broadcast_to(np.asarray(log_q, np.float64), n)
+  losses = np.zeros(n)
+  for i in range(n):
+    if not kept[i]:
+      continue
+    logits, keep = [], []
+    for j in range(n):
+      logits.append(q[i] @ v[j] / temperature - log_q[j])
+      hit = j != i and item_ids is not None and item_ids[j] == item_ids[i]
+      keep.append(kept[j] and not hit)
+    if sampled is not None:
+      s_q = np.zeros(len(sampled)) if sampled_log_q is None else np.asarray(sampled_log_q)
+      for k, s in enumerate(np.asarray(sampled, np.float64)):
+        logits.append(q[i] @ s / temperature - s_q[k])
+        keep.append(sampled_ids is None or sampled_ids[k] != item_ids[i])
+    row = np.where(keep, logits, -np.inf)
+    losses[i] = _logsumexp(row) - row[i]
+  s = np.ones(n) if sample_weight is None else np.broadcast_to(sample_weight, n)
+  return _reduce(losses, kept, np.ones(n), reduction, s)
+
+
+def clip(image, text, *, logit_scale, kept=None, reduction="mean"):
+  """open_clip's ``ClipLoss`` on the kept pairs: the two directions' CEs, halved."""
+  x, t = np.asarray(image, np.float64), np.asarray(text, np.float64)
+  kept = np.ones(len(x), bool) if kept is None else np.asarray(kept)
+  z = logit_scale * x[kept] @ t[kept].T
+  per_pair = np.zeros(len(x))
+  rows = [_logsumexp(r) for r in z]
+  cols = [_logsumexp(c) for c in z.T]
+  per_pair[kept] = 0.5 * (np.array(rows) - np.diag(z)) + 0.5 * (np.array(cols) - np.diag(z))
+  return _reduce(per_pair, kept, np.ones(len(x)), reduction, np.ones(len(x)))
+
+
+def siglip(image, text, *, logit_scale, logit_bias, kept=None, reduction="mean"):
+  """SigLIP's pairwise sigmoid loss: each kept image's sum over the kept texts."""
+  x, t = np.asarray(image, np.float64), np.asarray(text, np.float64)
+  kept = np.ones(len(x), bool) if kept is None else np.asarray(kept)
+  losses = np.zeros(len(x))
+  for i in np.flatnonzero(kept):
+    for j in np.flatnonzero(kept):
+      z = logit_scale * x[i] @ t[j] + logit_bias
+      losses[i] -= _log_sigmoid(z if i == j else -z)
+  return _reduce(losses, kept, np.ones(len(x)), reduction, np.ones(len(x)))

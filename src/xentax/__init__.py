@@ -18,10 +18,12 @@ The losses (each also in :mod:`xentax.losses`; options keyword-only, named as in
 * many classes at a fraction of the cost: ``sampled_softmax_cross_entropy`` (with the
   samplers of :mod:`xentax.sampling`), ``adaptive_softmax_cross_entropy`` and
   ``adaptive_log_softmax``;
+* retrieval and contrastive learning: ``in_batch_softmax_cross_entropy`` (two towers, with
+  the popularity correction), ``clip_loss``, ``siglip_loss``;
 * helpers: ``checked`` (value errors under ``jit``), ``inverse_frequency_class_weights``,
   ``effective_number_class_weights``.
 
-Also :mod:`xentax.metrics` (accuracy, perplexity, calibration) and :mod:`xentax.gradcheck`
+Also :mod:`xentax.metrics` (accuracy, perplexity, calibration, ranking) and :mod:`xentax.gradcheck`
 (closed forms and finite differences). The guides and the API reference are in ``docs/``
 (``mkdocs serve``); ``xentax --help`` lists the commands.
 
@@ -56,16 +58,19 @@ _LOSSES = (
   "categorical_focal_loss_with_logits",
   "causal_lm_cross_entropy_with_logits",
   "checked",
+  "clip_loss",
   "distillation_loss",
   "effective_number_class_weights",
   "fused_linear_cross_entropy",
   "fused_linear_distillation",
+  "in_batch_softmax_cross_entropy",
   "inverse_frequency_class_weights",
   "jensen_shannon_divergence_with_logits",
   "kl_divergence_with_logits",
   "nll_loss",
   "poly1_cross_entropy_with_logits",
   "sampled_softmax_cross_entropy",
+  "siglip_loss",
   "sparse_categorical_cross_entropy",
   "sparse_categorical_cross_entropy_with_logits",
   "sparse_categorical_focal_loss_with_logits",
@@ -108,10 +113,12 @@ if TYPE_CHECKING:
     causal_lm_cross_entropy_with_logits as causal_lm_cross_entropy_with_logits,
   )
   from xentax.losses import checked as checked
+  from xentax.losses import clip_loss as clip_loss
   from xentax.losses import distillation_loss as distillation_loss
   from xentax.losses import effective_number_class_weights as effective_number_class_weights
   from xentax.losses import fused_linear_cross_entropy as fused_linear_cross_entropy
   from xentax.losses import fused_linear_distillation as fused_linear_distillation
+  from xentax.losses import in_batch_softmax_cross_entropy as in_batch_softmax_cross_entropy
   from xentax.losses import inverse_frequency_class_weights as inverse_frequency_class_weights
   from xentax.losses import (
     jensen_shannon_divergence_with_logits as jensen_shannon_divergence_with_logits,
@@ -120,6 +127,7 @@ if TYPE_CHECKING:
   from xentax.losses import nll_loss as nll_loss
   from xentax.losses import poly1_cross_entropy_with_logits as poly1_cross_entropy_with_logits
   from xentax.losses import sampled_softmax_cross_entropy as sampled_softmax_cross_entropy
+  from xentax.losses import siglip_loss as siglip_loss
   from xentax.losses import sparse_categorical_cross_entropy as sparse_categorical_cross_entropy
   from xentax.losses import (
     sparse_categorical_cross_entropy_with_logits as sparse_categorical_cross_entropy_with_logits,

@@ -26,6 +26,11 @@ from xentax.losses._class_weights import (
 from xentax.losses._class_weights import (
   inverse_frequency_class_weights as inverse_frequency_class_weights,
 )
+from xentax.losses._contrastive import clip_loss as clip_loss
+from xentax.losses._contrastive import (
+  in_batch_softmax_cross_entropy as in_batch_softmax_cross_entropy,
+)
+from xentax.losses._contrastive import siglip_loss as siglip_loss
 from xentax.losses._divergence import distillation_loss as distillation_loss
 from xentax.losses._divergence import (
   jensen_shannon_divergence_with_logits as jensen_shannon_divergence_with_logits,
@@ -57,16 +62,19 @@ __all__ = [
   "categorical_focal_loss_with_logits",
   "causal_lm_cross_entropy_with_logits",
   "checked",
+  "clip_loss",
   "distillation_loss",
   "effective_number_class_weights",
   "fused_linear_cross_entropy",
   "fused_linear_distillation",
+  "in_batch_softmax_cross_entropy",
   "inverse_frequency_class_weights",
   "jensen_shannon_divergence_with_logits",
   "kl_divergence_with_logits",
   "nll_loss",
   "poly1_cross_entropy_with_logits",
   "sampled_softmax_cross_entropy",
+  "siglip_loss",
   "sparse_categorical_cross_entropy",
   "sparse_categorical_cross_entropy_with_logits",
   "sparse_categorical_focal_loss_with_logits",

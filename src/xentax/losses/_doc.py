@@ -82,6 +82,22 @@ PARAGRAPHS: dict[str, str | tuple[str, ...]] = {
     "it makes the affected examples' loss and gradient NaN (every kept example's for an "
     "option), and :func:`xentax.checked` reports it.",
   ),
+  "contrastive_chunk_size": (
+    "chunk_size: rows of the ``[B, B]`` similarity matrix held at a time, forward and "
+    "backward (the backward pass recomputes each block); None: blocks of at most 2^22 "
+    "similarities. The result does not depend on it."
+  ),
+  "contrastive_axis_name": (
+    "axis_name: inside ``jax.shard_map``, the mesh axis (or axes) the batch is sharded over: "
+    "every device's rows are scored against the columns of all devices (all-gathered, with "
+    "exact gradients) and the reduction is global, so each device returns the loss of the "
+    "global batch. None outside ``shard_map`` (under ``jit`` on sharded inputs the call "
+    "already sees the global batch)."
+  ),
+  "contrastive_where": (
+    "where: boolean ``[B]`` mask; a False pair leaves both its row and its column (a padded "
+    "batch), with zero gradient whatever its embeddings hold."
+  ),
   "reduction_weighted": (
     'reduction: ``"none"`` (``s_n l_n``, 0 where dropped), ``"sum"``, ``"mean"`` '
     "(``sum s_n l_n / sum s_n w_{y_n}`` over the kept examples, torch's weighted mean; 0 "

@@ -35,6 +35,8 @@ DOMAINS = {
   "beta": ("in [0, 1]", lambda v: (v >= 0) & (v <= 1)),
   # Poly-1: -log p + eps (1 - p) >= (1 + eps)(1 - p) >= 0 needs eps >= -1 (Leng et al.).
   "epsilon": ("finite and >= -1", lambda v: (v >= -1) & (v < np.inf)),
+  "logit_scale": ("finite and > 0", lambda v: (v > 0) & (v < np.inf)),
+  "logit_bias": ("finite", lambda v: (v > -np.inf) & (v < np.inf)),
 }
 
 
