@@ -16,6 +16,7 @@ TINY = {
   "fused_memory": (16, 8, (64, 128)),
   "many_classes": (16, 8, 256),
   "many_classes_sampled": (4,),
+  "retrieval": (16, 4),
   "parallel": (8, 64),
   "parallel_fused": (8, 4, 16),
   "training_epochs": 1,

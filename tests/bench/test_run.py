@@ -23,7 +23,13 @@ def test_bench_command_writes_json_and_tables(tmp_path, monkeypatch, capsys):
   assert cli.main(["bench", "--suite", "all", "--quick", "--out", str(out)]) == 0
   records = json.loads(out.read_text())
   suites = {"reference", "losses", "memory", "classes", "fused", "fused_memory", "training"}
-  assert {r["suite"] for r in records} == {*suites, "fused_grid", "parallel", "many_classes"}
+  assert {r["suite"] for r in records} == {
+    *suites,
+    "fused_grid",
+    "parallel",
+    "many_classes",
+    "retrieval",
+  }
   memory = [r for r in records if r["suite"] == "memory"]
   assert [(r["params"]["mode"], r["implementation"]) for r in memory] == [
     ("forward", "optax"),
@@ -45,6 +51,7 @@ def test_bench_command_writes_json_and_tables(tmp_path, monkeypatch, capsys):
     assert f"### {suite}" in printed
   assert "| within +16 MiB |" in printed
   assert "| ratio to fused | temporaries MiB |" in printed  # the many_classes table
+  assert "| ratio to formula | temporaries MiB |" in printed  # the retrieval table
 
 
 def test_a_new_suite_is_one_registry_entry(monkeypatch):

@@ -20,7 +20,15 @@ import jax
 import jax.numpy as jnp
 
 from xentax import records as xrecords
-from xentax.bench import _fused, _losses, _many_classes, _measure, _parallel, _training
+from xentax.bench import (
+  _fused,
+  _losses,
+  _many_classes,
+  _measure,
+  _parallel,
+  _retrieval,
+  _training,
+)
 from xentax.bench._records import BenchRecord
 from xentax.bench._sizes import sizes as sizes_for
 from xentax.progress import progress_bar
@@ -99,6 +107,10 @@ def _many_classes_suite(sizes: dict, repeats: int) -> list:
   )
 
 
+def _retrieval_suite(sizes: dict, repeats: int) -> list:
+  return _retrieval.run(*sizes["retrieval"], repeats=repeats)
+
+
 def _memory_suite(sizes: dict, repeats: int) -> list:
   del repeats  # compiled only
   return _losses.memory_table(*sizes["memory"]) + _fused.memory_grid(sizes["fused_grid"])
@@ -138,6 +150,11 @@ SUITES: dict[str, Suite] = {
       "many_classes",
       _many_classes_suite,
       "sampled and adaptive softmax vs the fused full softmax: time and temporaries",
+    ),
+    Suite(
+      "retrieval",
+      _retrieval_suite,
+      "chunked in-batch softmax, CLIP and SigLIP vs the [B, B] formula: time and temporaries",
     ),
     Suite("training", _training_suite, "the deck's per-example loop vs the compiled loop"),
     Suite(
@@ -379,6 +396,26 @@ def many_classes_summary(records: list[BenchRecord]) -> list[str]:
   return lines
 
 
+def retrieval_summary(records: list[BenchRecord]) -> list[str]:
+  """One value-and-grad step over ``B`` pairs: time and temporaries against the formula."""
+  lines = [
+    "| implementation | B x D | median ms | ratio to formula | temporaries MiB | formula's MiB |",
+    "|---|---|---|---|---|---|",
+  ]
+  mib = 2**20
+  for r in records:
+    temp = "-" if r.temp_bytes is None else f"{r.temp_bytes / mib:.1f}"
+    base = r.get("baseline_temp_bytes")
+    base = "-" if base is None else f"{base / mib:.1f}"
+    ms = "-" if r.median_s is None else f"{r.median_s * 1e3:.1f}"
+    ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
+    lines.append(
+      f"| {r.implementation} | {r.get('num_tokens')} x {r.get('dim')} | {ms} | {ratio} |"
+      f" {temp} | {base} |"
+    )
+  return lines
+
+
 def layouts_summary(records: list[BenchRecord]) -> list[str]:
   """The fused loss on sharded inputs: per-device temporaries and collectives, by layout."""
   lines = [
@@ -420,6 +457,9 @@ def markdown(records: list[BenchRecord]) -> str:
       lines += targets_summary(rows) + [""]
     if suite == "many_classes":
       lines += many_classes_summary(rows) + [""]
+    if suite == "retrieval":
+      lines += retrieval_summary(rows) + [""]
+      continue
     if suite == "parallel" and any(r.get("collectives") for r in rows):
       lines += layouts_summary(rows) + [""]
       rows = [r for r in rows if r.get("collectives") is None]

@@ -38,6 +38,8 @@ SIZES: dict[str, dict] = {
     # (tokens, dim, vocab) and S: sampled and adaptive softmax against the fused full one.
     "many_classes": (256, 512, 131072),
     "many_classes_sampled": (256, 4096),
+    # (B, D): contrastive losses over B pairs, chunked against the [B, B] formula.
+    "retrieval": (8192, 64),
     "parallel": (512, 8192),
     # (tokens, dim, vocab) per device: the fused loss on 1, 2, 4 and 8 devices, compiled only.
     "parallel_fused": (256, 64, 2048),
@@ -62,6 +64,7 @@ SIZES: dict[str, dict] = {
     "fused_memory": (8192, 4096, (32768, 131072, 262144)),
     "many_classes": (8192, 4096, 131072),
     "many_classes_sampled": (256, 4096),
+    "retrieval": (32768, 512),
     "parallel": (8192, 131072),
     "parallel_fused": (2048, 1024, 16384),
     "training_epochs": 2,
