@@ -353,6 +353,46 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# xentax data
+
+DATA_ACTIONS = ("fetch",)
+DATA_SETS = ("movielens-100k",)
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument(
+    "action", choices=DATA_ACTIONS, metavar="ACTION", help=_choices_help("what to do", DATA_ACTIONS)
+  )
+  parser.add_argument(
+    "name", choices=DATA_SETS, metavar="NAME", help=_choices_help("the dataset", DATA_SETS)
+  )
+  parser.add_argument(
+    "--cache-dir",
+    metavar="DIR",
+    help="folder to keep the download in (default: $XDG_CACHE_HOME/xentax, else ~/.cache/xentax)",
+  )
+
+
+def _data(args: argparse.Namespace) -> int:
+  cache = None if args.cache_dir is None else _writable_folder(args.cache_dir, "--cache-dir")
+  from xentax import data
+
+  try:
+    path = data.fetch_movielens_100k(cache)
+    ratings = data.movielens_100k(path)
+  except (RuntimeError, ValueError, OSError) as err:  # pip failed, a corrupt or unwritable cache
+    print(f"xentax data: error: {err}", file=sys.stderr)
+    return 1
+  print(path)
+  print(
+    f"{args.name}: {ratings.num_users:,} users, {ratings.num_items:,} items, "
+    f"{ratings.num_ratings:,} ratings ({len(ratings.train_users):,} train, "
+    f"{len(ratings.test_users):,} test: each user's latest)"
+  )
+  return 0
+
+
+# ---------------------------------------------------------------------------------------
 
 COMMANDS = {
   "train": (
@@ -375,6 +415,11 @@ COMMANDS = {
     "run every experiment and write results/REPORT.md with figures",
     _reproduce_arguments,
     _reproduce,
+  ),
+  "data": (
+    "download a public dataset into the local cache (xentax data fetch movielens-100k)",
+    _data_arguments,
+    _data,
   ),
 }
 

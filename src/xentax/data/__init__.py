@@ -2,6 +2,10 @@
 
 from xentax.data._dataset import Dataset as Dataset
 from xentax.data._dataset import split as split
+from xentax.data._movielens import Interactions as Interactions
+from xentax.data._movielens import cache_dir as cache_dir
+from xentax.data._movielens import fetch_movielens_100k as fetch_movielens_100k
+from xentax.data._movielens import movielens_100k as movielens_100k
 from xentax.data._recommender import implicit_feedback as implicit_feedback
 from xentax.data._registry import DATASET_TASKS as DATASET_TASKS
 from xentax.data._registry import DATASETS as DATASETS
@@ -21,14 +25,18 @@ __all__ = [
   "DATASETS",
   "DATASET_TASKS",
   "Dataset",
+  "Interactions",
   "blobs",
   "breast_cancer",
+  "cache_dir",
   "cat_not_cat",
   "corpus_stats",
   "digits",
+  "fetch_movielens_100k",
   "implicit_feedback",
   "iris",
   "load",
+  "movielens_100k",
   "next_word",
   "split",
   "stdlib_docstrings",
