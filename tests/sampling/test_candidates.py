@@ -137,3 +137,20 @@ def test_the_corrected_sampled_gradient_converges_to_the_full_one():
   assert corrected[2] < bound, corrected
   uncorrected = _relative_error_of_the_mean_gradient(4096, False)
   assert uncorrected > bound, uncorrected
+
+
+def test_unigram_counts_closed_over_inside_jit_are_checked_eagerly():
+  """Concrete counts captured by an enclosing ``jit`` are checked with NumPy (a ``jnp`` check
+  would be staged and could not be read)."""
+  counts = jnp.array([3.0, 0.0, 1.0, 5.0])
+
+  @jax.jit
+  def draw(key, labels):
+    return xentax.sampling.unigram_candidates(key, labels, 2, counts).sampled_classes
+
+  sampled = draw(jax.random.key(0), jnp.array([0, 3]))
+  assert sampled.shape == (2,) and not np.any(np.asarray(sampled) == 1)
+  with pytest.raises(ValueError, match="only 3 classes have a positive count"):
+    jax.jit(lambda k: xentax.sampling.unigram_candidates(k, jnp.array([0]), 4, counts))(
+      jax.random.key(0)
+    )

@@ -8,6 +8,8 @@ similarities) and, for the cost of chunking alone, with one block (``chunk_size=
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -37,7 +39,7 @@ def _siglip_formula(x, t, scale, bias):
 def _cases(batch: int):
   """name -> (loss of (a, b, log_q), baseline name)."""
   scale, bias, temperature = 10.0, -10.0, 0.1
-  cases = {
+  cases: dict[str, tuple[Callable, str | None]] = {
     "clip, formula": (lambda a, b, q: _clip_formula(a, b, scale), None),
     "in-batch, formula": (lambda a, b, q: _in_batch_formula(a, b, q, temperature), None),
     "siglip, formula": (lambda a, b, q: _siglip_formula(a, b, scale, bias), None),

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from xentax.losses import contract
@@ -119,8 +120,10 @@ def unigram_candidates(key, labels, num_sampled: int, counts, *, unique: bool = 
     raise ValueError(f"{name}: counts has shape {counts.shape}; it must be [V].")
   num_classes = _classes(name, counts.shape[0])
   if not isinstance(counts, jax.core.Tracer):
-    positive = int(jnp.sum(counts > 0))
-    if bool(jnp.any(~jnp.isfinite(counts) | (counts < 0))) or positive == 0:
+    # NumPy: under an enclosing jit, jnp on a closed-over constant would be staged.
+    values = np.asarray(counts)
+    positive = int(np.sum(values > 0))
+    if bool(np.any(~np.isfinite(values) | (values < 0))) or positive == 0:
       raise ValueError(f"{name}: counts must be finite and >= 0 with a positive sum.")
     if unique and num_sampled > positive:
       raise ValueError(
