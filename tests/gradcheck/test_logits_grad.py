@@ -106,8 +106,10 @@ def test_every_loss_has_a_closed_form():
   # distillation_loss's closed form takes the teacher's logits as a keyword;
   # fused_linear_distillation is checked against it in its own tests; the class-weight
   # helpers are not losses. The sampled and adaptive softmax, losses of (hidden, weights),
-  # are models too.
+  # and the retrieval losses, of two embeddings, are models too.
+  retrieval = ("in_batch_softmax_cross_entropy", "clip_loss", "siglip_loss")
   not_logits_losses = (
+    *retrieval,
     "adaptive_log_softmax",
     "adaptive_softmax_cross_entropy",
     "checked",
@@ -123,6 +125,7 @@ def test_every_loss_has_a_closed_form():
   assert "fused_linear_cross_entropy" in gradcheck._matrix.MODELS
   assert "sampled_softmax_cross_entropy" in gradcheck._matrix.MODELS
   assert "adaptive_softmax_cross_entropy" in gradcheck._matrix.MODELS
+  assert set(retrieval) <= set(gradcheck._matrix.MODELS)
 
 
 @pytest.mark.parametrize(

@@ -73,6 +73,43 @@ def test_models_and_unknown_names():
     gradcheck.run_matrix(("float16",))
 
 
+def test_retrieval_rows_cover_every_option_and_reduction_and_pass():
+  import inspect
+
+  from xentax import losses
+
+  reductions = set()
+  for loss, rows in _matrix.RETRIEVAL_ROWS.items():
+    assert loss in _matrix.MODELS and loss in gradcheck.checked_names()
+    params = inspect.signature(getattr(losses, loss)).parameters.values()
+    options = {p.name for p in params if p.kind == p.KEYWORD_ONLY}
+    not_rows = {"chunk_size", "axis_name", "reduction"}  # fixed, no option, the rows' own
+    assert {n for names, _ in rows for n in names} == options - not_rows
+    reductions |= {reduction for _, reduction in rows}
+  assert reductions == {"mean", "sum", "sum_over_batch_size", "none"}
+  records = gradcheck.run_matrix(("float64", "float32"), losses=list(_matrix.RETRIEVAL_ROWS))
+  rows = sum(len(rows) for rows in _matrix.RETRIEVAL_ROWS.values())
+  assert len(records) == 2 * 2 * rows  # float64 and float32, analytic and differences
+  assert all(r["passed"] for r in records), [r for r in records if not r["passed"]]
+  assert all(r["options"]["chunk_size"] == 2 for r in records)
+
+
+def test_retrieval_rows_fail_for_a_wrong_closed_form(monkeypatch):
+  import jax
+
+  loss = "siglip_loss"
+  names, reduction = _matrix.RETRIEVAL_ROWS[loss][0]
+  inputs, right = _matrix._RETRIEVAL_GRADS[loss]
+
+  def wrong(*args, **kwargs):
+    return {**right(*args, **kwargs), "d_logit_bias": 0.0}
+
+  monkeypatch.setitem(_matrix._RETRIEVAL_GRADS, loss, (inputs, wrong))
+  with jax.enable_x64(True):
+    analytic, numeric = _matrix.check_retrieval_case(loss, names, reduction, jnp.float64)
+  assert not analytic.passed and numeric.passed
+
+
 def test_format_table_marks_failures():
   record = {
     "loss": "x",

@@ -60,6 +60,11 @@ from xentax.gradcheck._regression import (
 )
 from xentax.gradcheck._report import GradReport as GradReport
 from xentax.gradcheck._report import compare as compare
+from xentax.gradcheck._retrieval_grads import clip_loss_grad as clip_loss_grad
+from xentax.gradcheck._retrieval_grads import (
+  in_batch_softmax_cross_entropy_grad as in_batch_softmax_cross_entropy_grad,
+)
+from xentax.gradcheck._retrieval_grads import siglip_loss_grad as siglip_loss_grad
 from xentax.gradcheck._sampled_grads import (
   sampled_softmax_cross_entropy_grad as sampled_softmax_cross_entropy_grad,
 )
@@ -85,45 +90,48 @@ from xentax.gradcheck._tolerances import finite_difference_noise as finite_diffe
 from xentax.gradcheck._tolerances import tolerance as tolerance
 
 __all__ = [
-  "adaptive_softmax_cross_entropy_grad",
   "DTYPES",
   "FD_STEP",
-  "GradCheckRecord",
-  "check_matrix",
-  "checked_names",
   "LOSS_GRADS",
   "TOLERANCES",
+  "GradCheckRecord",
   "GradReport",
+  "adaptive_softmax_cross_entropy_grad",
   "binary_cross_entropy_grad",
   "binary_cross_entropy_with_logits_grad",
   "binary_focal_loss_with_logits_grad",
   "categorical_cross_entropy_grad",
   "categorical_cross_entropy_with_logits_grad",
+  "causal_lm_cross_entropy_with_logits_grad",
   "check_finite_differences",
   "check_grads_report",
+  "check_matrix",
+  "checked_names",
+  "clip_loss_grad",
   "compare",
+  "distillation_loss_grad",
   "finite_difference_directional",
   "finite_difference_jacobian",
   "finite_difference_noise",
   "format_summary",
   "format_table",
+  "fused_linear_cross_entropy_grad",
+  "in_batch_softmax_cross_entropy_grad",
+  "jensen_shannon_divergence_with_logits_grad",
+  "kl_divergence_with_logits_grad",
+  "kl_divergence_with_logits_teacher_grad",
   "logistic_regression_grad",
   "logits_grad",
+  "nll_loss_grad",
+  "poly1_cross_entropy_with_logits_grad",
   "run_matrix",
+  "sampled_softmax_cross_entropy_grad",
+  "siglip_loss_grad",
   "softmax_cross_entropy_hessian",
   "softmax_regression_grad",
-  "fused_linear_cross_entropy_grad",
-  "sampled_softmax_cross_entropy_grad",
   "softmax_regression_per_example_grad",
   "sparse_categorical_cross_entropy_grad",
   "sparse_categorical_cross_entropy_with_logits_grad",
   "sparse_categorical_focal_loss_with_logits_grad",
   "tolerance",
-  "distillation_loss_grad",
-  "jensen_shannon_divergence_with_logits_grad",
-  "kl_divergence_with_logits_grad",
-  "kl_divergence_with_logits_teacher_grad",
-  "causal_lm_cross_entropy_with_logits_grad",
-  "nll_loss_grad",
-  "poly1_cross_entropy_with_logits_grad",
 ]

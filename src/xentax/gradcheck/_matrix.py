@@ -14,6 +14,11 @@ Design notes:
     linear cross-entropy against their closed forms. Those rows compute ``X @ W`` in the
     tested dtype; in bfloat16 the rounding of the logits would dominate and says nothing
     about the loss, so they run in float64 and float32 only.
+  * The retrieval losses (in-batch softmax, CLIP, SigLIP) are models too: ``B = 5`` pairs
+    in row blocks of 2 (a scan with a padded last block), each row differentiated in the
+    embeddings and every float option it sets, against
+    :mod:`xentax.gradcheck._retrieval_grads`. A handful of rows puts every option in some
+    row and every reduction in some loss, instead of the full product (each row compiles).
   * Nearly all of the run time is XLA compiling small functions. So every case uses the
     same ``[6, 5]`` shape (binary losses included); the float64 reference of a case is
     one function object, compiled once for its three dtypes; and two threads run checks
@@ -25,7 +30,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -44,6 +49,11 @@ from xentax.gradcheck._regression import (
   softmax_regression_per_example_grad,
 )
 from xentax.gradcheck._report import GradReport, compare
+from xentax.gradcheck._retrieval_grads import (
+  clip_loss_grad,
+  in_batch_softmax_cross_entropy_grad,
+  siglip_loss_grad,
+)
 from xentax.gradcheck._sampled_grads import sampled_softmax_cross_entropy_grad
 from xentax.gradcheck._tolerances import DTYPES, finite_difference_noise, tolerance
 
@@ -178,7 +188,44 @@ MODELS = (
   "fused_linear_cross_entropy",
   "sampled_softmax_cross_entropy",
   "adaptive_softmax_cross_entropy",
+  "in_batch_softmax_cross_entropy",
+  "clip_loss",
+  "siglip_loss",
 )
+# The retrieval losses' rows: (options, reduction). ``item_ids`` repeat one item (pairs 0
+# and 2) and two sampled ids equal queries' items: accidental hits; ``where`` drops pair 3.
+RETRIEVAL_ROWS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
+  "in_batch_softmax_cross_entropy": (
+    (("temperature", "log_q", "item_ids", "where", "sample_weight"), "mean"),
+    (
+      (
+        "temperature",
+        "log_q",
+        "item_ids",
+        "sampled_item",
+        "sampled_log_q",
+        "sampled_ids",
+        "where",
+        "sample_weight",
+      ),
+      "sum_over_batch_size",
+    ),
+    (("sampled_item", "sampled_log_q"), "none"),
+  ),
+  "clip_loss": ((("logit_scale", "where"), "mean"), (("logit_scale",), "none")),
+  "siglip_loss": (
+    (("logit_scale", "logit_bias", "where"), "sum_over_batch_size"),
+    (("logit_scale", "logit_bias"), "sum"),
+  ),
+}
+RETRIEVAL_SCALARS = {"temperature": 0.5, "logit_scale": 2.5, "logit_bias": -1.0}
+RETRIEVAL_CHUNK = 2
+# Each retrieval loss's two embedding arguments and its closed form.
+_RETRIEVAL_GRADS: dict[str, tuple[tuple[str, str], Callable[..., dict]]] = {
+  "in_batch_softmax_cross_entropy": (("query", "item"), in_batch_softmax_cross_entropy_grad),
+  "clip_loss": (("image", "text"), clip_loss_grad),
+  "siglip_loss": (("image", "text"), siglip_loss_grad),
+}
 
 
 def option_cases() -> list[tuple[str, str]]:
@@ -610,6 +657,75 @@ def _adaptive_softmax(X, y):
   return jax.grad(f)(params), analytic, central_differences(f, up)
 
 
+def describe_retrieval(names: Iterable[str], reduction: str) -> dict:
+  """JSON-friendly description of a retrieval row's options."""
+  out: dict[str, Any] = {name: RETRIEVAL_SCALARS.get(name, "array") for name in names}
+  return {**out, "chunk_size": RETRIEVAL_CHUNK, "reduction": reduction}
+
+
+def retrieval_inputs(loss: str, names: Iterable[str], seed: int = 2) -> tuple[dict, dict]:
+  """``(params, fixed)`` of one retrieval row, float64: the inputs differentiated (the two
+  embeddings and the float options named) and the others (ids, ``where``, weights)."""
+  rng = np.random.default_rng(seed)
+  count, dim, sampled = 5, 3, 3
+  left, right = _RETRIEVAL_GRADS[loss][0]
+  params: dict[str, Any] = {left: rng.normal(0.0, 1.0, (count, dim))}
+  params[right] = rng.normal(0.0, 1.0, (count, dim))
+  draws = {
+    "log_q": np.log(rng.uniform(0.05, 0.5, count)),
+    "sampled_item": rng.normal(0.0, 1.0, (sampled, dim)),
+    "sampled_log_q": np.log(rng.uniform(0.05, 0.5, sampled)),
+    "sample_weight": rng.uniform(0.5, 2.0, count),
+    "item_ids": np.array([3, 7, 3, 1, 5]),
+    "sampled_ids": np.array([7, 2, 5]),
+    "where": np.arange(count) != 3,
+  }
+  fixed: dict[str, Any] = {}
+  for name in names:
+    if name in RETRIEVAL_SCALARS:
+      params[name] = np.asarray(RETRIEVAL_SCALARS[name])
+    elif name in ("log_q", "sampled_item", "sampled_log_q"):
+      params[name] = draws[name]
+    else:
+      fixed[name] = draws[name]
+  return params, fixed
+
+
+@functools.cache
+def _retrieval_value(loss: str, reduction: str):
+  """``f(params, fixed)``: one function object per row (see :func:`_loss_value`)."""
+  left, right = _RETRIEVAL_GRADS[loss][0]
+  loss_fn = getattr(losses, loss)
+
+  def f(params, fixed):
+    options = {k: v for k, v in params.items() if k not in (left, right)}
+    out = loss_fn(
+      params[left], params[right], **options, **fixed, chunk_size=RETRIEVAL_CHUNK,
+      reduction=reduction,
+    )  # fmt: skip
+    return out.sum() if reduction == "none" else out
+
+  return f
+
+
+def check_retrieval_case(loss: str, names, reduction: str, dtype) -> list[GradReport]:
+  """``jax.grad`` of one retrieval row in ``dtype`` (embeddings and float options) against
+  its closed form and float64 central differences."""
+  params, fixed = retrieval_inputs(loss, names)
+  name = f"{loss}({options_text(describe_retrieval(names, reduction))})"
+  params_d = {k: _round(v, dtype) for k, v in params.items()}
+  fixed_d = {k: _round(v, dtype) for k, v in fixed.items()}
+  f = _retrieval_value(loss, reduction)
+  actual = jax.jit(jax.grad(f))(params_d, fixed_d)
+  up = functools.partial(jax.tree_util.tree_map, _upcast)
+  params_64, fixed_64 = up(params_d), up(fixed_d)
+  (left, right), closed_form = _RETRIEVAL_GRADS[loss]
+  options = {k: v for k, v in params_64.items() if k not in (left, right)}
+  g = closed_form(params_64[left], params_64[right], **options, **fixed_64, reduction=reduction)
+  analytic = {k: g[f"d_{k}"] for k in params}
+  return _reports(actual, analytic, central_differences(f, params_64, args=(fixed_64,)), name)
+
+
 def run_matrix(
   dtypes: Iterable[str] = DTYPES, *, losses: Iterable[str] | None = None
 ) -> list[dict]:
@@ -617,9 +733,9 @@ def run_matrix(
 
   Args:
     dtypes: any of ``"float64"``, ``"float32"``, ``"bfloat16"``.
-    losses: restrict to these losses (names of xentax losses, or the models
-      ``"softmax_regression"``, ``"logistic_regression"`` and
-      ``"fused_linear_cross_entropy"``); default all.
+    losses: restrict to these losses (names in :data:`LOSS_OPTIONS`, or in
+      :data:`MODELS`: the linear models, the fused, sampled and adaptive softmax and the
+      retrieval losses); default all.
 
   Returns:
     A list of dicts with ``loss``, ``options`` (a dict; ``"array"`` marks a random array),
@@ -667,7 +783,13 @@ def _run(dtypes: tuple[str, ...], selected: list[str]) -> list[dict]:
           continue
         tasks.append((check_option_case, (loss, option, jnp.dtype(dtype)), loss, options))
   for model in MODELS:
-    if model in selected:
+    if model in selected and model in RETRIEVAL_ROWS:
+      for names, reduction in RETRIEVAL_ROWS[model]:
+        for dtype in (d for d in dtypes if d != "bfloat16"):
+          retrieval_args = (model, names, reduction, jnp.dtype(dtype))
+          options = describe_retrieval(names, reduction)
+          tasks.append((check_retrieval_case, retrieval_args, model, options))
+    elif model in selected:
       for targets in ("integer", "soft") if model == "softmax_regression" else ("integer",):
         for dtype in dtypes:
           if dtype != "bfloat16":

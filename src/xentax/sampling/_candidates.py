@@ -133,8 +133,13 @@ def unigram_candidates(key, labels, num_sampled: int, counts, *, unique: bool = 
   log_counts = jnp.log(counts.astype(_float()))
   log_total = jnp.log(jnp.sum(counts.astype(_float())))
 
+  # Inverse CDF: one uniform per draw and a binary search, not a Gumbel per class and draw.
+  cdf = jnp.cumsum(counts.astype(_float()))
+  last = num_classes - 1 - jnp.argmax(counts[::-1] > 0)  # a rounded-up u lands on a positive
+
   def draw(key, n):
-    return jax.random.categorical(key, log_counts, shape=(n,)).astype(jnp.int32)
+    u = jax.random.uniform(key, (n,), cdf.dtype) * cdf[-1]
+    return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), last).astype(jnp.int32)
 
   def log_prob(k):
     return log_counts[k] - log_total
