@@ -118,3 +118,25 @@ def pytest_collection_modifyitems(config, items):
     for i, item in enumerate(group):
       if i not in keep:
         item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def movielens_cache(tmp_path, monkeypatch):
+  """A small generated MovieLens-format wheel in a fresh ``$XDG_CACHE_HOME`` (40 users, 60
+  items, 15 ratings each), so ``xentax.data.movielens_100k()`` and the recommender
+  experiment run offline; returns the wheel's path."""
+  import zipfile
+
+  import numpy as np
+
+  rng = np.random.default_rng(0)
+  lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+  for user in range(1, 41):
+    for k, item in enumerate(rng.choice(np.arange(1, 61), 15, replace=False)):
+      lines.append(f"{user}\t{item}\t{rng.integers(1, 6)}\t{1000 * user + k}")
+  wheel = tmp_path / "cache" / "xentax" / "recbole-1.2.1-py3-none-any.whl"
+  wheel.parent.mkdir(parents=True)
+  with zipfile.ZipFile(wheel, "w") as archive:
+    archive.writestr("recbole/dataset_example/ml-100k/ml-100k.inter", "\n".join(lines) + "\n")
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+  return wheel

@@ -316,3 +316,47 @@ def step_time_frontier(
   fig.suptitle(title)
   fig.tight_layout()
   return fig
+
+
+def ranking_by_method(
+  curves: Mapping[str, Mapping[str, Sequence[float]]],
+  popularity: Mapping[str, float],
+  *,
+  reference_popularity: float,
+  title: str,
+) -> Figure:
+  """Training loss and a ranking metric per epoch for each method, and the mean training
+  popularity of each method's top recommendations against the held-out items'.
+
+  Args:
+    curves: method -> ``{"train_loss": [epochs], "metric": [epochs]}`` (seed means).
+    popularity: method -> mean training count of its top-ranked items.
+    reference_popularity: the held-out items' mean training count (a horizontal line).
+    title: names the experiment.
+  """
+  fig = Figure(figsize=(15, 4.2))
+  ax_loss, ax_metric, ax_pop = fig.subplots(1, 3)
+  for i, (name, curve) in enumerate(curves.items()):
+    epochs = np.arange(1, len(curve["train_loss"]) + 1)
+    ax_loss.plot(epochs, curve["train_loss"], "o-", color=f"C{i}", ms=3, label=name)
+    ax_metric.plot(epochs, curve["metric"], "o-", color=f"C{i}", ms=3, label=name)
+  ax_loss.set_ylabel("training objective (each method's own)")
+  ax_loss.set_yscale("log")
+  ax_metric.set_ylabel("test recall@10 (seen items excluded)")
+  for ax in (ax_loss, ax_metric):
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+  _legend(ax_metric)
+  names = list(popularity)
+  ax_pop.barh(
+    range(len(names)), [popularity[n] for n in names], color=[f"C{i}" for i in range(len(names))]
+  )
+  ax_pop.axvline(reference_popularity, color="0.3", ls="--", lw=1, label="held-out items")
+  ax_pop.set_yticks(range(len(names)), names, fontsize=7)
+  ax_pop.set_xlabel("mean training count of the top 10")
+  ax_pop.grid(alpha=0.3, axis="x")
+  _legend(ax_pop)
+  fig.suptitle(title)
+  fig.tight_layout()
+  return fig

@@ -14,7 +14,7 @@ from xentax.report import SECTIONS, _training_section
 pytestmark = pytest.mark.slow  # smoke-runs every training experiment
 
 
-def test_training_section_smoke_runs_every_experiment(tmp_path):
+def test_training_section_smoke_runs_every_experiment(tmp_path, movielens_cache):
   markdown = _training_section.section(tmp_path, "smoke")
   assert SECTIONS["training"] is _training_section.section
   assert markdown.startswith("## Training")

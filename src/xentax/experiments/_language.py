@@ -1,7 +1,5 @@
-"""Next-word prediction on standard-library docstrings, and implicit-feedback recommendation.
-
-Both are judged against the constant predictor that knows only the label frequencies (the
-unigram model; the base rate), drawn as a line on their curves.
+"""Next-word prediction on standard-library docstrings, judged against the constant predictor
+that knows only the label frequencies (the unigram model), drawn as a line on its curves.
 """
 
 from __future__ import annotations
@@ -65,30 +63,3 @@ def next_word(root: Path, scale: str) -> ExperimentResult:
   row.bar = "test CE below the unigram baseline's"
   row.bar_met = bool(row.test_loss < baseline)
   return ExperimentResult("next_word", scale, [row], info={"corpus": xdata.corpus_stats()})
-
-
-def recommender(root: Path, scale: str) -> ExperimentResult:
-  """Matrix factorisation on implicit feedback, trained with binary CE with logits.
-
-  Row ``extra``: ``constant_test_loss``, the test CE of predicting the base rate.
-  """
-  ds = xdata.implicit_feedback(seed=0)
-  config = TrainConfig(
-    model="matrix_factorisation",
-    dataset="implicit_feedback",
-    epochs=10,
-    batch_size=256,
-    lr=0.003,
-    model_options={"dim": 8},
-  )
-  constant = base_rate_cross_entropy(ds)
-  row = train_run(
-    root,
-    "matrix_factorisation",
-    config,
-    scale,
-    dataset=ds,
-    baselines={"base-rate test CE": constant},
-    constant_test_loss=constant,
-  )
-  return ExperimentResult("recommender", scale, [row])

@@ -27,6 +27,7 @@ from xentax.experiments import (
   _large_vocab,
   _many_classes,
   _optimizers,
+  _recommender,
 )
 from xentax.experiments._common import SCALES
 from xentax.experiments._records import ExperimentResult
@@ -63,7 +64,11 @@ EXPERIMENTS: dict[str, Experiment] = {
       _imbalance.class_imbalance,
     ),
     Experiment("next_word", "next-word prediction vs the unigram baseline", _language.next_word),
-    Experiment("recommender", "matrix factorisation on implicit feedback", _language.recommender),
+    Experiment(
+      "recommender",
+      "MovieLens 100K: BCE, full, sampled and in-batch softmax, ranked over the catalogue",
+      _recommender.recommender,
+    ),
     Experiment(
       "large_vocab",
       "next-word model at V = 32768: fused vs full-logits loss",
