@@ -325,11 +325,12 @@ def ranking_by_method(
   reference_popularity: float,
   title: str,
 ) -> Figure:
-  """Training loss and a ranking metric per epoch for each method, and the mean training
+  """Training loss and a ranking metric against steps for each method, and the mean training
   popularity of each method's top recommendations against the held-out items'.
 
   Args:
-    curves: method -> ``{"train_loss": [epochs], "metric": [epochs]}`` (seed means).
+    curves: method -> ``{"steps": [n], "train_loss": [n], "metric": [n]}`` (seed means at
+      ``n`` checkpoints).
     popularity: method -> mean training count of its top-ranked items.
     reference_popularity: the held-out items' mean training count (a horizontal line).
     title: names the experiment.
@@ -337,15 +338,13 @@ def ranking_by_method(
   fig = Figure(figsize=(15, 4.2))
   ax_loss, ax_metric, ax_pop = fig.subplots(1, 3)
   for i, (name, curve) in enumerate(curves.items()):
-    epochs = np.arange(1, len(curve["train_loss"]) + 1)
-    ax_loss.plot(epochs, curve["train_loss"], "o-", color=f"C{i}", ms=3, label=name)
-    ax_metric.plot(epochs, curve["metric"], "o-", color=f"C{i}", ms=3, label=name)
-  ax_loss.set_ylabel("training objective (each method's own)")
+    ax_loss.plot(curve["steps"], curve["train_loss"], "o-", color=f"C{i}", ms=3, label=name)
+    ax_metric.plot(curve["steps"], curve["metric"], "o-", color=f"C{i}", ms=3, label=name)
+  ax_loss.set_ylabel("training objective (each method's own, mean of the last steps)")
   ax_loss.set_yscale("log")
   ax_metric.set_ylabel("test recall@10 (seen items excluded)")
   for ax in (ax_loss, ax_metric):
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("training steps")
     ax.grid(alpha=0.3)
   _legend(ax_metric)
   names = list(popularity)

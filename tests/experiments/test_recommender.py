@@ -32,7 +32,7 @@ def test_every_method_is_ranked_over_the_catalogue(tmp_path, movielens_cache):
   assert all(r.extra["seeds"] == config.seeds for r in result.rows[:-1])
   lines = (tmp_path / "recommender" / "metrics.jsonl").read_text().splitlines()
   logged = [json.loads(line) for line in lines]
-  assert len(logged) == 6 * config.epochs
+  assert len(logged) == 6 * config.checkpoints
   assert all(len(entry["recall"]) == config.seeds for entry in logged)
   assert result.info["num_users"] == 40 and result.info["num_items"] == 60
   assert (tmp_path / "recommender" / "curves.png").stat().st_size > 5_000

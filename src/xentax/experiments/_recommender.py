@@ -20,8 +20,8 @@ Design notes:
   the mean training popularity of each method's top 10. Every method is scored on each
   user's held-out (latest) item, against the whole catalogue with the user's training items
   excluded: recall@10 (= hit rate@10 for one held-out item), NDCG@10 and MRR, mean and
-  standard deviation over seeds. The seeds run side by side (``vmap``), one compiled epoch
-  per loss.
+  standard deviation over seeds, at ``checkpoints`` equal steps of training. The seeds run
+  side by side (``vmap``), one compiled segment of steps per loss.
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ class RecommenderConfig:
   """The study (what ``config.json`` records)."""
 
   dim: int = 32
-  epochs: int = 2
+  epochs: int = 1
+  checkpoints: int = 4  # evaluations, at equal steps
   batch_size: int = 1024
-  lr: float = 0.01
+  lr: float = 0.03
   negatives: int = 4
   sampled: int = 256
   seeds: int = 5
@@ -60,8 +61,8 @@ class RecommenderConfig:
 
 SCALES = {
   "full": RecommenderConfig(),
-  "quick": RecommenderConfig(epochs=1, seeds=3),
-  "smoke": RecommenderConfig(dim=8, epochs=2, batch_size=16, sampled=8, seeds=2),
+  "quick": RecommenderConfig(seeds=3, checkpoints=2),
+  "smoke": RecommenderConfig(dim=8, epochs=2, batch_size=16, sampled=8, seeds=2, checkpoints=2),
 }
 
 
@@ -112,14 +113,11 @@ def _losses(counts, config: RecommenderConfig) -> dict[str, tuple[Callable, floa
   }
 
 
-def _epoch_fn(loss: Callable, optimizer, users, items, batch_size: int):
-  """One epoch of every seed at once: ``(params, opt_state, key, scale) -> (params,
-  opt_state, mean training loss)``, each seed with its own order and samples."""
-  steps = len(users) // batch_size
+def _segment_fn(loss: Callable, optimizer, users, items):
+  """Steps of every seed at once: ``(params, opt_state, batches [seeds, steps, B], keys
+  [seeds, steps], scale) -> (params, opt_state, mean training loss)``."""
 
-  def one_seed(params, opt_state, key, scale):
-    order = jax.random.permutation(key, len(users))[: steps * batch_size].reshape(steps, -1)
-
+  def one_seed(params, opt_state, batches, keys, scale):
     def step(carry, batch):
       params, opt_state = carry
       idx, k = batch
@@ -127,11 +125,29 @@ def _epoch_fn(loss: Callable, optimizer, users, items, batch_size: int):
       updates, opt_state = optimizer.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state), value
 
-    keys = jax.random.split(jax.random.fold_in(key, 1), steps)
-    (params, opt_state), values = jax.lax.scan(step, (params, opt_state), (order, keys))
+    (params, opt_state), values = jax.lax.scan(step, (params, opt_state), (batches, keys))
     return params, opt_state, jnp.mean(values)
 
-  return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None)))
+  return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, 0, None)))
+
+
+def _schedule(seeds, count: int, config: RecommenderConfig):
+  """Per checkpoint: ``(batches [seeds, steps, B], keys [seeds, steps])``, each seed its own
+  order of the ``count`` training interactions over ``config.epochs`` epochs."""
+  per_epoch = count // config.batch_size
+
+  def order(key):
+    keys = jax.random.split(key, config.epochs)
+    perms = [jax.random.permutation(k, count)[: per_epoch * config.batch_size] for k in keys]
+    return jnp.concatenate(perms).reshape(-1, config.batch_size)
+
+  batches = jax.vmap(order)(seeds)
+  keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, 1), batches.shape[1]))(seeds)
+  steps = batches.shape[1] // config.checkpoints
+  return [
+    (batches[:, c * steps : (c + 1) * steps], keys[:, c * steps : (c + 1) * steps])
+    for c in range(config.checkpoints)
+  ], steps
 
 
 @functools.partial(jax.jit, static_argnames="k")
@@ -164,11 +180,13 @@ def _init(key, num_users, num_items, dim):
 
 
 def study(ratings: xdata.Interactions, config: RecommenderConfig) -> dict[str, Any]:
-  """Every method over ``config.seeds`` seeds: per-epoch training loss and test metrics.
+  """Every method over ``config.seeds`` seeds: training loss and test metrics at each
+  checkpoint.
 
   Returns:
-    ``{"methods": {name: {"train_loss": [epochs], "history": [epochs x {metric: [seeds]}]}},
-    "most_popular": {metric: value}, "test_item_popularity": float}``.
+    ``{"methods": {name: {"train_loss": [checkpoints x [seeds]], "history": [checkpoints x
+    {metric: [seeds]}]}}, "steps": [checkpoints], "most_popular": {metric: value},
+    "test_item_popularity": float}``.
   """
   users, items = jnp.asarray(ratings.train_users), jnp.asarray(ratings.train_items)
   # +1: every item can be drawn, and a held-out item unseen in training has finite log Q.
@@ -180,16 +198,16 @@ def study(ratings: xdata.Interactions, config: RecommenderConfig) -> dict[str, A
   params0 = jax.vmap(lambda k: _init(k, ratings.num_users, ratings.num_items, config.dim))(seeds)
   optimizer = optax.adam(config.lr)
   evaluate = functools.partial(_evaluate, seen=seen, counts=counts, k=config.k)
+  schedule, steps = _schedule(seeds, len(ratings.train_users), config)
   out: dict[str, Any] = {}
-  epochs: dict[Any, Callable] = {}  # one compiled epoch per loss function
+  segments: dict[Any, Callable] = {}  # one compiled segment per loss function
   for name, (loss, scale) in _losses(counts, config).items():
-    if loss not in epochs:
-      epochs[loss] = _epoch_fn(loss, optimizer, users, items, config.batch_size)
+    if loss not in segments:
+      segments[loss] = _segment_fn(loss, optimizer, users, items)
     params, opt_state = params0, jax.vmap(optimizer.init)(params0)
     train_loss, history = [], []
-    for epoch in range(config.epochs):
-      keys = jax.vmap(lambda k, e=epoch: jax.random.fold_in(k, e))(seeds)
-      params, opt_state, value = epochs[loss](params, opt_state, keys, scale)
+    for batches, keys in schedule:
+      params, opt_state, value = segments[loss](params, opt_state, batches, keys, scale)
       train_loss.append(np.asarray(value).tolist())
       at_test = {**params, "user": params["user"][:, test_users]}
       history.append(jax.tree.map(lambda x: np.asarray(x).tolist(), evaluate(at_test, test_items)))
@@ -200,9 +218,13 @@ def study(ratings: xdata.Interactions, config: RecommenderConfig) -> dict[str, A
     "recall": float(metrics.recall_at_k(popular, test_items, k=config.k, exclude=seen)),
     "ndcg": float(metrics.ndcg_at_k(popular, test_items, k=config.k, exclude=seen)),
     "mrr": float(metrics.mean_reciprocal_rank(popular, test_items, exclude=seen)),
+    "top_popularity": float(
+      jnp.mean(counts[jax.lax.top_k(jnp.where(seen, -jnp.inf, popular), config.k)[1]])
+    ),
   }
   return {
     "methods": out,
+    "steps": [steps * (c + 1) for c in range(config.checkpoints)],
     "most_popular": most_popular,
     "test_item_popularity": float(jnp.mean(counts[test_items])),
   }
@@ -217,7 +239,7 @@ def recommender(root: Path, scale: str) -> ExperimentResult:
   """Matrix factorisation on MovieLens 100K under each training loss, over seeds.
 
   Fetches the data once (:func:`xentax.data.fetch_movielens_100k`). Writes
-  ``config.json``, ``metrics.jsonl`` (one line per method and epoch) and ``curves.png``
+  ``config.json``, ``metrics.jsonl`` (one line per method and checkpoint) and ``curves.png``
   into ``root``. One row per method and one for the most-popular ranking; ``test_accuracy``
   is recall@10, ``test_loss`` the full-softmax cross-entropy of the held-out items (for the
   most-popular row, of the training popularity). Row ``extra``: ``recall_at_10``,
@@ -231,11 +253,12 @@ def recommender(root: Path, scale: str) -> ExperimentResult:
   dataset = f"MovieLens 100K, leave-last-out ({ratings.num_users} users)"
   rows, curves, popularity = [], {}, {}
   for name, m in result["methods"].items():
-    for epoch, (loss, h) in enumerate(zip(m["train_loss"], m["history"], strict=True), 1):
-      writer.log({"method": name, "epoch": epoch, "train_loss": loss, **h})
+    for step, loss, h in zip(result["steps"], m["train_loss"], m["history"], strict=True):
+      writer.log({"method": name, "step": step, "train_loss": loss, **h})
     last = m["history"][-1]
     stats = {key: _summary(last[key]) for key in ("recall", "ndcg", "mrr")}
     curves[name] = {
+      "steps": result["steps"],
       "train_loss": [float(np.mean(v)) for v in m["train_loss"]],
       "metric": [float(np.mean(h["recall"])) for h in m["history"]],
     }
@@ -275,7 +298,12 @@ def recommender(root: Path, scale: str) -> ExperimentResult:
       test_accuracy=pop["recall"],
       test_loss=pop["test_loss"],
       curves=f"{root.name}/curves.png",
-      extra={"recall_at_10": pop["recall"], "ndcg_at_10": pop["ndcg"], "mrr": pop["mrr"]},
+      extra={
+        "recall_at_10": pop["recall"],
+        "ndcg_at_10": pop["ndcg"],
+        "mrr": pop["mrr"],
+        "top_popularity": pop["top_popularity"],
+      },
     )
   )
   figure = plots.ranking_by_method(
