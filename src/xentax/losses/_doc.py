@@ -123,13 +123,15 @@ def _wrap(text: str, indent: str) -> list[str]:
   )
 
 
-def fill(doc: str, params=(), aliases=None) -> str:
+def fill(doc: str, params=(), aliases=None, paragraphs=None) -> str:
   """``doc`` with each ``$name`` line replaced by its paragraph (module docstring).
 
   ``params`` are the signature's parameter names, first the main input; ``aliases`` maps a
-  parameter to the paragraph that describes it.
+  parameter to the paragraph that describes it; ``paragraphs`` replaces :data:`PARAGRAPHS`
+  (another package's shared paragraphs).
   """
   aliases = aliases or {}
+  paragraphs = PARAGRAPHS if paragraphs is None else paragraphs
   described = set(re.findall(r"^\s+(\w+): ", doc, re.MULTILINE))
   out = []
   for line in doc.split("\n"):
@@ -143,9 +145,9 @@ def fill(doc: str, params=(), aliases=None) -> str:
       continue
     if names == ["options"]:
       names = [aliases.get(p, p) for p in params if p not in described]
-      names = [n for n in names if n in PARAGRAPHS]
+      names = [n for n in names if n in paragraphs]
     for name in names:
-      texts = PARAGRAPHS[name]
+      texts = paragraphs[name]
       for text in (texts,) if isinstance(texts, str) else texts:
         text = text.replace("{input}", params[0] if params else "input")
         out.extend(_wrap(text, match["indent"]))
@@ -165,9 +167,10 @@ def _contract(indent: str, name: str) -> list[str]:
   return [line.replace("{input}", name) for line in lines]
 
 
-def shared(fn: Callable | None = None, **aliases: str) -> Callable:
+def shared(fn: Callable | None = None, *, paragraphs=None, **aliases: str) -> Callable:
   """Decorator: fill ``fn``'s docstring's shared paragraphs (:func:`fill`)."""
   if fn is None:
-    return lambda fn: shared(fn, **aliases)
-  fn.__doc__ = fill(fn.__doc__ or "", tuple(inspect.signature(fn).parameters), aliases)
+    return lambda fn: shared(fn, paragraphs=paragraphs, **aliases)
+  params = tuple(inspect.signature(fn).parameters)
+  fn.__doc__ = fill(fn.__doc__ or "", params, aliases, paragraphs)
   return fn

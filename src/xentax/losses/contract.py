@@ -5,7 +5,7 @@ module of ``losses``, so that the losses' internals can move without breaking th
 is documented where it is defined.
 """
 
-from xentax.losses import _frame
+from xentax.losses import _doc, _frame
 from xentax.losses._common import compute_dtype as compute_dtype
 from xentax.losses._common import nan_where as nan_where
 from xentax.losses._common import psum_if_varying as psum_if_varying
@@ -38,3 +38,5 @@ from xentax.losses._validate import to_array as to_array
 
 # The entry frame of a public loss (a decorator): its docstring and foreign keywords.
 loss_entry = _frame.loss
+# Fill a docstring's ``$name`` lines from a package's own paragraphs (``paragraphs=``).
+shared_docstring = _doc.shared

@@ -25,8 +25,6 @@ Design notes:
 from __future__ import annotations
 
 import numbers
-import re
-import textwrap
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -64,24 +62,11 @@ _PARAGRAPHS = {
     "such a query's value is NaN.",
   ),
 }
-_PLACEHOLDER = re.compile(r"^(?P<indent>\s*)\$(?P<name>\w+)\s*$")
 
 
 def _shared_doc(fn: Callable) -> Callable:
   """``fn`` with each ``$name`` line of its docstring replaced by ``_PARAGRAPHS[name]``."""
-  out = []
-  for line in (fn.__doc__ or "").split("\n"):
-    match = _PLACEHOLDER.match(line)
-    if match is None:
-      out.append(line)
-      continue
-    paragraph = _PARAGRAPHS[match["name"]]
-    for text in (paragraph,) if isinstance(paragraph, str) else paragraph:
-      hanging = "  " if re.match(r"\w+: ", text) else ""
-      indent = match["indent"]
-      out += textwrap.wrap(text, 92, initial_indent=indent, subsequent_indent=indent + hanging)
-  fn.__doc__ = "\n".join(out)
-  return fn
+  return contract.shared_docstring(fn, paragraphs=_PARAGRAPHS)
 
 
 # ---------------------------------------------------------------------------------------
