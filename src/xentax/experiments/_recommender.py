@@ -151,23 +151,23 @@ def _schedule(seeds, count: int, config: RecommenderConfig):
 
 
 @functools.partial(jax.jit, static_argnames="k")
+def _rank_scores(scores, test_items, seen, counts, *, k: int):
+  """Recall@k, NDCG@k and MRR of ``[users, items]`` scores (seen items excluded), their
+  full-softmax test cross-entropy and the mean training count of each user's top ``k``."""
+  top = jax.lax.top_k(jnp.where(seen, -jnp.inf, scores), k)[1]
+  return {
+    "recall": metrics.recall_at_k(scores, test_items, k=k, exclude=seen),
+    "ndcg": metrics.ndcg_at_k(scores, test_items, k=k, exclude=seen),
+    "mrr": metrics.mean_reciprocal_rank(scores, test_items, exclude=seen),
+    "test_loss": xentax.sparse_categorical_cross_entropy_with_logits(scores, test_items),
+    "top_popularity": jnp.mean(counts[top]),
+  }
+
+
+@functools.partial(jax.jit, static_argnames="k")
 def _evaluate(params, test_items, seen, counts, *, k: int):
-  """Per seed: recall@k, NDCG@k, MRR (seen items excluded), the full-softmax test
-  cross-entropy and the mean training count of the top ``k``."""
-
-  def one_seed(params):
-    scores = _scores(params)
-    ranked = jnp.where(seen, -jnp.inf, scores)
-    top = jax.lax.top_k(ranked, k)[1]
-    return {
-      "recall": metrics.recall_at_k(scores, test_items, k=k, exclude=seen),
-      "ndcg": metrics.ndcg_at_k(scores, test_items, k=k, exclude=seen),
-      "mrr": metrics.mean_reciprocal_rank(scores, test_items, exclude=seen),
-      "test_loss": xentax.sparse_categorical_cross_entropy_with_logits(scores, test_items),
-      "top_popularity": jnp.mean(counts[top]),
-    }
-
-  return jax.vmap(one_seed)(params)
+  """:func:`_rank_scores` of each seed's model."""
+  return jax.vmap(lambda p: _rank_scores(_scores(p), test_items, seen, counts, k=k))(params)
 
 
 def _init(key, num_users, num_items, dim):
@@ -212,15 +212,11 @@ def study(ratings: xdata.Interactions, config: RecommenderConfig) -> dict[str, A
       at_test = {**params, "user": params["user"][:, test_users]}
       history.append(jax.tree.map(lambda x: np.asarray(x).tolist(), evaluate(at_test, test_items)))
     out[name] = {"train_loss": train_loss, "history": history}
-  popular = jnp.broadcast_to(counts, seen.shape)
+  # log counts: the popularity ranking, and a softmax that is the popularity distribution.
+  popular = jnp.broadcast_to(jnp.log(counts), seen.shape)
   most_popular = {
-    "test_loss": float(-jnp.mean(jnp.log(counts[test_items] / jnp.sum(counts)))),
-    "recall": float(metrics.recall_at_k(popular, test_items, k=config.k, exclude=seen)),
-    "ndcg": float(metrics.ndcg_at_k(popular, test_items, k=config.k, exclude=seen)),
-    "mrr": float(metrics.mean_reciprocal_rank(popular, test_items, exclude=seen)),
-    "top_popularity": float(
-      jnp.mean(counts[jax.lax.top_k(jnp.where(seen, -jnp.inf, popular), config.k)[1]])
-    ),
+    key: float(value)
+    for key, value in _rank_scores(popular, test_items, seen, counts, k=config.k).items()
   }
   return {
     "methods": out,
