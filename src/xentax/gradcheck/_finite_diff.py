@@ -38,6 +38,15 @@ from xentax.gradcheck._tolerances import (
   tolerance,
 )
 
+# A check's programs run once and are timed by nothing: LLVM's optimisation level 0 compiles
+# them faster, and changes no operation XLA runs (the tests compile everything this way).
+CHECK_COMPILE_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def check_jit(fn: Callable) -> Callable:
+  """``jax.jit(fn)`` compiled with :data:`CHECK_COMPILE_OPTIONS`."""
+  return jax.jit(fn, compiler_options=CHECK_COMPILE_OPTIONS)
+
 
 def _to_float64(tree):
   return jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x, np.float64)), tree)
@@ -91,7 +100,7 @@ def _check_count(fn_name: str, name: str, value, minimum: int, fix: str) -> int:
 def _evaluate(fn_name: str, f, points, batched: bool) -> np.ndarray:
   """``f`` at each row of ``points`` (already unravelled by ``f``), as float64 NumPy."""
   if batched:
-    values = jax.jit(jax.vmap(f))(points)  # one compilation, not one per primitive
+    values = check_jit(jax.vmap(f))(points)  # one compilation, not one per primitive
   else:
     values = jnp.stack([f(row) for row in points])
   return _checked_float64(fn_name, values)
@@ -120,7 +129,7 @@ def _batched_values(f: Callable, treedef, shapes: tuple, num_args: int) -> Calla
     leaves = [row[a:b].reshape(shape) for a, b, shape in zip(starts, ends, shapes, strict=True)]
     return f(jax.tree_util.tree_unflatten(treedef, leaves), *args)
 
-  return jax.jit(jax.vmap(value, in_axes=(0,) + (None,) * num_args))
+  return check_jit(jax.vmap(value, in_axes=(0,) + (None,) * num_args))
 
 
 def finite_difference_jacobian(f: Callable, params, *, eps: float = FD_STEP, batched: bool = True):

@@ -39,7 +39,7 @@ import numpy as np
 
 from xentax import losses
 from xentax.gradcheck._adaptive_grads import adaptive_softmax_cross_entropy_grad
-from xentax.gradcheck._finite_diff import central_differences
+from xentax.gradcheck._finite_diff import central_differences, check_jit
 from xentax.gradcheck._logits_grad import logits_grad
 from xentax.gradcheck._regression import (
   fused_linear_cross_entropy_grad,
@@ -398,7 +398,7 @@ def check_loss_case(loss: str, names, reduction: str, dtype) -> list[GradReport]
   labels_d = _round(labels, dtype)
   arrays, fixed = _split_options({k: _round(v, dtype) for k, v in options.items()})
   f = _loss_value(loss, reduction, fixed)
-  actual = jax.jit(jax.grad(f))(s_d, labels_d, arrays)
+  actual = check_jit(jax.grad(f))(s_d, labels_d, arrays)
   labels_64 = _upcast(labels_d)
   arrays_64 = {k: _upcast(v) for k, v in arrays.items()}
   s_64 = _upcast(s_d)
@@ -463,7 +463,7 @@ def check_option_case(loss: str, option: str, dtype) -> list[GradReport]:
   others = {k: _round(v, dtype) for k, v in options.items() if k != option}
   arrays, fixed = _split_options(others)
   f = _option_value(loss, option, fixed)
-  actual = jax.jit(jax.grad(f))(value_d, s_d, labels_d, arrays)
+  actual = check_jit(jax.grad(f))(value_d, s_d, labels_d, arrays)
   up = functools.partial(jax.tree_util.tree_map, _upcast)
   expected, scale = central_differences(
     f, _upcast(value_d), args=(up(s_d), _upcast(labels_d), up(arrays))
@@ -715,7 +715,7 @@ def check_retrieval_case(loss: str, names, reduction: str, dtype) -> list[GradRe
   params_d = {k: _round(v, dtype) for k, v in params.items()}
   fixed_d = {k: _round(v, dtype) for k, v in fixed.items()}
   f = _retrieval_value(loss, reduction)
-  actual = jax.jit(jax.grad(f))(params_d, fixed_d)
+  actual = check_jit(jax.grad(f))(params_d, fixed_d)
   up = functools.partial(jax.tree_util.tree_map, _upcast)
   params_64, fixed_64 = up(params_d), up(fixed_d)
   (left, right), closed_form = _RETRIEVAL_GRADS[loss]
