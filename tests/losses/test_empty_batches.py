@@ -219,6 +219,29 @@ CASES = {
     {**FUSED, "sampled_classes": Labels((2,)), "sampled_log_q": F((2,)), "true_log_q": F(BATCH)},
     {**WEIGHTED, "bias": F((C,))},
   ),
+  "in_batch_softmax_cross_entropy": Case(
+    lambda q, v, **kw: xentax.in_batch_softmax_cross_entropy(q, v, chunk_size=2, **kw),
+    {"query": F((0, D)), "item": F((0, D))},
+    {
+      **WEIGHTED,
+      "log_q": F(BATCH),
+      "temperature": F(()),
+      "item_ids": Labels(BATCH),
+      "sampled_item": F((2, D)),
+      "sampled_log_q": F((2,)),
+      "sampled_ids": Labels((2,)),
+    },
+  ),
+  "clip_loss": Case(
+    lambda x, t, s, **kw: xentax.clip_loss(x, t, logit_scale=s, **kw),
+    {"image": F((0, D)), "text": F((0, D)), "logit_scale": F(())},
+    {"where": Mask(BATCH)},
+  ),
+  "siglip_loss": Case(
+    lambda x, t, s, b, **kw: xentax.siglip_loss(x, t, logit_scale=s, logit_bias=b, **kw),
+    {"image": F((0, D)), "text": F((0, D)), "logit_scale": F(()), "logit_bias": F(())},
+    {"where": Mask(BATCH)},
+  ),
   "fused_linear_distillation": Case(
     xentax.fused_linear_distillation,
     FUSED_DISTILL,

@@ -203,3 +203,24 @@ def test_ignore_index_drops_like_where():
   want = jax.value_and_grad(loss)(hidden, labels, where=padded != -100)
   for g, w in zip(got, want, strict=True):
     np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+def test_no_correction_is_none_or_zeros():
+  rng = np.random.default_rng(11)
+  hidden, weight, labels, sampled, _, _ = _inputs(rng, 4, 3, 7, 5)
+
+  def loss(sampled_q, true_q):
+    return xentax.sampled_softmax_cross_entropy(
+      hidden, weight, labels, sampled, sampled_log_q=sampled_q, true_log_q=true_q
+    )
+
+  np.testing.assert_allclose(loss(None, None), loss(np.zeros(5), 0.0), rtol=1e-15)
+  grads = xentax.gradcheck.sampled_softmax_cross_entropy_grad(
+    hidden, weight, labels, sampled, sampled_log_q=None, true_log_q=None
+  )
+  auto = jax.grad(
+    lambda h: xentax.sampled_softmax_cross_entropy(
+      h, weight, labels, sampled, sampled_log_q=None, true_log_q=None
+    )
+  )(hidden)
+  np.testing.assert_allclose(grads["d_hidden"], auto, rtol=1e-12)

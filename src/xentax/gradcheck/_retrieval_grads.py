@@ -50,25 +50,6 @@ def _sum_to(g, shape) -> jax.Array:
   return g if g.shape == tuple(shape) else jnp.reshape(jnp.sum(g), shape)
 
 
-def _correction(fn_name, arg, value, count, dtype):
-  """A finite ``log Q`` of ``count`` columns (zeros for None)."""
-  if value is None:
-    return jnp.zeros(count, dtype)
-  value = contract.float_array(fn_name, arg, value)
-  value = contract.broadcast_param(fn_name, arg, value, (count,), dtype)
-  contract.check_values(fn_name, f"{arg} must be finite", value, ~jnp.isfinite(value))
-  return value
-
-
-def _ids(fn_name, arg, value, count):
-  if value is None:
-    return None
-  ids, _ = contract.integer_labels(fn_name, value)
-  if ids.shape != (count,):
-    raise ValueError(f"{fn_name}: {arg} has shape {ids.shape}; it must be ({count},).")
-  return ids
-
-
 def _sampled_columns(fn_name, sampled_item, sampled_log_q, sampled_ids, item_ids, dim, dtype):
   """The sampled items ``[S, D]``, their corrections and ids (all None without any)."""
   if sampled_item is None:
@@ -80,13 +61,13 @@ def _sampled_columns(fn_name, sampled_item, sampled_log_q, sampled_ids, item_ids
       f"D = {dim}, the embeddings' size."
     )
   count = sampled.shape[0]
-  ids = _ids(fn_name, "sampled_ids", sampled_ids, count)
+  ids = contract.id_vector(fn_name, "sampled_ids", sampled_ids, count)
   if (ids is None) != (item_ids is None):
     raise ValueError(
       f"{fn_name}: accidental hits with sampled items need both item_ids and sampled_ids; "
       "pass both or neither."
     )
-  correction = _correction(fn_name, "sampled_log_q", sampled_log_q, count, dtype)
+  correction = contract.finite_param(fn_name, "sampled_log_q", sampled_log_q, (count,), dtype)
   return sampled.astype(dtype), correction, ids
 
 
@@ -162,12 +143,12 @@ def in_batch_softmax_cross_entropy_grad(
   count = q.shape[0]
   contract.options(fn_name, temperature=temperature)
   t = jnp.asarray(temperature, dtype)
-  ids = _ids(fn_name, "item_ids", item_ids, count)
+  ids = contract.id_vector(fn_name, "item_ids", item_ids, count)
   weights = contract.sample_weights(fn_name, sample_weight, (count,), dtype)
   sampled, sampled_correction, sampled_id = _sampled_columns(
     fn_name, sampled_item, sampled_log_q, sampled_ids, ids, q.shape[1], dtype
   )
-  columns, correction = v, _correction(fn_name, "log_q", log_q, count, dtype)
+  columns, correction = v, contract.finite_param(fn_name, "log_q", log_q, (count,), dtype)
   alive = jnp.broadcast_to(kept[None, :], (count, count))
   if ids is not None:
     alive = alive & ((ids[:, None] != ids[None, :]) | jnp.eye(count, dtype=bool))

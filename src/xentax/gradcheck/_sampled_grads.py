@@ -84,6 +84,8 @@ def sampled_softmax_cross_entropy_grad(
   h, w = hidden.astype(dtype), weight.astype(dtype)
   labels = jnp.asarray(labels)
   sampled = jnp.asarray(sampled_classes)
+  sampled_log_q = 0.0 if sampled_log_q is None else sampled_log_q  # None: no correction
+  true_log_q = 0.0 if true_log_q is None else true_log_q
   kept = kept_mask(where, labels.shape)
   if ignore_index is not None:
     kept = kept & (labels != ignore_index)

@@ -122,6 +122,8 @@ def _softmax_terms(
     size = columns.shape[0]
     start = (jnp.full(size, jnp.finfo(dtype).min, dtype), jnp.zeros(size, dtype))
     carry = _common.varying_like(start, a, columns)
+  if a.shape[0] == 0:  # an empty batch: nothing to score (a max over no entry has no identity)
+    return carry, (jnp.zeros(0, dtype), jnp.zeros(0, dtype))
   ids = jnp.zeros(a.shape[:1], jnp.int32) if row_ids is None else row_ids
   return _row_blocks(block, carry, (a, targets, ids, valid), chunk)
 
@@ -142,25 +144,6 @@ def _column_lse(carry, col_valid, axis_name):
     s, m = lax.psum(s * jnp.exp(m - top), axis_name), top
   # A dropped column has s = 0: log(1) keeps its (unused) cotangent finite.
   return m + jnp.log(jnp.where(col_valid, s, jnp.ones_like(s)))
-
-
-def _log_q(fn_name, arg, value, shape, dtype):
-  """A ``log Q`` correction broadcast to ``shape``; a concrete non-finite entry raises."""
-  if value is None:
-    return jnp.zeros(shape, dtype)
-  value = _validate.float_array(fn_name, arg, value)
-  value = _validate.broadcast_param(fn_name, arg, value, shape, dtype)
-  _validate.check_values(fn_name, f"{arg} must be finite", value, ~jnp.isfinite(value))
-  return value
-
-
-def _ids(fn_name, arg, value, count):
-  if value is None:
-    return None
-  ids, _ = _validate.integer_labels(fn_name, value)
-  if ids.shape != (count,):
-    raise ValueError(f"{fn_name}: {arg} has shape {ids.shape}; it must be ({count},).")
-  return ids.astype(jnp.int32)
 
 
 def _axis(fn_name, axis_name):
@@ -246,8 +229,8 @@ def in_batch_softmax_cross_entropy(
   query, item, dtype, valid = _pairs(name, "query", query, "item", item, where)
   count = query.shape[0]
   bad = _validate.options(name, temperature=temperature)
-  ids = _ids(name, "item_ids", item_ids, count)
-  shift = -_log_q(name, "log_q", log_q, (count,), dtype)
+  ids = _validate.id_vector(name, "item_ids", item_ids, count)
+  shift = -_validate.finite_param(name, "log_q", log_q, (count,), dtype)
   weights = _validate.sample_weights(name, sample_weight, (count,), dtype)
   columns, col_shift, col_ids, col_valid = (
     _gathered(x, axis_name) for x in (_zero_dropped(item, valid), shift, ids, valid)
@@ -281,8 +264,10 @@ def _with_sampled(name, sampled_item, sampled_log_q, sampled_ids, columns, shift
       f"D = {columns.shape[1]}, the embeddings' size."
     )
   count = sampled.shape[0]
-  sampled_shift = -_log_q(name, "sampled_log_q", sampled_log_q, (count,), shift.dtype)
-  sampled_ids = _ids(name, "sampled_ids", sampled_ids, count)
+  sampled_shift = -_validate.finite_param(
+    name, "sampled_log_q", sampled_log_q, (count,), shift.dtype
+  )
+  sampled_ids = _validate.id_vector(name, "sampled_ids", sampled_ids, count)
   if (sampled_ids is None) != (ids is None):
     raise ValueError(
       f"{name}: accidental hits with sampled items need both item_ids and sampled_ids; "

@@ -56,9 +56,10 @@ def sampled_softmax_cross_entropy(
     sampled_classes: ``[S]`` integer classes in ``[0, V)``, shared by every example
       (:mod:`xentax.sampling` draws them).
     sampled_log_q: ``[S]`` finite corrections subtracted from the sampled logits: the log
-      expected counts of TensorFlow's samplers, or any log-probability of your sampler.
+      expected counts of TensorFlow's samplers, or any log-probability of your sampler;
+      None: no correction.
     true_log_q: finite corrections subtracted from the true logits, broadcastable to the
-      per-example shape.
+      per-example shape; None: no correction.
     remove_accidental_hits: mask each sampled column equal to its example's label
       (TensorFlow's default).
     bias: ``[V]`` output bias, or None.
@@ -98,8 +99,8 @@ def sampled_softmax_cross_entropy(
   _validate.check_values(
     name, f"sampled_classes must lie in [0, {vocab_size})", sampled, out_of_range
   )
-  sampled_log_q = _correction(name, "sampled_log_q", sampled_log_q, sampled.shape, dtype)
-  true_log_q = _correction(name, "true_log_q", true_log_q, labels.shape, dtype)
+  sampled_log_q = _validate.finite_param(name, "sampled_log_q", sampled_log_q, sampled.shape, dtype)
+  true_log_q = _validate.finite_param(name, "true_log_q", true_log_q, labels.shape, dtype)
   prepared = prepare_labels(
     name,
     labels,
@@ -166,11 +167,3 @@ def _check_shapes(name, hidden, weight, labels, sampled):
       "classes shared by every example."
     )
   _validate.check_num_classes(name, weight.shape[1], "weight's vocabulary axis (V)")
-
-
-def _correction(name, arg, value, shape, dtype):
-  """A ``log Q`` correction broadcast to ``shape``; a concrete non-finite entry raises."""
-  value = _validate.float_array(name, arg, value)
-  value = _validate.broadcast_param(name, arg, value, shape, dtype)
-  _validate.check_values(name, f"{arg} must be finite", value, ~jnp.isfinite(value))
-  return value

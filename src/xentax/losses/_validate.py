@@ -360,6 +360,27 @@ def broadcast_param(fn_name: str, arg_name: str, value, shape, dtype) -> jax.Arr
     ) from None
 
 
+def finite_param(fn_name: str, arg_name: str, value, shape, dtype) -> jax.Array:
+  """A float parameter (a ``log Q`` correction) broadcast to ``shape``: zeros for None; a
+  concrete non-finite entry raises (a traced one is left to the caller's NaN)."""
+  if value is None:
+    return jnp.zeros(shape, dtype)
+  value = float_array(fn_name, arg_name, value)
+  value = broadcast_param(fn_name, arg_name, value, shape, dtype)
+  check_values(fn_name, f"{arg_name} must be finite", value, ~jnp.isfinite(value))
+  return value
+
+
+def id_vector(fn_name: str, arg_name: str, value, count: int):
+  """``[count]`` int32 ids (item ids for accidental hits), or None for None."""
+  if value is None:
+    return None
+  ids, _ = integer_labels(fn_name, value)
+  if ids.shape != (count,):
+    raise ValueError(f"{fn_name}: {arg_name} has shape {ids.shape}; it must be ({count},).")
+  return ids.astype(jnp.int32)
+
+
 def class_weight_vector(fn_name: str, class_weights, num_classes: int, dtype) -> jax.Array:
   """``class_weights`` as a ``[num_classes]`` array of ``dtype``, else ``ValueError``."""
   class_weights = jnp.asarray(class_weights, dtype=dtype)

@@ -26,7 +26,9 @@ from xentax.losses._validate import check_num_classes as check_num_classes
 from xentax.losses._validate import check_same_shape as check_same_shape
 from xentax.losses._validate import check_values as check_values
 from xentax.losses._validate import class_weight_vector as class_weight_vector
+from xentax.losses._validate import finite_param as finite_param
 from xentax.losses._validate import float_array as float_array
+from xentax.losses._validate import id_vector as id_vector
 from xentax.losses._validate import integer_labels as integer_labels
 from xentax.losses._validate import normalize_axis as normalize_axis
 from xentax.losses._validate import numeric_array as numeric_array
