@@ -113,6 +113,7 @@ def test_clip_and_siglip_match_autodiff(where, reduction):
   _assert_close(closed, jax.grad(siglip)(params), params)
 
 
+@pytest.mark.slow  # many shapes, each compiled; the fixed cases above run in the fast loop
 @settings(max_examples=6, deadline=None)  # each shape and option set compiles once
 @given(
   seed=st.integers(0, 2**16),
