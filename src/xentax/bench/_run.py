@@ -386,14 +386,19 @@ def many_classes_summary(records: list[BenchRecord]) -> list[str]:
     "|---|---|---|---|---|",
   ]
   for r in records:
-    temp = "-" if r.temp_bytes is None else f"{r.temp_bytes / 2**20:.1f}"
-    ms = "-" if r.median_s is None else f"{r.median_s * 1e3:.1f}"
-    ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
     lines.append(
       f"| {r.implementation} | {r.get('num_tokens')} x {r.get('dim')} x {r.get('vocab_size')} |"
-      f" {ms} | {ratio} | {temp} |"
+      f" {_step_cells(r)} |"
     )
   return lines
+
+
+def _step_cells(r: BenchRecord) -> str:
+  """``median ms | ratio | temporaries MiB`` of one timed step ("-" where unknown)."""
+  temp = "-" if r.temp_bytes is None else f"{r.temp_bytes / 2**20:.1f}"
+  ms = "-" if r.median_s is None else f"{r.median_s * 1e3:.1f}"
+  ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
+  return f"{ms} | {ratio} | {temp}"
 
 
 def retrieval_summary(records: list[BenchRecord]) -> list[str]:
@@ -402,16 +407,11 @@ def retrieval_summary(records: list[BenchRecord]) -> list[str]:
     "| implementation | B x D | median ms | ratio to formula | temporaries MiB | formula's MiB |",
     "|---|---|---|---|---|---|",
   ]
-  mib = 2**20
   for r in records:
-    temp = "-" if r.temp_bytes is None else f"{r.temp_bytes / mib:.1f}"
     base = r.get("baseline_temp_bytes")
-    base = "-" if base is None else f"{base / mib:.1f}"
-    ms = "-" if r.median_s is None else f"{r.median_s * 1e3:.1f}"
-    ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
+    base = "-" if base is None else f"{base / 2**20:.1f}"
     lines.append(
-      f"| {r.implementation} | {r.get('num_tokens')} x {r.get('dim')} | {ms} | {ratio} |"
-      f" {temp} | {base} |"
+      f"| {r.implementation} | {r.get('num_tokens')} x {r.get('dim')} | {_step_cells(r)} | {base} |"
     )
   return lines
 

@@ -49,7 +49,8 @@ def _row_blocks(block_fn, carry, rows, chunk: int):
   return carry, jax.tree.map(lambda o: o.reshape(-1, *o.shape[2:])[:count], out)
 
 
-def _chunk(fn_name: str, chunk_size, rows: int, cols: int) -> int:
+def _chunk(fn_name: str, chunk_size, cols: int) -> int:
+  """Rows per block: ``chunk_size``, or blocks of at most :data:`AUTO_BLOCK_ENTRIES`."""
   if chunk_size is None:
     return max(1, AUTO_BLOCK_ENTRIES // max(cols, 1))
   return _validate.positive_int(fn_name, "chunk_size", chunk_size)
@@ -242,7 +243,7 @@ def in_batch_softmax_cross_entropy(
     )
   targets = _offset(count, axis_name) + jnp.arange(count)
   scale = 1 / jnp.asarray(temperature, dtype)
-  chunk = _chunk(name, chunk_size, count, columns.shape[0])
+  chunk = _chunk(name, chunk_size, columns.shape[0])
   _, (lse, positive) = _softmax_terms(
     _zero_dropped(query, valid), columns, scale, col_shift, col_valid, targets, ids, col_ids,
     valid, chunk, with_columns=False,
@@ -341,7 +342,7 @@ def clip_loss(
   bad = _validate.options(name, logit_scale=logit_scale)
   columns, col_valid = _gathered(_zero_dropped(text, valid), axis_name), _gathered(valid, axis_name)
   targets = _offset(count, axis_name) + jnp.arange(count)
-  chunk = _chunk(name, chunk_size, count, columns.shape[0])
+  chunk = _chunk(name, chunk_size, columns.shape[0])
   carry, (lse, positive) = _softmax_terms(
     _zero_dropped(image, valid), columns, jnp.asarray(logit_scale, dtype),
     jnp.zeros(columns.shape[0], dtype), col_valid, targets, None, None, valid, chunk,
@@ -424,7 +425,7 @@ def siglip_loss(
     pair = jnp.where(col_valid[None, :], jax.nn.softplus(sign * z), 0.0)
     return carry, jnp.sum(pair, axis=1)
 
-  chunk = _chunk(name, chunk_size, count, columns.shape[0])
+  chunk = _chunk(name, chunk_size, columns.shape[0])
   _, losses = _row_blocks(block, None, (_zero_dropped(image, valid), targets), chunk)
   if bad is not None:
     losses = losses + _common.nan_where(bad, dtype)
