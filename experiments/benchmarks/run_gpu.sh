@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Run `xentax bench --suite gpu` on a GPU machine, xentax uninstalled, and keep everything.
+# The prepared device run, in three steps, xentax uninstalled (PYTHONPATH=src), within 8 min:
+#   1. gpu_smoke.py: the Pallas kernels compiled against XLA on a small case (about 10 s);
+#   2. the kernel tests compiled (tests/losses/test_pallas_sparse.py under pytest when pytest
+#      and hypothesis import, else gpu_pallas_sparse.py's own compiled test);
+#   3. `xentax bench --suite gpu`: optax, XLA and the kernels side by side.
 #
 #   bash experiments/benchmarks/run_gpu.sh [OUT_DIR]     (default: $OUT, else results/gpu)
 #
-# Writes OUT_DIR/env.txt (nvidia-smi, versions), OUT_DIR/gpu.log (the printed tables),
-# OUT_DIR/gpu.json and OUT_DIR/gpu.md (rewritten after every case, so a killed run keeps
-# what it measured). The suite stops starting new cases after 420 s; `timeout` is a backstop.
+# Writes OUT_DIR/env.txt (nvidia-smi, versions), smoke.log, kernel-tests.log, gpu.log (the
+# printed tables), gpu.json and gpu.md (rewritten after every case, so a killed run keeps
+# what it measured). The suite stops starting new cases after 270 s; `timeout` is a backstop.
 # A dry run on CPU: PYTHON=.venv/bin/python BENCH_ARGS="--device cpu --quick" bash ...
 # The losses' formulation on the GPU is "plain" (xentax.losses._engine.FORMULATIONS) until
 # measured: run it once more with XENTAX_FORMULATION=fused into another OUT_DIR to compare.
@@ -22,11 +26,24 @@ cd "$(dirname "$0")/../.."
   git rev-parse HEAD 2>/dev/null || true
   nvidia-smi || echo "nvidia-smi: not available"
   "$PY" --version
-  echo "XENTAX_FORMULATION=${XENTAX_FORMULATION:-(the backend's default)}"
+  echo "XENTAX_FORMULATION=${XENTAX_FORMULATION:-(the backend default)}"
   "$PY" -c "import jax, jaxlib, optax; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__, 'optax', optax.__version__); print(jax.devices())"
 } 2>&1 | tee "$OUT_DIR/env.txt"
 
-PYTHONUNBUFFERED=1 PYTHONPATH=src timeout 500 \
+PYTHONUNBUFFERED=1 PYTHONPATH=src timeout 60 \
+  "$PY" experiments/benchmarks/gpu_smoke.py 2>&1 | tee "$OUT_DIR/smoke.log"
+
+if "$PY" -c "import pytest, hypothesis" > /dev/null 2>&1; then
+  PYTHONUNBUFFERED=1 PYTHONPATH=src:. timeout 150 "$PY" -m pytest -q -p no:cacheprovider \
+    -o addopts="" -m "not slow" tests/losses/test_pallas_sparse.py 2>&1 | tee "$OUT_DIR/kernel-tests.log"
+else
+  echo "pytest or hypothesis does not import: gpu_pallas_sparse.py --tests-only instead" \
+    | tee "$OUT_DIR/kernel-tests.log"
+  PYTHONUNBUFFERED=1 PYTHONPATH=src timeout 150 "$PY" experiments/benchmarks/gpu_pallas_sparse.py \
+    "$OUT_DIR/kernel-tests.json" --tests-only 2>&1 | tee -a "$OUT_DIR/kernel-tests.log"
+fi
+
+PYTHONUNBUFFERED=1 PYTHONPATH=src timeout 300 \
   "$PY" -m xentax.cli bench --suite gpu $BENCH_ARGS --out "$OUT_DIR/gpu.json" 2>&1 \
   | tee "$OUT_DIR/gpu.log"
 rc=${PIPESTATUS[0]}

@@ -191,8 +191,10 @@ def test_schedules_are_read_from_the_fused_signature(monkeypatch):
 def test_sparse_case_matches_optax_value():
   logits, labels = _gpu.sparse_inputs(8, 64, jnp.float32, seed=0)
   expected = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-  np.testing.assert_allclose(_gpu.SPARSE["xentax"](logits, labels), expected, rtol=1e-5)
-  assert _gpu.SPARSE["optax"](logits, labels) == pytest.approx(float(expected))
+  np.testing.assert_allclose(
+    _gpu.sparse_implementations()["xentax"](logits, labels), expected, rtol=1e-5
+  )
+  assert _gpu.sparse_implementations()["optax"](logits, labels) == pytest.approx(float(expected))
 
 
 def test_gpu_suite_runs_alone():

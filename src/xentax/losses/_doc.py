@@ -46,6 +46,14 @@ PARAGRAPHS: dict[str, str | tuple[str, ...]] = {
     "with respect to ``z`` times ``1 - (z / c)^2``; ``c`` may be traced and its gradient is "
     "exact."
   ),
+  "implementation": (
+    'implementation: ``"auto"``, ``"xla"`` or ``"pallas"``. ``"pallas"`` runs the Pallas '
+    "(Triton) kernels: compiled on an NVIDIA GPU, Pallas's interpreter elsewhere (slow; for "
+    'tests). ``"auto"`` takes the kernel where a committed GPU record measured it faster '
+    "(``KERNELS`` in ``xentax.losses._engine``), XLA elsewhere. The value and every "
+    "gradient agree up to float32 rounding; the kernels have reverse-mode derivatives only "
+    '(forward mode needs ``"xla"``).'
+  ),
   "teacher_gradient": (
     "teacher_gradient: False (the default) treats the teacher as a constant, as "
     "``jax.lax.stop_gradient`` would: its inputs get zero gradient and none is computed. "

@@ -1,38 +1,62 @@
-"""Sparse softmax cross-entropy ``lse(z) - z_y`` as Pallas (Triton) kernels for NVIDIA GPUs.
+r"""Sparse softmax cross-entropy kernels in Pallas (Triton) for NVIDIA GPUs.
 
-* ``forward``: an online log-sum-exp over column chunks, one read; the target is a gather.
-* ``split_gradient`` (default): a row split over programs that combine partial lse's through
-  an atomic count; ``gradient`` (``segment=0``): two passes per row, the second backwards.
-* Differentiated scalar reductions run a gradient kernel alone and keep its output as the
-  residual; ``"none"`` keeps ``lse`` and runs it in the backward pass.
-* A dropped row has weight 0: loss 0 and a zero gradient row whatever its logits hold.
+Per row of ``[N, C]`` logits ``x`` (``z = c tanh(x / c)`` with a softcap, else ``z = x``):
+
+* :func:`forward`: ``lse(z)`` and, for label smoothing, ``sum_c w_c z_c``, by an online
+  log-sum-exp over column chunks: one read of the logits.
+* :func:`gradient` and :func:`split_gradient`: the same statistics and
+  ``G = (a_0 + a_1 lse) p - b [c = y] - s w_c`` (times ``dz/dx = 1 - (z / c)^2`` with a
+  softcap), ``p = softmax(z)``, for per-row coefficients ``(a_0, a_1, b, s)`` given by the
+  caller (:mod:`._pallas_sparse_grad`). ``split_gradient`` splits a row over programs that
+  combine their partial ``lse`` through an atomic count (one read, one write);
+  ``gradient`` reads each row twice, the second pass backwards (its chunks still in L2).
+
+A row whose coefficients are all 0 (a dropped row) gets a zero gradient row, whatever its
+logits hold. Design rule: the kernels take only Pallas APIs present in jax 0.10 and 0.11.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from xentax.losses import _sparse_terms, _validate
-
 DEFAULT_CONFIG = {
   "block_rows": 1,
   "block_cols": 4096,
   "num_warps": 4,
   "num_stages": 1,
-  "lanes": False,  # per-lane running max and sum (one reduction per row, not per chunk)
   "reverse": True,  # the gradient pass walks the row backwards (latest chunks still in L2)
   "evict": True,  # first-pass loads ask L2 to keep the lines, second-pass ones to drop them
   "segment": 8192,  # > 0: the gradient by split_gradient, a program per this many columns
 }
 # Segments a row may be split over: a row's programs wait on each other, so must be resident.
 MAX_SPLITS = 32
-# Per-lane running max floor: a -inf logit gives exp(-inf) = 0, not the NaN of -inf - (-inf).
-_FLOOR = float(jnp.finfo(jnp.float32).min)
+
+
+class Options(NamedTuple):
+  """What a kernel reads besides the logits (static)."""
+
+  smoothing: bool = False  # also sum_c w_c z_c (label smoothing), and s w_c in the gradient
+  weighted: bool = False  # class weights w [C] (read only with smoothing)
+  softcap: bool = False  # z = c tanh(x / c), the cap c a [1] input
+
+
+class Coefficients(NamedTuple):
+  """Per-row float32 coefficients of ``G`` (each ``[N]``); ``s`` only with smoothing."""
+
+  a0: jax.Array
+  a1: jax.Array
+  b: jax.Array
+  s: jax.Array | None
+  live: jax.Array  # 1.0, or 0.0 where every coefficient is 0 (a zero gradient row)
+
+
+PLAIN = Options()
 
 
 def _index(i):
@@ -40,15 +64,54 @@ def _index(i):
   return jnp.asarray(i, jax.dtypes.canonicalize_dtype(jnp.int64))
 
 
-def _chunk(x_ref, start, block_cols, num_classes, masked, eviction_policy=None):
-  """Loads ``x[:, start:start + block_cols]`` as float32; columns past ``C`` read as -inf."""
+class _Refs(NamedTuple):
+  x: object
+  weights: object  # [C] or None
+  cap: object  # [1] or None
+
+
+def _split_refs(options, refs, count):
+  """``(_Refs, the next count refs, the rest)`` from a kernel's positional refs."""
+  refs = list(refs)
+  x = refs.pop(0)
+  weights = refs.pop(0) if options.smoothing and options.weighted else None
+  cap = refs.pop(0) if options.softcap else None
+  return _Refs(x, weights, cap), refs[:count], refs[count:]
+
+
+def _load(refs, start, block_cols, num_classes, masked, eviction_policy=None):
+  """``z`` of columns ``[start, start + block_cols)`` in float32, and their indices;
+  columns past ``C`` read as ``-inf``."""
   start = _index(start)
-  view = x_ref.at[:, pl.ds(start, block_cols)]
   cols = start + jax.lax.broadcasted_iota(jnp.int32, (1, block_cols), 1)
   mask = cols < num_classes if masked else None
-  other = -jnp.inf if masked else None
-  x = plgpu.load(view, mask=mask, other=other, eviction_policy=eviction_policy)
-  return x.astype(jnp.float32), cols
+  view = refs.x.at[:, pl.ds(start, block_cols)]
+  x = plgpu.load(
+    view, mask=mask, other=-jnp.inf if masked else None, eviction_policy=eviction_policy
+  )
+  z = x.astype(jnp.float32)
+  if refs.cap is not None:
+    cap = refs.cap[...]
+    z = cap * jnp.tanh(z / cap)
+    if masked:
+      z = jnp.where(mask, z, -jnp.inf)  # tanh maps the padding's -inf to -1
+  return z, cols
+
+
+def _weights(refs, start, cols, num_classes, masked):
+  """The chunk's class weights ``[1, block_cols]``: ``w_c``, or 1; 0 past ``C``."""
+  if refs.weights is None:
+    return (cols < num_classes).astype(jnp.float32)
+  view = refs.weights.at[pl.ds(_index(start), cols.shape[1])]
+  w = plgpu.load(
+    view, mask=cols[0] < num_classes if masked else None, other=0.0 if masked else None
+  )
+  return w.astype(jnp.float32)[None, :]
+
+
+def _weighted_sum(z, w):
+  """``sum_c w_c z_c`` per row, a zero weight adding 0 even at ``z = -inf``."""
+  return jnp.sum(jnp.where(w == 0, 0.0, w * z), axis=1)
 
 
 def _chunk_loop(num_classes, block_cols, step, carry, *, reverse=False):
@@ -69,79 +132,70 @@ def _chunk_loop(num_classes, block_cols, step, carry, *, reverse=False):
   return carry
 
 
-def _row_lse(x_ref, *, rows, block_cols, num_classes, lanes, eviction_policy):
-  """Each row's ``lse``, online: per chunk ``s' = s e^(m - m') + sum_c e^(x_c - m')``; per
-  lane (``lanes``) ``s' = s e^(-d) + 1`` if ``d = x - m > 0`` else ``s + e^d``, combined last."""
-
-  def load(start, masked):
-    x, _ = _chunk(x_ref, start, block_cols, num_classes, masked, eviction_policy)
-    return x
-
-  if lanes:
-
-    def step(start, carry, masked):
-      m, s = carry
-      x = load(start, masked)
-      d = x - m
-      e = jnp.exp(-jnp.abs(d))
-      return jnp.maximum(m, x), jnp.where(d > 0, s * e + 1.0, s + e)
-
-    shape = (rows, block_cols)
-    m, s = _chunk_loop(
-      num_classes, block_cols, step, (jnp.full(shape, _FLOOR), jnp.zeros(shape, jnp.float32))
-    )
-    top = jnp.max(m, axis=1)
-    return top + jnp.log(jnp.sum(s * jnp.exp(m - top[:, None]), axis=1))
+def _row_stats(options, refs, rows, num_classes, block_cols, eviction_policy=None):
+  """Per row ``(lse, sum_c w_c z_c)`` online: ``s' = s e^(m - m') + sum_c e^(z_c - m')``."""
 
   def step(start, carry, masked):
-    m, s = carry
-    x = load(start, masked)
-    m_new = jnp.maximum(m, jnp.max(x, axis=1))
+    m, s, ws = carry
+    z, cols = _load(refs, start, block_cols, num_classes, masked, eviction_policy)
+    m_new = jnp.maximum(m, jnp.max(z, axis=1))
     shift = jnp.where(m_new == -jnp.inf, 0.0, m_new)  # all -inf so far: keep exp finite
-    return m_new, s * jnp.exp(m - shift) + jnp.sum(jnp.exp(x - shift[:, None]), axis=1)
+    s = s * jnp.exp(m - shift) + jnp.sum(jnp.exp(z - shift[:, None]), axis=1)
+    if options.smoothing:
+      ws = ws + _weighted_sum(z, _weights(refs, start, cols, num_classes, masked))
+    return m_new, s, ws
 
-  init = (jnp.full((rows,), -jnp.inf, jnp.float32), jnp.zeros((rows,), jnp.float32))
-  m, s = _chunk_loop(num_classes, block_cols, step, init)
-  return m + jnp.log(s)
-
-
-def _forward_kernel(x_ref, lse_ref, *, num_classes, config):
-  lse_ref[...] = _row_lse(
-    x_ref,
-    rows=lse_ref.shape[0],
-    block_cols=config["block_cols"],
-    num_classes=num_classes,
-    lanes=config["lanes"],
-    eviction_policy=None,
-  )
+  zeros = jnp.zeros((rows,), jnp.float32)
+  m, s, ws = _chunk_loop(num_classes, block_cols, step, (zeros - jnp.inf, zeros, zeros))
+  return m + jnp.log(s), ws
 
 
-def _gradient_kernel(x_ref, y_ref, scale_ref, lse_ref, g_ref, *, num_classes, config):
+def _grad(options, refs, z, cols, start, masked, num_classes, y, lse, coef):
+  """``G`` of one chunk (see the module docstring); a dead row's is 0."""
+  a0, a1, b, s, live = coef
+  g = (a0 + a1 * lse)[:, None] * jnp.exp(z - lse[:, None])
+  g = g - jnp.where(cols == y[:, None], b[:, None], 0.0)
+  if options.smoothing:
+    g = g - s[:, None] * _weights(refs, start, cols, num_classes, masked)
+  if refs.cap is not None:
+    g = g * (1 - jnp.square(z / refs.cap[...]))
+  return jnp.where(live[:, None] == 0, 0.0, g)
+
+
+def _forward_kernel(*refs, options, num_classes, config):
+  refs, _, outs = _split_refs(options, refs, 0)
+  lse, ws = _row_stats(options, refs, outs[0].shape[0], num_classes, config["block_cols"])
+  outs[0][...] = lse
+  if options.smoothing:
+    outs[1][...] = ws
+
+
+def _gradient_kernel(*refs, options, num_classes, config):
+  refs, (y_ref, *coef_refs), outs = _split_refs(options, refs, 5 + options.smoothing)
   block_cols = config["block_cols"]
   y = y_ref[...]
-  scale = scale_ref[...]
-  lse = _row_lse(
-    x_ref,
-    rows=y.shape[0],
-    block_cols=block_cols,
-    num_classes=num_classes,
-    lanes=config["lanes"],
-    eviction_policy="evict_last" if config["evict"] else None,
-  )
+  coef = _read_coefficients(options, coef_refs)
+  keep, drop = ("evict_last", "evict_first") if config["evict"] else (None, None)
+  lse, ws = _row_stats(options, refs, y.shape[0], num_classes, block_cols, keep)
+  lse_ref, g_ref = outs[0], outs[-1]
   lse_ref[...] = lse
+  if options.smoothing:
+    outs[1][...] = ws
 
   def write(start, carry, masked):
-    start = _index(start)
-    x, cols = _chunk(
-      x_ref, start, block_cols, num_classes, masked, "evict_first" if config["evict"] else None
-    )
-    g = (jnp.exp(x - lse[:, None]) - jnp.where(cols == y[:, None], 1.0, 0.0)) * scale[:, None]
-    g = jnp.where(scale[:, None] == 0, 0.0, g)  # a dropped row: 0 even where its logits are not
-    view = g_ref.at[:, pl.ds(start, block_cols)]
+    z, cols = _load(refs, start, block_cols, num_classes, masked, drop)
+    g = _grad(options, refs, z, cols, start, masked, num_classes, y, lse, coef)
+    view = g_ref.at[:, pl.ds(_index(start), block_cols)]
     plgpu.store(view, g.astype(g_ref.dtype), mask=cols < num_classes if masked else None)
     return carry
 
   _chunk_loop(num_classes, block_cols, write, 0, reverse=config["reverse"])
+
+
+def _read_coefficients(options, refs):
+  values = [r[...] for r in refs]
+  s = values.pop(3) if options.smoothing else None
+  return Coefficients(values[0], values[1], values[2], s, values[3])
 
 
 def _params(config, n, c):
@@ -153,70 +207,114 @@ def _params(config, n, c):
   return config, compiler
 
 
-def _target(logits, labels):
-  return jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0].astype(jnp.float32)
+def _option_inputs(options, weights, cap, c):
+  """The option inputs and their block specs (whole arrays, every program)."""
+  inputs, specs = [], []
+  if options.smoothing and options.weighted:
+    inputs.append(weights.astype(jnp.float32))
+    specs.append(pl.BlockSpec((c,), lambda i: (0,)))
+  if options.softcap:
+    inputs.append(jnp.reshape(cap, (1,)).astype(jnp.float32))
+    specs.append(pl.BlockSpec((1,), lambda i: (0,)))
+  return inputs, specs
 
 
-def forward(logits, labels, *, config=None, interpret=False):
-  """Per-row ``(loss, lse)`` in float32, reading the logits once (the target is a gather)."""
+def _row_outputs(options, n):
+  count = 2 if options.smoothing else 1
+  return [jax.ShapeDtypeStruct((n,), jnp.float32)] * count
+
+
+def by_platform(launch, *args, interpret=None):
+  """``launch(interpret)(*args)``: ``interpret`` None compiles the kernel for an NVIDIA GPU
+  and runs Pallas's interpreter on every other platform, chosen when the program is lowered
+  (so ``jax.export`` for ``"cuda"`` on a CPU gets the kernel)."""
+  if interpret is not None:
+    return launch(interpret)(*args)
+  return jax.lax.platform_dependent(*args, cuda=launch(False), default=launch(True))
+
+
+def forward(logits, options=PLAIN, weights=None, cap=None, *, config=None, interpret=None):
+  """Per-row ``(lse, sum_c w_c z_c or None)`` in float32, reading the logits once."""
+  return by_platform(
+    lambda interpret: functools.partial(
+      _forward, options=options, config=config, interpret=interpret
+    ),
+    logits,
+    weights,
+    cap,
+    interpret=interpret,
+  )
+
+
+def _forward(logits, weights, cap, *, options, config, interpret):
   n, c = logits.shape
   config, compiler = _params(config, n, c)
   rows = config["block_rows"]
-  lse = pl.pallas_call(
-    functools.partial(_forward_kernel, num_classes=c, config=config),
-    out_shape=jax.ShapeDtypeStruct((n,), jnp.float32),
+  extra, extra_specs = _option_inputs(options, weights, cap, c)
+  outs = pl.pallas_call(
+    functools.partial(_forward_kernel, options=options, num_classes=c, config=config),
+    out_shape=_row_outputs(options, n),
     grid=(n // rows,),
-    in_specs=[pl.BlockSpec((rows, c), lambda i: (i, 0))],
-    out_specs=pl.BlockSpec((rows,), lambda i: (i,)),
+    in_specs=[pl.BlockSpec((rows, c), lambda i: (i, 0)), *extra_specs],
+    out_specs=[pl.BlockSpec((rows,), lambda i: (i,))] * len(_row_outputs(options, n)),
     compiler_params=compiler,
     interpret=interpret,
     name="xentax_sparse_ce_forward",
-  )(logits)
-  return lse - _target(logits, labels), lse
+  )(logits, *extra)
+  return outs[0], (outs[1] if options.smoothing else None)
 
 
-def gradient(logits, labels, scale, *, config=None, interpret=False):
-  """Per-row loss (float32) and ``scale[:, None] * (softmax - onehot)`` in the logits' dtype."""
+def _coefficient_inputs(coef):
+  return [
+    v.astype(jnp.float32) for v in (coef.a0, coef.a1, coef.b, coef.s, coef.live) if v is not None
+  ]
+
+
+def gradient(
+  logits, labels, coef, options=PLAIN, weights=None, cap=None, *, config=None, interpret=False
+):
+  """Per-row ``(lse, sum_c w_c z_c or None)`` and ``G`` in the logits' dtype, two passes a row."""
   n, c = logits.shape
   config, compiler = _params(config, n, c)
   rows = config["block_rows"]
   row = pl.BlockSpec((rows,), lambda i: (i,))
   full = pl.BlockSpec((rows, c), lambda i: (i, 0))
-  lse, grad = pl.pallas_call(
-    functools.partial(_gradient_kernel, num_classes=c, config=config),
-    out_shape=(
-      jax.ShapeDtypeStruct((n,), jnp.float32),
-      jax.ShapeDtypeStruct((n, c), logits.dtype),
-    ),
+  extra, extra_specs = _option_inputs(options, weights, cap, c)
+  coefs = _coefficient_inputs(coef)
+  stats = _row_outputs(options, n)
+  outs = pl.pallas_call(
+    functools.partial(_gradient_kernel, options=options, num_classes=c, config=config),
+    out_shape=(*stats, jax.ShapeDtypeStruct((n, c), logits.dtype)),
     grid=(n // rows,),
-    in_specs=[full, row, row],
-    out_specs=(row, full),
+    in_specs=[full, *extra_specs, row, *[row] * len(coefs)],
+    out_specs=(*[row] * len(stats), full),
     compiler_params=compiler,
     interpret=interpret,
     name="xentax_sparse_ce_gradient",
-  )(logits, labels, scale.astype(jnp.float32))
-  return lse - _target(logits, labels), grad
+  )(logits, *extra, labels.astype(jnp.int32), *coefs)
+  return outs[0], (outs[1] if options.smoothing else None), outs[-1]
 
 
-def _split_gradient_kernel(
-  x_ref, y_ref, scale_ref, count_in_ref, lse_ref, g_ref, m_ref, s_ref, count_ref, *, segment
-):
+def _split_gradient_kernel(*refs, options, segment):
   """One program per ``segment`` columns of a row: publishes ``(m_k, s_k)``, counts itself in
   with an atomic, waits for the row's other programs, and writes its gradient segment from the
-  exponentials it holds. Relies on blocks starting in grid order (CUDA's practice, no promise).
-  """
-  del count_in_ref  # aliased to count_ref
-  num_classes = x_ref.shape[1]
+  logits it holds. Relies on blocks starting in grid order (CUDA's practice, no promise)."""
+  refs, (y_ref, *coef_refs, _count_in), outs = _split_refs(options, refs, 6 + options.smoothing)
+  lse_ref, g_ref, m_ref, s_ref, count_ref = outs[:5]
+  num_classes = refs.x.shape[1]
   splits = pl.cdiv(num_classes, segment)
   slots = pl.next_power_of_2(splits)  # partials per row, padded to a power of two
   pid = _index(pl.program_id(0))
   row, part = pid // splits, pid % splits
   masked = num_classes % segment != 0
-  x, cols = _chunk(x_ref, part * segment, segment, num_classes, masked)
-  m = jnp.max(x, axis=1)
+  start = part * segment
+  z, cols = _load(refs, start, segment, num_classes, masked)
+  if options.smoothing:
+    ws = _weighted_sum(z, _weights(refs, start, cols, num_classes, masked))
+    outs[5][pl.ds(row * slots + part, 1)] = ws
+  m = jnp.max(z, axis=1)
   shift = jnp.where(m == -jnp.inf, 0.0, m)
-  e = jnp.exp(x - shift[:, None])
-  total = jnp.sum(e, axis=1)
+  total = jnp.sum(jnp.exp(z - shift[:, None]), axis=1)
   if splits == 1:  # the whole row is here: no partials through memory
     lse = m + jnp.log(total)
   else:
@@ -233,16 +331,27 @@ def _split_gradient_kernel(
     top = jnp.max(ms)
     top_shift = jnp.where(top == -jnp.inf, 0.0, top)
     lse = top + jnp.log(jnp.sum(ss * jnp.exp(ms - top_shift)))
-  lse_ref[...] = jnp.full(lse_ref.shape, lse)
-  p = e * jnp.exp(shift - lse)[:, None]
-  scale = scale_ref[...][:, None]
-  g = jnp.where(scale == 0, 0.0, (p - jnp.where(cols == y_ref[...][:, None], 1.0, 0.0)) * scale)
-  view = g_ref.at[:, pl.ds(part * segment, segment)]
+  lse = jnp.full(lse_ref.shape, lse)
+  lse_ref[...] = lse
+  coef = _read_coefficients(options, coef_refs)
+  g = _grad(options, refs, z, cols, start, masked, num_classes, y_ref[...], lse, coef)
+  view = g_ref.at[:, pl.ds(_index(start), segment)]
   plgpu.store(view, g.astype(g_ref.dtype), mask=cols < num_classes if masked else None)
 
 
-def split_gradient(logits, labels, scale, *, segment=8192, num_warps=4, interpret=False):
-  """``gradient`` with each row split over ``ceil(C / segment)`` programs (a power of two):
+def split_gradient(
+  logits,
+  labels,
+  coef,
+  options=PLAIN,
+  weights=None,
+  cap=None,
+  *,
+  segment=8192,
+  num_warps=4,
+  interpret=False,
+):
+  """:func:`gradient` with each row split over ``ceil(C / segment)`` programs (a power of two):
   one read. The interpreter runs programs one at a time, so it takes only ``C <= segment``."""
   n, c = logits.shape
   segment = min(segment, pl.next_power_of_2(c))
@@ -259,138 +368,58 @@ def split_gradient(logits, labels, scale, *, segment=8192, num_warps=4, interpre
   full = pl.BlockSpec((1, c), lambda i: (i // splits, 0))
   partials = pl.BlockSpec((n * slots,), lambda i: (0,))
   count = pl.BlockSpec((n,), lambda i: (0,))
-  lse, grad, _, _, _ = pl.pallas_call(
-    functools.partial(_split_gradient_kernel, segment=segment),
+  extra, extra_specs = _option_inputs(options, weights, cap, c)
+  extra_specs = [pl.BlockSpec(s.block_shape, lambda i: (0,)) for s in extra_specs]
+  coefs = _coefficient_inputs(coef)
+  partial = jax.ShapeDtypeStruct((n * slots,), jnp.float32)
+  outs = pl.pallas_call(
+    functools.partial(_split_gradient_kernel, options=options, segment=segment),
     out_shape=(
       jax.ShapeDtypeStruct((n,), jnp.float32),
       jax.ShapeDtypeStruct((n, c), logits.dtype),
-      jax.ShapeDtypeStruct((n * slots,), jnp.float32),
-      jax.ShapeDtypeStruct((n * slots,), jnp.float32),
+      partial,
+      partial,
       jax.ShapeDtypeStruct((n,), jnp.int32),
+      *[partial] * options.smoothing,
     ),
     grid=(n * splits,),
-    in_specs=[full, row, row, count],
-    out_specs=(row, full, partials, partials, count),
-    input_output_aliases={3: 4},
+    in_specs=[full, *extra_specs, row, *[row] * len(coefs), count],
+    out_specs=(row, full, partials, partials, count, *[partials] * options.smoothing),
+    input_output_aliases={1 + len(extra) + 1 + len(coefs): 4},
     compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=1),
     interpret=interpret,
     name="xentax_sparse_ce_split_gradient",
-  )(logits, labels, scale.astype(jnp.float32), jnp.zeros((n,), jnp.int32))
-  return lse - _target(logits, labels), grad
+  )(logits, *extra, labels.astype(jnp.int32), *coefs, jnp.zeros((n,), jnp.int32))
+  ws = None
+  if options.smoothing:
+    ws = jnp.sum(outs[5].reshape(n, slots)[:, :splits], axis=1)
+  return outs[0], ws, outs[1]
 
 
-def _row_weights(fn_name, labels, num_classes, where, ignore_index):
-  """Safe labels and row weights: 1 kept, 0 dropped, NaN for a (traced) bad label."""
-  labels, shown = _validate.integer_labels(fn_name, labels, ignore_index)
-  prepared = _sparse_terms.prepare_labels(
-    fn_name,
-    labels,
-    num_classes=num_classes,
-    class_weights=None,
-    ignore_index=ignore_index,
-    where=where,
-    dtype=jnp.float32,
-    shown=shown,
-  )
-  weights = jnp.where(prepared.bad, jnp.nan, prepared.valid.astype(jnp.float32))
-  return prepared.labels.astype(jnp.int32), weights
+def row_gradient(logits, labels, coef, options, weights, cap, config, interpret=None):
+  """:func:`split_gradient` where a row fits :data:`MAX_SPLITS` segments (compiled) or one
+  (interpreted), else :func:`gradient`; ``interpret`` as in :func:`by_platform`."""
+  config = {**DEFAULT_CONFIG, **dict(config or {})}
+  splits = pl.cdiv(logits.shape[1], config["segment"]) if config["segment"] else 0
 
+  def launch(interpret):
+    def run(logits, labels, coef, weights, cap):
+      if splits and splits <= (1 if interpret else MAX_SPLITS):
+        return split_gradient(
+          logits,
+          labels,
+          coef,
+          options,
+          weights,
+          cap,
+          segment=config["segment"],
+          num_warps=config["num_warps"],
+          interpret=interpret,
+        )
+      return gradient(
+        logits, labels, coef, options, weights, cap, config=config, interpret=interpret
+      )
 
-def _gradient(logits, labels, scale, config, interpret):
-  config = dict(config)
-  if config["segment"] and pl.cdiv(logits.shape[1], config["segment"]) <= MAX_SPLITS:
-    return split_gradient(
-      logits,
-      labels,
-      scale,
-      segment=config["segment"],
-      num_warps=config["num_warps"],
-      interpret=interpret,
-    )
-  return gradient(logits, labels, scale, config=config, interpret=interpret)
+    return run
 
-
-def _weighted(loss, weights):
-  """``w l``, with a dropped row (``w = 0``) exactly 0 whatever its loss."""
-  return jnp.where(weights == 0, 0.0, weights * loss)
-
-
-def _denominator(weights, reduction):
-  """The kept rows' count under ``"mean"`` (at least 1: an all-dropped batch gives 0)."""
-  return jnp.maximum(jnp.sum(weights), 1.0) if reduction == "mean" else jnp.float32(1)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _reduced(logits, labels, weights, reduction, config, interpret):
-  loss, _ = forward(logits, labels, config=config, interpret=interpret)
-  return jnp.sum(_weighted(loss, weights)) / _denominator(weights, reduction)
-
-
-def _reduced_fwd(logits, labels, weights, reduction, config, interpret):
-  denom = _denominator(weights, reduction)
-  loss, grad = _gradient(logits, labels, weights / denom, config, interpret)
-  value = jnp.sum(_weighted(loss, weights)) / denom
-  return value, (grad, labels, weights)
-
-
-def _reduced_bwd(reduction, config, interpret, res, g):
-  grad, labels, weights = res
-  return (g.astype(grad.dtype) * grad, None, jnp.zeros_like(weights))
-
-
-_reduced.defvjp(_reduced_fwd, _reduced_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _rows(logits, labels, weights, config, interpret):
-  loss, _ = forward(logits, labels, config=config, interpret=interpret)
-  return _weighted(loss, weights)
-
-
-def _rows_fwd(logits, labels, weights, config, interpret):
-  return _rows(logits, labels, weights, config, interpret), (logits, labels, weights)
-
-
-def _rows_bwd(config, interpret, res, g):
-  logits, labels, weights = res
-  _, grad = _gradient(logits, labels, g * weights, config, interpret)
-  return (grad, None, jnp.zeros_like(weights))
-
-
-_rows.defvjp(_rows_fwd, _rows_bwd)
-
-
-def sparse_cross_entropy(
-  logits,
-  labels,
-  *,
-  reduction="mean",
-  where=None,
-  ignore_index=None,
-  config=None,
-  interpret=False,
-):
-  """Sparse softmax cross-entropy ``lse(z_n) - z_{n, y_n}`` of ``[N, C]`` logits.
-
-  ``reduction``: ``"mean"`` over kept rows (0 when none is kept), ``"sum"`` or ``"none"``;
-  labels, ``where`` and ``ignore_index`` as in the library's losses. ``config``: keys of
-  ``DEFAULT_CONFIG``; ``interpret=True`` runs Pallas's interpreter (any backend).
-  """
-  if logits.ndim != 2:
-    raise ValueError(f"sparse_cross_entropy: logits must be [N, C], got shape {logits.shape}.")
-  if jnp.shape(labels) != logits.shape[:1]:
-    raise ValueError(
-      f"sparse_cross_entropy: labels must be [N] = {logits.shape[:1]}, got {jnp.shape(labels)}."
-    )
-  if reduction not in ("mean", "sum", "none"):
-    raise ValueError(f"sparse_cross_entropy: reduction must be mean, sum or none; {reduction!r}.")
-  if logits.shape[1] == 0:
-    raise ValueError("sparse_cross_entropy: logits have 0 classes; a softmax needs C >= 1.")
-  safe, weights = _row_weights("sparse_cross_entropy", labels, logits.shape[1], where, ignore_index)
-  if logits.shape[0] == 0:  # no rows: 0 (an empty array for "none"), gradient of zeros
-    rows = jnp.sum(logits.astype(jnp.float32), axis=1)
-    return rows if reduction == "none" else jnp.sum(rows)
-  config = tuple(sorted({**DEFAULT_CONFIG, **(config or {})}.items()))  # hashable: static
-  if reduction == "none":
-    return _rows(logits, safe, weights, config, interpret)
-  return _reduced(logits, safe, weights, reduction, config, interpret)
+  return by_platform(launch, logits, labels, coef, weights, cap, interpret=interpret)

@@ -20,7 +20,17 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _common, _engine, _frame, _reduce, _rows, _softcap, _validate
+from xentax.losses import (
+  _common,
+  _engine,
+  _frame,
+  _pallas_sparse,
+  _pallas_sparse_grad,
+  _reduce,
+  _rows,
+  _softcap,
+  _validate,
+)
 from xentax.losses._sparse_terms import SparseOptions, prepare_labels
 
 
@@ -114,6 +124,7 @@ def sparse_categorical_cross_entropy_with_logits(
   where=None,
   sample_weight=None,
   reduction: str = "mean",
+  implementation: str = "auto",
 ) -> jax.Array:
   r"""Cross-entropy between integer labels and ``softmax(logits)``, computed from logits.
 
@@ -158,6 +169,12 @@ def sparse_categorical_cross_entropy_with_logits(
     upcast=False,
   )
   config = SparseOptions.of(inputs.scores.shape[-1], label_smoothing=label_smoothing, z_loss=z_loss)
+  measured = config == SparseOptions(config.num_classes) and softcap is None
+  chosen = _engine.implementation(
+    "sparse_categorical_cross_entropy_with_logits", implementation, inputs.scores, measured
+  )
+  if chosen == "pallas":
+    return _kernel_loss(config, inputs, label_smoothing, z_loss, softcap, reduction)
   losses = _logits_losses(
     config,
     inputs.scores,
@@ -170,6 +187,49 @@ def sparse_categorical_cross_entropy_with_logits(
     inputs.option(softcap),
   )
   return inputs.reduce(losses, reduction)
+
+
+def _kernel_loss(config, inputs, label_smoothing, z_loss, softcap, reduction, tiling=None):
+  """The loss by the Pallas kernels (:mod:`._pallas_sparse_grad`), rows flattened to ``[N, C]``."""
+  example_shape, num_classes = inputs.labels.shape, inputs.scores.shape[-1]
+  x = inputs.scores.reshape(-1, num_classes)
+  flat = lambda v: None if v is None else v.reshape(-1)  # noqa: E731
+  aux = (flat(inputs.labels), flat(inputs.valid), flat(inputs.bad))
+  rest = (inputs.option(label_smoothing), inputs.option(z_loss), flat(inputs.sample_weight))
+  weights, cap = inputs.class_weights, inputs.option(softcap)
+  options = _pallas_sparse.Options(config.smoothing, weights is not None, cap is not None)
+  tiling = tuple(sorted({**_pallas_sparse.DEFAULT_CONFIG, **(tiling or {})}.items()))
+  spec = _pallas_sparse_grad.Spec(options, tiling)
+  nan_rows = _common.nan_where(aux[2], jnp.float32)
+  kernel_weights = weights if options.smoothing else None
+  if reduction != "none":
+    total = functools.partial(_kernel_total, config, reduction)
+    value = _pallas_sparse_grad.reduced(
+      spec, total, x, aux[0], kernel_weights, cap, nan_rows, aux, (weights, *rest)
+    )
+    return value.astype(inputs.dtype)
+  stats = _pallas_sparse_grad.row_stats(spec, x, aux[0], kernel_weights, cap, nan_rows)
+  losses = _kernel_total(config, "none", *stats, kernel_weights, aux, (weights, *rest))
+  return losses.reshape(example_shape).astype(inputs.dtype)
+
+
+def _kernel_total(config, reduction, lse, target, ws, kernel_weights, aux, rest):
+  """The reduced loss (or per-example losses for ``"none"``) from the kernels' statistics."""
+  del kernel_weights  # the same array as rest[0]: its W gradient is the kernel rule's
+  labels, valid, bad = aux
+  class_weights, eps, z, sample_weight = rest
+  # Dropped rows' statistics zeroed: a zero cotangent times their NaN would reach an option.
+  lse, target, ws = (_rows.mask_rows(v, valid) for v in (lse, target, ws))
+  terms = config.terms(labels, class_weights, eps, z)
+  losses = terms.loss(lse, target, ws if config.smoothing else None)
+  losses = jnp.where(valid, losses, jnp.zeros_like(losses)) + _common.nan_where(bad, lse.dtype)
+  return _reduce.reduce_losses(
+    losses,
+    valid=valid,
+    denominator=terms.target_weight,
+    sample_weight=sample_weight,
+    reduction=reduction,
+  )
 
 
 def _weighted_logit_sum(class_weights, x):
@@ -299,10 +359,11 @@ def _logits_losses_jvp(config, primals, tangents):
     if config.smoothing and cap is None:
       # At eps = 0 an infinite logit's term (0 * inf = 0) leaves the options' derivatives;
       # a cond, as a bare select would copy the logits on every call.
+      # Both branches in the compute dtype: bf16 logits with a float32 lse.
       kept_x = lax.cond(
         (jnp.asarray(eps) == 0) & jnp.any(jnp.isinf(kept_x)),
-        lambda x: jnp.where(jnp.isinf(x), kept_lse[..., None], x),
-        lambda x: x,
+        lambda x: jnp.where(jnp.isinf(x), kept_lse[..., None], _common.upcast(x)),
+        _common.upcast,
         kept_x,
       )
 
