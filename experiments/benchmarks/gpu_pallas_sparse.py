@@ -15,7 +15,6 @@ The JSON is rewritten after every step, so a killed run keeps what it measured.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import sys
@@ -59,18 +58,6 @@ CONFIGS = {  # per mode: the tilings and flags swept (DEFAULT_CONFIG fills the r
   ),
 }
 TEST_CONFIGS = [{}, TWO_PASS, {"reverse": False, "evict": False, **TWO_PASS}]
-
-
-@contextlib.contextmanager
-def tiling(config):
-  """Kernels traced inside take ``config`` over ``DEFAULT_CONFIG``."""
-  saved = dict(ps.DEFAULT_CONFIG)
-  ps.DEFAULT_CONFIG.update(config)
-  try:
-    yield
-  finally:
-    ps.DEFAULT_CONFIG.clear()
-    ps.DEFAULT_CONFIG.update(saved)
 
 
 def kernel_loss(x, y, reduction="mean", ignore_index=None):
@@ -146,7 +133,7 @@ def compiled_test():
         def f(x, red=red, weights=weights, y=y, ignore=ignore):
           return jnp.sum(kernel_loss(x, jnp.asarray(y), red, ignore) * weights)
 
-        with tiling(config):
+        with ps.tiling(config):
           value, grad = jax.jit(jax.value_and_grad(f))(x)
           forward = jax.jit(f)(x)
         denom = keep.sum() if red == "mean" else 1.0
@@ -199,7 +186,7 @@ def sweep(dtype, shape):
     compiled, seconds, memory = {}, {}, {}
     for name, fn in fns.items():
       try:
-        with tiling(tilings.get(name, {})):  # the kernels read it while tracing
+        with ps.tiling(tilings.get(name, {})):  # the kernels read it while tracing
           compiled[name], seconds[name] = _measure.compile_ahead(fn, *args[0])
         memory[name] = _measure.memory_bytes(compiled[name])
       except Exception as err:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared device run, in three steps, xentax uninstalled (PYTHONPATH=src), within 8 min:
 #   1. gpu_smoke.py: the Pallas kernels compiled against XLA on a small case (about 10 s);
-#   2. the kernel tests compiled (tests/losses/test_pallas_sparse.py under pytest when pytest
+#   2. the kernel tests compiled (tests/losses/test_pallas_*.py under pytest when pytest
 #      and hypothesis import, else gpu_pallas_sparse.py's own compiled test);
 #   3. `xentax bench --suite gpu`: optax, XLA and the kernels side by side.
 #
@@ -35,7 +35,7 @@ PYTHONUNBUFFERED=1 PYTHONPATH=src timeout 60 \
 
 if "$PY" -c "import pytest, hypothesis" > /dev/null 2>&1; then
   PYTHONUNBUFFERED=1 PYTHONPATH=src:. timeout 150 "$PY" -m pytest -q -p no:cacheprovider \
-    -o addopts="" -m "not slow" tests/losses/test_pallas_sparse.py 2>&1 | tee "$OUT_DIR/kernel-tests.log"
+    -o addopts="" -m "not slow" tests/losses/test_pallas_sparse.py tests/losses/test_pallas_fused.py 2>&1 | tee "$OUT_DIR/kernel-tests.log"
 else
   echo "pytest or hypothesis does not import: gpu_pallas_sparse.py --tests-only instead" \
     | tee "$OUT_DIR/kernel-tests.log"

@@ -6,8 +6,6 @@ these comparisons compiled; the split-row gradient with several segments a row r
 there: its programs wait on each other, which the one-at-a-time interpreter cannot run).
 """
 
-import contextlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,18 +25,6 @@ CONFIGS = {
   "two passes": {"segment": 0},
   "two passes, forward order": {"segment": 0, "reverse": False, "evict": False},
 }
-
-
-@contextlib.contextmanager
-def tiling(**config):
-  """Kernels traced inside use ``config`` over :data:`ps.DEFAULT_CONFIG`."""
-  saved = dict(ps.DEFAULT_CONFIG)
-  ps.DEFAULT_CONFIG.update(config)
-  try:
-    yield
-  finally:
-    ps.DEFAULT_CONFIG.clear()
-    ps.DEFAULT_CONFIG.update(saved)
 
 
 def _summed(out, reduction):
@@ -100,7 +86,7 @@ def test_every_option_matches_the_xla_path(dtype, tol, reduction):
   rng = np.random.default_rng(0)
   z, labels, where = _odd_case(rng, 5, 37, dtype)
   options = _options(rng, 5, 37)
-  with tiling(block_cols=16, segment=0):
+  with ps.tiling({"block_cols": 16, "segment": 0}):
     kernel = _value_and_grads("pallas", z, labels, reduction, options, where=where)
   xla = _value_and_grads("xla", z, labels, reduction, options, where=where)
   _assert_same(kernel, xla, *tol)
@@ -136,7 +122,7 @@ def test_options_and_tilings_match_the_xla_path(
     fixed["ignore_index"] = -100
   else:
     z = jnp.where(jnp.isnan(z), 0.0, z).astype(dtype)
-  with tiling(**CONFIGS[config], block_cols=block_cols):
+  with ps.tiling({**CONFIGS[config], "block_cols": block_cols}):
     kernel = _value_and_grads("pallas", z, labels, reduction, options, **fixed)
   xla = _value_and_grads("xla", z, labels, reduction, options, **fixed)
   tol = (2e-5, 5e-6) if dtype == jnp.float32 else (2e-2, 2e-3)
@@ -174,7 +160,7 @@ def test_matches_float64_reference(config, reduction):
     )
     return jnp.sum(out * weights) if reduction == "none" else out
 
-  with tiling(**CONFIGS[config], block_cols=16):
+  with ps.tiling({**CONFIGS[config], "block_cols": 16}):
     value, grad = jax.value_and_grad(loss)(jnp.asarray(z))
   want = _reference.sparse_categorical_cross_entropy_with_logits(
     z, labels, ignore_index=-100, reduction=reduction
@@ -196,7 +182,7 @@ def test_infinite_and_nan_logits():
     np.float32,
   )
   labels = np.array([3, 8, 0])
-  with tiling(block_cols=4, segment=0):
+  with ps.tiling({"block_cols": 4, "segment": 0}):
     out = LOSS(jnp.asarray(z), jnp.asarray(labels), reduction="none", implementation="pallas")
   want = _reference.sparse_categorical_cross_entropy_with_logits(
     np.nan_to_num(z, nan=0.0), labels, reduction="none"

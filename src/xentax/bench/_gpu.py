@@ -180,12 +180,18 @@ def fused_schedules() -> list[str]:
 
 
 def fused_implementations() -> dict:
-  """Name -> loss(hidden, weight, labels): the fused loss (default and each schedule)."""
+  """Name -> loss(hidden, weight, labels): the fused loss (default, each schedule and, on a
+  GPU, the Pallas kernels)."""
   impls = {"fused (default)": xentax.fused_linear_cross_entropy}
   for schedule in fused_schedules():
     impls[f"fused (schedule={schedule})"] = lambda h, w, y, s=schedule: (
       xentax.fused_linear_cross_entropy(h, w, y, schedule=s)
     )
+  if jax.default_backend() == "gpu":  # the Pallas kernels, unfiltered and filtered
+    for eps in (None, 2.0**-12):
+      impls[f"fused (pallas, filter_eps={eps})"] = functools.partial(
+        xentax.fused_linear_cross_entropy, implementation="pallas", filter_eps=eps
+      )
   return impls
 
 

@@ -13,12 +13,17 @@ import jax.numpy as jnp
 
 from xentax.losses import (
   _common,
+  _engine,
   _frame,
   _fused_auto,
   _fused_layout,
   _fused_tokens,
   _fused_vocab,
+  _pallas_fused,
+  _pallas_fused_grad,
+  _pallas_sparse,
   _reduce,
+  _sparse,
   _validate,
 )
 from xentax.losses._fused_vocab import auto_block_size
@@ -44,6 +49,8 @@ def fused_linear_cross_entropy(
   return_lse: bool = False,
   schedule: str = "auto",
   chunk_size: int | None = None,
+  implementation: str = "auto",
+  filter_eps: float | None = None,
 ):
   r"""Sparse cross-entropy of ``hidden @ weight + bias`` without materialising the logits.
 
@@ -78,6 +85,10 @@ def fused_linear_cross_entropy(
     given without a ``chunk_size``, inside ``shard_map``, and for a 16-bit weight whose
     float32 accumulator (``4 D V`` bytes) exceeds 256 MiB.
 
+  ``implementation="pallas"`` runs Pallas kernels instead (unsharded inputs only): the
+  logits exist only as blocks on chip, the backward pass adds ``G W^T`` and ``h^T G``
+  block by block with atomic adds (Cut Cross-Entropy's scheme), float32 accumulation.
+
   Peak memory grows linearly with ``chunk_size`` (``"tokens"``) or ``block_size``
   (``"vocab"``), on top of O(N D); a larger slice means fewer, wider matmuls, faster only
   until it outgrows the cache. The defaults hold no more than full logits do.
@@ -104,6 +115,12 @@ def fused_linear_cross_entropy(
     schedule: ``"auto"``, ``"tokens"`` or ``"vocab"`` (see above).
     chunk_size: tokens per chunk of ``"tokens"``; None keeps a chunk at 2^24 logits and
       512 rows at most (a multiple of 8 rows).
+    filter_eps: with ``implementation="pallas"``, Cut Cross-Entropy's gradient filtering:
+      a block of ``G = d loss / d z`` whose entries all lie below ``filter_eps`` in
+      magnitude adds nothing to ``d hidden`` and ``d weight``. Each entry of ``d hidden``
+      then errs by at most ``filter_eps`` times the row's ``sum_c |W_{d,c}|``, each of
+      ``d weight`` by ``filter_eps`` times ``sum_n |h_{n,d}|``, each of ``d bias`` by
+      ``filter_eps N``; None (the default) filters nothing.
 
   Returns:
     The loss, float32 (float64 for float64 ``hidden``): a scalar, or ``labels.shape`` for
@@ -131,16 +148,6 @@ def fused_linear_cross_entropy(
     Liger-Kernel's ``FusedLinearCrossEntropy``.
   """
   name = "fused_linear_cross_entropy"
-  core = functools.partial(
-    fused_linear_cross_entropy_impl,
-    name,
-    block_size=block_size,
-    ignore_index=ignore_index,
-    reduction=reduction,
-    return_lse=return_lse,
-    schedule=schedule,
-    chunk_size=chunk_size,
-  )
   options = {
     "bias": bias,
     "class_weights": class_weights,
@@ -151,8 +158,31 @@ def fused_linear_cross_entropy(
     "sample_weight": sample_weight,
   }
   layout = _fused_layout.explicit_layout(name, hidden, weight)
+  partitioned = layout is None and _fused_auto.auto_mesh(hidden, weight)
+  tuning = {"schedule": schedule, "block_size": block_size, "chunk_size": chunk_size}
+  if _choose_kernel(name, implementation, hidden, filter_eps, layout, partitioned, tuning):
+    return _kernel_loss(
+      name,
+      hidden,
+      weight,
+      labels,
+      ignore_index=ignore_index,
+      reduction=reduction,
+      return_lse=return_lse,
+      filter_eps=filter_eps,
+      **options,
+    )
+  core = functools.partial(
+    fused_linear_cross_entropy_impl,
+    name,
+    ignore_index=ignore_index,
+    reduction=reduction,
+    return_lse=return_lse,
+    schedule=schedule,
+    block_size=block_size,
+    chunk_size=chunk_size,
+  )
   if layout is None:
-    partitioned = _fused_auto.auto_mesh(hidden, weight)
     return core(hidden, weight, labels, partitioned=partitioned, **options)
   _reduce.check_reduction(name, reduction)
   hidden, weight, labels, _ = _check_head(name, hidden, weight, labels, ignore_index)
@@ -247,6 +277,94 @@ def fused_linear_cross_entropy_impl(
     )
   if return_lse:
     lse = jnp.where(prepared.valid, lse.reshape(labels.shape), jnp.zeros((), lse.dtype))
+    return loss, lse
+  return loss
+
+
+def _choose_kernel(fn_name, implementation, hidden, filter_eps, layout, partitioned, tuning):
+  """Whether the Pallas kernels run; a ValueError for what they do not take."""
+  chosen = _engine.implementation(fn_name, implementation, hidden)
+  if filter_eps is not None and (chosen != "pallas" or not filter_eps >= 0):
+    raise ValueError(
+      f"{fn_name}: filter_eps={filter_eps!r} must be None, or a float >= 0 with "
+      "implementation='pallas' (the kernel's gradient filtering)."
+    )
+  if chosen != "pallas":
+    return False
+  if layout is not None or partitioned or tuning != dict.fromkeys(tuning) | {"schedule": "auto"}:
+    raise ValueError(
+      f"{fn_name}: implementation='pallas' runs on unsharded inputs and has no schedule, "
+      "block_size or chunk_size (the kernel's blocks are its own); on a mesh, or to choose "
+      "a schedule, pass implementation='xla'."
+    )
+  return True
+
+
+def _kernel_loss(
+  fn_name,
+  hidden,
+  weight,
+  labels,
+  *,
+  bias,
+  ignore_index,
+  class_weights,
+  label_smoothing,
+  z_loss,
+  softcap,
+  where,
+  sample_weight,
+  reduction,
+  return_lse,
+  filter_eps,
+):
+  """The loss by the Pallas kernels (:mod:`._pallas_fused_grad`), tokens flattened to ``[N, D]``."""
+  _reduce.check_reduction(fn_name, reduction)
+  hidden, weight, labels, shown = _check_head(fn_name, hidden, weight, labels, ignore_index)
+  bias, num_classes = _check_rest(fn_name, hidden, weight, bias, labels, None, None)
+  option_bad = _validate.options(
+    fn_name, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
+  )
+  dtype = _common.compute_dtype(jnp.result_type(hidden, weight))
+  prepared = prepare_labels(
+    fn_name,
+    labels,
+    num_classes=num_classes,
+    class_weights=class_weights,
+    ignore_index=ignore_index,
+    where=where,
+    dtype=dtype,
+    shown=shown,
+    option_bad=option_bad,
+  )
+  sample = _validate.sample_weights(fn_name, sample_weight, labels.shape, dtype)
+  config = SparseOptions.of(num_classes, label_smoothing=label_smoothing, z_loss=z_loss)
+  cap = None if softcap is None else jnp.asarray(softcap, dtype)
+  weights = prepared.class_weights
+  options = _pallas_sparse.Options(config.smoothing, weights is not None, cap is not None)
+  tiling = {**_pallas_fused.DEFAULT_CONFIG}
+  if filter_eps is not None:
+    tiling["filter_eps"] = float(filter_eps)
+  tiling = tuple(sorted(tiling.items()))
+  flat = lambda v: None if v is None else v.reshape(-1)  # noqa: E731
+  aux = (flat(prepared.labels), flat(prepared.valid), flat(prepared.bad))
+  kernel_weights = weights if options.smoothing else None
+  stats = _pallas_fused_grad.row_stats(
+    _pallas_fused_grad.Spec(options, tiling),
+    hidden.reshape(-1, hidden.shape[-1]),
+    weight,
+    bias,
+    aux[0],
+    kernel_weights,
+    cap,
+    _common.nan_where(aux[2], jnp.float32),
+  )
+  eps, z = (jnp.asarray(v, dtype) for v in (label_smoothing, z_loss))
+  rest = (weights, eps, z, flat(sample))
+  loss = _sparse.kernel_total(config, reduction, *stats, kernel_weights, aux, rest)
+  loss = (loss.reshape(labels.shape) if reduction == "none" else loss).astype(dtype)
+  if return_lse:
+    lse = jnp.where(prepared.valid, stats[0].reshape(labels.shape), 0.0).astype(dtype)
     return loss, lse
   return loss
 

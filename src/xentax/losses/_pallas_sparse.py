@@ -17,6 +17,7 @@ logits hold. Design rule: the kernels take only Pallas APIs present in jax 0.10 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import NamedTuple
 
@@ -34,6 +35,28 @@ DEFAULT_CONFIG = {
   "evict": True,  # first-pass loads ask L2 to keep the lines, second-pass ones to drop them
   "segment": 8192,  # > 0: the gradient by split_gradient, a program per this many columns
 }
+
+
+def tiling_scope(defaults: dict):
+  """A context manager ``tiling(config)``: kernels traced inside it take ``config`` over
+  ``defaults`` (tests and tiling sweeps; the losses read the defaults when traced)."""
+
+  @contextlib.contextmanager
+  def tiling(config):
+    saved = dict(defaults)
+    defaults.update(config)
+    try:
+      yield
+    finally:
+      defaults.clear()
+      defaults.update(saved)
+
+  return tiling
+
+
+tiling = tiling_scope(DEFAULT_CONFIG)
+
+
 # Segments a row may be split over: a row's programs wait on each other, so must be resident.
 MAX_SPLITS = 32
 

@@ -203,17 +203,17 @@ def _kernel_loss(config, inputs, label_smoothing, z_loss, softcap, reduction, ti
   nan_rows = _common.nan_where(aux[2], jnp.float32)
   kernel_weights = weights if options.smoothing else None
   if reduction != "none":
-    total = functools.partial(_kernel_total, config, reduction)
+    total = functools.partial(kernel_total, config, reduction)
     value = _pallas_sparse_grad.reduced(
       spec, total, x, aux[0], kernel_weights, cap, nan_rows, aux, (weights, *rest)
     )
     return value.astype(inputs.dtype)
   stats = _pallas_sparse_grad.row_stats(spec, x, aux[0], kernel_weights, cap, nan_rows)
-  losses = _kernel_total(config, "none", *stats, kernel_weights, aux, (weights, *rest))
+  losses = kernel_total(config, "none", *stats, kernel_weights, aux, (weights, *rest))
   return losses.reshape(example_shape).astype(inputs.dtype)
 
 
-def _kernel_total(config, reduction, lse, target, ws, kernel_weights, aux, rest):
+def kernel_total(config, reduction, lse, target, ws, kernel_weights, aux, rest):
   """The reduced loss (or per-example losses for ``"none"``) from the kernels' statistics."""
   del kernel_weights  # the same array as rest[0]: its W gradient is the kernel rule's
   labels, valid, bad = aux
