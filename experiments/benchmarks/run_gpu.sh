@@ -34,12 +34,12 @@ PYTHONUNBUFFERED=1 PYTHONPATH=src timeout 60 \
   "$PY" experiments/benchmarks/gpu_smoke.py 2>&1 | tee "$OUT_DIR/smoke.log"
 
 if "$PY" -c "import pytest, hypothesis" > /dev/null 2>&1; then
-  PYTHONUNBUFFERED=1 PYTHONPATH=src:. timeout 150 "$PY" -m pytest -q -p no:cacheprovider \
+  PYTHONUNBUFFERED=1 PYTHONPATH=src:. timeout 120 "$PY" -m pytest -q -p no:cacheprovider \
     -o addopts="" -m "not slow" tests/losses/test_pallas_sparse.py tests/losses/test_pallas_fused.py 2>&1 | tee "$OUT_DIR/kernel-tests.log"
 else
   echo "pytest or hypothesis does not import: gpu_pallas_sparse.py --tests-only instead" \
     | tee "$OUT_DIR/kernel-tests.log"
-  PYTHONUNBUFFERED=1 PYTHONPATH=src timeout 150 "$PY" experiments/benchmarks/gpu_pallas_sparse.py \
+  PYTHONUNBUFFERED=1 PYTHONPATH=src timeout 120 "$PY" experiments/benchmarks/gpu_pallas_sparse.py \
     "$OUT_DIR/kernel-tests.json" --tests-only 2>&1 | tee -a "$OUT_DIR/kernel-tests.log"
 fi
 
