@@ -163,7 +163,12 @@ def copy_rate(x):
 
 
 def _pallas(mode):
-  return kernel_loss if mode == "forward" else jax.value_and_grad(kernel_loss)
+  """A new function each call: jit caches traces by function, and the tiling is read then."""
+
+  def loss(x, y):
+    return kernel_loss(x, y)
+
+  return loss if mode == "forward" else jax.value_and_grad(loss)
 
 
 def sweep(dtype, shape):

@@ -51,7 +51,8 @@ PARAGRAPHS: dict[str, str | tuple[str, ...]] = {
     "(Triton) kernels: compiled on an NVIDIA GPU, Pallas's interpreter elsewhere (slow; for "
     'tests). ``"auto"`` takes the kernel where a committed GPU record measured it faster '
     "(``KERNELS`` in ``xentax.losses._engine``), XLA elsewhere. The value and every "
-    "gradient agree up to float32 rounding; the kernels have reverse-mode derivatives only "
+    "gradient agree within float32 rounding except at the degenerate points the loss guide "
+    "lists; the kernels have reverse-mode derivatives only "
     '(forward mode needs ``"xla"``).'
   ),
   "teacher_gradient": (

@@ -55,25 +55,45 @@ def _platform() -> str:
   return "cuda" if "NVIDIA" in getattr(device, "device_kind", "") else jax.default_backend()
 
 
-def implementation(fn_name: str, requested: str, x, measured: bool = True) -> str:
+def _on_mesh(*arrays) -> bool:
+  """True outside ``shard_map`` when the context mesh, or an input's, has an axis of more
+  than one device (a kernel's operands would be gathered whole)."""
+  context = jax.sharding.get_abstract_mesh()
+  if jax.sharding.AxisType.Manual in context.axis_types:
+    return False  # inside shard_map: each device's own share
+  meshes = [context] + [
+    getattr(getattr(jax.typeof(x), "sharding", None), "mesh", None)
+    for x in arrays
+    if isinstance(x, jax.Array)
+  ]
+  return any(
+    size > 1 for mesh in meshes if mesh is not None and mesh.axis_names for size in mesh.axis_sizes
+  )
+
+
+def implementation(fn_name: str, requested: str, x, *others, measured: bool = True) -> str:
   """``"xla"`` or ``"pallas"`` for a loss's ``implementation=`` argument.
 
+  ``x`` holds the rows (class or feature axis last), ``others`` the other float inputs.
   ``"auto"`` reads :data:`KERNELS` where ``measured`` (the call's options are the measured
-  ones), else XLA. The kernels compute in float32, so float64 logits are refused.
+  ones) and the inputs are not on a mesh, else XLA. The kernels compute in float32, so
+  float64 inputs are refused; an input with no rows takes XLA (no kernel launch).
   """
   if requested not in ("auto", "xla", "pallas"):
     raise ValueError(
       f"{fn_name}: implementation must be 'auto', 'xla' or 'pallas', got {requested!r}."
     )
+  float64 = jnp.result_type(x, *others) == jnp.float64
   if requested == "auto":
-    requested = KERNELS.get((fn_name, _platform()), "xla") if measured else "xla"
-    return "xla" if jnp.result_type(x) == jnp.float64 else requested
-  if requested == "pallas" and jnp.result_type(x) == jnp.float64:
+    if not measured or float64 or _on_mesh(x, *others):
+      return "xla"
+    requested = KERNELS.get((fn_name, _platform()), "xla")
+  if requested == "pallas" and float64:
     raise ValueError(
-      f"{fn_name}: the Pallas kernels compute in float32; float64 logits need "
+      f"{fn_name}: the Pallas kernels compute in float32; float64 inputs need "
       "implementation='xla' (or 'auto')."
     )
-  return requested
+  return "xla" if math.prod(jnp.shape(x)[:-1]) == 0 else requested
 
 
 def fast_or_guarded(fast, guarded: Callable, ok, *rows):

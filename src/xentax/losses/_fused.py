@@ -86,8 +86,9 @@ def fused_linear_cross_entropy(
     float32 accumulator (``4 D V`` bytes) exceeds 256 MiB.
 
   ``implementation="pallas"`` runs Pallas kernels instead (unsharded inputs only): the
-  logits exist only as blocks on chip, the backward pass adds ``G W^T`` and ``h^T G``
-  block by block with atomic adds (Cut Cross-Entropy's scheme), float32 accumulation.
+  logits exist only as blocks on chip (except to differentiate the softcap, or the class
+  weights under smoothing), the backward pass adds ``G W^T`` and ``h^T G`` block by block
+  with atomic adds (Cut Cross-Entropy's scheme), float32 accumulation.
 
   Peak memory grows linearly with ``chunk_size`` (``"tokens"``) or ``block_size``
   (``"vocab"``), on top of O(N D); a larger slice means fewer, wider matmuls, faster only
@@ -160,7 +161,8 @@ def fused_linear_cross_entropy(
   layout = _fused_layout.explicit_layout(name, hidden, weight)
   partitioned = layout is None and _fused_auto.auto_mesh(hidden, weight)
   tuning = {"schedule": schedule, "block_size": block_size, "chunk_size": chunk_size}
-  if _choose_kernel(name, implementation, hidden, filter_eps, layout, partitioned, tuning):
+  floats = [a for a in (weight, bias) if a is not None]
+  if _choose_kernel(name, implementation, hidden, floats, filter_eps, layout, partitioned, tuning):
     return _kernel_loss(
       name,
       hidden,
@@ -281,9 +283,11 @@ def fused_linear_cross_entropy_impl(
   return loss
 
 
-def _choose_kernel(fn_name, implementation, hidden, filter_eps, layout, partitioned, tuning):
+def _choose_kernel(
+  fn_name, implementation, hidden, arrays, filter_eps, layout, partitioned, tuning
+):
   """Whether the Pallas kernels run; a ValueError for what they do not take."""
-  chosen = _engine.implementation(fn_name, implementation, hidden)
+  chosen = _engine.implementation(fn_name, implementation, hidden, *arrays)
   if filter_eps is not None and (chosen != "pallas" or not filter_eps >= 0):
     raise ValueError(
       f"{fn_name}: filter_eps={filter_eps!r} must be None, or a float >= 0 with "

@@ -60,7 +60,7 @@ def _config(config):
 
 
 def _ids(start, size, limit):
-  ids = _index(start) + jax.lax.broadcasted_iota(_index(0).dtype, (size,), 0)
+  ids = jnp.asarray(start, jnp.int32) + jax.lax.broadcasted_iota(jnp.int32, (size,), 0)
   return ids, ids < limit
 
 
@@ -100,7 +100,11 @@ def _matmul(a, b, contract):
   dtype = jnp.result_type(a, b)
   numbers = (contract, ((), ()))
   return jax.lax.dot_general(
-    a.astype(dtype), b.astype(dtype), numbers, preferred_element_type=jnp.float32
+    a.astype(dtype),
+    b.astype(dtype),
+    numbers,
+    precision=jax.lax.Precision.HIGHEST,  # float32 in float32 (not TF32) on a GPU
+    preferred_element_type=jnp.float32,
   )
 
 
@@ -223,7 +227,8 @@ def _backward_kernel(*refs, options, shape, has_bias, filter_eps):
   def accumulate():
     h_ref, w_ref = logits_refs[:2]
     g_in = g.astype(jnp.result_type(h_ref.dtype, w_ref.dtype))  # f32 accumulation
-    row_ok = _ids(i * shape.rows, shape.rows, shape.n)[1]
+    # A dropped row's h may hold NaN or inf: read as 0, as its G row is 0.
+    row_ok = _ids(i * shape.rows, shape.rows, shape.n)[1] & (live != 0)
     if db_ref:
       plgpu.atomic_add(db_ref[0], pl.ds(_index(j * shape.cols), shape.cols), jnp.sum(g, axis=0))
 
@@ -245,7 +250,9 @@ def _backward_kernel(*refs, options, shape, has_bias, filter_eps):
   if filter_eps is None:
     accumulate()
   else:
-    jax.lax.cond(jnp.max(jnp.abs(g)) >= filter_eps, accumulate, lambda: None)
+    # Counted, not a max: a NaN entry (not below eps) keeps its block, as a max may drop it.
+    large = jnp.sum(jnp.where(jnp.abs(g) < filter_eps, 0, 1))
+    jax.lax.cond(large > 0, accumulate, lambda: None)
 
 
 def backward(hidden, weight, bias, labels, lse, coef, options, weights, cap, *, config=None):

@@ -81,7 +81,8 @@ def _row_stats_bwd(spec, res, cotangents):
   d_bias = None if bias is None else d_bias.astype(bias.dtype)
   d_weights = d_cap = None
   if need_w is not None or need_cap is not None:
-    stats = functools.partial(_xla_stats, h, weight, bias, labels)
+    kept = jnp.where(coef.live[:, None] != 0, h, jnp.zeros_like(h))  # dropped rows may be NaN
+    stats = functools.partial(_xla_stats, kept, weight, bias, labels)
     _, pullback = jax.vjp(stats, weights, cap)
     d_weights, d_cap = pullback((g_lse, g_target, g_ws))
     d_weights = d_weights if need_w is not None else None

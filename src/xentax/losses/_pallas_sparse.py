@@ -162,7 +162,7 @@ def _row_stats(options, refs, rows, num_classes, block_cols, eviction_policy=Non
     m, s, ws = carry
     z, cols = _load(refs, start, block_cols, num_classes, masked, eviction_policy)
     m_new = jnp.maximum(m, jnp.max(z, axis=1))
-    shift = jnp.where(m_new == -jnp.inf, 0.0, m_new)  # all -inf so far: keep exp finite
+    shift = jnp.where(jnp.isfinite(m_new), m_new, 0.0)  # +-inf max: exp stays exact
     s = s * jnp.exp(m - shift) + jnp.sum(jnp.exp(z - shift[:, None]), axis=1)
     if options.smoothing:
       ws = ws + _weighted_sum(z, _weights(refs, start, cols, num_classes, masked))
@@ -294,9 +294,19 @@ def _coefficient_inputs(coef):
 
 
 def gradient(
-  logits, labels, coef, options=PLAIN, weights=None, cap=None, *, config=None, interpret=False
+  logits,
+  labels,
+  coef,
+  options=PLAIN,
+  weights=None,
+  cap=None,
+  *,
+  config=None,
+  interpret=False,
+  grad_dtype=None,
 ):
-  """Per-row ``(lse, sum_c w_c z_c or None)`` and ``G`` in the logits' dtype, two passes a row."""
+  """Per-row ``(lse, sum_c w_c z_c or None)`` and ``G`` (in ``grad_dtype``, by default the
+  logits'), two passes a row."""
   n, c = logits.shape
   config, compiler = _params(config, n, c)
   rows = config["block_rows"]
@@ -307,7 +317,7 @@ def gradient(
   stats = _row_outputs(options, n)
   outs = pl.pallas_call(
     functools.partial(_gradient_kernel, options=options, num_classes=c, config=config),
-    out_shape=(*stats, jax.ShapeDtypeStruct((n, c), logits.dtype)),
+    out_shape=(*stats, jax.ShapeDtypeStruct((n, c), grad_dtype or logits.dtype)),
     grid=(n // rows,),
     in_specs=[full, *extra_specs, row, *[row] * len(coefs)],
     out_specs=(*[row] * len(stats), full),
@@ -336,7 +346,7 @@ def _split_gradient_kernel(*refs, options, segment):
     ws = _weighted_sum(z, _weights(refs, start, cols, num_classes, masked))
     outs[5][pl.ds(row * slots + part, 1)] = ws
   m = jnp.max(z, axis=1)
-  shift = jnp.where(m == -jnp.inf, 0.0, m)
+  shift = jnp.where(jnp.isfinite(m), m, 0.0)
   total = jnp.sum(jnp.exp(z - shift[:, None]), axis=1)
   if splits == 1:  # the whole row is here: no partials through memory
     lse = m + jnp.log(total)
@@ -352,7 +362,7 @@ def _split_gradient_kernel(*refs, options, segment):
     ms = plgpu.load(m_ref.at[pl.ds(row * slots, slots)], mask=valid, other=-jnp.inf, volatile=True)
     ss = plgpu.load(s_ref.at[pl.ds(row * slots, slots)], mask=valid, other=0.0, volatile=True)
     top = jnp.max(ms)
-    top_shift = jnp.where(top == -jnp.inf, 0.0, top)
+    top_shift = jnp.where(jnp.isfinite(top), top, 0.0)
     lse = top + jnp.log(jnp.sum(ss * jnp.exp(ms - top_shift)))
   lse = jnp.full(lse_ref.shape, lse)
   lse_ref[...] = lse
@@ -373,6 +383,7 @@ def split_gradient(
   segment=8192,
   num_warps=4,
   interpret=False,
+  grad_dtype=None,
 ):
   """:func:`gradient` with each row split over ``ceil(C / segment)`` programs (a power of two):
   one read. The interpreter runs programs one at a time, so it takes only ``C <= segment``."""
@@ -399,7 +410,7 @@ def split_gradient(
     functools.partial(_split_gradient_kernel, options=options, segment=segment),
     out_shape=(
       jax.ShapeDtypeStruct((n,), jnp.float32),
-      jax.ShapeDtypeStruct((n, c), logits.dtype),
+      jax.ShapeDtypeStruct((n, c), grad_dtype or logits.dtype),
       partial,
       partial,
       jax.ShapeDtypeStruct((n,), jnp.int32),
@@ -419,7 +430,9 @@ def split_gradient(
   return outs[0], ws, outs[1]
 
 
-def row_gradient(logits, labels, coef, options, weights, cap, config, interpret=None):
+def row_gradient(
+  logits, labels, coef, options, weights, cap, config, interpret=None, grad_dtype=None
+):
   """:func:`split_gradient` where a row fits :data:`MAX_SPLITS` segments (compiled) or one
   (interpreted), else :func:`gradient`; ``interpret`` as in :func:`by_platform`."""
   config = {**DEFAULT_CONFIG, **dict(config or {})}
@@ -438,9 +451,18 @@ def row_gradient(logits, labels, coef, options, weights, cap, config, interpret=
           segment=config["segment"],
           num_warps=config["num_warps"],
           interpret=interpret,
+          grad_dtype=grad_dtype,
         )
       return gradient(
-        logits, labels, coef, options, weights, cap, config=config, interpret=interpret
+        logits,
+        labels,
+        coef,
+        options,
+        weights,
+        cap,
+        config=config,
+        interpret=interpret,
+        grad_dtype=grad_dtype,
       )
 
     return run

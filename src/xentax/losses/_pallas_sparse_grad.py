@@ -46,7 +46,11 @@ def _target(x, labels, cap):
 
 
 def _kernel_gradient(spec, x, labels, coef, weights, cap):
-  return ps.row_gradient(x, labels, coef, spec.options, weights, cap, dict(spec.config))
+  # float16 gradients in float32: scaled by the cotangent only later, they would underflow.
+  grad_dtype = jnp.float32 if x.dtype == jnp.float16 else x.dtype
+  return ps.row_gradient(
+    x, labels, coef, spec.options, weights, cap, dict(spec.config), grad_dtype=grad_dtype
+  )
 
 
 def _primal(arg):
@@ -80,7 +84,7 @@ def _option_grads(spec, x, labels, lse, coef, weights, cap, need_weights, need_c
   z = z if cap is None else _softcap.softcap(z, cap)
   d_weights = d_cap = None
   if need_weights:  # d / d w_c of sum_n (-s_n) W_n
-    d_weights = -jnp.sum(jnp.where(kept, coef.s[:, None] * z, 0.0), axis=0)
+    d_weights = -jnp.sum(jnp.where(kept, _common.safe_mul(coef.s[:, None], z), 0.0), axis=0)
   if need_cap:
     w = jnp.ones(x.shape[1], jnp.float32) if weights is None else weights
     p = jnp.exp(z - lse[:, None])
@@ -166,13 +170,14 @@ def _reduced_fwd(spec, total, x, labels, weights, cap, nan_rows, aux, rest):
     saved_x,
     _flag(need_w),
     _flag(need_cap),
+    jnp.zeros((0,), x.dtype),  # the logits' dtype, for their gradient
   )
   return value, res
 
 
 def _reduced_bwd(spec, total, res, g):
-  grad, lse, target, ws, weights, cap, aux, rest, coef, saved_x, need_w, need_cap = res
-  d_x = (g * grad).astype(grad.dtype)
+  grad, lse, target, ws, weights, cap, aux, rest, coef, saved_x, need_w, need_cap, like = res
+  d_x = (g * grad).astype(like.dtype)
   _, pullback = jax.vjp(lambda w, r: total(lse, target, ws, w, aux, r), weights, rest)
   d_weights, d_rest = pullback(g)
   d_w = d_cap = None

@@ -169,9 +169,12 @@ def sparse_categorical_cross_entropy_with_logits(
     upcast=False,
   )
   config = SparseOptions.of(inputs.scores.shape[-1], label_smoothing=label_smoothing, z_loss=z_loss)
-  measured = config == SparseOptions(config.num_classes) and softcap is None
+  plain = config == SparseOptions(config.num_classes) and softcap is None
   chosen = _engine.implementation(
-    "sparse_categorical_cross_entropy_with_logits", implementation, inputs.scores, measured
+    "sparse_categorical_cross_entropy_with_logits",
+    implementation,
+    inputs.scores,
+    measured=plain and class_weights is None,
   )
   if chosen == "pallas":
     return _kernel_loss(config, inputs, label_smoothing, z_loss, softcap, reduction)
