@@ -239,22 +239,19 @@ def fused_linear_cross_entropy_impl(
   if block_size is None:
     block_size = auto_block_size(int(jnp.size(labels)), vocab_size)
   block_size = _validate.block_size(fn_name, block_size, vocab_size)
-  option_bad = _validate.options(
-    fn_name, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
-  )
-  dtype = _common.compute_dtype(jnp.result_type(hidden, weight))
-  prepared = prepare_labels(
+  dtype, prepared, weights = _prepare(
     fn_name,
+    hidden,
+    weight,
     labels,
-    num_classes=num_classes,
+    shown,
+    num_classes,
     class_weights=class_weights,
     ignore_index=ignore_index,
     where=where,
-    dtype=dtype,
-    shown=shown,
-    option_bad=option_bad,
+    options=dict(label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap),
+    sample_weight=sample_weight,
   )
-  weights = _validate.sample_weights(fn_name, sample_weight, labels.shape, dtype)
   h = hidden.reshape(-1, hidden.shape[-1])
   options = (label_smoothing, z_loss, softcap)
   if schedule == "tokens":
@@ -326,22 +323,19 @@ def _kernel_loss(
   _reduce.check_reduction(fn_name, reduction)
   hidden, weight, labels, shown = _check_head(fn_name, hidden, weight, labels, ignore_index)
   bias, num_classes = _check_rest(fn_name, hidden, weight, bias, labels, None, None)
-  option_bad = _validate.options(
-    fn_name, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap
-  )
-  dtype = _common.compute_dtype(jnp.result_type(hidden, weight))
-  prepared = prepare_labels(
+  dtype, prepared, sample = _prepare(
     fn_name,
+    hidden,
+    weight,
     labels,
-    num_classes=num_classes,
+    shown,
+    num_classes,
     class_weights=class_weights,
     ignore_index=ignore_index,
     where=where,
-    dtype=dtype,
-    shown=shown,
-    option_bad=option_bad,
+    options=dict(label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap),
+    sample_weight=sample_weight,
   )
-  sample = _validate.sample_weights(fn_name, sample_weight, labels.shape, dtype)
   config = SparseOptions.of(num_classes, label_smoothing=label_smoothing, z_loss=z_loss)
   cap = None if softcap is None else jnp.asarray(softcap, dtype)
   weights = prepared.class_weights
@@ -371,6 +365,25 @@ def _kernel_loss(
     lse = jnp.where(prepared.valid, stats[0].reshape(labels.shape), 0.0).astype(dtype)
     return loss, lse
   return loss
+
+
+def _prepare(
+  fn_name, hidden, weight, labels, shown, num_classes, *, options, sample_weight, **label_options
+):
+  """``(compute dtype, prepared labels, sample weights)``; a traced option outside its
+  domain (``options``: smoothing, z-loss, softcap) makes every kept token bad."""
+  option_bad = _validate.options(fn_name, **options)
+  dtype = _common.compute_dtype(jnp.result_type(hidden, weight))
+  prepared = prepare_labels(
+    fn_name,
+    labels,
+    num_classes=num_classes,
+    dtype=dtype,
+    shown=shown,
+    option_bad=option_bad,
+    **label_options,
+  )
+  return dtype, prepared, _validate.sample_weights(fn_name, sample_weight, labels.shape, dtype)
 
 
 def _check_head(fn_name, hidden, weight, labels, ignore_index):
