@@ -220,3 +220,14 @@ def test_edge_cases_found_in_review():
     assert value == 0 and grad.shape == (0, 6)
   with pytest.raises(ValueError, match="float64 inputs need"):
     LOSS(hidden, weight.astype(jnp.float64), labels, implementation="pallas")
+
+
+def test_a_padded_vocabulary_masked_by_a_minus_inf_bias():
+  rng = np.random.default_rng(6)
+  hidden, weight, _ = _case(rng, 20, 24, 100, jnp.float32)
+  labels = jnp.asarray(rng.integers(0, 90, 20))
+  options = {"bias": jnp.where(jnp.arange(100) >= 90, -jnp.inf, 0.0).astype(jnp.float32)}
+  with pf.tiling(SMALL):
+    kernel = _value_and_grads("pallas", hidden, weight, labels, "mean", options)
+  xla = _value_and_grads("xla", hidden, weight, labels, "mean", options)
+  _assert_same(kernel, xla, 1e-5, 1e-6)
