@@ -84,7 +84,7 @@ def test_every_option_matches_the_xla_path(dtype, tol, reduction):
 
 
 @pytest.mark.slow
-@settings(deadline=None, max_examples=10)
+@settings(deadline=None, max_examples=8)
 @given(
   n=st.integers(1, 40),
   d=st.integers(1, 40),
@@ -106,7 +106,8 @@ def test_shapes_options_and_blocks_match_the_xla_path(n, d, v, reduction, names,
   with pf.tiling(config):
     kernel = _value_and_grads("pallas", hidden, weight, labels, reduction, options)
   xla = _value_and_grads("xla", hidden, weight, labels, reduction, options)
-  _assert_same(kernel, xla, 1e-5, 1e-5)
+  # "none" weighs row n by n + 1, and with it XLA's rounding (at V = 1 its G is ~1e-6, not 0).
+  _assert_same(kernel, xla, 1e-5, 1e-5 * (n if reduction == "none" else 1))
 
 
 def test_return_lse_and_token_axes():

@@ -93,7 +93,7 @@ def test_every_option_matches_the_xla_path(dtype, tol, reduction):
 
 
 @pytest.mark.slow
-@settings(deadline=None, max_examples=15)
+@settings(deadline=None, max_examples=10)
 @given(
   n=st.integers(1, 7),
   c=st.integers(1, 70),
@@ -125,8 +125,8 @@ def test_options_and_tilings_match_the_xla_path(
   with ps.tiling({**CONFIGS[config], "block_cols": block_cols}):
     kernel = _value_and_grads("pallas", z, labels, reduction, options, **fixed)
   xla = _value_and_grads("xla", z, labels, reduction, options, **fixed)
-  tol = (2e-5, 5e-6) if dtype == jnp.float32 else (2e-2, 2e-3)
-  _assert_same(kernel, xla, *tol)
+  rtol, atol = (2e-5, 5e-6) if dtype == jnp.float32 else (2e-2, 2e-3)
+  _assert_same(kernel, xla, rtol, atol * (n if reduction == "none" else 1))  # row n weighs n + 1
 
 
 def _grad_reference(z, labels, kept, reduction, weights):
