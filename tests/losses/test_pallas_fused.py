@@ -84,7 +84,7 @@ def test_every_option_matches_the_xla_path(dtype, tol, reduction):
 
 
 @pytest.mark.slow
-@settings(deadline=None, max_examples=8)
+@settings(deadline=None, max_examples=5)
 @given(
   n=st.integers(1, 40),
   d=st.integers(1, 40),

@@ -93,7 +93,7 @@ def test_every_option_matches_the_xla_path(dtype, tol, reduction):
 
 
 @pytest.mark.slow
-@settings(deadline=None, max_examples=10)
+@settings(deadline=None, max_examples=6)
 @given(
   n=st.integers(1, 7),
   c=st.integers(1, 70),
