@@ -67,10 +67,18 @@ def _assert_same(kernel, xla, rtol, atol):
     )
 
 
+F32, BF16 = (jnp.float32, (1e-5, 1e-5)), (jnp.bfloat16, (3e-2, 3e-2))
+
+
 @pytest.mark.parametrize(
-  ("dtype", "tol"), [(jnp.float32, (1e-5, 1e-5)), (jnp.bfloat16, (3e-2, 3e-2))]
+  ("dtype", "tol", "reduction"),
+  [
+    (*F32, "mean"),
+    (*BF16, "none"),
+    pytest.param(*F32, "none", marks=pytest.mark.slow),
+    pytest.param(*BF16, "mean", marks=pytest.mark.slow),
+  ],
 )
-@pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_every_option_matches_the_xla_path(dtype, tol, reduction):
   """37 tokens, D = 50, V = 301 (none a multiple of its block), a dropped token, every
   option; gradients with respect to hidden, weight, bias and every float option."""
@@ -110,6 +118,7 @@ def test_shapes_options_and_blocks_match_the_xla_path(n, d, v, reduction, names,
   _assert_same(kernel, xla, 1e-5, 1e-5 * (n if reduction == "none" else 1))
 
 
+@pytest.mark.slow
 def test_return_lse_and_token_axes():
   rng = np.random.default_rng(1)
   hidden = jnp.asarray(rng.normal(size=(2, 5, 12)), jnp.float32)
@@ -169,6 +178,7 @@ def test_pallas_refuses_schedules_and_meshes():
   assert "pallas_call" not in str(jax.make_jaxpr(lambda h: LOSS(h, weight, labels))(hidden))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", ["plain", "every option"])
 def test_kernels_lower_for_cuda(options):
   """Forward and backward kernels lower to Triton calls for an NVIDIA GPU, on the CPU."""
@@ -223,6 +233,7 @@ def test_edge_cases_found_in_review():
     LOSS(hidden, weight.astype(jnp.float64), labels, implementation="pallas")
 
 
+@pytest.mark.slow
 def test_a_padded_vocabulary_masked_by_a_minus_inf_bias():
   rng = np.random.default_rng(6)
   hidden, weight, _ = _case(rng, 20, 24, 100, jnp.float32)

@@ -76,10 +76,18 @@ def _odd_case(rng, n, c, dtype):
   return jnp.asarray(z, dtype), jnp.asarray(labels, jnp.int32), jnp.asarray(where)
 
 
+F32, BF16 = (jnp.float32, (2e-5, 2e-6)), (jnp.bfloat16, (2e-2, 2e-3))
+
+
 @pytest.mark.parametrize(
-  ("dtype", "tol"), [(jnp.float32, (2e-5, 2e-6)), (jnp.bfloat16, (2e-2, 2e-3))]
+  ("dtype", "tol", "reduction"),
+  [
+    (*F32, "mean"),
+    (*BF16, "none"),
+    pytest.param(*F32, "none", marks=pytest.mark.slow),
+    pytest.param(*BF16, "mean", marks=pytest.mark.slow),
+  ],
 )
-@pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_every_option_matches_the_xla_path(dtype, tol, reduction):
   """Values and every gradient (logits, class weights, smoothing, z-loss, softcap, sample
   weights), 37 classes over chunks of 16, -inf logits, a dropped row."""
@@ -143,6 +151,7 @@ def _grad_reference(z, labels, kept, reduction, weights):
   return p * scale[:, None]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_matches_float64_reference(config, reduction):
@@ -171,6 +180,7 @@ def test_matches_float64_reference(config, reduction):
   np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_infinite_and_nan_logits():
   """-inf logits drop out of the log-sum-exp; a NaN in a kept row gives that row NaN."""
   z = np.array(
@@ -220,6 +230,7 @@ def test_dropped_and_bad_rows():
   assert np.isnan(value) and np.isnan(grad[1]).all() and np.isfinite(grad[0]).all()
 
 
+@pytest.mark.slow
 def test_all_rows_dropped_or_no_rows_give_zero():
   z = jnp.ones((3, 5), jnp.float32)
   value, grad = jax.value_and_grad(
@@ -230,6 +241,7 @@ def test_all_rows_dropped_or_no_rows_give_zero():
   np.testing.assert_allclose(one, np.log(5.0), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_batch_axes_and_class_axis():
   """``[B, T, C]`` logits, or the class axis elsewhere: rows flattened, shape kept."""
   rng = np.random.default_rng(1)
@@ -255,6 +267,7 @@ def test_implementation_argument():
   assert _engine.KERNELS[("sparse_categorical_cross_entropy_with_logits", "cuda")] == "pallas"
 
 
+@pytest.mark.slow
 def test_split_gradient_refuses_waiting_programs_in_the_interpreter():
   z = jnp.zeros((2, 64), jnp.float32)
   ones = jnp.ones(2)
@@ -263,6 +276,7 @@ def test_split_gradient_refuses_waiting_programs_in_the_interpreter():
     ps.split_gradient(z, jnp.zeros(2, jnp.int32), coef, segment=16, interpret=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", ["plain", "every option"])
 def test_kernels_lower_for_cuda(options):
   """Each kernel lowers to a Triton call for an NVIDIA GPU, here on the CPU (``jax.export``)."""
