@@ -42,10 +42,9 @@ def formulation() -> str:
   return chosen or "plain"
 
 
-# implementation="auto": the backends where a loss's kernel was measured faster than its XLA
+# implementation="auto": the platforms where a loss's kernel was measured faster than its XLA
 # formulation, for the configuration measured (plain options: ``where``, ``ignore_index``,
-# ``sample_weight``). experiments/benchmarks/gpu-h200-pallas.md (NVIDIA H200, [8192, 131072]
-# logits): forward 0.54x optax in bfloat16 and 0.52x in float32, value-and-grad 0.63x and 0.60x.
+# ``sample_weight``); the record: experiments/benchmarks/gpu-h200-pallas.md.
 KERNELS = {("sparse_categorical_cross_entropy_with_logits", "cuda"): "pallas"}
 
 
@@ -55,20 +54,23 @@ def _platform() -> str:
   return "cuda" if "NVIDIA" in getattr(device, "device_kind", "") else jax.default_backend()
 
 
-def _on_mesh(*arrays) -> bool:
-  """True outside ``shard_map`` when the context mesh, or an input's, has an axis of more
-  than one device (a kernel's operands would be gathered whole)."""
+def mesh_axes(*arrays) -> list[tuple[object, int]]:
+  """``(axis type, size)`` of every axis of the context mesh and of the inputs' meshes;
+  empty inside ``shard_map``, where each device holds its own share."""
   context = jax.sharding.get_abstract_mesh()
   if jax.sharding.AxisType.Manual in context.axis_types:
-    return False  # inside shard_map: each device's own share
+    return []
   meshes = [context] + [
     getattr(getattr(jax.typeof(x), "sharding", None), "mesh", None)
     for x in arrays
     if isinstance(x, jax.Array)
   ]
-  return any(
-    size > 1 for mesh in meshes if mesh is not None and mesh.axis_names for size in mesh.axis_sizes
-  )
+  return [
+    axis
+    for mesh in meshes
+    if mesh is not None and mesh.axis_names
+    for axis in zip(mesh.axis_types, mesh.axis_sizes, strict=True)
+  ]
 
 
 def implementation(fn_name: str, requested: str, x, *others, measured: bool = True) -> str:
@@ -85,7 +87,8 @@ def implementation(fn_name: str, requested: str, x, *others, measured: bool = Tr
     )
   float64 = jnp.result_type(x, *others) == jnp.float64
   if requested == "auto":
-    if not measured or float64 or _on_mesh(x, *others):
+    # On a mesh a kernel call's operands would be gathered whole.
+    if not measured or float64 or any(size > 1 for _, size in mesh_axes(x, *others)):
       return "xla"
     requested = KERNELS.get((fn_name, _platform()), "xla")
   if requested == "pallas" and float64:

@@ -22,6 +22,8 @@ from jax.experimental.custom_partitioning import SdyShardingRule, custom_partiti
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from xentax.losses import _engine
+
 
 class Shards(NamedTuple):
   """The mesh axes a device's share is cut along (None: not cut)."""
@@ -47,20 +49,7 @@ class Call(NamedTuple):
 def auto_mesh(*arrays) -> bool:
   """True outside ``shard_map`` when the context mesh, or an input's, has an ``Auto`` axis
   of more than one device: the layout is then chosen after tracing."""
-  context = jax.sharding.get_abstract_mesh()
-  if AxisType.Manual in context.axis_types:
-    return False
-  meshes = [context] + [
-    getattr(getattr(jax.typeof(x), "sharding", None), "mesh", None)
-    for x in arrays
-    if isinstance(x, jax.Array)
-  ]
-  return any(
-    kind == AxisType.Auto and size > 1
-    for mesh in meshes
-    if mesh is not None and mesh.axis_names
-    for kind, size in zip(mesh.axis_types, mesh.axis_sizes, strict=True)
-  )
+  return any(kind == AxisType.Auto and size > 1 for kind, size in _engine.mesh_axes(*arrays))
 
 
 def run(call: Call, arrays: dict) -> dict:

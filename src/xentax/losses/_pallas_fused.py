@@ -67,7 +67,7 @@ def _ids(start, size, limit):
 def _logits(refs, shape, i, j, options):
   """The ``[rows, cols]`` block ``(i, j)`` of ``z`` in float32, ``-inf`` past ``V``."""
   h_ref, w_ref, b_ref, cap_ref = refs
-  rows, row_ok = _ids(i * shape.rows, shape.rows, shape.n)
+  row_ok = _ids(i * shape.rows, shape.rows, shape.n)[1]
   cols, col_ok = _ids(j * shape.cols, shape.cols, shape.v)
 
   def step(k, acc):
@@ -92,7 +92,7 @@ def _logits(refs, shape, i, j, options):
   if cap_ref is not None:
     cap = cap_ref[...]
     z = cap * jnp.tanh(z / cap)
-  return jnp.where(col_ok[None, :], z, -jnp.inf), rows, cols, col_ok
+  return jnp.where(col_ok[None, :], z, -jnp.inf), cols, col_ok
 
 
 def _matmul(a, b, contract):
@@ -130,7 +130,7 @@ def _forward_kernel(*refs, options, shape, has_bias):
 
   def step(j, carry):
     m, s, ws = carry
-    z, _, _, col_ok = _logits(logits_refs, shape, i, j, options)
+    z, _, col_ok = _logits(logits_refs, shape, i, j, options)
     m_new = jnp.maximum(m, jnp.max(z, axis=1))
     shift = jnp.where(m_new == -jnp.inf, 0.0, m_new)
     s = s * jnp.exp(m - shift) + jnp.sum(jnp.exp(z - shift[:, None]), axis=1)
@@ -214,7 +214,7 @@ def _backward_kernel(*refs, options, shape, has_bias, filter_eps):
   accumulators = 3 if has_bias else 2
   dh_ref, dw_ref, *db_ref = rest[accumulators:]  # outputs, aliased to zero-filled inputs
   i, j = pl.program_id(0), pl.program_id(1)
-  z, _, cols, col_ok = _logits(logits_refs, shape, i, j, options)
+  z, cols, col_ok = _logits(logits_refs, shape, i, j, options)
   lse, a, b, live = lse_ref[...], a_ref[...], b_ref[...], live_ref[...]
   g = a[:, None] * jnp.exp(z - lse[:, None])
   g = g - jnp.where(cols[None, :] == y_ref[...][:, None], b[:, None], 0.0)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from xentax.losses import _common, _rows, _softcap
 from xentax.losses import _pallas_fused as pf
-from xentax.losses._pallas_sparse_grad import _coefficients, _flag, _perturbed, _primal
+from xentax.losses._pallas_sparse_grad import coefficients, flag, perturbed, primal
 
 
 class Spec(NamedTuple):
@@ -62,18 +62,18 @@ def row_stats(spec, h, weight, bias, labels, weights, cap, nan_rows):
 
 
 def _row_stats_fwd(spec, h, weight, bias, labels, weights, cap, nan_rows):
-  need_w = _perturbed(weights) and spec.options.smoothing
-  need_cap = _perturbed(cap)
-  args = _primal((h, weight, bias, labels, weights, cap, nan_rows))
+  need_w = perturbed(weights) and spec.options.smoothing
+  need_cap = perturbed(cap)
+  args = primal((h, weight, bias, labels, weights, cap, nan_rows))
   out = row_stats(spec, *args)
-  return out, (*args, out[0], _flag(need_w), _flag(need_cap))
+  return out, (*args, out[0], flag(need_w), flag(need_cap))
 
 
 def _row_stats_bwd(spec, res, cotangents):
   h, weight, bias, labels, weights, cap, nan_rows, lse, need_w, need_cap = res
   g_lse, g_target, g_ws = (_common.instantiate_tangent(lse, g) for g in cotangents)
   s = -g_ws if spec.options.smoothing else None
-  coef = _coefficients(g_lse + nan_rows, jnp.zeros_like(lse), -g_target, s)
+  coef = coefficients(g_lse + nan_rows, jnp.zeros_like(lse), -g_target, s)
   d_h, d_weight, d_bias = pf.backward(
     h, weight, bias, labels, lse, coef, spec.options, weights, cap, config=dict(spec.config)
   )

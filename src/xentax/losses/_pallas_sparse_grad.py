@@ -53,22 +53,22 @@ def _kernel_gradient(spec, x, labels, coef, weights, cap):
   )
 
 
-def _primal(arg):
+def primal(arg):
   """A ``custom_vjp`` forward rule's argument (under ``symbolic_zeros``) without its wrapper."""
   wrapped = lambda v: isinstance(v, jax.custom_derivatives.CustomVJPPrimal)  # noqa: E731
   return jax.tree.map(lambda v: v.value if wrapped(v) else v, arg, is_leaf=wrapped)
 
 
-def _perturbed(arg) -> bool:
+def perturbed(arg) -> bool:
   return bool(getattr(arg, "perturbed", False))
 
 
-def _flag(on: bool):
+def flag(on: bool):
   """A static flag as a residual: ``()`` when on, None when off (no leaves either way)."""
   return () if on else None
 
 
-def _coefficients(a0, a1, b, s):
+def coefficients(a0, a1, b, s):
   live = (a0 != 0) | (a1 != 0) | (b != 0)
   if s is not None:
     live = live | (s != 0)
@@ -107,18 +107,18 @@ def row_stats(spec, x, labels, weights, cap, nan_rows):
 
 
 def _row_stats_fwd(spec, x, labels, weights, cap, nan_rows):
-  need_w = _perturbed(weights) and spec.options.smoothing
-  need_cap = _perturbed(cap)
-  x, labels, weights, cap, nan_rows = _primal((x, labels, weights, cap, nan_rows))
+  need_w = perturbed(weights) and spec.options.smoothing
+  need_cap = perturbed(cap)
+  x, labels, weights, cap, nan_rows = primal((x, labels, weights, cap, nan_rows))
   out = row_stats(spec, x, labels, weights, cap, nan_rows)
-  return out, (x, labels, weights, cap, nan_rows, out[0], _flag(need_w), _flag(need_cap))
+  return out, (x, labels, weights, cap, nan_rows, out[0], flag(need_w), flag(need_cap))
 
 
 def _row_stats_bwd(spec, res, cotangents):
   x, labels, weights, cap, nan_rows, lse, need_w, need_cap = res
   g_lse, g_target, g_ws = (_common.instantiate_tangent(lse, g) for g in cotangents)
   s = -g_ws if spec.options.smoothing else None
-  coef = _coefficients(g_lse + nan_rows, jnp.zeros_like(lse), -g_target, s)
+  coef = coefficients(g_lse + nan_rows, jnp.zeros_like(lse), -g_target, s)
   _, _, grad = _kernel_gradient(spec, x, labels, coef, weights, cap)
   need_w, need_cap = need_w is not None, need_cap is not None
   d_w, d_cap = _option_grads(spec, x, labels, lse, coef, weights, cap, need_w, need_cap)
@@ -141,9 +141,9 @@ def reduced(spec, total, x, labels, weights, cap, nan_rows, aux, rest):
 
 
 def _reduced_fwd(spec, total, x, labels, weights, cap, nan_rows, aux, rest):
-  need_w = _perturbed(weights) and spec.options.smoothing
-  need_cap = _perturbed(cap)
-  x, labels, weights, cap, nan_rows, aux, rest = _primal(
+  need_w = perturbed(weights) and spec.options.smoothing
+  need_cap = perturbed(cap)
+  x, labels, weights, cap, nan_rows, aux, rest = primal(
     (x, labels, weights, cap, nan_rows, aux, rest)
   )
   target = _target(x, labels, cap)
@@ -152,7 +152,7 @@ def _reduced_fwd(spec, total, x, labels, weights, cap, nan_rows, aux, rest):
   a_at_0, d_target, d_ws = by_stats(zeros, target, zeros, weights, aux, rest)
   a_at_1 = by_stats(zeros + 1, target, zeros, weights, aux, rest)[0]
   s = -d_ws if spec.options.smoothing else None
-  coef = _coefficients(a_at_0 + nan_rows, a_at_1 - a_at_0, -d_target, s)
+  coef = coefficients(a_at_0 + nan_rows, a_at_1 - a_at_0, -d_target, s)
   lse, ws, grad = _kernel_gradient(spec, x, labels, coef, weights, cap)
   ws = zeros if ws is None else ws
   value = total(lse, target, ws, weights, aux, rest)
@@ -168,8 +168,8 @@ def _reduced_fwd(spec, total, x, labels, weights, cap, nan_rows, aux, rest):
     rest,
     coef,
     saved_x,
-    _flag(need_w),
-    _flag(need_cap),
+    flag(need_w),
+    flag(need_cap),
     jnp.zeros((0,), x.dtype),  # the logits' dtype, for their gradient
   )
   return value, res

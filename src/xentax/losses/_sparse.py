@@ -192,7 +192,7 @@ def sparse_categorical_cross_entropy_with_logits(
   return inputs.reduce(losses, reduction)
 
 
-def _kernel_loss(config, inputs, label_smoothing, z_loss, softcap, reduction, tiling=None):
+def _kernel_loss(config, inputs, label_smoothing, z_loss, softcap, reduction):
   """The loss by the Pallas kernels (:mod:`._pallas_sparse_grad`), rows flattened to ``[N, C]``."""
   example_shape, num_classes = inputs.labels.shape, inputs.scores.shape[-1]
   x = inputs.scores.reshape(-1, num_classes)
@@ -201,8 +201,7 @@ def _kernel_loss(config, inputs, label_smoothing, z_loss, softcap, reduction, ti
   rest = (inputs.option(label_smoothing), inputs.option(z_loss), flat(inputs.sample_weight))
   weights, cap = inputs.class_weights, inputs.option(softcap)
   options = _pallas_sparse.Options(config.smoothing, weights is not None, cap is not None)
-  tiling = tuple(sorted({**_pallas_sparse.DEFAULT_CONFIG, **(tiling or {})}.items()))
-  spec = _pallas_sparse_grad.Spec(options, tiling)
+  spec = _pallas_sparse_grad.Spec(options, tuple(sorted(_pallas_sparse.DEFAULT_CONFIG.items())))
   nan_rows = _common.nan_where(aux[2], jnp.float32)
   kernel_weights = weights if options.smoothing else None
   if reduction != "none":
