@@ -18,6 +18,13 @@ variants timed in the same interleaved rounds on one-hot targets with no ``-inf`
   ``t``, ``z'`` the floored logit: negative for a negative target or for target mass on a
   floored logit (or one 80 below the row max, which the guarded formula then handles):
   exact, two more operations per entry than ``floor``, and no ``exp`` in the check.
+* ``floor + first flag``: the range check's ``min`` reads ``min(t, t (z' + 2^127 - 2^103))``,
+  ``z'`` floored at ``-2^127``: negative for a negative target or for target mass on a floored
+  logit. Unlike the sign flag it does not depend on the row max, so it can share the max pass:
+  exact, three more operations per entry.
+* ``floor + sum flag``: the loss sum adds ``t max(-(2^127 - 2^103) - z', 0) 2^127``, ``+inf``
+  exactly where target mass (any ``t > 0``, however small) meets a floored logit: exact, in
+  the pass that already reads ``t`` and ``z``, four more operations per entry.
 * ``head shift``: no max pass; the exp-sum shifted by the max of the first 128 columns (an
   overflow would take the guarded formula). Whether the max pass is the cost.
 
@@ -39,6 +46,8 @@ from xentax.bench import _measure
 
 def forward(variant):
   lowest = float(jnp.finfo(jnp.float32).min)
+  # -2^127 and the float above it: `gap + z'` is -2^103 on the floor and >= 0 above it.
+  floor, gap = -(2.0**127), 2.0**127 - 2.0**103
 
   def loss(z, t):
     m = lax.stop_gradient(jnp.max(z, -1))
@@ -48,12 +57,19 @@ def forward(variant):
     floored = jnp.maximum(z, lowest / 2)
     if variant == "floor + sign flag":
       low = jnp.min(t * (floored - (m - 80.0)[:, None]), -1)
+    if variant in ("floor + first flag", "floor + sum flag"):
+      floored = jnp.maximum(z, floor)
+    if variant == "floor + first flag":
+      low = jnp.min(jnp.minimum(t, t * (floored + gap)), -1)
     if variant == "head shift":
       m = lax.stop_gradient(jnp.max(z[:, :128], -1))
       lse = m + jnp.log(jnp.sum(jnp.exp(z - m[:, None]), -1))
     root = jnp.sqrt(jnp.minimum(low, 1 - jnp.max(t, -1)))
     z = z if variant in ("fast", "head shift") else floored
-    return jnp.mean(jnp.sum(t * ((lse + root - root)[:, None] - z), -1))
+    terms = t * ((lse + root - root)[:, None] - z)
+    if variant == "floor + sum flag":
+      terms = terms + (t * jnp.maximum(-gap - floored, 0.0)) * 2.0**127
+    return jnp.mean(jnp.sum(terms, -1))
 
   return jax.jit(loss)
 
@@ -65,7 +81,15 @@ def main(shape="4096x32768", rounds="9"):
     k_z, k_y = jax.random.split(jax.random.key(seed))
     labels = jax.random.randint(k_y, (n,), 0, c)
     args.append((jax.random.normal(k_z, (n, c)) * 3, jax.nn.one_hot(labels, c)))
-  variants = ("fast", "floor", "floor + flag", "floor + sign flag", "head shift")
+  variants = (
+    "fast",
+    "floor",
+    "floor + flag",
+    "floor + sign flag",
+    "floor + first flag",
+    "floor + sum flag",
+    "head shift",
+  )
   compiled = {v: _measure.compile_ahead(forward(v), *args[0])[0] for v in variants}
   # Exactness: target mass 1e-30 on a -inf logit must not give a finite loss.
   z, t = args[0]
