@@ -28,6 +28,10 @@ variants timed in the same interleaved rounds on one-hot targets with no ``-inf`
 * ``head shift``: no max pass; the exp-sum shifted by the max of the first 128 columns (an
   overflow would take the guarded formula). Whether the max pass is the cost.
 
+On the CPU each variant is also compiled without XLA:CPU's YNNPACK fusion (the compiler
+option ``xla_cpu_experimental_ynn_fusion_type`` empty), to tell the fused loop's cost per
+operation from the formula's: variants ``"... (no YNN)"``, ratios to the default ``fast``.
+
 The medians of per-round ratios to the fast forward are written to
 ``masked-flag-cost-<N>x<C>.json`` next to this script.
 """
@@ -90,7 +94,12 @@ def main(shape="4096x32768", rounds="9"):
     "floor + sum flag",
     "head shift",
   )
-  compiled = {v: _measure.compile_ahead(forward(v), *args[0])[0] for v in variants}
+  compiled = {v: forward(v).lower(*args[0]).compile() for v in variants}
+  if jax.default_backend() == "cpu":
+    no_ynn = {"xla_cpu_experimental_ynn_fusion_type": ""}
+    for v in ("fast", "floor + first flag", "floor + sum flag"):
+      compiled[f"{v} (no YNN)"] = forward(v).lower(*args[0]).compile(compiler_options=no_ynn)
+  variants = tuple(compiled)
   # Exactness: target mass 1e-30 on a -inf logit must not give a finite loss.
   z, t = args[0]
   masked = jnp.where((t == 0) & (jnp.arange(c) % 10 == 1), -jnp.inf, z)
