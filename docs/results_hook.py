@@ -185,7 +185,28 @@ def _memory_chart(name: str) -> str:
   return _svg(fig)
 
 
-RENDERERS = {"gpu": _gpu_table, "chart": _memory_chart}
+def _masked_table(name: str) -> str:
+  """Masked over unmasked time per loss and mode (``experiments/benchmarks/masked_vocab.py``)."""
+  rows = json.loads((RECORDS / name).read_text())
+  first = rows[0]
+  lines = [
+    f"Device: {first['platform']} ({first['device_kind']}), jax {first['jax']}; "
+    f"`[{first['batch']}, {first['classes']}]` float32, {first['masked_share']:.0%} of the "
+    f"non-target columns `-inf`, {first['rounds']} interleaved rounds.",
+    "",
+    "| loss | mode | masked / unmasked | range | unmasked ms | masked ms |",
+    "|---|---|---|---|---|---|",
+  ]
+  for r in rows:
+    lines.append(
+      f"| {r['loss']} | {r['mode']} | {r['ratio_masked_over_unmasked']:.2f} |"
+      f" {r['ratio_min']:.2f}-{r['ratio_max']:.2f} | {r['unmasked_ms']:.1f} |"
+      f" {r['masked_ms']:.1f} |"
+    )
+  return "\n".join(lines)
+
+
+RENDERERS = {"gpu": _gpu_table, "chart": _memory_chart, "masked": _masked_table}
 
 
 def _record(match: re.Match) -> str:

@@ -84,3 +84,4 @@ def test_the_results_page_is_drawn_from_the_committed_records():
   assert "<!-- record" not in drawn and "<!-- reproduce" not in drawn
   assert drawn.count("<svg") >= 4  # memory, curves, memory against V, calibration
   assert "NVIDIA H200" in drawn and "| mlp_digits | mlp |" in drawn
+  assert "| categorical_cross_entropy_with_logits (one-hot) | forward |" in drawn
