@@ -85,3 +85,18 @@ def test_vmap_and_bad_inputs():
   with pytest.raises(TypeError, match="labels must be integer"):
     metrics.brier_score(Z, Y.astype(float))
   assert np.isnan(jax.jit(lambda y: metrics.top_k_accuracy(Z, y))(Y + 6))
+
+
+@pytest.mark.parametrize("kind", ["logits", "probs"])
+def test_a_nan_score_in_a_kept_row_gives_nan_and_a_dropped_one_does_not(kind):
+  z = np.array([[np.nan, 0.2, 0.8], [np.nan, 0.1, 0.9], [0.3, 0.3, 0.4]])
+  if kind == "logits":
+    z = np.where(np.isnan(z), np.nan, np.log(z))
+  y = np.array([2, 0, 2])
+  where = np.array([True, False, True])
+  for fn in (metrics.top_k_accuracy, metrics.predictive_entropy, metrics.brier_score):
+    none = np.asarray(fn(z, y, kind=kind, reduction="none"))
+    assert np.isnan(none[:2]).all() and np.isfinite(none[2]), fn.__name__
+    kept = fn(z, y, kind=kind, where=where, reduction="none")
+    assert np.isnan(kept[0]) and np.isfinite(kept[1:]).all(), fn.__name__
+    assert np.isfinite(fn(z[1:], y[1:], kind=kind, where=where[1:])), fn.__name__

@@ -62,3 +62,14 @@ def test_jit_float32_masks_and_edge_cases():
   assert worse == np.inf
   with pytest.raises(ValueError, match="num_steps=0"):
     metrics.fit_temperature(z, y, num_steps=0)
+
+
+def test_a_nan_logit_in_a_kept_example_gives_nan():
+  z = np.array([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0], [np.nan, 0.0, 1.0]])
+  y = np.array([0, 1, 2])
+  assert np.isnan(metrics.fit_temperature(z, y))
+  assert np.isnan(jax.jit(metrics.fit_temperature)(z, y))
+  kept = np.array([True, True, False])
+  assert np.isfinite(metrics.fit_temperature(z, y, where=kept))
+  z[2, 0] = -np.inf  # a -inf logit is fine
+  assert np.isfinite(metrics.fit_temperature(z, y))

@@ -116,7 +116,8 @@ def top_k_accuracy(
       (:mod:`xentax.metrics`).
 
   Returns:
-    Float32 (float64 for float64 logits): a scalar, or the labels' shape for ``"none"``.
+    Float32 (float64 for float64 logits): a scalar, or the labels' shape for ``"none"``;
+    NaN for a kept example holding a NaN score (it has no rank).
 
   Raises:
     ValueError: ``k < 1`` or an unknown reduction (TypeError: ``k`` not an integer);
@@ -143,7 +144,9 @@ def top_k_accuracy(
   )
   target = jnp.take_along_axis(x, inputs.labels[..., None], axis=-1)
   above = jnp.sum(x > target, axis=-1)
-  hits = (above < k).astype(x.dtype) + contract.nan_where(inputs.bad, x.dtype)
+  # A NaN score has no rank: its row is NaN, not a hit (dropped rows were zeroed).
+  bad = inputs.bad | jnp.any(jnp.isnan(x), axis=-1)
+  hits = (above < k).astype(x.dtype) + contract.nan_where(bad, x.dtype)
   return contract.reduce_losses(hits, valid=inputs.valid, reduction=reduction)
 
 
@@ -213,8 +216,9 @@ def predictive_entropy(
       (:mod:`xentax.metrics`).
 
   Returns:
-    Float32 (float64 for float64 logits), in ``[0, log C]``; a scalar, or the per-example
-    shape (the logits' without ``axis``) for ``"none"``.
+    Float32 (float64 for float64 logits), in ``[0, log C]`` (NaN for a kept example holding
+    a NaN logit); a scalar, or the per-example shape (the logits' without ``axis``) for
+    ``"none"``.
 
   Raises:
     ValueError: ``ignore_index`` without labels, or an unknown reduction; otherwise as the
@@ -241,8 +245,9 @@ def predictive_entropy(
   )
   log_p = x - contract.logsumexp(x)[..., None]
   p = jnp.exp(log_p)
-  # Select before multiplying: p = 0 where log p = -inf, and 0 * -inf would be NaN.
-  entropy = -jnp.sum(jnp.where(p > 0, p * jnp.where(p > 0, log_p, 0.0), 0.0), axis=-1)
+  # Select before multiplying: p = 0 where log p = -inf, and 0 * -inf would be NaN; a NaN p
+  # (a NaN logit) is not 0, so it stays NaN.
+  entropy = -jnp.sum(jnp.where(p == 0, 0.0, p * jnp.where(p == 0, 0.0, log_p)), axis=-1)
   entropy = entropy + contract.nan_where(inputs.bad, x.dtype)
   return contract.reduce_losses(entropy, valid=inputs.valid, reduction=reduction)
 

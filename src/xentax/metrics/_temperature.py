@@ -59,7 +59,8 @@ def fit_temperature(
   bracket). Runs under ``jit`` (``num_steps`` is static). Edge cases: if predictions are no
   better than uniform on average (the slope at ``a = 0`` is already >= 0) the result is
   ``inf``; if every kept example is classified with a margin so that the NLL keeps falling
-  as ``a`` grows, the bracket stops at ``a = 2^30`` and ``T`` is tiny. Use float64 logits
+  as ``a`` grows, the bracket stops at ``a = 2^30`` and ``T`` is tiny; a NaN logit in a kept
+  example (or a bad label under ``jit``) gives NaN. Use float64 logits
   for a fit to more than float32's ~7 digits.
 
   Args:
@@ -118,4 +119,6 @@ def fit_temperature(
 
   lo, hi, a = lax.fori_loop(0, num_steps, step, (0 * one, a_hi, a_hi / 2))
   no_better_than_uniform = slope(0 * one) >= 0
-  return jnp.where(no_better_than_uniform, jnp.inf, 1 / a)
+  fitted = jnp.where(no_better_than_uniform, jnp.inf, 1 / a)
+  # A NaN in a kept logit (or a bad label) makes the objective NaN: so is its minimiser.
+  return jnp.where(jnp.any(jnp.isnan(x)), jnp.nan, fitted)
