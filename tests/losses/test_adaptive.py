@@ -166,3 +166,25 @@ def _call(**kw):
 def test_bad_input_is_named(bad, match):
   with pytest.raises(ValueError, match=match):
     _call(**bad)
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+def test_torch_default_div_value_with_a_width_zero_tail():
+  # div_value=4 at D = 8 gives the third tail a projection of width 8 // 64 = 0.
+  torch.manual_seed(1)
+  module = torch.nn.AdaptiveLogSoftmaxWithLoss(D, V, CUTOFFS, div_value=4.0).double()
+  assert module.tail[2][0].weight.shape[0] == 0
+  hidden = np.random.default_rng(1).normal(size=(6, D))
+  labels = np.array([0, 5, 10, 15, 21, 3])
+  x = torch.tensor(hidden, requires_grad=True)
+  out = module(x, torch.as_tensor(labels))
+  out.loss.backward()
+  head, tails, _ = _weights(module)
+
+  def loss(h, head, tails):
+    return xentax.adaptive_softmax_cross_entropy(h, head, tails, labels, cutoffs=CUTOFFS)
+
+  value, (d_h, d_head) = jax.value_and_grad(loss, argnums=(0, 1))(hidden, head, tails)
+  np.testing.assert_allclose(value, out.loss.item(), rtol=1e-12)
+  np.testing.assert_allclose(d_h, x.grad.numpy(), rtol=1e-10, atol=1e-13)
+  np.testing.assert_allclose(d_head, module.head.weight.grad.numpy().T, rtol=1e-10, atol=1e-13)

@@ -380,3 +380,18 @@ def test_sample_weight_on_the_tokens_schedule_keeps_the_memory_contract():
   full_logits = 256 * 4096 * 4
   assert temp_bytes(True) < full_logits / 2
   assert temp_bytes(True) <= temp_bytes(False) + 64 * 1024
+
+
+@pytest.mark.parametrize("kwargs", [{"schedule": "vocab"}, {"schedule": "tokens"}])
+def test_zero_features_give_the_bias_loss_and_empty_gradients(kwargs):
+  h, w = np.zeros((N, 0)), np.zeros((0, V))
+  options = OPTIONS["all"]
+
+  def fused(h, w, b):
+    return xentax.fused_linear_cross_entropy(h, w, Y, bias=b, **kwargs, **options)
+
+  value, grads = jax.value_and_grad(fused, argnums=(0, 1, 2))(h, w, B)
+  want, want_db = jax.value_and_grad(lambda b: _dense(h, w, b, Y, **options))(B)
+  np.testing.assert_allclose(value, want, rtol=1e-12)
+  np.testing.assert_allclose(grads[2], want_db, rtol=1e-12, atol=1e-15)
+  assert grads[0].shape == (N, 0) and grads[1].shape == (0, V)

@@ -196,3 +196,15 @@ def test_sample_weight_gradient_matches_finite_differences():
     e = np.zeros(N)
     e[i] = h
     np.testing.assert_allclose(g[i], (f(SW + e) - f(SW - e)) / (2 * h), rtol=1e-6, atol=1e-8)
+
+
+def test_a_head_with_zero_features_equals_dense():
+  hs, ws = np.zeros((N, 0)), np.zeros((0, V))
+  args = (hs, ws, HT, WT)
+  fused = functools.partial(xentax.fused_linear_distillation, chunk_size=4, **KW)
+  value, grads = jax.value_and_grad(lambda *a: fused(*a, Y), argnums=(0, 1, 2, 3))(*args)
+  want, want_grads = jax.value_and_grad(lambda *a: _dense(*a, Y, **KW), argnums=(2, 3))(*args)
+  np.testing.assert_allclose(value, want, **tol("float64"))
+  assert grads[0].shape == (N, 0) and grads[1].shape == (0, V)
+  for a, b in zip(grads[2:], want_grads, strict=True):
+    np.testing.assert_allclose(a, b, **tol("float64", "grad"))

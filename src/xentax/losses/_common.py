@@ -61,6 +61,19 @@ def instantiate_tangent(primal, tangent):
   return jnp.zeros_like(primal) if is_symbolic_zero(tangent) else tangent
 
 
+def nonempty_features(hidden, weight):
+  """``hidden [..., D]`` and ``weight [D, V]``, with ``D = 0`` padded to one zero feature.
+
+  ``hidden @ weight`` is the same (zeros), and autodiff slices the padding off the
+  gradients; the fused schedules need a feature to split (torch's adaptive softmax makes
+  width-0 tail projections).
+  """
+  if hidden.shape[-1]:
+    return hidden, weight
+  pad = [(0, 0)] * (hidden.ndim - 1) + [(0, 1)]
+  return jnp.pad(hidden, pad), jnp.pad(weight, ((0, 1), (0, 0)))
+
+
 def clamped_log(p) -> jax.Array:
   """``max(log(p), -100)`` as torch's binary_cross_entropy does, with a finite gradient."""
   # `~(p <= 0)` rather than `p > 0` so a NaN input stays NaN instead of becoming -100.

@@ -396,7 +396,7 @@ def _check_head(fn_name, hidden, weight, labels, ignore_index):
       f"{fn_name}: hidden has shape {hidden.shape} and weight {weight.shape}; they must be "
       "[..., D] and [D, V] (flax Dense kernel layout; pass embedding.T for a tied head)."
     )
-  return hidden, weight, labels, shown
+  return (*_common.nonempty_features(hidden, weight), labels, shown)
 
 
 def _check_rest(fn_name, hidden, weight, bias, labels, axis_name, batch_axis_name):

@@ -257,7 +257,7 @@ def _check_heads(fn_name, student_hidden, student_weight, teacher_hidden, teache
       f"{fn_name}: student_hidden {hs.shape}, teacher_hidden {ht.shape} and labels "
       f"{labels.shape} must share the leading shape {batch_shape}."
     )
-  return hs, ws, ht, wt
+  return (*_common.nonempty_features(hs, ws), *_common.nonempty_features(ht, wt))
 
 
 def _token_coefficients(valid, weights, bad, reduction, dtype, axis_name=None):
