@@ -230,6 +230,14 @@ def test_bad_arguments_raise_clear_errors():
     xentax.fused_linear_cross_entropy(H, W, Y_FULL[:5])
   with pytest.raises(ValueError, match="block_size=0"):
     xentax.fused_linear_cross_entropy(H, W, Y_FULL, block_size=0)
+  for bad in (0, -7):
+    with pytest.raises(ValueError, match=f"chunk_size={bad} must be a positive integer"):
+      xentax.fused_linear_cross_entropy(H, W, Y_FULL, schedule="tokens", chunk_size=bad)
+  for bad in (True, 2.5, "3"):
+    with pytest.raises(TypeError, match="chunk_size=.* must be a Python or NumPy integer"):
+      xentax.fused_linear_cross_entropy(H, W, Y_FULL, schedule="tokens", chunk_size=bad)
+  got = xentax.fused_linear_cross_entropy(H, W, Y_FULL, schedule="tokens", chunk_size=np.int64(4))
+  np.testing.assert_allclose(got, xentax.fused_linear_cross_entropy(H, W, Y_FULL), rtol=1e-12)
   with pytest.raises(ValueError, match="bias has shape"):
     xentax.fused_linear_cross_entropy(H, W, Y_FULL, bias=np.ones(3))
   with pytest.raises(TypeError, match="integer class indices"):

@@ -139,6 +139,10 @@ def test_bad_inputs():
     f(HS, WS, HT[:-1], WT, Y)
   with pytest.raises(ValueError, match="chunk_size=0"):
     f(HS, WS, HT, WT, Y, chunk_size=0)
+  with pytest.raises(TypeError, match="chunk_size=2.5"):
+    f(HS, WS, HT, WT, Y, chunk_size=2.5)
+  g = functools.partial(f, HS, WS, HT, WT, np.where(Y < 0, 0, Y))
+  np.testing.assert_allclose(g(chunk_size=np.int64(3)), g(chunk_size=3))
   with pytest.raises(ValueError, match="labels must lie in"):
     f(HS, WS, HT, WT, Y)  # -100 without ignore_index
   with pytest.raises(TypeError, match="student_weight must be a floating-point"):

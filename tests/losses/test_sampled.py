@@ -224,3 +224,23 @@ def test_no_correction_is_none_or_zeros():
     )
   )(hidden)
   np.testing.assert_allclose(grads["d_hidden"], auto, rtol=1e-12)
+
+
+def test_float_sampled_classes_are_named():
+  with pytest.raises(TypeError, match="sampled_classes must be integer class indices"):
+    _call(sampled_classes=np.array([0.0, 1.0, 2.0, 3.0, 4.0]))
+
+
+def test_no_sampled_class_leaves_the_true_column_alone():
+  rng = np.random.default_rng(4)
+  hidden, weight = rng.normal(size=(4, 3)), rng.normal(size=(3, 9))
+  labels, none = np.array([0, 3, 8, 2]), np.zeros(0, np.int32)
+
+  def loss(hidden, weight):
+    return xentax.sampled_softmax_cross_entropy(
+      hidden, weight, labels, none, sampled_log_q=None, true_log_q=None
+    )
+
+  value, grads = jax.value_and_grad(loss, argnums=(0, 1))(hidden, weight)
+  assert float(value) == 0.0
+  assert not np.any(grads[0]) and not np.any(grads[1])

@@ -114,8 +114,8 @@ def fused_linear_cross_entropy(
     return_lse: also return the per-token ``lse(z)``, of the labels' shape (0 for dropped
       tokens), so a z-loss can be logged without a second pass.
     schedule: ``"auto"``, ``"tokens"`` or ``"vocab"`` (see above).
-    chunk_size: tokens per chunk of ``"tokens"``; None keeps a chunk at 2^24 logits and
-      512 rows at most (a multiple of 8 rows).
+    chunk_size: tokens per chunk of ``"tokens"``, a positive integer; None keeps a chunk at
+      2^24 logits and 512 rows at most (a multiple of 8 rows).
     filter_eps: with ``implementation="pallas"``, Cut Cross-Entropy's gradient filtering:
       a block of ``G = d loss / d z`` whose entries all lie below ``filter_eps`` in
       magnitude adds nothing to ``d hidden`` and ``d weight``. Each entry of ``d hidden``
@@ -129,10 +129,10 @@ def fused_linear_cross_entropy(
 
   Raises:
     $raises
-    ValueError: also a ``block_size`` outside ``[1, V]``, an unknown ``schedule``, or
-      ``schedule="tokens"`` with ``reduction="none"``.
-    TypeError: also a non-integer ``block_size``, or forward-mode differentiation
-      (``jax.jvp``), which a ``custom_vjp`` does not support.
+    ValueError: also a ``block_size`` outside ``[1, V]``, a ``chunk_size`` below 1, an
+      unknown ``schedule``, or ``schedule="tokens"`` with ``reduction="none"``.
+    TypeError: also a non-integer ``block_size`` or ``chunk_size``, or forward-mode
+      differentiation (``jax.jvp``), which a ``custom_vjp`` does not support.
 
   Examples:
     >>> import jax, jax.numpy as jnp, xentax
@@ -223,6 +223,8 @@ def fused_linear_cross_entropy_impl(
   ``partitioned`` on an Auto mesh (:mod:`._fused_auto`; the ``"vocab"`` schedule)."""
   _reduce.check_reduction(fn_name, reduction)
   hidden, weight, labels, shown = _check_head(fn_name, hidden, weight, labels, ignore_index)
+  if chunk_size is not None:
+    chunk_size = _validate.positive_int(fn_name, "chunk_size", chunk_size)
   schedule = _fused_tokens.choose_schedule(
     fn_name,
     schedule,

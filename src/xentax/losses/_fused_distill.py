@@ -103,9 +103,10 @@ def fused_linear_distillation(
 
   Raises:
     $raises
-    ValueError: also a bad ``chunk_size`` or ``reduction="none"``.
-    TypeError: also forward-mode differentiation (a ``custom_vjp`` has no JVP) or a
-      gradient with respect to ``temperature`` or ``alpha``.
+    ValueError: also a ``chunk_size`` below 1 or ``reduction="none"``.
+    TypeError: also a ``chunk_size`` that is not an integer, forward-mode differentiation
+      (a ``custom_vjp`` has no JVP) or a gradient with respect to ``temperature`` or
+      ``alpha``.
 
   Examples:
     >>> import jax, jax.numpy as jnp, xentax
@@ -194,8 +195,7 @@ def _distill(
   num_tokens = int(labels.size)
   if chunk_size is None:
     chunk_size = max(1, min(num_tokens, _AUTO_CHUNK_ELEMENTS // max(vocab_size, 1)))
-  if not isinstance(chunk_size, int) or chunk_size < 1:
-    raise ValueError(f"{fn_name}: chunk_size={chunk_size!r} must be a positive int.")
+  chunk_size = _validate.positive_int(fn_name, "chunk_size", chunk_size)
 
   dtype = _common.compute_dtype(jnp.result_type(hs, ws, ht, wt))
   prepared = prepare_labels(

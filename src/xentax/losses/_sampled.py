@@ -87,7 +87,7 @@ def sampled_softmax_cross_entropy(
   hidden = _validate.float_array(name, "hidden", hidden)
   weight = _validate.float_array(name, "weight", weight)
   labels, shown = _validate.integer_labels(name, labels, ignore_index)
-  sampled, _ = _validate.integer_labels(name, sampled_classes)
+  sampled, _ = _validate.integer_labels(name, sampled_classes, arg_name="sampled_classes")
   _check_shapes(name, hidden, weight, labels, sampled)
   vocab_size = weight.shape[1]
   dtype = _common.compute_dtype(jnp.result_type(hidden, weight))
@@ -145,7 +145,8 @@ def _losses(h, weight, bias, labels, sampled, true_log_q, sampled_log_q, remove_
   logits = logits - sampled_log_q
   if remove_hits:
     logits = jnp.where(sampled[None, :] == labels[:, None], -jnp.inf, logits)
-  top = jax.lax.stop_gradient(jnp.maximum(true, jnp.max(logits, axis=1)))
+  # initial: no sampled class (S = 0) leaves the true column alone, a loss of 0.
+  top = jax.lax.stop_gradient(jnp.maximum(true, jnp.max(logits, axis=1, initial=-jnp.inf)))
   total = jnp.exp(true - top) + jnp.sum(jnp.exp(logits - top[:, None]), axis=1)
   return top + jnp.log(total) - true
 

@@ -95,26 +95,28 @@ def numeric_array(fn_name: str, arg_name: str, x) -> jax.Array:
   return jnp.asarray(x)
 
 
-def integer_labels(fn_name: str, labels, ignore_index=None) -> tuple[jax.Array, Any]:
-  """Integer class indices as a JAX array, checked before any cast.
+def integer_labels(
+  fn_name: str, labels, ignore_index=None, arg_name: str = "labels"
+) -> tuple[jax.Array, Any]:
+  """Integer class indices as a JAX array, checked before any cast (``arg_name``: in errors).
 
   Returns:
     ``(labels, shown)``: the labels JAX will use (at least 32 bits wide, so that class
     indices and ranges built in their dtype cannot wrap), and the values to name in error
     messages (the original NumPy values when some did not fit JAX's integer dtype).
   """
-  labels, shown = _integer_labels(fn_name, labels, ignore_index)
+  labels, shown = _integer_labels(fn_name, labels, ignore_index, arg_name)
   return (labels.astype(jnp.int32) if labels.dtype.itemsize < 4 else labels), shown
 
 
-def _integer_labels(fn_name: str, labels, ignore_index):
-  labels = to_array(fn_name, "labels", labels)
-  dtype = _dtype(fn_name, "labels", labels)
+def _integer_labels(fn_name: str, labels, ignore_index, arg_name):
+  labels = to_array(fn_name, arg_name, labels)
+  dtype = _dtype(fn_name, arg_name, labels)
   if not jnp.issubdtype(dtype, jnp.integer):
+    dense = ", or pass one-hot/soft targets to the categorical (dense) loss instead"
     raise TypeError(
-      f"{fn_name}: labels must be integer class indices, got dtype {dtype}. "
-      "Cast them with labels.astype(jnp.int32), or pass one-hot/soft targets to the "
-      "categorical (dense) loss instead."
+      f"{fn_name}: {arg_name} must be integer class indices, got dtype {dtype}. Cast them "
+      f"with {arg_name}.astype(jnp.int32){dense if arg_name == 'labels' else ''}."
     )
   if isinstance(labels, jax.Array):
     return labels, labels
@@ -375,7 +377,7 @@ def id_vector(fn_name: str, arg_name: str, value, count: int):
   """``[count]`` int32 ids (item ids for accidental hits), or None for None."""
   if value is None:
     return None
-  ids, _ = integer_labels(fn_name, value)
+  ids, _ = integer_labels(fn_name, value, arg_name=arg_name)
   if ids.shape != (count,):
     raise ValueError(f"{fn_name}: {arg_name} has shape {ids.shape}; it must be ({count},).")
   return ids.astype(jnp.int32)
