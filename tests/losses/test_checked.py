@@ -77,3 +77,12 @@ def test_checked_around_a_jitted_train_step():
     checked(LG, BAD)
   with pytest.raises(checkify.JaxRuntimeError, match="label_smoothing must be in"):
     xentax.checked(jax.jit(lambda e: S(LG, LB, label_smoothing=e)))(1.5)
+
+
+def test_checked_takes_lists_like_the_loss():
+  f = xentax.sparse_categorical_cross_entropy_with_logits
+  want = f([[0.0, 1.0, 2.0]], [2], class_weights=[1.0, 2.0, 3.0])
+  got = xentax.checked(f)([[0.0, 1.0, 2.0]], [2], class_weights=[1.0, 2.0, 3.0])
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+  with pytest.raises(checkify.JaxRuntimeError, match="labels must lie in"):
+    xentax.checked(f)([[0.0, 1.0, 2.0]], [3])

@@ -73,6 +73,48 @@ def test_jsd_traced_beta_is_the_formula():
   )
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_jsd_traced_beta_at_zero_and_one_is_zero_with_the_endpoint_slopes(masked):
+  # The formula at beta = 0 or 1 is KL(Q || Q) or KL(P || P) = 0, for every s and t; its
+  # slope in beta there is KL(P || Q) and -KL(Q || P) (infinite where one side has no mass).
+  s, t = S[:4].copy(), T[:4].copy()
+  if masked:
+    t[:, 1] = -np.inf  # the teacher has no mass on class 1, the student has
+  f = xentax.jensen_shannon_divergence_with_logits
+  for beta in (0.0, 1.0):
+    value, grads = jax.value_and_grad(lambda s, t, b: f(s, t, beta=b), argnums=(0, 1, 2))(
+      s, t, jnp.asarray(beta)
+    )
+    np.testing.assert_allclose(value, 0.0, atol=1e-15)
+    np.testing.assert_allclose(grads[0], 0.0, atol=1e-15)
+    np.testing.assert_allclose(grads[1], 0.0, atol=1e-15)
+    if not masked:
+      kl = xentax.kl_divergence_with_logits
+      slope = kl(s, t) if beta == 0.0 else -kl(t, s)
+      np.testing.assert_allclose(grads[2], slope, **tol("float64", "grad"))
+
+
+def test_distillation_with_a_weight_of_zero_on_an_infinite_term():
+  s, t, y = S[:3].copy(), T[:3].copy(), Y[:3].copy()
+  s[:, 1] = -np.inf  # the teacher's mass on class 1 makes the KL infinite
+  y[:] = 0
+  kw = dict(temperature=2.0, reduction="none")
+  ce = xentax.sparse_categorical_cross_entropy_with_logits(s, y, reduction="none")
+  got, grad = jax.value_and_grad(
+    lambda s: xentax.distillation_loss(s, t, y, alpha=0.0, **kw).sum()
+  )(s)
+  np.testing.assert_allclose(got, ce.sum(), **tol("float64"))
+  want = jax.grad(
+    lambda s: xentax.sparse_categorical_cross_entropy_with_logits(s, y, reduction="sum")
+  )(s)
+  np.testing.assert_allclose(grad, want, **tol("float64", "grad"))
+  t[:, 1] = -np.inf  # now the KL is finite and the label on class 1 makes the CE infinite
+  y[:] = 1
+  kl = xentax.kl_divergence_with_logits(s, t, **kw)
+  got = xentax.distillation_loss(s, t, y, alpha=1.0, **kw)
+  np.testing.assert_allclose(got, 4.0 * kl, **tol("float64"))
+
+
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("alpha", [0.0, 0.4, 1.0])
 def test_distillation_matches_reference(reduction, alpha):

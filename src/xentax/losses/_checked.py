@@ -7,6 +7,7 @@ Losses record their checks with ``checkify.debug_check`` (free unless transforme
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Callable
 
 import jax
@@ -43,6 +44,8 @@ def checked(fn: Callable) -> Callable:
 
   @functools.wraps(fn)
   def wrapper(*args, **kwargs):
+    args = tuple(_as_array(a) for a in args)
+    kwargs = {k: _as_array(v) for k, v in kwargs.items()}
     arrays = {k: v for k, v in kwargs.items() if _is_array(v)}
     static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
     if _any_traced(args, arrays):
@@ -52,6 +55,15 @@ def checked(fn: Callable) -> Callable:
     return out
 
   return wrapper
+
+
+def _as_array(value):
+  """A nested list of Python numbers as a NumPy array (traced whole, not number by number)."""
+  if isinstance(value, list):
+    leaves = jax.tree.leaves(value)
+    if leaves and all(isinstance(leaf, numbers.Number) for leaf in leaves):
+      return np.asarray(value)
+  return value
 
 
 def _is_array(value) -> bool:

@@ -264,13 +264,15 @@ def _safe_jsd(s, t, beta) -> jax.Array:
   log_m = _safe_log_mixture(log_p, log_q, beta)
   p, q = jnp.exp(log_p), jnp.exp(log_q)
   kl_pm, kl_qm = _weighted_log_ratio(p, log_p, log_m), _weighted_log_ratio(q, log_q, log_m)
-  return beta * kl_pm + (1 - beta) * kl_qm
+  # A side with weight 0 adds 0, even where its KL is infinite (0 * inf = 0).
+  return _common.safe_mul(beta, kl_pm) + _common.safe_mul(1 - beta, kl_qm)
 
 
 def _safe_log_mixture(log_p, log_q, beta) -> jax.Array:
   """``log(beta P + (1 - beta) Q)`` from log-probabilities, ``-inf`` where both are 0."""
-  log_beta = jnp.log(jnp.where(beta > 0, beta, 1.0))
-  log_1mb = jnp.log(jnp.where(beta < 1, 1 - beta, 1.0))
+  # A weight of 0 is log 0 = -inf (that side leaves the mixture), behind a double where.
+  log_beta = jnp.where(beta > 0, jnp.log(jnp.where(beta > 0, beta, 1.0)), -jnp.inf)
+  log_1mb = jnp.where(beta < 1, jnp.log(jnp.where(beta < 1, 1 - beta, 1.0)), -jnp.inf)
   a, b = log_beta + log_p, log_1mb + log_q
   hi = jax.lax.stop_gradient(jnp.maximum(a, b))
   hi = jnp.where(jnp.isfinite(hi), hi, 0.0)
@@ -316,6 +318,8 @@ def _jsd_per_example_jvp(primals, tangents):
   # Symbolic zeros are skipped: an untouched beta must not turn an infinite KL into NaN.
   for coef, g, dx in ((1 - beta, g_s, ds), (beta, g_t, dt)):
     if not isinstance(dx, _SymbolicZero):
+      # A side with weight 0 moves nothing, even where its KL (so g) is not finite.
+      g = jnp.where(jnp.expand_dims(coef == 0, -1), 0.0, g)
       tangent = tangent + coef * jnp.sum(g * dx, axis=-1)
   if not isinstance(d_beta, _SymbolicZero):
     tangent = tangent + (kl_pm - kl_qm) * d_beta
@@ -492,4 +496,6 @@ def distillation_loss(
   temperature, alpha = jnp.asarray(temperature, pair.s.dtype), jnp.asarray(alpha, pair.s.dtype)
   teacher = pair.t if teacher_gradient else jax.lax.stop_gradient(pair.t)
   soft = kl_per_example(pair.s, teacher, pair.inv, pair.keep)
-  return pair.reduce(alpha * jnp.square(temperature) * soft + (1 - alpha) * hard, reduction)
+  # A term with weight 0 adds 0, even where it is infinite (0 * inf = 0).
+  losses = _common.safe_mul(alpha * jnp.square(temperature), soft)
+  return pair.reduce(losses + _common.safe_mul(1 - alpha, hard), reduction)
