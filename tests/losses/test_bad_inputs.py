@@ -880,3 +880,58 @@ def test_reduction_is_checked_before_the_options():
     xentax.fused_linear_cross_entropy(
       jnp.ones((2, 4)), jnp.ones((4, 3)), jnp.array([0, 1]), bias=jnp.ones(2), schedule="bogus"
     )
+
+
+def _zero_weight_case(loss, z, y, w, gamma, reduction):
+  """``loss`` with class weights ``w`` (binary: ``weights`` or focal ``alpha``)."""
+  if loss == "sparse":
+    return xentax.sparse_categorical_cross_entropy_with_logits(
+      z, y, class_weights=w, reduction=reduction
+    )
+  if loss == "nll":
+    return xentax.nll_loss(jax.nn.log_softmax(z), y, class_weights=w, reduction=reduction)
+  if loss == "sparse_focal":
+    return xentax.sparse_categorical_focal_loss_with_logits(
+      z, y, class_weights=w, gamma=gamma, reduction=reduction
+    )
+  labels = (jnp.arange(z.shape[-1]) == y[:, None]).astype(z.dtype)
+  if loss == "binary":
+    return xentax.binary_cross_entropy_with_logits(z, labels, weights=w, reduction=reduction)
+  alpha = jnp.asarray(w[0])  # binary focal: alpha weighs the positives (labels 1)
+  return xentax.binary_focal_loss_with_logits(
+    z, labels, gamma=gamma, alpha=alpha, reduction=reduction
+  )
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+  loss=st.sampled_from(["sparse", "nll", "sparse_focal", "binary", "binary_focal"]),
+  seed=st.integers(0, 2**16),
+  reduction=st.sampled_from(REDUCTIONS),
+  gamma=st.sampled_from([0.0, 0.5, 2.0]),
+)
+def test_a_weight_of_zero_on_an_infinite_loss_adds_zero(loss, seed, reduction, gamma):
+  # The contract's 0 * inf = 0: an infinite term under a weight of 0 (a class weight, the
+  # binary `weights`, the focal alpha_t) changes nothing that a finite term there would not.
+  r = np.random.default_rng(seed)
+  n, c = int(r.integers(2, 6)), int(r.integers(2, 5))
+  z, y = r.normal(size=(n, c)) * 2, r.integers(0, c, n)
+  w = r.uniform(0.5, 2.0, c)
+  if loss == "binary":
+    w = np.where(np.arange(c) == y[:, None], 0.0, r.uniform(0.5, 2.0, (n, c)))
+  off = y == y[0]  # rows whose target class gets weight 0 and a -inf logit
+  if loss == "binary_focal":
+    w[0] = 0.0  # alpha = 0: every positive label has weight 0
+  elif loss != "binary":
+    w[y[0]] = 0.0
+  infinite, finite = z.copy(), z.copy()
+  infinite[off, y[off]] = -np.inf
+  finite[off, y[off]] = 0.0
+
+  def f(z):
+    return jnp.sum(_zero_weight_case(loss, z, jnp.asarray(y), jnp.asarray(w), gamma, reduction))
+
+  got, got_grad = jax.value_and_grad(f)(infinite)
+  want, want_grad = jax.value_and_grad(f)(finite)
+  np.testing.assert_allclose(got, want, **tol("float64"))
+  np.testing.assert_allclose(got_grad, want_grad, **tol("float64", "grad"))

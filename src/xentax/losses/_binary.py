@@ -62,7 +62,8 @@ def _focal(x, y, gamma, alpha) -> jax.Array:
   )
   losses = focal_scale(ce, log_1mpt, gamma)
   if alpha is not None:
-    losses = (alpha * y + (1 - alpha) * (1 - y)) * losses
+    # safe_mul: a class weight alpha_t of 0 on an infinite loss adds 0 (0 * inf = 0).
+    losses = _common.safe_mul(alpha * y + (1 - alpha) * (1 - y), losses)
   return losses
 
 
@@ -243,7 +244,8 @@ def binary_cross_entropy_with_logits(
   def exact(x, y, eps, pw, w, s, prepared=prepared):
     x, y = exact_inputs(prepared, x, y, fill=0.0)
     losses = _bce_from_logits(x, smooth(y, eps), pw)
-    return contributions(prepared, losses if w is None else losses * w, s)
+    # safe_mul: a weight of 0 on an infinite loss adds 0 (0 * inf = 0).
+    return contributions(prepared, losses if w is None else _common.safe_mul(w, losses), s)
 
   def fast(x, y, eps, pw, w, s):
     k = opaque(x.dtype, eps)

@@ -74,5 +74,6 @@ def nll_loss(
   row_nan = (jnp.isnan(jnp.sum(x * _NAN_SCALE, axis=-1)) & inputs.valid) | inputs.bad
   losses = -target * (1 + _common.nan_where(row_nan, x.dtype))
   if inputs.target_weight is not None:
-    losses = inputs.target_weight * losses
+    # safe_mul: a class weight of 0 on an infinite loss adds 0 (0 * inf = 0).
+    losses = _common.safe_mul(inputs.target_weight, losses)
   return inputs.reduce(losses, reduction)

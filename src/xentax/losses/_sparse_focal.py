@@ -113,7 +113,8 @@ def _focal_losses_and_stats(inputs: SparseInputs, eps, gamma, cap, for_options=F
   log_p, log_1mp, lse = _target_log_probs(inputs, cap)
   losses = _focal.focal_scale(-log_p, log_1mp, gamma)
   if inputs.target_weight is not None:
-    losses = inputs.target_weight * losses
+    # safe_mul: a class weight of 0 on an infinite loss adds 0 (0 * inf = 0).
+    losses = _common.safe_mul(inputs.target_weight, losses)
   if eps is not None:
     if for_options and cap is None:
       # Both sums inside the cond: reverse mode transposes only the one taken (0 * inf).

@@ -142,7 +142,8 @@ class SparseTerms(NamedTuple):
     """Unmasked per-example losses from ``lse``, ``z_y`` and (with smoothing) ``sum_c w_c z_c``."""
     loss = lse - target_logit
     if self.target_weight is not None:
-      loss = self.target_weight * loss
+      # safe_mul: a class weight of 0 on an infinite loss adds 0 (0 * inf = 0).
+      loss = _common.safe_mul(self.target_weight, loss)
     if self.smoothing:
       smooth = self.class_weight_sum(lse.dtype) * lse - weighted_logit_sum
       eps = jnp.asarray(self.label_smoothing, loss.dtype)
