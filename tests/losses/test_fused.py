@@ -403,3 +403,19 @@ def test_zero_features_give_the_bias_loss_and_empty_gradients(kwargs):
   np.testing.assert_allclose(value, want, rtol=1e-12)
   np.testing.assert_allclose(grads[2], want_db, rtol=1e-12, atol=1e-15)
   assert grads[0].shape == (N, 0) and grads[1].shape == (0, V)
+
+
+@pytest.mark.parametrize(
+  "kwargs",
+  [{"schedule": "vocab", "block_size": 7}, {"schedule": "tokens"}, {"implementation": "pallas"}],
+)
+def test_a_plus_inf_logit_gives_an_infinite_loss_like_the_dense_loss(kwargs):
+  b = B.copy()
+  b[3] = np.inf  # every token's logit of class 3 is +inf; no label is 3
+  y = np.where(Y_FULL == 3, 4, Y_FULL)
+  h, w = H.astype(np.float32), W.astype(np.float32)
+  got = xentax.fused_linear_cross_entropy(
+    h, w, y, bias=b.astype(np.float32), reduction="sum", **kwargs
+  )
+  assert float(got) == np.inf
+  assert float(_dense(h, w, b.astype(np.float32), y, reduction="sum")) == np.inf

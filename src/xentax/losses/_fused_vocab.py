@@ -90,8 +90,9 @@ def _forward_terms(config: Config, h, weight, bias, labels, class_weights, cap):
     start, _, logits, _, columns, fresh = _block(config, h, weight, bias, cap, i)
     masked = jnp.where(fresh, logits, -jnp.inf)
     new_max = jnp.maximum(running_max, jnp.max(masked, axis=1))
-    running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.sum(
-      jnp.exp(masked - new_max[:, None]), axis=1
+    shift = _finite(new_max)
+    running_sum = running_sum * jnp.exp(_finite(running_max) - shift) + jnp.sum(
+      jnp.exp(masked - shift[:, None]), axis=1
     )
     hit = (columns == labels[:, None]) & fresh
     target = target + jnp.sum(jnp.where(hit, logits, 0.0), axis=1)
@@ -109,12 +110,18 @@ def _forward_terms(config: Config, h, weight, bias, labels, class_weights, cap):
     # Two all-reduces combine the shards: the max, then the rescaled sums together.
     global_max = lax.pmax(running_max, config.axis_name)
     partial_sums = jnp.stack(
-      [running_sum * jnp.exp(running_max - global_max), target, weighted_sum]
+      [running_sum * jnp.exp(_finite(running_max) - _finite(global_max)), target, weighted_sum]
     )
     running_sum, target, weighted_sum = lax.psum(partial_sums, config.axis_name)
     running_max = global_max
-  lse = running_max + jnp.log(running_sum)
+  lse = _finite(running_max) + jnp.log(running_sum)
   return lse, target, weighted_sum
+
+
+def _finite(row_max):
+  """The shift of a running log-sum-exp: the max, or 0 where it is infinite (a ``+inf`` logit
+  then gives ``lse = +inf``, and a row of ``-inf`` gives ``-inf``, not ``inf - inf``)."""
+  return jnp.where(jnp.isfinite(row_max), row_max, jnp.zeros_like(row_max))
 
 
 def _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z):

@@ -132,7 +132,7 @@ def _forward_kernel(*refs, options, shape, has_bias):
     m, s, ws = carry
     z, _, col_ok = _logits(logits_refs, shape, i, j, options)
     m_new = jnp.maximum(m, jnp.max(z, axis=1))
-    shift = jnp.where(m_new == -jnp.inf, 0.0, m_new)
+    shift = jnp.where(jnp.isfinite(m_new), m_new, 0.0)  # +-inf max: exp stays exact
     s = s * jnp.exp(m - shift) + jnp.sum(jnp.exp(z - shift[:, None]), axis=1)
     if options.smoothing:
       w = _class_weights(cw_ref, shape, j, col_ok)
