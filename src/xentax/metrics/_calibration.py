@@ -6,8 +6,8 @@ Design notes:
     label, and ``ECE = sum_b (n_b / N) |acc_b - conf_b|``.
   * ``binning="width"``: ``num_bins`` equal intervals ``((b - 1) / B, b / B]`` of
     confidence. ``binning="mass"``: equal-count bins (Nixon et al., 2019; the kept examples
-    sorted by confidence and cut into ``B`` runs of ``N / B``, the first ones shorter by
-    at most one), which keeps every bin populated.
+    sorted by confidence and cut into ``B`` runs of ``N / B`` rounded up or down, bin ``b``
+    holding ranks ``[b N / B, (b + 1) N / B)``), which keeps every bin populated.
   * Binning is done with ``segment_sum`` over a per-example bin index, so it runs under
     ``jit`` with any ``where``/``ignore_index`` mask (dropped examples go to no bin).
 """
