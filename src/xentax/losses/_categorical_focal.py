@@ -1,7 +1,8 @@
 r"""Dense-target (one-hot or soft) categorical focal loss from logits, Keras 3's convention.
 
 Design rules:
-  * No clipping of ``p``: ``log p = z - lse(z)`` and ``1 - p = -expm1(log p)`` are exact.
+  * No clipping of ``p``: ``log p = z - lse(z)`` and ``1 - p = -expm1(log p)`` lose nothing
+    to cancellation beyond ``log p``'s own rounding (at the logits' precision).
   * The common case is one fused loop of guard-free row reductions (a select or compare
     splits the loop on XLA:CPU); a kept row that is not finite sends the batch to the
     guarded formula.
