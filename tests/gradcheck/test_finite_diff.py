@@ -130,6 +130,22 @@ def test_check_grads_report_fails_on_a_wrong_derivative():
   assert report.detail == ""
 
 
+def test_check_grads_report_modes_are_checked_and_one_name_is_one_mode():
+  f = lambda v: jnp.sum(_wrong_sin(v))  # noqa: E731
+  assert not gradcheck.check_grads_report(f, (np.ones(3),), order=1, modes="rev").passed
+  for bad in (["Rev"], "backward", ()):
+    with pytest.raises(ValueError, match="must name 'fwd', 'rev' or both"):
+      gradcheck.check_grads_report(f, (np.ones(3),), modes=bad)
+
+
+def test_check_grads_report_allows_for_the_round_off_of_a_large_function():
+  # |f| = 1e6: the differences carry about 4 eps |f| / h = 9e-4 of round-off.
+  x = np.array([0.5, 1.0, -0.3])
+  assert gradcheck.check_grads_report(lambda v: 1e6 + jnp.sum(jnp.sin(v)), (x,), order=2).passed
+  wrong = gradcheck.check_grads_report(lambda v: 1e6 + jnp.sum(_wrong_sin(v)), (x,), order=1)
+  assert not wrong.passed
+
+
 @jax.custom_vjp
 def _square(x):
   return x**2

@@ -84,3 +84,12 @@ def test_to_dict_is_json_ready():
 
   report = gradcheck.compare(np.ones(2), np.ones(2), name="x")
   assert json.loads(json.dumps(report.to_dict()))["passed"] is True
+
+
+def test_an_infinite_reference_is_matched_only_by_itself():
+  assert not gradcheck.compare(np.array([1.0, 2.0]), np.array([np.inf, 2.0])).passed
+  assert not gradcheck.compare(np.array([-np.inf]), np.array([np.inf])).passed
+  assert not gradcheck.compare(np.array([np.inf]), np.array([1.0])).passed
+  assert gradcheck.compare(
+    np.array([np.inf, -np.inf, 1.0]), np.array([np.inf, -np.inf, 1.0])
+  ).passed

@@ -412,9 +412,11 @@ def check_grads_report(
     f: function of positional float array arguments.
     args: tuple of arguments; cast to float64.
     order: highest derivative order checked (``check_grads``'s ``order``).
-    modes: ``("fwd", "rev")`` or one of them.
+    modes: ``("fwd", "rev")`` or one of them (a name alone, ``"rev"``, is one mode).
     eps: finite-difference step.
-    atol: absolute tolerance (default: float64 ``"finite_difference"``).
+    atol: absolute tolerance (default: float64 ``"finite_difference"``); the round-off of
+      the differences, :func:`xentax.gradcheck.finite_difference_noise` of the largest
+      ``|f|`` evaluated (times the cotangent's 1-norm for a VJP), is added to it.
     rtol: relative tolerance (same default).
     seed: seed of the random tangents and cotangents.
     name: label for the report.
@@ -424,8 +426,8 @@ def check_grads_report(
     (e.g. ``['VJP of VJP']``).
 
   Raises:
-    ValueError: ``f`` does not return float64 on float64 arguments, or ``eps`` is not
-      finite and > 0.
+    ValueError: ``f`` does not return float64 on float64 arguments, ``eps`` is not
+      finite and > 0, or ``modes`` names anything but ``"fwd"`` and ``"rev"``.
     TypeError: ``eps`` not a real number, or ``f`` cannot take ``args`` (the message says
       how to close over its other arguments).
 
@@ -440,8 +442,10 @@ def check_grads_report(
   tol = tolerance("float64", "finite_difference")
   atol = tol["atol"] if atol is None else atol
   rtol = tol["rtol"] if rtol is None else rtol
+  modes = _check_modes(modes)
   rng = np.random.default_rng(seed)
   actual, expected = {}, {}
+  scale = [0.0]  # max |g| times the direction's weight over every difference taken
 
   def rand_like(tree):
     return jax.tree_util.tree_map(
@@ -452,10 +456,14 @@ def check_grads_report(
     pairs = zip(jax.tree_util.tree_leaves(xs), jax.tree_util.tree_leaves(ys), strict=True)
     return sum(jnp.vdot(x, y) for x, y in pairs)
 
-  def numerical_jvp(g, xs, ts):
+  def numerical_jvp(g, xs, ts, weight=1.0):
     plus = g(*jax.tree_util.tree_map(lambda x, t: x + eps * t, xs, ts))
     minus = g(*jax.tree_util.tree_map(lambda x, t: x - eps * t, xs, ts))
     out = jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * eps), plus, minus)
+    size = max(
+      (float(jnp.max(jnp.abs(v))) for v in jax.tree_util.tree_leaves((plus, minus))), default=0.0
+    )
+    scale[0] = max(scale[0], size * weight)
     for leaf in jax.tree_util.tree_leaves(out):
       if leaf.dtype != jnp.float64:
         raise ValueError(
@@ -479,7 +487,9 @@ def check_grads_report(
       rev = f"VJP of {label}" if label else "VJP"
       out, vjp_fn = jax.vjp(g, *xs)
       cts, ts = rand_like(out), rand_like(xs)
-      record(rev, inner(vjp_fn(cts), ts), inner(numerical_jvp(g, xs, ts), cts))
+      # The projection on cts sums |cts| differences' round-off.
+      weight = sum(float(jnp.sum(jnp.abs(c))) for c in jax.tree_util.tree_leaves(cts))
+      record(rev, inner(vjp_fn(cts), ts), inner(numerical_jvp(g, xs, ts, weight), cts))
       if depth > 1:
 
         def g_vjp(*ys, g=g):
@@ -508,10 +518,23 @@ def check_grads_report(
       reference="check_grads",
       detail="no mode applies: " + "; ".join(skipped),
     )
+  # The differences' own round-off is added to atol, as for check_finite_differences.
+  atol = atol + finite_difference_noise(scale[0], eps)
   report = compare(
     actual, expected, dtype="float64", reference="check_grads", atol=atol, rtol=rtol, name=name
   )
   return GradReport(**{**report.to_dict(), "detail": "; ".join(skipped)}) if skipped else report
+
+
+def _check_modes(modes) -> tuple:
+  """``modes`` as a tuple of ``"fwd"``/``"rev"`` (one name alone is accepted), else an error."""
+  modes = (modes,) if isinstance(modes, str) else tuple(modes)
+  unknown = [m for m in modes if m not in ("fwd", "rev")]
+  if unknown or not modes:
+    raise ValueError(
+      f"check_grads_report: modes={modes!r} must name 'fwd', 'rev' or both, e.g. ('fwd', 'rev')."
+    )
+  return modes
 
 
 def _supported_modes(f: Callable, args, modes):

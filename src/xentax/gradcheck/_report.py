@@ -142,13 +142,17 @@ def compare(
     if a.size == 0:
       continue
     nan_mismatch = np.isnan(a) != np.isnan(e)
+    # NaN matches NaN and an infinity only itself; an infinite reference adds no rtol slack.
+    matched = (np.isnan(a) & np.isnan(e)) | (np.isinf(e) & (a == e))
     with np.errstate(invalid="ignore", divide="ignore"):
-      err = np.where(np.isnan(a) & np.isnan(e), 0.0, np.abs(a - e))
+      err = np.where(matched, 0.0, np.abs(a - e))
       err = np.where(nan_mismatch | np.isnan(err), np.inf, err)
-      rel = np.where(e != 0, err / np.abs(e), np.where(err == 0, 0.0, np.inf))
-      score = err / (atol + rtol * np.abs(e))
+      finite_e = np.where(np.isinf(e), 0.0, np.abs(e))
+      rel = np.where(finite_e != 0, err / finite_e, np.where(err == 0, 0.0, np.inf))
+      bound = atol + rtol * finite_e
+      score = err / bound
     score = np.where(np.isnan(score), np.where(err == 0, 0.0, np.inf), score)
-    passed = passed and bool(np.all(err <= atol + rtol * np.abs(e)))
+    passed = passed and bool(np.all(err <= bound))
     max_abs = max(max_abs, float(np.max(err)))
     nonzero = e != 0
     if nonzero.any():
