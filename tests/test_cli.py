@@ -55,6 +55,7 @@ TRAIN = ["train", "--model", "softmax_regression", "--dataset", "iris", "--epoch
     (["gradcheck", "--loss", "hinge"], "invalid choice: 'hinge' (choose from"),
     (["gradcheck", "--dtype", "float16"], "invalid choice: 'float16'"),
     (["bench", "--suite", "speed"], "invalid choice: 'speed' (choose from 'losses'"),
+    (["bench", "--suite", "gpu", "all"], "the gpu suite runs alone; got suites gpu, all"),
     (["bench", "--cpu-devices", "0"], "--cpu-devices must be >= 1; got 0"),
     (["reproduce", "--only", "nope"], "invalid choice: 'nope' (choose from 'worked_examples'"),
     (["experiment", "nope"], "invalid choice: 'nope' (choose from 'binary'"),
@@ -70,6 +71,14 @@ def test_a_user_mistake_exits_2_with_one_line_and_creates_nothing(
   assert len(captured.err.strip().splitlines()) == 1, captured.err
   assert "Traceback" not in captured.err and captured.out == ""
   assert not any(tmp_path.iterdir())  # no run folder, no report folder
+
+
+def test_a_gradcheck_that_checks_nothing_exits_2(tmp_path, capsys):
+  # clip_loss runs in float64 and float32 only: nothing checked is not a pass.
+  path = tmp_path / "checks.json"
+  assert _run(["gradcheck", "--dtype", "bfloat16", "--loss", "clip_loss", "--json", str(path)]) == 2
+  assert "no check of clip_loss at dtype bfloat16" in capsys.readouterr().err
+  assert not path.exists()
 
 
 def test_output_paths_that_cannot_be_written_exit_2(tmp_path, capsys):

@@ -311,6 +311,14 @@ def _gradcheck(args: argparse.Namespace) -> int:
 
   dtypes = gradcheck.DTYPES if args.dtype == "all" else (args.dtype,)
   checks = gradcheck.check_matrix(dtypes, losses=args.loss, progress=True)
+  if not checks:
+    # Nothing checked is not a pass: these losses are not in the matrix at this dtype.
+    print(
+      f"xentax gradcheck: no check of {', '.join(args.loss or ['any loss'])} at dtype "
+      f"{args.dtype}; see docs/gradcheck.md for the dtypes each loss runs in.",
+      file=sys.stderr,
+    )
+    return 2
   rows = [c.as_dict() for c in checks]
   print(gradcheck.format_table(rows))
   print()

@@ -200,6 +200,8 @@ def test_sparse_case_matches_optax_value():
 def test_gpu_suite_runs_alone():
   with pytest.raises(ValueError, match="gpu suite runs alone"):
     _run.check_suites(["gpu", "losses"])
+  with pytest.raises(ValueError, match="gpu suite runs alone"):
+    _run.check_suites(["gpu", "all"])  # "all" leaves gpu out; together they are refused
 
 
 def test_a_failing_sparse_mode_leaves_the_other_measured(monkeypatch):
