@@ -93,3 +93,9 @@ def test_implicit_feedback_pairs_and_labels():
   assert set(np.unique(ds.y_train)) == {0, 1}
   pairs = {tuple(p) for p in np.concatenate([ds.x_train, ds.x_test])}
   assert len(pairs) == len(ds.y_train) + len(ds.y_test)  # no pair is both train and test
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.1])
+def test_next_word_test_fraction_outside_0_1_is_named(fraction):
+  with pytest.raises(ValueError, match=r"test_fraction must lie in \(0, 1\)"):
+    data.next_word(test_fraction=fraction)

@@ -336,3 +336,11 @@ def test_the_real_movielens_100k():
   assert ml.user_ids.tolist() == list(range(1, 944))
   assert ml.item_ids.tolist() == list(range(1, 1683))
   assert math.isclose(ml.train_ratings.mean(), 3.53, abs_tol=0.01)
+
+
+def test_errors_name_the_physical_line_whatever_other_line_breaks_a_field_holds(tmp_path):
+  # str.splitlines would also break at \x0b or \x85 and number the lines after it wrongly.
+  path = tmp_path / "u.data"
+  path.write_bytes(b"1\t10\t5\t100\n1\t20\t3\t2\x0b00\n1\t30\tx\t300\n")
+  with pytest.raises(ValueError, match="line 2"):
+    data.movielens_100k(path)

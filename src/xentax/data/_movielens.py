@@ -235,7 +235,11 @@ def _parse(
   text: str, where: str, *, has_header: bool
 ) -> tuple[list[int], list[int], list[int], list[float]]:
   """The four columns of ``text``, every line checked; errors name ``where`` and the line."""
-  lines = text.splitlines()
+  # Physical lines only ("\n", "\r\n"): str.splitlines also breaks at \x0b, \x85 and
+  # others, which would shift the line numbers in errors.
+  lines = [line.removesuffix("\r") for line in text.split("\n")]
+  if lines and lines[-1] == "":
+    lines.pop()
   first = 1
   if has_header:
     if not lines or lines[0] != INTER_HEADER:

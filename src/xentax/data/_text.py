@@ -96,11 +96,12 @@ def next_word(
   are the most frequent training words, ties broken alphabetically.
 
   Args:
-    vocab_size: number of token ids, at least 3 and at most the corpus's distinct words
-      plus 2 (see :func:`corpus_stats`).
+    vocab_size: number of token ids, at least 3 and at most the training docstrings'
+      distinct words plus 2 (the held-out docstrings' words do not count; the error
+      names the limit).
     context: number of previous words the model sees.
     seed: the docstring-level train/test split depends only on this.
-    test_fraction: fraction of docstrings held out.
+    test_fraction: fraction of docstrings held out, in ``(0, 1)`` (at least one is).
     max_docs: use only the first ``max_docs`` docstrings of the shuffled order (smaller,
       faster runs).
 
@@ -109,10 +110,13 @@ def next_word(
     ``info["vocab"]`` the id-to-word list.
 
   Raises:
-    ValueError: ``vocab_size`` outside its range or ``context < 1``.
+    ValueError: ``vocab_size`` outside its range, ``context < 1``, or ``test_fraction``
+      outside ``(0, 1)``.
   """
   if context < 1:
     raise ValueError(f"context must be >= 1; got {context}")
+  if not 0 < test_fraction < 1:
+    raise ValueError(f"test_fraction must lie in (0, 1); got {test_fraction}")
   docs = list(stdlib_docstrings())
   order = np.random.default_rng(seed).permutation(len(docs))
   if max_docs is not None:
