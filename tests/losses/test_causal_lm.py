@@ -115,3 +115,17 @@ def test_sample_weight_gradient(normalization):
     )
 
   check_grads(jax.jit(f), (Z, SW + 0.1), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
+
+
+def test_a_bad_label_is_named_by_this_loss_at_its_own_position():
+  z = np.zeros((1, 5, 7))
+  with pytest.raises(
+    ValueError, match=r"^causal_lm_cross_entropy_with_logits: .* at position \(0, 3\)"
+  ):
+    xentax.causal_lm_cross_entropy_with_logits(z, np.array([[1, 2, 3, 9, 5]]))
+  # The first `shift` labels are never targets: anything there is accepted.
+  np.testing.assert_allclose(
+    xentax.causal_lm_cross_entropy_with_logits(z, np.array([[9, 9, 3, 4, 5]]), shift=2),
+    np.log(7),
+    rtol=1e-12,
+  )

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from xentax.losses import _frame, _reduce, _validate
 from xentax.losses._sparse import sparse_categorical_cross_entropy_with_logits
+from xentax.losses._sparse_terms import prepare_labels
 
 NORMALIZATIONS = ("token", "sequence")
 
@@ -91,7 +92,21 @@ def causal_lm_cross_entropy_with_logits(
   length = labels.shape[-1]
   if not isinstance(shift, int) or not 1 <= shift < length:
     raise ValueError(f"{fn_name}: shift={shift!r} must be an int in [1, L={length}).")
-  mask = _validate.broadcast_mask(fn_name, where, labels.shape)[..., shift:]
+  full_mask = _validate.broadcast_mask(fn_name, where, labels.shape)
+  # Checked here, so that an error names this function and the label's own position; the
+  # first `shift` labels are never targets.
+  targets_mask = full_mask & (jnp.arange(length) >= shift)
+  prepare_labels(
+    fn_name,
+    labels,
+    num_classes=logits.shape[-1],
+    class_weights=None,
+    ignore_index=ignore_index,
+    where=targets_mask,
+    dtype=logits.dtype,
+    shown=shown,
+  )
+  mask = full_mask[..., shift:]
   losses = sparse_categorical_cross_entropy_with_logits(
     logits[..., :-shift, :],
     # The original labels, so the cross-entropy checks (and names) them in their own dtype.
