@@ -165,15 +165,15 @@ def _option_inputs(options, bias, weights, cap, shape):
 def forward(hidden, weight, bias, options, weights, cap, *, config=None, interpret=None):
   """Per-row ``(lse, sum_c w_c z_c)`` in float32 (the second zeros without smoothing)."""
   return by_platform(
-    lambda interpret: functools.partial(
-      _forward, options=options, config=config, interpret=interpret
-    ),
+    _forward,
     hidden,
     weight,
     bias,
     weights,
     cap,
     interpret=interpret,
+    options=options,
+    config=config,
   )
 
 
@@ -259,9 +259,7 @@ def backward(hidden, weight, bias, labels, lse, coef, options, weights, cap, *, 
   """``(d h, d W, d b or None)`` in float32 for ``G`` of the per-row coefficients ``coef``
   (:class:`._pallas_sparse.Coefficients` with ``a1 = 0``: ``a0`` is the whole ``a``)."""
   return by_platform(
-    lambda interpret: functools.partial(
-      _backward, options=options, config=config, interpret=interpret
-    ),
+    _backward,
     hidden,
     weight,
     bias,
@@ -270,6 +268,8 @@ def backward(hidden, weight, bias, labels, lse, coef, options, weights, cap, *, 
     coef,
     weights,
     cap,
+    options=options,
+    config=config,
   )
 
 

@@ -247,25 +247,22 @@ def _row_outputs(options, n):
   return [jax.ShapeDtypeStruct((n,), jnp.float32)] * count
 
 
-def by_platform(launch, *args, interpret=None):
-  """``launch(interpret)(*args)``: ``interpret`` None compiles the kernel for an NVIDIA GPU
-  and runs Pallas's interpreter on every other platform, chosen when the program is lowered
-  (so ``jax.export`` for ``"cuda"`` on a CPU gets the kernel)."""
+def by_platform(fn, *args, interpret=None, **keywords):
+  """``fn(*args, **keywords, interpret=...)``: ``interpret`` None compiles the kernel for an
+  NVIDIA GPU and runs Pallas's interpreter on every other platform, chosen when the program
+  is lowered (so ``jax.export`` for ``"cuda"`` on a CPU gets the kernel)."""
+  launch = functools.partial(functools.partial, fn, **keywords)
   if interpret is not None:
-    return launch(interpret)(*args)
-  return jax.lax.platform_dependent(*args, cuda=launch(False), default=launch(True))
+    return launch(interpret=interpret)(*args)
+  return jax.lax.platform_dependent(
+    *args, cuda=launch(interpret=False), default=launch(interpret=True)
+  )
 
 
 def forward(logits, options=PLAIN, weights=None, cap=None, *, config=None, interpret=None):
   """Per-row ``(lse, sum_c w_c z_c or None)`` in float32, reading the logits once."""
   return by_platform(
-    lambda interpret: functools.partial(
-      _forward, options=options, config=config, interpret=interpret
-    ),
-    logits,
-    weights,
-    cap,
-    interpret=interpret,
+    _forward, logits, weights, cap, interpret=interpret, options=options, config=config
   )
 
 
@@ -436,35 +433,43 @@ def row_gradient(
   """:func:`split_gradient` where a row fits :data:`MAX_SPLITS` segments (compiled) or one
   (interpreted), else :func:`gradient`; ``interpret`` as in :func:`by_platform`."""
   config = {**DEFAULT_CONFIG, **dict(config or {})}
+  return by_platform(
+    _row_gradient,
+    logits,
+    labels,
+    coef,
+    weights,
+    cap,
+    interpret=interpret,
+    options=options,
+    config=config,
+    grad_dtype=grad_dtype,
+  )
+
+
+def _row_gradient(logits, labels, coef, weights, cap, *, options, config, grad_dtype, interpret):
   splits = pl.cdiv(logits.shape[1], config["segment"]) if config["segment"] else 0
-
-  def launch(interpret):
-    def run(logits, labels, coef, weights, cap):
-      if splits and splits <= (1 if interpret else MAX_SPLITS):
-        return split_gradient(
-          logits,
-          labels,
-          coef,
-          options,
-          weights,
-          cap,
-          segment=config["segment"],
-          num_warps=config["num_warps"],
-          interpret=interpret,
-          grad_dtype=grad_dtype,
-        )
-      return gradient(
-        logits,
-        labels,
-        coef,
-        options,
-        weights,
-        cap,
-        config=config,
-        interpret=interpret,
-        grad_dtype=grad_dtype,
-      )
-
-    return run
-
-  return by_platform(launch, logits, labels, coef, weights, cap, interpret=interpret)
+  if splits and splits <= (1 if interpret else MAX_SPLITS):
+    return split_gradient(
+      logits,
+      labels,
+      coef,
+      options,
+      weights,
+      cap,
+      segment=config["segment"],
+      num_warps=config["num_warps"],
+      interpret=interpret,
+      grad_dtype=grad_dtype,
+    )
+  return gradient(
+    logits,
+    labels,
+    coef,
+    options,
+    weights,
+    cap,
+    config=config,
+    interpret=interpret,
+    grad_dtype=grad_dtype,
+  )
