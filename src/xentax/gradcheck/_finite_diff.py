@@ -460,9 +460,8 @@ def check_grads_report(
     plus = g(*jax.tree_util.tree_map(lambda x, t: x + eps * t, xs, ts))
     minus = g(*jax.tree_util.tree_map(lambda x, t: x - eps * t, xs, ts))
     out = jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * eps), plus, minus)
-    size = max(
-      (float(jnp.max(jnp.abs(v))) for v in jax.tree_util.tree_leaves((plus, minus))), default=0.0
-    )
+    leaves = [v for v in jax.tree_util.tree_leaves((plus, minus)) if jnp.size(v)]
+    size = max((float(jnp.max(jnp.abs(v))) for v in leaves), default=0.0)
     scale[0] = max(scale[0], size * weight)
     for leaf in jax.tree_util.tree_leaves(out):
       if leaf.dtype != jnp.float64:

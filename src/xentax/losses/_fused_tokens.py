@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import AxisType
 
-from xentax.losses import _common, _fused_auto, _reduce
+from xentax.losses import _common, _fused_auto, _reduce, _rows
 from xentax.losses._columns import slice_columns
 from xentax.losses._sparse_terms import SparseOptions
 
@@ -179,8 +179,7 @@ def _chunk(
   if config.softcap:
     tanh = jnp.tanh(raw / softcap)
     logits = softcap * tanh
-  row_max = jnp.max(logits, axis=1)
-  row_max = jnp.where(jnp.isfinite(row_max), row_max, jnp.zeros_like(row_max))
+  row_max = _rows.finite_shift(jnp.max(logits, axis=1))
   exp = jnp.exp(logits - row_max[:, None])
   sum_exp = jnp.sum(exp, axis=1)
   # A bad label's row is NaN from its lse on (its loss and gradient).

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from xentax.losses import _columns, _common, _fused_auto
+from xentax.losses import _columns, _common, _fused_auto, _rows
 from xentax.losses._sparse_terms import SparseOptions
 
 # The column cap keeps a small batch from turning one block into the full logits.
@@ -90,8 +90,8 @@ def _forward_terms(config: Config, h, weight, bias, labels, class_weights, cap):
     start, _, logits, _, columns, fresh = _block(config, h, weight, bias, cap, i)
     masked = jnp.where(fresh, logits, -jnp.inf)
     new_max = jnp.maximum(running_max, jnp.max(masked, axis=1))
-    shift = _finite(new_max)
-    running_sum = running_sum * jnp.exp(_finite(running_max) - shift) + jnp.sum(
+    shift = _rows.finite_shift(new_max)
+    running_sum = running_sum * jnp.exp(_rows.finite_shift(running_max) - shift) + jnp.sum(
       jnp.exp(masked - shift[:, None]), axis=1
     )
     hit = (columns == labels[:, None]) & fresh
@@ -109,19 +109,12 @@ def _forward_terms(config: Config, h, weight, bias, labels, class_weights, cap):
   if config.axis_name is not None:
     # Two all-reduces combine the shards: the max, then the rescaled sums together.
     global_max = lax.pmax(running_max, config.axis_name)
-    partial_sums = jnp.stack(
-      [running_sum * jnp.exp(_finite(running_max) - _finite(global_max)), target, weighted_sum]
-    )
+    rescale = jnp.exp(_rows.finite_shift(running_max) - _rows.finite_shift(global_max))
+    partial_sums = jnp.stack([running_sum * rescale, target, weighted_sum])
     running_sum, target, weighted_sum = lax.psum(partial_sums, config.axis_name)
     running_max = global_max
-  lse = _finite(running_max) + jnp.log(running_sum)
+  lse = _rows.finite_shift(running_max) + jnp.log(running_sum)
   return lse, target, weighted_sum
-
-
-def _finite(row_max):
-  """The shift of a running log-sum-exp: the max, or 0 where it is infinite (a ``+inf`` logit
-  then gives ``lse = +inf``, and a row of ``-inf`` gives ``-inf``, not ``inf - inf``)."""
-  return jnp.where(jnp.isfinite(row_max), row_max, jnp.zeros_like(row_max))
 
 
 def _losses(config, lse, target, weighted_sum, labels, class_weights, eps, z):

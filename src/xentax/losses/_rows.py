@@ -92,12 +92,17 @@ def keeps_exp(x, t_x, max_entries: int) -> bool:
   )
 
 
+def finite_shift(row_max):
+  """A log-sum-exp's shift: the row max, or 0 where it is infinite, so that a ``+inf``
+  entry gives ``lse = +inf`` and a row of ``-inf`` gives ``-inf``, never ``inf - inf``."""
+  return jnp.where(jnp.isfinite(row_max), row_max, jnp.zeros_like(row_max))
+
+
 def lse_keeping_exp(x):
   """``(lse, exp(x - m), sum exp(x - m))`` per row of ``x [..., C]``, ``m`` the row max
   (zero where not finite): the log-sum-exp of :func:`logsumexp`, with its exponentials."""
   # stop_gradient: the result does not depend on m; its gradient would only cancel.
-  m = lax.stop_gradient(jnp.max(x, axis=-1))
-  m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+  m = finite_shift(lax.stop_gradient(jnp.max(x, axis=-1)))
   exp_shifted = jnp.exp(x - m[..., None])
   exp_sum = jnp.sum(exp_shifted, axis=-1)
   # Guard log(0) for all -inf rows; `s == 0`, not `s > 0`, so that a NaN row stays NaN.
